@@ -1,0 +1,34 @@
+# drgrade: `make help` lists the targets. `make test` and `make demo` install first when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export WANDB_SILENT := true
+
+.PHONY: help install test lint demo clean
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | grep -v "is ignored"; test $${PIPESTATUS[0]:-0} -eq 0
+	$(BIN)/python -c "import drgrade, torch, lightning, open_clip, albumentations"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install drgrade (editable) with dev extras
+
+test: $(STAMP)  ## run the test suite (offline, CPU)
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check drgrade tests
+
+demo: $(STAMP)  ## zero-shot test, FCN-CLIP and ranking fit + test on the synthetic default (CPU)
+	$(BIN)/drgrade test --config configs/zero_shot.yaml --config configs/demo.yaml
+	$(BIN)/drgrade fit --config configs/fcn_clip.yaml --config configs/demo.yaml
+	$(BIN)/drgrade fit --config configs/ranking.yaml --config configs/demo.yaml
+
+clean:  ## remove runs, generated data and caches (keeps .venv)
+	rm -rf runs data/synthetic reports .pytest_cache .ruff_cache

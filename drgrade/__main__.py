@@ -1,0 +1,3 @@
+from drgrade.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Split-level metrics, thresholds, evaluation files and the report."""

@@ -1,0 +1,127 @@
+"""Split-level metrics from probabilities, with torchmetrics' functional API.
+
+Everything is computed once over the whole split (never averaged per batch). Defined behaviour
+for classes that are absent, so no NaN is passed off as a number:
+- per-class precision / recall / F1 are 0 when undefined (scikit-learn's ``zero_division=0``);
+- macro precision / recall average the classes present in targets *or* predictions
+  (scikit-learn's default label set);
+- AUROC of a class absent from the targets is undefined: reported as None and left out of the
+  macro AUROC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torchmetrics.functional.classification import (
+    binary_auroc,
+    multiclass_accuracy,
+    multiclass_cohen_kappa,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+    multiclass_roc,
+)
+
+from drgrade.grades import GRADES, NUM_GRADES, REFERABLE_FROM
+
+
+@dataclass
+class Evaluation:
+    """Everything one split's evaluation produced, for logging, files and the report."""
+
+    metrics: dict[str, float | None | list]
+    confusion: torch.Tensor
+    roc: list[tuple[torch.Tensor, torch.Tensor] | None] = field(default_factory=list)
+
+
+def error_margins(preds: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """Fractions of predictions exactly right, off by one grade, off by two or more (Table 4)."""
+    gap = (preds - targets).abs()
+    n = max(len(gap), 1)
+    return {
+        "exact": float((gap == 0).sum()) / n,
+        "off_by_one": float((gap == 1).sum()) / n,
+        "off_by_two_plus": float((gap >= 2).sum()) / n,
+    }
+
+
+def _present(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    seen = torch.zeros(NUM_GRADES, dtype=torch.bool)
+    seen[targets.unique()] = True
+    seen[preds.unique()] = True
+    return seen
+
+
+def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor) -> Evaluation:
+    """All Table 3 / Table 4 metrics plus QWK and referable-DR sensitivity / specificity.
+
+    ``preds`` are the decided grades (argmax, or the calibrated rule); ``probs`` feed AUROC/ROC.
+    """
+    probs, targets, preds = probs.float().cpu(), targets.long().cpu(), preds.long().cpu()
+    k = NUM_GRADES
+    precision = multiclass_precision(preds, targets, k, average=None, zero_division=0)
+    recall = multiclass_recall(preds, targets, k, average=None, zero_division=0)
+    f1 = multiclass_f1_score(preds, targets, k, average=None, zero_division=0)
+    present = _present(preds, targets)
+
+    fprs, tprs, _ = multiclass_roc(probs, targets, k)
+    aurocs: list[float | None] = []
+    roc: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+    for grade in range(k):
+        positive = (targets == grade).long()
+        if positive.sum() == 0 or positive.sum() == len(positive):
+            aurocs.append(None)
+            roc.append(None)
+            continue
+        aurocs.append(float(binary_auroc(probs[:, grade], positive)))
+        roc.append((fprs[grade], tprs[grade]))
+    defined = [a for a in aurocs if a is not None]
+
+    referable_true = targets >= REFERABLE_FROM
+    referable_pred = preds >= REFERABLE_FROM
+    metrics: dict[str, float | None | list] = {
+        "accuracy": float(multiclass_accuracy(preds, targets, k, average="micro")),
+        "macro_precision": float(precision[present].mean()),
+        "macro_recall": float(recall[present].mean()),
+        "macro_f1": float(f1[present].mean()),
+        "auroc_macro": sum(defined) / len(defined) if defined else None,
+        "qwk": float(multiclass_cohen_kappa(preds, targets, k, weights="quadratic")),
+        "referable_sensitivity": _ratio(referable_pred & referable_true, referable_true),
+        "referable_specificity": _ratio(~referable_pred & ~referable_true, ~referable_true),
+        "num_images": len(targets),
+        **error_margins(preds, targets),
+    }
+    for grade in GRADES:
+        metrics[f"precision_{grade.short}"] = float(precision[grade.index])
+        metrics[f"recall_{grade.short}"] = float(recall[grade.index])
+        metrics[f"f1_{grade.short}"] = float(f1[grade.index])
+        metrics[f"auroc_{grade.short}"] = aurocs[grade.index]
+    confusion = multiclass_confusion_matrix(preds, targets, k)
+    return Evaluation(metrics, confusion, roc)
+
+
+def _ratio(hits: torch.Tensor, population: torch.Tensor) -> float | None:
+    total = int(population.sum())
+    return float(hits.sum()) / total if total else None
+
+
+@dataclass
+class SplitResult:
+    """One split's predictions and evaluations, as handed from a task to the callbacks.
+
+    ``evaluation`` uses the task's decision rule (calibrated thresholds when it has them);
+    ``argmax_evaluation`` is the plain-argmax result, kept only when the two differ in rule.
+    """
+
+    stage: str
+    probs: torch.Tensor
+    targets: torch.Tensor
+    index: torch.Tensor
+    preds: torch.Tensor
+    evaluation: Evaluation
+    argmax_evaluation: Evaluation | None = None
+    thresholds: list[float] | None = None
+    extras: dict = field(default_factory=dict)

@@ -1,0 +1,77 @@
+"""The five international DR severity grades: the single source of names, descriptions and prompts.
+
+Everything that needs a grade's name (tables, plots, predictions), its clinical description
+(zero-shot prompts, prompt-learner class tokens) or its referable flag reads it from here, so a
+wording change happens in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Grade:
+    """One severity grade of the International Clinical DR scale."""
+
+    index: int
+    name: str
+    short: str
+    description: str
+    lesions: str
+    referable: bool
+
+
+GRADES: tuple[Grade, ...] = (
+    Grade(0, "No DR", "no", "no diabetic retinopathy",
+          "a healthy retina with no lesions", referable=False),
+    Grade(1, "Mild", "mild", "mild diabetic retinopathy",
+          "a few microaneurysms", referable=False),
+    Grade(2, "Moderate", "moderate", "moderate diabetic retinopathy",
+          "haemorrhages and hard exudates", referable=True),
+    Grade(3, "Severe", "severe", "severe diabetic retinopathy",
+          "many haemorrhages, cotton wool spots and venous beading", referable=True),
+    Grade(4, "Proliferative", "proliferative", "proliferative diabetic retinopathy",
+          "neovascularisation and preretinal haemorrhage", referable=True),
+)
+
+NUM_GRADES = len(GRADES)
+GRADE_NAMES: tuple[str, ...] = tuple(g.name for g in GRADES)
+#: Referable DR is grade >= 2 (moderate or worse), the usual screening referral threshold.
+REFERABLE_FROM = min(g.index for g in GRADES if g.referable)
+
+#: Zero-shot prompt template sets. ``{}`` receives a grade's clinical description (or, for the
+#: "lesions" set, its lesion description). Several sets are scored on the validation split and
+#: the best is kept, because CLIP's zero-shot accuracy is known to swing with wording.
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
+    "clinical": (
+        "a fundus photograph showing {}.",
+        "a retinal image with {}.",
+        "a colour fundus photograph of an eye with {}.",
+    ),
+    "plain": ("{}.",),
+    "photo": (
+        "a photo of {}.",
+        "a retina with {}.",
+    ),
+    "lesions": (
+        "a fundus photograph showing {}.",
+        "a retinal image with {}.",
+    ),
+}
+
+
+def grade_text(grade: Grade, template_set: str) -> str:
+    """The text slot a template set fills for ``grade`` (lesions for ``lesions``, else clinical)."""
+    return grade.lesions if template_set == "lesions" else grade.description
+
+
+def check_grade(value: object) -> int:
+    """Return ``value`` as a grade index, or raise ``ValueError`` saying why it is not one."""
+    try:
+        as_float = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"grade {value!r} is not a number in 0-{NUM_GRADES - 1}") from None
+    if not as_float.is_integer() or not 0 <= as_float < NUM_GRADES:
+        raise ValueError(f"grade {value!r} is outside 0-{NUM_GRADES - 1}")
+    return int(as_float)

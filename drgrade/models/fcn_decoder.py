@@ -1,0 +1,35 @@
+"""FCN-CLIP's trainable part: Conv-BN-ReLU decoder, CBAM, global average pool, linear head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from drgrade.models.cbam import CBAM
+
+
+class FCNHead(nn.Module):
+    """Three (by default) 3x3 Conv-BN-ReLU blocks of decreasing width -> CBAM -> GAP -> linear."""
+
+    def __init__(self, in_channels: int, widths: Sequence[int] = (512, 256, 128),
+                 num_classes: int = 5, reduction: int = 16, dropout: float = 0.3):
+        super().__init__()
+        if not widths or any(b > a for a, b in zip(widths, widths[1:], strict=False)):
+            raise ValueError(f"decoder widths must be non-empty and non-increasing, got {list(widths)}")
+        blocks: list[nn.Module] = []
+        channels = in_channels
+        for width in widths:
+            blocks += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True)]
+            channels = width
+        self.decoder = nn.Sequential(*blocks)
+        self.cbam = CBAM(channels, reduction)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.cbam(self.decoder(features))
+        return self.classifier(self.dropout(self.pool(x).flatten(1)))

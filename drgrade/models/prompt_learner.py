@@ -1,0 +1,54 @@
+"""CoOp-style learnable prompts for the five grades, encoded by CLIP's (frozen) text tower."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from drgrade.models.clip_backbone import CLIPBackbone
+
+#: Placeholder word whose token positions the learnable vectors replace (one BPE token).
+PLACEHOLDER = "X"
+
+
+class PromptLearner(nn.Module):
+    """``[SOT] ctx_1..ctx_n [rank_k] <grade text>. [EOT]`` for each grade.
+
+    The context vectors are shared across grades (initialised from ``ctx_init``'s token
+    embeddings, or small random values); an optional per-grade learnable rank token gives each
+    grade a free vector of its own. The backbone is passed to ``forward`` rather than held, so
+    its parameters are not registered twice.
+    """
+
+    def __init__(self, backbone: CLIPBackbone, class_texts: Sequence[str], n_ctx: int = 8,
+                 ctx_init: str | None = None, rank_token: bool = False):
+        super().__init__()
+        width = backbone.token_embeddings(backbone.tokenize(["x"])).shape[-1]
+        with torch.no_grad():
+            if ctx_init:
+                init_tokens = backbone.tokenize([ctx_init])
+                n_ctx = int(init_tokens.argmax(-1)) - 1  # tokens between SOT and EOT
+                ctx = backbone.token_embeddings(init_tokens)[0, 1 : 1 + n_ctx].clone()
+            else:
+                ctx = torch.randn(n_ctx, width) * 0.02
+            slots = " ".join([PLACEHOLDER] * (n_ctx + int(rank_token)))
+            tokens = backbone.tokenize([f"{slots} {text}." for text in class_texts])
+            embedding = backbone.token_embeddings(tokens)
+        self.n_ctx = n_ctx
+        self.ctx = nn.Parameter(ctx)
+        self.rank = nn.Parameter(torch.randn(len(class_texts), 1, width) * 0.02) if rank_token else None
+        self.register_buffer("tokens", tokens, persistent=False)
+        self.register_buffer("prefix", embedding[:, :1].clone(), persistent=False)
+        self.register_buffer("suffix", embedding[:, 1 + n_ctx + int(rank_token) :].clone(), persistent=False)
+
+    def embeddings(self) -> torch.Tensor:
+        """The prompt token embeddings, [grades, context_length, width]."""
+        ctx = self.ctx.unsqueeze(0).expand(self.prefix.shape[0], -1, -1)
+        parts = [self.prefix, ctx] + ([self.rank] if self.rank is not None else []) + [self.suffix]
+        return torch.cat(parts, dim=1)
+
+    def forward(self, backbone: CLIPBackbone) -> torch.Tensor:
+        """L2-normalised grade embeddings, [grades, embed_dim]."""
+        return backbone.encode_prompt_embeddings(self.embeddings(), self.tokens)

@@ -1,0 +1,76 @@
+"""Hybrid FCN-CLIP: frozen CLIP feature maps -> Conv-BN-ReLU decoder -> CBAM -> GAP -> linear."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from drgrade.grades import NUM_GRADES
+from drgrade.models.clip_backbone import CLIPBackbone
+from drgrade.models.fcn_decoder import FCNHead
+from drgrade.models.losses import WeightedCEFocalLoss, inverse_frequency_weights
+from drgrade.tasks.base import BaseTask
+
+
+class FCNCLIP(BaseTask):
+    """FCN-CLIP with CBAM (paper section 4.2, Appendix A).
+
+    Args:
+        backbone / pretrained / image_size: see ``CLIPBackbone``; the image tower is frozen
+            unless ``finetune_image`` (see ``BaseTask``).
+        feature_layer: which stage's feature map feeds the decoder (``layer3`` or ``layer4``).
+        decoder_widths: output channels of the Conv-BN-ReLU blocks, non-increasing.
+        dropout: before the linear head. reduction: CBAM channel-gate bottleneck ratio.
+        class_weights: CE class weights; None derives N / (K * n_k) from the training split.
+        gamma: focal-loss focusing parameter. ce_weight / focal_weight: loss = ce_weight *
+            weighted CE + focal_weight * focal.
+    """
+
+    def __init__(self, backbone: str = "RN50", pretrained: str | None = "openai", image_size: int = 224,
+                 feature_layer: Literal["layer3", "layer4"] = "layer4",
+                 decoder_widths: tuple[int, ...] = (512, 256, 128), dropout: float = 0.3,
+                 reduction: int = 16, class_weights: list[float] | None = None, gamma: float = 2.0,
+                 ce_weight: float = 1.0, focal_weight: float = 1.0, finetune_image: bool = False,
+                 image_lr: float = 1e-5, lr: float = 2e-4,
+                 weight_decay: float = 1e-3, calibration: Literal["none", "youden", "f1"] = "none",
+                 calibrate_on_validate: bool = False):
+        super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, calibrate_on_validate)
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.backbone = CLIPBackbone(hp.backbone, hp.pretrained, hp.image_size,
+                                     freeze_image=not hp.finetune_image, freeze_text=True)
+        self.head = FCNHead(self.backbone.feature_channels(hp.feature_layer), hp.decoder_widths,
+                            NUM_GRADES, hp.reduction, hp.dropout)
+
+    def configure_losses(self) -> None:
+        hp = self.hparams
+        weights = torch.ones(NUM_GRADES) if hp.class_weights is None else torch.tensor(hp.class_weights)
+        if len(weights) != NUM_GRADES:
+            raise ValueError(f"class_weights needs {NUM_GRADES} values, got {hp.class_weights}")
+        self.criterion = WeightedCEFocalLoss(weights.float(), hp.gamma, hp.ce_weight, hp.focal_weight)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and self.hparams.class_weights is None and datamodule is not None:
+            weights = inverse_frequency_weights(datamodule.train_class_counts)
+            self.criterion.class_weights.copy_(weights)
+            self.print(f"FCN-CLIP class weights from training counts: {[round(w, 3) for w in weights.tolist()]}")
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The image tower's feature map; a frozen tower runs without building a graph."""
+        layer = self.hparams.feature_layer
+        with nullcontext() if self.hparams.finetune_image else torch.no_grad():
+            return self.backbone.feature_maps(images, (layer,))[layer]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images).float())
+
+    def spatial_attention(self, images: torch.Tensor) -> torch.Tensor:
+        """CBAM's spatial attention, [batch, 1, H, W] at input resolution, for explaining."""
+        self.head(self.features(images).float())
+        spatial = self.head.cbam.last_spatial
+        return F.interpolate(spatial, size=images.shape[-2:], mode="bilinear", align_corners=False)

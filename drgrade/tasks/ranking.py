@@ -1,0 +1,55 @@
+"""Ranking-aware prompting: learnable prompts, cosine logits / temperature, CE + ordinal ranking."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Literal
+
+import torch
+
+from drgrade.grades import GRADES
+from drgrade.models.clip_backbone import CLIPBackbone
+from drgrade.models.losses import RankingAwareLoss
+from drgrade.models.prompt_learner import PromptLearner
+from drgrade.tasks.base import BaseTask
+
+
+class RankingCLIP(BaseTask):
+    """Ranking-aware prompt learning (paper section 4.3, after CLIP-DR).
+
+    Args:
+        backbone / pretrained / image_size: see ``CLIPBackbone``; the text tower is frozen.
+        n_ctx: learnable context vectors (ignored when ``ctx_init`` sets them from text).
+        ctx_init: initialise the context from this text's token embeddings, or None for random.
+        rank_token: add one learnable token per grade after the shared context.
+        temperature: logits = cosine(image, grade) / temperature (paper: 0.2).
+        alpha: loss = alpha * CE + (1 - alpha) * ranking (paper: 0.7).
+        margin / ranking_form: the ranking term's hinge margin (in logit units) or logistic form.
+        calibration: per-class thresholds calibrated on validation (default Youden's J).
+    """
+
+    def __init__(self, backbone: str = "RN50", pretrained: str | None = "openai", image_size: int = 224,
+                 n_ctx: int = 8, ctx_init: str | None = "a fundus photograph of", rank_token: bool = False,
+                 temperature: float = 0.2, alpha: float = 0.7, margin: float = 0.5,
+                 ranking_form: Literal["margin", "logistic"] = "margin", finetune_image: bool = False,
+                 image_lr: float = 1e-5, lr: float = 2e-4, weight_decay: float = 1e-3,
+                 calibration: Literal["none", "youden", "f1"] = "youden", calibrate_on_validate: bool = False):
+        super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, calibrate_on_validate)
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.backbone = CLIPBackbone(hp.backbone, hp.pretrained, hp.image_size,
+                                     freeze_image=not hp.finetune_image, freeze_text=True)
+        self.prompts = PromptLearner(self.backbone, [g.description for g in GRADES], hp.n_ctx,
+                                     hp.ctx_init, hp.rank_token)
+
+    def configure_losses(self) -> None:
+        hp = self.hparams
+        self.criterion = RankingAwareLoss(hp.alpha, hp.margin, hp.ranking_form)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        frozen = torch.no_grad() if not self.hparams.finetune_image else nullcontext()
+        with frozen:
+            image = self.backbone.encode_image(images, normalize=True)
+        text = self.prompts(self.backbone)
+        return image.float() @ text.float().T / self.hparams.temperature
