@@ -3,7 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 export WANDB_SILENT := true
+# the machine's pip config lists local indexes; their 'is ignored' notices are noise
+QUIET := { grep -v "is ignored" || true; }
 
 .PHONY: help install test lint demo clean
 
@@ -12,8 +16,7 @@ help:  ## list the targets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | grep -v "is ignored"; test $${PIPESTATUS[0]:-0} -eq 0
+	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | $(QUIET)
 	$(BIN)/python -c "import drgrade, torch, lightning, open_clip, albumentations"
 	touch $(STAMP)
 

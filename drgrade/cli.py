@@ -68,7 +68,9 @@ EXTRA_VERBS: dict[str, Callable[[list[str]], None]] = {"synth": synth}
 
 def overview() -> str:
     verbs = "\n".join(f"  {v:<10}Lightning {v} (see `drgrade {v} --help`)" for v in LIGHTNING_VERBS)
-    extra = "\n".join(f"  {v:<10}{(f.__doc__ or '').split(':', 1)[-1].strip()}" for v, f in EXTRA_VERBS.items())
+    extra = "\n".join(
+        f"  {v:<10}{(f.__doc__ or '').split(':', 1)[-1].strip()}" for v, f in EXTRA_VERBS.items()
+    )
     return (
         f"usage: drgrade [--version] [--help] <command> [options]\n\n"
         f"Diabetic retinopathy grading with CLIP (drgrade {__version__}).\n\ncommands:\n{verbs}\n{extra}\n\n"

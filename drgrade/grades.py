@@ -23,16 +23,32 @@ class Grade:
 
 
 GRADES: tuple[Grade, ...] = (
-    Grade(0, "No DR", "no", "no diabetic retinopathy",
-          "a healthy retina with no lesions", referable=False),
-    Grade(1, "Mild", "mild", "mild diabetic retinopathy",
-          "a few microaneurysms", referable=False),
-    Grade(2, "Moderate", "moderate", "moderate diabetic retinopathy",
-          "haemorrhages and hard exudates", referable=True),
-    Grade(3, "Severe", "severe", "severe diabetic retinopathy",
-          "many haemorrhages, cotton wool spots and venous beading", referable=True),
-    Grade(4, "Proliferative", "proliferative", "proliferative diabetic retinopathy",
-          "neovascularisation and preretinal haemorrhage", referable=True),
+    Grade(0, "No DR", "no", "no diabetic retinopathy", "a healthy retina with no lesions", referable=False),
+    Grade(1, "Mild", "mild", "mild diabetic retinopathy", "a few microaneurysms", referable=False),
+    Grade(
+        2,
+        "Moderate",
+        "moderate",
+        "moderate diabetic retinopathy",
+        "haemorrhages and hard exudates",
+        referable=True,
+    ),
+    Grade(
+        3,
+        "Severe",
+        "severe",
+        "severe diabetic retinopathy",
+        "many haemorrhages, cotton wool spots and venous beading",
+        referable=True,
+    ),
+    Grade(
+        4,
+        "Proliferative",
+        "proliferative",
+        "proliferative diabetic retinopathy",
+        "neovascularisation and preretinal haemorrhage",
+        referable=True,
+    ),
 )
 
 NUM_GRADES = len(GRADES)

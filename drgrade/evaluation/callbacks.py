@@ -83,8 +83,13 @@ class EvaluationWriter(Callback):
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["image", "source", "true_grade", "pred_grade", *PROB_COLUMNS])
-            for i, target, pred, probs in zip(result.index.tolist(), result.targets.tolist(),
-                                              result.preds.tolist(), result.probs.tolist(), strict=True):
+            for i, target, pred, probs in zip(
+                result.index.tolist(),
+                result.targets.tolist(),
+                result.preds.tolist(),
+                result.probs.tolist(),
+                strict=True,
+            ):
                 record = records[i]
                 writer.writerow([record.path, record.source, target, pred, *(f"{p:.6f}" for p in probs)])
 
@@ -96,13 +101,24 @@ class EvaluationWriter(Callback):
             import wandb
 
             metrics = document["metrics"]
-            rows = [[g.name, metrics[f"precision_{g.short}"], metrics[f"recall_{g.short}"],
-                     metrics[f"f1_{g.short}"], metrics[f"auroc_{g.short}"]] for g in GRADES]
-            logger.experiment.log({
-                f"{split}/per_class": wandb.Table(
-                    columns=["grade", "precision", "recall", "f1", "auroc"], data=rows),
-                **{f"{split}/{name}": wandb.Image(str(out / f"{name}.png")) for name in figures},
-            })
+            rows = [
+                [
+                    g.name,
+                    metrics[f"precision_{g.short}"],
+                    metrics[f"recall_{g.short}"],
+                    metrics[f"f1_{g.short}"],
+                    metrics[f"auroc_{g.short}"],
+                ]
+                for g in GRADES
+            ]
+            logger.experiment.log(
+                {
+                    f"{split}/per_class": wandb.Table(
+                        columns=["grade", "precision", "recall", "f1", "auroc"], data=rows
+                    ),
+                    **{f"{split}/{name}": wandb.Image(str(out / f"{name}.png")) for name in figures},
+                }
+            )
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -124,7 +140,9 @@ class PredictionWriter(BasePredictionWriter):
         path = run_dir(trainer) / "predictions.csv"
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["file", "true_grade", "grade", "grade_name", *PROB_COLUMNS, "referable", "error"])
+            writer.writerow(
+                ["file", "true_grade", "grade", "grade_name", *PROB_COLUMNS, "referable", "error"]
+            )
             for row in sorted(rows, key=lambda r: r["index"]):
                 if row["index"] in seen:
                     continue
@@ -135,8 +153,17 @@ class PredictionWriter(BasePredictionWriter):
                     writer.writerow([record.path, true, "", "", *[""] * NUM_GRADES, "", row["error"]])
                     continue
                 grade = row["grade"]
-                writer.writerow([record.path, true, grade, GRADE_NAMES[grade],
-                                 *(f"{p:.6f}" for p in row["probs"]), int(grade >= REFERABLE_FROM), ""])
+                writer.writerow(
+                    [
+                        record.path,
+                        true,
+                        grade,
+                        GRADE_NAMES[grade],
+                        *(f"{p:.6f}" for p in row["probs"]),
+                        int(grade >= REFERABLE_FROM),
+                        "",
+                    ]
+                )
         print(f"predictions for {len(seen)} image(s) written to {path}")
 
 
@@ -144,6 +171,7 @@ def split_rows(probs: torch.Tensor, grades: torch.Tensor, batch: dict) -> list[d
     """Per-image prediction rows of one batch, for ``PredictionWriter``."""
     return [
         {"index": int(i), "probs": p, "grade": int(g), "error": e}
-        for i, p, g, e in zip(batch["index"].tolist(), probs.tolist(), grades.tolist(), batch["error"],
-                              strict=True)
+        for i, p, g, e in zip(
+            batch["index"].tolist(), probs.tolist(), grades.tolist(), batch["error"], strict=True
+        )
     ]

@@ -32,7 +32,7 @@ from drgrade.grades import GRADES, NUM_GRADES, REFERABLE_FROM
 class Evaluation:
     """Everything one split's evaluation produced, for logging, files and the report."""
 
-    metrics: dict[str, float | None | list]
+    metrics: dict[str, float | list | None]
     confusion: torch.Tensor
     roc: list[tuple[torch.Tensor, torch.Tensor] | None] = field(default_factory=list)
 
@@ -82,7 +82,7 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Ten
 
     referable_true = targets >= REFERABLE_FROM
     referable_pred = preds >= REFERABLE_FROM
-    metrics: dict[str, float | None | list] = {
+    metrics: dict[str, float | list | None] = {
         "accuracy": float(multiclass_accuracy(preds, targets, k, average="micro")),
         "macro_precision": float(precision[present].mean()),
         "macro_recall": float(recall[present].mean()),

@@ -5,12 +5,12 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-from drgrade.grades import GRADE_NAMES  # noqa: E402
+from drgrade.grades import GRADE_NAMES
 
 
 def draw_confusion(ax, confusion: np.ndarray, title: str = "") -> None:
@@ -25,8 +25,15 @@ def draw_confusion(ax, confusion: np.ndarray, title: str = "") -> None:
     ax.set_ylabel("true grade")
     for i in ticks:
         for j in ticks:
-            ax.text(j, i, int(confusion[i, j]), ha="center", va="center",
-                    color="white" if share[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                int(confusion[i, j]),
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     if title:
         ax.set_title(title)
 

@@ -29,6 +29,7 @@ class PredictionStore(Metric):
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(probs, targets, index), one row per distinct image, sorted by dataset index."""
+
         def cat(state):
             return torch.cat(state) if isinstance(state, list) else state
 

@@ -31,10 +31,7 @@ def _best_threshold(scores: torch.Tensor, positive: torch.Tensor, method: Calibr
     last_of_run = torch.ones_like(sorted_scores, dtype=torch.bool)
     last_of_run[:-1] = sorted_scores[:-1] != sorted_scores[1:]
     n_pos, n_neg = sorted_pos.sum(), (1 - sorted_pos).sum()
-    if method == "youden":
-        objective = tp / n_pos - fp / n_neg
-    else:
-        objective = 2 * tp / (tp + fp + n_pos)
+    objective = tp / n_pos - fp / n_neg if method == "youden" else 2 * tp / (tp + fp + n_pos)
     objective[~last_of_run] = -torch.inf
     best = int(torch.argmax(objective))
     # a threshold midway to the next lower score keeps the chosen cut robust to tiny shifts
@@ -42,8 +39,9 @@ def _best_threshold(scores: torch.Tensor, positive: torch.Tensor, method: Calibr
     return float((sorted_scores[best] + below) / 2)
 
 
-def calibrate_thresholds(probs: torch.Tensor, targets: torch.Tensor,
-                         method: CalibrationMethod = "youden") -> torch.Tensor:
+def calibrate_thresholds(
+    probs: torch.Tensor, targets: torch.Tensor, method: CalibrationMethod = "youden"
+) -> torch.Tensor:
     """One threshold per class from the one-vs-rest curve; classes without both positives and
     negatives keep the neutral threshold 1/K (their column is then scaled like plain argmax)."""
     probs, targets = probs.double().cpu(), targets.long().cpu()

@@ -67,8 +67,10 @@ def create_clip(model_name: str, pretrained: str | None, image_size: int | None)
     try:
         # OpenAI's ResNet weights were trained with QuickGELU; other activations silently degrade them.
         model = open_clip.create_model(
-            model_name, pretrained=str(Path(pretrained).expanduser()) if is_file else pretrained,
-            force_quick_gelu=pretrained == "openai" or is_file, weights_only=not is_file,
+            model_name,
+            pretrained=str(Path(pretrained).expanduser()) if is_file else pretrained,
+            force_quick_gelu=pretrained == "openai" or is_file,
+            weights_only=not is_file,
         )
     except Exception as error:
         where = f"the file {pretrained}" if is_file else f"open_clip's {pretrained!r} download"
@@ -95,8 +97,14 @@ class CLIPBackbone(nn.Module):
             stay fixed (the tower stays in eval mode even when the model is set to train).
     """
 
-    def __init__(self, model_name: str = "RN50", pretrained: str | None = "openai",
-                 image_size: int | None = None, freeze_image: bool = True, freeze_text: bool = True):
+    def __init__(
+        self,
+        model_name: str = "RN50",
+        pretrained: str | None = "openai",
+        image_size: int | None = None,
+        freeze_image: bool = True,
+        freeze_text: bool = True,
+    ):
         super().__init__()
         self.model_name = model_name
         self.clip = create_clip(model_name, pretrained, image_size)
@@ -147,7 +155,9 @@ class CLIPBackbone(nn.Module):
         return block.bn3.num_features
 
     # -- image side -----------------------------------------------------------------------------
-    def feature_maps(self, images: torch.Tensor, layers: tuple[str, ...] = ("layer4",)) -> dict[str, torch.Tensor]:
+    def feature_maps(
+        self, images: torch.Tensor, layers: tuple[str, ...] = ("layer4",)
+    ) -> dict[str, torch.Tensor]:
         """The requested stage outputs of the image tower, stopping after the deepest asked."""
         unknown = set(layers) - set(FEATURE_LAYERS)
         if unknown:
@@ -176,8 +186,9 @@ class CLIPBackbone(nn.Module):
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         return self.clip.encode_text(tokens, normalize=normalize)
 
-    def encode_prompt_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor,
-                                 normalize: bool = True) -> torch.Tensor:
+    def encode_prompt_embeddings(
+        self, embeddings: torch.Tensor, tokens: torch.Tensor, normalize: bool = True
+    ) -> torch.Tensor:
         """Text embeddings from prompt *embeddings* (learnable context), pooled at the EOT token.
 
         ``tokens`` only locates each sequence's end-of-text token (the highest id), as in CLIP's

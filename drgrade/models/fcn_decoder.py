@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -13,16 +14,25 @@ from drgrade.models.cbam import CBAM
 class FCNHead(nn.Module):
     """Three (by default) 3x3 Conv-BN-ReLU blocks of decreasing width -> CBAM -> GAP -> linear."""
 
-    def __init__(self, in_channels: int, widths: Sequence[int] = (512, 256, 128),
-                 num_classes: int = 5, reduction: int = 16, dropout: float = 0.3):
+    def __init__(
+        self,
+        in_channels: int,
+        widths: Sequence[int] = (512, 256, 128),
+        num_classes: int = 5,
+        reduction: int = 16,
+        dropout: float = 0.3,
+    ):
         super().__init__()
-        if not widths or any(b > a for a, b in zip(widths, widths[1:], strict=False)):
+        if not widths or any(b > a for a, b in itertools.pairwise(widths)):
             raise ValueError(f"decoder widths must be non-empty and non-increasing, got {list(widths)}")
         blocks: list[nn.Module] = []
         channels = in_channels
         for width in widths:
-            blocks += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                       nn.ReLU(inplace=True)]
+            blocks += [
+                nn.Conv2d(channels, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
             channels = width
         self.decoder = nn.Sequential(*blocks)
         self.cbam = CBAM(channels, reduction)

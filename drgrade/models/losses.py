@@ -13,7 +13,7 @@ from torch import nn
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """Mean of -(1 - p_t)^gamma log p_t (Lin et al. 2017); equals cross-entropy at gamma 0."""
     log_pt = F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
-    return (-(1 - log_pt.exp()) ** gamma * log_pt).mean()
+    return (-((1 - log_pt.exp()) ** gamma) * log_pt).mean()
 
 
 def inverse_frequency_weights(counts: Sequence[int]) -> torch.Tensor:
@@ -30,8 +30,13 @@ class WeightedCEFocalLoss(nn.Module):
     term down-weights the easy majority examples that dominate CE late in training.
     """
 
-    def __init__(self, class_weights: torch.Tensor | None = None, gamma: float = 2.0,
-                 ce_weight: float = 1.0, focal_weight: float = 1.0):
+    def __init__(
+        self,
+        class_weights: torch.Tensor | None = None,
+        gamma: float = 2.0,
+        ce_weight: float = 1.0,
+        focal_weight: float = 1.0,
+    ):
         super().__init__()
         self.register_buffer("class_weights", class_weights)
         self.gamma = gamma
@@ -57,8 +62,12 @@ def ordinal_pairs(num_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return true, higher, lower
 
 
-def ranking_loss(logits: torch.Tensor, targets: torch.Tensor, margin: float = 0.5,
-                 form: Literal["margin", "logistic"] = "margin") -> torch.Tensor:
+def ranking_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    margin: float = 0.5,
+    form: Literal["margin", "logistic"] = "margin",
+) -> torch.Tensor:
     """Ordinal ranking loss over adjacent grades (per-image mean over its pairs, batch mean).
 
     ``margin``: relu(margin - (s_higher - s_lower)), zero once every pair is ordered by
@@ -75,8 +84,9 @@ def ranking_loss(logits: torch.Tensor, targets: torch.Tensor, margin: float = 0.
 class RankingAwareLoss(nn.Module):
     """``alpha * CE + (1 - alpha) * ranking`` (alpha 0.7 in the paper)."""
 
-    def __init__(self, alpha: float = 0.7, margin: float = 0.5,
-                 form: Literal["margin", "logistic"] = "margin"):
+    def __init__(
+        self, alpha: float = 0.7, margin: float = 0.5, form: Literal["margin", "logistic"] = "margin"
+    ):
         super().__init__()
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")

@@ -22,8 +22,14 @@ class PromptLearner(nn.Module):
     its parameters are not registered twice.
     """
 
-    def __init__(self, backbone: CLIPBackbone, class_texts: Sequence[str], n_ctx: int = 8,
-                 ctx_init: str | None = None, rank_token: bool = False):
+    def __init__(
+        self,
+        backbone: CLIPBackbone,
+        class_texts: Sequence[str],
+        n_ctx: int = 8,
+        ctx_init: str | None = None,
+        rank_token: bool = False,
+    ):
         super().__init__()
         width = backbone.token_embeddings(backbone.tokenize(["x"])).shape[-1]
         with torch.no_grad():

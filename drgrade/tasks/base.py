@@ -43,9 +43,15 @@ class BaseTask(L.LightningModule):
 
     trainable: ClassVar[bool] = True
 
-    def __init__(self, lr: float = 2e-4, weight_decay: float = 1e-3, finetune_image: bool = False,
-                 image_lr: float = 1e-5, calibration: Literal["none", "youden", "f1"] = "none",
-                 calibrate_on_validate: bool = False):
+    def __init__(
+        self,
+        lr: float = 2e-4,
+        weight_decay: float = 1e-3,
+        finetune_image: bool = False,
+        image_lr: float = 1e-5,
+        calibration: Literal["none", "youden", "f1"] = "none",
+        calibrate_on_validate: bool = False,
+    ):
         super().__init__()
         # collects the init args of the whole subclass chain, so configure_models can read them
         self.save_hyperparameters()
@@ -141,8 +147,15 @@ class BaseTask(L.LightningModule):
         evaluation = compute_metrics(probs, targets, preds)
         argmax = compute_metrics(probs, targets, probs.argmax(1)) if bool(self.calibrated) else None
         self.last_result = SplitResult(
-            stage, probs, targets, index, preds, evaluation, argmax,
-            self.thresholds.tolist() if bool(self.calibrated) else None, self.split_extras(stage),
+            stage,
+            probs,
+            targets,
+            index,
+            preds,
+            evaluation,
+            argmax,
+            self.thresholds.tolist() if bool(self.calibrated) else None,
+            self.split_extras(stage),
         )
         values = {f"{stage}/{name}": evaluation.metrics[name] for name in LOGGED}
         if argmax is not None:

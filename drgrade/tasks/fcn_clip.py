@@ -29,22 +29,40 @@ class FCNCLIP(BaseTask):
             weighted CE + focal_weight * focal.
     """
 
-    def __init__(self, backbone: str = "RN50", pretrained: str | None = "openai", image_size: int = 224,
-                 feature_layer: Literal["layer3", "layer4"] = "layer4",
-                 decoder_widths: tuple[int, ...] = (512, 256, 128), dropout: float = 0.3,
-                 reduction: int = 16, class_weights: list[float] | None = None, gamma: float = 2.0,
-                 ce_weight: float = 1.0, focal_weight: float = 1.0, finetune_image: bool = False,
-                 image_lr: float = 1e-5, lr: float = 2e-4,
-                 weight_decay: float = 1e-3, calibration: Literal["none", "youden", "f1"] = "none",
-                 calibrate_on_validate: bool = False):
+    def __init__(
+        self,
+        backbone: str = "RN50",
+        pretrained: str | None = "openai",
+        image_size: int = 224,
+        feature_layer: Literal["layer3", "layer4"] = "layer4",
+        decoder_widths: tuple[int, ...] = (512, 256, 128),
+        dropout: float = 0.3,
+        reduction: int = 16,
+        class_weights: list[float] | None = None,
+        gamma: float = 2.0,
+        ce_weight: float = 1.0,
+        focal_weight: float = 1.0,
+        finetune_image: bool = False,
+        image_lr: float = 1e-5,
+        lr: float = 2e-4,
+        weight_decay: float = 1e-3,
+        calibration: Literal["none", "youden", "f1"] = "none",
+        calibrate_on_validate: bool = False,
+    ):
         super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, calibrate_on_validate)
 
     def configure_models(self) -> None:
         hp = self.hparams
-        self.backbone = CLIPBackbone(hp.backbone, hp.pretrained, hp.image_size,
-                                     freeze_image=not hp.finetune_image, freeze_text=True)
-        self.head = FCNHead(self.backbone.feature_channels(hp.feature_layer), hp.decoder_widths,
-                            NUM_GRADES, hp.reduction, hp.dropout)
+        self.backbone = CLIPBackbone(
+            hp.backbone, hp.pretrained, hp.image_size, freeze_image=not hp.finetune_image, freeze_text=True
+        )
+        self.head = FCNHead(
+            self.backbone.feature_channels(hp.feature_layer),
+            hp.decoder_widths,
+            NUM_GRADES,
+            hp.reduction,
+            hp.dropout,
+        )
 
     def configure_losses(self) -> None:
         hp = self.hparams
@@ -58,7 +76,9 @@ class FCNCLIP(BaseTask):
         if stage == "fit" and self.hparams.class_weights is None and datamodule is not None:
             weights = inverse_frequency_weights(datamodule.train_class_counts)
             self.criterion.class_weights.copy_(weights)
-            self.print(f"FCN-CLIP class weights from training counts: {[round(w, 3) for w in weights.tolist()]}")
+            self.print(
+                f"FCN-CLIP class weights from training counts: {[round(w, 3) for w in weights.tolist()]}"
+            )
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The image tower's feature map; a frozen tower runs without building a graph."""

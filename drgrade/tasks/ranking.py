@@ -28,20 +28,35 @@ class RankingCLIP(BaseTask):
         calibration: per-class thresholds calibrated on validation (default Youden's J).
     """
 
-    def __init__(self, backbone: str = "RN50", pretrained: str | None = "openai", image_size: int = 224,
-                 n_ctx: int = 8, ctx_init: str | None = "a fundus photograph of", rank_token: bool = False,
-                 temperature: float = 0.2, alpha: float = 0.7, margin: float = 0.5,
-                 ranking_form: Literal["margin", "logistic"] = "margin", finetune_image: bool = False,
-                 image_lr: float = 1e-5, lr: float = 2e-4, weight_decay: float = 1e-3,
-                 calibration: Literal["none", "youden", "f1"] = "youden", calibrate_on_validate: bool = False):
+    def __init__(
+        self,
+        backbone: str = "RN50",
+        pretrained: str | None = "openai",
+        image_size: int = 224,
+        n_ctx: int = 8,
+        ctx_init: str | None = "a fundus photograph of",
+        rank_token: bool = False,
+        temperature: float = 0.2,
+        alpha: float = 0.7,
+        margin: float = 0.5,
+        ranking_form: Literal["margin", "logistic"] = "margin",
+        finetune_image: bool = False,
+        image_lr: float = 1e-5,
+        lr: float = 2e-4,
+        weight_decay: float = 1e-3,
+        calibration: Literal["none", "youden", "f1"] = "youden",
+        calibrate_on_validate: bool = False,
+    ):
         super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, calibrate_on_validate)
 
     def configure_models(self) -> None:
         hp = self.hparams
-        self.backbone = CLIPBackbone(hp.backbone, hp.pretrained, hp.image_size,
-                                     freeze_image=not hp.finetune_image, freeze_text=True)
-        self.prompts = PromptLearner(self.backbone, [g.description for g in GRADES], hp.n_ctx,
-                                     hp.ctx_init, hp.rank_token)
+        self.backbone = CLIPBackbone(
+            hp.backbone, hp.pretrained, hp.image_size, freeze_image=not hp.finetune_image, freeze_text=True
+        )
+        self.prompts = PromptLearner(
+            self.backbone, [g.description for g in GRADES], hp.n_ctx, hp.ctx_init, hp.rank_token
+        )
 
     def configure_losses(self) -> None:
         hp = self.hparams

@@ -25,13 +25,23 @@ class ZeroShotCLIP(BaseTask):
 
     trainable = False
 
-    def __init__(self, backbone: str = "RN50", pretrained: str | None = "openai", image_size: int = 224,
-                 template_sets: list[str] | None = None, selection_metric: str = "qwk",
-                 lr: float = 2e-4, weight_decay: float = 1e-3, finetune_image: bool = False,
-                 image_lr: float = 1e-5):
+    def __init__(
+        self,
+        backbone: str = "RN50",
+        pretrained: str | None = "openai",
+        image_size: int = 224,
+        template_sets: list[str] | None = None,
+        selection_metric: str = "qwk",
+        lr: float = 2e-4,
+        weight_decay: float = 1e-3,
+        finetune_image: bool = False,
+        image_lr: float = 1e-5,
+    ):
         unknown = set(template_sets or ()) - set(TEMPLATE_SETS)
         if unknown:
-            raise ValueError(f"unknown template set(s) {sorted(unknown)}; choose from {sorted(TEMPLATE_SETS)}")
+            raise ValueError(
+                f"unknown template set(s) {sorted(unknown)}; choose from {sorted(TEMPLATE_SETS)}"
+            )
         super().__init__(lr, weight_decay, finetune_image, image_lr)
 
     def configure_models(self) -> None:
@@ -77,8 +87,9 @@ class ZeroShotCLIP(BaseTask):
         self._select(probs.reshape(len(targets), len(self.set_names), -1), targets)
         metric = self.hparams.selection_metric
         self.log_dict({f"val/template_{n}_{metric}": float(s or 0.0) for n, s in self.scores.items()})
-        self._evaluate("val", probs.reshape(len(targets), len(self.set_names), -1)[:, int(self.selected)],
-                       targets, index)
+        self._evaluate(
+            "val", probs.reshape(len(targets), len(self.set_names), -1)[:, int(self.selected)], targets, index
+        )
 
     def _select(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
         metric = self.hparams.selection_metric
@@ -89,8 +100,9 @@ class ZeroShotCLIP(BaseTask):
         best = max(range(len(self.set_names)), key=lambda i: self.scores[self.set_names[i]] or -1.0)
         self.selected.fill_(best)
         table = ", ".join(f"{n}: {s:.4f}" for n, s in self.scores.items())
-        rank_zero_info(f"zero-shot template sets by validation {metric}: {table}; "
-                       f"using {self.set_names[best]!r}")
+        rank_zero_info(
+            f"zero-shot template sets by validation {metric}: {table}; using {self.set_names[best]!r}"
+        )
 
     def on_test_start(self) -> None:
         """Testing without a prior validate still selects on the validation split."""
@@ -101,8 +113,10 @@ class ZeroShotCLIP(BaseTask):
         if loader is None:
             return
         with torch.no_grad():
-            batches = [(self.all_logits(b["image"].to(self.device)).softmax(-1).permute(1, 0, 2).cpu(),
-                        b["label"]) for b in loader]
+            batches = [
+                (self.all_logits(b["image"].to(self.device)).softmax(-1).permute(1, 0, 2).cpu(), b["label"])
+                for b in loader
+            ]
         self._select(torch.cat([p for p, _ in batches]), torch.cat([t for _, t in batches]))
 
     def _select_fallback(self) -> None:

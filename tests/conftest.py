@@ -1,0 +1,53 @@
+"""Shared fixtures: offline W&B, one small synthetic dataset per session, a tiny config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("WANDB_SILENT", "true")
+
+from drgrade.data.synthetic import write_synthetic
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+TINY = TESTS / "conf" / "tiny.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _offline_wandb(tmp_path_factory, monkeypatch):
+    wandb_dir = tmp_path_factory.getbasetemp() / "wandb"
+    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(wandb_dir))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> Path:
+    """A small synthetic APTOS + Messidor-2 download (180 + 90 images at 128 px)."""
+    out = tmp_path_factory.mktemp("synthetic")
+    write_synthetic(out, num_aptos=180, num_messidor=90, image_size=128, seed=0)
+    return out
+
+
+def cli_args(verb: str, model: str, synthetic: Path, run_root: Path, *extra: str) -> list[str]:
+    """Arguments for ``drgrade.cli.main``: a shipped model config + the tiny test overlay."""
+    return [
+        verb,
+        "--config",
+        str(ROOT / "configs" / f"{model}.yaml"),
+        "--config",
+        str(TINY),
+        "--data.aptos_root",
+        str(synthetic / "aptos2019"),
+        "--data.messidor_root",
+        str(synthetic / "messidor2"),
+        "--trainer.default_root_dir",
+        str(run_root),
+        "--trainer.logger.init_args.save_dir",
+        str(run_root),
+        *extra,
+    ]
