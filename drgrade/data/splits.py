@@ -1,0 +1,63 @@
+"""Train/val/test split: stratified by grade, grouped by patient, deterministic for a seed."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from drgrade.data.sources import Record
+
+SPLITS = ("train", "val", "test")
+
+
+def split_records(
+    records: Sequence[Record],
+    ratios: Sequence[float] = (0.7, 0.15, 0.15),
+    seed: int = 42,
+) -> list[str]:
+    """Assign each record to train/val/test; returns one split name per record.
+
+    Patients (groups) are the unit of assignment, so both eyes of an exam never straddle
+    splits. Groups are stratified by their worst grade; within each stratum they are shuffled
+    and each goes to the split furthest below its image quota, which keeps the per-grade
+    proportions close to ``ratios`` even for small strata.
+    """
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or not np.isclose(sum(ratios), 1.0):
+        raise ValueError(f"split ratios must be three non-negative numbers summing to 1, got {ratios}")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        groups[record.patient_id].append(i)
+    strata: dict[int, list[str]] = defaultdict(list)
+    for patient, members in groups.items():
+        strata[max(records[i].grade for i in members)].append(patient)
+
+    rng = np.random.default_rng(seed)
+    assignment = [""] * len(records)
+    for grade in sorted(strata):
+        patients = sorted(strata[grade])
+        rng.shuffle(patients)
+        total = sum(len(groups[p]) for p in patients)
+        quota = np.asarray(ratios, dtype=float) * total
+        filled = np.zeros(3)
+        for patient in patients:
+            target = int(np.argmax(quota - filled))
+            filled[target] += len(groups[patient])
+            for i in groups[patient]:
+                assignment[i] = SPLITS[target]
+    return assignment
+
+
+def write_split_csv(records: Sequence[Record], splits: Sequence[str], path: str | Path) -> Path:
+    """Write the split for audit: path, source, patient_id, grade, split."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "source", "patient_id", "grade", "split"])
+        for record, split in zip(records, splits, strict=True):
+            writer.writerow([record.path, record.source, record.patient_id, record.grade, split])
+    return path

@@ -1,0 +1,217 @@
+"""Procedural synthetic fundus photographs written in the real APTOS / Messidor-2 layouts.
+
+Real data cannot be downloaded everywhere (CI, air-gapped machines), yet the whole pipeline,
+from the native readers to the report, should run and *learn*. Each image is a dark surround
+with an orange fundus disc, optic disc, macula and branching vessels; lesions follow the
+clinical scale (1: microaneurysms; 2: + haemorrhages, hard exudates; 3: many haemorrhages,
+cotton-wool spots, venous beading; 4: + neovascularisation, pre-retinal haemorrhage). A lesion
+mask is written beside each image so attention maps can be scored against known lesions.
+Every image is drawn from its own generator seeded by (seed, dataset, index): same seed, same
+bytes, whatever the order or parallelism.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from drgrade.data.images import write_rgb
+from drgrade.grades import NUM_GRADES
+
+#: Per-grade image counts of the real datasets (DESIGN.md section 3), used as class frequencies.
+APTOS_COUNTS = (1805, 370, 999, 193, 295)
+MESSIDOR_COUNTS = (1017, 270, 347, 75, 35)
+MASK_DIR = "lesion_masks"
+
+_RED = (120, 20, 15)
+_DARK_RED = (90, 10, 10)
+_EXUDATE = (235, 215, 110)
+_COTTON = (235, 225, 200)
+
+
+def allocate(total: int, frequencies: tuple[int, ...], minimum: int = 2) -> list[int]:
+    """Split ``total`` over grades in proportion to ``frequencies`` (largest remainder),
+    giving each grade at least ``minimum`` images when ``total`` allows it."""
+    floor = minimum if total >= minimum * len(frequencies) else 0
+    share = np.asarray(frequencies, dtype=float) / sum(frequencies) * (total - floor * len(frequencies))
+    counts = np.floor(share).astype(int)
+    for i in np.argsort(-(share - counts))[: total - floor * len(frequencies) - counts.sum()]:
+        counts[i] += 1
+    return (counts + floor).tolist()
+
+
+@dataclass
+class _Canvas:
+    image: np.ndarray
+    mask: np.ndarray
+    rng: np.random.Generator
+    centre: tuple[int, int]
+    radius: int
+
+    def point_in_disc(self, spread: float = 0.85) -> tuple[int, int]:
+        r = self.radius * spread * math.sqrt(self.rng.random())
+        a = self.rng.random() * 2 * math.pi
+        return int(self.centre[0] + r * math.cos(a)), int(self.centre[1] + r * math.sin(a))
+
+    def blob(self, colour, radius: float, lesion: bool = True, blur: bool = False) -> None:
+        x, y = self.point_in_disc()
+        size = max(1, int(radius))
+        axes = (size, max(1, int(size * self.rng.uniform(0.6, 1.0))))
+        if blur:
+            layer = np.zeros_like(self.image)
+            cv2.ellipse(layer, (x, y), axes, self.rng.uniform(0, 180), 0, 360, colour, -1, cv2.LINE_AA)
+            alpha = cv2.GaussianBlur((layer.max(axis=2) > 0).astype(np.float32), (0, 0), size / 2)
+            self.image[:] = (self.image * (1 - alpha[..., None]) + layer * alpha[..., None]).astype(np.uint8)
+        else:
+            cv2.ellipse(self.image, (x, y), axes, self.rng.uniform(0, 180), 0, 360, colour, -1, cv2.LINE_AA)
+        if lesion:
+            cv2.ellipse(self.mask, (x, y), axes, 0, 0, 360, 255, -1)
+
+
+def _vessel_tree(canvas: _Canvas, disc: tuple[int, int], beading: bool) -> None:
+    rng, radius = canvas.rng, canvas.radius
+    for branch in range(8):
+        angle = branch / 8 * 2 * math.pi + rng.uniform(-0.3, 0.3)
+        x, y = float(disc[0]), float(disc[1])
+        width = rng.uniform(2.0, 3.5) * radius / 200
+        for step in range(60):
+            angle += rng.normal(0, 0.12)
+            nx, ny = x + math.cos(angle) * radius / 30, y + math.sin(angle) * radius / 30
+            if math.hypot(nx - canvas.centre[0], ny - canvas.centre[1]) > radius * 0.97:
+                break
+            thickness = width * (1.8 if beading and step % 4 == 0 else 1.0)
+            cv2.line(canvas.image, (int(x), int(y)), (int(nx), int(ny)), _DARK_RED,
+                     max(1, round(thickness)), cv2.LINE_AA)
+            x, y = nx, ny
+            width = max(0.6, width * 0.985)
+
+
+def _neovascularisation(canvas: _Canvas, near: tuple[int, int]) -> None:
+    rng, radius = canvas.rng, canvas.radius
+    for _ in range(int(rng.integers(2, 4))):
+        cx = near[0] + rng.normal(0, radius * 0.15)
+        cy = near[1] + rng.normal(0, radius * 0.15)
+        for _ in range(25):
+            a = rng.uniform(0, 2 * math.pi)
+            length = rng.uniform(0.02, 0.06) * radius
+            p0 = (int(cx + rng.normal(0, radius * 0.04)), int(cy + rng.normal(0, radius * 0.04)))
+            p1 = (int(p0[0] + length * math.cos(a)), int(p0[1] + length * math.sin(a)))
+            cv2.line(canvas.image, p0, p1, _RED, 1, cv2.LINE_AA)
+            cv2.line(canvas.mask, p0, p1, 255, 3)
+
+
+def render_fundus(grade: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic fundus photograph of ``grade`` (RGB, width ~1.25 x size) and its lesion mask."""
+    width, height = int(size * 1.25), size
+    radius = int(size * 0.46)
+    centre = (width // 2 + int(rng.integers(-size // 40, size // 40 + 1)), height // 2)
+    yy, xx = np.mgrid[0:height, 0:width]
+    dist = np.hypot(xx - centre[0], yy - centre[1]) / radius
+    base = np.array([rng.uniform(180, 230), rng.uniform(70, 110), rng.uniform(25, 50)])
+    shade = np.clip(1.05 - 0.45 * dist**2, 0, None)[..., None]
+    image = np.clip(base * shade + rng.normal(0, 3, (height, width, 3)), 0, 255)
+    image[dist > 1] = 0
+    canvas = _Canvas(image.astype(np.uint8), np.zeros((height, width), np.uint8), rng, centre, radius)
+
+    side = 1 if rng.random() < 0.5 else -1  # left or right eye: optic disc on either side
+    disc = (centre[0] + side * int(radius * 0.5), centre[1] + int(rng.normal(0, radius * 0.05)))
+    macula = (centre[0] - side * int(radius * 0.1), centre[1])
+    cv2.circle(canvas.image, macula, int(radius * 0.14), (150, 55, 25), -1, cv2.LINE_AA)
+    _vessel_tree(canvas, disc, beading=grade >= 3)
+    cv2.circle(canvas.image, disc, int(radius * 0.15), (245, 210, 140), -1, cv2.LINE_AA)
+
+    r = radius / 200  # lesion sizes scale with the image
+    counts = {  # (microaneurysms, haemorrhages, exudates, cotton-wool spots) per grade
+        0: (0, 0, 0, 0), 1: (rng.integers(3, 7), 0, 0, 0), 2: (rng.integers(5, 9), rng.integers(3, 7),
+        rng.integers(4, 10), 0), 3: (rng.integers(6, 10), rng.integers(12, 20), rng.integers(6, 12),
+        rng.integers(2, 5)), 4: (rng.integers(6, 10), rng.integers(10, 16), rng.integers(5, 10),
+        rng.integers(2, 4)),
+    }[grade]
+    for _ in range(counts[0]):
+        canvas.blob(_RED, 1.6 * r)
+    for _ in range(counts[1]):
+        canvas.blob(_DARK_RED, rng.uniform(4, 7) * r)
+    for _ in range(counts[2]):
+        canvas.blob(_EXUDATE, rng.uniform(1.5, 3) * r)
+    for _ in range(counts[3]):
+        canvas.blob(_COTTON, rng.uniform(6, 9) * r, blur=True)
+    if grade == 4:
+        _neovascularisation(canvas, disc)
+        canvas.blob(_DARK_RED, rng.uniform(14, 20) * r)  # pre-retinal haemorrhage
+    canvas.mask[dist > 1] = 0
+    smooth = cv2.GaussianBlur(canvas.image, (0, 0), max(0.5, size / 512))
+    return smooth, canvas.mask
+
+
+def _rng(seed: int, dataset: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, dataset, index])
+
+
+def _grades(total: int, frequencies: tuple[int, ...], seed: int, dataset: int) -> list[int]:
+    grades = [g for g, n in enumerate(allocate(total, frequencies)) for _ in range(n)]
+    np.random.default_rng([seed, dataset, 10**9]).shuffle(grades)
+    return grades
+
+
+def write_aptos(out: Path, num: int, size: int, seed: int) -> Path:
+    """APTOS 2019 layout: train.csv (id_code, diagnosis) + train_images/<id_code>.png."""
+    root = out / "aptos2019"
+    rows = []
+    for i, grade in enumerate(tqdm(_grades(num, APTOS_COUNTS, seed, 0), desc="synth aptos2019")):
+        image_id = f"{_rng(seed, 0, i).bytes(6).hex()}"
+        image, mask = render_fundus(grade, size, _rng(seed, 0, i))
+        write_rgb(root / "train_images" / f"{image_id}.png", image)
+        cv2.imwrite(str(root / MASK_DIR / f"{image_id}.png"), mask)
+        rows.append((image_id, grade))
+    with (root / "train.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([("id_code", "diagnosis"), *rows])
+    return root
+
+
+def write_messidor(out: Path, num: int, size: int, seed: int) -> Path:
+    """Messidor-2 layout: IMAGES/ with IM00xxxx.JPG and YYYYMMDD_NNNNN_0x00_PP.png names,
+    messidor_data.csv (adjudicated grades, a few ungradable rows, ``.jpg`` lower-cased in the
+    sheet as in the real one), and the exam-pairs sheet messidor-2.csv (left;right)."""
+    root = out / "messidor2"
+    (root / "IMAGES").mkdir(parents=True, exist_ok=True)
+    (root / MASK_DIR).mkdir(parents=True, exist_ok=True)
+    grades = _grades(num, MESSIDOR_COUNTS, seed, 1)
+    rows, names = [], []
+    for i, grade in enumerate(tqdm(grades, desc="synth messidor2")):
+        rng = _rng(seed, 1, i)
+        exam = i // 2
+        if exam % 3 == 0:  # the "Extension" part of Messidor-2 uses IM00xxxx.JPG names
+            stored, listed = f"IM{4000 + i:06d}.JPG", f"IM{4000 + i:06d}.jpg"
+        else:
+            stored = listed = f"2005{1000 + exam % 300:04d}_{40000 + exam:05d}_0{i % 2}00_PP.png"
+        ungradable = rng.random() < 0.02 or (i == 2 and num > 4)
+        image, mask = render_fundus(grade, size, rng)
+        if ungradable:  # ungradable photographs are badly exposed
+            image = (image * 0.25).astype(np.uint8)
+        write_rgb(root / "IMAGES" / stored, image)
+        cv2.imwrite(str(root / MASK_DIR / f"{Path(stored).stem}.png"), mask)
+        rows.append((listed, "" if ungradable else grade, "" if ungradable else 0, 0 if ungradable else 1))
+        names.append(stored)
+    with (root / "messidor_data.csv").open("w", newline="") as f:
+        csv.writer(f).writerows(
+            [("image_id", "adjudicated_dr_grade", "adjudicated_dme", "adjudicated_gradable"), *rows]
+        )
+    pairs = [f"{names[i]};{names[i + 1]}" for i in range(0, len(names) - 1, 2)]
+    (root / "messidor-2.csv").write_text("left;right\n" + "\n".join(pairs) + "\n")
+    return root
+
+
+def write_synthetic(
+    out: str | Path, num_aptos: int = 600, num_messidor: int = 300, image_size: int = 384, seed: int = 0
+) -> tuple[Path, Path]:
+    """Write both datasets under ``out``; returns (aptos_root, messidor_root)."""
+    out = Path(out)
+    if min(num_aptos, num_messidor) < NUM_GRADES:
+        raise ValueError(f"need at least {NUM_GRADES} images per dataset (one per grade)")
+    return write_aptos(out, num_aptos, image_size, seed), write_messidor(out, num_messidor, image_size, seed)
