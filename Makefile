@@ -30,8 +30,11 @@ lint: $(STAMP)  ## ruff
 
 demo: $(STAMP)  ## zero-shot test, FCN-CLIP and ranking fit + test on the synthetic default (CPU)
 	$(BIN)/drgrade test --config configs/zero_shot.yaml --config configs/demo.yaml
-	$(BIN)/drgrade fit --config configs/fcn_clip.yaml --config configs/demo.yaml
-	$(BIN)/drgrade fit --config configs/ranking.yaml --config configs/demo.yaml
+	for model in fcn_clip ranking; do \
+	  $(BIN)/drgrade fit --config configs/$$model.yaml --config configs/demo.yaml && \
+	  $(BIN)/drgrade test --config configs/$$model.yaml --config configs/demo.yaml \
+	    --ckpt_path "$$(ls -t runs/$$model/version_*/checkpoints/best-*.ckpt | head -n 1)" || exit 1; \
+	done
 
 clean:  ## remove runs, generated data and caches (keeps .venv)
 	rm -rf runs data/synthetic reports .pytest_cache .ruff_cache
