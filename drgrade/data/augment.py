@@ -44,8 +44,11 @@ def minority_tier() -> A.Compose:
             A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.6),
             A.Affine(translate_percent=(-0.05, 0.05), scale=(0.9, 1.1), p=0.5),
             A.CoarseDropout(
-                num_holes_range=(1, 4), hole_height_range=(0.05, 0.15),
-                hole_width_range=(0.05, 0.15), fill=0, p=0.4,
+                num_holes_range=(1, 4),
+                hole_height_range=(0.05, 0.15),
+                hole_width_range=(0.05, 0.15),
+                fill=0,
+                p=0.4,
             ),
         ],
         strict=True,

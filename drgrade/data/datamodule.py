@@ -116,8 +116,9 @@ class DRDataModule(L.LightningDataModule):
 
     def _load(self) -> None:
         hp = self.hparams
-        self.records = load_sources(hp.aptos_root, hp.messidor_root, hp.csv_sources or (),
-                                    verify_images=hp.verify_images)
+        self.records = load_sources(
+            hp.aptos_root, hp.messidor_root, hp.csv_sources or (), verify_images=hp.verify_images
+        )
         self.splits = split_records(self.records, hp.split_ratios, hp.split_seed)
         rank_zero_info(f"DR data: {len(self.records)} images\n{count_table(self.records, self.splits)}")
         if self.trainer is not None and self.trainer.is_global_zero:

@@ -25,8 +25,9 @@ class FundusDataset(Dataset):
     raising, so prediction over a folder grades the readable files and reports the rest.
     """
 
-    def __init__(self, records: Sequence[Record], image_size: int, transform: Transform,
-                 keep_errors: bool = False):
+    def __init__(
+        self, records: Sequence[Record], image_size: int, transform: Transform, keep_errors: bool = False
+    ):
         self.records = list(records)
         self.image_size = image_size
         self.transform = transform

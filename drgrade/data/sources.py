@@ -156,9 +156,7 @@ def read_messidor(root: str | Path, verify_images: bool = True) -> list[Record]:
         raise DataValidationError([f"{root}: Messidor-2 root folder not found"])
     problems: list[str] = []
     csv_path = root / MESSIDOR_CSV
-    rows = _read_csv(
-        csv_path, ("image_id", "adjudicated_dr_grade", "adjudicated_gradable"), problems
-    )
+    rows = _read_csv(csv_path, ("image_id", "adjudicated_dr_grade", "adjudicated_gradable"), problems)
     image_dir = _messidor_image_dir(root)
     files = {p.name.lower(): p for p in image_dir.iterdir() if p.is_file()}
     exams = _messidor_exams(root / MESSIDOR_PAIRS)

@@ -86,8 +86,14 @@ def _vessel_tree(canvas: _Canvas, disc: tuple[int, int], beading: bool) -> None:
             if math.hypot(nx - canvas.centre[0], ny - canvas.centre[1]) > radius * 0.97:
                 break
             thickness = width * (1.8 if beading and step % 4 == 0 else 1.0)
-            cv2.line(canvas.image, (int(x), int(y)), (int(nx), int(ny)), _DARK_RED,
-                     max(1, round(thickness)), cv2.LINE_AA)
+            cv2.line(
+                canvas.image,
+                (int(x), int(y)),
+                (int(nx), int(ny)),
+                _DARK_RED,
+                max(1, round(thickness)),
+                cv2.LINE_AA,
+            )
             x, y = nx, ny
             width = max(0.6, width * 0.985)
 
@@ -128,10 +134,11 @@ def render_fundus(grade: int, size: int, rng: np.random.Generator) -> tuple[np.n
 
     r = radius / 200  # lesion sizes scale with the image
     counts = {  # (microaneurysms, haemorrhages, exudates, cotton-wool spots) per grade
-        0: (0, 0, 0, 0), 1: (rng.integers(3, 7), 0, 0, 0), 2: (rng.integers(5, 9), rng.integers(3, 7),
-        rng.integers(4, 10), 0), 3: (rng.integers(6, 10), rng.integers(12, 20), rng.integers(6, 12),
-        rng.integers(2, 5)), 4: (rng.integers(6, 10), rng.integers(10, 16), rng.integers(5, 10),
-        rng.integers(2, 4)),
+        0: (0, 0, 0, 0),
+        1: (rng.integers(3, 7), 0, 0, 0),
+        2: (rng.integers(5, 9), rng.integers(3, 7), rng.integers(4, 10), 0),
+        3: (rng.integers(6, 10), rng.integers(12, 20), rng.integers(6, 12), rng.integers(2, 5)),
+        4: (rng.integers(6, 10), rng.integers(10, 16), rng.integers(5, 10), rng.integers(2, 4)),
     }[grade]
     for _ in range(counts[0]):
         canvas.blob(_RED, 1.6 * r)

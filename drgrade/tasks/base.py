@@ -20,6 +20,7 @@ from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
 from drgrade.evaluation.thresholds import calibrate_thresholds, decide
 from drgrade.grades import NUM_GRADES
+from drgrade.models.clip_backbone import CLIPBackbone
 
 #: Scalars logged every validation/test epoch (the rest go to metrics.json).
 LOGGED = ("accuracy", "qwk", "auroc_macro", "macro_f1", "macro_recall", "off_by_two_plus")
@@ -71,6 +72,15 @@ class BaseTask(L.LightningModule):
     def configure_models(self) -> None:
         """Build the networks (called from ``__init__``)."""
         raise NotImplementedError
+
+    def build_backbone(self) -> CLIPBackbone:
+        """The shared CLIP wrapper from the ``backbone`` / ``pretrained`` / ``image_size`` options;
+        the text tower is always frozen, the image tower unless a trainable task fine-tunes it."""
+        hp = self.hparams
+        finetune = self.trainable and hp.finetune_image
+        return CLIPBackbone(
+            hp.backbone, hp.pretrained, hp.image_size, freeze_image=not finetune, freeze_text=True
+        )
 
     def configure_losses(self) -> None:
         """Set ``self.criterion`` (called from ``__init__``; ``setup`` may refine it with data)."""

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from drgrade.grades import NUM_GRADES
-from drgrade.models.clip_backbone import CLIPBackbone
 from drgrade.models.fcn_decoder import FCNHead
 from drgrade.models.losses import WeightedCEFocalLoss, inverse_frequency_weights
 from drgrade.tasks.base import BaseTask
@@ -53,9 +52,7 @@ class FCNCLIP(BaseTask):
 
     def configure_models(self) -> None:
         hp = self.hparams
-        self.backbone = CLIPBackbone(
-            hp.backbone, hp.pretrained, hp.image_size, freeze_image=not hp.finetune_image, freeze_text=True
-        )
+        self.backbone = self.build_backbone()
         self.head = FCNHead(
             self.backbone.feature_channels(hp.feature_layer),
             hp.decoder_widths,

@@ -8,7 +8,6 @@ from typing import Literal
 import torch
 
 from drgrade.grades import GRADES
-from drgrade.models.clip_backbone import CLIPBackbone
 from drgrade.models.losses import RankingAwareLoss
 from drgrade.models.prompt_learner import PromptLearner
 from drgrade.tasks.base import BaseTask
@@ -51,9 +50,7 @@ class RankingCLIP(BaseTask):
 
     def configure_models(self) -> None:
         hp = self.hparams
-        self.backbone = CLIPBackbone(
-            hp.backbone, hp.pretrained, hp.image_size, freeze_image=not hp.finetune_image, freeze_text=True
-        )
+        self.backbone = self.build_backbone()
         self.prompts = PromptLearner(
             self.backbone, [g.description for g in GRADES], hp.n_ctx, hp.ctx_init, hp.rank_token
         )

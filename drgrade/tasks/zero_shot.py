@@ -7,7 +7,6 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from drgrade.evaluation.metrics import compute_metrics
 from drgrade.grades import GRADES, TEMPLATE_SETS, grade_text
-from drgrade.models.clip_backbone import CLIPBackbone
 from drgrade.tasks.base import BaseTask
 
 
@@ -45,9 +44,8 @@ class ZeroShotCLIP(BaseTask):
         super().__init__(lr, weight_decay, finetune_image, image_lr)
 
     def configure_models(self) -> None:
-        hp = self.hparams
-        self.backbone = CLIPBackbone(hp.backbone, hp.pretrained, hp.image_size, True, True)
-        self.set_names = list(hp.template_sets or TEMPLATE_SETS)
+        self.backbone = self.build_backbone()
+        self.set_names = list(self.hparams.template_sets or TEMPLATE_SETS)
         with torch.no_grad():
             classifiers = torch.stack([self.classifier(name) for name in self.set_names])
         self.register_buffer("classifiers", classifiers)  # [sets, embed_dim, grades]
