@@ -33,7 +33,7 @@ demo: $(STAMP)  ## zero-shot test, FCN-CLIP and ranking fit + test on the synthe
 	for model in fcn_clip ranking; do \
 	  $(BIN)/drgrade fit --config configs/$$model.yaml --config configs/demo.yaml && \
 	  $(BIN)/drgrade test --config configs/$$model.yaml --config configs/demo.yaml \
-	    --ckpt_path "$$(ls -t runs/$$model/version_*/checkpoints/best-*.ckpt | head -n 1)" || exit 1; \
+	    --ckpt_path best || exit 1; \
 	done
 
 clean:  ## remove runs, generated data and caches (keeps .venv)

@@ -16,6 +16,7 @@ from drgrade import __version__
 from drgrade.data import DRDataModule
 from drgrade.data.sources import DataValidationError
 from drgrade.models.clip_backbone import BackboneWeightsError
+from drgrade.runs import find_checkpoint
 from drgrade.tasks import BaseTask
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
@@ -35,6 +36,32 @@ class DRGradeCLI(LightningCLI):
                 f"drgrade: {type(self.model).__name__} has nothing to train. "
                 "Use `drgrade validate` or `drgrade test` with the same config."
             )
+        self._resolve_checkpoint()
+
+    def before_validate(self) -> None:
+        self._resolve_checkpoint()
+
+    def before_test(self) -> None:
+        self._resolve_checkpoint()
+
+    def before_predict(self) -> None:
+        self._resolve_checkpoint()
+
+    def _resolve_checkpoint(self) -> None:
+        """``--ckpt_path last`` / ``best``: the newest such checkpoint of earlier runs of this config."""
+        config = self.config_init[self.subcommand]
+        which = config.get("ckpt_path")
+        if which not in ("last", "best"):
+            return
+        root = self.trainer.default_root_dir
+        found = find_checkpoint(root, which)
+        if found is None:
+            raise SystemExit(
+                f"drgrade: --ckpt_path {which}: no {which} checkpoint under {root}; "
+                "train first with `drgrade fit` and the same config"
+            )
+        print(f"--ckpt_path {which}: using {found}")
+        config["ckpt_path"] = str(found)
 
 
 def run_lightning(args: list[str] | None) -> None:

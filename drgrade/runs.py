@@ -12,3 +12,14 @@ def run_dir(trainer: L.Trainer) -> Path:
     path = Path(trainer.log_dir or trainer.default_root_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def find_checkpoint(root: str | Path, which: str) -> Path | None:
+    """The newest ``last.ckpt`` (which="last") or ``best-*.ckpt`` (which="best") under ``root``.
+
+    Each run writes to its own versioned folder, so Lightning's in-process meaning of
+    ``--ckpt_path last/best`` would never find an earlier run's file; this looks across runs.
+    """
+    pattern = "last.ckpt" if which == "last" else "best-*.ckpt"
+    found = sorted(Path(root).rglob(f"checkpoints/{pattern}"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None

@@ -117,3 +117,52 @@ def test_ranking_fit_calibrates_and_test_reports_both(synthetic, tmp_path):
     # observed: calibrated QWK 0.40-0.75, macro AUROC 0.63-0.76 (chance: 0 and 0.5)
     assert document["metrics"]["qwk"] > 0.2, document
     assert document["metrics"]["auroc_macro"] > 0.58, document
+
+
+def test_fit_resumes_from_last_and_validate_calibrates_any_model(synthetic, tmp_path, capsys):
+    main(cli_args("fit", "fcn_clip", synthetic, tmp_path, "--trainer.max_epochs", "1"))
+    first = latest_run(tmp_path)
+    main(cli_args("fit", "fcn_clip", synthetic, tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+    assert f"using {first / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().out
+    resumed = latest_run(tmp_path)
+    epochs = {row["epoch"] for row in csv.DictReader((resumed / "metrics.csv").open())}
+    assert epochs == {"1"}  # carried on at epoch 1 rather than starting again at 0
+
+    main(
+        cli_args(
+            "validate",
+            "fcn_clip",
+            synthetic,
+            tmp_path,
+            "--ckpt_path",
+            "best",
+            "--model.init_args.calibration",
+            "f1",
+            "--model.init_args.calibrate_on_validate",
+            "true",
+        )
+    )
+    document = read_metrics(latest_run(tmp_path))
+    assert document["stage"] == "val" and document["decision"] == "calibrated"
+    assert len(document["thresholds"]) == 5
+
+
+def test_missing_checkpoint_is_explained(synthetic, tmp_path):
+    with pytest.raises(SystemExit, match="no best checkpoint"):
+        main(cli_args("test", "fcn_clip", synthetic, tmp_path, "--ckpt_path", "best"))
+
+
+def test_wandb_offline_run_logs_the_evaluation(synthetic, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = cli_args("validate", "zero_shot", synthetic, tmp_path)
+    args += [
+        "--trainer.logger+=lightning.pytorch.loggers.WandbLogger",
+        "--trainer.logger.save_dir",
+        str(tmp_path),
+        "--trainer.logger.offline",
+        "true",
+    ]
+    main(args)
+    assert (latest_run(tmp_path) / "metrics.json").is_file()
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert runs and runs[0].stat().st_size > 0

@@ -163,3 +163,12 @@ def test_zero_shot_equals_open_clip_classifier():
     with torch.no_grad():
         expected = clip.logit_scale.exp() * clip.encode_image(images, normalize=True) @ classifier
         assert torch.allclose(task(images), expected, atol=1e-4)
+
+
+def test_rank_token_gives_each_grade_a_free_vector(tiny):
+    texts = [g.description for g in GRADES]
+    learner = PromptLearner(tiny, texts, n_ctx=4, rank_token=True)
+    embeddings = learner.embeddings()
+    assert embeddings.shape[:2] == (5, 77)
+    assert torch.equal(embeddings[:, 5], learner.rank[:, 0])  # SOT, 4 context vectors, rank token
+    assert learner(tiny).shape == (5, tiny.embed_dim)

@@ -85,3 +85,17 @@ def test_odd_image_formats_are_converted(tmp_path, kind):
     assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
     if kind == "16bit":
         assert np.array_equal(rgb[..., ::-1], base)
+
+
+def test_generic_csv_source(synthetic, tmp_path):
+    from drgrade.data.sources import read_csv_source
+
+    images = sorted((synthetic / "aptos2019" / "train_images").iterdir())[:4]
+    for image in images:
+        shutil.copy(image, tmp_path / image.name)
+    rows = [f"{p.name},{i % 5},pat{i // 2}" for i, p in enumerate(images)]
+    (tmp_path / "clinic.csv").write_text("path,grade,patient_id\n" + "\n".join(rows) + "\n")
+    records = read_csv_source(tmp_path / "clinic.csv")
+    assert [r.grade for r in records] == [0, 1, 2, 3]
+    assert records[0].patient_id == records[1].patient_id == "clinic:pat0"
+    assert records[0].source == "clinic"
