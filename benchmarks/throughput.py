@@ -47,13 +47,19 @@ def main() -> None:
     if not (root / "aptos2019").exists():
         write_synthetic(root, 300, 100, image_size=1024, seed=0)
     dm = DRDataModule(
-        str(root / "aptos2019"), str(root / "messidor2"), image_size=224, batch_size=32,
-        num_workers=opts.workers, verify_images=False,
+        str(root / "aptos2019"),
+        str(root / "messidor2"),
+        image_size=224,
+        batch_size=32,
+        num_workers=opts.workers,
+        verify_images=False,
     )
     dm.setup("fit")
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
-    print(f"loader (1024 px PNG sources -> 224 px, train augment, {opts.workers} workers): "
-          f"{loader_rate(dm, 4, opts.repeats):.1f} images/s")
+    print(
+        f"loader (1024 px PNG sources -> 224 px, train augment, {opts.workers} workers): "
+        f"{loader_rate(dm, 4, opts.repeats):.1f} images/s"
+    )
     batch = torch.randn(32, 3, 224, 224)
     labels = torch.arange(32) % 5
     for name, task in [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -64,8 +65,8 @@ class DRGradeCLI(LightningCLI):
         config["ckpt_path"] = str(found)
 
 
-def run_lightning(args: list[str] | None) -> None:
-    DRGradeCLI(
+def run_lightning(args: list[str] | None) -> DRGradeCLI:
+    return DRGradeCLI(
         BaseTask,
         DRDataModule,
         subclass_mode_model=True,
@@ -90,7 +91,41 @@ def synth(argv: list[str]) -> None:
     print(f"wrote {aptos} and {messidor}")
 
 
-EXTRA_VERBS: dict[str, Callable[[list[str]], None]] = {"synth": synth}
+def report(argv: list[str]) -> None:
+    """``drgrade report``: Table 3 and Table 4 (Markdown, CSV) and confusion matrices from run folders."""
+    from drgrade.evaluation.report import write_report
+
+    parser = argparse.ArgumentParser(prog="drgrade report", description=report.__doc__)
+    parser.add_argument("runs", nargs="+", help="run directories holding metrics.json (from drgrade test)")
+    parser.add_argument("--out", default="reports", help="folder for table3/table4 .md/.csv and figures")
+    parser.add_argument("--paper", action="store_true", help="add the paper's published numbers")
+    opts = parser.parse_args(argv)
+    print(write_report(opts.runs, opts.out, with_paper=opts.paper))
+    print(f"report written to {opts.out}/")
+
+
+def reproduce(argv: list[str]) -> None:
+    """``drgrade reproduce``: the paper's protocol (every model, fit + test, report); --demo: synthetic."""
+    from drgrade.reproduce import reproduce as run_protocol
+
+    parser = argparse.ArgumentParser(prog="drgrade reproduce", description=reproduce.__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="folder holding aptos2019/ and/or messidor2/")
+    source.add_argument("--demo", action="store_true", help="synthetic data with configs/demo.yaml")
+    parser.add_argument("--configs", type=Path, default=Path("configs"))
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default reports/<demo|paper>)")
+    parser.add_argument("--paper", action="store_true", help="add the paper's published numbers")
+    opts = parser.parse_args(argv)
+    out = opts.out or Path("reports") / ("demo" if opts.demo else "paper")
+    print(run_protocol(None if opts.demo else opts.data, opts.configs, out, opts.paper))
+    print(f"report written to {out}/")
+
+
+EXTRA_VERBS: dict[str, Callable[[list[str]], None]] = {
+    "synth": synth,
+    "report": report,
+    "reproduce": reproduce,
+}
 
 
 def overview() -> str:

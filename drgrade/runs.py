@@ -8,7 +8,10 @@ import lightning as L
 
 
 def run_dir(trainer: L.Trainer) -> Path:
-    """The run directory: the first logger's versioned folder, else ``default_root_dir``."""
+    """The run directory: the first logger's versioned folder, else ``default_root_dir``.
+
+    ``trainer.log_dir`` broadcasts from rank 0 under DDP, so every rank must call this.
+    """
     path = Path(trainer.log_dir or trainer.default_root_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -121,9 +121,11 @@ class DRDataModule(L.LightningDataModule):
         )
         self.splits = split_records(self.records, hp.split_ratios, hp.split_seed)
         rank_zero_info(f"DR data: {len(self.records)} images\n{count_table(self.records, self.splits)}")
-        if self.trainer is not None and self.trainer.is_global_zero:
-            path = write_split_csv(self.records, self.splits, run_dir(self.trainer) / "split.csv")
-            rank_zero_info(f"split written to {path}")
+        if self.trainer is not None:
+            out = run_dir(self.trainer)  # a collective under DDP: every rank must ask
+            if self.trainer.is_global_zero:
+                path = write_split_csv(self.records, self.splits, out / "split.csv")
+                rank_zero_info(f"split written to {path}")
 
     # -- loaders --------------------------------------------------------------------------------
     @property

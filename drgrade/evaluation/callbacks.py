@@ -56,10 +56,10 @@ class EvaluationWriter(Callback):
         self._write(trainer, pl_module, "test")
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
+        out = run_dir(trainer)  # a collective under DDP: every rank must ask
         result: SplitResult | None = getattr(pl_module, "last_result", None)
         if result is None or not trainer.is_global_zero:
             return
-        out = run_dir(trainer)
         checkpoint = str(trainer.ckpt_path) if trainer.ckpt_path else None
         document = metrics_document(result, type(pl_module).__name__, checkpoint)
         (out / "metrics.json").write_text(json.dumps(document, indent=2))
@@ -133,11 +133,11 @@ class PredictionWriter(BasePredictionWriter):
             gathered: list = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, rows)
             rows = [row for part in gathered for row in part]
+        path = run_dir(trainer) / "predictions.csv"  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
         records = trainer.datamodule.records_of("predict")
         seen: set[int] = set()
-        path = run_dir(trainer) / "predictions.csv"
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(

@@ -115,6 +115,8 @@ class CLIPBackbone(nn.Module):
             parameter.requires_grad_(not freeze_image)
         for parameter in self.text_parameters():
             parameter.requires_grad_(not freeze_text)
+        # CLIP's learned temperature stays as trained: the ranking model uses its own (0.2)
+        self.clip.logit_scale.requires_grad_(False)
         # Lightning keeps each module's mode as set here: frozen towers eval, trainable ones train
         self.train()
 
@@ -153,6 +155,13 @@ class CLIPBackbone(nn.Module):
         """Output channels of ``layer`` (layerN of a ModifiedResNet ends in width*2**(N+1))."""
         block = getattr(self.visual, layer)[-1]
         return block.bn3.num_features
+
+    def freeze_after(self, layer: str) -> None:
+        """No gradients for the image stages after ``layer`` and the attention pool: a model that
+        reads ``layer``'s feature map never uses them (and DDP rejects unused trainable weights)."""
+        unused = [*FEATURE_LAYERS[FEATURE_LAYERS.index(layer) + 1 :], "attnpool"]
+        for name in unused:
+            getattr(self.visual, name).requires_grad_(False)
 
     # -- image side -----------------------------------------------------------------------------
     def feature_maps(

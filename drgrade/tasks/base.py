@@ -7,6 +7,8 @@ decision rule, split-level metrics, calibration, prediction rows, optimiser) liv
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import lightning as L
@@ -21,6 +23,9 @@ from drgrade.evaluation.store import PredictionStore
 from drgrade.evaluation.thresholds import calibrate_thresholds, decide
 from drgrade.grades import NUM_GRADES
 from drgrade.models.clip_backbone import CLIPBackbone
+
+#: Checkpoint entry naming the task class that wrote it.
+TASK_KEY = "drgrade_task"
 
 #: Scalars logged every validation/test epoch (the rest go to metrics.json).
 LOGGED = ("accuracy", "qwk", "auroc_macro", "macro_f1", "macro_recall", "off_by_two_plus")
@@ -94,6 +99,10 @@ class BaseTask(L.LightningModule):
 
     def configure_callbacks(self) -> list[Callback]:
         return [EvaluationWriter(), PredictionWriter()]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the task class, so ``load_task`` can rebuild any checkpoint (the ensemble does)."""
+        checkpoint[TASK_KEY] = f"{type(self).__module__}:{type(self).__qualname__}"
 
     # -- decision -------------------------------------------------------------------------------
     @staticmethod
@@ -170,8 +179,8 @@ class BaseTask(L.LightningModule):
         values = {f"{stage}/{name}": evaluation.metrics[name] for name in LOGGED}
         if argmax is not None:
             values |= {f"{stage}/argmax_{name}": argmax.metrics[name] for name in ("accuracy", "qwk")}
-        # identical on every rank (computed from synced states), so no further reduction needed
-        self.log_dict({k: float("nan") if v is None else v for k, v in values.items()}, prog_bar=False)
+        # identical on every rank (computed from synced states): the sync averages equal values
+        self.log_dict({k: float("nan") if v is None else v for k, v in values.items()}, sync_dist=True)
 
     # -- optimisation ---------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict]:
@@ -190,3 +199,16 @@ class BaseTask(L.LightningModule):
         if not groups:
             raise RuntimeError(f"{type(self).__name__} has no trainable parameters to optimise")
         return torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+
+
+def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> BaseTask:
+    """Rebuild whichever task wrote the checkpoint at ``path`` (its class is stored inside)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    if TASK_KEY not in checkpoint:
+        raise ValueError(f"{path} was not written by a drgrade task (no {TASK_KEY!r} entry)")
+    module, name = checkpoint[TASK_KEY].split(":")
+    task_class = getattr(importlib.import_module(module), name)
+    return task_class.load_from_checkpoint(path, map_location=map_location)

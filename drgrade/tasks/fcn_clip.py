@@ -53,6 +53,7 @@ class FCNCLIP(BaseTask):
     def configure_models(self) -> None:
         hp = self.hparams
         self.backbone = self.build_backbone()
+        self.backbone.freeze_after(hp.feature_layer)
         self.head = FCNHead(
             self.backbone.feature_channels(hp.feature_layer),
             hp.decoder_widths,

@@ -1,0 +1,36 @@
+"""The seed paper's published numbers (Cho 2026, Tables 3 and 4), shown by ``report --paper``.
+
+Transcribed from ../shared/paper; AUROC is the macro one-vs-rest value quoted in the text.
+"""
+
+from __future__ import annotations
+
+#: metric key (as in metrics.json) -> {model column: value}
+TABLE3: dict[str, dict[str, float]] = {
+    "precision_no": {"Zero-shot": 0.82, "FCN-CLIP": 0.97, "Ranking": 0.99},
+    "recall_no": {"Zero-shot": 0.61, "FCN-CLIP": 0.98, "Ranking": 0.99},
+    "f1_no": {"Zero-shot": 0.70, "FCN-CLIP": 0.97, "Ranking": 0.99},
+    "precision_mild": {"Zero-shot": 0.20, "FCN-CLIP": 0.93, "Ranking": 0.91},
+    "recall_mild": {"Zero-shot": 0.46, "FCN-CLIP": 0.79, "Ranking": 0.88},
+    "f1_mild": {"Zero-shot": 0.28, "FCN-CLIP": 0.86, "Ranking": 0.89},
+    "precision_moderate": {"Zero-shot": 0.54, "FCN-CLIP": 0.96, "Ranking": 0.97},
+    "recall_moderate": {"Zero-shot": 0.48, "FCN-CLIP": 0.91, "Ranking": 0.97},
+    "f1_moderate": {"Zero-shot": 0.51, "FCN-CLIP": 0.93, "Ranking": 0.97},
+    "precision_severe": {"Zero-shot": 0.85, "FCN-CLIP": 0.65, "Ranking": 0.52},
+    "recall_severe": {"Zero-shot": 0.50, "FCN-CLIP": 0.82, "Ranking": 0.83},
+    "f1_severe": {"Zero-shot": 0.63, "FCN-CLIP": 0.73, "Ranking": 0.64},
+    "precision_proliferative": {"Zero-shot": 0.86, "FCN-CLIP": 0.66, "Ranking": 0.81},
+    "recall_proliferative": {"Zero-shot": 0.60, "FCN-CLIP": 0.74, "Ranking": 0.50},
+    "f1_proliferative": {"Zero-shot": 0.71, "FCN-CLIP": 0.70, "Ranking": 0.62},
+    "accuracy": {"Zero-shot": 0.5517, "FCN-CLIP": 0.9249, "Ranking": 0.9342},
+    "macro_precision": {"Zero-shot": 0.65, "FCN-CLIP": 0.83, "Ranking": 0.84},
+    "macro_recall": {"Zero-shot": 0.53, "FCN-CLIP": 0.85, "Ranking": 0.83},
+    "auroc_macro": {"Zero-shot": 0.75, "FCN-CLIP": 0.99, "Ranking": 0.9845},
+}
+
+#: model column -> (exact, off by one, off by two or more), as fractions
+TABLE4: dict[str, tuple[float, float, float]] = {
+    "Zero-shot": (0.60, 0.30, 0.10),
+    "FCN-CLIP": (0.75, 0.22, 0.03),
+    "Ranking": (0.80, 0.18, 0.02),
+}

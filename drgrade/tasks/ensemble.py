@@ -1,0 +1,61 @@
+"""Ensemble of trained checkpoints (the paper's suggested next step): averaged probabilities."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from drgrade.tasks.base import BaseTask, load_task
+
+
+class EnsembleCLIP(BaseTask):
+    """Average the class probabilities of trained drgrade checkpoints (e.g. FCN-CLIP + ranking).
+
+    FCN-CLIP is strongest on proliferative DR and the ranking model on severe DR (paper
+    section 6); averaging probabilities lets each cover the other's weak grade. Members are
+    evaluated on their probabilities, so their own calibrated thresholds are not used; the
+    ensemble decides by argmax (or its own calibration via ``drgrade validate``).
+
+    Args:
+        checkpoints: paths of the member checkpoints (any drgrade task).
+        weights: one weight per member (default equal); normalised to sum to 1.
+        image_size: must equal every member's input size (linked from ``data.image_size``).
+    """
+
+    trainable = False
+
+    def __init__(self, checkpoints: list[str], weights: list[float] | None = None, image_size: int = 224):
+        if not checkpoints:
+            raise ValueError("EnsembleCLIP needs at least one checkpoint in model.init_args.checkpoints")
+        if weights is not None and len(weights) != len(checkpoints):
+            raise ValueError(f"{len(weights)} weights for {len(checkpoints)} checkpoints")
+        super().__init__()
+
+    def configure_models(self) -> None:
+        # Members are loaded in ``setup``: LightningCLI records the hyperparameters of the module
+        # it is instantiating, and would hand those to members built inside this constructor.
+        self.members = nn.ModuleList()
+        hp = self.hparams
+        weights = torch.tensor(hp.weights or [1.0] * len(hp.checkpoints), dtype=torch.float)
+        self.register_buffer("weights", weights / weights.sum(), persistent=False)
+
+    def setup(self, stage: str) -> None:
+        if not len(self.members):
+            self.load_members()
+
+    def load_members(self) -> None:
+        hp = self.hparams
+        self.members.extend(load_task(path) for path in hp.checkpoints)
+        for path, member in zip(hp.checkpoints, self.members, strict=True):
+            size = member.hparams.get("image_size")
+            if size != hp.image_size:
+                raise ValueError(f"{path} was trained at {size} px but data.image_size is {hp.image_size}")
+            member.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Log of the weighted mean probability, so ``softmax`` gives that mean back."""
+        probs = torch.stack([m.probabilities(m(images)) for m in self.members])
+        return torch.einsum("m,mbk->bk", self.weights, probs).clamp_min(1e-12).log()
+
+    def split_extras(self, stage: str) -> dict:
+        return {"members": list(self.hparams.checkpoints), "weights": self.weights.tolist()}

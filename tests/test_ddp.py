@@ -1,0 +1,62 @@
+"""Two-process DDP on CPU (gloo), run through the CLI in a subprocess.
+
+Lightning's DDP launcher re-runs the command line for rank 1; inside pytest that would re-run
+the test session, so the CLI runs as its own process (DESIGN.md section 8).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, TINY
+
+
+def drgrade(*args: str, cwd) -> None:
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "drgrade", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_ddp_fit_and_test_metrics_equal_single_process(synthetic, tmp_path):
+    def args(verb, root, *extra):
+        return [
+            verb,
+            "--config",
+            str(ROOT / "configs" / "fcn_clip.yaml"),
+            "--config",
+            str(TINY),
+            "--data.aptos_root",
+            str(synthetic / "aptos2019"),
+            "--data.messidor_root",
+            str(synthetic / "messidor2"),
+            "--trainer.default_root_dir",
+            str(root),
+            "--trainer.logger.init_args.save_dir",
+            str(root),
+            "--trainer.max_epochs",
+            "1",
+            *extra,
+        ]
+
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    drgrade(*args("fit", tmp_path / "fit", *ddp), cwd=tmp_path)
+    checkpoint = next((tmp_path / "fit").glob("version_0/checkpoints/best-*.ckpt"))
+    drgrade(*args("test", tmp_path / "single", "--ckpt_path", str(checkpoint)), cwd=tmp_path)
+    drgrade(*args("test", tmp_path / "multi", "--ckpt_path", str(checkpoint), *ddp), cwd=tmp_path)
+    single = json.loads((tmp_path / "single" / "version_0" / "metrics.json").read_text())
+    multi = json.loads((tmp_path / "multi" / "version_0" / "metrics.json").read_text())
+    assert multi["metrics"]["num_images"] == single["metrics"]["num_images"]  # padding repeats removed
+    assert multi["confusion_matrix"] == single["confusion_matrix"]
+    for key, value in single["metrics"].items():
+        assert multi["metrics"][key] == pytest.approx(value, abs=1e-5), key

@@ -1,0 +1,71 @@
+import csv
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from drgrade.cli import main
+from drgrade.evaluation.callbacks import metrics_document
+from drgrade.evaluation.metrics import SplitResult, compute_metrics
+from tests.conftest import ROOT
+
+
+def fake_run(directory, model, preds, targets):
+    probs = torch.eye(5)[preds] * 0.8 + 0.04
+    evaluation = compute_metrics(probs, targets, preds)
+    result = SplitResult("test", probs, targets, torch.arange(len(targets)), preds, evaluation)
+    directory.mkdir(parents=True)
+    (directory / "metrics.json").write_text(json.dumps(metrics_document(result, model, None)))
+    return directory
+
+
+def test_report_tables_from_known_evaluations(tmp_path, capsys):
+    targets = torch.tensor([0, 0, 0, 0, 1, 2, 2, 3, 4, 4])
+    perfect = fake_run(tmp_path / "a", "FCNCLIP", targets.clone(), targets)
+    shifted = fake_run(tmp_path / "b", "RankingCLIP", torch.tensor([0, 0, 0, 1, 1, 2, 4, 3, 4, 2]), targets)
+    main(["report", str(perfect), str(shifted), "--out", str(tmp_path / "out"), "--paper"])
+    table3 = {row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table3.csv").open())}
+    assert table3["Metric"] == ["FCN-CLIP", "Ranking", "FCN-CLIP (paper)", "Ranking (paper)"]
+    assert table3["Accuracy"] == ["1.000", "0.700", "0.925", "0.934"]
+    assert table3["No DR recall"][:2] == ["1.000", "0.750"]  # 3 of 4 No DR kept
+    assert table3["Mild precision"][1] == "0.500"  # predicted Mild twice, right once
+    table4 = {row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table4.csv").open())}
+    assert table4["Ranking"] == ["70.0%", "10.0%", "20.0%"]  # errors: 0->1 (1), 2->4, 4->2 (2)
+    assert table4["FCN-CLIP (paper)"] == ["75%", "22%", "3%"]
+    assert (tmp_path / "out" / "confusion_matrices.png").stat().st_size > 0
+    assert "| Accuracy | 1.000 | 0.700 |" in capsys.readouterr().out
+
+
+def test_report_names_the_missing_file(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["report", str(tmp_path / "no_run")])
+
+
+def test_reproduce_without_data_says_where_to_download(tmp_path):
+    with pytest.raises(SystemExit, match="aptos2019-blindness-detection") as exit_:
+        main(["reproduce", "--data", str(tmp_path)])
+    assert "messidor_data.csv" in str(exit_.value)
+
+
+def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
+    configs = shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    demo = yaml.safe_load((configs / "demo.yaml").read_text())
+    demo["trainer"].update(max_epochs=3, enable_progress_bar=False, num_sanity_val_steps=0)
+    demo["data"].update(
+        synthetic_counts=[60, 40],
+        synthetic_size=96,
+        image_size=64,
+        num_workers=0,
+        target_counts=[20, 15, 15, 15, 15],
+    )
+    (configs / "demo.yaml").write_text(yaml.safe_dump(demo))
+    monkeypatch.chdir(tmp_path)
+    main(["reproduce", "--demo", "--configs", str(configs)])
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and "| Accuracy |" in out and "| Ensemble |" in out
+    table3 = list(csv.reader((tmp_path / "reports" / "demo" / "table3.csv").open()))
+    assert table3[0] == ["Metric", "Zero-shot", "FCN-CLIP", "Ranking", "Ensemble"]
+    ensemble = json.loads(max((tmp_path / "runs" / "ensemble").glob("version_*/metrics.json")).read_text())
+    assert len(ensemble["members"]) == 2 and ensemble["model"] == "EnsembleCLIP"
