@@ -9,7 +9,7 @@ export WANDB_SILENT := true
 # the machine's pip config lists local indexes; their 'is ignored' notices are noise
 QUIET := { grep -v "is ignored" || true; }
 
-.PHONY: help install test lint demo reproduce-table3 clean
+.PHONY: help install test lint demo explain-demo reproduce-table3 clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,11 @@ lint: $(STAMP)  ## ruff
 
 demo: $(STAMP)  ## the paper's protocol on the synthetic default (CPU, minutes); prints Table 3 and 4
 	$(BIN)/drgrade reproduce --demo --paper
+
+explain-demo: $(STAMP)  ## attention overlays + comparison sheet for the demo checkpoints (after make demo)
+	$(BIN)/drgrade explain --config configs/zero_shot.yaml --config configs/demo.yaml --out reports/demo/explain \
+	  --compare config "$$(ls -t runs/fcn_clip/version_*/checkpoints/best-*.ckpt | head -n 1)" \
+	  "$$(ls -t runs/ranking/version_*/checkpoints/best-*.ckpt | head -n 1)"
 
 DATA ?= data
 reproduce-table3: $(STAMP)  ## the paper's protocol on real APTOS 2019 + Messidor-2 under DATA (default data/)

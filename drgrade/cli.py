@@ -121,10 +121,18 @@ def reproduce(argv: list[str]) -> None:
     print(f"report written to {out}/")
 
 
+def explain(argv: list[str]) -> None:
+    """``drgrade explain``: attention overlays, comparison sheet and lesion-mass scores."""
+    from drgrade.explain import explain as run_explain
+
+    run_explain(argv)
+
+
 EXTRA_VERBS: dict[str, Callable[[list[str]], None]] = {
     "synth": synth,
     "report": report,
     "reproduce": reproduce,
+    "explain": explain,
 }
 
 

@@ -69,6 +69,8 @@ def test_synth_is_byte_identical_for_a_seed(tmp_path):
     assert digest(tmp_path / "a") != digest(tmp_path / "c")
     assert (tmp_path / "a" / "aptos2019" / "train.csv").is_file()
     assert (tmp_path / "a" / "messidor2" / "messidor-2.csv").is_file()
+    for dataset, count in (("aptos2019", 12), ("messidor2", 10)):  # one lesion mask per image
+        assert len(list((tmp_path / "a" / dataset / "lesion_masks").glob("*.png"))) == count
 
 
 def test_lesion_load_grows_with_grade():

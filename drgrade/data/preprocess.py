@@ -14,19 +14,25 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def crop_fundus(image: np.ndarray, threshold: int = 10) -> np.ndarray:
-    """Crop to the bounding box of pixels brighter than ``threshold`` and pad it to a square.
-
-    Returns the image unchanged when nearly nothing is bright (an all-dark or odd image),
-    rather than cropping to noise.
-    """
+def fundus_box(image: np.ndarray, threshold: int = 10) -> tuple[slice, slice] | None:
+    """Rows and columns of the illuminated fundus (pixels brighter than ``threshold``), or None
+    when nearly nothing is bright (an all-dark or odd image), rather than cropping to noise."""
     gray = image.max(axis=2) if image.ndim == 3 else image
     mask = gray > threshold
     if mask.mean() < 0.01:
-        return image
+        return None
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    cropped = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def crop_fundus(image: np.ndarray, box: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Crop ``image`` to ``box`` (default: its own fundus box) and pad it to a centred square.
+
+    Passing the image's box crops a companion array (a lesion mask) exactly like the image.
+    """
+    box = fundus_box(image) if box is None else box
+    cropped = image if box is None else image[box]
     height, width = cropped.shape[:2]
     side = max(height, width)
     top, left = (side - height) // 2, (side - width) // 2
@@ -35,8 +41,13 @@ def crop_fundus(image: np.ndarray, threshold: int = 10) -> np.ndarray:
     )
 
 
+def resize_square(image: np.ndarray, size: int, interpolation: int | None = None) -> np.ndarray:
+    """Resize a square array to ``size`` (area interpolation when shrinking, unless given)."""
+    if interpolation is None:
+        interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
 def preprocess_fundus(image: np.ndarray, size: int) -> np.ndarray:
-    """Crop to the fundus and resize to ``size`` x ``size`` (area interpolation when shrinking)."""
-    square = crop_fundus(image)
-    interpolation = cv2.INTER_AREA if square.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(square, (size, size), interpolation=interpolation)
+    """Crop to the fundus, pad to a square and resize to ``size`` x ``size``."""
+    return resize_square(crop_fundus(image), size)

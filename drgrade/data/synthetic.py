@@ -156,6 +156,12 @@ def render_fundus(grade: int, size: int, rng: np.random.Generator) -> tuple[np.n
     return smooth, canvas.mask
 
 
+def _write_mask(path: Path, mask: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), mask):
+        raise OSError(f"{path}: could not write the lesion mask")
+
+
 def _rng(seed: int, dataset: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, dataset, index])
 
@@ -174,7 +180,7 @@ def write_aptos(out: Path, num: int, size: int, seed: int) -> Path:
         image_id = f"{_rng(seed, 0, i).bytes(6).hex()}"
         image, mask = render_fundus(grade, size, _rng(seed, 0, i))
         write_rgb(root / "train_images" / f"{image_id}.png", image)
-        cv2.imwrite(str(root / MASK_DIR / f"{image_id}.png"), mask)
+        _write_mask(root / MASK_DIR / f"{image_id}.png", mask)
         rows.append((image_id, grade))
     with (root / "train.csv").open("w", newline="") as f:
         csv.writer(f).writerows([("id_code", "diagnosis"), *rows])
@@ -187,7 +193,6 @@ def write_messidor(out: Path, num: int, size: int, seed: int) -> Path:
     sheet as in the real one), and the exam-pairs sheet messidor-2.csv (left;right)."""
     root = out / "messidor2"
     (root / "IMAGES").mkdir(parents=True, exist_ok=True)
-    (root / MASK_DIR).mkdir(parents=True, exist_ok=True)
     grades = _grades(num, MESSIDOR_COUNTS, seed, 1)
     rows, names = [], []
     for i, grade in enumerate(tqdm(grades, desc="synth messidor2")):
@@ -202,7 +207,7 @@ def write_messidor(out: Path, num: int, size: int, seed: int) -> Path:
         if ungradable:  # ungradable photographs are badly exposed
             image = (image * 0.25).astype(np.uint8)
         write_rgb(root / "IMAGES" / stored, image)
-        cv2.imwrite(str(root / MASK_DIR / f"{Path(stored).stem}.png"), mask)
+        _write_mask(root / MASK_DIR / f"{Path(stored).stem}.png", mask)
         rows.append((listed, "" if ungradable else grade, "" if ungradable else 0, 0 if ungradable else 1))
         names.append(stored)
     with (root / "messidor_data.csv").open("w", newline="") as f:

@@ -60,8 +60,11 @@ class RankingCLIP(BaseTask):
         self.criterion = RankingAwareLoss(hp.alpha, hp.margin, hp.ranking_form)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        frozen = torch.no_grad() if not self.hparams.finetune_image else nullcontext()
-        with frozen:
+        with nullcontext() if self.hparams.finetune_image else torch.no_grad():
             image = self.backbone.encode_image(images, normalize=True)
+        return self.embedding_logits(image)
+
+    def embedding_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits from L2-normalised image embeddings (also the Grad-CAM head)."""
         text = self.prompts(self.backbone)
         return image.float() @ text.float().T / self.hparams.temperature

@@ -66,9 +66,13 @@ class ZeroShotCLIP(BaseTask):
         return self.backbone.logit_scale * torch.einsum("bd,sdk->sbk", features, self.classifiers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embedding_logits(self.backbone.encode_image(images, normalize=True))
+
+    def embedding_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits of the selected template set from L2-normalised image embeddings."""
         if int(self.selected) < 0:
             self._select_fallback()
-        return self.all_logits(images)[int(self.selected)]
+        return self.backbone.logit_scale * image @ self.classifiers[int(self.selected)]
 
     # -- template selection on the validation split ---------------------------------------------
     def _evaluation_step(self, batch: dict, stage: str) -> None:
@@ -104,16 +108,17 @@ class ZeroShotCLIP(BaseTask):
 
     def on_test_start(self) -> None:
         """Testing without a prior validate still selects on the validation split."""
-        if int(self.selected) >= 0:
-            return
-        datamodule = self.trainer.datamodule
-        loader = datamodule.val_dataloader() if "val" in getattr(datamodule, "datasets", {}) else None
-        if loader is None:
+        if int(self.selected) < 0:
+            self.select_on(self.trainer.datamodule)
+
+    def select_on(self, datamodule) -> None:
+        """Choose the template set on ``datamodule``'s validation split, when it has one."""
+        if "val" not in getattr(datamodule, "datasets", {}):
             return
         with torch.no_grad():
             batches = [
                 (self.all_logits(b["image"].to(self.device)).softmax(-1).permute(1, 0, 2).cpu(), b["label"])
-                for b in loader
+                for b in datamodule.val_dataloader()
             ]
         self._select(torch.cat([p for p, _ in batches]), torch.cat([t for _, t in batches]))
 
