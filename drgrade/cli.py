@@ -17,7 +17,7 @@ from drgrade import __version__
 from drgrade.data import DRDataModule
 from drgrade.data.sources import DataValidationError
 from drgrade.models.clip_backbone import BackboneWeightsError
-from drgrade.runs import find_checkpoint
+from drgrade.runs import resolve_checkpoint
 from drgrade.tasks import BaseTask
 
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
@@ -51,18 +51,8 @@ class DRGradeCLI(LightningCLI):
     def _resolve_checkpoint(self) -> None:
         """``--ckpt_path last`` / ``best``: the newest such checkpoint of earlier runs of this config."""
         config = self.config_init[self.subcommand]
-        which = config.get("ckpt_path")
-        if which not in ("last", "best"):
-            return
-        root = self.trainer.default_root_dir
-        found = find_checkpoint(root, which)
-        if found is None:
-            raise SystemExit(
-                f"drgrade: --ckpt_path {which}: no {which} checkpoint under {root}; "
-                "train first with `drgrade fit` and the same config"
-            )
-        print(f"--ckpt_path {which}: using {found}")
-        config["ckpt_path"] = str(found)
+        if config.get("ckpt_path"):
+            config["ckpt_path"] = resolve_checkpoint(config["ckpt_path"], self.trainer.default_root_dir)
 
 
 def run_lightning(args: list[str] | None) -> DRGradeCLI:
@@ -121,6 +111,52 @@ def reproduce(argv: list[str]) -> None:
     print(f"report written to {out}/")
 
 
+def cache(argv: list[str]) -> None:
+    """``drgrade cache``: preprocess every image of the configured data into the cache now."""
+    parser = argparse.ArgumentParser(
+        prog="drgrade cache",
+        description=cache.__doc__,
+        epilog="Other options (--config, --data.*) are those of `drgrade fit`.",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    opts, rest = parser.parse_known_args(argv)
+    cli = configured(rest)
+    count = cli.datamodule.build_cache(opts.workers)
+    print(f"{count} images cached in {cli.datamodule.cache.root}")
+
+
+def export(argv: list[str]) -> None:
+    """``drgrade export``: a trained checkpoint as ONNX (normalised image -> probabilities, grade)."""
+    from drgrade.export import export_onnx
+    from drgrade.tasks import load_task
+
+    parser = argparse.ArgumentParser(
+        prog="drgrade export",
+        description=export.__doc__,
+        epilog="Other options (--config, --data.*) are those of `drgrade test`.",
+    )
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint to export (or last / best)")
+    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    opts, rest = parser.parse_known_args(argv)
+    cli = configured(rest)
+    path = resolve_checkpoint(opts.ckpt_path, cli.trainer.default_root_dir)
+    written = export_onnx(load_task(path), opts.out, cli.datamodule.hparams.image_size)
+    print(f"exported {path} to {written}; grade images with: python -m drgrade.deploy {written} DIR")
+
+
+def configured(args: list[str]) -> DRGradeCLI:
+    """Model, datamodule and trainer from config arguments, without running a Lightning verb."""
+    return DRGradeCLI(
+        BaseTask,
+        DRDataModule,
+        subclass_mode_model=True,
+        run=False,
+        args=args,
+        save_config_callback=None,
+        auto_configure_optimizers=False,
+    )
+
+
 def explain(argv: list[str]) -> None:
     """``drgrade explain``: attention overlays, comparison sheet and lesion-mass scores."""
     from drgrade.explain import explain as run_explain
@@ -133,6 +169,8 @@ EXTRA_VERBS: dict[str, Callable[[list[str]], None]] = {
     "report": report,
     "reproduce": reproduce,
     "explain": explain,
+    "cache": cache,
+    "export": export,
 }
 
 

@@ -24,7 +24,7 @@ from drgrade.data.synthetic import MASK_DIR
 from drgrade.evaluation.attention import attention_maps, lesion_mass_fraction
 from drgrade.evaluation.report import COLUMN_NAMES
 from drgrade.grades import GRADE_NAMES
-from drgrade.runs import find_checkpoint
+from drgrade.runs import resolve_checkpoint
 from drgrade.tasks import BaseTask, ZeroShotCLIP, load_task
 
 
@@ -195,20 +195,9 @@ def explain_models(
 CONFIGURED = "config"
 
 
-def resolve(entry: str, cli) -> str:
-    """A checkpoint path, with ``last`` / ``best`` meaning the newest of the configured runs."""
-    if entry not in ("last", "best"):
-        return entry
-    found = find_checkpoint(cli.trainer.default_root_dir, entry)
-    if found is None:
-        raise SystemExit(f"drgrade: no {entry} checkpoint under {cli.trainer.default_root_dir}")
-    return str(found)
-
-
 def explain(argv: list[str]) -> None:
     """``drgrade explain``: attention overlays, comparison sheet and lesion-mass scores."""
-    from drgrade.cli import DRGradeCLI
-    from drgrade.data import DRDataModule
+    from drgrade.cli import configured
 
     parser = argparse.ArgumentParser(
         prog="drgrade explain",
@@ -226,18 +215,15 @@ def explain(argv: list[str]) -> None:
     parser.add_argument("--limit", type=int, help="explain at most this many images")
     parser.add_argument("--sheet_rows", type=int, default=6, help="images on the comparison sheet")
     opts, rest = parser.parse_known_args(argv)
-    cli = DRGradeCLI(
-        BaseTask,
-        DRDataModule,
-        subclass_mode_model=True,
-        run=False,
-        args=rest,
-        save_config_callback=None,
-        auto_configure_optimizers=False,
-    )
+    cli = configured(rest)
     datamodule, size = cli.datamodule, cli.datamodule.hparams.image_size
     entries = opts.compare or [opts.ckpt_path or CONFIGURED]
-    tasks = [cli.model if entry == CONFIGURED else load_task(resolve(entry, cli)) for entry in entries]
+    tasks = [
+        cli.model
+        if entry == CONFIGURED
+        else load_task(resolve_checkpoint(entry, cli.trainer.default_root_dir))
+        for entry in entries
+    ]
     if datamodule.hparams.predict_dir:
         records = folder_records(datamodule.hparams.predict_dir)
     else:

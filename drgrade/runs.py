@@ -26,3 +26,17 @@ def find_checkpoint(root: str | Path, which: str) -> Path | None:
     pattern = "last.ckpt" if which == "last" else "best-*.ckpt"
     found = sorted(Path(root).rglob(f"checkpoints/{pattern}"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
+
+
+def resolve_checkpoint(entry: str, root: str | Path) -> str:
+    """``entry`` itself, or for ``last`` / ``best`` the newest such checkpoint under ``root``."""
+    if entry not in ("last", "best"):
+        return entry
+    found = find_checkpoint(root, entry)
+    if found is None:
+        raise SystemExit(
+            f"drgrade: --ckpt_path {entry}: no {entry} checkpoint under {root}; "
+            "train first with `drgrade fit` and the same config"
+        )
+    print(f"--ckpt_path {entry}: using {found}")
+    return str(found)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("WANDB_SILENT", "true")
+# the preprocessing cache of every test run (subprocesses included) lives in a fresh temp dir
+os.environ["DRGRADE_CACHE_DIR"] = tempfile.mkdtemp(prefix="drgrade-cache-")
 
 from drgrade.data.synthetic import write_synthetic
 

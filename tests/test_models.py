@@ -168,7 +168,22 @@ def test_zero_shot_equals_open_clip_classifier():
 def test_rank_token_gives_each_grade_a_free_vector(tiny):
     texts = [g.description for g in GRADES]
     learner = PromptLearner(tiny, texts, n_ctx=4, rank_token=True)
-    embeddings = learner.embeddings()
+    embeddings = learner.embeddings(tiny)
     assert embeddings.shape[:2] == (5, 77)
     assert torch.equal(embeddings[:, 5], learner.rank[:, 0])  # SOT, 4 context vectors, rank token
     assert learner(tiny).shape == (5, tiny.embed_dim)
+
+
+def test_ranking_checkpoint_round_trip_reproduces_outputs(tmp_path):
+    import lightning as L
+
+    from drgrade.tasks import load_task
+
+    task = RankingCLIP("RN-tiny", None, 96, rank_token=True).eval()
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(tmp_path / "r.ckpt")
+    images = torch.randn(2, 3, 96, 96)
+    reloaded = load_task(tmp_path / "r.ckpt").eval()
+    with torch.no_grad():
+        assert torch.allclose(task(images), reloaded(images), atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -11,8 +12,10 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
 
 from drgrade.data.augment import MINORITY_GRADES, EvalTransform, TieredAugment
+from drgrade.data.cache import PreprocessCache, default_cache_dir
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
 from drgrade.data.sources import Record, load_sources
@@ -35,6 +38,20 @@ def count_table(records: list[Record], splits: list[str]) -> str:
     return "\n".join(lines)
 
 
+class _CacheFiller(torch.utils.data.Dataset):
+    """Loads each record through the cache (building its entry); yields nothing of use."""
+
+    def __init__(self, records: list[Record], cache: PreprocessCache):
+        self.records, self.cache = records, cache
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> int:
+        self.cache.load(self.records[index].path)
+        return index
+
+
 class DRDataModule(L.LightningDataModule):
     """APTOS 2019 + Messidor-2 (+ any CSV source) for DR grading.
 
@@ -54,6 +71,8 @@ class DRDataModule(L.LightningDataModule):
         split_ratios: train/val/test fractions; split_seed seeds the split and the samplers.
         augment: class-tiered augmentation of training images (off gives eval transforms).
         verify_images: check every image decodes at setup, so a corrupt file fails fast.
+        cache: read preprocessed (cropped, resized) images from a cache built on first use;
+            cache_dir: where (default ``$DRGRADE_CACHE_DIR`` or ``~/.cache/drgrade/preprocessed``).
         predict_dir: a folder of images for ``drgrade predict``.
     """
 
@@ -75,6 +94,8 @@ class DRDataModule(L.LightningDataModule):
         split_seed: int = 42,
         augment: bool = True,
         verify_images: bool = True,
+        cache: bool = True,
+        cache_dir: str | None = None,
         predict_dir: str | None = None,
     ):
         super().__init__()
@@ -111,7 +132,7 @@ class DRDataModule(L.LightningDataModule):
         for split in SPLITS:
             chosen = [r for r, s in zip(self.records, self.splits, strict=True) if s == split]
             transform = train_transform if split == "train" else evaluate
-            self.datasets[split] = FundusDataset(chosen, hp.image_size, transform)
+            self.datasets[split] = FundusDataset(chosen, hp.image_size, transform, cache=self.cache)
         self.datasets["predict"] = self.datasets["test"]
 
     def _load(self) -> None:
@@ -126,6 +147,29 @@ class DRDataModule(L.LightningDataModule):
             if self.trainer.is_global_zero:
                 path = write_split_csv(self.records, self.splits, out / "split.csv")
                 rank_zero_info(f"split written to {path}")
+
+    @property
+    def cache(self) -> PreprocessCache | None:
+        hp = self.hparams
+        if not hp.cache:
+            return None
+        return PreprocessCache(hp.cache_dir or default_cache_dir(), hp.image_size)
+
+    def build_cache(self, workers: int | None = None) -> int:
+        """Preprocess every image of every split into the cache ahead of training; returns the
+        number of images. Runs in ``workers`` processes (default: all cores), with a progress bar."""
+        cache = self.cache
+        if cache is None:
+            raise ValueError("data.cache is false: nothing to build")
+        if not self.records:
+            self._load()
+        workers = (os.cpu_count() or 1) if workers is None else workers
+        loader = DataLoader(
+            _CacheFiller(self.records, cache), batch_size=None, num_workers=workers, shuffle=False
+        )
+        for _ in tqdm(loader, total=len(self.records), desc=f"caching into {cache.root}"):
+            pass
+        return len(self.records)
 
     # -- loaders --------------------------------------------------------------------------------
     @property

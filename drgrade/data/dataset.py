@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from drgrade.data.cache import PreprocessCache
 from drgrade.data.images import IMAGE_SUFFIXES, ImageReadError, read_rgb
 from drgrade.data.preprocess import preprocess_fundus
 from drgrade.data.sources import Record
@@ -26,19 +27,28 @@ class FundusDataset(Dataset):
     """
 
     def __init__(
-        self, records: Sequence[Record], image_size: int, transform: Transform, keep_errors: bool = False
+        self,
+        records: Sequence[Record],
+        image_size: int,
+        transform: Transform,
+        keep_errors: bool = False,
+        cache: PreprocessCache | None = None,
     ):
         self.records = list(records)
         self.image_size = image_size
         self.transform = transform
         self.keep_errors = keep_errors
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.records)
 
     def load(self, index: int) -> np.ndarray:
         """The preprocessed (cropped, resized) RGB image of record ``index``."""
-        return preprocess_fundus(read_rgb(self.records[index].path), self.image_size)
+        path = self.records[index].path
+        if self.cache is not None:
+            return self.cache.load(path)
+        return preprocess_fundus(read_rgb(path), self.image_size)
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]

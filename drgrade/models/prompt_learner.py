@@ -41,20 +41,24 @@ class PromptLearner(nn.Module):
                 ctx = torch.randn(n_ctx, width) * 0.02
             slots = " ".join([PLACEHOLDER] * (n_ctx + int(rank_token)))
             tokens = backbone.tokenize([f"{slots} {text}." for text in class_texts])
-            embedding = backbone.token_embeddings(tokens)
         self.n_ctx = n_ctx
         self.ctx = nn.Parameter(ctx)
         self.rank = nn.Parameter(torch.randn(len(class_texts), 1, width) * 0.02) if rank_token else None
         self.register_buffer("tokens", tokens, persistent=False)
-        self.register_buffer("prefix", embedding[:, :1].clone(), persistent=False)
-        self.register_buffer("suffix", embedding[:, 1 + n_ctx + int(rank_token) :].clone(), persistent=False)
 
-    def embeddings(self) -> torch.Tensor:
-        """The prompt token embeddings, [grades, context_length, width]."""
-        ctx = self.ctx.unsqueeze(0).expand(self.prefix.shape[0], -1, -1)
-        parts = [self.prefix, ctx] + ([self.rank] if self.rank is not None else []) + [self.suffix]
-        return torch.cat(parts, dim=1)
+    def embeddings(self, backbone: CLIPBackbone) -> torch.Tensor:
+        """The prompt token embeddings, [grades, context_length, width].
+
+        The fixed parts (start token, grade text, end token, padding) are looked up from the
+        backbone on every call rather than stored, so they always match the backbone's current
+        (e.g. just loaded) token embedding.
+        """
+        fixed = backbone.token_embeddings(self.tokens)
+        ctx = self.ctx.unsqueeze(0).expand(fixed.shape[0], -1, -1)
+        learned = [ctx] + ([self.rank] if self.rank is not None else [])
+        start = 1 + self.n_ctx + (1 if self.rank is not None else 0)
+        return torch.cat([fixed[:, :1], *learned, fixed[:, start:]], dim=1)
 
     def forward(self, backbone: CLIPBackbone) -> torch.Tensor:
         """L2-normalised grade embeddings, [grades, embed_dim]."""
-        return backbone.encode_prompt_embeddings(self.embeddings(), self.tokens)
+        return backbone.encode_prompt_embeddings(self.embeddings(backbone), self.tokens)

@@ -100,6 +100,10 @@ class BaseTask(L.LightningModule):
     def configure_callbacks(self) -> list[Callback]:
         return [EvaluationWriter(), PredictionWriter()]
 
+    def export_module(self) -> nn.Module:
+        """The module ONNX export traces: images -> logits (override to fold constants in)."""
+        return self
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Record the task class, so ``load_task`` can rebuild any checkpoint (the ensemble does)."""
         checkpoint[TASK_KEY] = f"{type(self).__module__}:{type(self).__qualname__}"

@@ -6,6 +6,7 @@ from contextlib import nullcontext
 from typing import Literal
 
 import torch
+from torch import nn
 
 from drgrade.grades import GRADES
 from drgrade.models.losses import RankingAwareLoss
@@ -68,3 +69,21 @@ class RankingCLIP(BaseTask):
         """Logits from L2-normalised image embeddings (also the Grad-CAM head)."""
         text = self.prompts(self.backbone)
         return image.float() @ text.float().T / self.hparams.temperature
+
+    def export_module(self) -> nn.Module:
+        """At inference the prompts are constants: fold their text embeddings in, so the exported
+        graph holds the image tower only."""
+        with torch.no_grad():
+            text = self.prompts(self.backbone).float()
+        return _FixedPromptRanking(self.backbone, text, self.hparams.temperature)
+
+
+class _FixedPromptRanking(nn.Module):
+    def __init__(self, backbone: nn.Module, text: torch.Tensor, temperature: float):
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("text", text)
+        self.temperature = temperature
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone.encode_image(images, normalize=True).float() @ self.text.T / self.temperature

@@ -1,0 +1,71 @@
+"""``drgrade export``: a trained task as an ONNX graph, normalised images -> probabilities, grade.
+
+The graph includes the decision rule with the checkpoint's calibrated thresholds (argmax of
+p_k / t_k), so a deployment cannot forget them. Preprocessing (fundus crop, resize, CLIP
+normalisation) stays outside the graph: ``drgrade.deploy`` does it with OpenCV and NumPy, and
+the input size and normalisation constants travel in the model's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from drgrade.data.preprocess import CLIP_MEAN, CLIP_STD
+from drgrade.grades import GRADE_NAMES, NUM_GRADES
+from drgrade.tasks.base import BaseTask
+
+OPSET = 17
+
+
+class ProbabilityGraph(nn.Module):
+    """images -> (probabilities [B, 5], grade [B]) with the task's decision rule baked in."""
+
+    def __init__(self, task: BaseTask):
+        super().__init__()
+        self.logits = task.export_module()
+        thresholds = task.thresholds if bool(task.calibrated) else torch.full((NUM_GRADES,), 1.0 / NUM_GRADES)
+        self.register_buffer("thresholds", thresholds.detach().float().clone())
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probabilities = self.logits(images).float().softmax(dim=1)
+        grade = (probabilities / self.thresholds.clamp_min(1e-6)).argmax(dim=1)
+        return probabilities, grade
+
+
+def export_onnx(task: BaseTask, out: str | Path, image_size: int) -> Path:
+    """Write ``task`` as ONNX to ``out`` (dynamic batch) with drgrade metadata; returns the path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    graph = ProbabilityGraph(task.eval()).eval()
+    example = torch.randn(2, 3, image_size, image_size)
+    with torch.no_grad():
+        torch.onnx.export(
+            graph,
+            (example,),
+            str(out),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["image"],
+            output_names=["probabilities", "grade"],
+            dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}, "grade": {0: "batch"}},
+        )
+    model = onnx.load(str(out))
+    metadata = {
+        "drgrade_model": type(task).__name__,
+        "image_size": str(image_size),
+        "mean": json.dumps(CLIP_MEAN),
+        "std": json.dumps(CLIP_STD),
+        "grade_names": json.dumps(GRADE_NAMES),
+        "thresholds": json.dumps(graph.thresholds.tolist()),
+    }
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    return out

@@ -1,0 +1,72 @@
+import csv
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from drgrade.cli import main
+from drgrade.deploy import OnnxGrader
+from drgrade.deploy import main as deploy_main
+from drgrade.tasks import FCNCLIP, RankingCLIP, load_task
+from tests.conftest import cli_args
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FCNCLIP("RN-tiny", None, 96, decoder_widths=(32, 16, 8)),
+        lambda: RankingCLIP("RN-tiny", None, 96),
+    ],
+)
+def test_onnx_probabilities_match_pytorch(make, tmp_path):
+    from drgrade.export import export_onnx
+
+    task = make().eval()
+    task.thresholds.copy_(torch.tensor([0.5, 0.1, 0.2, 0.1, 0.1]))
+    task.calibrated.fill_(True)
+    grader = OnnxGrader(export_onnx(task, tmp_path / "m.onnx", 96))
+    images = torch.randn(7, 3, 96, 96)
+    with torch.no_grad():
+        expected = task.probabilities(task(images))
+    probabilities, grades = grader.run(images.numpy())
+    assert np.abs(probabilities - expected.numpy()).max() < 1e-4
+    assert np.array_equal(grades, task.decide(expected).numpy())  # thresholds are in the graph
+
+
+def test_export_and_deploy_cli(synthetic, tmp_path):
+    main(cli_args("fit", "ranking", synthetic, tmp_path / "runs", "--trainer.max_epochs", "1"))
+    main(
+        [
+            *cli_args("export", "ranking", synthetic, tmp_path / "runs"),
+            "--ckpt_path",
+            "best",
+            "--out",
+            str(tmp_path / "ranking.onnx"),
+        ]
+    )
+    folder = tmp_path / "images"
+    folder.mkdir()
+    sources = sorted((synthetic / "messidor2" / "IMAGES").iterdir())[:3]
+    for path in sources:
+        shutil.copy(path, folder / path.name)
+    (folder / "zz_corrupt.png").write_bytes(b"broken")
+    deploy_main([str(tmp_path / "ranking.onnx"), str(folder), "--out", str(tmp_path / "p.csv")])
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert len(rows) == 4 and "not a decodable image" in rows[-1]["error"]
+    task = load_task(next((tmp_path / "runs").rglob("best-*.ckpt"))).eval()
+    grader = OnnxGrader(tmp_path / "ranking.onnx")
+    from drgrade.data.images import read_rgb
+
+    batch = np.stack([grader.tensor(read_rgb(p)) for p in sorted(folder.glob("*"))[:3]])
+    with torch.no_grad():
+        expected = task.probabilities(task(torch.from_numpy(batch))).numpy()
+    got = np.array([[float(r[f"p_{i}"]) for i in range(5)] for r in rows[:3]])
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_deploy_needs_no_torch():
+    code = "import sys, drgrade.deploy; assert 'torch' not in sys.modules and 'lightning' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
