@@ -9,7 +9,7 @@ export WANDB_SILENT := true
 # the machine's pip config lists local indexes; their 'is ignored' notices are noise
 QUIET := { grep -v "is ignored" || true; }
 
-.PHONY: help install test lint demo explain-demo reproduce-table3 clean
+.PHONY: help install test lint demo explain-demo reproduce-table3 bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ explain-demo: $(STAMP)  ## attention overlays + comparison sheet for the demo ch
 DATA ?= data
 reproduce-table3: $(STAMP)  ## the paper's protocol on real APTOS 2019 + Messidor-2 under DATA (default data/)
 	$(BIN)/drgrade reproduce --data $(DATA) --paper
+
+bench: $(STAMP)  ## speed and memory benchmarks on this machine (CPU; see benchmarks/README.md)
+	$(BIN)/python benchmarks/bench.py
 
 clean:  ## remove runs, generated data and caches (keeps .venv)
 	rm -rf runs data/synthetic reports .pytest_cache .ruff_cache
