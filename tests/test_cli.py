@@ -166,3 +166,13 @@ def test_wandb_offline_run_logs_the_evaluation(synthetic, tmp_path, monkeypatch)
     assert (latest_run(tmp_path) / "metrics.json").is_file()
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert runs and runs[0].stat().st_size > 0
+
+
+def test_bf16_autocast_and_channels_last_fit_on_cpu(synthetic, tmp_path):
+    main(cli_args("fit", "fcn_clip", synthetic, tmp_path, "--trainer.max_epochs", "1",
+                  "--trainer.limit_train_batches", "2", "--trainer.precision", "bf16-mixed",
+                  "--trainer.callbacks+=drgrade.callbacks.ChannelsLast"))
+    checkpoint = torch.load(next(latest_run(tmp_path).glob("checkpoints/last.ckpt")), weights_only=False)
+    weight = checkpoint["state_dict"]["head.decoder.0.weight"]
+    assert weight.dtype == torch.float32 and torch.isfinite(weight).all()  # bf16 compute, fp32 weights
+    assert weight.is_contiguous(memory_format=torch.channels_last)
