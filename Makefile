@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install drgrade (editable) with dev extras
 
-test: $(STAMP)  ## run the test suite (offline, CPU)
+test: $(STAMP)  ## ruff, then the test suite (offline, CPU)
+	$(BIN)/ruff check drgrade tests benchmarks
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q
 
 lint: $(STAMP)  ## ruff

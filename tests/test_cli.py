@@ -169,9 +169,21 @@ def test_wandb_offline_run_logs_the_evaluation(synthetic, tmp_path, monkeypatch)
 
 
 def test_bf16_autocast_and_channels_last_fit_on_cpu(synthetic, tmp_path):
-    main(cli_args("fit", "fcn_clip", synthetic, tmp_path, "--trainer.max_epochs", "1",
-                  "--trainer.limit_train_batches", "2", "--trainer.precision", "bf16-mixed",
-                  "--trainer.callbacks+=drgrade.callbacks.ChannelsLast"))
+    main(
+        cli_args(
+            "fit",
+            "fcn_clip",
+            synthetic,
+            tmp_path,
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.precision",
+            "bf16-mixed",
+            "--trainer.callbacks+=drgrade.callbacks.ChannelsLast",
+        )
+    )
     checkpoint = torch.load(next(latest_run(tmp_path).glob("checkpoints/last.ckpt")), weights_only=False)
     weight = checkpoint["state_dict"]["head.decoder.0.weight"]
     assert weight.dtype == torch.float32 and torch.isfinite(weight).all()  # bf16 compute, fp32 weights

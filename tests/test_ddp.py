@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, TINY
+from tests.conftest import cli_args
 
 
 def drgrade(*args: str, cwd) -> None:
@@ -30,24 +30,7 @@ def drgrade(*args: str, cwd) -> None:
 @pytest.mark.slow
 def test_ddp_fit_and_test_metrics_equal_single_process(synthetic, tmp_path):
     def args(verb, root, *extra):
-        return [
-            verb,
-            "--config",
-            str(ROOT / "configs" / "fcn_clip.yaml"),
-            "--config",
-            str(TINY),
-            "--data.aptos_root",
-            str(synthetic / "aptos2019"),
-            "--data.messidor_root",
-            str(synthetic / "messidor2"),
-            "--trainer.default_root_dir",
-            str(root),
-            "--trainer.logger.init_args.save_dir",
-            str(root),
-            "--trainer.max_epochs",
-            "1",
-            *extra,
-        ]
+        return cli_args(verb, "fcn_clip", synthetic, root, "--trainer.max_epochs", "1", *extra)
 
     ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
     drgrade(*args("fit", tmp_path / "fit", *ddp), cwd=tmp_path)
