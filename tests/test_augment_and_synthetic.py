@@ -86,3 +86,30 @@ def test_allocation_follows_frequencies():
     counts = allocate(5406, (2822, 640, 1346, 268, 330), minimum=0)
     assert counts == [2822, 640, 1346, 268, 330]
     assert min(allocate(20, (90, 5, 3, 1, 1))) == 2
+
+
+def test_loader_workers_augment_differently_and_reproducibly(synthetic):
+    from drgrade.data import DRDataModule, Record
+
+    def first_batches(workers: int):
+        torch.manual_seed(0)
+        dm = DRDataModule(
+            str(synthetic / "aptos2019"),
+            None,
+            image_size=48,
+            batch_size=4,
+            num_workers=workers,
+            sampler="none",
+            verify_images=False,
+            cache=False,
+        )
+        dm.setup("fit")
+        first = dm.datasets["train"].records[0]
+        dm.datasets["train"].records = [Record(first.path, 3, first.source, first.patient_id)] * 8
+        loader = dm.train_dataloader()
+        return [b["image"] for b in loader]
+
+    run_a, run_b = first_batches(2), first_batches(2)
+    assert all(torch.equal(a, b) for a, b in zip(run_a, run_b, strict=True))  # reproducible
+    worker0, worker1 = run_a[0], run_a[1]  # batches 0 and 1 come from different workers
+    assert not torch.equal(worker0, worker1)

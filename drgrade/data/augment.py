@@ -72,6 +72,12 @@ class TieredAugment:
         self.minority = minority_tier()
         self.finish = to_tensor()
 
+    def reseed(self, seed: int) -> None:
+        """Seed both pipelines. Albumentations draws from its own generators, which forked
+        DataLoader workers would otherwise share: every worker would augment identically."""
+        self.standard.set_random_seed(seed)
+        self.minority.set_random_seed(seed + 1)
+
     def tier(self, label: int) -> A.Compose:
         return self.minority if label in self.minority_grades else self.standard
 

@@ -38,6 +38,15 @@ def count_table(records: list[Record], splits: list[str]) -> str:
     return "\n".join(lines)
 
 
+def seed_worker_augmentation(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a distinct, reproducible augmentation seed per worker
+    (the worker's torch seed, itself drawn from the seeded main-process generator)."""
+    info = torch.utils.data.get_worker_info()
+    transform = getattr(info.dataset, "transform", None)
+    if hasattr(transform, "reseed"):
+        transform.reseed(info.seed % 2**31)
+
+
 class _CacheFiller(torch.utils.data.Dataset):
     """Loads each record through the cache (building its entry); yields nothing of use."""
 
@@ -199,9 +208,13 @@ class DRDataModule(L.LightningDataModule):
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             drop_last=False,
+            worker_init_fn=seed_worker_augmentation if workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
+        transform = self.datasets["train"].transform
+        if self.hparams.num_workers == 0 and hasattr(transform, "reseed"):
+            transform.reseed(int(torch.randint(2**31, (1,))))  # from the seeded global generator
         return self._loader("train", self.train_sampler(), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
