@@ -103,12 +103,23 @@ def comparison_sheet(path: Path, samples: list[Sample], results: dict[str, list]
 
 
 def lesion_mass_figure(path: Path, summary: dict) -> None:
+    """Bars of attention mass on lesions per model, against a uniform map's (the lesions' area)."""
     names = [n for n in summary if n != "uniform_baseline"]
+    baseline = summary["uniform_baseline"]
+    means = [summary[n]["mean"] for n in names]
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 3.6))
-    ax.bar(names, [summary[n]["mean"] for n in names], color="tab:blue")
-    ax.axhline(summary["uniform_baseline"], color="k", linestyle="--", label="uniform map (lesion area)")
+    bars = ax.bar(names, means, color="tab:blue")
+    for bar, mean in zip(bars, means, strict=True):
+        ax.annotate(
+            f"{mean:.1%} ({mean / baseline:.1f}x)",
+            (bar.get_x() + bar.get_width() / 2, mean),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.axhline(baseline, color="k", linestyle="--", label=f"uniform map: {baseline:.1%} (lesion area)")
     ax.set_ylabel("attention mass inside lesions")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.3 * max(*means, baseline))
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -185,7 +196,10 @@ def explain_models(
         for name, values in results.items():
             masses = [v[3] for v in values if v[3] is not None]
             summary[name] = {"mean": float(np.mean(masses)), "n": len(masses)}
-        summary["uniform_baseline"] = float(np.mean([(m > 0).mean() for m in with_lesions]))
+        baseline = float(np.mean([(m > 0).mean() for m in with_lesions]))
+        for name in results:
+            summary[name]["lift_over_uniform"] = summary[name]["mean"] / baseline
+        summary["uniform_baseline"] = baseline
         (out / "lesion_mass.json").write_text(json.dumps(summary, indent=2))
         lesion_mass_figure(out / "lesion_mass.png", summary)
     return summary
@@ -245,7 +259,10 @@ def explain(argv: list[str]) -> None:
     summary = explain_models(models, records[: opts.limit], size, opts.out, opts.sheet_rows)
     for name, values in summary.items():
         if name != "uniform_baseline":
-            print(f"{name}: {100 * values['mean']:.1f}% of attention inside lesions ({values['n']} images)")
+            print(
+                f"{name}: {100 * values['mean']:.2f}% of attention inside lesions, "
+                f"{values['lift_over_uniform']:.2f}x a uniform map ({values['n']} images)"
+            )
     if summary:
-        print(f"uniform map: {100 * summary['uniform_baseline']:.1f}% (the lesions' share of the image)")
+        print(f"uniform map: {100 * summary['uniform_baseline']:.2f}% (the lesions' share of the image)")
     print(f"explanations written to {opts.out}/")
