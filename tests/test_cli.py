@@ -188,3 +188,14 @@ def test_bf16_autocast_and_channels_last_fit_on_cpu(synthetic, tmp_path):
     weight = checkpoint["state_dict"]["head.decoder.0.weight"]
     assert weight.dtype == torch.float32 and torch.isfinite(weight).all()  # bf16 compute, fp32 weights
     assert weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(
+    "bad,named",
+    [("--data.aptos_rot=x", "data.aptos_rot"), ("--model.init_args.gama=3", "Option 'gama' is not accepted")],
+)
+def test_bad_config_key_is_named(synthetic, tmp_path, capsys, bad, named):
+    with pytest.raises(SystemExit) as exit_:
+        main([*cli_args("fit", "fcn_clip", synthetic, tmp_path), bad])
+    assert exit_.value.code != 0
+    assert named in capsys.readouterr().err
