@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from drgrade.data.images import IMAGE_SUFFIXES
 from drgrade.grades import check_grade
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,26 @@ def _read_csv(path: Path, required: Iterable[str], problems: list[str]) -> list[
         return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
 
 
+def _first_sighting(
+    key: str, label: str, line: int, where: str, seen: dict[str, int], problems: list[str]
+) -> bool:
+    """Note ``key``'s first row; False, with a problem naming both rows, when it repeats."""
+    if key in seen:
+        problems.append(f"{where}: duplicate {label} (first on row {seen[key]})")
+        return False
+    seen[key] = line
+    return True
+
+
+def _grade(value: str, where: str, problems: list[str]) -> int | None:
+    """``value`` as a grade, or None after recording why it is not one."""
+    try:
+        return check_grade(value)
+    except ValueError as error:
+        problems.append(f"{where}: {error}")
+        return None
+
+
 def _check_decodes(path: Path) -> str | None:
     """Why ``path`` is not a readable image, or None. Verifies the file without a full decode."""
     try:
@@ -101,14 +122,10 @@ def read_aptos(root: str | Path, verify_images: bool = True) -> list[Record]:
         if not image_id:
             problems.append(f"{where}: empty id_code")
             continue
-        if image_id in seen:
-            problems.append(f"{where}: duplicate id_code {image_id!r} (first on row {seen[image_id]})")
+        if not _first_sighting(image_id, f"id_code {image_id!r}", line, where, seen, problems):
             continue
-        seen[image_id] = line
-        try:
-            grade = check_grade(row["diagnosis"])
-        except ValueError as error:
-            problems.append(f"{where}: {error}")
+        grade = _grade(row["diagnosis"], where, problems)
+        if grade is None:
             continue
         path = root / APTOS_IMAGES / f"{image_id}.png"
         if not path.is_file():
@@ -121,7 +138,7 @@ def read_aptos(root: str | Path, verify_images: bool = True) -> list[Record]:
 def _messidor_image_dir(root: Path) -> Path:
     for name in MESSIDOR_IMAGE_DIRS:
         folder = root / name
-        if folder.is_dir() and any(p.suffix.lower() in (".png", ".jpg", ".tif") for p in folder.iterdir()):
+        if folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
             return folder
     return root
 
@@ -139,7 +156,7 @@ def _messidor_exams(path: Path) -> dict[str, str]:
     for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         cells = [c.strip() for c in line.replace(",", ";").split(";")]
         for cell in cells:
-            if Path(cell).suffix.lower() in (".png", ".jpg", ".jpeg", ".tif"):
+            if Path(cell).suffix.lower() in IMAGE_SUFFIXES:
                 exams[cell.lower()] = f"messidor:exam{number}"
     return exams
 
@@ -170,17 +187,13 @@ def read_messidor(root: str | Path, verify_images: bool = True) -> list[Record]:
         if not image_id:
             problems.append(f"{where}: empty image_id")
             continue
-        if key in seen:
-            problems.append(f"{where}: duplicate image_id {image_id!r} (first on row {seen[key]})")
+        if not _first_sighting(key, f"image_id {image_id!r}", line, where, seen, problems):
             continue
-        seen[key] = line
         if row["adjudicated_gradable"] in ("0", "0.0"):
             ungradable += 1
             continue
-        try:
-            grade = check_grade(row["adjudicated_dr_grade"])
-        except ValueError as error:
-            problems.append(f"{where}: {error}")
+        grade = _grade(row["adjudicated_dr_grade"], where, problems)
+        if grade is None:
             continue
         path = files.get(key)
         if path is None:
@@ -202,14 +215,10 @@ def read_csv_source(csv_path: str | Path, verify_images: bool = True) -> list[Re
     for line, row in enumerate(_read_csv(csv_path, ("path", "grade"), problems), start=2):
         where = f"{csv_path} row {line}"
         path = csv_path.parent / row["path"]
-        if row["path"] in seen:
-            problems.append(f"{where}: duplicate path {row['path']!r} (first on row {seen[row['path']]})")
+        if not _first_sighting(row["path"], f"path {row['path']!r}", line, where, seen, problems):
             continue
-        seen[row["path"]] = line
-        try:
-            grade = check_grade(row["grade"])
-        except ValueError as error:
-            problems.append(f"{where}: {error}")
+        grade = _grade(row["grade"], where, problems)
+        if grade is None:
             continue
         if not path.is_file():
             problems.append(f"{where}: no image {path}")
