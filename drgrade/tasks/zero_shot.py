@@ -81,17 +81,16 @@ class ZeroShotCLIP(BaseTask):
         probs = self.all_logits(batch["image"]).softmax(-1)  # [sets, batch, grades]
         self.store.update(probs.permute(1, 0, 2).flatten(1), batch["label"], batch["index"])
 
-    def on_validation_epoch_end(self) -> None:
-        probs, targets, index = self.store.compute()
-        self.store.reset()
-        if self.trainer.sanity_checking or len(targets) == 0:
-            return
-        self._select(probs.reshape(len(targets), len(self.set_names), -1), targets)
-        metric = self.hparams.selection_metric
-        self.log_dict({f"val/template_{n}_{metric}": float(s or 0.0) for n, s in self.scores.items()})
-        self._evaluate(
-            "val", probs.reshape(len(targets), len(self.set_names), -1)[:, int(self.selected)], targets, index
-        )
+    def _evaluate(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
+        """On validation the stored probabilities hold every template set: pick the best, then
+        evaluate with it like any other model."""
+        if stage == "val":
+            per_set = probs.reshape(len(targets), len(self.set_names), -1)
+            self._select(per_set, targets)
+            metric = self.hparams.selection_metric
+            self.log_dict({f"val/template_{n}_{metric}": float(s or 0.0) for n, s in self.scores.items()})
+            probs = per_set[:, int(self.selected)]
+        super()._evaluate(stage, probs, targets, index)
 
     def _select(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
         metric = self.hparams.selection_metric
