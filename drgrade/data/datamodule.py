@@ -137,11 +137,12 @@ class DRDataModule(L.LightningDataModule):
         if not self.records:
             self._load()
         evaluate = EvalTransform()
+        cache = self.cache
         train_transform = TieredAugment(hp.minority_grades) if hp.augment else evaluate
         for split in SPLITS:
             chosen = [r for r, s in zip(self.records, self.splits, strict=True) if s == split]
             transform = train_transform if split == "train" else evaluate
-            self.datasets[split] = FundusDataset(chosen, hp.image_size, transform, cache=self.cache)
+            self.datasets[split] = FundusDataset(chosen, hp.image_size, transform, cache=cache)
         self.datasets["predict"] = self.datasets["test"]
 
     def _load(self) -> None:
