@@ -9,7 +9,9 @@ export WANDB_SILENT := true
 # the machine's pip config lists local indexes; their 'is ignored' notices are noise
 QUIET := { grep -v "is ignored" || true; }
 
-.PHONY: help install test lint demo explain-demo reproduce-table3 bench clean
+LINTED := drgrade tests benchmarks docs
+
+.PHONY: help install test lint demo explain-demo reproduce-table3 bench docs clean clean-runs
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,12 +24,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install drgrade (editable) with dev extras
 
-test: $(STAMP)  ## ruff, then the test suite (offline, CPU)
-	$(BIN)/ruff check drgrade tests benchmarks
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+test: $(STAMP)  ## ruff, then the whole test suite (offline, CPU; slow tests included)
+	$(BIN)/ruff check $(LINTED)
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q --durations=10
 
-lint: $(STAMP)  ## ruff
-	$(BIN)/ruff check drgrade tests
+lint: $(STAMP)  ## ruff (the same folders as make test)
+	$(BIN)/ruff check $(LINTED)
 
 demo: $(STAMP)  ## the paper's protocol on the synthetic default (CPU, minutes); prints Table 3 and 4
 	$(BIN)/drgrade reproduce --demo --paper
@@ -44,5 +46,12 @@ reproduce-table3: $(STAMP)  ## the paper's protocol on real APTOS 2019 + Messido
 bench: $(STAMP)  ## speed and memory benchmarks on this machine (CPU; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench.py
 
-clean:  ## remove runs, generated data and caches (keeps .venv)
-	rm -rf runs data/synthetic reports .pytest_cache .ruff_cache
+docs: $(STAMP)  ## redraw docs/synthetic_grid.png (examples of every grade from the generator)
+	$(BIN)/python docs/synthetic_grid.py docs/synthetic_grid.png
+
+clean:  ## remove generated synthetic data and tool caches; keeps runs/, reports/ and .venv
+	rm -rf data/synthetic .pytest_cache .ruff_cache
+
+clean-runs:  ## DELETE every trained checkpoint, run folder and report (runs/, reports/): asks first
+	@read -r -p "Delete runs/ and reports/ (all checkpoints and results)? [y/N] " answer; \
+	  if [ "$$answer" = y ]; then rm -rf runs reports && echo removed runs/ reports/; else echo kept; fi

@@ -1,4 +1,7 @@
-"""``drgrade``: LightningCLI (fit, validate, test, predict) plus the project's own verbs.
+"""``drgrade``: one LightningCLI for every verb.
+
+One LightningCLI with the Lightning verbs (fit, validate, test, predict) and the project's own verbs as
+subcommands of the same parser; each verb's body is in ``drgrade.commands``.
 
 ``main(args=None)`` is the single entry point used by the console script, ``python -m drgrade``
 and the tests, so what the tests exercise is exactly what users run.
@@ -6,200 +9,173 @@ and the tests, so what the tests exercise is exactly what users run.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import WandbLogger
 
-from drgrade import __version__
+from drgrade import __version__, commands
 from drgrade.data import DRDataModule
 from drgrade.data.sources import DataValidationError
 from drgrade.models.clip_backbone import BackboneWeightsError
 from drgrade.runs import resolve_checkpoint
-from drgrade.tasks import BaseTask
+from drgrade.tasks import BaseTask, CheckpointError, read_checkpoint
+from drgrade.tasks.loading import task_classes
 
-LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
-#: Errors whose message already says what to do: shown without a traceback.
-USER_ERRORS = (DataValidationError, BackboneWeightsError, FileNotFoundError)
+#: Errors whose message already says what to do: shown without a traceback, exit code 2.
+USER_ERRORS = (DataValidationError, BackboneWeightsError, CheckpointError, FileNotFoundError, ValueError)
+
+
+class UserError(ValueError):
+    """A bad option value, named with what to do instead."""
 
 
 class DRGradeCLI(LightningCLI):
-    """LightningCLI with the data's image size linked into the model and a guard for fit."""
+    """LightningCLI with drgrade's verbs, run directories and checkpoint checks.
 
-    def add_arguments_to_parser(self, parser) -> None:
+    Args:
+        args: command-line arguments (default ``sys.argv[1:]``).
+        run: run the subcommand (False: only parse and instantiate, for tools and tests).
+        **kwargs: further LightningCLI options.
+    """
+
+    def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any):
+        super().__init__(
+            BaseTask,
+            DRDataModule,
+            subclass_mode_model=True,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+            parser_kwargs={"prog": "drgrade", "version": __version__} if run else None,
+            **kwargs,
+        )
+
+    # -- parser ---------------------------------------------------------------------------------
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link the data's image size into the model."""
         parser.link_arguments("data.image_size", "model.init_args.image_size")
 
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        for name, verb in commands.VERBS.items():
+            description = (verb.__doc__ or "").strip().splitlines()[0]
+            subparser = self.init_parser(description=description)
+            if verb.MODEL_BOUND:
+                self._add_arguments(subparser)
+            verb.add_arguments(subparser)
+            self._subcommand_parsers[name] = subparser
+            parser._subcommands_action.add_subcommand(name, subparser, help=description)
+
+    # -- before instantiation -------------------------------------------------------------------
+    def _standalone(self) -> bool:
+        verb = commands.VERBS.get(self.subcommand or "")
+        return verb is not None and not verb.MODEL_BOUND
+
+    def _set_seed(self) -> None:
+        self.subcommand = self.config.get("subcommand")
+        if not self._standalone():
+            super()._set_seed()
+
+    def _parse_ckpt_path(self) -> None:
+        """Settle the run directory and check ``--ckpt_path`` before any data is read.
+
+        ``last`` / ``best`` are resolved; a missing or unsafe checkpoint is refused.
+
+        The model is what the config files and command line say; the checkpoint supplies its
+        weights (and calibrated thresholds). Lightning's own step, which overwrites the parsed
+        model options with the checkpoint's, is skipped so that an explicit option (e.g. another
+        calibration method for ``validate``) is never silently replaced.
+
+        """
+        subcommand = self.config.get("subcommand")
+        if subcommand is None or (
+            subcommand in commands.VERBS and not commands.VERBS[subcommand].MODEL_BOUND
+        ):
+            return
+        config = self.config[subcommand]
+        root = self._settle_run_dir(config)
+        entry = config.get("ckpt_path")
+        if entry:
+            config["ckpt_path"] = resolve_checkpoint(entry, root)
+            read_checkpoint(config["ckpt_path"])
+
+    @staticmethod
+    def _settle_run_dir(config) -> str:
+        """Return the run root, ``trainer.default_root_dir`` (default ``runs/<model>``).
+
+        It is the one option for where a run's files go: every logger's ``save_dir`` follows it.
+        """
+        trainer = config["trainer"]
+        if not trainer.get("default_root_dir"):
+            name = str(config["model"]["class_path"]).rsplit(".", 1)[-1]
+            task = task_classes().get(name)
+            trainer["default_root_dir"] = str(Path("runs") / (task.run_name if task else name.lower()))
+        loggers = trainer.get("logger")
+        for logger in loggers if isinstance(loggers, list) else []:
+            if "init_args" in logger and logger["init_args"] is not None:
+                logger["init_args"]["save_dir"] = trainer["default_root_dir"]
+        return trainer["default_root_dir"]
+
+    # -- instantiation and running --------------------------------------------------------------
+    def instantiate_classes(self) -> None:
+        """Model, data and trainer, except for verbs that need none of them."""
+        if self._standalone():
+            self.model = self.datamodule = self.trainer = None
+            return
+        super().instantiate_classes()
+
     def before_fit(self) -> None:
+        """Refuse to fit a model with nothing to train."""
         if not type(self.model).trainable:
-            raise SystemExit(
-                f"drgrade: {type(self.model).__name__} has nothing to train. "
+            raise UserError(
+                f"{type(self.model).__name__} has nothing to train. "
                 "Use `drgrade validate` or `drgrade test` with the same config."
             )
-        self._resolve_checkpoint()
 
-    def before_validate(self) -> None:
-        self._resolve_checkpoint()
+    def _run_subcommand(self, subcommand: str) -> None:
+        verb = commands.VERBS.get(subcommand)
+        if verb is not None:
+            verb.run(self)
+            return
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            self._finish_wandb()
 
-    def before_test(self) -> None:
-        self._resolve_checkpoint()
+    def _finish_wandb(self) -> None:
+        """Close this run's W&B runs, so its files are complete and the next stage (e.g.
 
-    def before_predict(self) -> None:
-        self._resolve_checkpoint()
+        the test after a fit in ``reproduce``) starts a run of its own instead of appending to this
+        one.
+        """
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger._experiment is not None:
+                logger.experiment.finish()
 
-    def _resolve_checkpoint(self) -> None:
-        """``--ckpt_path last`` / ``best``: the newest such checkpoint of earlier runs of this config."""
-        config = self.config_init[self.subcommand]
-        if config.get("ckpt_path"):
-            config["ckpt_path"] = resolve_checkpoint(config["ckpt_path"], self.trainer.default_root_dir)
+    def options(self) -> Any:
+        """The parsed options of the running verb.
 
-
-def run_lightning(args: list[str] | None) -> DRGradeCLI:
-    return DRGradeCLI(
-        BaseTask,
-        DRDataModule,
-        subclass_mode_model=True,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-        auto_configure_optimizers=False,
-    )
-
-
-def synth(argv: list[str]) -> None:
-    """``drgrade synth``: write the synthetic APTOS / Messidor-2 folders."""
-    from drgrade.data.synthetic import write_synthetic
-
-    parser = argparse.ArgumentParser(prog="drgrade synth", description=synth.__doc__)
-    parser.add_argument("--out", required=True, help="folder to write aptos2019/ and messidor2/ into")
-    parser.add_argument("--num-aptos", type=int, default=600)
-    parser.add_argument("--num-messidor", type=int, default=300)
-    parser.add_argument("--image-size", type=int, default=384, help="image height in pixels")
-    parser.add_argument("--seed", type=int, default=0)
-    opts = parser.parse_args(argv)
-    aptos, messidor = write_synthetic(opts.out, opts.num_aptos, opts.num_messidor, opts.image_size, opts.seed)
-    print(f"wrote {aptos} and {messidor}")
-
-
-def report(argv: list[str]) -> None:
-    """``drgrade report``: Table 3 and Table 4 (Markdown, CSV) and confusion matrices from run folders."""
-    from drgrade.evaluation.report import write_report
-
-    parser = argparse.ArgumentParser(prog="drgrade report", description=report.__doc__)
-    parser.add_argument("runs", nargs="+", help="run directories holding metrics.json (from drgrade test)")
-    parser.add_argument("--out", default="reports", help="folder for table3/table4 .md/.csv and figures")
-    parser.add_argument("--paper", action="store_true", help="add the paper's published numbers")
-    opts = parser.parse_args(argv)
-    print(write_report(opts.runs, opts.out, with_paper=opts.paper))
-    print(f"report written to {opts.out}/")
-
-
-def reproduce(argv: list[str]) -> None:
-    """``drgrade reproduce``: the paper's protocol (every model, fit + test, report); --demo: synthetic."""
-    from drgrade.reproduce import reproduce as run_protocol
-
-    parser = argparse.ArgumentParser(prog="drgrade reproduce", description=reproduce.__doc__)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="folder holding aptos2019/ and/or messidor2/")
-    source.add_argument("--demo", action="store_true", help="synthetic data with configs/demo.yaml")
-    parser.add_argument("--configs", type=Path, default=Path("configs"))
-    parser.add_argument("--out", type=Path, default=None, help="report folder (default reports/<demo|paper>)")
-    parser.add_argument("--paper", action="store_true", help="add the paper's published numbers")
-    opts = parser.parse_args(argv)
-    out = opts.out or Path("reports") / ("demo" if opts.demo else "paper")
-    print(run_protocol(None if opts.demo else opts.data, opts.configs, out, opts.paper))
-    print(f"report written to {out}/")
-
-
-def cache(argv: list[str]) -> None:
-    """``drgrade cache``: preprocess every image of the configured data into the cache now."""
-    parser = argparse.ArgumentParser(
-        prog="drgrade cache",
-        description=cache.__doc__,
-        epilog="Other options (--config, --data.*) are those of `drgrade fit`.",
-    )
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    opts, rest = parser.parse_known_args(argv)
-    cli = configured(rest)
-    count = cli.datamodule.build_cache(opts.workers)
-    print(f"{count} images cached in {cli.datamodule.cache.root}")
-
-
-def export(argv: list[str]) -> None:
-    """``drgrade export``: a trained checkpoint as ONNX (normalised image -> probabilities, grade)."""
-    from drgrade.export import export_onnx
-    from drgrade.tasks import load_task
-
-    parser = argparse.ArgumentParser(
-        prog="drgrade export",
-        description=export.__doc__,
-        epilog="Other options (--config, --data.*) are those of `drgrade test`.",
-    )
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint to export (or last / best)")
-    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
-    opts, rest = parser.parse_known_args(argv)
-    cli = configured(rest)
-    path = resolve_checkpoint(opts.ckpt_path, cli.trainer.default_root_dir)
-    written = export_onnx(load_task(path), opts.out, cli.datamodule.hparams.image_size)
-    print(f"exported {path} to {written}; grade images with: python -m drgrade.deploy {written} DIR")
-
-
-def configured(args: list[str]) -> DRGradeCLI:
-    """Model, datamodule and trainer from config arguments, without running a Lightning verb."""
-    return DRGradeCLI(
-        BaseTask,
-        DRDataModule,
-        subclass_mode_model=True,
-        run=False,
-        args=args,
-        save_config_callback=None,
-        auto_configure_optimizers=False,
-    )
-
-
-def explain(argv: list[str]) -> None:
-    """``drgrade explain``: attention overlays, comparison sheet and lesion-mass scores."""
-    from drgrade.explain import explain as run_explain
-
-    run_explain(argv)
-
-
-EXTRA_VERBS: dict[str, Callable[[list[str]], None]] = {
-    "synth": synth,
-    "report": report,
-    "reproduce": reproduce,
-    "explain": explain,
-    "cache": cache,
-    "export": export,
-}
-
-
-def overview() -> str:
-    verbs = "\n".join(f"  {v:<10}Lightning {v} (see `drgrade {v} --help`)" for v in LIGHTNING_VERBS)
-    extra = "\n".join(
-        f"  {v:<10}{(f.__doc__ or '').split(':', 1)[-1].strip()}" for v, f in EXTRA_VERBS.items()
-    )
-    return (
-        f"usage: drgrade [--version] [--help] <command> [options]\n\n"
-        f"Diabetic retinopathy grading with CLIP (drgrade {__version__}).\n\ncommands:\n{verbs}\n{extra}\n\n"
-        "example: drgrade fit --config configs/fcn_clip.yaml --config configs/demo.yaml"
-    )
+        Its own options and, when model-bound, the instantiated model, data and trainer.
+        """
+        if self._standalone():
+            return self.config[self.subcommand]
+        return self.config_init[self.subcommand]
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run ``drgrade`` with ``argv`` (default: the process's arguments); user errors exit 2.
+
+    Args:
+        argv: command-line arguments without the program name.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(overview())
-        return
-    if args[0] == "--version":
-        print(f"drgrade {__version__}")
-        return
     try:
-        if args[0] in EXTRA_VERBS:
-            EXTRA_VERBS[args[0]](args[1:])
-        else:
-            # LightningCLI reads sys.argv itself when args is None (and warns if given both)
-            run_lightning(None if argv is None else args)
+        # LightningCLI reads sys.argv itself when args is None (and warns if given both)
+        DRGradeCLI(None if argv is None else args)
     except USER_ERRORS as error:
         print(f"drgrade: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

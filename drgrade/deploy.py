@@ -9,7 +9,6 @@ normalisation with the constants stored in the model's metadata.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from drgrade.data.images import IMAGE_SUFFIXES, ImageReadError, read_rgb
+from drgrade.data.images import ImageReadError, list_images, read_rgb
 from drgrade.data.preprocess import preprocess_fundus
-from drgrade.grades import REFERABLE_FROM
+from drgrade.predictions import PredictionRow, write_predictions
 
 
 class OnnxGrader:
@@ -50,73 +49,45 @@ class OnnxGrader:
         probabilities, grade = self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
         return probabilities, grade
 
-    def grade_files(self, paths: Iterable[Path], batch_size: int = 16) -> list[dict]:
-        """One row per file, in the given order; an unreadable file gets its error, not a grade."""
-        paths = list(paths)
-        rows: list[dict] = []
+    def grade_files(self, paths: Iterable[Path], batch_size: int = 16) -> list[PredictionRow]:
+        """One row per file, in the given order; an unreadable file gets its error, not a grade.
+
+        Args:
+            paths: the image files.
+            batch_size: images per onnxruntime call.
+        """
+        rows: dict[Path, PredictionRow] = {}
         pending: list[tuple[Path, np.ndarray]] = []
-
-        def flush() -> None:
-            if pending:
-                probabilities, grades = self.run(np.stack([t for _, t in pending]))
-                for (path, _), p, g in zip(pending, probabilities, grades, strict=True):
-                    rows.append(
-                        {
-                            "file": str(path),
-                            "grade": int(g),
-                            "grade_name": self.grade_names[int(g)],
-                            "probabilities": p.tolist(),
-                            "referable": int(g >= REFERABLE_FROM),
-                            "error": "",
-                        }
-                    )
-                pending.clear()
-
-        for path in paths:
+        paths = list(paths)
+        for position, path in enumerate(paths):
             try:
                 pending.append((path, self.tensor(read_rgb(path))))
             except ImageReadError as error:
-                rows.append(
-                    {
-                        "file": str(path),
-                        "grade": None,
-                        "grade_name": "",
-                        "probabilities": None,
-                        "referable": None,
-                        "error": str(error),
-                    }
-                )
-            if len(pending) == batch_size:
-                flush()
-        flush()
-        order = {str(path): i for i, path in enumerate(paths)}
-        return sorted(rows, key=lambda row: order[row["file"]])
+                rows[path] = PredictionRow(str(path), error=str(error))
+            if pending and (len(pending) == batch_size or position == len(paths) - 1):
+                probabilities, grades = self.run(np.stack([t for _, t in pending]))
+                for (done, _), p, g in zip(pending, probabilities, grades, strict=True):
+                    rows[done] = PredictionRow(str(done), p.tolist(), int(g))
+                pending.clear()
+        return [rows[path] for path in paths]
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m drgrade.deploy MODEL IMAGES [--out CSV]``.
+
+    Args:
+        argv: command-line arguments without the program name.
+    """
     parser = argparse.ArgumentParser(prog="python -m drgrade.deploy", description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path, help="ONNX file from `drgrade export`")
     parser.add_argument("images", type=Path, help="folder of fundus images (png/jpg/tif)")
     parser.add_argument("--out", type=Path, default=Path("predictions.csv"))
     opts = parser.parse_args(argv)
     grader = OnnxGrader(opts.model)
-    paths = sorted(p for p in opts.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths, skipped = list_images(opts.images)
     rows = grader.grade_files(paths)
-    with opts.out.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "grade", "grade_name", *(f"p_{i}" for i in range(5)), "referable", "error"])
-        for row in rows:
-            probabilities = row["probabilities"] or [""] * 5
-            writer.writerow(
-                [
-                    row["file"],
-                    row["grade"],
-                    row["grade_name"],
-                    *(p if p == "" else f"{p:.6f}" for p in probabilities),
-                    row["referable"],
-                    row["error"],
-                ]
-            )
+    rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
+    write_predictions(opts.out, rows)
     print(f"{len(rows)} image(s) graded into {opts.out}")
 
 

@@ -32,6 +32,7 @@ class ProbabilityGraph(nn.Module):
         self.register_buffer("thresholds", thresholds.detach().float().clone())
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (probabilities, grade) of normalised images."""
         probabilities = self.logits(images).float().softmax(dim=1)
         grade = (probabilities / self.thresholds.clamp_min(1e-6)).argmax(dim=1)
         return probabilities, grade

@@ -18,6 +18,8 @@ from drgrade.data.synthetic import write_synthetic
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 TINY = TESTS / "conf" / "tiny.yaml"
+TINY_TRAIN = TESTS / "conf" / "tiny_train.yaml"
+TRAINABLE = ("fcn_clip", "ranking")
 
 
 @pytest.fixture(autouse=True)
@@ -37,20 +39,20 @@ def synthetic(tmp_path_factory) -> Path:
 
 
 def cli_args(verb: str, model: str, synthetic: Path, run_root: Path, *extra: str) -> list[str]:
-    """Arguments for ``drgrade.cli.main``: a shipped model config + the tiny test overlay."""
+    """Arguments for ``drgrade.cli.main``: a shipped model config + the tiny test overlay(s)."""
+    train = ["--config", str(TINY_TRAIN)] if model in TRAINABLE else []
     return [
         verb,
         "--config",
         str(ROOT / "configs" / f"{model}.yaml"),
         "--config",
         str(TINY),
+        *train,
         "--data.aptos_root",
         str(synthetic / "aptos2019"),
         "--data.messidor_root",
         str(synthetic / "messidor2"),
         "--trainer.default_root_dir",
-        str(run_root),
-        "--trainer.logger.init_args.save_dir",
         str(run_root),
         *extra,
     ]

@@ -7,6 +7,7 @@ Pipelines are built with ``strict=True`` so a mistyped or 1.x-style argument is 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import albumentations as A
@@ -20,39 +21,36 @@ from drgrade.data.preprocess import CLIP_MEAN, CLIP_STD
 MINORITY_GRADES = (1, 3, 4)
 
 
+def _geometry_and_colour(p: float, rotate: int, jitter: float, hue: float, scale: float) -> list:
+    """Flips, rotation, colour jitter and a small affine: the transforms both tiers share.
+
+    Args:
+        p: probability of the flips, rotation and jitter.
+        rotate: largest rotation in degrees.
+        jitter: brightness / contrast / saturation jitter.
+        hue: hue jitter.
+        scale: largest relative scale change.
+    """
+    return [
+        A.HorizontalFlip(p=p),
+        A.VerticalFlip(p=p),
+        A.Rotate(limit=rotate, p=p),
+        A.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=hue, p=p),
+        A.Affine(translate_percent=(-0.05, 0.05), scale=(1 - scale, 1 + scale), p=0.5),
+    ]
+
+
 def standard_tier() -> A.Compose:
     """All classes: flips p 0.5, rotation <= 30 deg, colour jitter, small translate/scale."""
-    return A.Compose(
-        [
-            A.HorizontalFlip(p=0.5),
-            A.VerticalFlip(p=0.5),
-            A.Rotate(limit=30, p=0.5),
-            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.0, p=0.5),
-            A.Affine(translate_percent=(-0.05, 0.05), scale=(0.95, 1.05), p=0.5),
-        ],
-        strict=True,
-    )
+    return A.Compose(_geometry_and_colour(0.5, 30, 0.2, 0.0, 0.05), strict=True)
 
 
 def minority_tier() -> A.Compose:
     """Minority grades: flips p 0.6, rotation <= 35 deg, stronger jitter with hue, erasing p 0.4."""
-    return A.Compose(
-        [
-            A.HorizontalFlip(p=0.6),
-            A.VerticalFlip(p=0.6),
-            A.Rotate(limit=35, p=0.6),
-            A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.6),
-            A.Affine(translate_percent=(-0.05, 0.05), scale=(0.9, 1.1), p=0.5),
-            A.CoarseDropout(
-                num_holes_range=(1, 4),
-                hole_height_range=(0.05, 0.15),
-                hole_width_range=(0.05, 0.15),
-                fill=0,
-                p=0.4,
-            ),
-        ],
-        strict=True,
+    erasing = A.CoarseDropout(
+        num_holes_range=(1, 4), hole_height_range=(0.05, 0.15), hole_width_range=(0.05, 0.15), fill=0, p=0.4
     )
+    return A.Compose([*_geometry_and_colour(0.6, 35, 0.3, 0.05, 0.1), erasing], strict=True)
 
 
 def to_tensor() -> A.Compose:
@@ -64,24 +62,49 @@ def to_tensor() -> A.Compose:
 
 
 class TieredAugment:
-    """Pick the standard or minority pipeline by label, then normalise to a tensor."""
+    """Pick the standard or minority pipeline by label, then normalise to a tensor.
+
+    Seeding has one path: on first use in a process the pipelines are seeded from that
+    process's torch seed, which is the seeded main-process seed, or in a DataLoader worker
+    that seed plus the worker id. Albumentations draws from its own generators, which forked
+    workers would otherwise share (every worker augmenting identically).
+    """
 
     def __init__(self, minority_grades: Sequence[int] = MINORITY_GRADES):
         self.minority_grades = frozenset(minority_grades)
         self.standard = standard_tier()
         self.minority = minority_tier()
         self.finish = to_tensor()
+        self.seeded_for: tuple[int, int] | None = None
 
     def reseed(self, seed: int) -> None:
-        """Seed both pipelines. Albumentations draws from its own generators, which forked
-        DataLoader workers would otherwise share: every worker would augment identically."""
+        """Seed both pipelines.
+
+        Args:
+            seed: the standard tier's seed (the minority tier gets ``seed + 1``).
+        """
         self.standard.set_random_seed(seed)
         self.minority.set_random_seed(seed + 1)
 
     def tier(self, label: int) -> A.Compose:
+        """The pipeline for ``label``.
+
+        Args:
+            label: the image's grade.
+        """
         return self.minority if label in self.minority_grades else self.standard
 
     def __call__(self, image: np.ndarray, label: int) -> torch.Tensor:
+        """Augment, normalise and convert one image.
+
+        Args:
+            image: HxWx3 uint8 RGB.
+            label: its grade (picks the tier).
+        """
+        process = (os.getpid(), torch.initial_seed())
+        if self.seeded_for != process:
+            self.reseed(torch.initial_seed() % 2**31)
+            self.seeded_for = process
         augmented = self.tier(label)(image=image)["image"]
         return self.finish(image=augmented)["image"]
 
@@ -93,4 +116,10 @@ class EvalTransform:
         self.finish = to_tensor()
 
     def __call__(self, image: np.ndarray, label: int) -> torch.Tensor:
+        """Normalise and convert one image.
+
+        Args:
+            image: HxWx3 uint8 RGB.
+            label: unused (the signature of every transform).
+        """
         return self.finish(image=image)["image"]

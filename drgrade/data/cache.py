@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from drgrade.data.images import read_rgb
 from drgrade.data.preprocess import preprocess_fundus
@@ -38,11 +41,13 @@ class PreprocessCache:
         self.size = size
 
     def key(self, source: Path) -> str:
+        """The cache key: source identity (path, size, mtime) and preprocessing settings."""
         stat = source.stat()
         identity = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.size}|v{PREPROCESS_VERSION}"
         return hashlib.sha1(identity.encode()).hexdigest()
 
     def entry(self, source: Path) -> Path:
+        """The cache file of ``source``."""
         key = self.key(source)
         return self.root / key[:2] / f"{key}.npy"
 
@@ -72,3 +77,35 @@ class PreprocessCache:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+class _CacheFiller(Dataset):
+    """Loads each image through the cache (building its entry); yields only the index."""
+
+    def __init__(self, paths: Sequence[Path], cache: PreprocessCache):
+        self.paths, self.cache = list(paths), cache
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> int:
+        self.cache.load(self.paths[index])
+        return index
+
+
+def fill_cache(paths: Sequence[Path], cache: PreprocessCache, workers: int | None = None) -> int:
+    """Preprocess every image into the cache ahead of training; returns the number of images.
+
+    Runs in ``workers`` processes (default: all cores) with a progress bar.
+
+    Args:
+        paths: the source images.
+        cache: the cache to fill.
+        workers: worker processes (0 runs in this process).
+
+    """
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    loader = DataLoader(_CacheFiller(paths, cache), batch_size=None, num_workers=workers, shuffle=False)
+    for _ in tqdm(loader, total=len(paths), desc=f"caching into {cache.root}"):
+        pass
+    return len(paths)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -12,23 +10,24 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Sampler
-from tqdm import tqdm
 
 from drgrade.data.augment import MINORITY_GRADES, EvalTransform, TieredAugment
 from drgrade.data.cache import PreprocessCache, default_cache_dir
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
 from drgrade.data.sources import Record, load_sources
-from drgrade.data.splits import SPLITS, split_records, write_split_csv
-from drgrade.data.synthetic import write_synthetic
+from drgrade.data.splits import SPLITS, split_records
+from drgrade.data.synthetic import ensure_synthetic
 from drgrade.grades import GRADE_NAMES, NUM_GRADES
-from drgrade.runs import run_dir
-
-log = logging.getLogger(__name__)
 
 
 def count_table(records: list[Record], splits: list[str]) -> str:
-    """A per-split, per-grade count table, as printed at setup."""
+    """A per-split, per-grade count table, as printed at setup.
+
+    Args:
+        records: the images.
+        splits: each image's split.
+    """
     counts = Counter(zip(splits, (r.grade for r in records), strict=True))
     width = max(len(n) for n in GRADE_NAMES) + 2
     lines = ["split".ljust(8) + "".join(n.rjust(width) for n in GRADE_NAMES) + "total".rjust(8)]
@@ -36,29 +35,6 @@ def count_table(records: list[Record], splits: list[str]) -> str:
         row = [counts[(split, g)] for g in range(NUM_GRADES)]
         lines.append(split.ljust(8) + "".join(str(n).rjust(width) for n in row) + str(sum(row)).rjust(8))
     return "\n".join(lines)
-
-
-def seed_worker_augmentation(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: a distinct, reproducible augmentation seed per worker
-    (the worker's torch seed, itself drawn from the seeded main-process generator)."""
-    info = torch.utils.data.get_worker_info()
-    transform = getattr(info.dataset, "transform", None)
-    if hasattr(transform, "reseed"):
-        transform.reseed(info.seed % 2**31)
-
-
-class _CacheFiller(torch.utils.data.Dataset):
-    """Loads each record through the cache (building its entry); yields nothing of use."""
-
-    def __init__(self, records: list[Record], cache: PreprocessCache):
-        self.records, self.cache = records, cache
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> int:
-        self.cache.load(self.records[index].path)
-        return index
 
 
 class DRDataModule(L.LightningDataModule):
@@ -71,17 +47,21 @@ class DRDataModule(L.LightningDataModule):
         synthesize_if_missing: write the synthetic default into the roots when they do not exist
             (the demo and tests use this; a real-data config leaves it off so a typo in a path
             is an error, not a silent synthetic run).
-        synthetic_size: image size, in pixels, of generated images; synthetic_counts: images per
-            dataset (APTOS, Messidor-2) when generating.
+        synthetic_size: image height, in pixels, of generated images.
+        synthetic_counts: images per dataset (APTOS, Messidor-2) when generating.
         image_size: network input size after fundus crop and resize.
+        batch_size: images per batch.
+        num_workers: DataLoader worker processes.
         sampler: ``resample`` (per-epoch class target counts), ``weighted`` (inverse frequency)
             or ``none`` (plain shuffling).
         target_counts: per-grade images per epoch for ``resample`` (paper: 445/200/200/180/180).
-        split_ratios: train/val/test fractions; split_seed seeds the split and the samplers.
+        minority_grades: grades that get the stronger augmentation tier.
+        split_ratios: train/val/test fractions.
+        split_seed: seeds the split and the samplers.
         augment: class-tiered augmentation of training images (off gives eval transforms).
         verify_images: check every image decodes at setup, so a corrupt file fails fast.
-        cache: read preprocessed (cropped, resized) images from a cache built on first use;
-            cache_dir: where (default ``$DRGRADE_CACHE_DIR`` or ``~/.cache/drgrade/preprocessed``).
+        cache: read preprocessed (cropped, resized) images from a cache built on first use.
+        cache_dir: where (default ``$DRGRADE_CACHE_DIR`` or ``~/.cache/drgrade/preprocessed``).
         predict_dir: a folder of images for ``drgrade predict``.
     """
 
@@ -112,30 +92,28 @@ class DRDataModule(L.LightningDataModule):
         self.records: list[Record] = []
         self.splits: list[str] = []
         self.datasets: dict[str, FundusDataset] = {}
+        #: Folder entries ``predict`` could not read as images, with why (reported, not dropped).
+        self.skipped: list[tuple[Path, str]] = []
 
     # -- stages ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Generate the synthetic default once (local rank 0) when asked and absent."""
         hp = self.hparams
-        if not hp.synthesize_if_missing:
-            return
-        roots = [Path(r) for r in (hp.aptos_root, hp.messidor_root) if r is not None]
-        if roots and not all(r.exists() for r in roots):
-            parents = {r.parent for r in roots}
-            if len(parents) != 1:
-                raise ValueError("synthesize_if_missing needs aptos_root and messidor_root in one folder")
-            num_aptos, num_messidor = hp.synthetic_counts
-            write_synthetic(parents.pop(), num_aptos, num_messidor, hp.synthetic_size, hp.split_seed)
+        if hp.synthesize_if_missing:
+            roots = [r for r in (hp.aptos_root, hp.messidor_root) if r is not None]
+            ensure_synthetic(roots, hp.synthetic_counts, hp.synthetic_size, hp.split_seed)
 
     def setup(self, stage: str) -> None:
+        """Read and split the sources once, then build each split's dataset (or the predict folder's)."""
         hp = self.hparams
         if stage == "predict" and hp.predict_dir is not None:
+            records, self.skipped = folder_records(hp.predict_dir)
             self.datasets["predict"] = FundusDataset(
-                folder_records(hp.predict_dir), hp.image_size, EvalTransform(), keep_errors=True
+                records, hp.image_size, EvalTransform(), keep_errors=True
             )
             return
         if not self.records:
-            self._load()
+            self.load_records()
         evaluate = EvalTransform()
         cache = self.cache
         train_transform = TieredAugment(hp.minority_grades) if hp.augment else evaluate
@@ -145,41 +123,22 @@ class DRDataModule(L.LightningDataModule):
             self.datasets[split] = FundusDataset(chosen, hp.image_size, transform, cache=cache)
         self.datasets["predict"] = self.datasets["test"]
 
-    def _load(self) -> None:
+    def load_records(self) -> None:
+        """Read every configured source, check it, and assign each image its split."""
         hp = self.hparams
         self.records = load_sources(
             hp.aptos_root, hp.messidor_root, hp.csv_sources or (), verify_images=hp.verify_images
         )
         self.splits = split_records(self.records, hp.split_ratios, hp.split_seed)
         rank_zero_info(f"DR data: {len(self.records)} images\n{count_table(self.records, self.splits)}")
-        if self.trainer is not None:
-            out = run_dir(self.trainer)  # a collective under DDP: every rank must ask
-            if self.trainer.is_global_zero:
-                path = write_split_csv(self.records, self.splits, out / "split.csv")
-                rank_zero_info(f"split written to {path}")
 
     @property
     def cache(self) -> PreprocessCache | None:
+        """The preprocessing cache of these settings, or None when ``cache`` is off."""
         hp = self.hparams
         if not hp.cache:
             return None
         return PreprocessCache(hp.cache_dir or default_cache_dir(), hp.image_size)
-
-    def build_cache(self, workers: int | None = None) -> int:
-        """Preprocess every image of every split into the cache ahead of training; returns the
-        number of images. Runs in ``workers`` processes (default: all cores), with a progress bar."""
-        cache = self.cache
-        if cache is None:
-            raise ValueError("data.cache is false: nothing to build")
-        if not self.records:
-            self._load()
-        workers = (os.cpu_count() or 1) if workers is None else workers
-        loader = DataLoader(
-            _CacheFiller(self.records, cache), batch_size=None, num_workers=workers, shuffle=False
-        )
-        for _ in tqdm(loader, total=len(self.records), desc=f"caching into {cache.root}"):
-            pass
-        return len(self.records)
 
     # -- loaders --------------------------------------------------------------------------------
     @property
@@ -189,6 +148,7 @@ class DRDataModule(L.LightningDataModule):
         return torch.bincount(labels, minlength=NUM_GRADES).tolist()
 
     def train_sampler(self) -> Sampler[int] | None:
+        """The configured rebalancing sampler over the training split (None: plain shuffling)."""
         hp = self.hparams
         labels = [r.grade for r in self.datasets["train"].records]
         if hp.sampler == "resample":
@@ -200,6 +160,7 @@ class DRDataModule(L.LightningDataModule):
     def _loader(self, split: str, sampler: Sampler[int] | None = None, shuffle: bool = False) -> DataLoader:
         hp = self.hparams
         workers = hp.num_workers
+        # augmentation seeds itself per process (see TieredAugment): no worker_init_fn needed
         return DataLoader(
             self.datasets[split],
             batch_size=hp.batch_size,
@@ -209,24 +170,28 @@ class DRDataModule(L.LightningDataModule):
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             drop_last=False,
-            worker_init_fn=seed_worker_augmentation if workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
-        transform = self.datasets["train"].transform
-        if self.hparams.num_workers == 0 and hasattr(transform, "reseed"):
-            transform.reseed(int(torch.randint(2**31, (1,))))  # from the seeded global generator
+        """Resampled (or weighted, or shuffled) training batches with augmentation."""
         return self._loader("train", self.train_sampler(), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
+        """Validation batches in a fixed order."""
         return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
+        """Test batches in a fixed order."""
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
+        """The predict folder's batches (the test split when no folder is given)."""
         return self._loader("predict")
 
     def records_of(self, split: str) -> list[Record]:
-        """The records behind a split's loader, in loader order (index -> record)."""
+        """The records behind a split's loader, in loader order (index -> record).
+
+        Args:
+            split: ``train``, ``val``, ``test`` or ``predict``.
+        """
         return self.datasets[split].records

@@ -1,17 +1,18 @@
-"""Torch datasets over records (labelled) and over a folder of images (prediction)."""
+"""Torch datasets over records: labelled splits, a folder to predict, images with lesion masks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from drgrade.data.cache import PreprocessCache
-from drgrade.data.images import IMAGE_SUFFIXES, ImageReadError, read_rgb
-from drgrade.data.preprocess import preprocess_fundus
+from drgrade.data.images import ImageReadError, list_images, read_rgb
+from drgrade.data.preprocess import crop_fundus, fundus_box, resize_square
 from drgrade.data.sources import Record
 
 Transform = Callable[[np.ndarray, int], torch.Tensor]
@@ -19,11 +20,33 @@ Transform = Callable[[np.ndarray, int], torch.Tensor]
 UNKNOWN = -1
 
 
-class FundusDataset(Dataset):
-    """Records -> ``{"image", "label", "index", "error"}`` samples.
+def load_mask(record: Record, image: np.ndarray, size: int) -> np.ndarray:
+    """The record's lesion mask cropped and resized exactly like ``image`` (zeros when it has none).
 
-    With ``keep_errors`` an unreadable image yields a zero image and the error message instead of
-    raising, so prediction over a folder grades the readable files and reports the rest.
+    Args:
+        record: the image's record (``record.mask`` may be None).
+        image: the raw image the mask belongs to (its fundus box crops the mask).
+        size: output side in pixels.
+    """
+    if record.mask is None:
+        return np.zeros((size, size), np.uint8)
+    raw = cv2.imread(str(record.mask), cv2.IMREAD_GRAYSCALE)
+    if raw is None or raw.shape != image.shape[:2]:
+        raise ImageReadError(f"{record.mask}: lesion mask unreadable or not the size of {record.path}")
+    return resize_square(crop_fundus(raw, fundus_box(image)), size, cv2.INTER_NEAREST)
+
+
+class FundusDataset(Dataset):
+    """Records -> ``{"image", "label", "index", "error"}`` samples (plus ``"mask"`` with masks).
+
+    Args:
+        records: the images.
+        image_size: network input side.
+        transform: augmentation or evaluation transform.
+        keep_errors: an unreadable image yields a zero image and the error message instead of
+            raising, so prediction over a folder grades the readable files and reports the rest.
+        cache: read preprocessed images from this cache.
+        with_masks: also yield each record's lesion mask, preprocessed like its image.
     """
 
     def __init__(
@@ -33,47 +56,61 @@ class FundusDataset(Dataset):
         transform: Transform,
         keep_errors: bool = False,
         cache: PreprocessCache | None = None,
+        with_masks: bool = False,
     ):
         self.records = list(records)
         self.image_size = image_size
         self.transform = transform
         self.keep_errors = keep_errors
         self.cache = cache
+        self.with_masks = with_masks
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def load(self, index: int) -> np.ndarray:
-        """The preprocessed (cropped, resized) RGB image of record ``index``."""
-        path = self.records[index].path
-        if self.cache is not None:
-            return self.cache.load(path)
-        return preprocess_fundus(read_rgb(path), self.image_size)
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The preprocessed (cropped, resized) RGB image of record ``index``, and its mask.
+
+        Args:
+            index: the record's position.
+        """
+        record = self.records[index]
+        if self.cache is not None and not self.with_masks:
+            return self.cache.load(record.path), None
+        image = read_rgb(record.path)
+        square = resize_square(crop_fundus(image, fundus_box(image)), self.image_size)
+        mask = load_mask(record, image, self.image_size) if self.with_masks else None
+        return square, mask
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         error = ""
+        size = self.image_size
         try:
-            image = self.load(index)
+            image, mask = self.load(index)
         except ImageReadError as exc:
             if not self.keep_errors:
                 raise
             error = str(exc)
-            image = np.zeros((self.image_size, self.image_size, 3), np.uint8)
-        return {
+            image, mask = np.zeros((size, size, 3), np.uint8), np.zeros((size, size), np.uint8)
+        sample = {
             "image": self.transform(image, record.grade),
             "label": record.grade,
             "index": index,
             "error": error,
         }
+        if self.with_masks:
+            sample["mask"] = torch.from_numpy(mask > 0)
+        return sample
 
 
-def folder_records(folder: str | Path) -> list[Record]:
-    """Every image file under ``folder`` (recursively) as an unlabelled record, sorted by path."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"predict_dir {folder} is not a folder of images")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise FileNotFoundError(f"predict_dir {folder} holds no {'/'.join(IMAGE_SUFFIXES)} files")
-    return [Record(p, UNKNOWN, "predict", str(p)) for p in paths]
+def folder_records(folder: str | Path) -> tuple[list[Record], list[tuple[Path, str]]]:
+    """Every image under ``folder`` as an unlabelled record, and the entries skipped with why.
+
+    Args:
+        folder: the folder to grade.
+    """
+    paths, skipped = list_images(folder)
+    if not paths and not skipped:
+        raise FileNotFoundError(f"{folder} holds no image files (png, jpg, jpeg, tif, tiff, bmp)")
+    return [Record(p, UNKNOWN, "", str(p)) for p in paths], skipped

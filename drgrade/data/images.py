@@ -15,6 +15,34 @@ class ImageReadError(RuntimeError):
     """An image file that is missing or does not decode."""
 
 
+def list_images(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files under ``folder`` (recursively, sorted) and the entries skipped, with why.
+
+    The one folder listing of drgrade (predict, explain, deploy): an image-suffixed entry that is
+    not a readable file (a dangling link, a folder named ``x.png``) is reported, never dropped.
+
+    Args:
+        folder: the folder to list.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of images")
+    found, skipped = [], []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.is_file():
+            found.append(path)
+        elif path.is_symlink() and not path.exists():
+            skipped.append((path, "dangling symbolic link"))
+        elif not path.is_dir():
+            skipped.append((path, "not a regular file"))
+    return found, skipped
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read ``path`` as an ``HxWx3`` uint8 RGB array.
 

@@ -15,8 +15,10 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def fundus_box(image: np.ndarray, threshold: int = 10) -> tuple[slice, slice] | None:
-    """Rows and columns of the illuminated fundus (pixels brighter than ``threshold``), or None
-    when nearly nothing is bright (an all-dark or odd image), rather than cropping to noise."""
+    """Rows and columns of the illuminated fundus (pixels brighter than ``threshold``).
+
+    None when nearly nothing is bright (an all-dark or odd image), rather than cropping to noise.
+    """
     gray = image.max(axis=2) if image.ndim == 3 else image
     mask = gray > threshold
     if mask.mean() < 0.01:

@@ -27,6 +27,7 @@ class EpochSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Redraw for ``epoch`` (Lightning calls this each epoch; every rank draws the same list)."""
         self.epoch = epoch
 
     def _generator(self) -> torch.Generator:
@@ -35,6 +36,7 @@ class EpochSampler(Sampler[int]):
         return generator
 
     def draw(self, generator: torch.Generator) -> torch.Tensor:
+        """This epoch's indices, drawn from ``generator``."""
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[int]:
@@ -58,6 +60,7 @@ class ClassTargetSampler(EpochSampler):
         self._length = sum(t for t, n in zip(self.targets, present.tolist(), strict=True) if n > 0)
 
     def draw(self, generator: torch.Generator) -> torch.Tensor:
+        """This epoch's indices: each class undersampled or topped up to its target."""
         parts = []
         for grade, target in enumerate(self.targets):
             members = torch.nonzero(self.labels == grade).flatten()
@@ -80,6 +83,7 @@ class InverseFrequencySampler(EpochSampler):
     """Draw ``len(labels)`` indices with replacement, each weighted by 1 / its class count."""
 
     def draw(self, generator: torch.Generator) -> torch.Tensor:
+        """This epoch's indices, drawn with inverse-frequency weights."""
         counts = torch.bincount(self.labels, minlength=NUM_GRADES).double()
         weights = 1.0 / counts[self.labels]
         return torch.multinomial(weights, len(self.labels), replacement=True, generator=generator)

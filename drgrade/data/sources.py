@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
@@ -26,14 +26,24 @@ MESSIDOR_PAIRS = "messidor-2.csv"
 MESSIDOR_IMAGE_DIRS = ("IMAGES", "images", "Images", ".")
 
 
+#: Where a source keeps lesion masks, when it has them: ``<root>/lesion_masks/<image stem>.png``
+#: (non-zero pixels are lesions), aligned with the image.
+MASK_DIR = "lesion_masks"
+
+
 @dataclass(frozen=True)
 class Record:
-    """One labelled image. ``patient_id`` groups images that must share a split."""
+    """One labelled image.
+
+    ``patient_id`` groups images that must share a split; ``mask`` is its lesion mask when the source has
+    one (explain scores attention against it).
+    """
 
     path: Path
     grade: int
     source: str
     patient_id: str
+    mask: Path | None = None
 
 
 class DataValidationError(ValueError):
@@ -95,7 +105,13 @@ def _check_decodes(path: Path) -> str | None:
     return None
 
 
-def _finish(records: list[Record], problems: list[str], verify_images: bool) -> list[Record]:
+def _finish(
+    records: list[Record], problems: list[str], verify_images: bool, root: Path | None = None
+) -> list[Record]:
+    """Raise every problem at once, or return the records with the masks ``root`` holds."""
+    if root is not None and (root / MASK_DIR).is_dir():
+        masks = {p.stem: p for p in (root / MASK_DIR).iterdir()}
+        records = [replace(r, mask=masks.get(r.path.stem)) for r in records]
     if verify_images:
         problems.extend(p for r in records if (p := _check_decodes(r.path)) is not None)
     if problems:
@@ -132,7 +148,7 @@ def read_aptos(root: str | Path, verify_images: bool = True) -> list[Record]:
             problems.append(f"{where}: no image {path} for id_code {image_id!r}")
             continue
         records.append(Record(path, grade, "aptos2019", f"aptos:{image_id}"))
-    return _finish(records, problems, verify_images)
+    return _finish(records, problems, verify_images, root)
 
 
 def _messidor_image_dir(root: Path) -> Path:
@@ -202,7 +218,7 @@ def read_messidor(root: str | Path, verify_images: bool = True) -> list[Record]:
         records.append(Record(path, grade, "messidor2", exams.get(key, f"messidor:{key}")))
     if ungradable:
         log.info("Messidor-2: excluded %d ungradable image(s) listed in %s", ungradable, csv_path)
-    return _finish(records, problems, verify_images)
+    return _finish(records, problems, verify_images, root)
 
 
 def read_csv_source(csv_path: str | Path, verify_images: bool = True) -> list[Record]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +23,13 @@ import numpy as np
 from tqdm import tqdm
 
 from drgrade.data.images import write_rgb
+from drgrade.data.sources import MASK_DIR
 from drgrade.grades import NUM_GRADES
 
-#: Per-grade image counts of the real datasets (DESIGN.md section 3), used as class frequencies.
+#: Per-grade image counts of the real datasets (the paper's Table 1), used as class frequencies.
 APTOS_COUNTS = (1805, 370, 999, 193, 295)
 MESSIDOR_COUNTS = (1017, 270, 347, 75, 35)
-MASK_DIR = "lesion_masks"
+
 
 _RED = (120, 20, 15)
 _DARK_RED = (90, 10, 10)
@@ -36,8 +38,10 @@ _COTTON = (235, 225, 200)
 
 
 def allocate(total: int, frequencies: tuple[int, ...], minimum: int = 2) -> list[int]:
-    """Split ``total`` over grades in proportion to ``frequencies`` (largest remainder),
-    giving each grade at least ``minimum`` images when ``total`` allows it."""
+    """Split ``total`` over grades in proportion to ``frequencies`` (largest remainder).
+
+    Each grade gets at least ``minimum`` images when ``total`` allows it.
+    """
     floor = minimum if total >= minimum * len(frequencies) else 0
     share = np.asarray(frequencies, dtype=float) / sum(frequencies) * (total - floor * len(frequencies))
     counts = np.floor(share).astype(int)
@@ -188,9 +192,12 @@ def write_aptos(out: Path, num: int, size: int, seed: int) -> Path:
 
 
 def write_messidor(out: Path, num: int, size: int, seed: int) -> Path:
-    """Messidor-2 layout: IMAGES/ with IM00xxxx.JPG and YYYYMMDD_NNNNN_0x00_PP.png names,
-    messidor_data.csv (adjudicated grades, a few ungradable rows, ``.jpg`` lower-cased in the
-    sheet as in the real one), and the exam-pairs sheet messidor-2.csv (left;right)."""
+    """Write the Messidor-2 layout.
+
+    IMAGES/ with IM00xxxx.JPG and YYYYMMDD_NNNNN_0x00_PP.png names, messidor_data.csv (adjudicated grades,
+    a few ungradable rows, ``.jpg`` lower-cased in the sheet as in the real one), and the exam-pairs sheet
+    messidor-2.csv (left;right).
+    """
     root = out / "messidor2"
     (root / "IMAGES").mkdir(parents=True, exist_ok=True)
     grades = _grades(num, MESSIDOR_COUNTS, seed, 1)
@@ -227,3 +234,26 @@ def write_synthetic(
     if min(num_aptos, num_messidor) < NUM_GRADES:
         raise ValueError(f"need at least {NUM_GRADES} images per dataset (one per grade)")
     return write_aptos(out, num_aptos, image_size, seed), write_messidor(out, num_messidor, image_size, seed)
+
+
+def ensure_synthetic(
+    roots: Sequence[str | Path], counts: tuple[int, int], image_size: int, seed: int
+) -> None:
+    """Write the synthetic default into the parent of ``roots`` when any of them is missing.
+
+    The demo generates on first use; real-data configs never call this.
+
+    Args:
+        roots: the configured APTOS / Messidor-2 roots (one parent folder).
+        counts: images per dataset (APTOS, Messidor-2).
+        image_size: generated image height in pixels.
+        seed: generator seed.
+
+    """
+    roots = [Path(r) for r in roots]
+    if not roots or all(r.exists() for r in roots):
+        return
+    parents = {r.parent for r in roots}
+    if len(parents) != 1:
+        raise ValueError("synthesize_if_missing needs aptos_root and messidor_root in one folder")
+    write_synthetic(parents.pop(), counts[0], counts[1], image_size, seed)

@@ -1,5 +1,7 @@
-"""Where a model looks: CBAM spatial attention (FCN-CLIP), Grad-CAM (CLIP-embedding models), and
-the lesion-mass fraction that scores a map against known lesions.
+"""Attention-map arithmetic used by every task's ``attention_maps``.
+
+Grad-CAM, map normalisation, and the lesion-mass fraction that scores a map against known lesions. Each task's
+``attention_maps`` uses these.
 
 Grad-CAM is our own short implementation rather than a library (captum, pytorch-grad-cam): the
 backbone wrapper already splits the image tower at its last ResNet stage, frozen towers need the
@@ -52,28 +54,10 @@ def grad_cam(
     return normalise_maps(cam[:, 0]), logits.detach()
 
 
-def attention_maps(task, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(maps [B, H, W], probabilities [B, K], method) for any single-model drgrade task."""
-    if hasattr(task, "spatial_attention"):
-        with torch.no_grad():
-            maps = task.spatial_attention(images)[:, 0]
-            probs = task.probabilities(task(images))
-        return normalise_maps(maps), probs, "CBAM spatial attention"
-    if hasattr(task, "embedding_logits"):
-        visual = task.backbone.visual
-
-        def pooled_scores(activations: torch.Tensor) -> torch.Tensor:
-            return task.embedding_logits(F.normalize(visual.attnpool(activations), dim=-1))
-
-        maps, logits = grad_cam(
-            lambda x: task.backbone.feature_maps(x, ("layer4",))["layer4"], pooled_scores, images
-        )
-        return maps, task.probabilities(logits), "Grad-CAM (layer4)"
-    raise TypeError(f"{type(task).__name__} has no attention map: explain one member model at a time")
-
-
 def lesion_mass_fraction(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Share of each map's total mass inside the lesion mask (the "pointing game" score):
-    1 when all attention is on lesions, the mask's area fraction for a uniform map."""
+    """Share of each map's total mass inside the lesion mask (the "pointing game" score).
+
+    1 when all attention is on lesions, the mask's area fraction for a uniform map.
+    """
     maps, masks = maps.float().flatten(1), (masks > 0).float().flatten(1)
     return (maps * masks).sum(1) / maps.sum(1).clamp_min(1e-12)

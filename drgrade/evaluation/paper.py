@@ -1,6 +1,8 @@
-"""The seed paper's published numbers (Cho 2026, Tables 3 and 4), shown by ``report --paper``.
+"""The paper's published numbers, shown by ``report --paper``.
 
-Transcribed from ../shared/paper; AUROC is the macro one-vs-rest value quoted in the text.
+S. Cho, "Diabetic Retinopathy Grading with CLIP-based Ranking-Aware Adaptation: A Comparative
+Study on Fundus Images", HKUST, March 2026: Tables 3 and 4. AUROC is the macro one-vs-rest value
+quoted in its text.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
-"""``drgrade report``: Table 3 and Table 4 from several runs' metrics.json, as Markdown and CSV,
-plus the runs' confusion matrices side by side."""
+"""``drgrade report``'s tables and figures.
+
+Table 3 and Table 4 from several runs' metrics.json, as Markdown and CSV, plus the runs' confusion matrices
+side by side.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ COLUMN_NAMES = {
 
 @dataclass
 class RunResult:
+    """One run's evaluation as the report reads it."""
+
     name: str
     directory: Path
     metrics: dict
@@ -96,12 +101,14 @@ def build_tables(runs: Sequence[RunResult], with_paper: bool) -> tuple[list[list
 
 
 def markdown(rows: list[list[str]]) -> str:
+    """Rows (header first) as a Markdown table."""
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
     return "\n".join(lines)
 
 
 def confusion_sheet(runs: Sequence[RunResult], path: Path) -> None:
+    """Every run's confusion matrix side by side, saved to ``path``."""
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4.8), squeeze=False)
     for ax, run in zip(axes[0], runs, strict=True):
         draw_confusion(ax, run.confusion, run.name)

@@ -23,6 +23,7 @@ class PredictionStore(Metric):
         self.add_state("index", default=[], dist_reduce_fx="cat")
 
     def update(self, probs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
+        """Append one batch's probabilities, targets and dataset indices."""
         self.probs.append(probs.detach().float())
         self.targets.append(targets.detach().long())
         self.index.append(index.detach().long())

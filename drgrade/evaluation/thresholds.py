@@ -42,8 +42,11 @@ def _best_threshold(scores: torch.Tensor, positive: torch.Tensor, method: Calibr
 def calibrate_thresholds(
     probs: torch.Tensor, targets: torch.Tensor, method: CalibrationMethod = "youden"
 ) -> torch.Tensor:
-    """One threshold per class from the one-vs-rest curve; classes without both positives and
-    negatives keep the neutral threshold 1/K (their column is then scaled like plain argmax)."""
+    """One threshold per class from the one-vs-rest curve.
+
+    Classes without both positives and negatives keep the neutral threshold 1/K (their column is then scaled
+    like plain argmax).
+    """
     probs, targets = probs.double().cpu(), targets.long().cpu()
     num_classes = probs.shape[1]
     thresholds = torch.full((num_classes,), 1.0 / num_classes, dtype=torch.float64)

@@ -11,8 +11,11 @@ from torch import nn
 
 
 class CBAM(nn.Module):
-    """Channel gate (avg-pool, 1x1 bottleneck /reduction, ReLU, 1x1, sigmoid), then spatial gate
-    (7x7 conv to one map, sigmoid). ``last_spatial`` keeps the latest spatial map for explaining."""
+    """CBAM: a channel gate, then a spatial gate.
+
+    Channel gate: avg-pool, 1x1 bottleneck /reduction, ReLU, 1x1, sigmoid. Spatial gate: 7x7 conv to
+    one map, sigmoid.
+    """
 
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
@@ -25,10 +28,12 @@ class CBAM(nn.Module):
             nn.Sigmoid(),
         )
         self.spatial_gate = nn.Sequential(nn.Conv2d(channels, 1, 7, padding=3), nn.Sigmoid())
-        self.last_spatial: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (gated features, spatial attention map [B, 1, h, w]).
+
+        The map is where the model looks, so it is an output rather than state kept on the module.
+        """
         x = x * self.channel_gate(x)
         spatial = self.spatial_gate(x)
-        self.last_spatial = spatial.detach()
-        return x * spatial
+        return x * spatial, spatial

@@ -93,8 +93,9 @@ class CLIPBackbone(nn.Module):
         model_name: RN50 (default), RN101, RN50x4, or RN-tiny (small widths, for tests).
         pretrained: open_clip tag such as ``openai``, a local checkpoint path, or None (random).
         image_size: input size; the attention pool is resized to it for pretrained weights.
-        freeze_image / freeze_text: no gradients for that tower, and its BatchNorm statistics
-            stay fixed (the tower stays in eval mode even when the model is set to train).
+        freeze_image: no gradients for the image tower, and its BatchNorm statistics stay fixed
+            (the tower stays in eval mode even when the model is set to train).
+        freeze_text: the same for the text tower.
     """
 
     def __init__(
@@ -123,12 +124,15 @@ class CLIPBackbone(nn.Module):
     # -- parameters and modes -------------------------------------------------------------------
     @property
     def visual(self) -> nn.Module:
+        """The open_clip image tower (a ModifiedResNet)."""
         return self.clip.visual
 
     def image_parameters(self) -> list[nn.Parameter]:
+        """Every parameter of the image tower."""
         return list(self.clip.visual.parameters())
 
     def text_parameters(self) -> list[nn.Parameter]:
+        """Every parameter of the text tower."""
         visual = {id(p) for p in self.clip.visual.parameters()}
         return [p for n, p in self.clip.named_parameters() if id(p) not in visual and n != "logit_scale"]
 
@@ -145,10 +149,12 @@ class CLIPBackbone(nn.Module):
 
     @property
     def embed_dim(self) -> int:
+        """Width of the joint image-text embedding."""
         return self.clip.text_projection.shape[1]
 
     @property
     def logit_scale(self) -> torch.Tensor:
+        """CLIP's learned logit scale (exp of the stored log value)."""
         return self.clip.logit_scale.exp()
 
     def feature_channels(self, layer: str) -> int:
@@ -157,8 +163,11 @@ class CLIPBackbone(nn.Module):
         return block.bn3.num_features
 
     def freeze_after(self, layer: str) -> None:
-        """No gradients for the image stages after ``layer`` and the attention pool: a model that
-        reads ``layer``'s feature map never uses them (and DDP rejects unused trainable weights)."""
+        """No gradients for the image stages after ``layer`` and the attention pool.
+
+        A model that reads ``layer``'s feature map never uses them (and DDP rejects unused trainable
+        weights).
+        """
         unused = [*FEATURE_LAYERS[FEATURE_LAYERS.index(layer) + 1 :], "attnpool"]
         for name in unused:
             getattr(self.visual, name).requires_grad_(False)
@@ -187,12 +196,15 @@ class CLIPBackbone(nn.Module):
 
     # -- text side ------------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> torch.Tensor:
+        """Token ids of ``texts`` on the model's device."""
         return self.tokenizer(texts).to(self.clip.token_embedding.weight.device)
 
     def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The token embedding of ``tokens`` (the input of prompt learning)."""
         return self.clip.token_embedding(tokens)
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Text embeddings of token ids."""
         return self.clip.encode_text(tokens, normalize=normalize)
 
     def encode_prompt_embeddings(

@@ -40,6 +40,7 @@ class FCNHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(channels, num_classes)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.cbam(self.decoder(features))
-        return self.classifier(self.dropout(self.pool(x).flatten(1)))
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (logits [B, K], CBAM spatial attention [B, 1, h, w])."""
+        x, spatial = self.cbam(self.decoder(features))
+        return self.classifier(self.dropout(self.pool(x).flatten(1))), spatial

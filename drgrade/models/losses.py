@@ -44,6 +44,7 @@ class WeightedCEFocalLoss(nn.Module):
         self.focal_weight = focal_weight
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of class-weighted CE and focal loss."""
         ce = F.cross_entropy(logits, targets, weight=self.class_weights)
         return self.ce_weight * ce + self.focal_weight * focal_loss(logits, targets, self.gamma)
 
@@ -93,6 +94,7 @@ class RankingAwareLoss(nn.Module):
         self.alpha, self.margin, self.form = alpha, margin, form
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss: alpha * CE + (1 - alpha) * the ordinal ranking term."""
         ce = F.cross_entropy(logits, targets)
         rank = ranking_loss(logits, targets, self.margin, self.form)
         return self.alpha * ce + (1 - self.alpha) * rank

@@ -1,14 +1,16 @@
-"""``BaseTask``: the step logic, evaluation and decision rule every DR model shares.
+"""The task base classes.
 
-Subclasses build their networks in ``configure_models``, their loss in ``configure_losses`` and
-implement ``forward(images) -> logits``; everything else (probabilities, the thresholded
-decision rule, split-level metrics, calibration, prediction rows, optimiser) lives here once.
+``BaseTask``: the evaluation, decision rule and prediction step every DR model shares, and ``TrainableTask``:
+the optimiser
+and training step of the models that learn.
+
+Subclasses build their networks in ``configure_models``, their loss in ``configure_losses``,
+implement ``forward(images) -> logits`` and ``attention_maps(images)``; everything else
+(probabilities, the thresholded decision rule, split-level metrics, calibration) lives here once.
 """
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import lightning as L
@@ -17,29 +19,23 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
-from drgrade.evaluation.callbacks import EvaluationWriter, PredictionWriter, split_rows
+from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitWriter
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
 from drgrade.evaluation.thresholds import calibrate_thresholds, decide
 from drgrade.grades import NUM_GRADES
 from drgrade.models.clip_backbone import CLIPBackbone
 
-#: Checkpoint entry naming the task class that wrote it.
-TASK_KEY = "drgrade_task"
-
 #: Scalars logged every validation/test epoch (the rest go to metrics.json).
 LOGGED = ("accuracy", "qwk", "auroc_macro", "macro_f1", "macro_recall", "off_by_two_plus")
+
+Calibration = Literal["none", "youden", "f1"]
 
 
 class BaseTask(L.LightningModule):
     """Shared LightningModule for DR grading.
 
     Args:
-        lr: AdamW learning rate (Table 2: 2e-4).
-        weight_decay: AdamW weight decay (Table 2: 1e-3).
-        finetune_image: train the CLIP image tower too, at ``image_lr`` (pretrained towers want a
-            much smaller step than new heads). Off in the paper's setup; a random-weight
-            backbone (the demo) needs it, since random frozen features carry little signal.
         calibration: ``none`` for argmax, or ``youden`` / ``f1`` to calibrate per-class
             thresholds on every validation pass of ``fit`` (so each checkpoint carries the
             thresholds matching its weights) and, with ``calibrate_on_validate``, in
@@ -47,28 +43,22 @@ class BaseTask(L.LightningModule):
         calibrate_on_validate: also calibrate during ``drgrade validate``.
     """
 
-    trainable: ClassVar[bool] = True
+    trainable: ClassVar[bool] = False
+    #: Folder name of this model's runs (``runs/<run_name>``) and its column in reports.
+    run_name: ClassVar[str] = "model"
+    display_name: ClassVar[str] = "Model"
 
-    def __init__(
-        self,
-        lr: float = 2e-4,
-        weight_decay: float = 1e-3,
-        finetune_image: bool = False,
-        image_lr: float = 1e-5,
-        calibration: Literal["none", "youden", "f1"] = "none",
-        calibrate_on_validate: bool = False,
-    ):
+    def __init__(self, calibration: Calibration = "none", calibrate_on_validate: bool = False):
         super().__init__()
         # collects the init args of the whole subclass chain, so configure_models can read them
         self.save_hyperparameters()
-        self.lr = lr
-        self.weight_decay = weight_decay
         self.calibration = calibration
         self.calibrate_on_validate = calibrate_on_validate
         self.register_buffer("thresholds", torch.full((NUM_GRADES,), 1.0 / NUM_GRADES))
         self.register_buffer("calibrated", torch.tensor(False))
         self.store = PredictionStore()
-        self.last_result: SplitResult | None = None
+        #: The latest evaluation of each split ("val", "test"), read by ``EvaluationWriter``.
+        self.results: dict[str, SplitResult] = {}
         self.criterion: nn.Module | None = None
         self.configure_models()
         self.configure_losses()
@@ -78,39 +68,52 @@ class BaseTask(L.LightningModule):
         """Build the networks (called from ``__init__``)."""
         raise NotImplementedError
 
-    def build_backbone(self) -> CLIPBackbone:
-        """The shared CLIP wrapper from the ``backbone`` / ``pretrained`` / ``image_size`` options;
-        the text tower is always frozen, the image tower unless a trainable task fine-tunes it."""
+    def build_backbone(self, finetune_image: bool = False) -> CLIPBackbone:
+        """The shared CLIP wrapper from the ``backbone`` / ``pretrained`` / ``image_size`` options.
+
+        Args:
+            finetune_image: leave the image tower trainable (the text tower is always frozen).
+        """
         hp = self.hparams
-        finetune = self.trainable and hp.finetune_image
         return CLIPBackbone(
-            hp.backbone, hp.pretrained, hp.image_size, freeze_image=not finetune, freeze_text=True
+            hp.backbone, hp.pretrained, hp.image_size, freeze_image=not finetune_image, freeze_text=True
         )
 
     def configure_losses(self) -> None:
         """Set ``self.criterion`` (called from ``__init__``; ``setup`` may refine it with data)."""
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits [B, K] of normalised images [B, 3, S, S]."""
         raise NotImplementedError
 
+    def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Where the model looks: (maps [B, S, S] in [0, 1], probabilities [B, K], method name)."""
+        raise NotImplementedError(f"{type(self).__name__} has no attention map")
+
     def split_extras(self, stage: str) -> dict:
-        """Extra entries for a split's metrics.json (e.g. the chosen template set)."""
+        """Extra entries for a split's metrics.json (e.g. the chosen template set).
+
+        Args:
+            stage: ``val`` or ``test``.
+        """
         return {}
 
     def configure_callbacks(self) -> list[Callback]:
-        return [EvaluationWriter(), PredictionWriter()]
+        """The result files every run writes: evaluation, predictions, the split audit."""
+        return [EvaluationWriter(), PredictionWriter(), SplitWriter()]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Name the task class, so ``load_task`` can rebuild any checkpoint (the ensemble does)."""
+        checkpoint["drgrade_task"] = type(self).__name__
 
     def export_module(self) -> nn.Module:
         """The module ONNX export traces: images -> logits (override to fold constants in)."""
         return self
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Record the task class, so ``load_task`` can rebuild any checkpoint (the ensemble does)."""
-        checkpoint[TASK_KEY] = f"{type(self).__module__}:{type(self).__qualname__}"
-
     # -- decision -------------------------------------------------------------------------------
     @staticmethod
     def probabilities(logits: torch.Tensor) -> torch.Tensor:
+        """Softmax in float32 (logits may come from bf16 autocast)."""
         return logits.float().softmax(dim=1)
 
     def decide(self, probs: torch.Tensor) -> torch.Tensor:
@@ -118,13 +121,8 @@ class BaseTask(L.LightningModule):
         return decide(probs, self.thresholds if bool(self.calibrated) else None)
 
     # -- steps ----------------------------------------------------------------------------------
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"])
-        loss = self.criterion(logits, batch["label"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
-        return loss
-
-    def _evaluation_step(self, batch: dict, stage: str) -> None:
+    def evaluation_step(self, batch: dict, stage: str) -> None:
+        """Store one batch's probabilities (and log its loss when the task has one)."""
         logits = self(batch["image"])
         if self.criterion is not None:
             loss = self.criterion(logits, batch["label"])
@@ -132,53 +130,58 @@ class BaseTask(L.LightningModule):
         self.store.update(self.probabilities(logits), batch["label"], batch["index"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
+        """One validation batch."""
+        self.evaluation_step(batch, "val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
+        """One test batch."""
+        self.evaluation_step(batch, "test")
 
-    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """Probabilities and decided grades of one batch, for ``PredictionWriter``."""
         probs = self.probabilities(self(batch["image"]))
-        return split_rows(probs.cpu(), self.decide(probs).cpu(), batch)
+        return {
+            "index": batch["index"].cpu(),
+            "probs": probs.cpu(),
+            "grade": self.decide(probs).cpu(),
+            "error": batch["error"],
+        }
 
     # -- split-level evaluation -----------------------------------------------------------------
     def on_validation_epoch_end(self) -> None:
-        self._finish_split("val")
+        """Evaluate the whole validation split at once."""
+        self.finish_split("val")
 
     def on_test_epoch_end(self) -> None:
-        self._finish_split("test")
+        """Evaluate the whole test split at once."""
+        self.finish_split("test")
 
-    def _should_calibrate(self, stage: str) -> bool:
+    def should_calibrate(self, stage: str) -> bool:
+        """Calibrate on validation passes of ``fit`` (and of ``validate`` when asked)."""
         if self.calibration == "none" or stage != "val" or self.trainer.sanity_checking:
             return False
         fn = self.trainer.state.fn
         return fn == TrainerFn.FITTING or (fn == TrainerFn.VALIDATING and self.calibrate_on_validate)
 
-    def _finish_split(self, stage: str) -> None:
+    def finish_split(self, stage: str) -> None:
+        """Gather the split's stored probabilities (all ranks) and evaluate them."""
         probs, targets, index = self.store.compute()
         self.store.reset()
         if self.trainer.sanity_checking or len(targets) == 0:
             return
-        self._evaluate(stage, probs, targets, index)
+        self.evaluate(stage, probs, targets, index)
 
-    def _evaluate(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
+    def evaluate(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
         """Calibrate when due, compute the split's metrics, log scalars, keep the result."""
-        if self._should_calibrate(stage):
+        if self.should_calibrate(stage):
             self.thresholds.copy_(calibrate_thresholds(probs, targets, self.calibration))
             self.calibrated.fill_(True)
         preds = self.decide(probs).cpu()
         evaluation = compute_metrics(probs, targets, preds)
         argmax = compute_metrics(probs, targets, probs.argmax(1)) if bool(self.calibrated) else None
-        self.last_result = SplitResult(
-            stage,
-            probs,
-            targets,
-            index,
-            preds,
-            evaluation,
-            argmax,
-            self.thresholds.tolist() if bool(self.calibrated) else None,
-            self.split_extras(stage),
+        thresholds = self.thresholds.tolist() if bool(self.calibrated) else None
+        self.results[stage] = SplitResult(
+            stage, probs, targets, index, preds, evaluation, argmax, thresholds, self.split_extras(stage)
         )
         values = {f"{stage}/{name}": evaluation.metrics[name] for name in LOGGED}
         if argmax is not None:
@@ -186,11 +189,59 @@ class BaseTask(L.LightningModule):
         # identical on every rank (computed from synced states): the sync averages equal values
         self.log_dict({k: float("nan") if v is None else v for k, v in values.items()}, sync_dist=True)
 
-    # -- optimisation ---------------------------------------------------------------------------
+
+class TrainableTask(BaseTask):
+    """A task with parameters to learn: AdamW (Table 2), optional image-tower fine-tuning.
+
+    Args:
+        lr: AdamW learning rate (Table 2: 2e-4).
+        weight_decay: AdamW weight decay (Table 2: 1e-3).
+        finetune_image: train the CLIP image tower too, at ``image_lr``.
+        image_lr: the image tower's learning rate (pretrained towers want a much smaller step than
+            new heads). A random-weight backbone (the demo) needs fine-tuning, since random frozen
+            features carry little signal.
+        calibration: see ``BaseTask``.
+        calibrate_on_validate: see ``BaseTask``.
+    """
+
+    trainable = True
+
+    def __init__(
+        self,
+        lr: float = 2e-4,
+        weight_decay: float = 1e-3,
+        finetune_image: bool = False,
+        image_lr: float = 1e-5,
+        calibration: Calibration = "none",
+        calibrate_on_validate: bool = False,
+    ):
+        for name, value in (("lr", lr), ("image_lr", image_lr), ("weight_decay", weight_decay)):
+            if not value >= 0:
+                raise ValueError(f"model.init_args.{name} must be >= 0, got {value}")
+        super().__init__(calibration, calibrate_on_validate)
+        self.lr = lr
+        self.weight_decay = weight_decay
+
+    def build_backbone(self, finetune_image: bool | None = None) -> CLIPBackbone:
+        """The CLIP wrapper with the image tower trainable when ``finetune_image`` is set.
+
+        Args:
+            finetune_image: override the ``finetune_image`` option.
+        """
+        return super().build_backbone(
+            self.hparams.finetune_image if finetune_image is None else finetune_image
+        )
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Loss of one (resampled, augmented) training batch."""
+        logits = self(batch["image"])
+        loss = self.criterion(logits, batch["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
+        return loss
+
     def parameter_groups(self) -> list[dict]:
         """Trainable parameters: the task's own at ``lr``, a fine-tuned image tower at ``image_lr``."""
-        backbone = getattr(self, "backbone", None)
-        tower = {id(p) for p in backbone.image_parameters()} if backbone is not None else set()
+        tower = {id(p) for p in self.backbone.image_parameters()}
         trainable = [p for p in self.parameters() if p.requires_grad]
         groups = [{"params": [p for p in trainable if id(p) not in tower]}]
         image = [p for p in trainable if id(p) in tower]
@@ -199,20 +250,8 @@ class BaseTask(L.LightningModule):
         return groups
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """AdamW over the parameter groups."""
         groups = [g for g in self.parameter_groups() if g["params"]]
         if not groups:
             raise RuntimeError(f"{type(self).__name__} has no trainable parameters to optimise")
         return torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
-
-
-def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> BaseTask:
-    """Rebuild whichever task wrote the checkpoint at ``path`` (its class is stored inside)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    if TASK_KEY not in checkpoint:
-        raise ValueError(f"{path} was not written by a drgrade task (no {TASK_KEY!r} entry)")
-    module, name = checkpoint[TASK_KEY].split(":")
-    task_class = getattr(importlib.import_module(module), name)
-    return task_class.load_from_checkpoint(path, map_location=map_location)

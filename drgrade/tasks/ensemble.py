@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from drgrade.tasks.base import BaseTask, load_task
+from drgrade.tasks.base import BaseTask
+from drgrade.tasks.loading import load_task
 
 
 class EnsembleCLIP(BaseTask):
@@ -23,6 +24,8 @@ class EnsembleCLIP(BaseTask):
     """
 
     trainable = False
+    run_name = "ensemble"
+    display_name = "Ensemble"
 
     def __init__(self, checkpoints: list[str], weights: list[float] | None = None, image_size: int = 224):
         if not checkpoints:
@@ -32,6 +35,7 @@ class EnsembleCLIP(BaseTask):
         super().__init__()
 
     def configure_models(self) -> None:
+        """The member list (filled in ``setup``) and the normalised weights."""
         # Members are loaded in ``setup``: LightningCLI records the hyperparameters of the module
         # it is instantiating, and would hand those to members built inside this constructor.
         self.members = nn.ModuleList()
@@ -40,10 +44,12 @@ class EnsembleCLIP(BaseTask):
         self.register_buffer("weights", weights / weights.sum(), persistent=False)
 
     def setup(self, stage: str) -> None:
+        """Load the members once."""
         if not len(self.members):
             self.load_members()
 
     def load_members(self) -> None:
+        """Load every member checkpoint (as data) and check its input size."""
         hp = self.hparams
         self.members.extend(load_task(path) for path in hp.checkpoints)
         for path, member in zip(hp.checkpoints, self.members, strict=True):
@@ -57,5 +63,13 @@ class EnsembleCLIP(BaseTask):
         probs = torch.stack([m.probabilities(m(images)) for m in self.members])
         return torch.einsum("m,mbk->bk", self.weights, probs).clamp_min(1e-12).log()
 
+    def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """The members' maps and probabilities, averaged with the ensemble weights."""
+        outputs = [m.attention_maps(images) for m in self.members]
+        maps = torch.einsum("m,mbhw->bhw", self.weights, torch.stack([o[0] for o in outputs]))
+        probs = torch.einsum("m,mbk->bk", self.weights, torch.stack([o[1] for o in outputs]))
+        return maps, probs, "weighted mean of the members' maps"
+
     def split_extras(self, stage: str) -> dict:
+        """The members and their weights."""
         return {"members": list(self.hparams.checkpoints), "weights": self.weights.tolist()}

@@ -8,25 +8,38 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from drgrade.evaluation.attention import normalise_maps
 from drgrade.grades import NUM_GRADES
 from drgrade.models.fcn_decoder import FCNHead
 from drgrade.models.losses import WeightedCEFocalLoss, inverse_frequency_weights
-from drgrade.tasks.base import BaseTask
+from drgrade.tasks.base import Calibration, TrainableTask
 
 
-class FCNCLIP(BaseTask):
+class FCNCLIP(TrainableTask):
     """FCN-CLIP with CBAM (paper section 4.2, Appendix A).
 
     Args:
-        backbone / pretrained / image_size: see ``CLIPBackbone``; the image tower is frozen
-            unless ``finetune_image`` (see ``BaseTask``).
+        backbone: the open_clip architecture (see ``CLIPBackbone``).
+        pretrained: an open_clip weights tag, a local checkpoint path, or None.
+        image_size: input size (linked from ``data.image_size``).
         feature_layer: which stage's feature map feeds the decoder (``layer3`` or ``layer4``).
         decoder_widths: output channels of the Conv-BN-ReLU blocks, non-increasing.
-        dropout: before the linear head. reduction: CBAM channel-gate bottleneck ratio.
+        dropout: dropout before the linear head.
+        reduction: CBAM channel-gate bottleneck ratio.
         class_weights: CE class weights; None derives N / (K * n_k) from the training split.
-        gamma: focal-loss focusing parameter. ce_weight / focal_weight: loss = ce_weight *
-            weighted CE + focal_weight * focal.
+        gamma: focal-loss focusing parameter.
+        ce_weight: weight of the class-weighted CE in the loss.
+        focal_weight: weight of the focal loss in the loss.
+        finetune_image: see ``TrainableTask``.
+        image_lr: see ``TrainableTask``.
+        lr: see ``TrainableTask``.
+        weight_decay: see ``TrainableTask``.
+        calibration: see ``BaseTask``.
+        calibrate_on_validate: see ``BaseTask``.
     """
+
+    run_name = "fcn_clip"
+    display_name = "FCN-CLIP"
 
     def __init__(
         self,
@@ -45,12 +58,13 @@ class FCNCLIP(BaseTask):
         image_lr: float = 1e-5,
         lr: float = 2e-4,
         weight_decay: float = 1e-3,
-        calibration: Literal["none", "youden", "f1"] = "none",
+        calibration: Calibration = "none",
         calibrate_on_validate: bool = False,
     ):
         super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, calibrate_on_validate)
 
     def configure_models(self) -> None:
+        """The backbone (frozen up to ``feature_layer``) and the decoder head."""
         hp = self.hparams
         self.backbone = self.build_backbone()
         self.backbone.freeze_after(hp.feature_layer)
@@ -63,6 +77,7 @@ class FCNCLIP(BaseTask):
         )
 
     def configure_losses(self) -> None:
+        """Class-weighted CE + focal loss."""
         hp = self.hparams
         weights = torch.ones(NUM_GRADES) if hp.class_weights is None else torch.tensor(hp.class_weights)
         if len(weights) != NUM_GRADES:
@@ -70,6 +85,7 @@ class FCNCLIP(BaseTask):
         self.criterion = WeightedCEFocalLoss(weights.float(), hp.gamma, hp.ce_weight, hp.focal_weight)
 
     def setup(self, stage: str) -> None:
+        """Before fitting, CE class weights from the training split when none are given."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and self.hparams.class_weights is None and datamodule is not None:
             weights = inverse_frequency_weights(datamodule.train_class_counts)
@@ -85,10 +101,12 @@ class FCNCLIP(BaseTask):
             return self.backbone.feature_maps(images, (layer,))[layer]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(images).float())
+        """Logits [B, K]."""
+        return self.head(self.features(images).float())[0]
 
-    def spatial_attention(self, images: torch.Tensor) -> torch.Tensor:
-        """CBAM's spatial attention, [batch, 1, H, W] at input resolution, for explaining."""
-        self.head(self.features(images).float())
-        spatial = self.head.cbam.last_spatial
-        return F.interpolate(spatial, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    @torch.no_grad()
+    def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """CBAM's spatial attention at input resolution, with the probabilities of the same pass."""
+        logits, spatial = self.head(self.features(images).float())
+        spatial = F.interpolate(spatial, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return normalise_maps(spatial[:, 0]), self.probabilities(logits), "CBAM spatial attention"

@@ -11,22 +11,34 @@ from torch import nn
 from drgrade.grades import GRADES
 from drgrade.models.losses import RankingAwareLoss
 from drgrade.models.prompt_learner import PromptLearner
-from drgrade.tasks.base import BaseTask
+from drgrade.tasks.base import Calibration, TrainableTask
+from drgrade.tasks.gradcam import GradCAMAttention
 
 
-class RankingCLIP(BaseTask):
+class RankingCLIP(GradCAMAttention, TrainableTask):
     """Ranking-aware prompt learning (paper section 4.3, after CLIP-DR).
 
     Args:
-        backbone / pretrained / image_size: see ``CLIPBackbone``; the text tower is frozen.
+        backbone: the open_clip architecture (see ``CLIPBackbone``).
+        pretrained: an open_clip weights tag, a local checkpoint path, or None.
+        image_size: input size (linked from ``data.image_size``).
         n_ctx: learnable context vectors (ignored when ``ctx_init`` sets them from text).
         ctx_init: initialise the context from this text's token embeddings, or None for random.
         rank_token: add one learnable token per grade after the shared context.
         temperature: logits = cosine(image, grade) / temperature (paper: 0.2).
         alpha: loss = alpha * CE + (1 - alpha) * ranking (paper: 0.7).
-        margin / ranking_form: the ranking term's hinge margin (in logit units) or logistic form.
+        margin: the ranking term's hinge margin (in logit units).
+        ranking_form: ``margin`` (hinge) or ``logistic``.
+        finetune_image: see ``TrainableTask``.
+        image_lr: see ``TrainableTask``.
+        lr: see ``TrainableTask``.
+        weight_decay: see ``TrainableTask``.
         calibration: per-class thresholds calibrated on validation (default Youden's J).
+        calibrate_on_validate: see ``BaseTask``.
     """
+
+    run_name = "ranking"
+    display_name = "Ranking"
 
     def __init__(
         self,
@@ -44,12 +56,13 @@ class RankingCLIP(BaseTask):
         image_lr: float = 1e-5,
         lr: float = 2e-4,
         weight_decay: float = 1e-3,
-        calibration: Literal["none", "youden", "f1"] = "youden",
+        calibration: Calibration = "youden",
         calibrate_on_validate: bool = False,
     ):
         super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, calibrate_on_validate)
 
     def configure_models(self) -> None:
+        """The backbone and the prompt learner."""
         hp = self.hparams
         self.backbone = self.build_backbone()
         self.prompts = PromptLearner(
@@ -57,10 +70,12 @@ class RankingCLIP(BaseTask):
         )
 
     def configure_losses(self) -> None:
+        """Alpha * CE + (1 - alpha) * ordinal ranking."""
         hp = self.hparams
         self.criterion = RankingAwareLoss(hp.alpha, hp.margin, hp.ranking_form)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits [B, K]: cosine(image, grade prompt) / temperature."""
         with nullcontext() if self.hparams.finetune_image else torch.no_grad():
             image = self.backbone.encode_image(images, normalize=True)
         return self.embedding_logits(image)
@@ -71,14 +86,19 @@ class RankingCLIP(BaseTask):
         return image.float() @ text.float().T / self.hparams.temperature
 
     def export_module(self) -> nn.Module:
-        """At inference the prompts are constants: fold their text embeddings in, so the exported
-        graph holds the image tower only."""
+        """Return the graph to export, with the prompts folded in.
+
+        At inference the prompts are constants: fold their text embeddings in, so the exported graph holds the
+        image tower only.
+        """
         with torch.no_grad():
             text = self.prompts(self.backbone).float()
         return _FixedPromptRanking(self.backbone, text, self.hparams.temperature)
 
 
 class _FixedPromptRanking(nn.Module):
+    """The exported ranking graph: image tower plus constant grade embeddings."""
+
     def __init__(self, backbone: nn.Module, text: torch.Tensor, temperature: float):
         super().__init__()
         self.backbone = backbone
@@ -86,4 +106,5 @@ class _FixedPromptRanking(nn.Module):
         self.temperature = temperature
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits [B, K]."""
         return self.backbone.encode_image(images, normalize=True).float() @ self.text.T / self.temperature

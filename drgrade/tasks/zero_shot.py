@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from open_clip import build_zero_shot_classifier
 
 from drgrade.evaluation.metrics import compute_metrics
 from drgrade.grades import GRADES, TEMPLATE_SETS, grade_text
 from drgrade.tasks.base import BaseTask
+from drgrade.tasks.gradcam import GradCAMAttention
 
 
-class ZeroShotCLIP(BaseTask):
-    """CLIP with no training: each template set gives one classifier; the best on the
-    validation split (by ``selection_metric``) is kept and used for test and predict.
+class ZeroShotCLIP(GradCAMAttention, BaseTask):
+    """CLIP with no training.
+
+    Each template set gives one classifier; the best on the validation split (by ``selection_metric``) is
+    kept and used for test and predict.
 
     Args:
-        backbone / pretrained / image_size: see ``CLIPBackbone``.
+        backbone: the open_clip architecture (see ``CLIPBackbone``).
+        pretrained: an open_clip weights tag, a local checkpoint path, or None.
+        image_size: input size (linked from ``data.image_size``).
         template_sets: names from ``drgrade.grades.TEMPLATE_SETS`` to compare (default: all).
         selection_metric: metric that picks the template set on the validation split.
-        lr / weight_decay / finetune_image / image_lr: the shared training options, accepted so
-            one overlay config (configs/demo.yaml) fits every model; zero-shot trains nothing.
+
     """
 
     trainable = False
+    run_name = "zero_shot"
+    display_name = "Zero-shot"
 
     def __init__(
         self,
@@ -31,34 +38,30 @@ class ZeroShotCLIP(BaseTask):
         image_size: int = 224,
         template_sets: list[str] | None = None,
         selection_metric: str = "qwk",
-        lr: float = 2e-4,
-        weight_decay: float = 1e-3,
-        finetune_image: bool = False,
-        image_lr: float = 1e-5,
     ):
         unknown = set(template_sets or ()) - set(TEMPLATE_SETS)
         if unknown:
             raise ValueError(
                 f"unknown template set(s) {sorted(unknown)}; choose from {sorted(TEMPLATE_SETS)}"
             )
-        super().__init__(lr, weight_decay, finetune_image, image_lr)
+        super().__init__()
 
     def configure_models(self) -> None:
+        """The frozen backbone and one open_clip zero-shot classifier per template set."""
         self.backbone = self.build_backbone()
         self.set_names = list(self.hparams.template_sets or TEMPLATE_SETS)
-        with torch.no_grad():
-            classifiers = torch.stack([self.classifier(name) for name in self.set_names])
-        self.register_buffer("classifiers", classifiers)  # [sets, embed_dim, grades]
+        classifiers = [
+            build_zero_shot_classifier(
+                self.backbone.clip,
+                self.backbone.tokenizer,
+                [grade_text(g, name) for g in GRADES],
+                TEMPLATE_SETS[name],
+                num_classes_per_batch=None,
+            )
+            for name in self.set_names
+        ]
+        self.register_buffer("classifiers", torch.stack(classifiers))  # [sets, embed_dim, grades]
         self.register_buffer("selected", torch.tensor(-1))
-
-    def classifier(self, set_name: str) -> torch.Tensor:
-        """[embed_dim, grades]: per grade, the normalised mean of its normalised template embeddings
-        (the construction of open_clip's ``build_zero_shot_classifier``)."""
-        templates = TEMPLATE_SETS[set_name]
-        texts = [t.format(grade_text(g, set_name)) for g in GRADES for t in templates]
-        embeddings = self.backbone.encode_text(self.backbone.tokenize(texts), normalize=True)
-        per_grade = embeddings.reshape(len(GRADES), len(templates), -1).mean(dim=1)
-        return torch.nn.functional.normalize(per_grade, dim=-1).T
 
     def all_logits(self, images: torch.Tensor) -> torch.Tensor:
         """[sets, batch, grades]: CLIP logits (logit_scale * cosine) under every template set."""
@@ -66,31 +69,41 @@ class ZeroShotCLIP(BaseTask):
         return self.backbone.logit_scale * torch.einsum("bd,sdk->sbk", features, self.classifiers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits [B, K] of the selected template set."""
         return self.embedding_logits(self.backbone.encode_image(images, normalize=True))
 
     def embedding_logits(self, image: torch.Tensor) -> torch.Tensor:
         """Logits of the selected template set from L2-normalised image embeddings."""
+        return self.backbone.logit_scale * image @ self.classifiers[self.selected_index()]
+
+    def selected_index(self) -> int:
+        """The chosen template set; the first (with a warning) when none was chosen on validation."""
         if int(self.selected) < 0:
-            self._select_fallback()
-        return self.backbone.logit_scale * image @ self.classifiers[int(self.selected)]
+            rank_zero_warn(f"no template set chosen on validation: using {self.set_names[0]!r}")
+            return 0
+        return int(self.selected)
 
     # -- template selection on the validation split ---------------------------------------------
-    def _evaluation_step(self, batch: dict, stage: str) -> None:
+    def evaluation_step(self, batch: dict, stage: str) -> None:
+        """On validation, store every template set's probabilities side by side."""
         if stage != "val":
-            return super()._evaluation_step(batch, stage)
+            return super().evaluation_step(batch, stage)
         probs = self.all_logits(batch["image"]).softmax(-1)  # [sets, batch, grades]
         self.store.update(probs.permute(1, 0, 2).flatten(1), batch["label"], batch["index"])
 
-    def _evaluate(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
-        """On validation the stored probabilities hold every template set: pick the best, then
-        evaluate with it like any other model."""
+    def evaluate(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
+        """Evaluate a split; on validation, first choose the template set.
+
+        The stored validation probabilities hold every template set: pick the best, then evaluate with it like
+        any other model.
+        """
         if stage == "val":
             per_set = probs.reshape(len(targets), len(self.set_names), -1)
             self._select(per_set, targets)
             metric = self.hparams.selection_metric
             self.log_dict({f"val/template_{n}_{metric}": float(s or 0.0) for n, s in self.scores.items()})
             probs = per_set[:, int(self.selected)]
-        super()._evaluate(stage, probs, targets, index)
+        super().evaluate(stage, probs, targets, index)
 
     def _select(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
         metric = self.hparams.selection_metric
@@ -121,12 +134,9 @@ class ZeroShotCLIP(BaseTask):
             ]
         self._select(torch.cat([p for p, _ in batches]), torch.cat([t for _, t in batches]))
 
-    def _select_fallback(self) -> None:
-        rank_zero_warn(f"no validation split to choose a template set: using {self.set_names[0]!r}")
-        self.selected.fill_(0)
-
     def split_extras(self, stage: str) -> dict:
+        """The chosen template set and every set's validation score."""
         return {
-            "template_set": self.set_names[int(self.selected)],
+            "template_set": self.set_names[self.selected_index()],
             "template_scores": getattr(self, "scores", None),
         }

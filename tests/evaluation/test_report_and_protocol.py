@@ -6,8 +6,8 @@ import pytest
 import torch
 import yaml
 
+from drgrade.callbacks.evaluation import metrics_document
 from drgrade.cli import main
-from drgrade.evaluation.callbacks import metrics_document
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from tests.conftest import ROOT
 

@@ -20,18 +20,20 @@ def read_metrics(run):
     return json.loads((run / "metrics.json").read_text())
 
 
-def test_help_and_version(capsys):
-    main(["--help"])
-    assert "fit" in capsys.readouterr().out
-    main(["--version"])
-    assert __version__ in capsys.readouterr().out
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["fit", "--help"], ["explain", "--help"]])
+def test_help_and_version(args, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["fit", "--help"])
+        main(args)
     assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    if args == ["--help"]:
+        assert all(verb in out for verb in ("fit", "predict", "synth", "reproduce", "explain", "export"))
+    if args == ["--version"]:
+        assert __version__ in out
 
 
 def test_synth_command(tmp_path, capsys):
-    main(["synth", "--out", str(tmp_path), "--num-aptos", "10", "--num-messidor", "8", "--image-size", "64"])
+    main(["synth", "--out", str(tmp_path), "--num_aptos", "10", "--num_messidor", "8", "--image_size", "64"])
     assert len(list((tmp_path / "aptos2019" / "train_images").iterdir())) == 10
     assert "wrote" in capsys.readouterr().out
 
@@ -51,9 +53,10 @@ def test_zero_shot_test_writes_evaluation_files(synthetic, tmp_path):
     )
 
 
-def test_fit_on_zero_shot_says_nothing_to_train(synthetic, tmp_path):
-    with pytest.raises(SystemExit, match="nothing to train"):
+def test_fit_on_zero_shot_says_nothing_to_train(synthetic, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
         main(cli_args("fit", "zero_shot", synthetic, tmp_path))
+    assert exit_.value.code == 2 and "nothing to train" in capsys.readouterr().err
 
 
 def test_bad_data_stops_before_training_with_the_file_named(synthetic, tmp_path, capsys):

@@ -1,7 +1,7 @@
 """Two-process DDP on CPU (gloo), run through the CLI in a subprocess.
 
 Lightning's DDP launcher re-runs the command line for rank 1; inside pytest that would re-run
-the test session, so the CLI runs as its own process (DESIGN.md section 8).
+the test session, so the CLI runs as its own process (Lightning re-launches sys.argv for the other ranks).
 """
 
 import json

@@ -1,4 +1,4 @@
-"""Opt-in training callbacks (add with ``--trainer.callbacks+=drgrade.callbacks.NAME``)."""
+"""``ChannelsLast``: an opt-in speed callback (``--trainer.callbacks+=drgrade.callbacks.ChannelsLast``)."""
 
 from __future__ import annotations
 
@@ -14,4 +14,5 @@ class ChannelsLast(L.Callback):
     """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Convert the model's weights to channels-last once, before the run."""
         pl_module.to(memory_format=torch.channels_last)

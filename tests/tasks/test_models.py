@@ -83,8 +83,11 @@ def test_cbam_equals_appendix_a_listing():
     ours, reference = CBAM(64), Listing(64)
     reference.load_state_dict(ours.state_dict())
     x = torch.randn(2, 64, 9, 9)
-    assert torch.allclose(ours(x), reference(x), atol=1e-6)
-    assert ours.last_spatial.shape == (2, 1, 9, 9)
+    gated, spatial = ours(x)
+    assert torch.allclose(gated, reference(x), atol=1e-6)
+    assert spatial.shape == (2, 1, 9, 9) and torch.allclose(
+        spatial, reference.spatial_gate(x * reference.channel_gate(x))
+    )
 
 
 @pytest.mark.parametrize("layer,channels", [("layer3", 128), ("layer4", 256)])
@@ -93,7 +96,8 @@ def test_fcn_head_shapes(layer, channels):
     assert task.head.decoder[0].in_channels == channels
     images = torch.randn(3, 3, 96, 96)
     assert task(images).shape == (3, 5)
-    assert task.spatial_attention(images).shape == (3, 1, 96, 96)
+    maps, probs, _ = task.attention_maps(images)
+    assert maps.shape == (3, 96, 96) and probs.shape == (3, 5)
 
 
 def test_fcn_frozen_tower_unchanged_head_updated():

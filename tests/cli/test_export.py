@@ -10,6 +10,7 @@ import torch
 from drgrade.cli import main
 from drgrade.deploy import OnnxGrader
 from drgrade.deploy import main as deploy_main
+from drgrade.predictions import PROB_COLUMNS
 from drgrade.tasks import FCNCLIP, RankingCLIP, load_task
 from tests.conftest import cli_args
 
@@ -63,7 +64,7 @@ def test_export_and_deploy_cli(synthetic, tmp_path):
     batch = np.stack([grader.tensor(read_rgb(p)) for p in sorted(folder.glob("*"))[:3]])
     with torch.no_grad():
         expected = task.probabilities(task(torch.from_numpy(batch))).numpy()
-    got = np.array([[float(r[f"p_{i}"]) for i in range(5)] for r in rows[:3]])
+    got = np.array([[float(r[column]) for column in PROB_COLUMNS] for r in rows[:3]])
     assert np.abs(got - expected).max() < 1e-4
 
 

@@ -2,11 +2,12 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from drgrade.cli import main
-from drgrade.evaluation.attention import attention_maps, grad_cam, lesion_mass_fraction, normalise_maps
+from drgrade.evaluation.attention import grad_cam, lesion_mass_fraction, normalise_maps
 from drgrade.tasks import FCNCLIP, RankingCLIP, ZeroShotCLIP
 from tests.conftest import cli_args
 
@@ -24,7 +25,7 @@ def test_maps_have_input_size_and_are_finite_and_normalised(make):
     if isinstance(task, ZeroShotCLIP):
         task.selected.fill_(0)
     task.eval()
-    maps, probs, method = attention_maps(task, torch.randn(3, 3, 96, 96))
+    maps, probs, method = task.attention_maps(torch.randn(3, 3, 96, 96))
     assert maps.shape == (3, 96, 96) and method
     assert torch.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
     assert torch.allclose(maps.flatten(1).amax(1), torch.ones(3))
@@ -78,7 +79,9 @@ def test_explain_cli_overlays_comparison_and_unreadable_file(synthetic, tmp_path
     assert 0 < summary["uniform_baseline"] < 0.2 and all(
         0 <= summary[m]["mean"] <= 1 for m in ("FCN-CLIP", "Ranking")
     )
-    assert len(list((tmp_path / "x" / "FCN-CLIP").glob("*.png"))) == 12
+    assert len(list((tmp_path / "x" / "FCN-CLIP" / "overlays").glob("*.png"))) == 12
+    saved = np.load(tmp_path / "x" / "Ranking" / "attention.npz")
+    assert saved["maps"].shape == (12, 96, 96) and 0 <= saved["maps"].min() <= saved["maps"].max() <= 1
     assert (tmp_path / "x" / "comparison.png").stat().st_size > 0
     assert "of attention inside lesions" in capsys.readouterr().out
 
@@ -98,6 +101,7 @@ def test_explain_cli_overlays_comparison_and_unreadable_file(synthetic, tmp_path
             str(folder),
         ]
     )
-    assert len(list((tmp_path / "y" / "FCN-CLIP").glob("*.png"))) == 2
-    rows = list(csv.DictReader((tmp_path / "y" / "explain.csv").open()))
+    assert len(list((tmp_path / "y" / "FCN-CLIP" / "overlays").glob("*.png"))) == 2
+    rows = list(csv.DictReader((tmp_path / "y" / "FCN-CLIP" / "explain.csv").open()))
     assert len(rows) == 3 and "not a decodable image" in next(r for r in rows if r["error"])["error"]
+    assert all(r["grade"] == "" for r in rows if r["error"]) and all(r["model"] == "FCN-CLIP" for r in rows)

@@ -1,0 +1,14 @@
+"""Every Lightning callback of drgrade.
+
+Tasks add the evaluation, prediction and split writers themselves (``configure_callbacks``);
+``ChannelsLast`` is opt-in (``--trainer.callbacks+=drgrade.callbacks.ChannelsLast``) and
+``AttentionWriter`` is what ``drgrade explain`` adds to a predict run.
+"""
+
+from drgrade.callbacks.attention import AttentionWriter
+from drgrade.callbacks.evaluation import EvaluationWriter
+from drgrade.callbacks.performance import ChannelsLast
+from drgrade.callbacks.predictions import PredictionWriter
+from drgrade.callbacks.split import SplitWriter
+
+__all__ = ["AttentionWriter", "ChannelsLast", "EvaluationWriter", "PredictionWriter", "SplitWriter"]

@@ -1,0 +1,107 @@
+"""``AttentionWriter``: attention maps, overlays and lesion-mass scores of a predict run.
+
+During a predict run, each image's attention map, overlay and lesion-mass score, written per model as
+``attention.npz``, ``explain.csv`` and ``overlays/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from drgrade.data.preprocess import CLIP_MEAN, CLIP_STD
+from drgrade.evaluation.attention import lesion_mass_fraction
+from drgrade.evaluation.plots import overlay_figure
+from drgrade.files import atomic_open, save_figure
+from drgrade.grades import GRADE_NAMES
+from drgrade.predictions import PredictionRow, write_predictions
+
+
+def display_images(images: torch.Tensor) -> np.ndarray:
+    """Normalised network inputs [B, 3, S, S] back to RGB uint8 [B, S, S, 3] for drawing.
+
+    Args:
+        images: CLIP-normalised batch.
+    """
+    mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
+    pixels = ((images.float() * std + mean) * 255).round().clamp(0, 255)
+    return pixels.byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+class AttentionWriter(Callback):
+    """Collect ``attention_maps`` of every predicted batch and write them at the end.
+
+    Args:
+        out: this model's output folder.
+        name: the model's display name.
+        overlays: also save one overlay PNG per image (named ``<index>_<stem>.png``, so two
+            files called ``same.png`` in different folders never overwrite each other).
+    """
+
+    def __init__(self, out: str | Path, name: str, overlays: bool = True):
+        super().__init__()
+        self.out, self.name, self.overlays = Path(out), name, overlays
+        self.rows: list[PredictionRow] = []
+        self.maps: dict[int, np.ndarray] = {}
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        """Compute the batch's maps and keep one row per image."""
+        maps, probs, method = pl_module.attention_maps(batch["image"])
+        grades = pl_module.decide(probs)
+        records = trainer.predict_dataloaders.dataset.records
+        masks = batch.get("mask")
+        for i, index in enumerate(batch["index"].tolist()):
+            record = records[index]
+            if batch["error"][i]:
+                self.rows.append(
+                    PredictionRow(str(record.path), error=batch["error"][i], extra=self._extra(""))
+                )
+                continue
+            mass, area = "", ""
+            if masks is not None and bool(masks[i].any()):
+                mass = f"{float(lesion_mass_fraction(maps[i : i + 1], masks[i : i + 1])):.4f}"
+                area = f"{float(masks[i].float().mean()):.4f}"
+            self.maps[index] = maps[i].cpu().numpy().astype(np.float16)
+            grade = int(grades[i])
+            self.rows.append(
+                PredictionRow(
+                    str(record.path),
+                    probs[i].tolist(),
+                    grade,
+                    record.grade,
+                    record.source,
+                    extra=self._extra(method, mass, area),
+                )
+            )
+            if self.overlays:
+                self._save_overlay(index, record, batch["image"][i : i + 1], maps[i], method, grade, probs[i])
+
+    def _extra(self, method: str, mass: str = "", area: str = "") -> dict:
+        return {"model": self.name, "method": method, "lesion_mass": mass, "lesion_area": area}
+
+    def _save_overlay(self, index, record, image, attention, method, grade, probs) -> None:
+        true = "" if record.grade < 0 else f"true {GRADE_NAMES[record.grade]} | "
+        caption = f"{true}predicted {GRADE_NAMES[grade]} ({float(probs[grade]):.2f})"
+        figure = overlay_figure(
+            display_images(image)[0], attention.cpu().numpy(), f"{self.name}: {method}", caption
+        )
+        save_figure(figure, self.out / "overlays" / f"{index:05d}_{record.path.stem}.png", dpi=100)
+        plt.close(figure)
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write attention.npz and explain.csv."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        indices = sorted(self.maps)
+        with atomic_open(self.out / "attention.npz", "wb") as f:
+            np.savez_compressed(
+                f,
+                index=np.array(indices, dtype=np.int64),
+                maps=np.stack([self.maps[i] for i in indices]) if indices else np.zeros((0, 1, 1)),
+            )
+        write_predictions(self.out / "explain.csv", self.rows)

@@ -1,0 +1,122 @@
+"""``EvaluationWriter``: a validate/test run's results as files in the run directory (and W&B).
+
+Files are written for every ``validate`` and ``test`` run, whatever loggers are configured, so
+results never live only in a dashboard: ``metrics.json``, ``predictions.csv`` (the shared
+prediction schema), ``confusion_matrix.png`` and ``roc_curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import matplotlib.pyplot as plt
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
+
+from drgrade.evaluation.metrics import SplitResult
+from drgrade.evaluation.plots import confusion_figure, roc_figure
+from drgrade.files import atomic_write_text, save_figure
+from drgrade.grades import GRADES
+from drgrade.predictions import PredictionRow, write_predictions
+from drgrade.runs import run_dir
+
+
+def metrics_document(result: SplitResult, model: str, checkpoint: str | None) -> dict:
+    """The content of metrics.json.
+
+    Args:
+        result: the split's predictions and evaluations.
+        model: the task class name.
+        checkpoint: the evaluated checkpoint, or None (zero-shot without one).
+    """
+    document = {
+        "stage": result.stage,
+        "model": model,
+        "checkpoint": checkpoint,
+        "decision": "calibrated" if result.argmax_evaluation is not None else "argmax",
+        "thresholds": result.thresholds,
+        "metrics": result.evaluation.metrics,
+        "confusion_matrix": result.evaluation.confusion.tolist(),
+        **result.extras,
+    }
+    if result.argmax_evaluation is not None:
+        document["argmax_metrics"] = result.argmax_evaluation.metrics
+        document["argmax_confusion_matrix"] = result.argmax_evaluation.confusion.tolist()
+    return document
+
+
+def prediction_rows(result: SplitResult, records) -> list[PredictionRow]:
+    """One row per evaluated image, in dataset order.
+
+    Args:
+        result: the split's predictions.
+        records: the split's records (dataset index -> record).
+    """
+    return [
+        PredictionRow(str(records[i].path), probs, pred, target, records[i].source)
+        for i, target, pred, probs in zip(
+            result.index.tolist(),
+            result.targets.tolist(),
+            result.preds.tolist(),
+            result.probs.tolist(),
+            strict=True,
+        )
+    ]
+
+
+class EvaluationWriter(Callback):
+    """Writes metrics.json, predictions.csv, confusion_matrix.png and roc_curves.png."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """After ``drgrade validate`` (not the validation passes of ``fit``)."""
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self._write(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """After ``drgrade test``."""
+        self._write(trainer, pl_module, "test")
+
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
+        out = run_dir(trainer)  # a collective under DDP: every rank must ask
+        result: SplitResult | None = pl_module.results.get(split)
+        if result is None or not trainer.is_global_zero:
+            return
+        checkpoint = str(trainer.ckpt_path) if trainer.ckpt_path else None
+        document = metrics_document(result, type(pl_module).__name__, checkpoint)
+        atomic_write_text(out / "metrics.json", json.dumps(document, indent=2))
+        write_predictions(
+            out / "predictions.csv", prediction_rows(result, trainer.datamodule.records_of(split))
+        )
+        evaluation = result.evaluation
+        aurocs = [evaluation.metrics[f"auroc_{g.short}"] for g in GRADES]
+        figures = {
+            "confusion_matrix": confusion_figure(evaluation.confusion, f"{split}: {document['decision']}"),
+            "roc_curves": roc_figure(evaluation.roc, aurocs, f"{split}: one-vs-rest ROC"),
+        }
+        for name, figure in figures.items():
+            save_figure(figure, out / f"{name}.png", dpi=120)
+            plt.close(figure)
+        _log_wandb(trainer, split, document, out, list(figures))
+        print(f"evaluation files written to {out}")
+
+
+def _log_wandb(trainer: L.Trainer, split: str, document: dict, out: Path, figures: list[str]) -> None:
+    """The per-class table and the figures, to every W&B logger of the run."""
+    loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+    if not loggers:
+        return
+    import wandb
+
+    metrics = document["metrics"]
+    columns = ["grade", "precision", "recall", "f1", "auroc"]
+    rows = [[g.name, *(metrics[f"{key}_{g.short}"] for key in columns[1:])] for g in GRADES]
+    for logger in loggers:
+        logger.experiment.log(
+            {
+                f"{split}/per_class": wandb.Table(columns=columns, data=rows),
+                **{f"{split}/{name}": wandb.Image(str(out / f"{name}.png")) for name in figures},
+            }
+        )

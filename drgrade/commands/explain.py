@@ -1,0 +1,180 @@
+"""Attention overlays per image, a model comparison sheet and lesion-mass scores.
+
+Each model runs ``predict`` with an ``AttentionWriter``; the comparison sheet (the paper's
+Figure 1) and the lesion-mass summary are then built from the saved maps and ``explain.csv``
+files, the way ``report`` builds tables from ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import lightning as L
+import matplotlib.pyplot as plt
+import numpy as np
+from torch.utils.data import DataLoader
+
+from drgrade.callbacks import AttentionWriter
+from drgrade.data.augment import EvalTransform
+from drgrade.data.dataset import FundusDataset, folder_records
+from drgrade.evaluation.plots import comparison_figure, lesion_mass_figure
+from drgrade.files import atomic_write_text, save_figure
+from drgrade.grades import GRADE_NAMES
+from drgrade.predictions import PROB_COLUMNS
+from drgrade.runs import resolve_checkpoint
+from drgrade.tasks import BaseTask, ZeroShotCLIP, load_task
+
+MODEL_BOUND = True
+#: ``--compare`` entry meaning the model of the ``--config`` files itself.
+CONFIGURED = "config"
+
+
+def add_arguments(parser) -> None:
+    """``--out``, the checkpoints, ``--limit`` and ``--sheet_rows``.
+
+    Args:
+        parser: the verb's parser.
+    """
+    parser.add_argument("--out", type=Path, required=True, help="folder for the overlays and figures")
+    parser.add_argument(
+        "--ckpt_path", type=str | None, default=None, help="checkpoint of the configured model"
+    )
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        type=str,
+        default=None,
+        help=f"checkpoints to explain side by side; {CONFIGURED!r} is the configured model",
+    )
+    parser.add_argument("--limit", type=int | None, default=None, help="explain at most this many images")
+    parser.add_argument("--sheet_rows", type=int, default=6, help="images on the comparison sheet")
+
+
+def run(cli) -> None:
+    """Explain every requested model on the test split (or ``data.predict_dir``).
+
+    Args:
+        cli: the running ``DRGradeCLI``.
+    """
+    opts, datamodule = cli.options(), cli.datamodule
+    dataset = _dataset(datamodule, opts.limit)
+    models = _models(cli, opts.compare or [opts.ckpt_path or CONFIGURED])
+    loader = DataLoader(dataset, batch_size=16, num_workers=0)
+    for name, task in models.items():
+        writer = AttentionWriter(opts.out / name, name)
+        trainer = L.Trainer(
+            accelerator=cli.trainer.accelerator,
+            devices=1,
+            logger=False,
+            inference_mode=False,
+            callbacks=[writer],
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            default_root_dir=opts.out / name,
+        )
+        trainer.predict(task, dataloaders=loader, return_predictions=False)
+    write_comparison(opts.out, list(models), dataset, opts.sheet_rows)
+    summary = write_lesion_summary(opts.out, list(models))
+    for name, values in summary.items():
+        if name != "uniform_baseline":
+            print(
+                f"{name}: {values['mean']:.2%} of attention inside lesions, "
+                f"{values['lift_over_uniform']:.2f}x a uniform map ({values['n']} images)"
+            )
+    print(f"explanations written to {opts.out}/")
+
+
+def _dataset(datamodule, limit: int | None) -> FundusDataset:
+    """The images to explain, with their lesion masks, preprocessed like the model's input."""
+    if datamodule.hparams.predict_dir:
+        records, _ = folder_records(datamodule.hparams.predict_dir)
+    else:
+        datamodule.setup("test")
+        records = datamodule.records_of("test")
+    return FundusDataset(
+        records[:limit], datamodule.hparams.image_size, EvalTransform(), keep_errors=True, with_masks=True
+    )
+
+
+def _models(cli, entries: list[str]) -> dict[str, BaseTask]:
+    """The configured model and/or checkpoints, by display name, checked against the data."""
+    size = cli.datamodule.hparams.image_size
+    models: dict[str, BaseTask] = {}
+    for entry in entries:
+        if entry == CONFIGURED:
+            task = cli.model
+            if task.trainable:
+                raise ValueError(f"{type(task).__name__} needs --ckpt_path (a trained checkpoint)")
+        else:
+            task = load_task(resolve_checkpoint(entry, cli.trainer.default_root_dir))
+        if task.hparams.get("image_size") != size:
+            raise ValueError(
+                f"the model expects {task.hparams.get('image_size')} px images but data.image_size is "
+                f"{size}; pass --data.image_size"
+            )
+        if (
+            isinstance(task, ZeroShotCLIP)
+            and int(task.selected) < 0
+            and not cli.datamodule.hparams.predict_dir
+        ):
+            task.select_on(cli.datamodule)
+        name = task.display_name
+        models[name if name not in models else f"{name}-{len(models)}"] = task
+    return models
+
+
+def _read_rows(out: Path, name: str) -> list[dict]:
+    with (out / name / "explain.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_comparison(out: Path, names: list[str], dataset: FundusDataset, rows: int) -> None:
+    """comparison.png from the saved maps: Mild cases first (as in Figure 1), then the rest."""
+    saved = {name: np.load(out / name / "attention.npz") for name in names}
+    shared = set.intersection(*(set(s["index"].tolist()) for s in saved.values())) if saved else set()
+    order = sorted(shared, key=lambda i: (dataset.records[i].grade != 1, i))[:rows]
+    if not order:
+        return
+    images = [dataset.load(i)[0] for i in order]
+    titles = [
+        "input" + ("" if dataset.records[i].grade < 0 else f" (true {GRADE_NAMES[dataset.records[i].grade]})")
+        for i in order
+    ]
+    columns = {}
+    for name in names:
+        position = {int(i): k for k, i in enumerate(saved[name]["index"])}
+        by_file = {row["file"]: row for row in _read_rows(out, name)}
+        cells = []
+        for i in order:
+            row = by_file[str(dataset.records[i].path)]
+            attention = saved[name]["maps"][position[i]].astype(np.float32)
+            probability = float(row[PROB_COLUMNS[int(row["grade"])]])
+            cells.append((attention, f"{name}: {row['grade_name']} ({probability:.2f})"))
+        columns[name] = cells
+    figure = comparison_figure(images, titles, columns)
+    save_figure(figure, out / "comparison.png", dpi=90)
+    plt.close(figure)
+
+
+def write_lesion_summary(out: Path, names: list[str]) -> dict:
+    """lesion_mass.json and .png from the explain.csv files (empty when no image has a mask)."""
+    summary: dict = {}
+    areas: list[float] = []
+    for name in names:
+        rows = [r for r in _read_rows(out, name) if r["lesion_mass"]]
+        if rows:
+            summary[name] = {"mean": float(np.mean([float(r["lesion_mass"]) for r in rows])), "n": len(rows)}
+            areas = [float(r["lesion_area"]) for r in rows]
+    if not summary:
+        return summary
+    baseline = float(np.mean(areas))
+    for values in summary.values():
+        values["lift_over_uniform"] = values["mean"] / baseline
+    summary["uniform_baseline"] = baseline
+    atomic_write_text(out / "lesion_mass.json", json.dumps(summary, indent=2))
+    figure = lesion_mass_figure(summary)
+    save_figure(figure, out / "lesion_mass.png", dpi=100)
+    plt.close(figure)
+    return summary

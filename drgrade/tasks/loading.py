@@ -1,0 +1,99 @@
+"""Loading checkpoints as data: ``weights_only`` unpickling and only drgrade's own task classes.
+
+A checkpoint from someone else is untrusted input. ``torch.load(weights_only=False)`` would run
+any code its pickle names, and importing a module named inside it would run that module, so
+neither happens: tensors, containers and plain values load; anything else is refused with a
+message naming the file.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from drgrade.tasks.base import BaseTask
+
+#: Checkpoint entry naming the task class that wrote it.
+TASK_KEY = "drgrade_task"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a loadable drgrade checkpoint (missing, corrupt, foreign or unsafe)."""
+
+
+def task_classes() -> dict[str, type[BaseTask]]:
+    """Drgrade's concrete task classes by name (the only classes a checkpoint may name)."""
+    found: dict[str, type[BaseTask]] = {}
+    pending = list(BaseTask.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__module__.startswith("drgrade.tasks.") and cls.run_name != BaseTask.run_name:
+            found[cls.__name__] = cls
+    return found
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """The checkpoint at ``path`` as plain data, unpickled with ``weights_only=True``.
+
+    Args:
+        path: the ``.ckpt`` file.
+        map_location: where tensors load.
+
+    Raises:
+        CheckpointError: the file is missing, not a checkpoint, or asks to run code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found; train one with `drgrade fit` first")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path} was refused: it holds objects other than tensors and plain values "
+            f"({str(error).splitlines()[0][:200]}). drgrade never runs code from a checkpoint; "
+            "use a checkpoint written by `drgrade fit`."
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({error})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def checkpoint_task_class(checkpoint: dict, path: str | Path) -> type[BaseTask]:
+    """The drgrade task class named in ``checkpoint``; refuses anything else.
+
+    Args:
+        checkpoint: the loaded checkpoint.
+        path: its file, for messages.
+    """
+    entry = str(checkpoint.get(TASK_KEY, ""))
+    name = entry.rsplit(":", 1)[-1]
+    classes = task_classes()
+    if name not in classes:
+        raise CheckpointError(
+            f"{path} names task {entry!r}, which is not a drgrade task "
+            f"(one of {sorted(classes)}); it was not written by `drgrade fit`"
+        )
+    return classes[name]
+
+
+def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> BaseTask:
+    """Rebuild whichever drgrade task wrote the checkpoint at ``path``, loading it as data.
+
+    Args:
+        path: the ``.ckpt`` file.
+        map_location: where tensors load.
+    """
+    checkpoint = read_checkpoint(path, map_location)
+    task_class = checkpoint_task_class(checkpoint, path)
+    # LightningCLI adds private entries (``_class_path``, ``_instantiator``) to the hyperparameters
+    options = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    task = task_class(**options)
+    task.load_state_dict(checkpoint["state_dict"])
+    task.on_load_checkpoint(checkpoint)
+    return task

@@ -1,0 +1,91 @@
+"""Untrusted files and bad inputs: each case exits 2 with its cause named and changes no file."""
+
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from drgrade.cli import main
+from drgrade.tasks import CheckpointError, load_task
+from tests.conftest import cli_args
+
+
+class _RunsCode:
+    """Unpickling this object runs a shell command (a crafted checkpoint's payload)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def crafted_checkpoint(path, marker):
+    payload = {"state_dict": {}, "drgrade_task": "FCNCLIP", "evil": _RunsCode(marker)}
+    with open(path, "wb") as f:
+        torch.save(payload, f)
+    return path
+
+
+def test_crafted_checkpoint_runs_no_code_through_load_task(tmp_path):
+    marker = tmp_path / "pwned"
+    with pytest.raises(CheckpointError, match="refused"):
+        load_task(crafted_checkpoint(tmp_path / "evil.ckpt", marker))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("verb", ["test", "predict", "validate", "export"])
+def test_crafted_checkpoint_refused_by_every_verb(verb, synthetic, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    ckpt = crafted_checkpoint(tmp_path / "evil.ckpt", marker)
+    extra = ["--out", str(tmp_path / "m.onnx")] if verb == "export" else []
+    with pytest.raises(SystemExit) as exit_:
+        main(cli_args(verb, "fcn_clip", synthetic, tmp_path / "runs", "--ckpt_path", str(ckpt), *extra))
+    assert exit_.value.code == 2 and "refused" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "runs").exists()
+
+
+def test_checkpoint_naming_a_foreign_class_is_refused(tmp_path):
+    path = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}, "drgrade_task": "evilmod:Thing"}, path)
+    (tmp_path / "evilmod.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w')\n")
+    with pytest.raises(CheckpointError, match="not a drgrade task"):
+        load_task(path)
+    assert not (tmp_path / "imported").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not a checkpoint", pickle.dumps([1, 2])])
+def test_garbage_or_missing_checkpoint_exits_2_before_reading_data(content, synthetic, tmp_path, capsys):
+    path = tmp_path / "bad.ckpt"
+    path.write_bytes(content)
+    for ckpt in (path, tmp_path / "missing.ckpt"):
+        with pytest.raises(SystemExit) as exit_:
+            main(cli_args("test", "fcn_clip", synthetic, tmp_path / "runs", "--ckpt_path", str(ckpt)))
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and str(ckpt) in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # refused before any run folder was made
+
+
+def test_negative_learning_rate_is_named(synthetic, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(cli_args("fit", "fcn_clip", synthetic, tmp_path, "--model.init_args.lr", "-1"))
+    assert exit_.value.code == 2 and "model.init_args.lr" in capsys.readouterr().err
+
+
+def test_deploy_lists_dangling_links(tmp_path):
+    from drgrade.data.images import list_images
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    found, skipped = list_images(tmp_path)
+    assert found == [] and skipped == [(tmp_path / "a" / "gone.png", "dangling symbolic link")]
+
+
+def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "drgrade", "report", str(tmp_path / "nothing")], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "metrics.json" in result.stderr and "Traceback" not in result.stderr
