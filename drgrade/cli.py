@@ -25,7 +25,14 @@ from drgrade.tasks import BaseTask, CheckpointError, read_checkpoint
 from drgrade.tasks.loading import task_classes
 
 #: Errors whose message already says what to do: shown without a traceback, exit code 2.
-USER_ERRORS = (DataValidationError, BackboneWeightsError, CheckpointError, FileNotFoundError, ValueError)
+USER_ERRORS = (
+    DataValidationError,
+    BackboneWeightsError,
+    CheckpointError,
+    FileNotFoundError,
+    FileExistsError,
+    ValueError,
+)
 
 
 class UserError(ValueError):

@@ -89,3 +89,16 @@ def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
         [sys.executable, "-m", "drgrade", "report", str(tmp_path / "nothing")], capture_output=True, text=True
     )
     assert result.returncode == 2 and "metrics.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_synth_refuses_a_non_empty_destination(tmp_path, capsys):
+    real = tmp_path / "aptos2019"
+    real.mkdir()
+    (real / "train.csv").write_text("id_code,diagnosis\nreal,2\n")
+    args = ["synth", "--out", str(tmp_path), "--num_aptos", "10", "--num_messidor", "8", "--image_size", "48"]
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2 and "--force" in capsys.readouterr().err
+    assert (real / "train.csv").read_text() == "id_code,diagnosis\nreal,2\n"
+    main([*args, "--force"])
+    assert "real," not in (real / "train.csv").read_text()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jsonargparse import ActionYesNo
+
 from drgrade.data.synthetic import write_synthetic
 
 MODEL_BOUND = False
@@ -22,6 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num_messidor", type=int, default=300, help="Messidor-2 images")
     parser.add_argument("--image_size", type=int, default=384, help="image height in pixels")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same bytes)")
+    parser.add_argument(
+        "--force", action=ActionYesNo, default=False, help="overwrite non-empty aptos2019/ or messidor2/"
+    )
 
 
 def run(cli) -> None:
@@ -31,5 +36,7 @@ def run(cli) -> None:
         cli: the running ``DRGradeCLI``.
     """
     opts = cli.options()
-    aptos, messidor = write_synthetic(opts.out, opts.num_aptos, opts.num_messidor, opts.image_size, opts.seed)
+    aptos, messidor = write_synthetic(
+        opts.out, opts.num_aptos, opts.num_messidor, opts.image_size, opts.seed, opts.force
+    )
     print(f"wrote {aptos} and {messidor}")

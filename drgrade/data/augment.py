@@ -65,9 +65,10 @@ class TieredAugment:
     """Pick the standard or minority pipeline by label, then normalise to a tensor.
 
     Seeding has one path: on first use in a process the pipelines are seeded from that
-    process's torch seed, which is the seeded main-process seed, or in a DataLoader worker
-    that seed plus the worker id. Albumentations draws from its own generators, which forked
-    workers would otherwise share (every worker augmenting identically).
+    process's seed: in a DataLoader worker the loader's base seed plus the worker id (drawn
+    from the seeded main process), else the main process's torch seed. Albumentations draws
+    from its own generators, which forked workers would otherwise share (every worker
+    augmenting identically).
     """
 
     def __init__(self, minority_grades: Sequence[int] = MINORITY_GRADES):
@@ -101,10 +102,11 @@ class TieredAugment:
             image: HxWx3 uint8 RGB.
             label: its grade (picks the tier).
         """
-        process = (os.getpid(), torch.initial_seed())
-        if self.seeded_for != process:
-            self.reseed(torch.initial_seed() % 2**31)
-            self.seeded_for = process
+        worker = torch.utils.data.get_worker_info()
+        seed = worker.seed if worker is not None else torch.initial_seed()
+        if self.seeded_for != (os.getpid(), seed):
+            self.reseed(seed % 2**31)
+            self.seeded_for = (os.getpid(), seed)
         augmented = self.tier(label)(image=image)["image"]
         return self.finish(image=augmented)["image"]
 

@@ -227,12 +227,35 @@ def write_messidor(out: Path, num: int, size: int, seed: int) -> Path:
 
 
 def write_synthetic(
-    out: str | Path, num_aptos: int = 600, num_messidor: int = 300, image_size: int = 384, seed: int = 0
+    out: str | Path,
+    num_aptos: int = 600,
+    num_messidor: int = 300,
+    image_size: int = 384,
+    seed: int = 0,
+    force: bool = False,
 ) -> tuple[Path, Path]:
-    """Write both datasets under ``out``; returns (aptos_root, messidor_root)."""
+    """Write both datasets under ``out``; returns (aptos_root, messidor_root).
+
+    Args:
+        out: the folder to write ``aptos2019/`` and ``messidor2/`` into.
+        num_aptos: APTOS images.
+        num_messidor: Messidor-2 images.
+        image_size: image height in pixels.
+        seed: generator seed (same seed, same bytes).
+        force: write into non-empty dataset folders (a real download there would be overwritten).
+
+    Raises:
+        FileExistsError: a dataset folder is not empty and ``force`` is off.
+    """
     out = Path(out)
     if min(num_aptos, num_messidor) < NUM_GRADES:
         raise ValueError(f"need at least {NUM_GRADES} images per dataset (one per grade)")
+    occupied = [d for d in (out / "aptos2019", out / "messidor2") if d.is_dir() and any(d.iterdir())]
+    if occupied and not force:
+        raise FileExistsError(
+            f"{', '.join(map(str, occupied))} not empty: synthetic data would overwrite what is there "
+            "(perhaps a real download). Choose another --out, or pass --force to overwrite."
+        )
     return write_aptos(out, num_aptos, image_size, seed), write_messidor(out, num_messidor, image_size, seed)
 
 
