@@ -17,6 +17,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
 from drgrade import __version__, commands
+from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
 from drgrade.data import DRDataModule
 from drgrade.data.sources import DataValidationError
 from drgrade.models.clip_backbone import BackboneWeightsError
@@ -134,6 +135,12 @@ class DRGradeCLI(LightningCLI):
             self.model = self.datamodule = self.trainer = None
             return
         super().instantiate_classes()
+
+    def instantiate_trainer(self, **kwargs: Any):
+        """The configured trainer, saving checkpoints atomically unless plugins are configured."""
+        if not self._get(self.config_init, "trainer", default={}).get("plugins"):
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
         """Refuse to fit a model with nothing to train."""

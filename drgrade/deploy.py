@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from drgrade.data.images import ImageReadError, list_images, read_rgb
+from drgrade.data.images import ImageReadError, list_images
 from drgrade.data.preprocess import preprocess_fundus
-from drgrade.predictions import PredictionRow, write_predictions
+from drgrade.data.quality import read_gradable
+from drgrade.predictions import PredictionRow, ungradable_summary, write_predictions
 
 
 class OnnxGrader:
@@ -61,7 +62,7 @@ class OnnxGrader:
         paths = list(paths)
         for position, path in enumerate(paths):
             try:
-                pending.append((path, self.tensor(read_rgb(path))))
+                pending.append((path, self.tensor(read_gradable(path))))
             except ImageReadError as error:
                 rows[path] = PredictionRow(str(path), error=str(error))
             if pending and (len(pending) == batch_size or position == len(paths) - 1):
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = grader.grade_files(paths)
     rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
     write_predictions(opts.out, rows)
-    print(f"{len(rows)} image(s) graded into {opts.out}")
+    print(f"{len(rows)} image(s) into {opts.out}; {ungradable_summary(rows)}")
 
 
 if __name__ == "__main__":

@@ -70,3 +70,14 @@ def write_predictions(path: str | Path, rows: Iterable[PredictionRow]) -> Path:
         writer.writerow([*COLUMNS, *extra])
         writer.writerows(row.cells() for row in rows)
     return Path(path)
+
+
+def ungradable_summary(rows: Sequence[PredictionRow]) -> str:
+    """How many images were graded and the ungradable rate (imageability, as clinics report it).
+
+    Args:
+        rows: one per input image.
+    """
+    refused = sum(1 for row in rows if row.error)
+    share = refused / len(rows) if rows else 0.0
+    return f"graded {len(rows) - refused}, ungradable or unreadable {refused} ({share:.1%})"

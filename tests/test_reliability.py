@@ -102,3 +102,50 @@ def test_synth_refuses_a_non_empty_destination(tmp_path, capsys):
     assert (real / "train.csv").read_text() == "id_code,diagnosis\nreal,2\n"
     main([*args, "--force"])
     assert "real," not in (real / "train.csv").read_text()
+
+
+def checkpoint_epoch(path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def test_last_checkpoint_follows_every_epoch_not_the_best(synthetic, tmp_path):
+    # lr 0: validation QWK never improves after epoch 0, so only epoch 0 is "best"
+    args = ["--trainer.max_epochs", "3", "--model.init_args.lr", "0", "--model.init_args.image_lr", "0"]
+    main(cli_args("fit", "fcn_clip", synthetic, tmp_path, *args))
+    checkpoints = tmp_path / "version_0" / "checkpoints"
+    assert [p.name for p in checkpoints.glob("best-*.ckpt")] == ["best-epoch=00.ckpt"]
+    assert checkpoint_epoch(checkpoints / "last.ckpt") == 2
+    assert not list(checkpoints.glob("*.tmp")) and not list(checkpoints.glob(".*"))
+
+
+def test_kill_9_then_resume_loses_at_most_the_epoch_in_progress(synthetic, tmp_path):
+    import csv
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "drgrade", *cli_args("fit", "fcn_clip", synthetic, tmp_path)]
+    process = subprocess.Popen(
+        [*command, "--trainer.max_epochs", "100"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    last = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    try:
+        while not (last.is_file() and checkpoint_epoch(last) >= 2):
+            assert time.monotonic() < deadline and process.poll() is None, "fit never reached epoch 2"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    saved = checkpoint_epoch(last)  # epochs 0..saved are safe; saved + 1 was in progress
+    main(
+        [
+            *cli_args("fit", "fcn_clip", synthetic, tmp_path),
+            "--trainer.max_epochs",
+            str(saved + 2),
+            "--ckpt_path",
+            "last",
+        ]
+    )
+    resumed = tmp_path / "version_1"
+    epochs = {int(row["epoch"]) for row in csv.DictReader((resumed / "metrics.csv").open())}
+    assert epochs == {saved + 1}  # resumed right after the last finished epoch

@@ -6,7 +6,7 @@ import lightning as L
 import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from drgrade.predictions import PredictionRow, write_predictions
+from drgrade.predictions import PredictionRow, ungradable_summary, write_predictions
 from drgrade.runs import run_dir
 
 
@@ -66,4 +66,4 @@ class PredictionWriter(BasePredictionWriter):
         skipped = getattr(trainer.datamodule, "skipped", [])
         rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
         write_predictions(path, rows)
-        print(f"predictions for {len(rows)} image(s) written to {path}")
+        print(f"predictions for {len(rows)} image(s) written to {path}: {ungradable_summary(rows)}")

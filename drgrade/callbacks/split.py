@@ -12,7 +12,10 @@ from drgrade.runs import run_dir
 
 
 class SplitWriter(Callback):
-    """After the datamodule's setup, write path, source, patient_id, grade and split per image."""
+    """After the datamodule's setup, write path, source, patient_id, grade and split per image.
+
+    Images left out by the quality gate appear with split ``excluded`` and the reason in ``note``.
+    """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Runs after ``DRDataModule.setup``, so the split is known (none for a folder predict)."""
@@ -24,7 +27,11 @@ class SplitWriter(Callback):
             return
         with atomic_open(out / "split.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["path", "source", "patient_id", "grade", "split"])
+            writer.writerow(["path", "source", "patient_id", "grade", "split", "note"])
             for record, split in zip(datamodule.records, datamodule.splits, strict=True):
-                writer.writerow([record.path, record.source, record.patient_id, record.grade, split])
+                writer.writerow([record.path, record.source, record.patient_id, record.grade, split, ""])
+            for record, reason in getattr(datamodule, "excluded", []):
+                writer.writerow(
+                    [record.path, record.source, record.patient_id, record.grade, "excluded", reason]
+                )
         print(f"split written to {out / 'split.csv'}")

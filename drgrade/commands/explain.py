@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from drgrade.callbacks import AttentionWriter
 from drgrade.data.augment import EvalTransform
 from drgrade.data.dataset import FundusDataset, folder_records
+from drgrade.data.quality import QualityLimits
 from drgrade.evaluation.plots import comparison_figure, lesion_mass_figure
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADE_NAMES
@@ -93,8 +94,14 @@ def _dataset(datamodule, limit: int | None) -> FundusDataset:
     else:
         datamodule.setup("test")
         records = datamodule.records_of("test")
+    quality = QualityLimits() if datamodule.hparams.quality_gate else None
     return FundusDataset(
-        records[:limit], datamodule.hparams.image_size, EvalTransform(), keep_errors=True, with_masks=True
+        records[:limit],
+        datamodule.hparams.image_size,
+        EvalTransform(),
+        keep_errors=True,
+        with_masks=True,
+        quality=quality,
     )
 
 

@@ -8,14 +8,15 @@ from typing import Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Sampler
 
 from drgrade.data.augment import MINORITY_GRADES, EvalTransform, TieredAugment
 from drgrade.data.cache import PreprocessCache, default_cache_dir
 from drgrade.data.dataset import FundusDataset, folder_records
+from drgrade.data.quality import QualityLimits, gate_records
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
-from drgrade.data.sources import Record, load_sources
+from drgrade.data.sources import DataValidationError, Record, load_sources
 from drgrade.data.splits import SPLITS, split_records
 from drgrade.data.synthetic import ensure_synthetic
 from drgrade.grades import GRADE_NAMES, NUM_GRADES
@@ -62,6 +63,10 @@ class DRDataModule(L.LightningDataModule):
         verify_images: check every image decodes at setup, so a corrupt file fails fast.
         cache: read preprocessed (cropped, resized) images from a cache built on first use.
         cache_dir: where (default ``$DRGRADE_CACHE_DIR`` or ``~/.cache/drgrade/preprocessed``).
+        quality_gate: refuse ungradable images (incomplete, too small, no fundus, badly exposed,
+            out of focus; see ``drgrade.data.quality``) in every split and in ``predict``.
+        ungradable: ``exclude`` lists ungradable labelled images and leaves them out;
+            ``error`` stops setup with the list, like any other bad input.
         predict_dir: a folder of images for ``drgrade predict``.
     """
 
@@ -86,6 +91,8 @@ class DRDataModule(L.LightningDataModule):
         cache: bool = True,
         cache_dir: str | None = None,
         predict_dir: str | None = None,
+        quality_gate: bool = True,
+        ungradable: Literal["exclude", "error"] = "exclude",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -94,6 +101,8 @@ class DRDataModule(L.LightningDataModule):
         self.datasets: dict[str, FundusDataset] = {}
         #: Folder entries ``predict`` could not read as images, with why (reported, not dropped).
         self.skipped: list[tuple[Path, str]] = []
+        #: Labelled images the quality gate refused, with why (listed in split.csv, not trained on).
+        self.excluded: list[tuple[Record, str]] = []
 
     # -- stages ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -108,8 +117,9 @@ class DRDataModule(L.LightningDataModule):
         hp = self.hparams
         if stage == "predict" and hp.predict_dir is not None:
             records, self.skipped = folder_records(hp.predict_dir)
+            quality = QualityLimits() if hp.quality_gate else None
             self.datasets["predict"] = FundusDataset(
-                records, hp.image_size, EvalTransform(), keep_errors=True
+                records, hp.image_size, EvalTransform(), keep_errors=True, quality=quality
             )
             return
         if not self.records:
@@ -129,8 +139,34 @@ class DRDataModule(L.LightningDataModule):
         self.records = load_sources(
             hp.aptos_root, hp.messidor_root, hp.csv_sources or (), verify_images=hp.verify_images
         )
+        if hp.quality_gate:
+            self.records, self.excluded = self.gate(self.records)
+            if not self.records:
+                raise DataValidationError(
+                    [f"all {len(self.excluded)} images are ungradable (see above); nothing to split"]
+                )
         self.splits = split_records(self.records, hp.split_ratios, hp.split_seed)
         rank_zero_info(f"DR data: {len(self.records)} images\n{count_table(self.records, self.splits)}")
+
+    def gate(self, records: list[Record]) -> tuple[list[Record], list[tuple[Record, str]]]:
+        """Pass labelled images through the quality gate.
+
+        Ungradable ones are listed and left out, or (``ungradable: error``) stop setup like any
+        other bad input.
+
+        Args:
+            records: the labelled images.
+        """
+        kept, refused = gate_records(records)
+        if refused and self.hparams.ungradable == "error":
+            raise DataValidationError([f"{record.path}: {reason}" for record, reason in refused])
+        if refused:
+            listed = "\n".join(f"  - {record.path}: {reason}" for record, reason in refused)
+            rank_zero_warn(
+                f"quality gate: {len(refused)} of {len(records)} images ungradable "
+                f"({len(refused) / len(records):.1%}), left out:\n{listed}"
+            )
+        return kept, refused
 
     @property
     def cache(self) -> PreprocessCache | None:
@@ -144,7 +180,7 @@ class DRDataModule(L.LightningDataModule):
     @property
     def train_class_counts(self) -> list[int]:
         """Images per grade in the training split (before resampling): for class weights."""
-        labels = torch.tensor([r.grade for r in self.datasets["train"].records])
+        labels = torch.tensor([r.grade for r in self.datasets["train"].records], dtype=torch.long)
         return torch.bincount(labels, minlength=NUM_GRADES).tolist()
 
     def train_sampler(self) -> Sampler[int] | None:

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from drgrade.data.cache import PreprocessCache
 from drgrade.data.images import ImageReadError, list_images, read_rgb
 from drgrade.data.preprocess import crop_fundus, fundus_box, resize_square
+from drgrade.data.quality import QualityLimits, read_gradable
 from drgrade.data.sources import Record
 
 Transform = Callable[[np.ndarray, int], torch.Tensor]
@@ -47,6 +48,8 @@ class FundusDataset(Dataset):
             raising, so prediction over a folder grades the readable files and reports the rest.
         cache: read preprocessed images from this cache.
         with_masks: also yield each record's lesion mask, preprocessed like its image.
+        quality: pass every image through the quality gate with these limits (an ungradable
+            image is an error, kept as the sample's message with ``keep_errors``).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class FundusDataset(Dataset):
         keep_errors: bool = False,
         cache: PreprocessCache | None = None,
         with_masks: bool = False,
+        quality: QualityLimits | None = None,
     ):
         self.records = list(records)
         self.image_size = image_size
@@ -64,6 +68,7 @@ class FundusDataset(Dataset):
         self.keep_errors = keep_errors
         self.cache = cache
         self.with_masks = with_masks
+        self.quality = quality
 
     def __len__(self) -> int:
         return len(self.records)
@@ -75,9 +80,9 @@ class FundusDataset(Dataset):
             index: the record's position.
         """
         record = self.records[index]
-        if self.cache is not None and not self.with_masks:
+        if self.cache is not None and not self.with_masks and self.quality is None:
             return self.cache.load(record.path), None
-        image = read_rgb(record.path)
+        image = read_rgb(record.path) if self.quality is None else read_gradable(record.path, self.quality)
         square = resize_square(crop_fundus(image, fundus_box(image)), self.image_size)
         mask = load_mask(record, image, self.image_size) if self.with_masks else None
         return square, mask

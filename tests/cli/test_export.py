@@ -50,7 +50,7 @@ def test_export_and_deploy_cli(synthetic, tmp_path):
     )
     folder = tmp_path / "images"
     folder.mkdir()
-    sources = sorted((synthetic / "messidor2" / "IMAGES").iterdir())[:3]
+    sources = sorted((synthetic / "aptos2019" / "train_images").iterdir())[:3]
     for path in sources:
         shutil.copy(path, folder / path.name)
     (folder / "zz_corrupt.png").write_bytes(b"broken")

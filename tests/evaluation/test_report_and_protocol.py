@@ -55,7 +55,7 @@ def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
     demo["trainer"].update(max_epochs=3, enable_progress_bar=False, num_sanity_val_steps=0)
     demo["data"].update(
         synthetic_counts=[60, 40],
-        synthetic_size=96,
+        synthetic_size=128,
         image_size=64,
         num_workers=0,
         target_counts=[20, 15, 15, 15, 15],
