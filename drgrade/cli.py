@@ -20,6 +20,7 @@ from drgrade import __version__, commands
 from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
 from drgrade.data import DRDataModule
 from drgrade.data.sources import DataValidationError
+from drgrade.errors import OptionError
 from drgrade.models.clip_backbone import BackboneWeightsError
 from drgrade.runs import resolve_checkpoint
 from drgrade.tasks import BaseTask, CheckpointError, read_checkpoint
@@ -34,10 +35,6 @@ USER_ERRORS = (
     FileExistsError,
     ValueError,
 )
-
-
-class UserError(ValueError):
-    """A bad option value, named with what to do instead."""
 
 
 class DRGradeCLI(LightningCLI):
@@ -110,6 +107,8 @@ class DRGradeCLI(LightningCLI):
         if entry:
             config["ckpt_path"] = resolve_checkpoint(entry, root)
             read_checkpoint(config["ckpt_path"])
+        for member in (config["model"].get("init_args") or {}).get("checkpoints") or []:
+            read_checkpoint(member)  # ensemble members: refused before any run folder exists
 
     @staticmethod
     def _settle_run_dir(config) -> str:
@@ -145,7 +144,7 @@ class DRGradeCLI(LightningCLI):
     def before_fit(self) -> None:
         """Refuse to fit a model with nothing to train."""
         if not type(self.model).trainable:
-            raise UserError(
+            raise OptionError(
                 f"{type(self.model).__name__} has nothing to train. "
                 "Use `drgrade validate` or `drgrade test` with the same config."
             )
@@ -191,5 +190,22 @@ def main(argv: list[str] | None = None) -> None:
         # LightningCLI reads sys.argv itself when args is None (and warns if given both)
         DRGradeCLI(None if argv is None else args)
     except USER_ERRORS as error:
-        print(f"drgrade: error: {error}", file=sys.stderr)
+        print(f"drgrade: error: {root_cause(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """Return the drgrade error behind ``error``.
+
+    jsonargparse wraps a failing constructor's exception in its own "Does not validate" message, which
+    would bury the actionable one.
+
+    Args:
+        error: the exception that reached ``main``.
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, USER_ERRORS) and type(cause) is not ValueError:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return error

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,19 +23,34 @@ from drgrade.data.quality import read_gradable
 from drgrade.predictions import PredictionRow, ungradable_summary, write_predictions
 
 
+class DeployError(ValueError):
+    """A model file or folder the runner cannot use; the message says which and why."""
+
+
 class OnnxGrader:
     """An exported drgrade model in an onnxruntime session."""
 
     def __init__(self, model: str | Path, providers: list[str] | None = None, threads: int | None = None):
+        model = Path(model)
+        if not model.is_file() or model.stat().st_size == 0:
+            raise DeployError(
+                f"{model}: {'empty file' if model.is_file() else 'no such file'}; "
+                "pass the .onnx file `drgrade export` wrote"
+            )
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(
-            str(model), options, providers=providers or ["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(
+                str(model), options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own types for every malformed file
+            raise DeployError(
+                f"{model} is not a valid ONNX model ({str(error).splitlines()[0][:200]})"
+            ) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if "image_size" not in meta:
-            raise ValueError(f"{model} was not exported by `drgrade export` (no drgrade metadata)")
+            raise DeployError(f"{model} was not exported by `drgrade export` (no drgrade metadata)")
         self.size = int(meta["image_size"])
         self.mean = np.asarray(json.loads(meta["mean"]), np.float32) * 255
         self.std = np.asarray(json.loads(meta["std"]), np.float32) * 255
@@ -84,8 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("images", type=Path, help="folder of fundus images (png/jpg/tif)")
     parser.add_argument("--out", type=Path, default=Path("predictions.csv"))
     opts = parser.parse_args(argv)
-    grader = OnnxGrader(opts.model)
-    paths, skipped = list_images(opts.images)
+    try:
+        grader = OnnxGrader(opts.model)
+        paths, skipped = list_images(opts.images)
+    except (DeployError, FileNotFoundError) as error:
+        print(f"python -m drgrade.deploy: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     rows = grader.grade_files(paths)
     rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
     write_predictions(opts.out, rows)

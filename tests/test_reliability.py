@@ -10,7 +10,7 @@ import torch
 
 from drgrade.cli import main
 from drgrade.tasks import CheckpointError, load_task
-from tests.conftest import cli_args
+from tests.conftest import ROOT, cli_args
 
 
 class _RunsCode:
@@ -149,3 +149,75 @@ def test_kill_9_then_resume_loses_at_most_the_epoch_in_progress(synthetic, tmp_p
     resumed = tmp_path / "version_1"
     epochs = {int(row["epoch"]) for row in csv.DictReader((resumed / "metrics.csv").open())}
     assert epochs == {saved + 1}  # resumed right after the last finished epoch
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("--data.split_ratios", "[0.5,0.5,0.5]", "data.split_ratios"),
+        ("--data.split_ratios", "[-0.1,0.6,0.5]", "data.split_ratios"),
+        ("--data.target_counts", "[0,0,0,0,0]", "data.target_counts"),
+        ("--model.init_args.pretrained", "/no/such/weights.pt", "--model.init_args.pretrained"),
+    ],
+)
+def test_bad_option_values_are_named(option, value, named, synthetic, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(cli_args("test", "zero_shot", synthetic, tmp_path / "runs", option, value))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and named in err and "Does not validate" not in err
+
+
+def test_cache_dir_that_is_a_file(synthetic, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            cli_args(
+                "test", "zero_shot", synthetic, tmp_path / "runs", "--data.cache_dir", str(tmp_path / "file")
+            )
+        )
+    assert exit_.value.code == 2 and "data.cache_dir" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_ensemble_without_or_with_bad_members(synthetic, tmp_path, capsys):
+    (tmp_path / "bad.ckpt").write_text("not a checkpoint")
+    for members, named in (("[]", "at least one checkpoint"), (f"[{tmp_path / 'bad.ckpt'}]", "bad.ckpt")):
+        args = ["test", "--config", str(ROOT / "configs" / "ensemble.yaml")]
+        args += [
+            "--data.aptos_root",
+            str(synthetic / "aptos2019"),
+            "--data.messidor_root",
+            str(synthetic / "messidor2"),
+        ]
+        args += [
+            "--trainer.default_root_dir",
+            str(tmp_path / "runs"),
+            "--model.init_args.checkpoints",
+            members,
+        ]
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        assert exit_.value.code == 2 and named in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_header_only_csv_is_named(tmp_path, capsys):
+    from drgrade.data.sources import DataValidationError, read_csv_source
+
+    (tmp_path / "s.csv").write_text("path,grade\n")
+    with pytest.raises(DataValidationError, match="no data rows"):
+        read_csv_source(tmp_path / "s.csv")
+
+
+@pytest.mark.parametrize("model", ["missing", "empty", "garbage"])
+def test_deploy_refuses_a_bad_model_file(model, tmp_path, capsys):
+    from drgrade.deploy import main as deploy_main
+
+    path = tmp_path / "m.onnx"
+    if model != "missing":
+        path.write_bytes(b"" if model == "empty" else b"not onnx at all")
+    (tmp_path / "images").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        deploy_main([str(path), str(tmp_path / "images"), "--out", str(tmp_path / "p.csv")])
+    assert exit_.value.code == 2 and str(path) in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()

@@ -14,11 +14,13 @@ from torch.utils.data import DataLoader, Sampler
 from drgrade.data.augment import MINORITY_GRADES, EvalTransform, TieredAugment
 from drgrade.data.cache import PreprocessCache, default_cache_dir
 from drgrade.data.dataset import FundusDataset, folder_records
-from drgrade.data.quality import QualityLimits, gate_records
+from drgrade.data.duplicates import merge_duplicates
+from drgrade.data.quality import QualityLimits, gate_records, inspect_file
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
 from drgrade.data.sources import DataValidationError, Record, load_sources
 from drgrade.data.splits import SPLITS, split_records
 from drgrade.data.synthetic import ensure_synthetic
+from drgrade.errors import OptionError
 from drgrade.grades import GRADE_NAMES, NUM_GRADES
 
 
@@ -36,6 +38,36 @@ def count_table(records: list[Record], splits: list[str]) -> str:
         row = [counts[(split, g)] for g in range(NUM_GRADES)]
         lines.append(split.ljust(8) + "".join(str(n).rjust(width) for n in row) + str(sum(row)).rjust(8))
     return "\n".join(lines)
+
+
+def check_options(
+    split_ratios: tuple[float, float, float], target_counts: tuple[int, ...], cache_dir: str | None
+) -> None:
+    """Refuse option values that would train on nothing or write where they cannot.
+
+    Args:
+        split_ratios: train/val/test fractions.
+        target_counts: per-grade images per epoch.
+        cache_dir: the cache folder, or None.
+    """
+    if len(split_ratios) != 3 or min(split_ratios) < 0 or abs(sum(split_ratios) - 1) > 1e-6:
+        raise OptionError(
+            f"data.split_ratios must be three fractions >= 0 summing to 1, got {list(split_ratios)}"
+        )
+    if split_ratios[0] == 0:
+        raise OptionError("data.split_ratios gives the training split nothing; e.g. [0.7, 0.15, 0.15]")
+    if len(target_counts) != NUM_GRADES or min(target_counts) < 0 or sum(target_counts) == 0:
+        raise OptionError(
+            f"data.target_counts needs {NUM_GRADES} counts >= 0, not all zero, got {list(target_counts)}"
+        )
+    if (
+        cache_dir is not None
+        and Path(cache_dir).expanduser().exists()
+        and not Path(cache_dir).expanduser().is_dir()
+    ):
+        raise OptionError(
+            f"data.cache_dir {cache_dir} is a file, not a folder; pass a folder (or data.cache false)"
+        )
 
 
 class DRDataModule(L.LightningDataModule):
@@ -65,6 +97,8 @@ class DRDataModule(L.LightningDataModule):
         cache_dir: where (default ``$DRGRADE_CACHE_DIR`` or ``~/.cache/drgrade/preprocessed``).
         quality_gate: refuse ungradable images (incomplete, too small, no fundus, badly exposed,
             out of focus; see ``drgrade.data.quality``) in every split and in ``predict``.
+        dedupe: keep exact and near-duplicate photographs in one split (needs ``quality_gate``,
+            whose single read of each file also hashes it).
         ungradable: ``exclude`` lists ungradable labelled images and leaves them out;
             ``error`` stops setup with the list, like any other bad input.
         predict_dir: a folder of images for ``drgrade predict``.
@@ -92,9 +126,11 @@ class DRDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         predict_dir: str | None = None,
         quality_gate: bool = True,
+        dedupe: bool = True,
         ungradable: Literal["exclude", "error"] = "exclude",
     ):
         super().__init__()
+        check_options(split_ratios, target_counts, cache_dir)
         self.save_hyperparameters()
         self.records: list[Record] = []
         self.splits: list[str] = []
@@ -103,6 +139,8 @@ class DRDataModule(L.LightningDataModule):
         self.skipped: list[tuple[Path, str]] = []
         #: Labelled images the quality gate refused, with why (listed in split.csv, not trained on).
         self.excluded: list[tuple[Record, str]] = []
+        #: Groups of identical or near-identical photographs found at setup.
+        self.duplicate_groups: list[list[Record]] = []
 
     # -- stages ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -145,6 +183,8 @@ class DRDataModule(L.LightningDataModule):
                 raise DataValidationError(
                     [f"all {len(self.excluded)} images are ungradable (see above); nothing to split"]
                 )
+        if hp.quality_gate and hp.dedupe:
+            self.records = self.dedupe(self.records)
         self.splits = split_records(self.records, hp.split_ratios, hp.split_seed)
         rank_zero_info(f"DR data: {len(self.records)} images\n{count_table(self.records, self.splits)}")
 
@@ -167,6 +207,27 @@ class DRDataModule(L.LightningDataModule):
                 f"({len(refused) / len(records):.1%}), left out:\n{listed}"
             )
         return kept, refused
+
+    def dedupe(self, records: list[Record]) -> list[Record]:
+        """Put exact and near-duplicate photographs in one patient group; report grade conflicts.
+
+        Args:
+            records: the gradable labelled images.
+        """
+        facts = [inspect_file(r.path) for r in records]
+        records, groups = merge_duplicates(records, [f.digest for f in facts], [f.dhash for f in facts])
+        if groups:
+            conflicts = [g for g in groups if len({r.grade for r in g}) > 1]
+            listed = "\n".join(
+                "  - " + ", ".join(f"{r.path} (grade {r.grade})" for r in group) for group in conflicts
+            )
+            rank_zero_warn(
+                f"duplicates: {len(groups)} group(s) of identical or near-identical photographs "
+                f"({sum(map(len, groups))} images) kept within one split each"
+                + (f"; {len(conflicts)} with disagreeing grades:\n{listed}" if conflicts else "")
+            )
+        self.duplicate_groups = groups
+        return records
 
     @property
     def cache(self) -> PreprocessCache | None:

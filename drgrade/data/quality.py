@@ -23,7 +23,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from drgrade.data.duplicates import content_hash, difference_hash
 from drgrade.data.images import ImageReadError, read_rgb
+from drgrade.data.preprocess import brightest_channel
 from drgrade.data.sources import Record
 
 #: Side, in pixels, of the square the features are measured on.
@@ -93,7 +95,7 @@ def measure(image: np.ndarray) -> dict[str, float]:
         image: HxWx3 uint8 RGB.
     """
     small = cv2.resize(image, (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=cv2.INTER_AREA)
-    fundus = small.max(axis=2) > SURROUND
+    fundus = brightest_channel(small) > SURROUND
     fraction = float(fundus.mean())
     if fraction == 0:
         return {"fundus_fraction": 0.0, "brightness": 0.0, "focus": 0.0}
@@ -175,6 +177,50 @@ def read_gradable(path: str | Path, limits: QualityLimits = QualityLimits()) -> 
     return image
 
 
+@dataclass(frozen=True)
+class FileFacts:
+    """What one read of a labelled image file establishes: the gate's verdict and its hashes."""
+
+    reason: str
+    digest: str
+    dhash: np.ndarray | None
+
+
+def inspect_file(path: str | Path, limits: QualityLimits = QualityLimits()) -> FileFacts:
+    """The gate's verdict ("" when gradable), content hash and dHash of ``path``.
+
+    Remembered per file version (path, size, mtime), so repeated setups in one process decode
+    each file once.
+
+    Args:
+        path: the image file.
+        limits: the thresholds.
+    """
+    stat = Path(path).stat()
+    return _inspect(str(path), stat.st_size, stat.st_mtime_ns, limits)
+
+
+@functools.lru_cache(maxsize=200_000)
+def _inspect(path: str, size: int, mtime_ns: int, limits: QualityLimits) -> FileFacts:
+    # large photographs decode at a reduced scale (IMREAD_REDUCED_*): features are measured at
+    # 512 px anyway, and the size check reads the file's header
+    digest = content_hash(path)
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+        problem = size_problem(width, height, limits)
+        if problem:
+            return FileFacts(f"ungradable: {problem}", digest, None)
+        image = cv2.imread(path, _REDUCED.get(min(width, height) // 1024, cv2.IMREAD_REDUCED_COLOR_4))
+        if image is None:
+            return FileFacts("not a decodable image", digest, None)
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        check_image(path, image, replace(limits, min_side=0))
+    except (ImageReadError, OSError) as error:
+        return FileFacts(str(error).removeprefix(f"{path}: "), digest, None)
+    return FileFacts("", digest, difference_hash(image))
+
+
 def gate_records(records: Sequence[Record], limits: QualityLimits = QualityLimits()) -> tuple[list, list]:
     """Split ``records`` into gradable ones and (record, reason) pairs for the ungradable.
 
@@ -184,36 +230,12 @@ def gate_records(records: Sequence[Record], limits: QualityLimits = QualityLimit
     """
     kept, refused = [], []
     for record in tqdm(records, desc="quality gate", leave=False, disable=len(records) < 500):
-        stat = record.path.stat()
-        reason = _file_verdict(str(record.path), stat.st_size, stat.st_mtime_ns, limits)
+        reason = inspect_file(record.path, limits).reason
         if reason:
             refused.append((record, reason))
         else:
             kept.append(record)
     return kept, refused
-
-
-@functools.lru_cache(maxsize=200_000)
-def _file_verdict(path: str, size: int, mtime_ns: int, limits: QualityLimits) -> str:
-    """Why the file at ``path`` is ungradable ("" when it is gradable), remembered per file version.
-
-    Large photographs are decoded at a reduced scale (OpenCV's ``IMREAD_REDUCED_*``): the features
-    are measured at 512 px anyway, and the size check reads the file's header. ``size`` and
-    ``mtime_ns`` make an edited file a new entry.
-    """
-    try:
-        with Image.open(path) as header:
-            width, height = header.size
-        problem = size_problem(width, height, limits)
-        if problem:
-            return f"ungradable: {problem}"
-        image = cv2.imread(path, _REDUCED.get(min(width, height) // 1024, cv2.IMREAD_REDUCED_COLOR_4))
-        if image is None:
-            return "not a decodable image"
-        check_image(path, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), replace(limits, min_side=0))
-    except (ImageReadError, OSError) as error:
-        return str(error).removeprefix(f"{path}: ")
-    return ""
 
 
 _REDUCED = {0: cv2.IMREAD_COLOR, 1: cv2.IMREAD_REDUCED_COLOR_2}

@@ -72,7 +72,10 @@ def _read_csv(path: Path, required: Iterable[str], problems: list[str]) -> list[
                 f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}"
             )
             return []
-        return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    if not rows:
+        problems.append(f"{path}: no data rows (only a header); is this the right file?")
+    return rows
 
 
 def _first_sighting(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -49,15 +47,3 @@ def split_records(
             for i in groups[patient]:
                 assignment[i] = SPLITS[target]
     return assignment
-
-
-def write_split_csv(records: Sequence[Record], splits: Sequence[str], path: str | Path) -> Path:
-    """Write the split for audit: path, source, patient_id, grade, split."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "source", "patient_id", "grade", "split"])
-        for record, split in zip(records, splits, strict=True):
-            writer.writerow([record.path, record.source, record.patient_id, record.grade, split])
-    return path

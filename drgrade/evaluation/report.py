@@ -17,6 +17,7 @@ import numpy as np
 
 from drgrade.evaluation import paper
 from drgrade.evaluation.plots import draw_confusion
+from drgrade.files import atomic_open, atomic_write_text, save_figure
 from drgrade.grades import GRADES
 
 #: Task class name -> the column name the paper uses.
@@ -113,7 +114,7 @@ def confusion_sheet(runs: Sequence[RunResult], path: Path) -> None:
     for ax, run in zip(axes[0], runs, strict=True):
         draw_confusion(ax, run.confusion, run.name)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -126,12 +127,12 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     table3, table4 = build_tables(runs, with_paper)
     for name, rows in (("table3", table3), ("table4", table4)):
-        with (out / f"{name}.csv").open("w", newline="") as f:
+        with atomic_open(out / f"{name}.csv", "w", newline="") as f:
             csv.writer(f).writerows(rows)
     text = (f"{title}\n\n" if title else "") + (
         f"Table 3: per-class and overall test metrics\n\n{markdown(table3)}\n\n"
         f"Table 4: error distribution (share of test predictions)\n\n{markdown(table4)}\n"
     )
-    (out / "report.md").write_text(text)
+    atomic_write_text(out / "report.md", text)
     confusion_sheet(runs, out / "confusion_matrices.png")
     return text

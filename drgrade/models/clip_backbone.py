@@ -62,7 +62,7 @@ def create_clip(model_name: str, pretrained: str | None, image_size: int | None)
         raise BackboneWeightsError(
             f"CLIP weights {pretrained!r} for {model_name}: not a file and not an open_clip tag "
             f"(tags for {model_name}: {open_clip.list_pretrained_tags_by_model(model_name)}). "
-            "Pass --model.backbone.pretrained /path/to/weights.pt, or null to start from random weights."
+            "Pass --model.init_args.pretrained /path/to/weights.pt, or null to start from random weights."
         )
     try:
         # OpenAI's ResNet weights were trained with QuickGELU; other activations silently degrade them.
@@ -77,8 +77,8 @@ def create_clip(model_name: str, pretrained: str | None, image_size: int | None)
         raise BackboneWeightsError(
             f"could not load {model_name} CLIP weights from {where}: {type(error).__name__}: {error}\n"
             "Without network access, download the weights elsewhere (e.g. open_clip's RN50 'openai' "
-            "checkpoint), copy the file here and pass --model.backbone.pretrained /path/to/RN50.pt; "
-            "or pass --model.backbone.pretrained null to train from random weights (results will "
+            "checkpoint), copy the file here and pass --model.init_args.pretrained /path/to/RN50.pt; "
+            "or pass --model.init_args.pretrained null to train from random weights (results will "
             "not match the paper)."
         ) from error
     if image_size is not None:

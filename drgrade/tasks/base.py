@@ -20,6 +20,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitWriter
+from drgrade.errors import OptionError
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
 from drgrade.evaluation.thresholds import calibrate_thresholds, decide
@@ -217,7 +218,7 @@ class TrainableTask(BaseTask):
     ):
         for name, value in (("lr", lr), ("image_lr", image_lr), ("weight_decay", weight_decay)):
             if not value >= 0:
-                raise ValueError(f"model.init_args.{name} must be >= 0, got {value}")
+                raise OptionError(f"model.init_args.{name} must be >= 0, got {value}")
         super().__init__(calibration, calibrate_on_validate)
         self.lr = lr
         self.weight_decay = weight_decay

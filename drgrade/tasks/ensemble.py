@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from drgrade.errors import OptionError
 from drgrade.tasks.base import BaseTask
 from drgrade.tasks.loading import load_task
 
@@ -29,9 +30,13 @@ class EnsembleCLIP(BaseTask):
 
     def __init__(self, checkpoints: list[str], weights: list[float] | None = None, image_size: int = 224):
         if not checkpoints:
-            raise ValueError("EnsembleCLIP needs at least one checkpoint in model.init_args.checkpoints")
+            raise OptionError(
+                "EnsembleCLIP needs at least one checkpoint: --model.init_args.checkpoints '[a.ckpt, b.ckpt]'"
+            )
         if weights is not None and len(weights) != len(checkpoints):
-            raise ValueError(f"{len(weights)} weights for {len(checkpoints)} checkpoints")
+            raise OptionError(
+                f"model.init_args.weights: {len(weights)} weights for {len(checkpoints)} checkpoints"
+            )
         super().__init__()
 
     def configure_models(self) -> None:

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from drgrade.errors import OptionError
 from drgrade.evaluation.attention import normalise_maps
 from drgrade.grades import NUM_GRADES
 from drgrade.models.fcn_decoder import FCNHead
@@ -81,7 +82,9 @@ class FCNCLIP(TrainableTask):
         hp = self.hparams
         weights = torch.ones(NUM_GRADES) if hp.class_weights is None else torch.tensor(hp.class_weights)
         if len(weights) != NUM_GRADES:
-            raise ValueError(f"class_weights needs {NUM_GRADES} values, got {hp.class_weights}")
+            raise OptionError(
+                f"model.init_args.class_weights needs {NUM_GRADES} values, got {hp.class_weights}"
+            )
         self.criterion = WeightedCEFocalLoss(weights.float(), hp.gamma, hp.ce_weight, hp.focal_weight)
 
     def setup(self, stage: str) -> None:

@@ -6,6 +6,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from open_clip import build_zero_shot_classifier
 
+from drgrade.errors import OptionError
 from drgrade.evaluation.metrics import compute_metrics
 from drgrade.grades import GRADES, TEMPLATE_SETS, grade_text
 from drgrade.tasks.base import BaseTask
@@ -41,7 +42,7 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
     ):
         unknown = set(template_sets or ()) - set(TEMPLATE_SETS)
         if unknown:
-            raise ValueError(
+            raise OptionError(
                 f"unknown template set(s) {sorted(unknown)}; choose from {sorted(TEMPLATE_SETS)}"
             )
         super().__init__()

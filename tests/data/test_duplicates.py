@@ -1,0 +1,60 @@
+"""Exact and near-duplicate photographs land in one split; disagreeing grades are reported."""
+
+import csv
+import shutil
+
+import cv2
+import numpy as np
+from skimage import data as skdata
+
+from drgrade.data import DRDataModule
+from drgrade.data.duplicates import difference_hash, duplicate_groups
+from drgrade.data.images import read_rgb, write_rgb
+
+RETINA = skdata.retina()
+
+
+def test_near_copies_hash_close_and_distinct_images_far(synthetic):
+    base = difference_hash(RETINA)
+    resized = difference_hash(cv2.resize(RETINA, (600, 600), interpolation=cv2.INTER_AREA))
+    _, encoded = cv2.imencode(".jpg", RETINA, [cv2.IMWRITE_JPEG_QUALITY, 50])
+    recompressed = difference_hash(cv2.imdecode(encoded, cv2.IMREAD_COLOR))
+    assert (base != resized).sum() <= 8 and (base != recompressed).sum() <= 8
+    others = [
+        difference_hash(read_rgb(p)) for p in sorted((synthetic / "aptos2019" / "train_images").iterdir())
+    ]
+    assert duplicate_groups([str(i) for i in range(len(others))], others) == []  # 180 distinct images
+
+
+def test_a_photograph_copied_under_20_ids_stays_in_one_split(synthetic, tmp_path):
+    images = sorted((synthetic / "aptos2019" / "train_images").iterdir())
+    rows = [(p.name, g) for p, g in zip(images[:120], [0, 1, 2, 3, 4] * 24, strict=True)]
+    for path, _ in rows:
+        shutil.copy(images[rows.index((path, _))], tmp_path / path)
+    write_rgb(tmp_path / "photo.png", RETINA)
+    for i in range(20):  # the same photograph under 20 ids, exact and re-encoded copies, grades 0-4
+        if i % 2:
+            shutil.copy(tmp_path / "photo.png", tmp_path / f"copy{i}.png")
+        else:
+            write_rgb(tmp_path / f"copy{i}.jpg", cv2.resize(RETINA, (700 + i, 700 + i)))
+        rows.append((f"copy{i}.png" if i % 2 else f"copy{i}.jpg", i % 5))
+    with (tmp_path / "sheet.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([("path", "grade"), *rows])
+    datamodule = DRDataModule(csv_sources=[str(tmp_path / "sheet.csv")], image_size=64, cache=False)
+    datamodule.setup("fit")
+    splits = {r.path.name: s for r, s in zip(datamodule.records, datamodule.splits, strict=True)}
+    assert len({splits[name] for name, _ in rows[120:]}) == 1
+    assert len(datamodule.duplicate_groups) == 1 and len(datamodule.duplicate_groups[0]) == 20
+    assert len({r.grade for r in datamodule.duplicate_groups[0]}) == 5  # reported as disagreeing
+
+
+def test_grouping_is_linear_and_exact():
+    rng = np.random.default_rng(0)
+    hashes = list(rng.random((2000, 256)) > 0.5)
+    hashes[10] = hashes[3].copy()
+    hashes[10][:8] = ~hashes[10][:8]  # 8 bits apart: a near copy
+    hashes[20] = hashes[4].copy()
+    hashes[20][:9] = ~hashes[20][:9]  # 9 bits: not a copy
+    digests = [str(i) for i in range(2000)]
+    digests[30] = digests[31]  # byte-identical files
+    assert sorted(map(sorted, duplicate_groups(digests, hashes))) == [[3, 10], [30, 31]]
