@@ -221,3 +221,10 @@ def test_deploy_refuses_a_bad_model_file(model, tmp_path, capsys):
         deploy_main([str(path), str(tmp_path / "images"), "--out", str(tmp_path / "p.csv")])
     assert exit_.value.code == 2 and str(path) in capsys.readouterr().err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_make_clean_keeps_trained_runs_and_reports():
+    dry = subprocess.run(["make", "-n", "clean"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "rm -rf" in dry and "runs" not in dry.split() and "reports" not in dry.split()
+    listed = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "keeps runs/, reports/" in listed and "clean-runs" in listed

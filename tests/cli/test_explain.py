@@ -87,8 +87,9 @@ def test_explain_cli_overlays_comparison_and_unreadable_file(synthetic, tmp_path
 
     folder = tmp_path / "folder"
     folder.mkdir()
-    for path in sorted((synthetic / "aptos2019" / "train_images").iterdir())[:2]:
-        shutil.copy(path, folder / path.name)
+    for sub, path in zip("ab", sorted((synthetic / "aptos2019" / "train_images").iterdir())[:2], strict=True):
+        (folder / sub).mkdir()
+        shutil.copy(path, folder / sub / "same.png")  # two files of one name: two overlays
     (folder / "broken.png").write_bytes(b"\x89PNG broken")
     main(
         [

@@ -90,6 +90,7 @@ def test_predict_reports_ungradable_images_and_grades_the_real_photo(synthetic, 
     write_rgb(folder / "tiny.png", RETINA[:1, :1])
     data = (folder / "retina.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
     main(cli_args("predict", "zero_shot", synthetic, tmp_path / "runs", "--data.predict_dir", str(folder)))
     rows = {
         r["file"].rsplit("/", 1)[-1]: r
