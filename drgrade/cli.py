@@ -20,9 +20,8 @@ from drgrade import __version__, commands
 from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
 from drgrade.data import DRDataModule
 from drgrade.data.sources import DataValidationError
-from drgrade.errors import OptionError
 from drgrade.models.clip_backbone import BackboneWeightsError
-from drgrade.runs import resolve_checkpoint
+from drgrade.runs import resolve_checkpoint, run_dir
 from drgrade.tasks import BaseTask, CheckpointError, read_checkpoint
 from drgrade.tasks.loading import task_classes
 
@@ -141,13 +140,28 @@ class DRGradeCLI(LightningCLI):
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         return super().instantiate_trainer(**kwargs)
 
-    def before_fit(self) -> None:
-        """Refuse to fit a model with nothing to train."""
-        if not type(self.model).trainable:
-            raise OptionError(
-                f"{type(self.model).__name__} has nothing to train. "
-                "Use `drgrade validate` or `drgrade test` with the same config."
-            )
+    def fit(self, model: BaseTask, datamodule: DRDataModule | None = None, **kwargs: Any) -> None:
+        """``drgrade fit``: train, or make and save the validation choices of an untrained model.
+
+        A model with nothing to train (zero-shot, ensemble) makes its validation-split choices
+        (template set, calibrated thresholds) and saves them in a checkpoint.
+
+        Every model thus follows one path: ``fit`` writes a checkpoint, ``test``, ``predict``,
+        ``explain`` and ``export`` read it.
+
+        Args:
+            model: the task.
+            datamodule: the data.
+            **kwargs: ``trainer.fit`` options (``ckpt_path``).
+        """
+        if model.trainable:
+            self.trainer.fit(model, datamodule=datamodule, **kwargs)
+            return
+        model.calibrate_on_validate = True
+        self.trainer.validate(model, datamodule=datamodule)
+        path = run_dir(self.trainer) / "checkpoints" / "best-validated.ckpt"
+        self.trainer.save_checkpoint(path)
+        print(f"{type(model).__name__}: validation choices saved to {path}")
 
     def _run_subcommand(self, subcommand: str) -> None:
         verb = commands.VERBS.get(subcommand)

@@ -56,3 +56,13 @@ def cli_args(verb: str, model: str, synthetic: Path, run_root: Path, *extra: str
         str(run_root),
         *extra,
     ]
+
+
+@pytest.fixture(scope="session")
+def zero_shot_checkpoint(synthetic, tmp_path_factory) -> Path:
+    """The tiny zero-shot model after ``drgrade fit`` (template set chosen on validation)."""
+    from drgrade.cli import main
+
+    root = tmp_path_factory.mktemp("zero_shot_fit")
+    main(cli_args("fit", "zero_shot", synthetic, root))
+    return next(root.rglob("best-validated.ckpt"))

@@ -9,6 +9,13 @@ from drgrade.callbacks.attention import AttentionWriter
 from drgrade.callbacks.evaluation import EvaluationWriter
 from drgrade.callbacks.performance import ChannelsLast
 from drgrade.callbacks.predictions import PredictionWriter
-from drgrade.callbacks.split import SplitWriter
+from drgrade.callbacks.split import SplitGuard, SplitWriter
 
-__all__ = ["AttentionWriter", "ChannelsLast", "EvaluationWriter", "PredictionWriter", "SplitWriter"]
+__all__ = [
+    "AttentionWriter",
+    "ChannelsLast",
+    "EvaluationWriter",
+    "PredictionWriter",
+    "SplitGuard",
+    "SplitWriter",
+]

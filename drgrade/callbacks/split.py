@@ -1,4 +1,8 @@
-"""``SplitWriter``: every image's split as ``split.csv`` in the run directory, for audit."""
+"""The split's callbacks.
+
+``SplitWriter`` writes ``split.csv`` for audit; ``SplitGuard`` refuses a checkpoint evaluated on
+another split than its own.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import csv
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 
+from drgrade.errors import OptionError
 from drgrade.files import atomic_open
 from drgrade.runs import run_dir
 
@@ -35,3 +41,58 @@ class SplitWriter(Callback):
                     [record.path, record.source, record.patient_id, record.grade, "excluded", reason]
                 )
         print(f"split written to {out / 'split.csv'}")
+
+
+class SplitMismatchError(OptionError):
+    """A checkpoint evaluated on a split other than the one it was trained and calibrated on."""
+
+
+class SplitGuard(Callback):
+    """Refuse ``validate`` / ``test`` when the data's split differs from the checkpoint's.
+
+    A checkpoint remembers which image went to which split; scoring it on another split (another
+    seed, ratio or data mix) would count images it trained on as held out. ``predict`` is
+    unaffected: new images have no split.
+    """
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module) -> None:
+        """Check before ``drgrade validate`` (not the validation passes of fit)."""
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self.check(trainer, pl_module)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module) -> None:
+        """Check before ``drgrade test``."""
+        self.check(trainer, pl_module)
+
+    @staticmethod
+    def check(trainer: L.Trainer, pl_module) -> None:
+        """Compare every split the model carries with the datamodule's.
+
+        Args:
+            trainer: the running trainer.
+            pl_module: the task (its own and, for an ensemble, its members' splits).
+        """
+        current = getattr(trainer.datamodule, "split_identity", None)
+        if current is None:
+            return
+        for source, expected in pl_module.split_identities():
+            if expected["fingerprint"] != current["fingerprint"]:
+                raise SplitMismatchError(
+                    f"{source} was fitted on another split than this data gives "
+                    f"(checkpoint: {describe(expected)}; now: {describe(current)}). Evaluating it here "
+                    "would score images it was trained or calibrated on. Use the data options of its "
+                    "fit (the run's config.yaml: --config runs/<model>/version_N/config.yaml), or "
+                    "`drgrade predict` for new images."
+                )
+
+
+def describe(identity: dict) -> str:
+    """Return a one-line summary of a split identity.
+
+    Args:
+        identity: fingerprint and settings.
+    """
+    return (
+        f"split {identity['fingerprint'][:12]} of {identity['images']} images, "
+        f"ratios {identity['split_ratios']}, seed {identity['split_seed']}"
+    )

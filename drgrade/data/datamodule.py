@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from pathlib import Path
 from typing import Literal
@@ -38,6 +39,23 @@ def count_table(records: list[Record], splits: list[str]) -> str:
         row = [counts[(split, g)] for g in range(NUM_GRADES)]
         lines.append(split.ljust(8) + "".join(str(n).rjust(width) for n in row) + str(sum(row)).rjust(8))
     return "\n".join(lines)
+
+
+def split_identity(records: list[Record], splits: list[str], ratios, seed: int) -> dict:
+    """A fingerprint of the split (every image's source, file name and split) and its settings.
+
+    File names rather than full paths, so the same download moved to another folder or machine
+    still matches.
+
+    Args:
+        records: the images.
+        splits: each image's split.
+        ratios: the split ratios.
+        seed: the split seed.
+    """
+    items = sorted(f"{r.source}/{r.path.name}:{s}" for r, s in zip(records, splits, strict=True))
+    digest = hashlib.sha256("\n".join(items).encode()).hexdigest()
+    return {"fingerprint": digest, "images": len(items), "split_ratios": list(ratios), "split_seed": seed}
 
 
 def check_options(
@@ -139,6 +157,8 @@ class DRDataModule(L.LightningDataModule):
         self.skipped: list[tuple[Path, str]] = []
         #: Labelled images the quality gate refused, with why (listed in split.csv, not trained on).
         self.excluded: list[tuple[Record, str]] = []
+        #: Which image went to which split (a fingerprint) and the split settings; checkpoints carry it.
+        self.split_identity: dict | None = None
         #: Groups of identical or near-identical photographs found at setup.
         self.duplicate_groups: list[list[Record]] = []
 
@@ -186,6 +206,7 @@ class DRDataModule(L.LightningDataModule):
         if hp.quality_gate and hp.dedupe:
             self.records = self.dedupe(self.records)
         self.splits = split_records(self.records, hp.split_ratios, hp.split_seed)
+        self.split_identity = split_identity(self.records, self.splits, hp.split_ratios, hp.split_seed)
         rank_zero_info(f"DR data: {len(self.records)} images\n{count_table(self.records, self.splits)}")
 
     def gate(self, records: list[Record]) -> tuple[list[Record], list[tuple[Record, str]]]:
@@ -240,9 +261,26 @@ class DRDataModule(L.LightningDataModule):
     # -- loaders --------------------------------------------------------------------------------
     @property
     def train_class_counts(self) -> list[int]:
-        """Images per grade in the training split (before resampling): for class weights."""
+        """Images per grade in the training split (before resampling)."""
         labels = torch.tensor([r.grade for r in self.datasets["train"].records], dtype=torch.long)
         return torch.bincount(labels, minlength=NUM_GRADES).tolist()
+
+    @property
+    def loss_class_counts(self) -> list[float]:
+        """Images per grade that the training loss sees in an epoch, for class weights.
+
+        With ``resample`` these are the sampler's targets (a grade with no image stays 0); with
+        ``weighted`` the draw is balanced across the grades present; with ``none``, the split's
+        own counts. Weighting the loss by the raw counts on top of a rebalancing sampler would
+        correct the imbalance twice.
+        """
+        counts = self.train_class_counts
+        if self.hparams.sampler == "resample":
+            return [float(t) if n else 0.0 for t, n in zip(self.hparams.target_counts, counts, strict=True)]
+        if self.hparams.sampler == "weighted":
+            present = sum(1 for n in counts if n)
+            return [sum(counts) / present if n else 0.0 for n in counts]
+        return [float(n) for n in counts]
 
     def train_sampler(self) -> Sampler[int] | None:
         """The configured rebalancing sampler over the training split (None: plain shuffling)."""

@@ -17,16 +17,17 @@ class PromptLearner(nn.Module):
     """``[SOT] ctx_1..ctx_n [rank_k] <grade text>. [EOT]`` for each grade.
 
     The context vectors are shared across grades (initialised from ``ctx_init``'s token
-    embeddings, or small random values); an optional per-grade learnable rank token gives each
-    grade a free vector of its own. The backbone is passed to ``forward`` rather than held, so
-    its parameters are not registered twice.
+    embeddings, whose token count is then ``n_ctx``, or ``n_ctx`` small random values, 8 by
+    default); the per-grade learnable rank token (the paper's "learnable prompt vectors for each
+    DR grade") gives each grade a free vector of its own. The backbone is passed to ``forward``
+    rather than held, so its parameters are not registered twice.
     """
 
     def __init__(
         self,
         backbone: CLIPBackbone,
         class_texts: Sequence[str],
-        n_ctx: int = 8,
+        n_ctx: int | None = None,
         ctx_init: str | None = None,
         rank_token: bool = False,
     ):
@@ -35,9 +36,16 @@ class PromptLearner(nn.Module):
         with torch.no_grad():
             if ctx_init:
                 init_tokens = backbone.tokenize([ctx_init])
-                n_ctx = int(init_tokens.argmax(-1)) - 1  # tokens between SOT and EOT
+                tokens_in_init = int(init_tokens.argmax(-1)) - 1  # tokens between SOT and EOT
+                if n_ctx is not None and n_ctx != tokens_in_init:
+                    raise ValueError(
+                        f"n_ctx is {n_ctx} but ctx_init {ctx_init!r} has {tokens_in_init} tokens: "
+                        "set n_ctx to null (taken from ctx_init) or to that number"
+                    )
+                n_ctx = tokens_in_init
                 ctx = backbone.token_embeddings(init_tokens)[0, 1 : 1 + n_ctx].clone()
             else:
+                n_ctx = 8 if n_ctx is None else n_ctx
                 ctx = torch.randn(n_ctx, width) * 0.02
             slots = " ".join([PLACEHOLDER] * (n_ctx + int(rank_token)))
             tokens = backbone.tokenize([f"{slots} {text}." for text in class_texts])

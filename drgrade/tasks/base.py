@@ -19,25 +19,25 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
-from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitWriter
+from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, SplitWriter
 from drgrade.errors import OptionError
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
-from drgrade.evaluation.thresholds import calibrate_thresholds, decide
+from drgrade.evaluation.thresholds import calibrate_thresholds, crossfit_decisions, decide, qwk
 from drgrade.grades import NUM_GRADES
 from drgrade.models.clip_backbone import CLIPBackbone
 
 #: Scalars logged every validation/test epoch (the rest go to metrics.json).
 LOGGED = ("accuracy", "qwk", "auroc_macro", "macro_f1", "macro_recall", "off_by_two_plus")
 
-Calibration = Literal["none", "youden", "f1"]
+Calibration = Literal["none", "youden", "f1", "qwk"]
 
 
 class BaseTask(L.LightningModule):
     """Shared LightningModule for DR grading.
 
     Args:
-        calibration: ``none`` for argmax, or ``youden`` / ``f1`` to calibrate per-class
+        calibration: ``none`` for argmax, or ``youden`` / ``f1`` / ``qwk`` to calibrate per-class
             thresholds on every validation pass of ``fit`` (so each checkpoint carries the
             thresholds matching its weights) and, with ``calibrate_on_validate``, in
             ``drgrade validate``. Test and predict then decide by ``argmax_k p_k / t_k``.
@@ -61,6 +61,8 @@ class BaseTask(L.LightningModule):
         #: The latest evaluation of each split ("val", "test"), read by ``EvaluationWriter``.
         self.results: dict[str, SplitResult] = {}
         self.criterion: nn.Module | None = None
+        #: The split the loaded checkpoint was fitted on (None before fitting or loading).
+        self.split_identity: dict | None = None
         self.configure_models()
         self.configure_losses()
 
@@ -91,6 +93,9 @@ class BaseTask(L.LightningModule):
         """Where the model looks: (maps [B, S, S] in [0, 1], probabilities [B, K], method name)."""
         raise NotImplementedError(f"{type(self).__name__} has no attention map")
 
+    def load_submodules(self) -> None:
+        """Build parts that come from elsewhere before a state dict is loaded (the ensemble's members)."""
+
     def split_extras(self, stage: str) -> dict:
         """Extra entries for a split's metrics.json (e.g. the chosen template set).
 
@@ -100,12 +105,22 @@ class BaseTask(L.LightningModule):
         return {}
 
     def configure_callbacks(self) -> list[Callback]:
-        """The result files every run writes: evaluation, predictions, the split audit."""
-        return [EvaluationWriter(), PredictionWriter(), SplitWriter()]
+        """Return the result writers (evaluation, predictions, split audit) and the split guard."""
+        return [EvaluationWriter(), PredictionWriter(), SplitWriter(), SplitGuard()]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Name the task class, so ``load_task`` can rebuild any checkpoint (the ensemble does)."""
+        """Name the task class (so ``load_task`` can rebuild any checkpoint) and record the split."""
         checkpoint["drgrade_task"] = type(self).__name__
+        identity = getattr(self.trainer.datamodule, "split_identity", None) if self._trainer else None
+        checkpoint["drgrade_split"] = identity or self.split_identity
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Remember the split the checkpoint was fitted on."""
+        self.split_identity = checkpoint.get("drgrade_split")
+
+    def split_identities(self) -> list[tuple[str, dict]]:
+        """(what, split identity) of every fitted part of this model (empty when none is known)."""
+        return [(type(self).__name__ + " checkpoint", self.split_identity)] if self.split_identity else []
 
     def export_module(self) -> nn.Module:
         """The module ONNX export traces: images -> logits (override to fold constants in)."""
@@ -187,8 +202,26 @@ class BaseTask(L.LightningModule):
         values = {f"{stage}/{name}": evaluation.metrics[name] for name in LOGGED}
         if argmax is not None:
             values |= {f"{stage}/argmax_{name}": argmax.metrics[name] for name in ("accuracy", "qwk")}
+        if stage == "val":
+            values["val/selection_qwk"] = self.selection_qwk(probs, targets, preds)
         # identical on every rank (computed from synced states): the sync averages equal values
         self.log_dict({k: float("nan") if v is None else v for k, v in values.items()}, sync_dist=True)
+
+    def selection_qwk(self, probs: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor) -> float:
+        """Return the validation score checkpoints are chosen by.
+
+        It is never computed with thresholds fitted to the images it scores: while fitting a
+        calibrating task, it is the QWK of cross-fitted calibrated decisions (thresholds fitted on
+        one half of the split decide the other half); otherwise the QWK of the decisions made.
+
+        Args:
+            probs: validation probabilities.
+            targets: validation grades.
+            preds: the decisions the metrics used.
+        """
+        if self.calibration != "none" and self.trainer.state.fn == TrainerFn.FITTING:
+            preds = crossfit_decisions(probs, targets, self.calibration)
+        return qwk(preds, targets, NUM_GRADES)
 
 
 class TrainableTask(BaseTask):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from drgrade.errors import OptionError
-from drgrade.tasks.base import BaseTask
+from drgrade.tasks.base import BaseTask, Calibration
 from drgrade.tasks.loading import load_task
 
 
@@ -14,21 +14,31 @@ class EnsembleCLIP(BaseTask):
     """Average the class probabilities of trained drgrade checkpoints (e.g. FCN-CLIP + ranking).
 
     FCN-CLIP is strongest on proliferative DR and the ranking model on severe DR (paper
-    section 6); averaging probabilities lets each cover the other's weak grade. Members are
-    evaluated on their probabilities, so their own calibrated thresholds are not used; the
-    ensemble decides by argmax (or its own calibration via ``drgrade validate``).
+    section 6); averaging probabilities lets each cover the other's weak grade. The members'
+    own thresholds fit their own probabilities, not the average, so the ensemble is calibrated
+    on the validation split like its members, by the same mechanism: ``drgrade fit`` on the
+    ensemble calibrates its thresholds and saves them in an ensemble checkpoint (which holds
+    the member paths and the thresholds, not the members' weights), and ``test`` / ``predict``
+    read them from there. Its members must share the data's split.
 
     Args:
         checkpoints: paths of the member checkpoints (any drgrade task).
         weights: one weight per member (default equal); normalised to sum to 1.
         image_size: must equal every member's input size (linked from ``data.image_size``).
+        calibration: the thresholds' objective (as for the ranking model; ``none`` for argmax).
     """
 
     trainable = False
     run_name = "ensemble"
     display_name = "Ensemble"
 
-    def __init__(self, checkpoints: list[str], weights: list[float] | None = None, image_size: int = 224):
+    def __init__(
+        self,
+        checkpoints: list[str],
+        weights: list[float] | None = None,
+        image_size: int = 224,
+        calibration: Calibration = "qwk",
+    ):
         if not checkpoints:
             raise OptionError(
                 "EnsembleCLIP needs at least one checkpoint: --model.init_args.checkpoints '[a.ckpt, b.ckpt]'"
@@ -37,7 +47,9 @@ class EnsembleCLIP(BaseTask):
             raise OptionError(
                 f"model.init_args.weights: {len(weights)} weights for {len(checkpoints)} checkpoints"
             )
-        super().__init__()
+        super().__init__(calibration)
+        # the members' weights live in their own checkpoints, not in the ensemble's
+        self.strict_loading = False
 
     def configure_models(self) -> None:
         """The member list (filled in ``setup``) and the normalised weights."""
@@ -53,6 +65,27 @@ class EnsembleCLIP(BaseTask):
         if not len(self.members):
             self.load_members()
 
+    def load_submodules(self) -> None:
+        """Load the members before the ensemble's own state (thresholds) is restored."""
+        if not len(self.members):
+            self.load_members()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the member paths and the ensemble's thresholds, not a copy of every member."""
+        super().on_save_checkpoint(checkpoint)
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("members.")]:
+            del state[key]
+
+    def split_identities(self) -> list[tuple[str, dict]]:
+        """The ensemble's own split (once calibrated) and every member's."""
+        members = [
+            (f"member {path}", member.split_identity)
+            for path, member in zip(self.hparams.checkpoints, self.members, strict=True)
+            if member.split_identity
+        ]
+        return super().split_identities() + members
+
     def load_members(self) -> None:
         """Load every member checkpoint (as data) and check its input size."""
         hp = self.hparams
@@ -60,7 +93,7 @@ class EnsembleCLIP(BaseTask):
         for path, member in zip(hp.checkpoints, self.members, strict=True):
             size = member.hparams.get("image_size")
             if size != hp.image_size:
-                raise ValueError(f"{path} was trained at {size} px but data.image_size is {hp.image_size}")
+                raise OptionError(f"{path} was trained at {size} px but data.image_size is {hp.image_size}")
             member.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

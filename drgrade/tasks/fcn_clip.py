@@ -27,7 +27,8 @@ class FCNCLIP(TrainableTask):
         decoder_widths: output channels of the Conv-BN-ReLU blocks, non-increasing.
         dropout: dropout before the linear head.
         reduction: CBAM channel-gate bottleneck ratio.
-        class_weights: CE class weights; None derives N / (K * n_k) from the training split.
+        class_weights: CE class weights; None derives N / (K * n_k) from the counts the loss sees
+            per epoch (the resampling sampler's targets; the raw split without a sampler).
         gamma: focal-loss focusing parameter.
         ce_weight: weight of the class-weighted CE in the loss.
         focal_weight: weight of the focal loss in the loss.
@@ -88,13 +89,19 @@ class FCNCLIP(TrainableTask):
         self.criterion = WeightedCEFocalLoss(weights.float(), hp.gamma, hp.ce_weight, hp.focal_weight)
 
     def setup(self, stage: str) -> None:
-        """Before fitting, CE class weights from the training split when none are given."""
+        """Before fitting, CE class weights from what the loss sees when none are given.
+
+        That is the sampler's per-epoch target counts when resampling (the imbalance is then
+        corrected once, by the sampler, and the weights only even out the targets), the raw
+        training counts without a sampler.
+        """
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and self.hparams.class_weights is None and datamodule is not None:
-            weights = inverse_frequency_weights(datamodule.train_class_counts)
+            weights = inverse_frequency_weights(datamodule.loss_class_counts)
             self.criterion.class_weights.copy_(weights)
             self.print(
-                f"FCN-CLIP class weights from training counts: {[round(w, 3) for w in weights.tolist()]}"
+                f"FCN-CLIP class weights from the {datamodule.hparams.sampler} sampler's per-epoch "
+                f"counts: {[round(w, 3) for w in weights.tolist()]}"
             )
 
     def features(self, images: torch.Tensor) -> torch.Tensor:

@@ -96,6 +96,7 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Bas
     # LightningCLI adds private entries (``_class_path``, ``_instantiator``) to the hyperparameters
     options = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
     task = task_class(**options)
-    task.load_state_dict(checkpoint["state_dict"])
+    task.load_submodules()
+    task.load_state_dict(checkpoint["state_dict"], strict=task.strict_loading)
     task.on_load_checkpoint(checkpoint)
     return task

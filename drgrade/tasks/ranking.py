@@ -22,18 +22,22 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         backbone: the open_clip architecture (see ``CLIPBackbone``).
         pretrained: an open_clip weights tag, a local checkpoint path, or None.
         image_size: input size (linked from ``data.image_size``).
-        n_ctx: learnable context vectors (ignored when ``ctx_init`` sets them from text).
+        n_ctx: learnable context vectors; None takes ``ctx_init``'s token count (8 without it); a
+            number that contradicts ``ctx_init`` is an error rather than silently replaced.
         ctx_init: initialise the context from this text's token embeddings, or None for random.
-        rank_token: add one learnable token per grade after the shared context.
+        rank_token: one learnable vector per grade after the shared context (the paper's
+            "learnable prompt vectors for each DR grade"; on by default).
         temperature: logits = cosine(image, grade) / temperature (paper: 0.2).
         alpha: loss = alpha * CE + (1 - alpha) * ranking (paper: 0.7).
         margin: the ranking term's hinge margin (in logit units).
         ranking_form: ``margin`` (hinge) or ``logistic``.
-        finetune_image: see ``TrainableTask``.
+        finetune_image: train the image tower at ``image_lr`` (on by default: the paper's image
+            encoder is "updated via prompt learning"); false gives the frozen-tower variant.
         image_lr: see ``TrainableTask``.
         lr: see ``TrainableTask``.
         weight_decay: see ``TrainableTask``.
-        calibration: per-class thresholds calibrated on validation (default Youden's J).
+        calibration: per-class thresholds calibrated on validation: ``qwk`` (default; coordinate
+            search maximising validation QWK), ``youden`` or ``f1`` (one-vs-rest).
         calibrate_on_validate: see ``BaseTask``.
     """
 
@@ -45,18 +49,18 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         backbone: str = "RN50",
         pretrained: str | None = "openai",
         image_size: int = 224,
-        n_ctx: int = 8,
+        n_ctx: int | None = None,
         ctx_init: str | None = "a fundus photograph of",
-        rank_token: bool = False,
+        rank_token: bool = True,
         temperature: float = 0.2,
         alpha: float = 0.7,
         margin: float = 0.5,
         ranking_form: Literal["margin", "logistic"] = "margin",
-        finetune_image: bool = False,
+        finetune_image: bool = True,
         image_lr: float = 1e-5,
         lr: float = 2e-4,
         weight_decay: float = 1e-3,
-        calibration: Calibration = "youden",
+        calibration: Calibration = "qwk",
         calibrate_on_validate: bool = False,
     ):
         super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, calibrate_on_validate)

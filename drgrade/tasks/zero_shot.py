@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from open_clip import build_zero_shot_classifier
 
 from drgrade.errors import OptionError
@@ -16,8 +18,9 @@ from drgrade.tasks.gradcam import GradCAMAttention
 class ZeroShotCLIP(GradCAMAttention, BaseTask):
     """CLIP with no training.
 
-    Each template set gives one classifier; the best on the validation split (by ``selection_metric``) is
-    kept and used for test and predict.
+    Each template set gives one classifier. ``drgrade fit`` scores them all on the validation
+    split (by ``selection_metric``) and writes a checkpoint holding the choice, which ``test``,
+    ``predict``, ``explain`` and ``export`` then use: one path for all three models.
 
     Args:
         backbone: the open_clip architecture (see ``CLIPBackbone``).
@@ -78,10 +81,13 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         return self.backbone.logit_scale * image @ self.classifiers[self.selected_index()]
 
     def selected_index(self) -> int:
-        """The chosen template set; the first (with a warning) when none was chosen on validation."""
+        """The template set chosen on validation (by ``drgrade fit``, stored in its checkpoint)."""
         if int(self.selected) < 0:
-            rank_zero_warn(f"no template set chosen on validation: using {self.set_names[0]!r}")
-            return 0
+            raise OptionError(
+                "zero-shot CLIP has no template set chosen yet: run `drgrade fit` with the same "
+                "config first (it scores every set on the validation split and writes a checkpoint), "
+                "then pass --ckpt_path best"
+            )
         return int(self.selected)
 
     # -- template selection on the validation split ---------------------------------------------
@@ -100,40 +106,46 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         """
         if stage == "val":
             per_set = probs.reshape(len(targets), len(self.set_names), -1)
-            self._select(per_set, targets)
+            self.select(per_set, targets)
             metric = self.hparams.selection_metric
             self.log_dict({f"val/template_{n}_{metric}": float(s or 0.0) for n, s in self.scores.items()})
             probs = per_set[:, int(self.selected)]
         super().evaluate(stage, probs, targets, index)
 
-    def _select(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+    def select(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Score every template set on the validation split and keep the best.
+
+        Args:
+            probs: [N, sets, K] probabilities of every set.
+            targets: validation grades.
+        """
         metric = self.hparams.selection_metric
         self.scores = {
             name: compute_metrics(probs[:, i], targets, probs[:, i].argmax(1)).metrics[metric]
             for i, name in enumerate(self.set_names)
         }
-        best = max(range(len(self.set_names)), key=lambda i: self.scores[self.set_names[i]] or -1.0)
+        # a score of exactly 0.0 is a score; only an undefined one (None) ranks last
+        best = max(
+            range(len(self.set_names)),
+            key=lambda i: (
+                -math.inf if self.scores[self.set_names[i]] is None else self.scores[self.set_names[i]]
+            ),
+        )
         self.selected.fill_(best)
-        table = ", ".join(f"{n}: {s:.4f}" for n, s in self.scores.items())
+        table = ", ".join(f"{n}: {'undefined' if s is None else f'{s:.4f}'}" for n, s in self.scores.items())
         rank_zero_info(
             f"zero-shot template sets by validation {metric}: {table}; using {self.set_names[best]!r}"
         )
 
-    def on_test_start(self) -> None:
-        """Testing without a prior validate still selects on the validation split."""
-        if int(self.selected) < 0:
-            self.select_on(self.trainer.datamodule)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep every template set's validation score beside the choice."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["template_scores"] = getattr(self, "scores", None)
 
-    def select_on(self, datamodule) -> None:
-        """Choose the template set on ``datamodule``'s validation split, when it has one."""
-        if "val" not in getattr(datamodule, "datasets", {}):
-            return
-        with torch.no_grad():
-            batches = [
-                (self.all_logits(b["image"].to(self.device)).softmax(-1).permute(1, 0, 2).cpu(), b["label"])
-                for b in datamodule.val_dataloader()
-            ]
-        self._select(torch.cat([p for p, _ in batches]), torch.cat([t for _, t in batches]))
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the validation scores of the template sets."""
+        super().on_load_checkpoint(checkpoint)
+        self.scores = checkpoint.get("template_scores")
 
     def split_extras(self, stage: str) -> dict:
         """The chosen template set and every set's validation score."""

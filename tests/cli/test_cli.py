@@ -38,8 +38,8 @@ def test_synth_command(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-def test_zero_shot_test_writes_evaluation_files(synthetic, tmp_path):
-    main(cli_args("test", "zero_shot", synthetic, tmp_path))
+def test_zero_shot_test_writes_evaluation_files(synthetic, zero_shot_checkpoint, tmp_path):
+    main(cli_args("test", "zero_shot", synthetic, tmp_path, "--ckpt_path", str(zero_shot_checkpoint)))
     run = latest_run(tmp_path)
     for name in ("metrics.json", "predictions.csv", "confusion_matrix.png", "roc_curves.png", "split.csv"):
         assert (run / name).stat().st_size > 0, name
@@ -53,10 +53,18 @@ def test_zero_shot_test_writes_evaluation_files(synthetic, tmp_path):
     )
 
 
-def test_fit_on_zero_shot_says_nothing_to_train(synthetic, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(cli_args("fit", "zero_shot", synthetic, tmp_path))
-    assert exit_.value.code == 2 and "nothing to train" in capsys.readouterr().err
+def test_zero_shot_choice_is_made_once_by_fit_and_reused(synthetic, zero_shot_checkpoint, tmp_path, capsys):
+    checkpoint = torch.load(zero_shot_checkpoint, weights_only=True)
+    chosen = int(checkpoint["state_dict"]["selected"])
+    assert chosen >= 0 and checkpoint["drgrade_split"]["images"] > 0
+    for verb in ("test", "predict"):  # without the fitted checkpoint there is no choice to use
+        with pytest.raises(SystemExit) as exit_:
+            main(cli_args(verb, "zero_shot", synthetic, tmp_path / verb))
+        assert exit_.value.code == 2 and "drgrade fit" in capsys.readouterr().err
+    main(
+        cli_args("predict", "zero_shot", synthetic, tmp_path / "p", "--ckpt_path", str(zero_shot_checkpoint))
+    )
+    assert "template set" not in capsys.readouterr().err
 
 
 def test_bad_data_stops_before_training_with_the_file_named(synthetic, tmp_path, capsys):

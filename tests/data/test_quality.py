@@ -83,7 +83,9 @@ def test_gate_records_lists_ungradable_training_images(tmp_path):
     assert refused[0][0].path.name == "dark.jpg" and "under-exposed" in refused[0][1]
 
 
-def test_predict_reports_ungradable_images_and_grades_the_real_photo(synthetic, tmp_path):
+def test_predict_reports_ungradable_images_and_grades_the_real_photo(
+    synthetic, zero_shot_checkpoint, tmp_path
+):
     folder = tmp_path / "in"
     write_rgb(folder / "retina.jpg", RETINA)
     write_rgb(folder / "black.png", np.zeros((800, 800, 3), np.uint8))
@@ -91,7 +93,19 @@ def test_predict_reports_ungradable_images_and_grades_the_real_photo(synthetic, 
     data = (folder / "retina.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
     (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
-    main(cli_args("predict", "zero_shot", synthetic, tmp_path / "runs", "--data.predict_dir", str(folder)))
+    ckpt = str(zero_shot_checkpoint)
+    main(
+        cli_args(
+            "predict",
+            "zero_shot",
+            synthetic,
+            tmp_path / "runs",
+            "--data.predict_dir",
+            str(folder),
+            "--ckpt_path",
+            ckpt,
+        )
+    )
     rows = {
         r["file"].rsplit("/", 1)[-1]: r
         for r in csv.DictReader(next((tmp_path / "runs").rglob("predictions.csv")).open())

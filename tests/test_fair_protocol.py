@@ -1,0 +1,139 @@
+"""A fair and faithful comparison: one test per defect that made Table 3 untrustworthy."""
+
+import json
+
+import pytest
+import torch
+
+from drgrade.cli import main
+from drgrade.data import DRDataModule
+from drgrade.evaluation.thresholds import calibrate_thresholds, crossfit_decisions, decide, qwk
+from drgrade.models.losses import inverse_frequency_weights
+from drgrade.tasks import RankingCLIP, ZeroShotCLIP
+from tests.conftest import ROOT, cli_args
+
+
+@pytest.mark.parametrize(
+    ("sampler", "ratio"),
+    [("resample", 445 / 180), ("weighted", 1.0)],
+)
+def test_imbalance_is_corrected_once(sampler, ratio, synthetic):
+    datamodule = DRDataModule(
+        str(synthetic / "aptos2019"),
+        str(synthetic / "messidor2"),
+        sampler=sampler,
+        target_counts=(445, 200, 200, 180, 180),
+        image_size=64,
+        cache=False,
+    )
+    datamodule.setup("fit")
+    weights = inverse_frequency_weights(datamodule.loss_class_counts)
+    assert float(weights.max() / weights.min()) == pytest.approx(ratio)
+    raw = inverse_frequency_weights(datamodule.train_class_counts)
+    assert float(raw.max() / raw.min()) > 3 * ratio  # what the loss would have seen weighted twice
+
+
+def test_a_test_split_other_than_the_checkpoints_is_refused(
+    synthetic, zero_shot_checkpoint, tmp_path, capsys
+):
+    ckpt = ["--ckpt_path", str(zero_shot_checkpoint)]
+    for option in (["--data.split_seed", "7"], ["--data.split_ratios", "[0.6,0.2,0.2]"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(cli_args("test", "zero_shot", synthetic, tmp_path / "runs", *ckpt, *option))
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "another split" in err and "config.yaml" in err
+    # the same split is accepted; predicting on new images is unaffected by splits
+    main(cli_args("test", "zero_shot", synthetic, tmp_path / "same", *ckpt))
+    ensemble = ["test", "--config", str(ROOT / "configs" / "ensemble.yaml"), "--data.split_seed", "7"]
+    ensemble += [
+        "--data.aptos_root",
+        str(synthetic / "aptos2019"),
+        "--data.messidor_root",
+        str(synthetic / "messidor2"),
+    ]
+    ensemble += ["--data.image_size", "96", "--trainer.default_root_dir", str(tmp_path / "e")]
+    with pytest.raises(SystemExit) as exit_:
+        main([*ensemble, "--model.init_args.checkpoints", f"[{zero_shot_checkpoint}]"])
+    assert exit_.value.code == 2 and "member" in capsys.readouterr().err
+
+
+def test_ranking_defaults_follow_the_paper():
+    task = RankingCLIP("RN-tiny", None, 96)
+    assert task.prompts.rank is not None and task.prompts.rank.shape[0] == 5  # a vector per grade
+    assert any(p.requires_grad for p in task.backbone.image_parameters())  # image tower trained
+    assert task.prompts.n_ctx == 5  # the BPE tokens of "a fundus photograph of" (fundus is two)
+    with pytest.raises(ValueError, match="n_ctx is 8 but ctx_init"):
+        RankingCLIP("RN-tiny", None, 96, n_ctx=8)
+    frozen = RankingCLIP("RN-tiny", None, 96, finetune_image=False, ctx_init=None)
+    assert frozen.prompts.n_ctx == 8 and not any(p.requires_grad for p in frozen.backbone.image_parameters())
+
+
+def overfit_prone(n=300, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    targets = torch.randint(0, 5, (n,), generator=generator)
+    logits = torch.randn(n, 5, generator=generator) + 0.8 * torch.nn.functional.one_hot(targets, 5)
+    return logits.softmax(1), targets
+
+
+def test_selection_score_never_uses_thresholds_fitted_to_the_images_it_scores():
+    probs, targets = overfit_prone()
+    preds = crossfit_decisions(probs, targets, "qwk")
+    fold = torch.zeros(len(targets), dtype=torch.bool)
+    for grade in range(5):
+        fold[torch.nonzero(targets == grade).flatten()[1::2]] = True
+    for held_out in (fold, ~fold):  # each half is decided by thresholds from the other half only
+        thresholds = calibrate_thresholds(probs[~held_out], targets[~held_out], "qwk")
+        assert torch.equal(preds[held_out], decide(probs[held_out], thresholds))
+    in_sample = qwk(decide(probs, calibrate_thresholds(probs, targets, "qwk")), targets, 5)
+    assert qwk(preds, targets, 5) < in_sample  # the optimistic figure the old monitor reported
+    configured = (ROOT / "configs" / "trainer.yaml").read_text()
+    assert "monitor: val/selection_qwk" in configured and "monitor: val/qwk" not in configured
+
+
+def test_qwk_calibration_beats_youden_on_the_ordinal_result_and_keeps_rare_grades_rare():
+    probs, targets = overfit_prone(seed=1)
+    probs[:, 4] *= 0.2  # a rare, under-confident grade: one-vs-rest cuts inflate it
+    probs = probs / probs.sum(1, keepdim=True)
+    youden = decide(probs, calibrate_thresholds(probs, targets, "youden"))
+    ordinal = decide(probs, calibrate_thresholds(probs, targets, "qwk"))
+    assert qwk(ordinal, targets, 5) >= qwk(youden, targets, 5)
+    assert qwk(ordinal, targets, 5) >= qwk(probs.argmax(1), targets, 5)
+    assert int((ordinal == 4).sum()) <= int((youden == 4).sum())
+
+
+def test_zero_shot_selection_prefers_a_zero_score_to_a_negative_one():
+    task = ZeroShotCLIP("RN-tiny", None, 96, template_sets=["clinical", "plain"])
+    targets = torch.arange(5).repeat(4)
+    constant = torch.nn.functional.one_hot(torch.zeros_like(targets), 5).float()  # QWK exactly 0
+    reverse = torch.nn.functional.one_hot(4 - targets, 5).float()  # grades in reverse: QWK -1
+    task.select(torch.stack([reverse, constant], dim=1), targets)
+    assert task.set_names[int(task.selected)] == "plain"
+    assert task.scores["plain"] == 0.0 and task.scores["clinical"] < 0
+
+
+def test_ensemble_is_calibrated_on_validation_and_its_checkpoint_carries_the_thresholds(
+    synthetic, zero_shot_checkpoint, tmp_path
+):
+    args = ["--config", str(ROOT / "configs" / "ensemble.yaml"), "--data.image_size", "96"]
+    args += [
+        "--data.aptos_root",
+        str(synthetic / "aptos2019"),
+        "--data.messidor_root",
+        str(synthetic / "messidor2"),
+    ]
+    args += [
+        "--model.init_args.checkpoints",
+        f"[{zero_shot_checkpoint}]",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
+    main(["fit", *args])
+    ckpt = next(tmp_path.rglob("best-validated.ckpt"))
+    saved = torch.load(ckpt, weights_only=True)
+    assert bool(saved["state_dict"]["calibrated"]) and not any(
+        k.startswith("members.") for k in saved["state_dict"]
+    )
+    main(["test", *args, "--ckpt_path", str(ckpt)])
+    document = json.loads(max(tmp_path.glob("version_*/metrics.json")).read_text())
+    assert document["stage"] == "test" and document["decision"] == "calibrated"
+    assert document["thresholds"] == pytest.approx(saved["state_dict"]["thresholds"].tolist())
