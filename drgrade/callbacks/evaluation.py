@@ -24,17 +24,21 @@ from drgrade.predictions import PredictionRow, write_predictions
 from drgrade.runs import run_dir
 
 
-def metrics_document(result: SplitResult, model: str, checkpoint: str | None) -> dict:
+def metrics_document(
+    result: SplitResult, model: str, checkpoint: str | None, name: str | None = None
+) -> dict:
     """The content of metrics.json.
 
     Args:
         result: the split's predictions and evaluations.
         model: the task class name.
-        checkpoint: the evaluated checkpoint, or None (zero-shot without one).
+        checkpoint: the evaluated checkpoint, or None.
+        name: the model's display name (its column in reports).
     """
     document = {
         "stage": result.stage,
         "model": model,
+        "model_name": name or model,
         "checkpoint": checkpoint,
         "decision": "calibrated" if result.argmax_evaluation is not None else "argmax",
         "thresholds": result.thresholds,
@@ -85,7 +89,7 @@ class EvaluationWriter(Callback):
         if result is None or not trainer.is_global_zero:
             return
         checkpoint = str(trainer.ckpt_path) if trainer.ckpt_path else None
-        document = metrics_document(result, type(pl_module).__name__, checkpoint)
+        document = metrics_document(result, type(pl_module).__name__, checkpoint, pl_module.display_name)
         atomic_write_text(out / "metrics.json", json.dumps(document, indent=2))
         write_predictions(
             out / "predictions.csv", prediction_rows(result, trainer.datamodule.records_of(split))

@@ -1,4 +1,4 @@
-"""Build Table 3 and Table 4 (Markdown, CSV) and confusion matrices from run folders."""
+"""Build Table 3 and Table 4 (Markdown, CSV) and the paper's figures from run folders."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("runs", nargs="+", help="run directories holding metrics.json (from drgrade test)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the tables and figures")
     add_paper_argument(parser)
+    parser.add_argument(
+        "--allow_mixed_stages",
+        action=ActionYesNo,
+        default=False,
+        help="show validation and test runs together (labelled); refused otherwise",
+    )
 
 
 def add_paper_argument(parser) -> None:
@@ -40,5 +46,7 @@ def run(cli) -> None:
         cli: the running ``DRGradeCLI``.
     """
     opts = cli.options()
-    print(write_report(opts.runs, opts.out, with_paper=opts.paper))
+    print(
+        write_report(opts.runs, opts.out, with_paper=opts.paper, allow_mixed_stages=opts.allow_mixed_stages)
+    )
     print(f"report written to {opts.out}/")

@@ -9,38 +9,48 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from drgrade.errors import OptionError
 from drgrade.evaluation import paper
+from drgrade.evaluation.figures import write_model_figures
 from drgrade.evaluation.plots import draw_confusion
 from drgrade.files import atomic_open, atomic_write_text, save_figure
 from drgrade.grades import GRADES
 
-#: Task class name -> the column name the paper uses.
-COLUMN_NAMES = {
-    "ZeroShotCLIP": "Zero-shot",
-    "FCNCLIP": "FCN-CLIP",
-    "RankingCLIP": "Ranking",
-    "EnsembleCLIP": "Ensemble",
-}
-
 
 @dataclass
 class RunResult:
-    """One run's evaluation as the report reads it."""
+    """One column of the report: a run's evaluation under one decision rule.
+
+    A calibrated run gives two columns, its calibrated decisions and plain argmax, so the two
+    rules are never compared unlabelled.
+    """
 
     name: str
+    stage: str
+    decision: str
     directory: Path
     metrics: dict
     confusion: np.ndarray
+    checkpoint: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The column header: model, stage and decision rule."""
+        return f"{self.name} [{self.stage}, {self.decision}]"
 
 
-def load_run(directory: str | Path) -> RunResult:
-    """A run directory's test (or validation) evaluation; says what is missing otherwise."""
+def load_run(directory: str | Path) -> list[RunResult]:
+    """A run directory's evaluation as report columns; says what is missing otherwise.
+
+    Args:
+        directory: a ``drgrade validate`` / ``test`` run folder.
+    """
     directory = Path(directory)
     path = directory / "metrics.json"
     if not path.is_file():
@@ -49,12 +59,46 @@ def load_run(directory: str | Path) -> RunResult:
             "then pass the run directory it printed"
         )
     document = json.loads(path.read_text())
-    return RunResult(
-        COLUMN_NAMES.get(document["model"], document["model"]),
-        directory,
-        document["metrics"],
-        np.asarray(document["confusion_matrix"]),
-    )
+    name = document.get("model_name", document["model"])
+    stage = "val" if document["stage"] == "val" else "test"
+    columns = [
+        RunResult(
+            name,
+            stage,
+            document["decision"],
+            directory,
+            document["metrics"],
+            np.asarray(document["confusion_matrix"]),
+            document.get("checkpoint"),
+        )
+    ]
+    if "argmax_metrics" in document:
+        columns.append(
+            replace(
+                columns[0],
+                decision="argmax",
+                metrics=document["argmax_metrics"],
+                confusion=np.asarray(document["argmax_confusion_matrix"]),
+            )
+        )
+    return columns
+
+
+def check_stages(runs: Sequence[RunResult], allow_mixed: bool) -> str:
+    """The one stage all columns share; mixing validation and test results is refused unless asked.
+
+    Args:
+        runs: the report's columns.
+        allow_mixed: accept columns of different stages (their labels say which is which).
+    """
+    stages = sorted({r.stage for r in runs})
+    if len(stages) > 1 and not allow_mixed:
+        listed = ", ".join(f"{r.directory} ({r.stage})" for r in runs)
+        raise OptionError(
+            f"the runs mix stages ({listed}): a validation result beside test results is not a "
+            "comparison. Pass test runs only, or --allow_mixed_stages to show them labelled."
+        )
+    return stages[0] if len(stages) == 1 else "mixed"
 
 
 def table3_rows() -> list[tuple[str, str]]:
@@ -83,9 +127,9 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def build_tables(runs: Sequence[RunResult], with_paper: bool) -> tuple[list[list[str]], list[list[str]]]:
     """Table 3 and Table 4 as rows of strings (header first)."""
-    names = [r.name for r in runs]
+    names = list(dict.fromkeys(r.name for r in runs))
     paper_columns = [n for n in names if n in paper.TABLE4] if with_paper else []
-    header3 = ["Metric", *names, *(f"{n} (paper)" for n in paper_columns)]
+    header3 = ["Metric", *(r.label for r in runs), *(f"{n} (paper)" for n in paper_columns)]
     table3 = [header3]
     for label, key in table3_rows():
         ours = [_fmt(r.metrics.get(key)) for r in runs]
@@ -94,7 +138,7 @@ def build_tables(runs: Sequence[RunResult], with_paper: bool) -> tuple[list[list
     table4 = [["Model", "Exact match", "Off-by-one", "Off-by-two+"]]
     for r in runs:
         table4.append(
-            [r.name, *(f"{100 * r.metrics[k]:.1f}%" for k in ("exact", "off_by_one", "off_by_two_plus"))]
+            [r.label, *(f"{100 * r.metrics[k]:.1f}%" for k in ("exact", "off_by_one", "off_by_two_plus"))]
         )
     for name in paper_columns:
         table4.append([f"{name} (paper)", *(f"{100 * v:.0f}%" for v in paper.TABLE4[name])])
@@ -112,27 +156,43 @@ def confusion_sheet(runs: Sequence[RunResult], path: Path) -> None:
     """Every run's confusion matrix side by side, saved to ``path``."""
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4.8), squeeze=False)
     for ax, run in zip(axes[0], runs, strict=True):
-        draw_confusion(ax, run.confusion, run.name)
+        draw_confusion(ax, run.confusion, run.label)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
 def write_report(
-    run_dirs: Sequence[str | Path], out: str | Path, with_paper: bool = False, title: str = ""
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    with_paper: bool = False,
+    title: str = "",
+    allow_mixed_stages: bool = False,
 ) -> str:
-    """Write table3/table4 (.md, .csv) and confusion_matrices.png into ``out``; return the Markdown."""
-    runs = [load_run(d) for d in run_dirs]
+    """Write the tables (.md, .csv), confusion_matrices.png and per-model figures; return the Markdown.
+
+    Args:
+        run_dirs: validate/test run folders.
+        out: the report folder.
+        with_paper: add the paper's published numbers.
+        title: a first line for report.md.
+        allow_mixed_stages: accept validation and test runs together (labelled).
+    """
+    runs = [column for d in run_dirs for column in load_run(d)]
+    stage = check_stages(runs, allow_mixed_stages)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table3, table4 = build_tables(runs, with_paper)
     for name, rows in (("table3", table3), ("table4", table4)):
         with atomic_open(out / f"{name}.csv", "w", newline="") as f:
             csv.writer(f).writerows(rows)
+    shown = {"val": "validation", "test": "test"}.get(stage, "validation and test")
     text = (f"{title}\n\n" if title else "") + (
-        f"Table 3: per-class and overall test metrics\n\n{markdown(table3)}\n\n"
-        f"Table 4: error distribution (share of test predictions)\n\n{markdown(table4)}\n"
+        f"Table 3: per-class and overall {shown} metrics (columns: model [stage, decision rule])\n\n"
+        f"{markdown(table3)}\n\n"
+        f"Table 4: error distribution (share of {shown} predictions)\n\n{markdown(table4)}\n"
     )
     atomic_write_text(out / "report.md", text)
     confusion_sheet(runs, out / "confusion_matrices.png")
+    write_model_figures(runs, out / "figures")
     return text

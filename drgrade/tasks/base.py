@@ -270,7 +270,10 @@ class TrainableTask(BaseTask):
         """Loss of one (resampled, augmented) training batch."""
         logits = self(batch["image"])
         loss = self.criterion(logits, batch["label"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
+        size = len(logits)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size, on_step=True, on_epoch=True)
+        accuracy = (logits.argmax(dim=1) == batch["label"]).float().mean()
+        self.log("train/accuracy", accuracy, batch_size=size, on_step=False, on_epoch=True)
         return loss
 
     def parameter_groups(self) -> list[dict]:

@@ -11,13 +11,18 @@ from drgrade.cli import main
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from tests.conftest import ROOT
 
+NAMES = {"FCNCLIP": "FCN-CLIP", "RankingCLIP": "Ranking"}
 
-def fake_run(directory, model, preds, targets):
+
+def fake_run(directory, model, preds, targets, stage="test", argmax=None):
     probs = torch.eye(5)[preds] * 0.8 + 0.04
     evaluation = compute_metrics(probs, targets, preds)
-    result = SplitResult("test", probs, targets, torch.arange(len(targets)), preds, evaluation)
+    argmax_evaluation = None if argmax is None else compute_metrics(probs, targets, argmax)
+    result = SplitResult(
+        stage, probs, targets, torch.arange(len(targets)), preds, evaluation, argmax_evaluation
+    )
     directory.mkdir(parents=True)
-    (directory / "metrics.json").write_text(json.dumps(metrics_document(result, model, None)))
+    (directory / "metrics.json").write_text(json.dumps(metrics_document(result, model, None, NAMES[model])))
     return directory
 
 
@@ -27,15 +32,38 @@ def test_report_tables_from_known_evaluations(tmp_path, capsys):
     shifted = fake_run(tmp_path / "b", "RankingCLIP", torch.tensor([0, 0, 0, 1, 1, 2, 4, 3, 4, 2]), targets)
     main(["report", str(perfect), str(shifted), "--out", str(tmp_path / "out"), "--paper"])
     table3 = {row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table3.csv").open())}
-    assert table3["Metric"] == ["FCN-CLIP", "Ranking", "FCN-CLIP (paper)", "Ranking (paper)"]
+    assert table3["Metric"] == [
+        "FCN-CLIP [test, argmax]",
+        "Ranking [test, argmax]",
+        "FCN-CLIP (paper)",
+        "Ranking (paper)",
+    ]
     assert table3["Accuracy"] == ["1.000", "0.700", "0.925", "0.934"]
     assert table3["No DR recall"][:2] == ["1.000", "0.750"]  # 3 of 4 No DR kept
     assert table3["Mild precision"][1] == "0.500"  # predicted Mild twice, right once
     table4 = {row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table4.csv").open())}
-    assert table4["Ranking"] == ["70.0%", "10.0%", "20.0%"]  # errors: 0->1 (1), 2->4, 4->2 (2)
+    assert table4["Ranking [test, argmax]"] == ["70.0%", "10.0%", "20.0%"]  # errors: 0->1 (1), 2->4, 4->2 (2)
     assert table4["FCN-CLIP (paper)"] == ["75%", "22%", "3%"]
     assert (tmp_path / "out" / "confusion_matrices.png").stat().st_size > 0
     assert "| Accuracy | 1.000 | 0.700 |" in capsys.readouterr().out
+
+
+def test_report_labels_stage_and_decision_and_refuses_mixed_stages(tmp_path, capsys):
+    targets = torch.tensor([0, 0, 1, 2, 3, 4])
+    calibrated = fake_run(
+        tmp_path / "c", "RankingCLIP", targets.clone(), targets, argmax=torch.zeros(6).long()
+    )
+    validation = fake_run(tmp_path / "v", "FCNCLIP", targets.clone(), targets, stage="val")
+    main(["report", str(calibrated), "--out", str(tmp_path / "out")])
+    table3 = {row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table3.csv").open())}
+    assert table3["Metric"] == ["Ranking [test, calibrated]", "Ranking [test, argmax]"]
+    assert table3["Accuracy"] == ["1.000", "0.333"]  # both rules shown, each labelled
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(calibrated), str(validation), "--out", str(tmp_path / "mixed")])
+    assert exit_.value.code == 2 and "mix stages" in capsys.readouterr().err
+    main(["report", str(calibrated), str(validation), "--out", str(tmp_path / "m"), "--allow_mixed_stages"])
+    header = next(csv.reader((tmp_path / "m" / "table3.csv").open()))
+    assert "FCN-CLIP [val, argmax]" in header and "validation and test" in capsys.readouterr().out
 
 
 def test_report_names_the_missing_file(tmp_path):
@@ -64,8 +92,21 @@ def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     main(["reproduce", "--demo", "--configs", str(configs)])
     out = capsys.readouterr().out
-    assert "SYNTHETIC" in out and "| Accuracy |" in out and "| Ensemble |" in out
+    assert "SYNTHETIC" in out and "| Accuracy |" in out and "| Ensemble [test, calibrated] |" in out
     table3 = list(csv.reader((tmp_path / "reports" / "demo" / "table3.csv").open()))
-    assert table3[0] == ["Metric", "Zero-shot", "FCN-CLIP", "Ranking", "Ensemble"]
+    assert table3[0] == [
+        "Metric",
+        "Zero-shot [test, argmax]",
+        "FCN-CLIP [test, argmax]",
+        "Ranking [test, calibrated]",
+        "Ranking [test, argmax]",
+        "Ensemble [test, calibrated]",
+        "Ensemble [test, argmax]",
+    ]
+    figures = {p.name for p in (tmp_path / "reports" / "demo" / "figures").iterdir()}
+    assert {"fcn_clip_curves.png", "ranking_curves.png", "ranking_test_roc.png"} <= figures
+    assert (
+        "ranking_test_calibrated_confusion.png" in figures and "ensemble_test_argmax_confusion.png" in figures
+    )
     ensemble = json.loads(max((tmp_path / "runs" / "ensemble").glob("version_*/metrics.json")).read_text())
     assert len(ensemble["members"]) == 2 and ensemble["model"] == "EnsembleCLIP"

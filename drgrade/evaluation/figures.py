@@ -1,0 +1,116 @@
+"""The paper's per-model figures, drawn from run folders.
+
+Training curves (Figures 2-3), confusion matrix (Figure 4) and one-vs-rest ROC curves (Figure 5).
+
+Everything is read back from files the runs wrote (``metrics.csv`` of the fit behind the
+evaluated checkpoint, ``predictions.csv`` and ``metrics.json`` of the evaluation), the way the
+tables are, so a figure can be redrawn from an archived run folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+
+from drgrade.evaluation.metrics import compute_metrics
+from drgrade.evaluation.plots import confusion_figure, roc_figure
+from drgrade.files import save_figure
+from drgrade.grades import GRADES
+from drgrade.predictions import PROB_COLUMNS
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a column label.
+
+    Args:
+        text: e.g. ``Ranking [test, calibrated]``.
+    """
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
+
+
+def epoch_curves(metrics_csv: Path) -> dict[str, dict[int, float]]:
+    """Per-epoch values of every logged column of a CSVLogger ``metrics.csv``.
+
+    Args:
+        metrics_csv: the fit run's file.
+    """
+    curves: dict[str, dict[int, float]] = defaultdict(dict)
+    with metrics_csv.open(newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if value and key not in ("epoch", "step") and row.get("epoch"):
+                    curves[key][int(row["epoch"])] = float(value)
+    return curves
+
+
+def curves_figure(curves: dict[str, dict[int, float]], title: str):
+    """Loss and accuracy per epoch, training beside validation (the paper's Figures 2-3).
+
+    Args:
+        curves: from ``epoch_curves``.
+        title: the figure title.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    panels = (("loss", ("train/loss_epoch", "val/loss")), ("accuracy", ("train/accuracy", "val/accuracy")))
+    for ax, (quantity, keys) in zip(axes, panels, strict=True):
+        for key in keys:
+            if curves.get(key):
+                epochs = sorted(curves[key])
+                ax.plot(epochs, [curves[key][e] for e in epochs], marker="o", label=key.split("/")[0])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(quantity)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def read_predictions(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(probabilities, true grades, decided grades) of the graded rows of a predictions.csv.
+
+    Args:
+        path: the evaluation's predictions.csv.
+    """
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["grade"] != "" and r["true_grade"] != ""]
+    probs = torch.tensor([[float(r[c]) for c in PROB_COLUMNS] for r in rows])
+    targets = torch.tensor([int(r["true_grade"]) for r in rows])
+    return probs, targets, torch.tensor([int(r["grade"]) for r in rows])
+
+
+def write_model_figures(runs: Sequence, folder: Path) -> list[Path]:
+    """Per report column: its confusion matrix; per run: ROC curves and the training curves.
+
+    Args:
+        runs: the report's columns (``RunResult``).
+        folder: where the PNG files go.
+    """
+    written: list[Path] = []
+    drawn: set[Path] = set()
+    for run in runs:
+        figure = confusion_figure(torch.as_tensor(run.confusion), run.label)
+        written.append(save_figure(figure, folder / f"{slug(run.label)}_confusion.png"))
+        plt.close(figure)
+        if run.directory in drawn:
+            continue
+        drawn.add(run.directory)
+        name = slug(f"{run.name} {run.stage}")
+        predictions = run.directory / "predictions.csv"
+        if predictions.is_file():
+            evaluation = compute_metrics(*read_predictions(predictions))
+            aurocs = [evaluation.metrics[f"auroc_{g.short}"] for g in GRADES]
+            figure = roc_figure(evaluation.roc, aurocs, f"{run.name} [{run.stage}]: one-vs-rest ROC")
+            written.append(save_figure(figure, folder / f"{name}_roc.png"))
+            plt.close(figure)
+        fitted = Path(run.checkpoint).parent.parent / "metrics.csv" if run.checkpoint else None
+        if fitted is not None and fitted.is_file():
+            figure = curves_figure(epoch_curves(fitted), f"{run.name}: training and validation")
+            written.append(save_figure(figure, folder / f"{slug(run.name)}_curves.png"))
+            plt.close(figure)
+    return written
