@@ -36,7 +36,8 @@ demo: $(STAMP)  ## the paper's protocol on the synthetic default (CPU, minutes);
 
 explain-demo: $(STAMP)  ## attention overlays + comparison sheet for the demo checkpoints (after make demo)
 	$(BIN)/drgrade explain --config configs/zero_shot.yaml --config configs/demo.yaml --out reports/demo/explain \
-	  --compare config "$$(ls -t runs/fcn_clip/version_*/checkpoints/best-*.ckpt | head -n 1)" \
+	  --compare "$$(ls -t runs/zero_shot/version_*/checkpoints/best-*.ckpt | head -n 1)" \
+	  "$$(ls -t runs/fcn_clip/version_*/checkpoints/best-*.ckpt | head -n 1)" \
 	  "$$(ls -t runs/ranking/version_*/checkpoints/best-*.ckpt | head -n 1)"
 
 DATA ?= data

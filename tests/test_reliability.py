@@ -84,11 +84,13 @@ def test_deploy_lists_dangling_links(tmp_path):
     assert found == [] and skipped == [(tmp_path / "a" / "gone.png", "dangling symbolic link")]
 
 
-def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
+def test_error_has_no_traceback_in_a_real_process(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "drgrade", "report", str(tmp_path / "nothing")], capture_output=True, text=True
+        [sys.executable, "-m", "drgrade.deploy", str(tmp_path / "missing.onnx"), str(tmp_path)],
+        capture_output=True,
+        text=True,
     )
-    assert result.returncode == 2 and "metrics.json" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "missing.onnx" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_synth_refuses_a_non_empty_destination(tmp_path, capsys):

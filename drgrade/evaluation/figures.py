@@ -109,8 +109,9 @@ def write_model_figures(runs: Sequence, folder: Path) -> list[Path]:
             written.append(save_figure(figure, folder / f"{name}_roc.png"))
             plt.close(figure)
         fitted = Path(run.checkpoint).parent.parent / "metrics.csv" if run.checkpoint else None
-        if fitted is not None and fitted.is_file():
-            figure = curves_figure(epoch_curves(fitted), f"{run.name}: training and validation")
+        curves = epoch_curves(fitted) if fitted is not None and fitted.is_file() else {}
+        if curves.get("train/loss_epoch"):  # zero-shot and the ensemble have no training to draw
+            figure = curves_figure(curves, f"{run.name}: training and validation")
             written.append(save_figure(figure, folder / f"{slug(run.name)}_curves.png"))
             plt.close(figure)
     return written

@@ -20,11 +20,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torchmetrics.functional.classification import (
-    binary_precision_recall_curve,
-    binary_roc,
-    multiclass_cohen_kappa,
-)
+from torchmetrics.functional.classification import binary_precision_recall_curve, binary_roc
 
 CalibrationMethod = Literal["youden", "f1", "qwk"]
 #: Multipliers of the current threshold tried per class and round by the QWK search.
@@ -69,15 +65,27 @@ def best_one_vs_rest_threshold(scores: torch.Tensor, positive: torch.Tensor, met
 
 
 def qwk(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> float:
-    """Quadratic weighted kappa (0 where undefined).
+    """Quadratic weighted kappa (0 where undefined), from one bincount.
+
+    The threshold search evaluates it hundreds of times per validation pass, so it is computed
+    directly (equal to torchmetrics' and scikit-learn's, tested) rather than through a metric
+    object.
 
     Args:
         preds: decided grades [N].
         targets: true grades [N].
         num_classes: K.
     """
-    value = float(multiclass_cohen_kappa(preds, targets, num_classes, weights="quadratic"))
-    return 0.0 if value != value else value
+    k = num_classes
+    observed = torch.bincount(targets.long() * k + preds.long(), minlength=k * k).reshape(k, k).double()
+    total = observed.sum()
+    if total == 0:
+        return 0.0
+    expected = observed.sum(1, keepdim=True) @ observed.sum(0, keepdim=True) / total
+    grades = torch.arange(k, dtype=torch.float64)
+    weights = (grades[:, None] - grades[None, :]) ** 2
+    denominator = float((weights * expected).sum())
+    return 0.0 if denominator == 0 else 1.0 - float((weights * observed).sum()) / denominator
 
 
 def qwk_thresholds(probs: torch.Tensor, targets: torch.Tensor, rounds: int = 3) -> torch.Tensor:

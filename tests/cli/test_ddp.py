@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from drgrade.cli import main
 from tests.conftest import cli_args
 
 
@@ -35,7 +36,7 @@ def test_ddp_fit_and_test_metrics_equal_single_process(synthetic, tmp_path):
     ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
     drgrade(*args("fit", tmp_path / "fit", *ddp), cwd=tmp_path)
     checkpoint = next((tmp_path / "fit").glob("version_0/checkpoints/best-*.ckpt"))
-    drgrade(*args("test", tmp_path / "single", "--ckpt_path", str(checkpoint)), cwd=tmp_path)
+    main(args("test", tmp_path / "single", "--ckpt_path", str(checkpoint)))
     drgrade(*args("test", tmp_path / "multi", "--ckpt_path", str(checkpoint), *ddp), cwd=tmp_path)
     single = json.loads((tmp_path / "single" / "version_0" / "metrics.json").read_text())
     multi = json.loads((tmp_path / "multi" / "version_0" / "metrics.json").read_text())

@@ -85,3 +85,18 @@ def test_calibration_recovers_known_thresholds():
             torch.stack([scores[:, k], 1 - scores[:, k]], 1), (~positive).long(), "f1"
         )
         assert float(f1_thresholds[0]) == pytest.approx(t, abs=0.01)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fast_qwk_equals_scikit_learn(seed):
+    from drgrade.evaluation.thresholds import qwk
+
+    generator = torch.Generator().manual_seed(seed)
+    targets = torch.randint(0, 5, (200,), generator=generator)
+    preds = torch.where(
+        torch.rand(200, generator=generator) < 0.6, targets, torch.randint(0, 5, (200,), generator=generator)
+    )
+    assert qwk(preds, targets, 5) == pytest.approx(
+        cohen_kappa_score(targets, preds, weights="quadratic"), abs=1e-9
+    )
+    assert qwk(torch.zeros(10).long(), torch.zeros(10).long(), 5) == 0.0  # undefined: no spread
