@@ -58,6 +58,26 @@ def cli_args(verb: str, model: str, synthetic: Path, run_root: Path, *extra: str
     ]
 
 
+def ensemble_args(verb: str, synthetic: Path, run_root: Path, members: str, *extra: str) -> list[str]:
+    """Arguments for the shipped ensemble config over the synthetic data at the tiny image size."""
+    return [
+        verb,
+        "--config",
+        str(ROOT / "configs" / "ensemble.yaml"),
+        "--data.aptos_root",
+        str(synthetic / "aptos2019"),
+        "--data.messidor_root",
+        str(synthetic / "messidor2"),
+        "--data.image_size",
+        "96",
+        "--trainer.default_root_dir",
+        str(run_root),
+        "--model.init_args.checkpoints",
+        members,
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="session")
 def zero_shot_checkpoint(synthetic, tmp_path_factory) -> Path:
     """The tiny zero-shot model after ``drgrade fit`` (template set chosen on validation)."""

@@ -10,7 +10,7 @@ from drgrade.data import DRDataModule
 from drgrade.evaluation.thresholds import calibrate_thresholds, crossfit_decisions, decide, qwk
 from drgrade.models.losses import inverse_frequency_weights
 from drgrade.tasks import RankingCLIP, ZeroShotCLIP
-from tests.conftest import ROOT, cli_args
+from tests.conftest import ROOT, cli_args, ensemble_args
 
 
 @pytest.mark.parametrize(
@@ -44,16 +44,12 @@ def test_a_test_split_other_than_the_checkpoints_is_refused(
         assert exit_.value.code == 2 and "another split" in err and "config.yaml" in err
     # the same split is accepted; predicting on new images is unaffected by splits
     main(cli_args("test", "zero_shot", synthetic, tmp_path / "same", *ckpt))
-    ensemble = ["test", "--config", str(ROOT / "configs" / "ensemble.yaml"), "--data.split_seed", "7"]
-    ensemble += [
-        "--data.aptos_root",
-        str(synthetic / "aptos2019"),
-        "--data.messidor_root",
-        str(synthetic / "messidor2"),
-    ]
-    ensemble += ["--data.image_size", "96", "--trainer.default_root_dir", str(tmp_path / "e")]
     with pytest.raises(SystemExit) as exit_:
-        main([*ensemble, "--model.init_args.checkpoints", f"[{zero_shot_checkpoint}]"])
+        main(
+            ensemble_args(
+                "test", synthetic, tmp_path / "e", f"[{zero_shot_checkpoint}]", "--data.split_seed", "7"
+            )
+        )
     assert exit_.value.code == 2 and "member" in capsys.readouterr().err
 
 
@@ -114,26 +110,14 @@ def test_zero_shot_selection_prefers_a_zero_score_to_a_negative_one():
 def test_ensemble_is_calibrated_on_validation_and_its_checkpoint_carries_the_thresholds(
     synthetic, zero_shot_checkpoint, tmp_path
 ):
-    args = ["--config", str(ROOT / "configs" / "ensemble.yaml"), "--data.image_size", "96"]
-    args += [
-        "--data.aptos_root",
-        str(synthetic / "aptos2019"),
-        "--data.messidor_root",
-        str(synthetic / "messidor2"),
-    ]
-    args += [
-        "--model.init_args.checkpoints",
-        f"[{zero_shot_checkpoint}]",
-        "--trainer.default_root_dir",
-        str(tmp_path),
-    ]
-    main(["fit", *args])
+    members = f"[{zero_shot_checkpoint}]"
+    main(ensemble_args("fit", synthetic, tmp_path, members))
     ckpt = next(tmp_path.rglob("best-validated.ckpt"))
     saved = torch.load(ckpt, weights_only=True)
     assert bool(saved["state_dict"]["calibrated"]) and not any(
         k.startswith("members.") for k in saved["state_dict"]
     )
-    main(["test", *args, "--ckpt_path", str(ckpt)])
+    main(ensemble_args("test", synthetic, tmp_path, members, "--ckpt_path", str(ckpt)))
     document = json.loads(max(tmp_path.glob("version_*/metrics.json")).read_text())
     assert document["stage"] == "test" and document["decision"] == "calibrated"
     assert document["thresholds"] == pytest.approx(saved["state_dict"]["thresholds"].tolist())

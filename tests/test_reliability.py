@@ -10,7 +10,7 @@ import torch
 
 from drgrade.cli import main
 from drgrade.tasks import CheckpointError, load_task
-from tests.conftest import ROOT, cli_args
+from tests.conftest import ROOT, cli_args, ensemble_args
 
 
 class _RunsCode:
@@ -184,19 +184,7 @@ def test_cache_dir_that_is_a_file(synthetic, tmp_path, capsys):
 def test_ensemble_without_or_with_bad_members(synthetic, tmp_path, capsys):
     (tmp_path / "bad.ckpt").write_text("not a checkpoint")
     for members, named in (("[]", "at least one checkpoint"), (f"[{tmp_path / 'bad.ckpt'}]", "bad.ckpt")):
-        args = ["test", "--config", str(ROOT / "configs" / "ensemble.yaml")]
-        args += [
-            "--data.aptos_root",
-            str(synthetic / "aptos2019"),
-            "--data.messidor_root",
-            str(synthetic / "messidor2"),
-        ]
-        args += [
-            "--trainer.default_root_dir",
-            str(tmp_path / "runs"),
-            "--model.init_args.checkpoints",
-            members,
-        ]
+        args = ensemble_args("test", synthetic, tmp_path / "runs", members)
         with pytest.raises(SystemExit) as exit_:
             main(args)
         assert exit_.value.code == 2 and named in capsys.readouterr().err
