@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -19,43 +17,10 @@ from drgrade.data.duplicates import merge_duplicates
 from drgrade.data.quality import QualityLimits, gate_records, inspect_file
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
 from drgrade.data.sources import DataValidationError, Record, load_sources
-from drgrade.data.splits import SPLITS, split_records
+from drgrade.data.splits import SPLITS, count_table, split_identity, split_records
 from drgrade.data.synthetic import ensure_synthetic
 from drgrade.errors import OptionError
-from drgrade.grades import GRADE_NAMES, NUM_GRADES
-
-
-def count_table(records: list[Record], splits: list[str]) -> str:
-    """A per-split, per-grade count table, as printed at setup.
-
-    Args:
-        records: the images.
-        splits: each image's split.
-    """
-    counts = Counter(zip(splits, (r.grade for r in records), strict=True))
-    width = max(len(n) for n in GRADE_NAMES) + 2
-    lines = ["split".ljust(8) + "".join(n.rjust(width) for n in GRADE_NAMES) + "total".rjust(8)]
-    for split in SPLITS:
-        row = [counts[(split, g)] for g in range(NUM_GRADES)]
-        lines.append(split.ljust(8) + "".join(str(n).rjust(width) for n in row) + str(sum(row)).rjust(8))
-    return "\n".join(lines)
-
-
-def split_identity(records: list[Record], splits: list[str], ratios, seed: int) -> dict:
-    """A fingerprint of the split (every image's source, file name and split) and its settings.
-
-    File names rather than full paths, so the same download moved to another folder or machine
-    still matches.
-
-    Args:
-        records: the images.
-        splits: each image's split.
-        ratios: the split ratios.
-        seed: the split seed.
-    """
-    items = sorted(f"{r.source}/{r.path.name}:{s}" for r, s in zip(records, splits, strict=True))
-    digest = hashlib.sha256("\n".join(items).encode()).hexdigest()
-    return {"fingerprint": digest, "images": len(items), "split_ratios": list(ratios), "split_seed": seed}
+from drgrade.grades import NUM_GRADES
 
 
 def check_options(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import hashlib
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 
 from drgrade.data.sources import Record
+from drgrade.grades import GRADE_NAMES, NUM_GRADES
 
 SPLITS = ("train", "val", "test")
 
@@ -47,3 +49,36 @@ def split_records(
             for i in groups[patient]:
                 assignment[i] = SPLITS[target]
     return assignment
+
+
+def count_table(records: list[Record], splits: list[str]) -> str:
+    """A per-split, per-grade count table, as printed at setup.
+
+    Args:
+        records: the images.
+        splits: each image's split.
+    """
+    counts = Counter(zip(splits, (r.grade for r in records), strict=True))
+    width = max(len(n) for n in GRADE_NAMES) + 2
+    lines = ["split".ljust(8) + "".join(n.rjust(width) for n in GRADE_NAMES) + "total".rjust(8)]
+    for split in SPLITS:
+        row = [counts[(split, g)] for g in range(NUM_GRADES)]
+        lines.append(split.ljust(8) + "".join(str(n).rjust(width) for n in row) + str(sum(row)).rjust(8))
+    return "\n".join(lines)
+
+
+def split_identity(records: list[Record], splits: list[str], ratios, seed: int) -> dict:
+    """A fingerprint of the split (every image's source, file name and split) and its settings.
+
+    File names rather than full paths, so the same download moved to another folder or machine
+    still matches.
+
+    Args:
+        records: the images.
+        splits: each image's split.
+        ratios: the split ratios.
+        seed: the split seed.
+    """
+    items = sorted(f"{r.source}/{r.path.name}:{s}" for r, s in zip(records, splits, strict=True))
+    digest = hashlib.sha256("\n".join(items).encode()).hexdigest()
+    return {"fingerprint": digest, "images": len(items), "split_ratios": list(ratios), "split_seed": seed}
