@@ -121,3 +121,16 @@ def test_ensemble_is_calibrated_on_validation_and_its_checkpoint_carries_the_thr
     document = json.loads(max(tmp_path.glob("version_*/metrics.json")).read_text())
     assert document["stage"] == "test" and document["decision"] == "calibrated"
     assert document["thresholds"] == pytest.approx(saved["state_dict"]["thresholds"].tolist())
+
+
+def test_auto_calibration_chooses_the_objective_by_cross_fitted_qwk():
+    from drgrade.evaluation.thresholds import choose_objective
+
+    probs, targets = overfit_prone(seed=2)
+    chosen, scores = choose_objective(probs, targets)
+    assert set(scores) == {"youden", "f1", "qwk"} and scores[chosen] == max(scores.values())
+    for method, score in scores.items():
+        assert score == pytest.approx(qwk(crossfit_decisions(probs, targets, method), targets, 5))
+    assert torch.equal(
+        calibrate_thresholds(probs, targets, "auto"), calibrate_thresholds(probs, targets, chosen)
+    )

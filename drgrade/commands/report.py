@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jsonargparse import ActionYesNo
-
+from drgrade.commands.options import PAPER_HELP, add_switch
 from drgrade.evaluation.report import write_report
 
 MODEL_BOUND = False
@@ -19,24 +18,8 @@ def add_arguments(parser) -> None:
     """
     parser.add_argument("runs", nargs="+", help="run directories holding metrics.json (from drgrade test)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the tables and figures")
-    add_paper_argument(parser)
-    parser.add_argument(
-        "--allow_mixed_stages",
-        action=ActionYesNo,
-        default=False,
-        help="show validation and test runs together (labelled); refused otherwise",
-    )
-
-
-def add_paper_argument(parser) -> None:
-    """``--paper``: put the paper's published numbers beside ours (also used by ``reproduce``).
-
-    Args:
-        parser: the verb's parser.
-    """
-    parser.add_argument(
-        "--paper", action=ActionYesNo, default=False, help="add the paper's published numbers"
-    )
+    add_switch(parser, "--paper", PAPER_HELP)
+    add_switch(parser, "--allow_mixed_stages", "show validation and test runs together (labelled)")
 
 
 def run(cli) -> None:

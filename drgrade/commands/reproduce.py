@@ -10,9 +10,8 @@ import json
 from pathlib import Path
 
 import yaml
-from jsonargparse import ActionYesNo
 
-from drgrade.commands.report import add_paper_argument
+from drgrade.commands.options import PAPER_HELP, add_switch
 from drgrade.data.sources import APTOS_CSV, MESSIDOR_CSV
 from drgrade.evaluation.report import write_report
 
@@ -69,14 +68,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--data", type=Path | None, default=None, help="folder holding aptos2019/ and/or messidor2/"
     )
-    parser.add_argument(
-        "--demo", action=ActionYesNo, default=False, help="synthetic data with configs/demo.yaml"
-    )
+    add_switch(parser, "--demo", "synthetic data with configs/demo.yaml")
     parser.add_argument("--configs", type=Path, default=Path("configs"), help="the model configs")
     parser.add_argument(
         "--out", type=Path | None, default=None, help="report folder (default reports/<demo|paper>)"
     )
-    add_paper_argument(parser)
+    add_switch(parser, "--paper", PAPER_HELP)
 
 
 def run(cli) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jsonargparse import ActionYesNo
-
+from drgrade.commands.options import add_switch
 from drgrade.data.synthetic import write_synthetic
 
 MODEL_BOUND = False
@@ -24,9 +23,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num_messidor", type=int, default=300, help="Messidor-2 images")
     parser.add_argument("--image_size", type=int, default=384, help="image height in pixels")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same bytes)")
-    parser.add_argument(
-        "--force", action=ActionYesNo, default=False, help="overwrite non-empty aptos2019/ or messidor2/"
-    )
+    add_switch(parser, "--force", "overwrite non-empty aptos2019/ or messidor2/")
 
 
 def run(cli) -> None:

@@ -23,21 +23,28 @@ from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, Sp
 from drgrade.errors import OptionError
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
-from drgrade.evaluation.thresholds import calibrate_thresholds, crossfit_decisions, decide, qwk
+from drgrade.evaluation.thresholds import (
+    calibrate_thresholds,
+    choose_objective,
+    crossfit_decisions,
+    decide,
+    qwk,
+)
 from drgrade.grades import NUM_GRADES
 from drgrade.models.clip_backbone import CLIPBackbone
 
 #: Scalars logged every validation/test epoch (the rest go to metrics.json).
 LOGGED = ("accuracy", "qwk", "auroc_macro", "macro_f1", "macro_recall", "off_by_two_plus")
 
-Calibration = Literal["none", "youden", "f1", "qwk"]
+Calibration = Literal["none", "youden", "f1", "qwk", "auto"]
 
 
 class BaseTask(L.LightningModule):
     """Shared LightningModule for DR grading.
 
     Args:
-        calibration: ``none`` for argmax, or ``youden`` / ``f1`` / ``qwk`` to calibrate per-class
+        calibration: ``none`` for argmax, or ``youden`` / ``f1`` / ``qwk`` / ``auto`` (the one
+            with the best cross-fitted validation QWK) to calibrate per-class
             thresholds on every validation pass of ``fit`` (so each checkpoint carries the
             thresholds matching its weights) and, with ``calibrate_on_validate``, in
             ``drgrade validate``. Test and predict then decide by ``argmax_k p_k / t_k``.
@@ -61,6 +68,8 @@ class BaseTask(L.LightningModule):
         #: The latest evaluation of each split ("val", "test"), read by ``EvaluationWriter``.
         self.results: dict[str, SplitResult] = {}
         self.criterion: nn.Module | None = None
+        #: Which objective ``calibration: auto`` chose and the cross-fitted QWK of each.
+        self.calibration_choice: dict | None = None
         #: The split the loaded checkpoint was fitted on (None before fitting or loading).
         self.split_identity: dict | None = None
         self.configure_models()
@@ -113,10 +122,12 @@ class BaseTask(L.LightningModule):
         checkpoint["drgrade_task"] = type(self).__name__
         identity = getattr(self.trainer.datamodule, "split_identity", None) if self._trainer else None
         checkpoint["drgrade_split"] = identity or self.split_identity
+        checkpoint["drgrade_calibration"] = self.calibration_choice
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Remember the split the checkpoint was fitted on."""
+        """Remember the split the checkpoint was fitted on and how it was calibrated."""
         self.split_identity = checkpoint.get("drgrade_split")
+        self.calibration_choice = checkpoint.get("drgrade_calibration")
 
     def split_identities(self) -> list[tuple[str, dict]]:
         """(what, split identity) of every fitted part of this model (empty when none is known)."""
@@ -190,14 +201,21 @@ class BaseTask(L.LightningModule):
     def evaluate(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
         """Calibrate when due, compute the split's metrics, log scalars, keep the result."""
         if self.should_calibrate(stage):
-            self.thresholds.copy_(calibrate_thresholds(probs, targets, self.calibration))
+            method = self.calibration
+            if method == "auto":
+                method, scores = choose_objective(probs, targets)
+                self.calibration_choice = {"objective": method, "crossfit_qwk": scores}
+            self.thresholds.copy_(calibrate_thresholds(probs, targets, method))
             self.calibrated.fill_(True)
         preds = self.decide(probs).cpu()
         evaluation = compute_metrics(probs, targets, preds)
         argmax = compute_metrics(probs, targets, probs.argmax(1)) if bool(self.calibrated) else None
         thresholds = self.thresholds.tolist() if bool(self.calibrated) else None
+        extras = self.split_extras(stage)
+        if bool(self.calibrated):
+            extras["calibration"] = {"setting": self.calibration, **(self.calibration_choice or {})}
         self.results[stage] = SplitResult(
-            stage, probs, targets, index, preds, evaluation, argmax, thresholds, self.split_extras(stage)
+            stage, probs, targets, index, preds, evaluation, argmax, thresholds, extras
         )
         values = {f"{stage}/{name}": evaluation.metrics[name] for name in LOGGED}
         if argmax is not None:

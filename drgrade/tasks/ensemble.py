@@ -37,7 +37,7 @@ class EnsembleCLIP(BaseTask):
         checkpoints: list[str],
         weights: list[float] | None = None,
         image_size: int = 224,
-        calibration: Calibration = "qwk",
+        calibration: Calibration = "auto",
     ):
         if not checkpoints:
             raise OptionError(

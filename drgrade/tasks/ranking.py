@@ -36,8 +36,9 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         image_lr: see ``TrainableTask``.
         lr: see ``TrainableTask``.
         weight_decay: see ``TrainableTask``.
-        calibration: per-class thresholds calibrated on validation: ``qwk`` (default; coordinate
-            search maximising validation QWK), ``youden`` or ``f1`` (one-vs-rest).
+        calibration: per-class thresholds calibrated on validation: ``auto`` (default: the
+            objective with the best cross-fitted validation QWK), ``qwk`` (coordinate search
+            maximising validation QWK), ``youden`` or ``f1`` (one-vs-rest).
         calibrate_on_validate: see ``BaseTask``.
     """
 
@@ -60,7 +61,7 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         image_lr: float = 1e-5,
         lr: float = 2e-4,
         weight_decay: float = 1e-3,
-        calibration: Calibration = "qwk",
+        calibration: Calibration = "auto",
         calibrate_on_validate: bool = False,
     ):
         super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, calibrate_on_validate)

@@ -125,6 +125,8 @@ def test_ranking_fit_calibrates_and_test_reports_both(synthetic, tmp_path):
     assert document["decision"] == "calibrated"
     assert document["thresholds"] == pytest.approx(state["thresholds"].tolist())
     assert "argmax_metrics" in document
+    choice = document["calibration"]  # auto: which objective, and why (cross-fitted QWK of each)
+    assert choice["setting"] == "auto" and choice["objective"] in choice["crossfit_qwk"]
     # observed: calibrated QWK 0.40-0.75, macro AUROC 0.63-0.76 (chance: 0 and 0.5)
     assert document["metrics"]["qwk"] > 0.2, document
     assert document["metrics"]["auroc_macro"] > 0.58, document
