@@ -111,13 +111,14 @@ def test_ensemble_is_calibrated_on_validation_and_its_checkpoint_carries_the_thr
     synthetic, zero_shot_checkpoint, tmp_path
 ):
     members = f"[{zero_shot_checkpoint}]"
-    main(ensemble_args("fit", synthetic, tmp_path, members))
+    youden = ("--model.init_args.calibration", "youden")  # a fixed objective: always calibrates
+    main(ensemble_args("fit", synthetic, tmp_path, members, *youden))
     ckpt = next(tmp_path.rglob("best-validated.ckpt"))
     saved = torch.load(ckpt, weights_only=True)
     assert bool(saved["state_dict"]["calibrated"]) and not any(
         k.startswith("members.") for k in saved["state_dict"]
     )
-    main(ensemble_args("test", synthetic, tmp_path, members, "--ckpt_path", str(ckpt)))
+    main(ensemble_args("test", synthetic, tmp_path, members, "--ckpt_path", str(ckpt), *youden))
     document = json.loads(max(tmp_path.glob("version_*/metrics.json")).read_text())
     assert document["stage"] == "test" and document["decision"] == "calibrated"
     assert document["thresholds"] == pytest.approx(saved["state_dict"]["thresholds"].tolist())
@@ -128,9 +129,12 @@ def test_auto_calibration_chooses_the_objective_by_cross_fitted_qwk():
 
     probs, targets = overfit_prone(seed=2)
     chosen, scores = choose_objective(probs, targets)
-    assert set(scores) == {"youden", "f1", "qwk"} and scores[chosen] == max(scores.values())
-    for method, score in scores.items():
-        assert score == pytest.approx(qwk(crossfit_decisions(probs, targets, method), targets, 5))
+    assert set(scores) == {"none", "youden", "f1", "qwk"} and scores[chosen] == max(scores.values())
+    assert scores["none"] == pytest.approx(qwk(probs.argmax(1), targets, 5))  # argmax fits nothing
+    for method in ("youden", "f1", "qwk"):
+        assert scores[method] == pytest.approx(qwk(crossfit_decisions(probs, targets, method), targets, 5))
+    uniform = calibrate_thresholds(probs, targets, "none")
+    assert torch.equal(decide(probs, uniform), probs.argmax(1))
     assert torch.equal(
         calibrate_thresholds(probs, targets, "auto"), calibrate_thresholds(probs, targets, chosen)
     )

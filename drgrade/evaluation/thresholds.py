@@ -11,8 +11,9 @@ split by one of three objectives:
   validation quadratic weighted kappa of the p/t rule, as the APTOS 2019 winners tuned theirs.
   Five free thresholds fitted on a small validation split can overfit it (on the demo: 0.938
   in-sample, 0.844 on test).
-- ``auto``: the objective whose *cross-fitted* validation QWK is highest (see below), then
-  fitted on the whole validation split; the choice itself never sees its own images' fit.
+- ``auto``: whichever of argmax (``none``) and the three objectives has the highest
+  *cross-fitted* validation QWK (see below), then fitted on the whole validation split; the
+  choice never sees its own images' fit, and thresholds are kept only where they help.
 
 A score used to *select* checkpoints must not be computed with thresholds fitted to the images
 it scores: ``crossfit_decisions`` fits on one half of the validation split and decides the
@@ -27,8 +28,9 @@ import torch
 from torchmetrics.functional.classification import binary_precision_recall_curve, binary_roc
 
 CalibrationMethod = Literal["youden", "f1", "qwk", "auto"]
-#: The objectives ``auto`` chooses among, in order of preference on a tie.
-OBJECTIVES = ("youden", "f1", "qwk")
+#: The choices ``auto`` weighs, in order of preference on a tie: plain argmax first, so that
+#: thresholds are only used where they do better out of sample.
+OBJECTIVES = ("none", "youden", "f1", "qwk")
 #: Multipliers of the current threshold tried per class and round by the QWK search.
 _STEPS = torch.logspace(-1.0, 1.0, 41, base=5.0, dtype=torch.float64)
 
@@ -132,6 +134,8 @@ def calibrate_thresholds(
     probs, targets = probs.double().cpu(), targets.long().cpu()
     if method == "auto":
         method = choose_objective(probs, targets)[0]
+    if method == "none":
+        return torch.full((probs.shape[1],), 1.0 / probs.shape[1])
     if method == "qwk":
         return qwk_thresholds(probs, targets)
     num_classes = probs.shape[1]
@@ -167,7 +171,7 @@ def crossfit_decisions(probs: torch.Tensor, targets: torch.Tensor, method: Calib
 
 
 def choose_objective(probs: torch.Tensor, targets: torch.Tensor) -> tuple[str, dict[str, float]]:
-    """The calibration objective with the best cross-fitted QWK on ``(probs, targets)``.
+    """The calibration objective (or ``none``: argmax) with the best cross-fitted QWK.
 
     Args:
         probs: validation probabilities [N, K].
@@ -177,5 +181,7 @@ def choose_objective(probs: torch.Tensor, targets: torch.Tensor) -> tuple[str, d
         The chosen objective and every objective's cross-fitted QWK.
     """
     probs, targets = probs.double().cpu(), targets.long().cpu()
-    scores = {m: qwk(crossfit_decisions(probs, targets, m), targets, probs.shape[1]) for m in OBJECTIVES}
+    k = probs.shape[1]
+    scores = {"none": qwk(probs.argmax(dim=1), targets, k)}
+    scores |= {m: qwk(crossfit_decisions(probs, targets, m), targets, k) for m in OBJECTIVES[1:]}
     return max(OBJECTIVES, key=lambda m: scores[m]), scores

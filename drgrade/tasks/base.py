@@ -206,13 +206,13 @@ class BaseTask(L.LightningModule):
                 method, scores = choose_objective(probs, targets)
                 self.calibration_choice = {"objective": method, "crossfit_qwk": scores}
             self.thresholds.copy_(calibrate_thresholds(probs, targets, method))
-            self.calibrated.fill_(True)
+            self.calibrated.fill_(method != "none")  # auto may find argmax best out of sample
         preds = self.decide(probs).cpu()
         evaluation = compute_metrics(probs, targets, preds)
         argmax = compute_metrics(probs, targets, probs.argmax(1)) if bool(self.calibrated) else None
         thresholds = self.thresholds.tolist() if bool(self.calibrated) else None
         extras = self.split_extras(stage)
-        if bool(self.calibrated):
+        if bool(self.calibrated) or self.calibration_choice:
             extras["calibration"] = {"setting": self.calibration, **(self.calibration_choice or {})}
         self.results[stage] = SplitResult(
             stage, probs, targets, index, preds, evaluation, argmax, thresholds, extras
