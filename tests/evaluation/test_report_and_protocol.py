@@ -80,7 +80,7 @@ def test_reproduce_without_data_says_where_to_download(tmp_path):
 def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
     configs = shutil.copytree(ROOT / "configs", tmp_path / "configs")
     demo = yaml.safe_load((configs / "demo.yaml").read_text())
-    demo["trainer"].update(max_epochs=2, enable_progress_bar=False, num_sanity_val_steps=0)
+    demo["trainer"].update(max_epochs=1, enable_progress_bar=False, num_sanity_val_steps=0)
     demo["data"].update(
         synthetic_counts=[60, 40],
         synthetic_size=128,
