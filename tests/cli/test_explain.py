@@ -56,11 +56,12 @@ def test_lesion_mass_fraction():
     assert torch.equal(normalise_maps(torch.full((1, 4, 4), 0.5)), torch.ones(1, 4, 4))
 
 
-def test_explain_cli_overlays_comparison_and_unreadable_file(synthetic, tmp_path, capsys):
+def test_explain_cli_overlays_comparison_and_unreadable_file(
+    synthetic, zero_shot_checkpoint, tmp_path, capsys
+):
     main(cli_args("fit", "fcn_clip", synthetic, tmp_path / "runs", "--trainer.max_epochs", "1"))
     fcn = next((tmp_path / "runs").glob("version_0/checkpoints/best-*.ckpt"))
-    main(cli_args("fit", "ranking", synthetic, tmp_path / "runs", "--trainer.max_epochs", "1"))
-    ranking = next((tmp_path / "runs").glob("version_1/checkpoints/best-*.ckpt"))
+    ranking = zero_shot_checkpoint  # a Grad-CAM model, already fitted for the session
 
     main(
         [
@@ -75,12 +76,12 @@ def test_explain_cli_overlays_comparison_and_unreadable_file(synthetic, tmp_path
         ]
     )
     summary = json.loads((tmp_path / "x" / "lesion_mass.json").read_text())
-    assert set(summary) == {"FCN-CLIP", "Ranking", "uniform_baseline"}
+    assert set(summary) == {"FCN-CLIP", "Zero-shot", "uniform_baseline"}
     assert 0 < summary["uniform_baseline"] < 0.2 and all(
-        0 <= summary[m]["mean"] <= 1 for m in ("FCN-CLIP", "Ranking")
+        0 <= summary[m]["mean"] <= 1 for m in ("FCN-CLIP", "Zero-shot")
     )
     assert len(list((tmp_path / "x" / "FCN-CLIP" / "overlays").glob("*.png"))) == 12
-    saved = np.load(tmp_path / "x" / "Ranking" / "attention.npz")
+    saved = np.load(tmp_path / "x" / "Zero-shot" / "attention.npz")
     assert saved["maps"].shape == (12, 96, 96) and 0 <= saved["maps"].min() <= saved["maps"].max() <= 1
     assert (tmp_path / "x" / "comparison.png").stat().st_size > 0
     assert "of attention inside lesions" in capsys.readouterr().out

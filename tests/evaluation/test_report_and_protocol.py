@@ -98,9 +98,7 @@ def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
     assert all(label.endswith(("argmax]", "calibrated]")) for label in table3[0][1:])
     figures = {p.name for p in (tmp_path / "reports" / "demo" / "figures").iterdir()}
     assert {"fcn_clip_curves.png", "ranking_curves.png", "ranking_test_roc.png"} <= figures
-    assert (
-        "ranking_test_argmax_confusion.png" in figures and "ensemble_test_argmax_confusion.png" in figures
-    )
+    assert "ranking_test_argmax_confusion.png" in figures and "ensemble_test_argmax_confusion.png" in figures
     ranking = json.loads(max((tmp_path / "runs" / "ranking").glob("version_*/metrics.json")).read_text())
     choice = ranking["calibration"]  # auto: which of argmax / youden / f1 / qwk, and why
     assert choice["setting"] == "auto" and choice["crossfit_qwk"][choice["objective"]] == max(
