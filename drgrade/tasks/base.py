@@ -289,9 +289,11 @@ class TrainableTask(BaseTask):
         logits = self(batch["image"])
         loss = self.criterion(logits, batch["label"])
         size = len(logits)
-        self.log("train/loss", loss, prog_bar=True, batch_size=size, on_step=True, on_epoch=True)
+        self.log(
+            "train/loss", loss, prog_bar=True, batch_size=size, on_step=True, on_epoch=True, sync_dist=True
+        )
         accuracy = (logits.argmax(dim=1) == batch["label"]).float().mean()
-        self.log("train/accuracy", accuracy, batch_size=size, on_step=False, on_epoch=True)
+        self.log("train/accuracy", accuracy, batch_size=size, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def parameter_groups(self) -> list[dict]:
