@@ -121,12 +121,8 @@ def _models(cli, entries: list[str]) -> dict[str, BaseTask]:
                 f"the model expects {task.hparams.get('image_size')} px images but data.image_size is "
                 f"{size}; pass --data.image_size"
             )
-        if (
-            isinstance(task, ZeroShotCLIP)
-            and int(task.selected) < 0
-            and not cli.datamodule.hparams.predict_dir
-        ):
-            task.select_on(cli.datamodule)
+        if isinstance(task, ZeroShotCLIP):
+            task.selected_index()  # the template set chosen by `drgrade fit`, or a clear error
         name = task.display_name
         models[name if name not in models else f"{name}-{len(models)}"] = task
     return models

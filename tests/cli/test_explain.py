@@ -107,3 +107,9 @@ def test_explain_cli_overlays_comparison_and_unreadable_file(
     rows = list(csv.DictReader((tmp_path / "y" / "FCN-CLIP" / "explain.csv").open()))
     assert len(rows) == 3 and "not a decodable image" in next(r for r in rows if r["error"])["error"]
     assert all(r["grade"] == "" for r in rows if r["error"]) and all(r["model"] == "FCN-CLIP" for r in rows)
+
+
+def test_explain_needs_the_zero_shot_choice_from_fit(synthetic, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*cli_args("explain", "zero_shot", synthetic, tmp_path / "runs"), "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2 and "drgrade fit" in capsys.readouterr().err
