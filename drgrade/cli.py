@@ -75,12 +75,12 @@ class DRGradeCLI(LightningCLI):
             parser._subcommands_action.add_subcommand(name, subparser, help=description)
 
     # -- before instantiation -------------------------------------------------------------------
-    def _standalone(self) -> bool:
-        verb = commands.VERBS.get(self.subcommand or "")
+    def _standalone(self, subcommand: str | None = None) -> bool:
+        """Whether the verb (default: the running one) needs no model, data or trainer."""
+        verb = commands.VERBS.get(subcommand or self.subcommand or "")
         return verb is not None and not verb.MODEL_BOUND
 
     def _set_seed(self) -> None:
-        self.subcommand = self.config.get("subcommand")
         if not self._standalone():
             super()._set_seed()
 
@@ -93,12 +93,9 @@ class DRGradeCLI(LightningCLI):
         weights (and calibrated thresholds). Lightning's own step, which overwrites the parsed
         model options with the checkpoint's, is skipped so that an explicit option (e.g. another
         calibration method for ``validate``) is never silently replaced.
-
         """
         subcommand = self.config.get("subcommand")
-        if subcommand is None or (
-            subcommand in commands.VERBS and not commands.VERBS[subcommand].MODEL_BOUND
-        ):
+        if subcommand is None or self._standalone(subcommand):
             return
         config = self.config[subcommand]
         root = self._settle_run_dir(config)

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import Dataset
 
 from drgrade.data.cache import PreprocessCache
-from drgrade.data.images import ImageReadError, list_images, read_rgb
-from drgrade.data.preprocess import crop_fundus, fundus_box, resize_square
+from drgrade.data.images import IMAGE_SUFFIXES, ImageReadError, list_images, read_rgb
+from drgrade.data.preprocess import crop_fundus, fundus_box, preprocess_fundus, resize_square
 from drgrade.data.quality import QualityLimits, read_gradable
 from drgrade.data.sources import Record
 
@@ -83,9 +83,8 @@ class FundusDataset(Dataset):
         if self.cache is not None and not self.with_masks and self.quality is None:
             return self.cache.load(record.path), None
         image = read_rgb(record.path) if self.quality is None else read_gradable(record.path, self.quality)
-        square = resize_square(crop_fundus(image, fundus_box(image)), self.image_size)
         mask = load_mask(record, image, self.image_size) if self.with_masks else None
-        return square, mask
+        return preprocess_fundus(image, self.image_size), mask
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
@@ -117,5 +116,5 @@ def folder_records(folder: str | Path) -> tuple[list[Record], list[tuple[Path, s
     """
     paths, skipped = list_images(folder)
     if not paths and not skipped:
-        raise FileNotFoundError(f"{folder} holds no image files (png, jpg, jpeg, tif, tiff, bmp)")
+        raise FileNotFoundError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     return [Record(p, UNKNOWN, "", str(p)) for p in paths], skipped
