@@ -1,4 +1,4 @@
-"""drgrade benchmarks: loader (raw vs cache), training, prediction, ONNX, memory, Lightning overhead.
+"""drgrade benchmarks: loader, training, prediction, ONNX, memory, Lightning overhead, bootstrap.
 
     .venv/bin/python benchmarks/bench.py                    # CPU, the README table's figures
     python benchmarks/bench.py --device cuda --precision bf16-mixed --only train predict
@@ -26,7 +26,7 @@ import torch
 from drgrade.data import DRDataModule, write_synthetic
 from drgrade.tasks import FCNCLIP, RankingCLIP, ZeroShotCLIP
 
-SECTIONS = ("loader", "train", "overhead", "predict", "onnx")
+SECTIONS = ("loader", "train", "overhead", "predict", "onnx", "bootstrap")
 
 
 def median(fn: Callable[[], float], repeats: int) -> float:
@@ -158,6 +158,26 @@ def onnx_section(models: dict, opts, report, folder: Path) -> None:
         report(f"ONNX vs PyTorch max |p difference| ({name})", float(gap), "")
 
 
+def bootstrap_section(opts, report) -> None:
+    """2,000 patient-level resamples of every Table 3 metric on a 1,000-image split."""
+    import numpy as np
+
+    from drgrade.evaluation.bootstrap import BootstrapSpec, confidence_intervals
+    from drgrade.evaluation.clinical import softmax
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 5, 1000)
+    probs = softmax(rng.normal(size=(1000, 5)) + 2 * np.eye(5)[targets])
+    patients = [str(i // 2) for i in range(1000)]
+
+    def timed() -> float:
+        start = time.perf_counter()
+        confidence_intervals(probs, targets, probs.argmax(1), patients, BootstrapSpec(2000))
+        return time.perf_counter() - start
+
+    report("bootstrap intervals, 2,000 resamples x 1,000 images", median(timed, opts.repeats), "s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -227,6 +247,8 @@ def main() -> None:
                 report(f"predict {name} {opts.backbone}, {'bf16' if bf16 else 'fp32'}", rate)
         if "onnx" in opts.only and dev == "cpu":
             onnx_section(models, opts, report, Path(cache))
+    if "bootstrap" in opts.only:
+        bootstrap_section(opts, report)
     report("peak resident memory", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MiB")
     if dev == "cuda":
         report("peak GPU memory", torch.cuda.max_memory_allocated() / 2**20, "MiB")

@@ -20,7 +20,7 @@ import onnxruntime as ort
 from drgrade.data.images import ImageReadError, list_images
 from drgrade.data.preprocess import preprocess_fundus
 from drgrade.data.quality import read_gradable
-from drgrade.predictions import PredictionRow, ungradable_summary, write_predictions
+from drgrade.predictions import PredictionRow, ReferralRule, ungradable_summary, write_predictions
 
 
 class DeployError(ValueError):
@@ -55,6 +55,8 @@ class OnnxGrader:
         self.mean = np.asarray(json.loads(meta["mean"]), np.float32) * 255
         self.std = np.asarray(json.loads(meta["std"]), np.float32) * 255
         self.grade_names = json.loads(meta["grade_names"])
+        rule = json.loads(meta.get("referral_rule", "{}"))
+        self.rule = ReferralRule(rule.get("referable_cut"), float(rule.get("uncertainty_cutoff", "inf")))
 
     def tensor(self, image: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 RGB -> 3xSxS float32, cropped, resized and CLIP-normalised."""
@@ -84,7 +86,7 @@ class OnnxGrader:
             if pending and (len(pending) == batch_size or position == len(paths) - 1):
                 probabilities, grades = self.run(np.stack([t for _, t in pending]))
                 for (done, _), p, g in zip(pending, probabilities, grades, strict=True):
-                    rows[done] = PredictionRow(str(done), p.tolist(), int(g))
+                    rows[done] = PredictionRow(str(done), p.tolist(), int(g), rule=self.rule)
                 pending.clear()
         return [rows[path] for path in paths]
 

@@ -55,6 +55,8 @@ NUM_GRADES = len(GRADES)
 GRADE_NAMES: tuple[str, ...] = tuple(g.name for g in GRADES)
 #: Referable DR is grade >= 2 (moderate or worse), the usual screening referral threshold.
 REFERABLE_FROM = min(g.index for g in GRADES if g.referable)
+#: Vision-threatening DR is grade >= 3 (severe or proliferative), the urgent-referral level.
+VISION_THREATENING_FROM = 3
 
 #: Zero-shot prompt template sets. ``{}`` receives a grade's clinical description (or, for the
 #: "lesions" set, its lesion description). Several sets are scored on the validation split and

@@ -9,6 +9,7 @@ Torch-free on purpose: the ONNX runner imports it without PyTorch installed.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,44 @@ from drgrade.grades import GRADE_NAMES, GRADES, REFERABLE_FROM
 #: One probability column per grade: ``p_no``, ``p_mild``, ``p_moderate``, ``p_severe``, ``p_proliferative``.
 PROB_COLUMNS = tuple(f"p_{g.short}" for g in GRADES)
 #: Every prediction file's columns, in order.
-COLUMNS = ("file", "source", "true_grade", "grade", "grade_name", *PROB_COLUMNS, "referable", "error")
+COLUMNS = (
+    "file",
+    "source",
+    "patient_id",
+    "true_grade",
+    "grade",
+    "grade_name",
+    *PROB_COLUMNS,
+    "p_referable",
+    "referable",
+    "uncertainty",
+    "refer_to_grader",
+    "error",
+)
+
+
+@dataclass(frozen=True)
+class ReferralRule:
+    """The two flags a screening reader acts on, with the cuts fitted on validation.
+
+    Args:
+        referable_cut: flag referable DR when P(grade >= moderate) >= this (the validation
+            operating point for the target sensitivity); None flags decided grade >= moderate.
+        uncertainty_cutoff: send the image to a human grader when its predictive entropy
+            exceeds this (infinite: never).
+    """
+
+    referable_cut: float | None = None
+    uncertainty_cutoff: float = math.inf
+
+    def flags(self, probabilities: Sequence[float], grade: int) -> tuple[float, bool, float, bool]:
+        """(P(referable), referable flag, entropy in nats, refer to a grader) of one image."""
+        p_referable = float(sum(probabilities[REFERABLE_FROM:]))
+        referable = (
+            grade >= REFERABLE_FROM if self.referable_cut is None else p_referable >= self.referable_cut
+        )
+        uncertainty = -sum(p * math.log(p) for p in probabilities if p > 0)
+        return p_referable, referable, uncertainty, uncertainty > self.uncertainty_cutoff
 
 
 @dataclass
@@ -34,6 +72,8 @@ class PredictionRow:
         source: the data source the image came from (empty for a plain folder).
         error: why the image was not graded (empty when it was).
         extra: further columns of this file (e.g. ``model``, ``lesion_mass`` in explain.csv).
+        patient_id: the patient the image belongs to, when the source knows it.
+        rule: the referral cuts behind the ``referable`` and ``refer_to_grader`` flags.
     """
 
     file: str
@@ -43,19 +83,31 @@ class PredictionRow:
     source: str = ""
     error: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    patient_id: str = ""
+    rule: ReferralRule = ReferralRule()
 
     def cells(self) -> list[object]:
         """The row's values in ``COLUMNS`` order, then ``extra``'s."""
         graded = self.grade is not None and self.probabilities is not None
-        probabilities = [f"{p:.6f}" for p in self.probabilities] if graded else [""] * len(PROB_COLUMNS)
+        if graded:
+            p_referable, referable, uncertainty, refer = self.rule.flags(self.probabilities, self.grade)
+            decided = [
+                self.grade,
+                GRADE_NAMES[self.grade],
+                *(f"{p:.6f}" for p in self.probabilities),
+                f"{p_referable:.6f}",
+                int(referable),
+                f"{uncertainty:.6f}",
+                int(refer),
+            ]
+        else:
+            decided = [""] * (len(PROB_COLUMNS) + 6)
         return [
             self.file,
             self.source,
+            self.patient_id,
             "" if self.true_grade is None or self.true_grade < 0 else self.true_grade,
-            self.grade if graded else "",
-            GRADE_NAMES[self.grade] if graded else "",
-            *probabilities,
-            int(self.grade >= REFERABLE_FROM) if graded else "",
+            *decided,
             self.error,
             *self.extra.values(),
         ]

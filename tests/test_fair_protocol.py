@@ -138,3 +138,16 @@ def test_auto_calibration_chooses_the_objective_by_cross_fitted_qwk():
     assert torch.equal(
         calibrate_thresholds(probs, targets, "auto"), calibrate_thresholds(probs, targets, chosen)
     )
+
+
+def test_external_validation_tests_on_the_held_out_source_only(synthetic, tmp_path, capsys):
+    external = ("--data.test_sources", '["messidor2"]')
+    main(cli_args("fit", "zero_shot", synthetic, tmp_path, *external))
+    checkpoint = next(tmp_path.rglob("best-validated.ckpt"))
+    main(cli_args("test", "zero_shot", synthetic, tmp_path, *external, "--ckpt_path", str(checkpoint)))
+    document = json.loads(max(tmp_path.glob("version_*/metrics.json")).read_text())
+    assert list(document["per_source"]) == ["messidor2"]
+    # the checkpoint's split says so: testing it on the usual grouped split is refused
+    with pytest.raises(SystemExit) as exit_:
+        main(cli_args("test", "zero_shot", synthetic, tmp_path, "--ckpt_path", str(checkpoint)))
+    assert exit_.value.code == 2 and "another split" in capsys.readouterr().err

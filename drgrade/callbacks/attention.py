@@ -77,6 +77,8 @@ class AttentionWriter(Callback):
                     record.grade,
                     record.source,
                     extra=self._extra(method, mass, area),
+                    patient_id=record.patient_id,
+                    rule=pl_module.referral_rule(),
                 )
             )
             if self.overlays:

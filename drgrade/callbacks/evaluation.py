@@ -1,13 +1,16 @@
 """``EvaluationWriter``: a validate/test run's results as files in the run directory (and W&B).
 
 Files are written for every ``validate`` and ``test`` run, whatever loggers are configured, so
-results never live only in a dashboard: ``metrics.json``, ``predictions.csv`` (the shared
-prediction schema), ``confusion_matrix.png`` and ``roc_curves.png``.
+results never live only in a dashboard: ``metrics.json`` (point metrics with patient-level
+bootstrap intervals, operating points, calibration, referral curves, per-source and per-patient
+results), ``predictions.csv`` (the shared prediction schema), ``confusion_matrix.png``,
+``roc_curves.png``, ``reliability_diagram.png`` and ``referral_curves.png``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import lightning as L
@@ -16,16 +19,22 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
+from drgrade.evaluation.clinical_plots import referral_figure, reliability_figure
 from drgrade.evaluation.metrics import SplitResult
 from drgrade.evaluation.plots import confusion_figure, roc_figure
+from drgrade.evaluation.summary import clinical_sections
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADES
-from drgrade.predictions import PredictionRow, write_predictions
+from drgrade.predictions import PredictionRow, ReferralRule, write_predictions
 from drgrade.runs import run_dir
 
 
 def metrics_document(
-    result: SplitResult, model: str, checkpoint: str | None, name: str | None = None
+    result: SplitResult,
+    model: str,
+    checkpoint: str | None,
+    name: str | None = None,
+    clinical: dict | None = None,
 ) -> dict:
     """The content of metrics.json.
 
@@ -34,6 +43,7 @@ def metrics_document(
         model: the task class name.
         checkpoint: the evaluated checkpoint, or None.
         name: the model's display name (its column in reports).
+        clinical: the sections of ``clinical_sections`` (intervals, operating points, ...).
     """
     document = {
         "stage": result.stage,
@@ -44,6 +54,7 @@ def metrics_document(
         "thresholds": result.thresholds,
         "metrics": result.evaluation.metrics,
         "confusion_matrix": result.evaluation.confusion.tolist(),
+        **(clinical or {}),
         **result.extras,
     }
     if result.argmax_evaluation is not None:
@@ -52,15 +63,24 @@ def metrics_document(
     return document
 
 
-def prediction_rows(result: SplitResult, records) -> list[PredictionRow]:
+def prediction_rows(result: SplitResult, records, rule: ReferralRule) -> list[PredictionRow]:
     """One row per evaluated image, in dataset order.
 
     Args:
         result: the split's predictions.
         records: the split's records (dataset index -> record).
+        rule: the referral cuts of the evaluated model.
     """
     return [
-        PredictionRow(str(records[i].path), probs, pred, target, records[i].source)
+        PredictionRow(
+            str(records[i].path),
+            probs,
+            pred,
+            target,
+            records[i].source,
+            patient_id=records[i].patient_id,
+            rule=rule,
+        )
         for i, target, pred, probs in zip(
             result.index.tolist(),
             result.targets.tolist(),
@@ -72,7 +92,7 @@ def prediction_rows(result: SplitResult, records) -> list[PredictionRow]:
 
 
 class EvaluationWriter(Callback):
-    """Writes metrics.json, predictions.csv, confusion_matrix.png and roc_curves.png."""
+    """Writes metrics.json, predictions.csv and the split's figures."""
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """After ``drgrade validate`` (not the validation passes of ``fit``)."""
@@ -89,22 +109,49 @@ class EvaluationWriter(Callback):
         if result is None or not trainer.is_global_zero:
             return
         checkpoint = str(trainer.ckpt_path) if trainer.ckpt_path else None
-        document = metrics_document(result, type(pl_module).__name__, checkpoint, pl_module.display_name)
-        atomic_write_text(out / "metrics.json", json.dumps(document, indent=2))
+        split_records = trainer.datamodule.records_of(split)
+        evaluated = [split_records[i] for i in result.index.tolist()]
+        clinical = clinical_sections(
+            result,
+            [r.patient_id for r in evaluated],
+            [r.source for r in evaluated],
+            pl_module.validation_settings(),
+        )
+        document = metrics_document(
+            result, type(pl_module).__name__, checkpoint, pl_module.display_name, clinical
+        )
+        atomic_write_text(out / "metrics.json", json.dumps(_finite(document), indent=2))
         write_predictions(
-            out / "predictions.csv", prediction_rows(result, trainer.datamodule.records_of(split))
+            out / "predictions.csv", prediction_rows(result, split_records, pl_module.referral_rule())
         )
         evaluation = result.evaluation
         aurocs = [evaluation.metrics[f"auroc_{g.short}"] for g in GRADES]
+        name = f"{pl_module.display_name}, {split}"
+        before = result.uncalibrated_probs if result.uncalibrated_probs is not None else result.probs
         figures = {
             "confusion_matrix": confusion_figure(evaluation.confusion, f"{split}: {document['decision']}"),
             "roc_curves": roc_figure(evaluation.roc, aurocs, f"{split}: one-vs-rest ROC"),
+            "reliability_diagram": reliability_figure(
+                before.double().numpy(), result.probs.double().numpy(), result.targets.numpy(), name
+            ),
+            "referral_curves": referral_figure(clinical["referral"], f"{name}: uncertainty referral"),
         }
         for name, figure in figures.items():
             save_figure(figure, out / f"{name}.png", dpi=120)
             plt.close(figure)
         _log_wandb(trainer, split, document, out, list(figures))
         print(f"evaluation files written to {out}")
+
+
+def _finite(value):
+    """JSON-safe copy: NaN and infinity become null (strict JSON has neither)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _log_wandb(trainer: L.Trainer, split: str, document: dict, out: Path, figures: list[str]) -> None:

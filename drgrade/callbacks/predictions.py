@@ -61,6 +61,8 @@ class PredictionWriter(BasePredictionWriter):
                     record.grade,
                     record.source,
                     error,
+                    patient_id=record.patient_id,
+                    rule=pl_module.referral_rule(),
                 )
             )
         skipped = getattr(trainer.datamodule, "skipped", [])

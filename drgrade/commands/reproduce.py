@@ -74,6 +74,13 @@ def add_arguments(parser) -> None:
         "--out", type=Path | None, default=None, help="report folder (default reports/<demo|paper>)"
     )
     add_switch(parser, "--paper", PAPER_HELP)
+    parser.add_argument(
+        "--external",
+        type=str | None,
+        default=None,
+        help="external validation: train and validate on the other sources, test on this one "
+        "(e.g. messidor2); runs go under runs/external-<source>/",
+    )
 
 
 def run(cli) -> None:
@@ -85,12 +92,67 @@ def run(cli) -> None:
     opts = cli.options()
     if opts.demo == (opts.data is not None):
         raise ValueError("reproduce needs exactly one of --data DIR or --demo")
-    out = opts.out or Path("reports") / ("demo" if opts.demo else "paper")
-    print(reproduce(type(cli), None if opts.demo else opts.data, opts.configs, out, opts.paper))
+    name = ("demo" if opts.demo else "paper") + (f"-external-{opts.external}" if opts.external else "")
+    out = opts.out or Path("reports") / name
+    print(
+        reproduce(type(cli), None if opts.demo else opts.data, opts.configs, out, opts.paper, opts.external)
+    )
     print(f"report written to {out}/")
 
 
-def reproduce(cli_class, data: Path | None, configs: Path, out: Path, with_paper: bool) -> str:
+def external_args(source: str | None, model: str) -> list[str]:
+    """The options of an external-validation stage: the held-out source and a separate run folder.
+
+    Args:
+        source: the test source, or None for the usual grouped split.
+        model: the model's run name.
+    """
+    if source is None:
+        return []
+    return [
+        "--data.test_sources",
+        json.dumps([source]),
+        "--trainer.default_root_dir",
+        f"runs/external-{source}/{model}",
+    ]
+
+
+def _ensemble_stage(
+    cli_class, configs: Path, out: Path, members: list[str], run_dirs: list[str], external: str | None
+) -> None:
+    """Fit (calibrate) and test the ensemble of ``members`` on the data the members used.
+
+    Args:
+        cli_class: the CLI class each stage runs through.
+        configs: the folder of model configs.
+        out: the report folder (holds the ensemble's data config).
+        members: the member checkpoints.
+        run_dirs: the test run folders so far.
+        external: the held-out test source, or None.
+    """
+    # the ensemble reads the same data as its members: reuse the last run's saved data section
+    saved = yaml.safe_load((Path(run_dirs[-1]) / "config.yaml").read_text())
+    data_config = out / "ensemble_data.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    data_config.write_text(yaml.safe_dump({"data": saved["data"]}))
+    _fit_then_test(
+        cli_class,
+        [
+            "--config",
+            str(configs / "ensemble.yaml"),
+            "--config",
+            str(data_config),
+            "--model.init_args.checkpoints",
+            json.dumps(members),
+            *external_args(external, "ensemble"),
+        ],
+        run_dirs,
+    )
+
+
+def reproduce(
+    cli_class, data: Path | None, configs: Path, out: Path, with_paper: bool, external: str | None = None
+) -> str:
     """Run the protocol; ``data`` None means the synthetic demo (configs/demo.yaml overlay).
 
     Args:
@@ -99,6 +161,7 @@ def reproduce(cli_class, data: Path | None, configs: Path, out: Path, with_paper
         configs: the folder of model configs.
         out: the report folder.
         with_paper: add the paper's numbers to the tables.
+        external: test on this source only, train and validate on the others.
     """
     if data is None:
         overlay = ["--config", str(configs / "demo.yaml")]
@@ -108,23 +171,17 @@ def reproduce(cli_class, data: Path | None, configs: Path, out: Path, with_paper
     run_dirs: list[str] = []
     best: list[str] = []
     for model in ("zero_shot", "fcn_clip", "ranking"):
-        model_args = ["--config", str(configs / f"{model}.yaml"), *overlay]
+        model_args = ["--config", str(configs / f"{model}.yaml"), *overlay, *external_args(external, model)]
         model_args += train_overlay if model != "zero_shot" else []
         best.append(_fit_then_test(cli_class, model_args, run_dirs))
-    # the ensemble reads the same data as its members: reuse the last run's saved data section
-    saved = yaml.safe_load((Path(run_dirs[-1]) / "config.yaml").read_text())
-    data_config = out / "ensemble_data.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    data_config.write_text(yaml.safe_dump({"data": saved["data"]}))
-    members = ["--model.init_args.checkpoints", json.dumps(best[1:])]
-    _fit_then_test(
-        cli_class,
-        ["--config", str(configs / "ensemble.yaml"), "--config", str(data_config), *members],
-        run_dirs,
-    )
+    _ensemble_stage(cli_class, configs, out, best[1:], run_dirs, external)
     title = (
         "# drgrade demo: SYNTHETIC data, tiny random-weight CLIP (pipeline check, not a result)"
         if data is None
         else f"# drgrade on {data}"
     )
+    if external:
+        title += (
+            f"\n\nExternal validation: trained and validated without {external}, tested on {external} only."
+        )
     return write_report(run_dirs, out, with_paper=with_paper, title=title)

@@ -74,6 +74,8 @@ class DRDataModule(L.LightningDataModule):
         minority_grades: grades that get the stronger augmentation tier.
         split_ratios: train/val/test fractions.
         split_seed: seeds the split and the samplers.
+        test_sources: external validation: these sources (e.g. ``[messidor2]``) are the whole
+            test split; the others are split into train and validation by the train:val ratio.
         augment: class-tiered augmentation of training images (off gives eval transforms).
         verify_images: check every image decodes at setup, so a corrupt file fails fast.
         cache: read preprocessed (cropped, resized) images from a cache built on first use.
@@ -103,6 +105,7 @@ class DRDataModule(L.LightningDataModule):
         minority_grades: tuple[int, ...] = MINORITY_GRADES,
         split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
         split_seed: int = 42,
+        test_sources: list[str] | None = None,
         augment: bool = True,
         verify_images: bool = True,
         cache: bool = True,
@@ -170,8 +173,11 @@ class DRDataModule(L.LightningDataModule):
                 )
         if hp.quality_gate and hp.dedupe:
             self.records = self.dedupe(self.records)
-        self.splits = split_records(self.records, hp.split_ratios, hp.split_seed)
-        self.split_identity = split_identity(self.records, self.splits, hp.split_ratios, hp.split_seed)
+        held_out = hp.test_sources or ()
+        self.splits = split_records(self.records, hp.split_ratios, hp.split_seed, held_out)
+        self.split_identity = split_identity(
+            self.records, self.splits, hp.split_ratios, hp.split_seed, held_out
+        )
         rank_zero_info(f"DR data: {len(self.records)} images\n{count_table(self.records, self.splits)}")
 
     def gate(self, records: list[Record]) -> tuple[list[Record], list[tuple[Record, str]]]:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from drgrade.data.sources import Record
+from drgrade.errors import OptionError
 from drgrade.grades import GRADE_NAMES, NUM_GRADES
 
 SPLITS = ("train", "val", "test")
@@ -18,6 +19,7 @@ def split_records(
     records: Sequence[Record],
     ratios: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 42,
+    test_sources: Sequence[str] = (),
 ) -> list[str]:
     """Assign each record to train/val/test; returns one split name per record.
 
@@ -25,9 +27,14 @@ def split_records(
     splits. Groups are stratified by their worst grade; within each stratum they are shuffled
     and each goes to the split furthest below its image quota, which keeps the per-grade
     proportions close to ``ratios`` even for small strata.
+
+    With ``test_sources`` (external validation) every image of those sources is test data and
+    the others are split into train and validation in the ratio ``ratios[0] : ratios[1]``.
     """
     if len(ratios) != 3 or any(r < 0 for r in ratios) or not np.isclose(sum(ratios), 1.0):
         raise ValueError(f"split ratios must be three non-negative numbers summing to 1, got {ratios}")
+    if test_sources:
+        return _external_split(records, ratios, seed, set(test_sources))
     groups: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
         groups[record.patient_id].append(i)
@@ -51,6 +58,29 @@ def split_records(
     return assignment
 
 
+def _external_split(
+    records: Sequence[Record], ratios: Sequence[float], seed: int, test_sources: set[str]
+) -> list[str]:
+    """Held-out sources to test; the rest split into train/val by the train:val ratio."""
+    present = sorted({r.source for r in records})
+    unknown = sorted(test_sources - set(present))
+    if unknown:
+        raise OptionError(f"data.test_sources: no images from {unknown}; the sources read are {present}")
+    if set(present) <= test_sources:
+        raise OptionError(
+            f"data.test_sources holds out every source read ({present}): nothing is left to train on"
+        )
+    kept = [i for i, r in enumerate(records) if r.source not in test_sources]
+    development = ratios[0] + ratios[1]
+    inner = split_records(
+        [records[i] for i in kept], (ratios[0] / development, ratios[1] / development, 0.0), seed
+    )
+    assignment = ["test"] * len(records)
+    for i, split in zip(kept, inner, strict=True):
+        assignment[i] = split
+    return assignment
+
+
 def count_table(records: list[Record], splits: list[str]) -> str:
     """A per-split, per-grade count table, as printed at setup.
 
@@ -67,7 +97,7 @@ def count_table(records: list[Record], splits: list[str]) -> str:
     return "\n".join(lines)
 
 
-def split_identity(records: list[Record], splits: list[str], ratios, seed: int) -> dict:
+def split_identity(records: list[Record], splits: list[str], ratios, seed: int, test_sources=()) -> dict:
     """A fingerprint of the split (every image's source, file name and split) and its settings.
 
     File names rather than full paths, so the same download moved to another folder or machine
@@ -78,7 +108,9 @@ def split_identity(records: list[Record], splits: list[str], ratios, seed: int) 
         splits: each image's split.
         ratios: the split ratios.
         seed: the split seed.
+        test_sources: the sources held out as the test split (external validation).
     """
     items = sorted(f"{r.source}/{r.path.name}:{s}" for r, s in zip(records, splits, strict=True))
     digest = hashlib.sha256("\n".join(items).encode()).hexdigest()
-    return {"fingerprint": digest, "images": len(items), "split_ratios": list(ratios), "split_seed": seed}
+    identity = {"fingerprint": digest, "images": len(items), "split_ratios": list(ratios), "split_seed": seed}
+    return identity | ({"test_sources": sorted(test_sources)} if test_sources else {})

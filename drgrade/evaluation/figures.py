@@ -1,6 +1,7 @@
 """The paper's per-model figures, drawn from run folders.
 
-Training curves (Figures 2-3), confusion matrix (Figure 4) and one-vs-rest ROC curves (Figure 5).
+Training curves (Figures 2-3), confusion matrix (Figure 4) and one-vs-rest ROC curves (Figure 5),
+plus each run's reliability diagram and uncertainty-referral curves.
 
 Everything is read back from files the runs wrote (``metrics.csv`` of the fit behind the
 evaluated checkpoint, ``predictions.csv`` and ``metrics.json`` of the evaluation), the way the
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -71,17 +74,32 @@ def curves_figure(curves: dict[str, dict[int, float]], title: str):
     return fig
 
 
-def read_predictions(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(probabilities, true grades, decided grades) of the graded rows of a predictions.csv.
+@dataclass
+class SavedPredictions:
+    """The graded, labelled rows of an evaluation's predictions.csv."""
+
+    files: list[str]
+    patients: list[str]
+    probs: torch.Tensor
+    targets: torch.Tensor
+    preds: torch.Tensor
+
+
+def read_predictions(path: Path) -> SavedPredictions:
+    """The graded rows with a reference grade of a predictions.csv.
 
     Args:
         path: the evaluation's predictions.csv.
     """
     with path.open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["grade"] != "" and r["true_grade"] != ""]
-    probs = torch.tensor([[float(r[c]) for c in PROB_COLUMNS] for r in rows])
-    targets = torch.tensor([int(r["true_grade"]) for r in rows])
-    return probs, targets, torch.tensor([int(r["grade"]) for r in rows])
+    return SavedPredictions(
+        [r["file"] for r in rows],
+        [r.get("patient_id") or r["file"] for r in rows],
+        torch.tensor([[float(r[c]) for c in PROB_COLUMNS] for r in rows]),
+        torch.tensor([int(r["true_grade"]) for r in rows]),
+        torch.tensor([int(r["grade"]) for r in rows]),
+    )
 
 
 def write_model_figures(runs: Sequence, folder: Path) -> list[Path]:
@@ -103,11 +121,16 @@ def write_model_figures(runs: Sequence, folder: Path) -> list[Path]:
         name = slug(f"{run.name} {run.stage}")
         predictions = run.directory / "predictions.csv"
         if predictions.is_file():
-            evaluation = compute_metrics(*read_predictions(predictions))
+            saved = read_predictions(predictions)
+            evaluation = compute_metrics(saved.probs, saved.targets, saved.preds)
             aurocs = [evaluation.metrics[f"auroc_{g.short}"] for g in GRADES]
             figure = roc_figure(evaluation.roc, aurocs, f"{run.name} [{run.stage}]: one-vs-rest ROC")
             written.append(save_figure(figure, folder / f"{name}_roc.png"))
             plt.close(figure)
+        for figure_name in ("reliability_diagram", "referral_curves"):
+            drawn_by_run = run.directory / f"{figure_name}.png"
+            if drawn_by_run.is_file():
+                written.append(Path(shutil.copyfile(drawn_by_run, folder / f"{name}_{figure_name}.png")))
         fitted = Path(run.checkpoint).parent.parent / "metrics.csv" if run.checkpoint else None
         curves = epoch_curves(fitted) if fitted is not None and fitted.is_file() else {}
         if curves.get("train/loss_epoch"):  # zero-shot and the ensemble have no training to draw

@@ -25,7 +25,7 @@ from torchmetrics.functional.classification import (
     multiclass_roc,
 )
 
-from drgrade.grades import GRADES, NUM_GRADES, REFERABLE_FROM
+from drgrade.grades import GRADES, NUM_GRADES, REFERABLE_FROM, VISION_THREATENING_FROM
 
 
 @dataclass
@@ -56,7 +56,10 @@ def _present(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor) -> Evaluation:
-    """All Table 3 / Table 4 metrics plus QWK and referable-DR sensitivity / specificity.
+    """All Table 3 / Table 4 metrics plus QWK and the referable / vision-threatening DR figures.
+
+    Referable sensitivity / specificity are of the decided grades (grade >= moderate); the
+    referral AUROCs rank images by P(grade >= moderate) and P(grade >= severe).
 
     ``preds`` are the decided grades (argmax, or the calibrated rule); ``probs`` feed AUROC/ROC.
     """
@@ -72,15 +75,12 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Ten
     roc: list[tuple[torch.Tensor, torch.Tensor] | None] = []
     for grade in range(k):
         positive = (targets == grade).long()
-        if positive.sum() == 0 or positive.sum() == len(positive):
-            aurocs.append(None)
-            roc.append(None)
-            continue
-        aurocs.append(float(binary_auroc(probs[:, grade], positive)))
-        roc.append((fprs[grade], tprs[grade]))
+        aurocs.append(_auroc(probs[:, grade], positive.bool()))
+        roc.append(None if aurocs[-1] is None else (fprs[grade], tprs[grade]))
     defined = [a for a in aurocs if a is not None]
 
     referable_true = targets >= REFERABLE_FROM
+    vision_threatening = targets >= VISION_THREATENING_FROM
     referable_pred = preds >= REFERABLE_FROM
     metrics: dict[str, float | list | None] = {
         "accuracy": float(multiclass_accuracy(preds, targets, k, average="micro")),
@@ -91,6 +91,8 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Ten
         "qwk": float(multiclass_cohen_kappa(preds, targets, k, weights="quadratic")),
         "referable_sensitivity": _ratio(referable_pred & referable_true, referable_true),
         "referable_specificity": _ratio(~referable_pred & ~referable_true, ~referable_true),
+        "referable_auroc": _auroc(probs.double()[:, REFERABLE_FROM:].sum(1), referable_true),
+        "vtdr_auroc": _auroc(probs.double()[:, VISION_THREATENING_FROM:].sum(1), vision_threatening),
         "num_images": len(targets),
         **error_margins(preds, targets),
     }
@@ -101,6 +103,13 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Ten
         metrics[f"auroc_{grade.short}"] = aurocs[grade.index]
     confusion = multiclass_confusion_matrix(preds, targets, k)
     return Evaluation(metrics, confusion, roc)
+
+
+def _auroc(scores: torch.Tensor, positive: torch.Tensor) -> float | None:
+    """Binary AUROC, None unless both classes occur."""
+    if positive.all() or not positive.any():
+        return None
+    return float(binary_auroc(scores, positive.long()))
 
 
 def _ratio(hits: torch.Tensor, population: torch.Tensor) -> float | None:
@@ -125,3 +134,5 @@ class SplitResult:
     argmax_evaluation: Evaluation | None = None
     thresholds: list[float] | None = None
     extras: dict = field(default_factory=dict)
+    #: The probabilities before temperature scaling (for the calibration error before / after).
+    uncalibrated_probs: torch.Tensor | None = None

@@ -1,7 +1,8 @@
 """``drgrade report``'s tables and figures.
 
-Table 3 and Table 4 from several runs' metrics.json, as Markdown and CSV, plus the runs' confusion matrices
-side by side.
+Table 3 (with bootstrap intervals) and Table 4 from several runs' metrics.json, the clinical tables
+(paired differences, operating points, calibration, per source), as Markdown and CSV, plus the
+runs' confusion matrices side by side and per-model figures.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -17,6 +18,13 @@ import numpy as np
 
 from drgrade.errors import OptionError
 from drgrade.evaluation import paper
+from drgrade.evaluation.clinical_report import (
+    calibration_table,
+    operating_point_table,
+    paired_table,
+    per_source_table,
+    with_interval,
+)
 from drgrade.evaluation.figures import write_model_figures
 from drgrade.evaluation.plots import draw_confusion
 from drgrade.files import atomic_open, atomic_write_text, save_figure
@@ -38,6 +46,10 @@ class RunResult:
     metrics: dict
     confusion: np.ndarray
     checkpoint: str | None = None
+    #: This column's bootstrap intervals by metric name (empty for runs written without them).
+    intervals: dict = field(default_factory=dict)
+    #: The whole metrics.json the column came from.
+    document: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -70,6 +82,8 @@ def load_run(directory: str | Path) -> list[RunResult]:
             document["metrics"],
             np.asarray(document["confusion_matrix"]),
             document.get("checkpoint"),
+            document.get("confidence_intervals") or {},
+            document,
         )
     ]
     if "argmax_metrics" in document:
@@ -79,6 +93,7 @@ def load_run(directory: str | Path) -> list[RunResult]:
                 decision="argmax",
                 metrics=document["argmax_metrics"],
                 confusion=np.asarray(document["argmax_confusion_matrix"]),
+                intervals=document.get("argmax_confidence_intervals") or {},
             )
         )
     return columns
@@ -117,12 +132,10 @@ def table3_rows() -> list[tuple[str, str]]:
         ("QWK", "qwk"),
         ("Referable sensitivity", "referable_sensitivity"),
         ("Referable specificity", "referable_specificity"),
+        ("Referable AUROC", "referable_auroc"),
+        ("VTDR AUROC", "vtdr_auroc"),
     ]
     return rows
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def build_tables(runs: Sequence[RunResult], with_paper: bool) -> tuple[list[list[str]], list[list[str]]]:
@@ -132,8 +145,8 @@ def build_tables(runs: Sequence[RunResult], with_paper: bool) -> tuple[list[list
     header3 = ["Metric", *(r.label for r in runs), *(f"{n} (paper)" for n in paper_columns)]
     table3 = [header3]
     for label, key in table3_rows():
-        ours = [_fmt(r.metrics.get(key)) for r in runs]
-        published = [_fmt(paper.TABLE3.get(key, {}).get(n)) for n in paper_columns]
+        ours = [with_interval(r.metrics.get(key), r.intervals.get(key)) for r in runs]
+        published = [with_interval(paper.TABLE3.get(key, {}).get(n), None) for n in paper_columns]
         table3.append([label, *ours, *published])
     table4 = [["Model", "Exact match", "Off-by-one", "Off-by-two+"]]
     for r in runs:
@@ -162,6 +175,43 @@ def confusion_sheet(runs: Sequence[RunResult], path: Path) -> None:
     plt.close(fig)
 
 
+def report_tables(
+    runs: Sequence[RunResult], stage: str, with_paper: bool
+) -> dict[str, tuple[str, list[list[str]]]]:
+    """Every table of the report by file name: (caption, rows with the header first).
+
+    Args:
+        runs: the report's columns.
+        stage: the stage they share (``mixed`` when allowed to differ).
+        with_paper: add the paper's published numbers to Tables 3 and 4.
+    """
+    table3, table4 = build_tables(runs, with_paper)
+    shown = {"val": "validation", "test": "test"}.get(stage, "validation and test")
+    unit = runs[0].document.get("bootstrap", {}).get("unit", "image")
+    return {
+        "table3": (
+            f"Table 3: per-class and overall {shown} metrics (columns: model [stage, decision rule]); "
+            f"95% bootstrap intervals over {unit}s in brackets",
+            table3,
+        ),
+        "table4": (f"Table 4: error distribution (share of {shown} predictions)", table4),
+        "paired": (
+            "Paired differences (first minus second, same bootstrap resamples for both, 95% intervals)",
+            paired_table(runs),
+        ),
+        "operating_points": (
+            "Referral operating points: cuts chosen on validation, applied unchanged "
+            "(sensitivity / specificity with Wilson 95% intervals)",
+            operating_point_table(runs),
+        ),
+        "calibration": (
+            "Calibration (15-bin ECE, temperature fitted on validation) and uncertainty referral",
+            calibration_table(runs),
+        ),
+        "per_source": (f"Per data source ({shown})", per_source_table(runs)),
+    }
+
+
 def write_report(
     run_dirs: Sequence[str | Path],
     out: str | Path,
@@ -182,16 +232,14 @@ def write_report(
     stage = check_stages(runs, allow_mixed_stages)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table3, table4 = build_tables(runs, with_paper)
-    for name, rows in (("table3", table3), ("table4", table4)):
+    tables = report_tables(runs, stage, with_paper)
+    sections = [f"{title}\n"] if title else []
+    for name, (caption, rows) in tables.items():
         with atomic_open(out / f"{name}.csv", "w", newline="") as f:
             csv.writer(f).writerows(rows)
-    shown = {"val": "validation", "test": "test"}.get(stage, "validation and test")
-    text = (f"{title}\n\n" if title else "") + (
-        f"Table 3: per-class and overall {shown} metrics (columns: model [stage, decision rule])\n\n"
-        f"{markdown(table3)}\n\n"
-        f"Table 4: error distribution (share of {shown} predictions)\n\n{markdown(table4)}\n"
-    )
+        if len(rows) > 1:
+            sections.append(f"{caption}\n\n{markdown(rows)}\n")
+    text = "\n".join(sections)
     atomic_write_text(out / "report.md", text)
     confusion_sheet(runs, out / "confusion_matrices.png")
     write_model_figures(runs, out / "figures")

@@ -1,4 +1,4 @@
-"""Collect a whole split's probabilities, exactly once per image, across DDP ranks."""
+"""Collect a whole split's logits, exactly once per image, across DDP ranks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from torchmetrics import Metric
 
 
 class PredictionStore(Metric):
-    """Concatenates (probabilities, targets, dataset index) over a split and across ranks.
+    """Concatenates (logits, targets, dataset index) over a split and across ranks.
 
     ``DistributedSampler`` pads the last shard by repeating images so every rank gets the same
     count; deduplicating by dataset index on compute makes multi-device metrics equal the
@@ -23,13 +23,13 @@ class PredictionStore(Metric):
         self.add_state("index", default=[], dist_reduce_fx="cat")
 
     def update(self, probs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
-        """Append one batch's probabilities, targets and dataset indices."""
+        """Append one batch's logits, targets and dataset indices."""
         self.probs.append(probs.detach().float())
         self.targets.append(targets.detach().long())
         self.index.append(index.detach().long())
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(probs, targets, index), one row per distinct image, sorted by dataset index."""
+        """(logits, targets, index), one row per distinct image, sorted by dataset index."""
 
         def cat(state):
             return torch.cat(state) if isinstance(state, list) else state

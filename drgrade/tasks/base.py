@@ -11,6 +11,7 @@ implement ``forward(images) -> logits`` and ``attention_maps(images)``; everythi
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 import lightning as L
@@ -21,8 +22,17 @@ from torch import nn
 
 from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, SplitWriter
 from drgrade.errors import OptionError
+from drgrade.evaluation.bootstrap import BootstrapSpec
+from drgrade.evaluation.clinical import (
+    OPERATING_POINTS,
+    fit_operating_points,
+    fit_temperature,
+    softmax,
+    uncertainty_cutoff,
+)
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
+from drgrade.evaluation.summary import ValidationSettings
 from drgrade.evaluation.thresholds import (
     calibrate_thresholds,
     choose_objective,
@@ -32,11 +42,28 @@ from drgrade.evaluation.thresholds import (
 )
 from drgrade.grades import NUM_GRADES
 from drgrade.models.clip_backbone import CLIPBackbone
+from drgrade.predictions import ReferralRule
 
 #: Scalars logged every validation/test epoch (the rest go to metrics.json).
 LOGGED = ("accuracy", "qwk", "auroc_macro", "macro_f1", "macro_recall", "off_by_two_plus")
 
 Calibration = Literal["none", "youden", "f1", "qwk", "auto"]
+
+
+def check_clinical_options(
+    target_sensitivity: float, target_specificity: float, refer_fraction: float, bootstrap_resamples: int
+) -> None:
+    """Refuse operating-point targets, referral fractions or resample counts outside their range."""
+    for name, value in (
+        ("target_sensitivity", target_sensitivity),
+        ("target_specificity", target_specificity),
+    ):
+        if not 0 < value <= 1:
+            raise OptionError(f"model.init_args.{name} must be in (0, 1], got {value}")
+    if not 0 <= refer_fraction < 1:
+        raise OptionError(f"model.init_args.refer_fraction must be in [0, 1), got {refer_fraction}")
+    if bootstrap_resamples < 0:
+        raise OptionError(f"model.init_args.bootstrap_resamples must be >= 0, got {bootstrap_resamples}")
 
 
 class BaseTask(L.LightningModule):
@@ -49,6 +76,16 @@ class BaseTask(L.LightningModule):
             thresholds matching its weights) and, with ``calibrate_on_validate``, in
             ``drgrade validate``. Test and predict then decide by ``argmax_k p_k / t_k``.
         calibrate_on_validate: also calibrate during ``drgrade validate``.
+        target_sensitivity: the referral operating points' sensitivity target on validation
+            (referable and vision-threatening DR, each with its own cut).
+        target_specificity: the high-specificity operating points' target on validation.
+        refer_fraction: the share of validation images whose predictive entropy marks them for
+            a human grader; the entropy cut travels in the checkpoint to ``predict``.
+        bootstrap_resamples: patient-level bootstrap resamples for the confidence intervals of
+            a validate/test run (0: none).
+
+    Every fitting validation pass also fits a temperature (NLL on validation) applied to the
+    logits before thresholds, operating points and export.
     """
 
     trainable: ClassVar[bool] = False
@@ -56,7 +93,16 @@ class BaseTask(L.LightningModule):
     run_name: ClassVar[str] = "model"
     display_name: ClassVar[str] = "Model"
 
-    def __init__(self, calibration: Calibration = "none", calibrate_on_validate: bool = False):
+    def __init__(
+        self,
+        calibration: Calibration = "none",
+        calibrate_on_validate: bool = False,
+        target_sensitivity: float = 0.9,
+        target_specificity: float = 0.95,
+        refer_fraction: float = 0.1,
+        bootstrap_resamples: int = 2000,
+    ):
+        check_clinical_options(target_sensitivity, target_specificity, refer_fraction, bootstrap_resamples)
         super().__init__()
         # collects the init args of the whole subclass chain, so configure_models can read them
         self.save_hyperparameters()
@@ -64,6 +110,9 @@ class BaseTask(L.LightningModule):
         self.calibrate_on_validate = calibrate_on_validate
         self.register_buffer("thresholds", torch.full((NUM_GRADES,), 1.0 / NUM_GRADES))
         self.register_buffer("calibrated", torch.tensor(False))
+        self.register_buffer("temperature", torch.tensor(1.0))
+        self.register_buffer("operating_cuts", torch.full((len(OPERATING_POINTS),), float("nan")))
+        self.register_buffer("uncertainty_cutoff", torch.tensor(float("inf")))
         self.store = PredictionStore()
         #: The latest evaluation of each split ("val", "test"), read by ``EvaluationWriter``.
         self.results: dict[str, SplitResult] = {}
@@ -138,10 +187,25 @@ class BaseTask(L.LightningModule):
         return self
 
     # -- decision -------------------------------------------------------------------------------
-    @staticmethod
-    def probabilities(logits: torch.Tensor) -> torch.Tensor:
-        """Softmax in float32 (logits may come from bf16 autocast)."""
-        return logits.float().softmax(dim=1)
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax of logits / temperature in float32 (logits may come from bf16 autocast)."""
+        return (logits.float() / self.temperature).softmax(dim=1)
+
+    def validation_settings(self) -> ValidationSettings:
+        """The temperature and operating cuts fitted on validation, and the bootstrap to draw."""
+        hp = self.hparams
+        return ValidationSettings(
+            float(self.temperature),
+            self.operating_cuts.tolist(),
+            hp.target_sensitivity,
+            hp.target_specificity,
+            BootstrapSpec(resamples=hp.bootstrap_resamples),
+        )
+
+    def referral_rule(self) -> ReferralRule:
+        """The referable cut and uncertainty cut ``predict`` flags images with."""
+        cut = float(self.operating_cuts[OPERATING_POINTS.index(("referable", "sensitivity"))])
+        return ReferralRule(cut if math.isfinite(cut) else None, float(self.uncertainty_cutoff))
 
     def decide(self, probs: torch.Tensor) -> torch.Tensor:
         """argmax_k p_k / t_k with the calibrated thresholds, plain argmax before calibration."""
@@ -154,7 +218,7 @@ class BaseTask(L.LightningModule):
         if self.criterion is not None:
             loss = self.criterion(logits, batch["label"])
             self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(logits))
-        self.store.update(self.probabilities(logits), batch["label"], batch["index"])
+        self.store.update(logits, batch["label"], batch["index"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """One validation batch."""
@@ -184,29 +248,50 @@ class BaseTask(L.LightningModule):
         self.finish_split("test")
 
     def should_calibrate(self, stage: str) -> bool:
-        """Calibrate on validation passes of ``fit`` (and of ``validate`` when asked)."""
-        if self.calibration == "none" or stage != "val" or self.trainer.sanity_checking:
+        """Fit the validation-set settings on validation passes of ``fit`` (and ``validate`` when asked)."""
+        if stage != "val" or self.trainer.sanity_checking:
             return False
         fn = self.trainer.state.fn
         return fn == TrainerFn.FITTING or (fn == TrainerFn.VALIDATING and self.calibrate_on_validate)
 
     def finish_split(self, stage: str) -> None:
-        """Gather the split's stored probabilities (all ranks) and evaluate them."""
-        probs, targets, index = self.store.compute()
+        """Gather the split's stored logits (all ranks) and evaluate them."""
+        logits, targets, index = self.store.compute()
         self.store.reset()
         if self.trainer.sanity_checking or len(targets) == 0:
             return
-        self.evaluate(stage, probs, targets, index)
+        self.evaluate(stage, logits, targets, index)
 
-    def evaluate(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
-        """Calibrate when due, compute the split's metrics, log scalars, keep the result."""
-        if self.should_calibrate(stage):
+    def fit_validation_settings(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Fit temperature, thresholds, operating points and the uncertainty cut; return the probabilities.
+
+        Args:
+            logits: the validation split's logits [N, K].
+            targets: its grades [N].
+        """
+        hp = self.hparams
+        self.temperature.fill_(fit_temperature(logits.double().numpy(), targets.numpy()))
+        probs = self.probabilities(logits)
+        if self.calibration != "none":
             method = self.calibration
             if method == "auto":
                 method, scores = choose_objective(probs, targets)
                 self.calibration_choice = {"objective": method, "crossfit_qwk": scores}
             self.thresholds.copy_(calibrate_thresholds(probs, targets, method))
             self.calibrated.fill_(method != "none")  # auto may find argmax best out of sample
+        calibrated = probs.double().numpy()
+        cuts = fit_operating_points(calibrated, targets.numpy(), hp.target_sensitivity, hp.target_specificity)
+        self.operating_cuts.copy_(torch.tensor(cuts))
+        self.uncertainty_cutoff.fill_(uncertainty_cutoff(calibrated, hp.refer_fraction))
+        return probs
+
+    def evaluate(self, stage: str, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
+        """Fit the validation settings when due, compute the split's metrics, log scalars, keep the result."""
+        logits = logits.cpu()
+        if self.should_calibrate(stage):
+            probs = self.fit_validation_settings(logits, targets)
+        else:
+            probs = self.probabilities(logits)
         preds = self.decide(probs).cpu()
         evaluation = compute_metrics(probs, targets, preds)
         argmax = compute_metrics(probs, targets, probs.argmax(1)) if bool(self.calibrated) else None
@@ -215,7 +300,16 @@ class BaseTask(L.LightningModule):
         if bool(self.calibrated) or self.calibration_choice:
             extras["calibration"] = {"setting": self.calibration, **(self.calibration_choice or {})}
         self.results[stage] = SplitResult(
-            stage, probs, targets, index, preds, evaluation, argmax, thresholds, extras
+            stage,
+            probs,
+            targets,
+            index,
+            preds,
+            evaluation,
+            argmax,
+            thresholds,
+            extras,
+            uncalibrated_probs=torch.from_numpy(softmax(logits.double().numpy())).float(),
         )
         values = {f"{stage}/{name}": evaluation.metrics[name] for name in LOGGED}
         if argmax is not None:
@@ -254,6 +348,10 @@ class TrainableTask(BaseTask):
             features carry little signal.
         calibration: see ``BaseTask``.
         calibrate_on_validate: see ``BaseTask``.
+        target_sensitivity: see ``BaseTask``.
+        target_specificity: see ``BaseTask``.
+        refer_fraction: see ``BaseTask``.
+        bootstrap_resamples: see ``BaseTask``.
     """
 
     trainable = True
@@ -266,11 +364,22 @@ class TrainableTask(BaseTask):
         image_lr: float = 1e-5,
         calibration: Calibration = "none",
         calibrate_on_validate: bool = False,
+        target_sensitivity: float = 0.9,
+        target_specificity: float = 0.95,
+        refer_fraction: float = 0.1,
+        bootstrap_resamples: int = 2000,
     ):
         for name, value in (("lr", lr), ("image_lr", image_lr), ("weight_decay", weight_decay)):
             if not value >= 0:
                 raise OptionError(f"model.init_args.{name} must be >= 0, got {value}")
-        super().__init__(calibration, calibrate_on_validate)
+        super().__init__(
+            calibration,
+            calibrate_on_validate,
+            target_sensitivity,
+            target_specificity,
+            refer_fraction,
+            bootstrap_resamples,
+        )
         self.lr = lr
         self.weight_decay = weight_decay
 

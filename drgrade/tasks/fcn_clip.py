@@ -38,6 +38,10 @@ class FCNCLIP(TrainableTask):
         weight_decay: see ``TrainableTask``.
         calibration: see ``BaseTask``.
         calibrate_on_validate: see ``BaseTask``.
+        target_sensitivity: see ``BaseTask``.
+        target_specificity: see ``BaseTask``.
+        refer_fraction: see ``BaseTask``.
+        bootstrap_resamples: see ``BaseTask``.
     """
 
     run_name = "fcn_clip"
@@ -62,8 +66,23 @@ class FCNCLIP(TrainableTask):
         weight_decay: float = 1e-3,
         calibration: Calibration = "none",
         calibrate_on_validate: bool = False,
+        target_sensitivity: float = 0.9,
+        target_specificity: float = 0.95,
+        refer_fraction: float = 0.1,
+        bootstrap_resamples: int = 2000,
     ):
-        super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, calibrate_on_validate)
+        super().__init__(
+            lr,
+            weight_decay,
+            finetune_image,
+            image_lr,
+            calibration,
+            calibrate_on_validate,
+            target_sensitivity,
+            target_specificity,
+            refer_fraction,
+            bootstrap_resamples,
+        )
 
     def configure_models(self) -> None:
         """The backbone (frozen up to ``feature_layer``) and the decoder head."""

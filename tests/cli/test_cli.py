@@ -51,6 +51,35 @@ def test_zero_shot_test_writes_evaluation_files(synthetic, zero_shot_checkpoint,
         abs(sum(float(rows[0][f"p_{g}"]) for g in ("no", "mild", "moderate", "severe", "proliferative")) - 1)
         < 1e-4
     )
+    check_clinical_sections(document, rows, zero_shot_checkpoint)
+    for name in ("reliability_diagram.png", "referral_curves.png"):
+        assert (run / name).stat().st_size > 0, name
+
+
+def check_clinical_sections(document: dict, rows: list[dict], checkpoint) -> None:
+    """metrics.json's clinical entries are complete, and predictions use the checkpoint's cuts."""
+    metrics, intervals = document["metrics"], document["confidence_intervals"]
+    assert set(intervals) == set(metrics) - {"num_images"}
+    low, high = intervals["accuracy"]
+    assert low <= metrics["accuracy"] <= high
+    assert document["bootstrap"] == {"resamples": 2000, "seed": 0, "unit": "patient", "level": 0.95}
+    assert {"aptos2019", "messidor2"} == set(document["per_source"])
+    sizes = [part["metrics"]["num_images"] for part in document["per_source"].values()]
+    assert sum(sizes) == metrics["num_images"]
+    assert document["per_patient"]["num_patients"] < metrics["num_images"]  # Messidor-2 exams pair eyes
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    cuts = state["operating_cuts"].tolist()
+    point = document["operating_points"][0]
+    assert point["name"] == "referable@sensitivity0.90" and point["threshold"] == pytest.approx(cuts[0])
+    assert document["calibration_error"]["temperature"] == pytest.approx(float(state["temperature"]))
+    flagged = [int(float(r["p_referable"]) >= cuts[0]) for r in rows]
+    assert flagged == [int(r["referable"]) for r in rows]
+    positives = [r for r in rows if int(r["true_grade"]) >= 2]
+    assert point["sensitivity"] == pytest.approx(sum(int(r["referable"]) for r in positives) / len(positives))
+    refer = [int(float(r["uncertainty"]) > float(state["uncertainty_cutoff"])) for r in rows]
+    assert refer == [int(r["refer_to_grader"]) for r in rows]
+    curve = document["referral"]["entropy"]["accuracy"]
+    assert curve[0] == pytest.approx(metrics["accuracy"])
 
 
 def test_zero_shot_choice_is_made_once_by_fit_and_reused(synthetic, zero_shot_checkpoint, tmp_path, capsys):

@@ -1,4 +1,5 @@
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import torch
 from drgrade.cli import main
 from drgrade.deploy import OnnxGrader
 from drgrade.deploy import main as deploy_main
-from drgrade.predictions import PROB_COLUMNS
+from drgrade.predictions import PROB_COLUMNS, ReferralRule
 from drgrade.tasks import FCNCLIP, RankingCLIP, load_task
 from tests.conftest import cli_args
 
@@ -28,13 +29,20 @@ def test_onnx_probabilities_match_pytorch(make, tmp_path):
     task = make().eval()
     task.thresholds.copy_(torch.tensor([0.5, 0.1, 0.2, 0.1, 0.1]))
     task.calibrated.fill_(True)
+    task.temperature.fill_(2.5)  # applied in the graph, before the thresholds
+    task.operating_cuts.copy_(torch.tensor([0.3, 0.6, float("nan"), 0.5]))
+    task.uncertainty_cutoff.fill_(1.2)
     grader = OnnxGrader(export_onnx(task, tmp_path / "m.onnx", 96))
+    assert grader.rule == task.referral_rule() == ReferralRule(pytest.approx(0.3), pytest.approx(1.2))
     images = torch.randn(7, 3, 96, 96)
     with torch.no_grad():
         expected = task.probabilities(task(images))
     probabilities, grades = grader.run(images.numpy())
     assert np.abs(probabilities - expected.numpy()).max() < 1e-4
     assert np.array_equal(grades, task.decide(expected).numpy())  # thresholds are in the graph
+    metadata = grader.session.get_modelmeta().custom_metadata_map
+    assert float(metadata["temperature"]) == 2.5
+    assert [p["cut"] for p in json.loads(metadata["operating_points"])] == pytest.approx([0.3, 0.6, 0.5])
 
 
 def test_export_and_deploy_cli(synthetic, tmp_path):

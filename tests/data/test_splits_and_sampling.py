@@ -7,6 +7,7 @@ from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from drgrade.data.sampling import ClassTargetSampler, InverseFrequencySampler
 from drgrade.data.sources import Record, load_sources
 from drgrade.data.splits import split_records
+from drgrade.errors import OptionError
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,19 @@ def test_split_proportions_stratified_grouped_deterministic(records):
     assert all(len(s) == 1 for s in patients.values())
     assert split_records(records, seed=3) == splits
     assert split_records(records, seed=4) != splits
+
+
+def test_external_validation_holds_out_a_whole_source(records):
+    splits = split_records(records, seed=3, test_sources=["messidor2"])
+    by_source = Counter((r.source, s) for r, s in zip(records, splits, strict=True))
+    messidor = sum(1 for r in records if r.source == "messidor2")
+    assert by_source[("messidor2", "test")] == messidor and by_source[("aptos2019", "test")] == 0
+    aptos = len(records) - messidor
+    assert by_source[("aptos2019", "val")] / aptos == pytest.approx(0.15 / 0.85, abs=0.03)
+    with pytest.raises(OptionError, match=r"no images from \['eyepacs'\]"):
+        split_records(records, test_sources=["eyepacs"])
+    with pytest.raises(OptionError, match="nothing is left to train on"):
+        split_records(records, test_sources=["messidor2", "aptos2019"])
 
 
 def test_exam_pairs_stay_together_even_with_different_grades():

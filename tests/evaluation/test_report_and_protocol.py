@@ -107,3 +107,28 @@ def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
     assert ranking["decision"] == ("argmax" if choice["objective"] == "none" else "calibrated")
     ensemble = json.loads(max((tmp_path / "runs" / "ensemble").glob("version_*/metrics.json")).read_text())
     assert len(ensemble["members"]) == 2 and ensemble["model"] == "EnsembleCLIP"
+    check_clinical_report(tmp_path / "reports" / "demo", ranking, ensemble, out)
+
+
+def check_clinical_report(report, ranking: dict, ensemble: dict, printed: str) -> None:
+    """The report's intervals, paired differences, operating points, calibration and figures."""
+    table3 = {row[0]: row[1:] for row in csv.reader((report / "table3.csv").open())}
+    low, high = ranking["confidence_intervals"]["accuracy"]
+    assert any(cell.endswith(f"({low:.3f}-{high:.3f})") for cell in table3["Accuracy"])
+    paired = list(csv.reader((report / "paired.csv").open()))
+    assert len(paired) == 1 + 6  # four models, every pair on the same test images
+    row = next(r for r in paired if r[0].startswith("Ranking [") and "Ensemble [" in r[0])
+    difference = ranking["metrics"]["accuracy"] - ensemble["metrics"]["accuracy"]
+    assert float(row[1].split()[0]) == pytest.approx(difference, abs=1e-3)
+    points = list(csv.reader((report / "operating_points.csv").open()))
+    assert {"image", "patient"} <= {r[2] for r in points[1:]}
+    calibration = list(csv.reader((report / "calibration.csv").open()))
+    assert len(calibration) == 1 + 4
+    sources = {r[1] for r in csv.reader((report / "per_source.csv").open())}
+    assert {"aptos2019", "messidor2"} <= sources
+    for heading in ("Paired differences", "Referral operating points", "Calibration", "Per data source"):
+        assert heading in printed
+    figures = {p.name for p in (report / "figures").iterdir()}
+    for model in ("zero_shot", "fcn_clip", "ranking", "ensemble"):
+        assert f"{model}_test_reliability_diagram.png" in figures, figures
+        assert f"{model}_test_referral_curves.png" in figures

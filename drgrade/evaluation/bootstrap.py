@@ -1,0 +1,246 @@
+"""Patient-level bootstrap confidence intervals for every Table 3 figure, in NumPy.
+
+A resample draws *patients* with replacement (both eyes of a Messidor-2 exam travel together, so
+correlated eyes do not narrow the interval) and is represented by how many times each image was
+drawn: a weight vector. Every metric is then a function of weighted counts, computed for all
+resamples at once:
+
+- the confusion matrix of a resample is the weighted count of each (true, predicted) cell, from
+  which accuracy, per-class and macro precision / recall / F1, QWK, the error margins and the
+  referable sensitivity / specificity follow with the exact definitions of ``metrics.py``
+  (undefined per-class values are 0, macro averages cover the classes present);
+- AUROC is the weighted Mann-Whitney statistic (ties count one half), which equals the
+  trapezoidal ROC area torchmetrics and scikit-learn compute; a class absent from a resample
+  gives NaN and is left out of that resample's macro AUROC.
+
+With all weights 1 each function reproduces the point estimate exactly (tested), and 2,000
+resamples of a 1,000-image split take well under a second per metric family (``make bench``).
+Intervals are percentile intervals over the resamples where the metric is defined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from drgrade.grades import GRADES, NUM_GRADES, REFERABLE_FROM, VISION_THREATENING_FROM
+
+#: Resamples per chunk: bounds memory on large splits (chunk x images float64 arrays).
+_CHUNK = 250
+
+
+@dataclass(frozen=True)
+class BootstrapSpec:
+    """How intervals are drawn: resamples, seed, the resampled unit and the coverage."""
+
+    resamples: int = 2000
+    seed: int = 0
+    level: float = 0.95
+
+    def describe(self, unit: str) -> dict:
+        """The ``bootstrap`` entry of metrics.json."""
+        return {"resamples": self.resamples, "seed": self.seed, "unit": unit, "level": self.level}
+
+
+def resampling_unit(patients: Sequence[str]) -> str:
+    """``patient`` when some patient contributed several images, else ``image``."""
+    return "patient" if len(set(patients)) < len(patients) else "image"
+
+
+def resample_weights(patients: Sequence[str], spec: BootstrapSpec) -> Iterator[np.ndarray]:
+    """Chunks [b, N] of per-image draw counts, one row per resample of the patients.
+
+    Args:
+        patients: each image's patient id (images of one patient are drawn together).
+        spec: resamples and seed.
+    """
+    _, codes = np.unique(np.asarray(patients, dtype=object).astype(str), return_inverse=True)
+    num_patients = int(codes.max()) + 1 if len(codes) else 0
+    rng = np.random.default_rng(spec.seed)
+    for start in range(0, spec.resamples, _CHUNK):
+        size = min(_CHUNK, spec.resamples - start)
+        draws = rng.integers(0, num_patients, size=(size, num_patients))
+        offsets = draws + num_patients * np.arange(size)[:, None]
+        counts = np.bincount(offsets.ravel(), minlength=size * num_patients).reshape(size, num_patients)
+        yield counts[:, codes].astype(np.float64)
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray, undefined: float) -> np.ndarray:
+    out = np.full(np.broadcast(numerator, denominator).shape, undefined, dtype=np.float64)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def confusion_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Every confusion-derived metric of ``metrics.py`` for a stack of confusion matrices [b, K, K].
+
+    Rows are true grades, columns decided grades.
+    """
+    k = confusion.shape[-1]
+    true_counts, pred_counts = confusion.sum(2), confusion.sum(1)
+    hits = np.diagonal(confusion, axis1=1, axis2=2)
+    total = confusion.sum((1, 2))
+    precision = _safe_divide(hits, pred_counts, 0.0)
+    recall = _safe_divide(hits, true_counts, 0.0)
+    f1 = _safe_divide(2 * hits, pred_counts + true_counts, 0.0)
+    present = (true_counts > 0) | (pred_counts > 0)
+    grades = np.arange(k)
+    gap = np.abs(grades[:, None] - grades[None, :])
+    expected = _safe_divide(true_counts[:, :, None] * pred_counts[:, None, :], total[:, None, None], 0.0)
+    disagreement = _safe_divide((gap**2 * confusion).sum((1, 2)), (gap**2 * expected).sum((1, 2)), np.nan)
+    referable = grades >= REFERABLE_FROM
+    out = {
+        "accuracy": _safe_divide(hits.sum(1), total, np.nan),
+        "macro_precision": _safe_divide((precision * present).sum(1), present.sum(1), np.nan),
+        "macro_recall": _safe_divide((recall * present).sum(1), present.sum(1), np.nan),
+        "macro_f1": _safe_divide((f1 * present).sum(1), present.sum(1), np.nan),
+        "qwk": np.where(np.isnan(disagreement), 0.0, 1.0 - disagreement),
+        "referable_sensitivity": _safe_divide(
+            confusion[:, referable][:, :, referable].sum((1, 2)), true_counts[:, referable].sum(1), np.nan
+        ),
+        "referable_specificity": _safe_divide(
+            confusion[:, ~referable][:, :, ~referable].sum((1, 2)), true_counts[:, ~referable].sum(1), np.nan
+        ),
+        "exact": _safe_divide(hits.sum(1), total, np.nan),
+        "off_by_one": _safe_divide((confusion * (gap == 1)).sum((1, 2)), total, np.nan),
+        "off_by_two_plus": _safe_divide((confusion * (gap >= 2)).sum((1, 2)), total, np.nan),
+    }
+    for grade in GRADES:
+        out[f"precision_{grade.short}"] = precision[:, grade.index]
+        out[f"recall_{grade.short}"] = recall[:, grade.index]
+        out[f"f1_{grade.short}"] = f1[:, grade.index]
+    return out
+
+
+def weighted_confusion(weights: np.ndarray, targets: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """Confusion matrices [b, K, K] of resamples given as per-image weights [b, N]."""
+    cells = np.zeros((targets.size, NUM_GRADES * NUM_GRADES))
+    cells[np.arange(targets.size), targets * NUM_GRADES + preds] = 1.0
+    return (weights @ cells).reshape(-1, NUM_GRADES, NUM_GRADES)
+
+
+def weighted_auroc(weights: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """AUROC [b] of ``scores`` for ``positive`` under each resample's image weights [b, N].
+
+    The Mann-Whitney form: the weighted share of (positive, negative) pairs ordered correctly,
+    ties counting one half. NaN where a resample has no positive or no negative.
+    """
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    w = weights[:, order]
+    is_positive = positive[order]
+    pos = np.add.reduceat(w * is_positive, starts, axis=1)
+    neg = np.add.reduceat(w * ~is_positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    numerator = (pos * (below + 0.5 * neg)).sum(1)
+    return _safe_divide(numerator, pos.sum(1) * neg.sum(1), np.nan)
+
+
+def binary_scores(probs: np.ndarray) -> dict[str, np.ndarray]:
+    """The referral scores: P(grade >= moderate) and P(grade >= severe) per image."""
+    return {
+        "referable": probs[:, REFERABLE_FROM:].sum(1),
+        "vtdr": probs[:, VISION_THREATENING_FROM:].sum(1),
+    }
+
+
+def auroc_metrics(weights: np.ndarray, probs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-grade one-vs-rest AUROC, their macro mean, and the referable / VTDR score AUROCs."""
+    out: dict[str, np.ndarray] = {}
+    per_grade = []
+    for grade in GRADES:
+        value = weighted_auroc(weights, probs[:, grade.index], targets == grade.index)
+        out[f"auroc_{grade.short}"] = value
+        per_grade.append(value)
+    stacked = np.stack(per_grade, axis=1)
+    defined = ~np.isnan(stacked)
+    out["auroc_macro"] = _safe_divide(np.nansum(stacked, axis=1), defined.sum(1), np.nan)
+    scores = binary_scores(probs)
+    out["referable_auroc"] = weighted_auroc(weights, scores["referable"], targets >= REFERABLE_FROM)
+    out["vtdr_auroc"] = weighted_auroc(weights, scores["vtdr"], targets >= VISION_THREATENING_FROM)
+    return out
+
+
+def resampled_metrics(
+    weights: np.ndarray, probs: np.ndarray, targets: np.ndarray, preds: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Every bootstrapped metric [b] for weight rows [b, N]."""
+    return confusion_metrics(weighted_confusion(weights, targets, preds)) | auroc_metrics(
+        weights, probs, targets
+    )
+
+
+def _stacked(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
+
+
+def percentile_interval(values: np.ndarray, level: float) -> list[float] | None:
+    """The central ``level`` percentile interval of the defined values (None when none is)."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return [float(low), float(high)]
+
+
+def confidence_intervals(
+    probs: np.ndarray, targets: np.ndarray, preds: np.ndarray, patients: Sequence[str], spec: BootstrapSpec
+) -> dict[str, list[float] | None]:
+    """Percentile intervals for every bootstrapped metric, resampling patients.
+
+    Args:
+        probs: probabilities [N, K].
+        targets: true grades [N].
+        preds: decided grades [N].
+        patients: each image's patient id.
+        spec: resamples, seed and level.
+    """
+    probs, targets, preds = np.asarray(probs, np.float64), np.asarray(targets), np.asarray(preds)
+    chunks = [resampled_metrics(w, probs, targets, preds) for w in resample_weights(patients, spec)]
+    return {name: percentile_interval(values, spec.level) for name, values in _stacked(chunks).items()}
+
+
+#: The figures ``drgrade report`` compares between models.
+PAIRED_METRICS = ("accuracy", "qwk", "auroc_macro")
+
+
+def paired_differences(
+    first: tuple[np.ndarray, np.ndarray],
+    second: tuple[np.ndarray, np.ndarray],
+    targets: np.ndarray,
+    patients: Sequence[str],
+    spec: BootstrapSpec,
+) -> dict[str, dict[str, float | list[float] | None]]:
+    """First minus second, with the interval from the *same* resamples applied to both models.
+
+    Args:
+        first: (probs [N, K], preds [N]) of one model.
+        second: (probs, preds) of the other, on the same images in the same order.
+        targets: true grades [N].
+        patients: each image's patient id.
+        spec: resamples, seed and level.
+    """
+    targets = np.asarray(targets)
+    ones = np.ones((1, len(targets)))
+
+    def metrics(weights: np.ndarray, model: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+        values = resampled_metrics(weights, np.asarray(model[0], np.float64), targets, np.asarray(model[1]))
+        return {name: values[name] for name in PAIRED_METRICS}
+
+    point_a, point_b = metrics(ones, first), metrics(ones, second)
+    chunks = []
+    for weights in resample_weights(patients, spec):
+        a, b = metrics(weights, first), metrics(weights, second)
+        chunks.append({name: a[name] - b[name] for name in PAIRED_METRICS})
+    deltas = _stacked(chunks)
+    return {
+        name: {
+            "difference": float(point_a[name][0] - point_b[name][0]),
+            "interval": percentile_interval(deltas[name], spec.level),
+        }
+        for name in PAIRED_METRICS
+    }
