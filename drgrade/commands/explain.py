@@ -17,9 +17,12 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from drgrade.callbacks import AttentionWriter
+from drgrade.commands.options import add_switch
 from drgrade.data.augment import EvalTransform
+from drgrade.data.catalog import lesion_images
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.quality import QualityLimits
+from drgrade.errors import OptionError
 from drgrade.evaluation.plots import comparison_figure, lesion_mass_figure
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADE_NAMES
@@ -51,6 +54,11 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--limit", type=int | None, default=None, help="explain at most this many images")
     parser.add_argument("--sheet_rows", type=int, default=6, help="images on the comparison sheet")
+    add_switch(
+        parser,
+        "--lesion_images",
+        "explain the configured sources' lesion-segmentation images (IDRiD, DDR) instead of the test split",
+    )
 
 
 def run(cli) -> None:
@@ -60,7 +68,7 @@ def run(cli) -> None:
         cli: the running ``DRGradeCLI``.
     """
     opts, datamodule = cli.options(), cli.datamodule
-    dataset = _dataset(datamodule, opts.limit)
+    dataset = _dataset(datamodule, opts.limit, opts.lesion_images)
     models = _models(cli, opts.compare or [opts.ckpt_path or CONFIGURED])
     loader = DataLoader(dataset, batch_size=16, num_workers=0)
     for name, task in models.items():
@@ -87,9 +95,16 @@ def run(cli) -> None:
     print(f"explanations written to {opts.out}/")
 
 
-def _dataset(datamodule, limit: int | None) -> FundusDataset:
+def _dataset(datamodule, limit: int | None, segmentation: bool) -> FundusDataset:
     """The images to explain, with their lesion masks, preprocessed like the model's input."""
-    if datamodule.hparams.predict_dir:
+    if segmentation:
+        records = lesion_images(datamodule.roots)
+        if not records:
+            raise OptionError(
+                "--lesion_images found no lesion-segmentation images: set data.idrid_root (its "
+                "'A. Segmentation/' part) or data.ddr_root (its 'lesion_segmentation/' part)"
+            )
+    elif datamodule.hparams.predict_dir:
         records, _ = folder_records(datamodule.hparams.predict_dir)
     else:
         datamodule.setup("test")

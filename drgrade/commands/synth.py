@@ -1,4 +1,4 @@
-"""Write synthetic APTOS 2019 / Messidor-2 folders in their native download layouts."""
+"""Write synthetic datasets in their native download layouts (APTOS 2019, Messidor-2, EyePACS, IDRiD, DDR)."""
 
 from __future__ import annotations
 
@@ -6,24 +6,31 @@ from pathlib import Path
 
 from drgrade.commands.options import add_switch
 from drgrade.data.synthetic import write_synthetic
+from drgrade.data.synthetic_layouts import LAYOUTS, write_layouts
 
 MODEL_BOUND = False
 
 
 def add_arguments(parser) -> None:
-    """``--out`` and the generator's sizes.
+    """``--out``, ``--layout`` and the generator's sizes.
 
     Args:
         parser: the verb's parser.
     """
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the dataset folders into")
     parser.add_argument(
-        "--out", type=Path, required=True, help="folder to write aptos2019/ and messidor2/ into"
+        "--layout",
+        nargs="+",
+        type=str,
+        default=None,
+        help=f"layouts to write, from {', '.join(LAYOUTS)} (default: aptos and messidor2, as the demo uses)",
     )
-    parser.add_argument("--num_aptos", type=int, default=600, help="APTOS images")
-    parser.add_argument("--num_messidor", type=int, default=300, help="Messidor-2 images")
+    parser.add_argument("--num_aptos", type=int, default=600, help="APTOS images (default layouts)")
+    parser.add_argument("--num_messidor", type=int, default=300, help="Messidor-2 images (default layouts)")
+    parser.add_argument("--num_images", type=int, default=200, help="images per layout named with --layout")
     parser.add_argument("--image_size", type=int, default=384, help="image height in pixels")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same bytes)")
-    add_switch(parser, "--force", "overwrite non-empty aptos2019/ or messidor2/")
+    add_switch(parser, "--force", "overwrite non-empty dataset folders")
 
 
 def run(cli) -> None:
@@ -33,7 +40,12 @@ def run(cli) -> None:
         cli: the running ``DRGradeCLI``.
     """
     opts = cli.options()
-    aptos, messidor = write_synthetic(
-        opts.out, opts.num_aptos, opts.num_messidor, opts.image_size, opts.seed, opts.force
-    )
-    print(f"wrote {aptos} and {messidor}")
+    if opts.layout is None:
+        written = write_synthetic(
+            opts.out, opts.num_aptos, opts.num_messidor, opts.image_size, opts.seed, opts.force
+        )
+    else:
+        written = write_layouts(
+            opts.out, opts.layout, opts.num_images, opts.image_size, opts.seed, opts.force
+        )
+    print(f"wrote {', '.join(map(str, written))}")

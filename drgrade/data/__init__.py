@@ -14,7 +14,7 @@ _EXPORTS = {
     "FundusDataset": "drgrade.data.dataset",
     "DataValidationError": "drgrade.data.sources",
     "Record": "drgrade.data.sources",
-    "load_sources": "drgrade.data.sources",
+    "load_sources": "drgrade.data.catalog",
     "write_synthetic": "drgrade.data.synthetic",
 }
 __all__ = sorted(_EXPORTS)

@@ -12,11 +12,12 @@ from torch.utils.data import DataLoader, Sampler
 
 from drgrade.data.augment import MINORITY_GRADES, EvalTransform, TieredAugment
 from drgrade.data.cache import PreprocessCache, default_cache_dir
+from drgrade.data.catalog import ROOT_OPTIONS, load_sources
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.duplicates import merge_duplicates
 from drgrade.data.quality import QualityLimits, gate_records, inspect_file
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
-from drgrade.data.sources import DataValidationError, Record, load_sources
+from drgrade.data.sources import DataValidationError, Record
 from drgrade.data.splits import SPLITS, count_table, split_identity, split_records
 from drgrade.data.synthetic import ensure_synthetic
 from drgrade.errors import OptionError
@@ -59,6 +60,9 @@ class DRDataModule(L.LightningDataModule):
     Args:
         aptos_root: APTOS 2019 folder (``train.csv``, ``train_images/``), or None.
         messidor_root: Messidor-2 folder (images, ``messidor_data.csv``, ``messidor-2.csv``), or None.
+        eyepacs_root: EyePACS (Kaggle 2015) folder (``trainLabels.csv``, ``train/``), or None.
+        idrid_root: IDRiD folder (``B. Disease Grading/``, ``A. Segmentation/``), or None.
+        ddr_root: DDR folder (``DR_grading/``, ``lesion_segmentation/``), or None.
         csv_sources: extra CSVs with ``path,grade[,patient_id]`` columns.
         synthesize_if_missing: write the synthetic default into the roots when they do not exist
             (the demo and tests use this; a real-data config leaves it off so a typo in a path
@@ -74,6 +78,9 @@ class DRDataModule(L.LightningDataModule):
         minority_grades: grades that get the stronger augmentation tier.
         split_ratios: train/val/test fractions.
         split_seed: seeds the split and the samplers.
+        split: ``grouped`` (stratified by grade, grouped by patient, by ``split_ratios``) or
+            ``official``: the published splits of EyePACS, IDRiD and DDR (validation carved from
+            the official training set where none is published); other sources split as grouped.
         test_sources: external validation: these sources (e.g. ``[messidor2]``) are the whole
             test split; the others are split into train and validation by the train:val ratio.
         augment: class-tiered augmentation of training images (off gives eval transforms).
@@ -93,6 +100,9 @@ class DRDataModule(L.LightningDataModule):
         self,
         aptos_root: str | None = None,
         messidor_root: str | None = None,
+        eyepacs_root: str | None = None,
+        idrid_root: str | None = None,
+        ddr_root: str | None = None,
         csv_sources: list[str] | None = None,
         synthesize_if_missing: bool = False,
         synthetic_size: int = 384,
@@ -105,6 +115,7 @@ class DRDataModule(L.LightningDataModule):
         minority_grades: tuple[int, ...] = MINORITY_GRADES,
         split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
         split_seed: int = 42,
+        split: Literal["grouped", "official"] = "grouped",
         test_sources: list[str] | None = None,
         augment: bool = True,
         verify_images: bool = True,
@@ -162,9 +173,7 @@ class DRDataModule(L.LightningDataModule):
     def load_records(self) -> None:
         """Read every configured source, check it, and assign each image its split."""
         hp = self.hparams
-        self.records = load_sources(
-            hp.aptos_root, hp.messidor_root, hp.csv_sources or (), verify_images=hp.verify_images
-        )
+        self.records = load_sources(self.roots, hp.csv_sources or (), verify_images=hp.verify_images)
         if hp.quality_gate:
             self.records, self.excluded = self.gate(self.records)
             if not self.records:
@@ -174,9 +183,10 @@ class DRDataModule(L.LightningDataModule):
         if hp.quality_gate and hp.dedupe:
             self.records = self.dedupe(self.records)
         held_out = hp.test_sources or ()
-        self.splits = split_records(self.records, hp.split_ratios, hp.split_seed, held_out)
+        official = hp.split == "official"
+        self.splits = split_records(self.records, hp.split_ratios, hp.split_seed, held_out, official)
         self.split_identity = split_identity(
-            self.records, self.splits, hp.split_ratios, hp.split_seed, held_out
+            self.records, self.splits, hp.split_ratios, hp.split_seed, held_out, official
         )
         rank_zero_info(f"DR data: {len(self.records)} images\n{count_table(self.records, self.splits)}")
 
@@ -220,6 +230,11 @@ class DRDataModule(L.LightningDataModule):
             )
         self.duplicate_groups = groups
         return records
+
+    @property
+    def roots(self) -> dict[str, str | None]:
+        """The native sources' root folders by source name (None: not used)."""
+        return {name: self.hparams[f"{stem}_root"] for name, stem in ROOT_OPTIONS.items()}
 
     @property
     def cache(self) -> PreprocessCache | None:

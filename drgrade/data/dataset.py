@@ -25,16 +25,17 @@ def load_mask(record: Record, image: np.ndarray, size: int) -> np.ndarray:
     """The record's lesion mask cropped and resized exactly like ``image`` (zeros when it has none).
 
     Args:
-        record: the image's record (``record.mask`` may be None).
+        record: the image's record (its ``masks``, one per lesion type, are united; none gives zeros).
         image: the raw image the mask belongs to (its fundus box crops the mask).
         size: output side in pixels.
     """
-    if record.mask is None:
-        return np.zeros((size, size), np.uint8)
-    raw = cv2.imread(str(record.mask), cv2.IMREAD_GRAYSCALE)
-    if raw is None or raw.shape != image.shape[:2]:
-        raise ImageReadError(f"{record.mask}: lesion mask unreadable or not the size of {record.path}")
-    return resize_square(crop_fundus(raw, fundus_box(image)), size, cv2.INTER_NEAREST)
+    union = np.zeros(image.shape[:2], np.uint8)
+    for path in record.masks:
+        raw = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if raw is None or raw.shape != image.shape[:2]:
+            raise ImageReadError(f"{path}: lesion mask unreadable or not the size of {record.path}")
+        union = np.maximum(union, (raw > 0).astype(np.uint8) * 255)
+    return resize_square(crop_fundus(union, fundus_box(image)), size, cv2.INTER_NEAREST)
 
 
 class FundusDataset(Dataset):

@@ -35,15 +35,18 @@ MASK_DIR = "lesion_masks"
 class Record:
     """One labelled image.
 
-    ``patient_id`` groups images that must share a split; ``mask`` is its lesion mask when the source has
-    one (explain scores attention against it).
+    ``patient_id`` groups images that must share a split; ``masks`` are its lesion masks when the
+    source has them (one file per lesion type or one for all; explain scores attention against
+    their union); ``official_split`` is the dataset's published split (``train``, ``val``,
+    ``test``) when it has one, used by ``data.split: official``.
     """
 
     path: Path
     grade: int
     source: str
     patient_id: str
-    mask: Path | None = None
+    masks: tuple[Path, ...] = ()
+    official_split: str = ""
 
 
 class DataValidationError(ValueError):
@@ -58,7 +61,7 @@ class DataValidationError(ValueError):
         )
 
 
-def _read_csv(path: Path, required: Iterable[str], problems: list[str]) -> list[dict[str, str]]:
+def read_csv_rows(path: Path, required: Iterable[str], problems: list[str]) -> list[dict[str, str]]:
     """Rows of a CSV as dicts (keys stripped), or [] after recording why it is unusable."""
     if not path.is_file():
         problems.append(f"{path}: file not found")
@@ -78,7 +81,7 @@ def _read_csv(path: Path, required: Iterable[str], problems: list[str]) -> list[
     return rows
 
 
-def _first_sighting(
+def first_sighting(
     key: str, label: str, line: int, where: str, seen: dict[str, int], problems: list[str]
 ) -> bool:
     """Note ``key``'s first row; False, with a problem naming both rows, when it repeats."""
@@ -89,7 +92,7 @@ def _first_sighting(
     return True
 
 
-def _grade(value: str, where: str, problems: list[str]) -> int | None:
+def parse_grade(value: str, where: str, problems: list[str]) -> int | None:
     """``value`` as a grade, or None after recording why it is not one."""
     try:
         return check_grade(value)
@@ -98,7 +101,7 @@ def _grade(value: str, where: str, problems: list[str]) -> int | None:
         return None
 
 
-def _check_decodes(path: Path) -> str | None:
+def check_decodes(path: Path) -> str | None:
     """Why ``path`` is not a readable image, or None. Verifies the file without a full decode."""
     try:
         with Image.open(path) as image:
@@ -108,15 +111,15 @@ def _check_decodes(path: Path) -> str | None:
     return None
 
 
-def _finish(
+def finish_source(
     records: list[Record], problems: list[str], verify_images: bool, root: Path | None = None
 ) -> list[Record]:
     """Raise every problem at once, or return the records with the masks ``root`` holds."""
     if root is not None and (root / MASK_DIR).is_dir():
         masks = {p.stem: p for p in (root / MASK_DIR).iterdir()}
-        records = [replace(r, mask=masks.get(r.path.stem)) for r in records]
+        records = [replace(r, masks=(masks[r.path.stem],) if r.path.stem in masks else ()) for r in records]
     if verify_images:
-        problems.extend(p for r in records if (p := _check_decodes(r.path)) is not None)
+        problems.extend(p for r in records if (p := check_decodes(r.path)) is not None)
     if problems:
         raise DataValidationError(problems)
     return records
@@ -135,15 +138,15 @@ def read_aptos(root: str | Path, verify_images: bool = True) -> list[Record]:
     csv_path = root / APTOS_CSV
     records: list[Record] = []
     seen: dict[str, int] = {}
-    for line, row in enumerate(_read_csv(csv_path, ("id_code", "diagnosis"), problems), start=2):
+    for line, row in enumerate(read_csv_rows(csv_path, ("id_code", "diagnosis"), problems), start=2):
         where = f"{csv_path} row {line}"
         image_id = row["id_code"]
         if not image_id:
             problems.append(f"{where}: empty id_code")
             continue
-        if not _first_sighting(image_id, f"id_code {image_id!r}", line, where, seen, problems):
+        if not first_sighting(image_id, f"id_code {image_id!r}", line, where, seen, problems):
             continue
-        grade = _grade(row["diagnosis"], where, problems)
+        grade = parse_grade(row["diagnosis"], where, problems)
         if grade is None:
             continue
         path = root / APTOS_IMAGES / f"{image_id}.png"
@@ -151,7 +154,7 @@ def read_aptos(root: str | Path, verify_images: bool = True) -> list[Record]:
             problems.append(f"{where}: no image {path} for id_code {image_id!r}")
             continue
         records.append(Record(path, grade, "aptos2019", f"aptos:{image_id}"))
-    return _finish(records, problems, verify_images, root)
+    return finish_source(records, problems, verify_images, root)
 
 
 def _messidor_image_dir(root: Path) -> Path:
@@ -192,7 +195,7 @@ def read_messidor(root: str | Path, verify_images: bool = True) -> list[Record]:
         raise DataValidationError([f"{root}: Messidor-2 root folder not found"])
     problems: list[str] = []
     csv_path = root / MESSIDOR_CSV
-    rows = _read_csv(csv_path, ("image_id", "adjudicated_dr_grade", "adjudicated_gradable"), problems)
+    rows = read_csv_rows(csv_path, ("image_id", "adjudicated_dr_grade", "adjudicated_gradable"), problems)
     image_dir = _messidor_image_dir(root)
     files = {p.name.lower(): p for p in image_dir.iterdir() if p.is_file()}
     exams = _messidor_exams(root / MESSIDOR_PAIRS)
@@ -206,12 +209,12 @@ def read_messidor(root: str | Path, verify_images: bool = True) -> list[Record]:
         if not image_id:
             problems.append(f"{where}: empty image_id")
             continue
-        if not _first_sighting(key, f"image_id {image_id!r}", line, where, seen, problems):
+        if not first_sighting(key, f"image_id {image_id!r}", line, where, seen, problems):
             continue
         if row["adjudicated_gradable"] in ("0", "0.0"):
             ungradable += 1
             continue
-        grade = _grade(row["adjudicated_dr_grade"], where, problems)
+        grade = parse_grade(row["adjudicated_dr_grade"], where, problems)
         if grade is None:
             continue
         path = files.get(key)
@@ -221,7 +224,7 @@ def read_messidor(root: str | Path, verify_images: bool = True) -> list[Record]:
         records.append(Record(path, grade, "messidor2", exams.get(key, f"messidor:{key}")))
     if ungradable:
         log.info("Messidor-2: excluded %d ungradable image(s) listed in %s", ungradable, csv_path)
-    return _finish(records, problems, verify_images, root)
+    return finish_source(records, problems, verify_images, root)
 
 
 def read_csv_source(csv_path: str | Path, verify_images: bool = True) -> list[Record]:
@@ -231,12 +234,12 @@ def read_csv_source(csv_path: str | Path, verify_images: bool = True) -> list[Re
     records: list[Record] = []
     seen: dict[str, int] = {}
     name = csv_path.stem
-    for line, row in enumerate(_read_csv(csv_path, ("path", "grade"), problems), start=2):
+    for line, row in enumerate(read_csv_rows(csv_path, ("path", "grade"), problems), start=2):
         where = f"{csv_path} row {line}"
         path = csv_path.parent / row["path"]
-        if not _first_sighting(row["path"], f"path {row['path']!r}", line, where, seen, problems):
+        if not first_sighting(row["path"], f"path {row['path']!r}", line, where, seen, problems):
             continue
-        grade = _grade(row["grade"], where, problems)
+        grade = parse_grade(row["grade"], where, problems)
         if grade is None:
             continue
         if not path.is_file():
@@ -244,33 +247,4 @@ def read_csv_source(csv_path: str | Path, verify_images: bool = True) -> list[Re
             continue
         patient = row.get("patient_id") or row["path"]
         records.append(Record(path, grade, name, f"{name}:{patient}"))
-    return _finish(records, problems, verify_images)
-
-
-def load_sources(
-    aptos_root: str | Path | None,
-    messidor_root: str | Path | None,
-    csv_sources: Iterable[str | Path] = (),
-    verify_images: bool = True,
-) -> list[Record]:
-    """All configured sources merged; problems from every source are reported together."""
-    readers = []
-    if aptos_root is not None:
-        readers.append((read_aptos, aptos_root))
-    if messidor_root is not None:
-        readers.append((read_messidor, messidor_root))
-    readers.extend((read_csv_source, path) for path in csv_sources)
-    if not readers:
-        raise DataValidationError(
-            ["no data source configured: set data.aptos_root, data.messidor_root or data.csv_sources"]
-        )
-    records: list[Record] = []
-    problems: list[str] = []
-    for reader, location in readers:
-        try:
-            records.extend(reader(location, verify_images=verify_images))
-        except DataValidationError as error:
-            problems.extend(error.problems)
-    if problems:
-        raise DataValidationError(problems)
-    return records
+    return finish_source(records, problems, verify_images)

@@ -20,6 +20,7 @@ def split_records(
     ratios: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 42,
     test_sources: Sequence[str] = (),
+    official: bool = False,
 ) -> list[str]:
     """Assign each record to train/val/test; returns one split name per record.
 
@@ -28,6 +29,7 @@ def split_records(
     and each goes to the split furthest below its image quota, which keeps the per-grade
     proportions close to ``ratios`` even for small strata.
 
+    With ``official``, images whose source publishes a split keep it (see ``_official_split``).
     With ``test_sources`` (external validation) every image of those sources is test data and
     the others are split into train and validation in the ratio ``ratios[0] : ratios[1]``.
     """
@@ -35,6 +37,8 @@ def split_records(
         raise ValueError(f"split ratios must be three non-negative numbers summing to 1, got {ratios}")
     if test_sources:
         return _external_split(records, ratios, seed, set(test_sources))
+    if official:
+        return _official_split(records, ratios, seed)
     groups: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
         groups[record.patient_id].append(i)
@@ -55,6 +59,34 @@ def split_records(
             filled[target] += len(groups[patient])
             for i in groups[patient]:
                 assignment[i] = SPLITS[target]
+    return assignment
+
+
+def _official_split(records: Sequence[Record], ratios: Sequence[float], seed: int) -> list[str]:
+    """Each source's published split; a missing validation part is carved from its training part.
+
+    Sources without a published split (APTOS, Messidor-2, CSVs) are split as usual.
+    """
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        by_source[record.source].append(i)
+    development = ratios[0] + ratios[1]
+    assignment = [""] * len(records)
+    for members in by_source.values():
+        published = {records[i].official_split for i in members}
+        if published == {""}:
+            parts = [(members, tuple(ratios))]
+        else:
+            carve = "val" not in published
+            for i in members:
+                assignment[i] = records[i].official_split
+            train = [i for i in members if records[i].official_split == "train"]
+            parts = [(train, (ratios[0] / development, ratios[1] / development, 0.0))] if carve else []
+        for chosen, shares in parts:
+            for i, split in zip(
+                chosen, split_records([records[i] for i in chosen], shares, seed), strict=True
+            ):
+                assignment[i] = split
     return assignment
 
 
@@ -97,7 +129,9 @@ def count_table(records: list[Record], splits: list[str]) -> str:
     return "\n".join(lines)
 
 
-def split_identity(records: list[Record], splits: list[str], ratios, seed: int, test_sources=()) -> dict:
+def split_identity(
+    records: list[Record], splits: list[str], ratios, seed: int, test_sources=(), official: bool = False
+) -> dict:
     """A fingerprint of the split (every image's source, file name and split) and its settings.
 
     File names rather than full paths, so the same download moved to another folder or machine
@@ -109,8 +143,10 @@ def split_identity(records: list[Record], splits: list[str], ratios, seed: int, 
         ratios: the split ratios.
         seed: the split seed.
         test_sources: the sources held out as the test split (external validation).
+        official: whether published splits were used.
     """
     items = sorted(f"{r.source}/{r.path.name}:{s}" for r, s in zip(records, splits, strict=True))
     digest = hashlib.sha256("\n".join(items).encode()).hexdigest()
     identity = {"fingerprint": digest, "images": len(items), "split_ratios": list(ratios), "split_seed": seed}
-    return identity | ({"test_sources": sorted(test_sources)} if test_sources else {})
+    identity |= {"test_sources": sorted(test_sources)} if test_sources else {}
+    return identity | ({"split": "official"} if official else {})

@@ -166,11 +166,13 @@ def _write_mask(path: Path, mask: np.ndarray) -> None:
         raise OSError(f"{path}: could not write the lesion mask")
 
 
-def _rng(seed: int, dataset: int, index: int) -> np.random.Generator:
+def seeded_rng(seed: int, dataset: int, index: int) -> np.random.Generator:
+    """The generator of one image: same (seed, dataset, index), same image."""
     return np.random.default_rng([seed, dataset, index])
 
 
-def _grades(total: int, frequencies: tuple[int, ...], seed: int, dataset: int) -> list[int]:
+def grade_sequence(total: int, frequencies: tuple[int, ...], seed: int, dataset: int) -> list[int]:
+    """``total`` grades in proportion to ``frequencies`` (each at least twice), in a seeded order."""
     grades = [g for g, n in enumerate(allocate(total, frequencies)) for _ in range(n)]
     np.random.default_rng([seed, dataset, 10**9]).shuffle(grades)
     return grades
@@ -180,9 +182,9 @@ def write_aptos(out: Path, num: int, size: int, seed: int) -> Path:
     """APTOS 2019 layout: train.csv (id_code, diagnosis) + train_images/<id_code>.png."""
     root = out / "aptos2019"
     rows = []
-    for i, grade in enumerate(tqdm(_grades(num, APTOS_COUNTS, seed, 0), desc="synth aptos2019")):
-        image_id = f"{_rng(seed, 0, i).bytes(6).hex()}"
-        image, mask = render_fundus(grade, size, _rng(seed, 0, i))
+    for i, grade in enumerate(tqdm(grade_sequence(num, APTOS_COUNTS, seed, 0), desc="synth aptos2019")):
+        image_id = f"{seeded_rng(seed, 0, i).bytes(6).hex()}"
+        image, mask = render_fundus(grade, size, seeded_rng(seed, 0, i))
         write_rgb(root / "train_images" / f"{image_id}.png", image)
         _write_mask(root / MASK_DIR / f"{image_id}.png", mask)
         rows.append((image_id, grade))
@@ -200,10 +202,10 @@ def write_messidor(out: Path, num: int, size: int, seed: int) -> Path:
     """
     root = out / "messidor2"
     (root / "IMAGES").mkdir(parents=True, exist_ok=True)
-    grades = _grades(num, MESSIDOR_COUNTS, seed, 1)
+    grades = grade_sequence(num, MESSIDOR_COUNTS, seed, 1)
     rows, names = [], []
     for i, grade in enumerate(tqdm(grades, desc="synth messidor2")):
-        rng = _rng(seed, 1, i)
+        rng = seeded_rng(seed, 1, i)
         exam = i // 2
         if exam % 3 == 0:  # the "Extension" part of Messidor-2 uses IM00xxxx.JPG names
             stored, listed = f"IM{4000 + i:06d}.JPG", f"IM{4000 + i:06d}.jpg"
@@ -224,6 +226,21 @@ def write_messidor(out: Path, num: int, size: int, seed: int) -> Path:
     pairs = [f"{names[i]};{names[i + 1]}" for i in range(0, len(names) - 1, 2)]
     (root / "messidor-2.csv").write_text("left;right\n" + "\n".join(pairs) + "\n")
     return root
+
+
+def refuse_occupied(folders: Sequence[Path], force: bool) -> None:
+    """Raise ``FileExistsError`` naming the non-empty ``folders`` unless ``force``.
+
+    Args:
+        folders: the dataset folders about to be written.
+        force: overwrite them anyway.
+    """
+    occupied = [d for d in folders if d.is_dir() and any(d.iterdir())]
+    if occupied and not force:
+        raise FileExistsError(
+            f"{', '.join(map(str, occupied))} not empty: synthetic data would overwrite what is there "
+            "(perhaps a real download). Choose another --out, or pass --force to overwrite."
+        )
 
 
 def write_synthetic(
@@ -250,12 +267,7 @@ def write_synthetic(
     out = Path(out)
     if min(num_aptos, num_messidor) < NUM_GRADES:
         raise ValueError(f"need at least {NUM_GRADES} images per dataset (one per grade)")
-    occupied = [d for d in (out / "aptos2019", out / "messidor2") if d.is_dir() and any(d.iterdir())]
-    if occupied and not force:
-        raise FileExistsError(
-            f"{', '.join(map(str, occupied))} not empty: synthetic data would overwrite what is there "
-            "(perhaps a real download). Choose another --out, or pass --force to overwrite."
-        )
+    refuse_occupied([out / "aptos2019", out / "messidor2"], force)
     return write_aptos(out, num_aptos, image_size, seed), write_messidor(out, num_messidor, image_size, seed)
 
 

@@ -4,8 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
+from drgrade.data.catalog import load_sources
 from drgrade.data.images import read_rgb
-from drgrade.data.sources import DataValidationError, load_sources, read_aptos, read_messidor
+from drgrade.data.sources import DataValidationError, read_aptos, read_messidor
 
 
 def copy(synthetic, tmp_path, name):
@@ -65,7 +66,7 @@ def test_wrong_columns_and_missing_roots_are_named(synthetic, tmp_path):
     text = (root / "messidor_data.csv").read_text().replace("adjudicated_dr_grade", "grade")
     (root / "messidor_data.csv").write_text(text)
     with pytest.raises(DataValidationError) as error:
-        load_sources(tmp_path / "nowhere", root)
+        load_sources({"aptos2019": tmp_path / "nowhere", "messidor2": root})
     message = str(error.value)
     assert "nowhere: APTOS 2019 root folder not found" in message
     assert "messidor_data.csv: missing column(s) adjudicated_dr_grade" in message

@@ -4,15 +4,17 @@ import numpy as np
 import pytest
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
+from drgrade.data.catalog import load_sources
 from drgrade.data.sampling import ClassTargetSampler, InverseFrequencySampler
-from drgrade.data.sources import Record, load_sources
+from drgrade.data.sources import Record
 from drgrade.data.splits import split_records
 from drgrade.errors import OptionError
 
 
 @pytest.fixture(scope="module")
 def records(synthetic):
-    return load_sources(synthetic / "aptos2019", synthetic / "messidor2", verify_images=False)
+    roots = {"aptos2019": synthetic / "aptos2019", "messidor2": synthetic / "messidor2"}
+    return load_sources(roots, verify_images=False)
 
 
 def test_split_proportions_stratified_grouped_deterministic(records):
