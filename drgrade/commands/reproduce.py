@@ -26,7 +26,22 @@ No real data found under {data}. To reproduce Table 3, download:
   Messidor-2 adjudicated grades (Krause et al. 2018; Kaggle dataset "messidor2"
   by Google Brain): messidor_data.csv  ->  {data}/messidor2/
 Then run `make reproduce-table3 DATA={data}`. Either dataset alone also works.
+More sources are read when present (the paper's tables use the two above):
+  EyePACS (Kaggle competition "diabetic-retinopathy-detection"): trainLabels.csv, train/,
+    optionally retinopathy_solution.csv and test/  ->  {data}/eyepacs/
+  IDRiD (IEEE DataPort, "Indian Diabetic Retinopathy Image Dataset"): the folders
+    "A. Segmentation" and "B. Disease Grading"  ->  {data}/idrid/
+  DDR (github.com/nkicsl/DDR-dataset): DR_grading/ and lesion_segmentation/  ->  {data}/ddr/
 To see the protocol run now on synthetic data: `make demo`."""
+
+#: Per source: (its folder under DATA, the file or folder whose presence means it is there).
+REAL_LAYOUTS = {
+    "aptos": ("aptos2019", APTOS_CSV),
+    "messidor": ("messidor2", MESSIDOR_CSV),
+    "eyepacs": ("eyepacs", "trainLabels.csv"),
+    "idrid": ("idrid", "B. Disease Grading"),
+    "ddr": ("ddr", "DR_grading"),
+}
 
 
 def _fit_then_test(cli_class, model_args: list[str], run_dirs: list[str]) -> str:
@@ -47,16 +62,14 @@ def _fit_then_test(cli_class, model_args: list[str], run_dirs: list[str]) -> str
 
 
 def _real_data_args(data: Path) -> list[str]:
-    aptos, messidor = data / "aptos2019", data / "messidor2"
-    has_aptos, has_messidor = (aptos / APTOS_CSV).is_file(), (messidor / MESSIDOR_CSV).is_file()
-    if not (has_aptos or has_messidor):
+    """``--data.<source>_root`` for every source downloaded under ``data`` (null for the others)."""
+    present = {stem: (data / folder / marker).exists() for stem, (folder, marker) in REAL_LAYOUTS.items()}
+    if not any(present.values()):
         raise SystemExit(DOWNLOAD_HELP.format(data=data))
-    return [
-        "--data.aptos_root",
-        str(aptos) if has_aptos else "null",
-        "--data.messidor_root",
-        str(messidor) if has_messidor else "null",
-    ]
+    args = []
+    for stem, (folder, _) in REAL_LAYOUTS.items():
+        args += [f"--data.{stem}_root", str(data / folder) if present[stem] else "null"]
+    return args
 
 
 def add_arguments(parser) -> None:

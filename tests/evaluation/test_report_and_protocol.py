@@ -75,6 +75,19 @@ def test_reproduce_without_data_says_where_to_download(tmp_path):
     with pytest.raises(SystemExit, match="aptos2019-blindness-detection") as exit_:
         main(["reproduce", "--data", str(tmp_path)])
     assert "messidor_data.csv" in str(exit_.value)
+    assert all(name in str(exit_.value) for name in ("trainLabels.csv", "B. Disease Grading", "DR_grading"))
+
+
+def test_reproduce_finds_every_downloaded_source(tmp_path):
+    from drgrade.commands.reproduce import _real_data_args
+
+    (tmp_path / "eyepacs").mkdir()
+    (tmp_path / "eyepacs" / "trainLabels.csv").write_text("image,level\n")
+    (tmp_path / "ddr" / "DR_grading").mkdir(parents=True)
+    args = dict(zip(*[iter(_real_data_args(tmp_path))] * 2, strict=True))
+    assert args["--data.eyepacs_root"] == str(tmp_path / "eyepacs")
+    assert args["--data.ddr_root"] == str(tmp_path / "ddr")
+    assert args["--data.aptos_root"] == args["--data.idrid_root"] == "null"
 
 
 def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
