@@ -6,7 +6,7 @@ the model, data and trainer options of a config), ``add_arguments(parser)`` and 
 
 from types import ModuleType
 
-from drgrade.commands import cache, explain, export, report, reproduce, synth
+from drgrade.commands import cache, explain, export, report, reproduce, serve, synth
 
 VERBS: dict[str, ModuleType] = {
     "synth": synth,
@@ -15,4 +15,5 @@ VERBS: dict[str, ModuleType] = {
     "explain": explain,
     "cache": cache,
     "export": export,
+    "serve": serve,
 }

@@ -1,0 +1,95 @@
+"""Grade a handful of files with a trained task, as ``drgrade predict`` does, plus attention overlays.
+
+The screening web page (``drgrade serve``) answers through this module: the same dataset
+(quality gate, fundus crop, resize, normalisation), the same probabilities, decision rule and
+referral cuts as ``predict``, so a grade shown in the browser equals the grade in a
+predictions.csv for the same file (tested).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from torch.utils.data import DataLoader
+
+from drgrade.callbacks.attention import display_images
+from drgrade.data.augment import EvalTransform
+from drgrade.data.dataset import UNKNOWN, FundusDataset
+from drgrade.data.quality import QualityLimits
+from drgrade.data.sources import Record
+from drgrade.evaluation.plots import overlay
+from drgrade.grades import GRADE_NAMES
+from drgrade.predictions import PredictionRow
+from drgrade.tasks import BaseTask
+
+
+@dataclass
+class Screening:
+    """One file's answer: its prediction row, and the preprocessed image with the attention map."""
+
+    row: PredictionRow
+    image: np.ndarray | None = None
+    attention: np.ndarray | None = None
+    method: str = ""
+
+
+def screen_files(
+    task: BaseTask, paths: Sequence[Path], image_size: int, batch_size: int = 8
+) -> list[Screening]:
+    """Grade ``paths`` (quality gate on) with ``task``; unreadable or ungradable files get the reason.
+
+    Args:
+        task: a trained task in eval mode.
+        paths: the image files.
+        image_size: the model's input size.
+        batch_size: images per forward pass.
+    """
+    records = [Record(Path(p), UNKNOWN, "", str(p)) for p in paths]
+    dataset = FundusDataset(records, image_size, EvalTransform(), keep_errors=True, quality=QualityLimits())
+    rule = task.referral_rule()
+    answers: list[Screening] = []
+    for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):
+        maps, probs, method = task.attention_maps(batch["image"])  # Grad-CAM needs autograd: no no_grad
+        grades = task.decide(probs)
+        pictures = display_images(batch["image"])
+        for i, index in enumerate(batch["index"].tolist()):
+            path, error = str(records[index].path), batch["error"][i]
+            if error:
+                answers.append(Screening(PredictionRow(path, error=error)))
+                continue
+            row = PredictionRow(path, probs[i].tolist(), int(grades[i]), rule=rule)
+            answers.append(Screening(row, pictures[i], maps[i].detach().cpu().numpy(), method))
+    return answers
+
+
+def answer_card(answer: Screening) -> Figure:
+    """The attention overlay beside the five probabilities as a bar chart, titled with the verdict."""
+    fig, (picture, bars) = plt.subplots(1, 2, figsize=(8, 3.6), gridspec_kw={"width_ratios": [1, 1.2]})
+    row = answer.row
+    name = Path(row.file).name
+    if row.error:
+        for ax in (picture, bars):
+            ax.axis("off")
+        reason = textwrap.fill(row.error.replace(f"{row.file}: ", ""), 60)
+        picture.text(0, 0.5, reason, fontsize=10, va="center")
+        fig.suptitle(f"{name}: not graded")
+        return fig
+    picture.imshow(overlay(answer.image, answer.attention))
+    picture.set_title(f"attention ({answer.method})", fontsize=9)
+    picture.axis("off")
+    colours = ["tab:red" if g == row.grade else "tab:blue" for g in range(len(GRADE_NAMES))]
+    bars.barh(GRADE_NAMES, row.probabilities, color=colours)
+    bars.set_xlim(0, 1)
+    bars.invert_yaxis()
+    bars.set_xlabel("probability")
+    _, referable, uncertainty, refer = row.rule.flags(row.probabilities, row.grade)
+    flags = ("REFERABLE" if referable else "not referable") + (", refer to a grader" if refer else "")
+    fig.suptitle(f"{name}: {GRADE_NAMES[row.grade]} ({flags}; entropy {uncertainty:.2f})", fontsize=10)
+    fig.tight_layout()
+    return fig

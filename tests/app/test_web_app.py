@@ -1,0 +1,113 @@
+"""The screening web page in a real browser: headless Chromium, driven through chromedriver."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import socket
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from drgrade.cli import main
+from drgrade.tasks import load_task
+from tests.conftest import cli_args
+
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    not (CHROMEDRIVER and CHROMIUM),
+    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,2400"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def test_upload_two_photographs_and_a_broken_file(synthetic, zero_shot_checkpoint, tmp_path, monkeypatch):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from drgrade.app import build_app
+    from drgrade.screening import screen_files
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in sorted((synthetic / "aptos2019" / "train_images").iterdir())[:2]:
+        shutil.copy(path, folder / path.name)
+    (folder / "zz_broken.png").write_bytes(b"\x89PNG\r\n not an image")
+    main(
+        cli_args(
+            "predict",
+            "zero_shot",
+            synthetic,
+            tmp_path / "runs",
+            "--ckpt_path",
+            str(zero_shot_checkpoint),
+            "--data.predict_dir",
+            str(folder),
+        )
+    )
+    expected = {
+        Path(r["file"]).name: r
+        for r in csv.DictReader(next((tmp_path / "runs").rglob("predictions.csv")).open())
+    }
+
+    server_files = tmp_path / "gradio"  # where the server keeps uploads (and what it displays)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(server_files))
+    task = load_task(zero_shot_checkpoint).eval()
+    page = build_app(partial(screen_files, task, image_size=96), task.display_name)
+    port = free_port()
+    page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    driver = browser()
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(driver, 60)
+        field = wait.until(
+            ready.presence_of_element_located((By.CSS_SELECTOR, "#drgrade-upload input[type=file]"))
+        )
+        field.send_keys("\n".join(str(p) for p in sorted(folder.iterdir())))
+        wait.until(
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, "#drgrade-upload .file-preview tr, #drgrade-upload a"))
+                >= 3
+            )
+        )
+        driver.find_element(By.ID, "drgrade-grade").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#drgrade-results tr")) == 4)
+        rows = [
+            [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+            for row in driver.find_elements(By.CSS_SELECTOR, "#drgrade-results tr")[1:]
+        ]
+        driver.save_screenshot(str(tmp_path / "screening_page.png"))
+    finally:
+        driver.quit()
+        page.close()
+    shown = {row[0]: row for row in rows}
+    assert set(shown) == set(expected)
+    for name, row in shown.items():
+        if name == "zz_broken.png":
+            assert row[4].startswith("ungradable:") and "decod" in row[4]
+            continue
+        assert row[1] == expected[name]["grade"] and row[4] == "gradable"
+        assert abs(float(row[5]) - float(expected[name]["p_no"])) < 1e-4
+    kept = {p.name for p in server_files.rglob("*") if p.is_file()}
+    assert any(p.is_dir() for p in server_files.iterdir())  # uploads did arrive here
+    assert not kept & set(expected)  # no uploaded image is kept after answering
+    assert (tmp_path / "screening_page.png").stat().st_size > 10_000
