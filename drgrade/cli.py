@@ -9,6 +9,7 @@ and the tests, so what the tests exercise is exactly what users run.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,14 @@ class DRGradeCLI(LightningCLI):
     Args:
         args: command-line arguments (default ``sys.argv[1:]``).
         run: run the subcommand (False: only parse and instantiate, for tools and tests).
+        wandb_group: the W&B group of this run's W&B runs (``reproduce`` groups its stages).
         **kwargs: further LightningCLI options.
     """
 
-    def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any):
+    def __init__(
+        self, args: list[str] | None = None, run: bool = True, wandb_group: str | None = None, **kwargs: Any
+    ):
+        self.wandb_group = wandb_group
         super().__init__(
             BaseTask,
             DRDataModule,
@@ -99,6 +104,7 @@ class DRGradeCLI(LightningCLI):
             return
         config = self.config[subcommand]
         root = self._settle_run_dir(config)
+        self._name_wandb_runs(config, subcommand)
         entry = config.get("ckpt_path")
         if entry:
             config["ckpt_path"] = resolve_checkpoint(entry, root)
@@ -122,6 +128,17 @@ class DRGradeCLI(LightningCLI):
             if "init_args" in logger and logger["init_args"] is not None:
                 logger["init_args"]["save_dir"] = trainer["default_root_dir"]
         return trainer["default_root_dir"]
+
+    def _name_wandb_runs(self, config, subcommand: str) -> None:
+        """Give each W&B run its model and stage as name and the protocol's group (explicit options win)."""
+        model = Path(config["trainer"]["default_root_dir"]).name
+        loggers = config["trainer"].get("logger")
+        for logger in loggers if isinstance(loggers, list) else []:
+            if not str(logger.get("class_path", "")).endswith("WandbLogger"):
+                continue
+            options = logger["init_args"]
+            options["name"] = options.get("name") or f"{model}-{subcommand}"
+            options["group"] = options.get("group") or self.wandb_group
 
     # -- instantiation and running --------------------------------------------------------------
     def instantiate_classes(self) -> None:
@@ -165,10 +182,19 @@ class DRGradeCLI(LightningCLI):
         if verb is not None:
             verb.run(self)
             return
+        self._attach_config(subcommand)
         try:
             super()._run_subcommand(subcommand)
         finally:
             self._finish_wandb()
+
+    def _attach_config(self, subcommand: str) -> None:
+        """The whole parsed configuration (as saved in the run's config.yaml) in each W&B run's config."""
+        loggers = [logger for logger in self.trainer.loggers if isinstance(logger, WandbLogger)]
+        if loggers:
+            config = json.loads(json.dumps(self.config[subcommand].as_dict(), default=str))
+            for logger in loggers:
+                logger.experiment.config.update({"subcommand": subcommand, **config}, allow_val_change=True)
 
     def _finish_wandb(self) -> None:
         """Close this run's W&B runs, so its files are complete and the next stage (e.g.

@@ -139,7 +139,7 @@ class EvaluationWriter(Callback):
         for name, figure in figures.items():
             save_figure(figure, out / f"{name}.png", dpi=120)
             plt.close(figure)
-        _log_wandb(trainer, split, document, out, list(figures))
+        _log_wandb(trainer, result, document, out, list(figures))
         print(f"evaluation files written to {out}")
 
 
@@ -154,20 +154,15 @@ def _finite(value):
     return value
 
 
-def _log_wandb(trainer: L.Trainer, split: str, document: dict, out: Path, figures: list[str]) -> None:
-    """The per-class table and the figures, to every W&B logger of the run."""
+def _log_wandb(
+    trainer: L.Trainer, result: SplitResult, document: dict, out: Path, figures: list[str]
+) -> None:
+    """The evaluation as W&B charts, tables and images, to every W&B logger of the run."""
     loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
     if not loggers:
         return
-    import wandb
+    from drgrade.callbacks.wandb_charts import evaluation_entries
 
-    metrics = document["metrics"]
-    columns = ["grade", "precision", "recall", "f1", "auroc"]
-    rows = [[g.name, *(metrics[f"{key}_{g.short}"] for key in columns[1:])] for g in GRADES]
+    entries = evaluation_entries(result, result.stage, document, out, figures)
     for logger in loggers:
-        logger.experiment.log(
-            {
-                f"{split}/per_class": wandb.Table(columns=columns, data=rows),
-                **{f"{split}/{name}": wandb.Image(str(out / f"{name}.png")) for name in figures},
-            }
-        )
+        logger.experiment.log(entries)

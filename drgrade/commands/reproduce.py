@@ -7,6 +7,8 @@ downloads (``--data``).
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -176,6 +178,8 @@ def reproduce(
         with_paper: add the paper's numbers to the tables.
         external: test on this source only, train and validate on the others.
     """
+    # every stage's W&B run in one group per invocation, so a dashboard shows the protocol together
+    cli_class = partial(cli_class, wandb_group=f"reproduce-{datetime.now():%Y%m%d-%H%M%S}")
     if data is None:
         overlay = ["--config", str(configs / "demo.yaml")]
         train_overlay = ["--config", str(configs / "demo_train.yaml")]

@@ -3,12 +3,13 @@
 import csv
 import json
 import shutil
+import struct
 
 import pytest
 import torch
 
 from drgrade import __version__
-from drgrade.cli import main
+from drgrade.cli import DRGradeCLI, main
 from tests.conftest import cli_args
 
 
@@ -194,20 +195,58 @@ def test_missing_checkpoint_is_explained(synthetic, tmp_path):
         main(cli_args("test", "fcn_clip", synthetic, tmp_path, "--ckpt_path", "best"))
 
 
-def test_wandb_offline_run_logs_the_evaluation(synthetic, tmp_path, monkeypatch):
+def wandb_records(path):
+    """The protobuf records of an offline W&B run file (a LevelDB-style log of 32 KiB blocks)."""
+    from wandb.proto import wandb_internal_pb2
+
+    raw, block, position, pending, records = path.read_bytes(), 32768, 7, b"", []
+    while position + 7 <= len(raw):
+        left = block - position % block
+        _, length, kind = struct.unpack("<IHB", raw[position : position + 7]) if left >= 7 else (0, 0, 0)
+        if left < 7 or (length == 0 and kind == 0):  # block trailer / padding
+            position += left
+            continue
+        data = raw[position + 7 : position + 7 + length]
+        position += 7 + length
+        pending = data if kind in (1, 2) else pending + data
+        if kind in (1, 4):  # a full record, or the last fragment of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+def test_wandb_offline_run_is_named_grouped_configured_and_has_native_charts(
+    synthetic, tmp_path, monkeypatch
+):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    args = cli_args("validate", "zero_shot", synthetic, tmp_path)
-    args += [
-        "--trainer.logger+=lightning.pytorch.loggers.WandbLogger",
-        "--trainer.logger.save_dir",
-        str(tmp_path),
-        "--trainer.logger.offline",
-        "true",
-    ]
-    main(args)
-    assert (latest_run(tmp_path) / "metrics.json").is_file()
-    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert runs and runs[0].stat().st_size > 0
+    args = cli_args("validate", "zero_shot", synthetic, tmp_path / "zero_shot")
+    args += ["--trainer.logger+=lightning.pytorch.loggers.WandbLogger", "--trainer.logger.offline", "true"]
+    DRGradeCLI(args, wandb_group="protocol-1")
+    assert (latest_run(tmp_path / "zero_shot") / "metrics.json").is_file()
+    runs = list((tmp_path / "zero_shot" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1  # under the run directory, like every other output
+    records = wandb_records(runs[0])
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert (run.display_name, run.run_group) == ("zero_shot-validate", "protocol-1")
+    updates = [r.config for r in records if r.WhichOneof("record_type") == "config"]
+    config = {item.key: json.loads(item.value_json) for update in updates for item in update.update}
+    assert config["subcommand"] == "validate" and config["model"]["class_path"].endswith("ZeroShotCLIP")
+    logged = {
+        item.key or item.nested_key[0]
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+        for item in r.history.item
+    }
+    for key in (
+        "val/confusion_matrix_chart_table",
+        "val/roc_chart_table",
+        "val/per_class",
+        "val/reliability_diagram",
+    ):
+        assert key in logged, sorted(logged)
+    tables = {p.name.split("_1_")[0] for p in runs[0].parent.glob("files/media/table/val/*.table.json")}
+    assert {"confusion_matrix_chart_table", "roc_chart_table", "per_class", "operating_points"} <= tables
 
 
 def test_bf16_autocast_and_channels_last_fit_on_cpu(synthetic, tmp_path):
