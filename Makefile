@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install drgrade (editable) with dev extras
 
-test: $(STAMP)  ## ruff, then the whole test suite (offline, CPU; slow tests included)
+test: $(STAMP)  ## ruff, then the whole test suite (offline, CPU, one worker per core; slow tests included)
 	$(BIN)/ruff check $(LINTED)
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q --durations=10
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -n auto --durations=10
 
 lint: $(STAMP)  ## ruff (the same folders as make test)
 	$(BIN)/ruff check $(LINTED)

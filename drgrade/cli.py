@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from drgrade import __version__, commands
 from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
+from drgrade.console import quiet_console
 from drgrade.data import DRDataModule
 from drgrade.data.sources import DataValidationError
 from drgrade.models.clip_backbone import BackboneWeightsError
@@ -152,7 +153,13 @@ class DRGradeCLI(LightningCLI):
         """The configured trainer, saving checkpoints atomically unless plugins are configured."""
         if not self._get(self.config_init, "trainer", default={}).get("plugins"):
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                # Lightning always passes ``anonymous`` (None) to wandb.init, which then warns that
+                # the setting is deprecated on every run; leaving it out changes nothing else
+                logger._wandb_init.pop("anonymous", None)
+        return trainer
 
     def fit(self, model: BaseTask, datamodule: DRDataModule | None = None, **kwargs: Any) -> None:
         """``drgrade fit``: train, or make and save the validation choices of an untrained model.
@@ -222,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     Args:
         argv: command-line arguments without the program name.
     """
+    quiet_console()
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         # LightningCLI reads sys.argv itself when args is None (and warns if given both)

@@ -13,7 +13,12 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # the preprocessing cache of every test run (subprocesses included) lives in a fresh temp dir
 os.environ["DRGRADE_CACHE_DIR"] = tempfile.mkdtemp(prefix="drgrade-cache-")
 
+import torch
+
 from drgrade.data.synthetic import write_synthetic
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: no oversubscription
+    torch.set_num_threads(1)
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent

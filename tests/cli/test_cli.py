@@ -4,12 +4,14 @@ import csv
 import json
 import shutil
 import struct
+import warnings
 
 import pytest
 import torch
 
 from drgrade import __version__
 from drgrade.cli import DRGradeCLI, main
+from drgrade.console import quiet_console
 from tests.conftest import cli_args
 
 
@@ -217,12 +219,18 @@ def wandb_records(path):
 
 
 def test_wandb_offline_run_is_named_grouped_configured_and_has_native_charts(
-    synthetic, tmp_path, monkeypatch
+    synthetic, tmp_path, monkeypatch, capsys, caplog
 ):
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = cli_args("validate", "zero_shot", synthetic, tmp_path / "zero_shot")
     args += ["--trainer.logger+=lightning.pytorch.loggers.WandbLogger", "--trainer.logger.offline", "true"]
-    DRGradeCLI(args, wandb_group="protocol-1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        quiet_console()
+        DRGradeCLI(args, wandb_group="protocol-1")
+    console = capsys.readouterr().err + caplog.text + "".join(str(w.message) for w in caught)
+    for noise in ("anonymous setting", "Tip:", "LeafSpec", "No pretrained weights", "in eval mode"):
+        assert noise not in console
     assert (latest_run(tmp_path / "zero_shot") / "metrics.json").is_file()
     runs = list((tmp_path / "zero_shot" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1  # under the run directory, like every other output

@@ -1,0 +1,47 @@
+"""A quiet console: progress bars, the split table, results and the warnings a user can act on.
+
+Each message silenced here was read and judged to carry nothing a drgrade user can act on;
+anything else still prints. Installed by ``drgrade.cli.main`` for every verb.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+#: (logger name, message pattern, why it is dropped).
+LOG_NOISE = (
+    ("lightning.pytorch.utilities.rank_zero", r"💡 Tip", "an advertisement for another product"),
+    # open_clip says this when asked for random weights (``pretrained: null``, the demo and
+    # tests); a failed request for real weights raises drgrade's BackboneWeightsError instead
+    ("root", r"No pretrained weights loaded for model", "random weights were asked for"),
+)
+#: (message pattern, why it is ignored) for Python warnings.
+WARNING_NOISE = (
+    (r"LightningCLI's args parameter is intended", "reproduce passes each stage's arguments on purpose"),
+    (
+        r"Found \d+ module\(s\) in eval mode",
+        "frozen CLIP towers (and their BatchNorm) stay in eval mode on purpose",
+    ),
+    (r".*isinstance\(treespec, LeafSpec\)", "Lightning's own use of a torch API it will update"),
+)
+
+
+class _Drop(logging.Filter):
+    def __init__(self, pattern: str):
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.match(record.getMessage())
+
+
+def quiet_console() -> None:
+    """Install the filters (idempotent: a filter already installed is not added twice)."""
+    for name, pattern, _ in LOG_NOISE:
+        logger = logging.getLogger() if name == "root" else logging.getLogger(name)
+        if not any(isinstance(f, _Drop) and f.pattern.pattern == pattern for f in logger.filters):
+            logger.addFilter(_Drop(pattern))
+    for pattern, _ in WARNING_NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
