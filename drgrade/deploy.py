@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from tqdm import tqdm
 
 from drgrade.data.images import ImageReadError, list_images
 from drgrade.data.preprocess import preprocess_fundus
-from drgrade.data.quality import read_gradable
+from drgrade.data.quality import FEATURES, read_assessed
 from drgrade.predictions import PredictionRow, ReferralRule, ungradable_summary, write_predictions
 
 
@@ -60,35 +66,98 @@ class OnnxGrader:
 
     def tensor(self, image: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 RGB -> 3xSxS float32, cropped, resized and CLIP-normalised."""
-        square = preprocess_fundus(image, self.size).astype(np.float32)
-        return ((square - self.mean) / self.std).transpose(2, 0, 1)
+        return normalised(image, self.size, self.mean, self.std)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities [B, 5], grade [B]) for normalised images [B, 3, S, S]."""
         probabilities, grade = self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
         return probabilities, grade
 
-    def grade_files(self, paths: Iterable[Path], batch_size: int = 16) -> list[PredictionRow]:
-        """One row per file, in the given order; an unreadable file gets its error, not a grade.
+    def grade_files(
+        self, paths: Iterable[Path], batch_size: int = 16, workers: int = 0
+    ) -> list[PredictionRow]:
+        """One row per file, in the given order; an unreadable or ungradable file gets its reason.
+
+        With ``workers`` > 0, files are decoded, gated and preprocessed in that many processes
+        while the model runs on earlier batches (a folder of large photographs is decode-bound);
+        at most a few batches wait in memory.
 
         Args:
             paths: the image files.
             batch_size: images per onnxruntime call.
+            workers: preprocessing processes (0: in this process).
         """
-        rows: dict[Path, PredictionRow] = {}
-        pending: list[tuple[Path, np.ndarray]] = []
         paths = list(paths)
-        for position, path in enumerate(paths):
-            try:
-                pending.append((path, self.tensor(read_gradable(path))))
-            except ImageReadError as error:
-                rows[path] = PredictionRow(str(path), error=str(error))
-            if pending and (len(pending) == batch_size or position == len(paths) - 1):
-                probabilities, grades = self.run(np.stack([t for _, t in pending]))
-                for (done, _), p, g in zip(pending, probabilities, grades, strict=True):
-                    rows[done] = PredictionRow(str(done), p.tolist(), int(g), rule=self.rule)
-                pending.clear()
-        return [rows[path] for path in paths]
+        prepare = partial(prepared, size=self.size, mean=self.mean, std=self.std)
+        rows = [PredictionRow(str(path)) for path in paths]
+        pending: list[tuple[int, np.ndarray]] = []  # (row, network input) waiting for a batch
+        with _pool(workers) as pool, tqdm(total=len(paths), desc="grading", unit="image") as bar:
+            for index, (tensor, error, quality) in enumerate(
+                _ordered(pool, prepare, paths, depth=4 * batch_size)
+            ):
+                rows[index] = PredictionRow(str(paths[index]), error=error, quality=quality)
+                if not error:
+                    pending.append((index, tensor))
+                if len(pending) == batch_size:
+                    self._grade_batch(pending, rows)
+                bar.update()
+            if pending:
+                self._grade_batch(pending, rows)
+        return rows
+
+    def _grade_batch(self, pending: list[tuple[int, np.ndarray]], rows: list[PredictionRow]) -> None:
+        """Run one batch and fill in its rows; empties ``pending``."""
+        probabilities, grades = self.run(np.stack([tensor for _, tensor in pending]))
+        for (index, _), p, g in zip(pending, probabilities, grades, strict=True):
+            row = rows[index]
+            rows[index] = PredictionRow(row.file, p.tolist(), int(g), rule=self.rule, quality=row.quality)
+        pending.clear()
+
+
+def normalised(image: np.ndarray, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB -> 3xSxS float32: fundus crop, resize, CLIP normalisation."""
+    square = preprocess_fundus(image, size).astype(np.float32)
+    return ((square - mean) / std).transpose(2, 0, 1)
+
+
+def prepared(path: Path, size: int, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray | None, str, list]:
+    """(network input, "", gate features) or (None, why it is not graded, features): one worker's job."""
+    try:
+        image, features = read_assessed(path)
+        return normalised(image, size, mean, std), "", [features[name] for name in FEATURES]
+    except ImageReadError as error:
+        measured = getattr(error, "features", {})
+        return None, str(error), [measured.get(name, float("nan")) for name in FEATURES]
+
+
+class _InProcess:
+    """The executor interface for ``workers=0``: every job runs at once, in this process."""
+
+    def submit(self, fn, *args):
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _pool(workers: int):
+    return ProcessPoolExecutor(workers) if workers > 0 else _InProcess()
+
+
+def _ordered(pool, fn, paths: list[Path], depth: int):
+    """``fn(path)`` for every path, in order, with at most ``depth`` jobs submitted ahead."""
+    queue: deque[Future] = deque()
+    for path in paths:
+        queue.append(pool.submit(fn, path))
+        if len(queue) >= depth:
+            yield queue.popleft().result()
+    while queue:
+        yield queue.popleft().result()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,17 +170,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model", type=Path, help="ONNX file from `drgrade export`")
     parser.add_argument("images", type=Path, help="folder of fundus images (png/jpg/tif)")
     parser.add_argument("--out", type=Path, default=Path("predictions.csv"))
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="preprocessing processes")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: its own)")
+    parser.add_argument("--batch_size", type=int, default=16)
     opts = parser.parse_args(argv)
     try:
-        grader = OnnxGrader(opts.model)
+        grader = OnnxGrader(opts.model, threads=opts.threads)
         paths, skipped = list_images(opts.images)
     except (DeployError, FileNotFoundError) as error:
         print(f"python -m drgrade.deploy: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    rows = grader.grade_files(paths)
+    start = time.perf_counter()
+    rows = grader.grade_files(paths, opts.batch_size, opts.workers)
+    rate = len(paths) / max(time.perf_counter() - start, 1e-9)
     rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
     write_predictions(opts.out, rows)
-    print(f"{len(rows)} image(s) into {opts.out}; {ungradable_summary(rows)}")
+    print(f"{len(rows)} image(s) into {opts.out} at {rate:.1f} images/s; {ungradable_summary(rows)}")
 
 
 if __name__ == "__main__":

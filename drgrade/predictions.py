@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drgrade.data.quality import FEATURES
 from drgrade.files import atomic_open
 from drgrade.grades import GRADE_NAMES, GRADES, REFERABLE_FROM
 
@@ -32,6 +33,7 @@ COLUMNS = (
     "referable",
     "uncertainty",
     "refer_to_grader",
+    *FEATURES,
     "error",
 )
 
@@ -74,6 +76,7 @@ class PredictionRow:
         extra: further columns of this file (e.g. ``model``, ``lesion_mass`` in explain.csv).
         patient_id: the patient the image belongs to, when the source knows it.
         rule: the referral cuts behind the ``referable`` and ``refer_to_grader`` flags.
+        quality: what the quality gate measured (fundus fraction, brightness, focus), when it ran.
     """
 
     file: str
@@ -85,6 +88,7 @@ class PredictionRow:
     extra: dict[str, object] = field(default_factory=dict)
     patient_id: str = ""
     rule: ReferralRule = ReferralRule()
+    quality: Sequence[float] | None = None
 
     def cells(self) -> list[object]:
         """The row's values in ``COLUMNS`` order, then ``extra``'s."""
@@ -108,9 +112,14 @@ class PredictionRow:
             self.patient_id,
             "" if self.true_grade is None or self.true_grade < 0 else self.true_grade,
             *decided,
+            *(_feature(v) for v in (self.quality or [math.nan] * len(FEATURES))),
             self.error,
             *self.extra.values(),
         ]
+
+
+def _feature(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.4g}"
 
 
 def write_predictions(path: str | Path, rows: Iterable[PredictionRow]) -> Path:

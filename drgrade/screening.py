@@ -59,11 +59,11 @@ def screen_files(
         grades = task.decide(probs)
         pictures = display_images(batch["image"])
         for i, index in enumerate(batch["index"].tolist()):
-            path, error = str(records[index].path), batch["error"][i]
+            path, error, quality = str(records[index].path), batch["error"][i], batch["quality"][i].tolist()
             if error:
-                answers.append(Screening(PredictionRow(path, error=error)))
+                answers.append(Screening(PredictionRow(path, error=error, quality=quality)))
                 continue
-            row = PredictionRow(path, probs[i].tolist(), int(grades[i]), rule=rule)
+            row = PredictionRow(path, probs[i].tolist(), int(grades[i]), rule=rule, quality=quality)
             answers.append(Screening(row, pictures[i], maps[i].detach().cpu().numpy(), method))
     return answers
 

@@ -32,13 +32,16 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module, predictions, batch_indices) -> None:
         """Collect the batches' outputs from every rank and write predictions.csv on rank 0."""
         outputs = [
-            (int(i), p, int(g), e)
+            (int(i), p, int(g), e, q)
             for batch in predictions
-            for i, p, g, e in zip(
+            for i, p, g, e, q in zip(
                 batch["index"].tolist(),
                 batch["probs"].tolist(),
                 batch["grade"].tolist(),
                 batch["error"],
+                batch["quality"].tolist()
+                if batch.get("quality") is not None
+                else [None] * len(batch["error"]),
                 strict=True,
             )
         ]
@@ -47,10 +50,10 @@ class PredictionWriter(BasePredictionWriter):
         if not trainer.is_global_zero:
             return
         records = trainer.predict_dataloaders.dataset.records
-        by_index = {index: (probs, grade, error) for index, probs, grade, error in outputs}
+        by_index = {index: (probs, grade, error, quality) for index, probs, grade, error, quality in outputs}
         rows = []
         for index in sorted(by_index):
-            probs, grade, error = by_index[index]
+            probs, grade, error, quality = by_index[index]
             record = records[index]
             graded = not error
             rows.append(
@@ -63,6 +66,7 @@ class PredictionWriter(BasePredictionWriter):
                     error,
                     patient_id=record.patient_id,
                     rule=pl_module.referral_rule(),
+                    quality=quality,
                 )
             )
         skipped = getattr(trainer.datamodule, "skipped", [])

@@ -5,19 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 
 from drgrade.export import export_onnx
+from drgrade.quantize import quantize_onnx
 from drgrade.tasks import load_task
 
 MODEL_BOUND = True
 
 
 def add_arguments(parser) -> None:
-    """``--ckpt_path`` and ``--out``.
+    """``--ckpt_path``, ``--out`` and the INT8 options.
 
     Args:
         parser: the verb's parser.
     """
     parser.add_argument("--ckpt_path", type=str, required=True, help="checkpoint to export (or last / best)")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    parser.add_argument(
+        "--quantize",
+        type=str | None,
+        default=None,
+        choices=[None, "int8"],
+        help="also write an INT8 model beside it (<out>.int8.onnx) for fast CPU screening",
+    )
+    parser.add_argument(
+        "--calibration_images",
+        type=Path | None,
+        default=None,
+        help="training images calibrating the INT8 activations (static quantisation; without: dynamic)",
+    )
 
 
 def run(cli) -> None:
@@ -28,6 +42,8 @@ def run(cli) -> None:
     """
     opts = cli.options()
     written = export_onnx(load_task(opts.ckpt_path), opts.out, cli.datamodule.hparams.image_size)
-    print(
-        f"exported {opts.ckpt_path} to {written}; grade images with: python -m drgrade.deploy {written} DIR"
-    )
+    print(f"exported {opts.ckpt_path} to {written}")
+    if opts.quantize == "int8":
+        written = quantize_onnx(written, opts.calibration_images)
+        print(f"INT8 model: {written}")
+    print(f"grade images with: python -m drgrade.deploy {written} DIR")

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from drgrade.data.cache import PreprocessCache
 from drgrade.data.images import IMAGE_SUFFIXES, ImageReadError, list_images, read_rgb
 from drgrade.data.preprocess import crop_fundus, fundus_box, preprocess_fundus, resize_square
-from drgrade.data.quality import QualityLimits, read_gradable
+from drgrade.data.quality import FEATURES, QualityLimits, read_assessed
 from drgrade.data.sources import Record
 
 Transform = Callable[[np.ndarray, int], torch.Tensor]
@@ -74,29 +74,33 @@ class FundusDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The preprocessed (cropped, resized) RGB image of record ``index``, and its mask.
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
+        """The preprocessed (cropped, resized) RGB image of record ``index``, its mask, its gate features.
 
         Args:
             index: the record's position.
         """
         record = self.records[index]
         if self.cache is not None and not self.with_masks and self.quality is None:
-            return self.cache.load(record.path), None
-        image = read_rgb(record.path) if self.quality is None else read_gradable(record.path, self.quality)
+            return self.cache.load(record.path), None, {}
+        features: dict[str, float] = {}
+        if self.quality is None:
+            image = read_rgb(record.path)
+        else:
+            image, features = read_assessed(record.path, self.quality)
         mask = load_mask(record, image, self.image_size) if self.with_masks else None
-        return preprocess_fundus(image, self.image_size), mask
+        return preprocess_fundus(image, self.image_size), mask, features
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         error = ""
         size = self.image_size
         try:
-            image, mask = self.load(index)
+            image, mask, features = self.load(index)
         except ImageReadError as exc:
             if not self.keep_errors:
                 raise
-            error = str(exc)
+            error, features = str(exc), getattr(exc, "features", {})
             image, mask = np.zeros((size, size, 3), np.uint8), np.zeros((size, size), np.uint8)
         sample = {
             "image": self.transform(image, record.grade),
@@ -106,6 +110,8 @@ class FundusDataset(Dataset):
         }
         if self.with_masks:
             sample["mask"] = torch.from_numpy(mask > 0)
+        if self.quality is not None:  # what the gate measured, NaN where it could not measure
+            sample["quality"] = torch.tensor([features.get(name, float("nan")) for name in FEATURES])
         return sample
 
 

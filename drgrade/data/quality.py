@@ -66,7 +66,15 @@ class Quality:
 
 
 class UngradableImage(ImageReadError):
-    """An image the gate refuses to grade; the message says why."""
+    """An image the gate refuses to grade; the message says why, ``features`` what was measured."""
+
+    def __init__(self, message: str, features: dict[str, float] | None = None):
+        super().__init__(message)
+        self.features = features or {}
+
+
+#: The measured features, in the order prediction files list them.
+FEATURES = ("fundus_fraction", "brightness", "focus")
 
 
 def file_is_complete(path: str | Path) -> bool:
@@ -161,7 +169,7 @@ def check_image(path: str | Path, image: np.ndarray, limits: QualityLimits = Qua
         raise UngradableImage(f"{path}: ungradable: incomplete file (cut off before its end)")
     quality = assess(image, limits)
     if not quality.gradable:
-        raise UngradableImage(f"{path}: ungradable: {quality.reason}")
+        raise UngradableImage(f"{path}: ungradable: {quality.reason}", quality.features)
     return quality
 
 
@@ -172,9 +180,20 @@ def read_gradable(path: str | Path, limits: QualityLimits = QualityLimits()) -> 
         path: the image file.
         limits: the thresholds.
     """
+    return read_assessed(path, limits)[0]
+
+
+def read_assessed(
+    path: str | Path, limits: QualityLimits = QualityLimits()
+) -> tuple[np.ndarray, dict[str, float]]:
+    """``read_gradable`` that also returns the measured features (fundus fraction, brightness, focus).
+
+    Args:
+        path: the image file.
+        limits: the thresholds.
+    """
     image = read_rgb(path)
-    check_image(path, image, limits)
-    return image
+    return image, check_image(path, image, limits).features
 
 
 @dataclass(frozen=True)

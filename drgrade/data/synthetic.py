@@ -33,6 +33,7 @@ MESSIDOR_COUNTS = (1017, 270, 347, 75, 35)
 
 _RED = (120, 20, 15)
 _DARK_RED = (90, 10, 10)
+_VESSEL = (120, 25, 20)
 _EXUDATE = (235, 215, 110)
 _COTTON = (235, 225, 200)
 
@@ -78,28 +79,50 @@ class _Canvas:
             cv2.ellipse(self.mask, (x, y), axes, 0, 0, 360, 255, -1)
 
 
-def _vessel_tree(canvas: _Canvas, disc: tuple[int, int], beading: bool) -> None:
+def _vessel(
+    canvas: _Canvas, start: tuple[float, float], angle: float, width: float, steps: int, beading: bool
+) -> None:
+    """One vessel from ``start``: a wandering line that thins, and now and then branches."""
     rng, radius = canvas.rng, canvas.radius
-    for branch in range(8):
-        angle = branch / 8 * 2 * math.pi + rng.uniform(-0.3, 0.3)
-        x, y = float(disc[0]), float(disc[1])
+    x, y = start
+    for step in range(steps):
+        angle += rng.normal(0, 0.12)
+        nx, ny = x + math.cos(angle) * radius / 30, y + math.sin(angle) * radius / 30
+        if math.hypot(nx - canvas.centre[0], ny - canvas.centre[1]) > radius * 0.97:
+            return
+        thickness = width * (1.8 if beading and step % 4 == 0 else 1.0)
+        cv2.line(
+            canvas.image, (int(x), int(y)), (int(nx), int(ny)), _VESSEL, max(1, round(thickness)), cv2.LINE_AA
+        )
+        if width > 1.2 and step > 3 and rng.random() < 0.12:  # a side branch, thinner, turning away
+            turn = rng.choice([-1, 1]) * rng.uniform(0.5, 1.1)
+            _vessel(canvas, (nx, ny), angle + turn, width * 0.6, steps // 2, beading)
+        x, y = nx, ny
+        width = max(0.6, width * 0.985)
+
+
+def _vessel_tree(canvas: _Canvas, disc: tuple[int, int], beading: bool) -> None:
+    """Main vessels leaving the optic disc in all directions, with their side branches."""
+    rng, radius = canvas.rng, canvas.radius
+    for branch in range(10):
+        angle = branch / 10 * 2 * math.pi + rng.uniform(-0.3, 0.3)
         width = rng.uniform(2.0, 3.5) * radius / 200
-        for step in range(60):
-            angle += rng.normal(0, 0.12)
-            nx, ny = x + math.cos(angle) * radius / 30, y + math.sin(angle) * radius / 30
-            if math.hypot(nx - canvas.centre[0], ny - canvas.centre[1]) > radius * 0.97:
-                break
-            thickness = width * (1.8 if beading and step % 4 == 0 else 1.0)
-            cv2.line(
-                canvas.image,
-                (int(x), int(y)),
-                (int(nx), int(ny)),
-                _DARK_RED,
-                max(1, round(thickness)),
-                cv2.LINE_AA,
-            )
-            x, y = nx, ny
-            width = max(0.6, width * 0.985)
+        _vessel(canvas, (float(disc[0]), float(disc[1])), angle, width, 60, beading)
+
+
+def _soft_spot(image: np.ndarray, centre: tuple[int, int], radius: float, colour, strength: float) -> None:
+    """Blend ``colour`` into ``image`` with a Gaussian falloff around ``centre`` (in place)."""
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    alpha = strength * np.exp(-((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2) / (2 * radius**2))[..., None]
+    image[:] = (image * (1 - alpha) + np.asarray(colour) * alpha).astype(np.uint8)
+
+
+def _background(height: int, width: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Retinal texture: smooth noise at a few pixels' scale (choroid, nerve-fibre layer), not pixel noise."""
+    noise = cv2.GaussianBlur(
+        rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), max(1.0, size / 200)
+    )
+    return noise / max(float(noise.std()), 1e-6)
 
 
 def _neovascularisation(canvas: _Canvas, near: tuple[int, int]) -> None:
@@ -119,20 +142,21 @@ def _neovascularisation(canvas: _Canvas, near: tuple[int, int]) -> None:
 def render_fundus(grade: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic fundus photograph of ``grade`` (RGB, width ~1.25 x size) and its lesion mask."""
     width, height = int(size * 1.25), size
-    radius = int(size * 0.46)
+    radius = int(size * 0.49)
     centre = (width // 2 + int(rng.integers(-size // 40, size // 40 + 1)), height // 2)
     yy, xx = np.mgrid[0:height, 0:width]
     dist = np.hypot(xx - centre[0], yy - centre[1]) / radius
-    base = np.array([rng.uniform(180, 230), rng.uniform(70, 110), rng.uniform(25, 50)])
-    shade = np.clip(1.05 - 0.45 * dist**2, 0, None)[..., None]
-    image = np.clip(base * shade + rng.normal(0, 3, (height, width, 3)), 0, 255)
+    base = np.array([rng.uniform(215, 245), rng.uniform(78, 105), rng.uniform(52, 80)])
+    shade = np.clip(1.0 - rng.uniform(0.18, 0.28) * dist**2, 0, None)[..., None]
+    texture = 2.5 * _background(height, width, size, rng)[..., None]
+    image = np.clip(base * shade + texture, 0, 255)
     image[dist > 1] = 0
     canvas = _Canvas(image.astype(np.uint8), np.zeros((height, width), np.uint8), rng, centre, radius)
 
     side = 1 if rng.random() < 0.5 else -1  # left or right eye: optic disc on either side
     disc = (centre[0] + side * int(radius * 0.5), centre[1] + int(rng.normal(0, radius * 0.05)))
     macula = (centre[0] - side * int(radius * 0.1), centre[1])
-    cv2.circle(canvas.image, macula, int(radius * 0.14), (150, 55, 25), -1, cv2.LINE_AA)
+    _soft_spot(canvas.image, macula, radius * 0.14, (150, 55, 25), 0.45)  # the macula: a faint darkening
     _vessel_tree(canvas, disc, beading=grade >= 3)
     cv2.circle(canvas.image, disc, int(radius * 0.15), (245, 210, 140), -1, cv2.LINE_AA)
 

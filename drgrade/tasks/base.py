@@ -236,6 +236,7 @@ class BaseTask(L.LightningModule):
             "probs": probs.cpu(),
             "grade": self.decide(probs).cpu(),
             "error": batch["error"],
+            "quality": batch["quality"].cpu() if "quality" in batch else None,
         }
 
     # -- split-level evaluation -----------------------------------------------------------------

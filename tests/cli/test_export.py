@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from drgrade.cli import main
 from drgrade.deploy import OnnxGrader
 from drgrade.deploy import main as deploy_main
 from drgrade.predictions import PROB_COLUMNS, ReferralRule
+from drgrade.quantize import quantize_onnx
 from drgrade.tasks import FCNCLIP, RankingCLIP, load_task
 from tests.conftest import cli_args
 
@@ -74,6 +76,28 @@ def test_export_and_deploy_cli(synthetic, tmp_path):
         expected = task.probabilities(task(torch.from_numpy(batch))).numpy()
     got = np.array([[float(r[column]) for column in PROB_COLUMNS] for r in rows[:3]])
     assert np.abs(got - expected).max() < 1e-4
+
+    # INT8: same interface and metadata, a quarter of the size, close probabilities
+    calibration = sorted((synthetic / "aptos2019" / "train_images").iterdir())[10:30]
+    (tmp_path / "calibration").mkdir()
+    for path in calibration:
+        shutil.copy(path, tmp_path / "calibration" / path.name)
+    int8 = quantize_onnx(tmp_path / "ranking.onnx", tmp_path / "calibration")
+    assert (
+        int8.name == "ranking.int8.onnx"
+        and int8.stat().st_size < 0.5 * (tmp_path / "ranking.onnx").stat().st_size
+    )
+    quantised = OnnxGrader(int8)
+    float_meta = grader.session.get_modelmeta().custom_metadata_map
+    int8_meta = quantised.session.get_modelmeta().custom_metadata_map
+    assert int8_meta.pop("quantization") == "int8-static" and int8_meta == float_meta
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert "QuantizeLinear" in ops and "Softmax" in ops  # convolutions in INT8, the head in float
+    deploy_main([str(int8), str(folder), "--out", str(tmp_path / "q.csv"), "--workers", "2"])
+    quantised_rows = list(csv.DictReader((tmp_path / "q.csv").open()))
+    assert [r["error"] != "" for r in quantised_rows] == [r["error"] != "" for r in rows]
+    got_int8 = np.array([[float(r[column]) for column in PROB_COLUMNS] for r in quantised_rows[:3]])
+    assert np.abs(got_int8 - expected).max() < 0.05
 
 
 def test_deploy_needs_no_torch():

@@ -1,0 +1,162 @@
+"""INT8 against float ONNX Runtime, and the deploy runner's throughput; ``make bench`` runs both.
+
+    .venv/bin/python benchmarks/int8.py [--demo_runs runs] [--sources data/bench]
+
+Speed and size use RN50 with random weights (speed does not depend on the weights' values).
+Grade agreement and the macro AUROC change need trained models: the demo checkpoints (after
+``make demo``), graded on the demo test split and on a held-out synthetic set generated with
+another seed. Deploy throughput grades a folder of 2000 px PNGs end to end (decode, quality
+gate, crop, resize, model) and compares it with the model alone on preprocessed inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from drgrade.data.images import list_images
+from drgrade.data.synthetic import write_synthetic
+from drgrade.deploy import OnnxGrader
+from drgrade.export import export_onnx
+from drgrade.grades import GRADES
+from drgrade.quantize import quantize_onnx
+from drgrade.tasks import FCNCLIP, RankingCLIP, load_task
+
+Report = Callable[..., None]
+
+
+def model_rate(grader: OnnxGrader, batch: np.ndarray, repeats: int = 3) -> float:
+    """Images/s of the model alone on preprocessed inputs (median of ``repeats`` after a warm-up)."""
+    grader.run(batch)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        grader.run(batch)
+        rates.append(len(batch) / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
+def speed_section(report: Report, folder: Path, calibration: Path, threads: int) -> dict[str, Path]:
+    """Float vs INT8 images/s and file size for FCN-CLIP and ranking with RN50."""
+    batch = np.random.default_rng(0).standard_normal((32, 3, 224, 224)).astype(np.float32)
+    exported = {}
+    for name, make in (
+        ("FCN-CLIP", lambda: FCNCLIP("RN50", None, 224)),
+        ("ranking", lambda: RankingCLIP("RN50", None, 224)),
+    ):
+        float_path = export_onnx(make().eval(), folder / f"{name}.onnx", 224)
+        int8_path = quantize_onnx(float_path, calibration, limit=32)
+        float_rate = model_rate(OnnxGrader(float_path, threads=threads), batch)
+        int8_rate = model_rate(OnnxGrader(int8_path, threads=threads), batch)
+        report(f"predict {name} RN50, ONNX Runtime float", float_rate)
+        report(f"predict {name} RN50, ONNX Runtime INT8", int8_rate)
+        report(f"INT8 speed-up ({name})", int8_rate / float_rate, "x")
+        report(f"INT8 / float file size ({name})", int8_path.stat().st_size / float_path.stat().st_size, "")
+        exported[name] = float_path
+    return exported
+
+
+def _graded(grader: OnnxGrader, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    rows = grader.grade_files(paths, workers=0)
+    keep = [r for r in rows if not r.error]
+    return np.array([r.probabilities for r in keep]), np.array([r.grade for r in keep])
+
+
+def _macro_auroc(probs: np.ndarray, targets: np.ndarray) -> float:
+    scores = [
+        roc_auc_score(targets == g.index, probs[:, g.index])
+        for g in GRADES
+        if 0 < (targets == g.index).sum() < len(targets)
+    ]
+    return float(np.mean(scores))
+
+
+def agreement_section(report: Report, runs: Path, folder: Path) -> None:
+    """Grade agreement and macro AUROC change of INT8 on the demo test split and a held-out set."""
+    held_out = write_synthetic(folder / "held_out", 120, 80, image_size=128, seed=123)
+    for run_name, label in (("fcn_clip", "FCN-CLIP"), ("ranking", "ranking")):
+        checkpoints = sorted(
+            (runs / run_name).glob("version_*/checkpoints/best-*.ckpt"), key=lambda p: p.stat().st_mtime
+        )
+        tests = sorted((runs / run_name).glob("version_*/predictions.csv"), key=lambda p: p.stat().st_mtime)
+        if not checkpoints or not tests:
+            print(f"  (no demo {label} run under {runs}: run `make demo` for the agreement rows)")
+            continue
+        task = load_task(checkpoints[-1]).eval()
+        float_path = export_onnx(task, folder / f"demo_{run_name}.onnx", task.hparams.image_size)
+        int8_path = quantize_onnx(float_path, Path("data/synthetic/aptos2019/train_images"))
+        with tests[-1].open(newline="") as f:
+            test_rows = [r for r in csv.DictReader(f) if r["grade"]]
+        sets = {
+            "demo test split": (
+                [Path(r["file"]) for r in test_rows],
+                np.array([int(r["true_grade"]) for r in test_rows]),
+            ),
+            "held-out synthetic set": _labelled(held_out),
+        }
+        for set_name, (paths, targets) in sets.items():
+            float_probs, float_grades = _graded(OnnxGrader(float_path), paths)
+            int8_probs, int8_grades = _graded(OnnxGrader(int8_path), paths)
+            report(
+                f"INT8 grade agreement, {label} demo, {set_name}",
+                100 * (float_grades == int8_grades).mean(),
+                "%",
+            )
+            change = _macro_auroc(int8_probs, targets) - _macro_auroc(float_probs, targets)
+            report(f"INT8 macro AUROC change, {label} demo, {set_name}", change, "")
+
+
+def _labelled(roots: tuple[Path, Path]) -> tuple[list[Path], np.ndarray]:
+    aptos = roots[0]
+    with (aptos / "train.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [aptos / "train_images" / f"{r['id_code']}.png" for r in rows], np.array(
+        [int(r["diagnosis"]) for r in rows]
+    )
+
+
+def deploy_section(report: Report, model: Path, sources: Path, threads: int) -> None:
+    """End-to-end images/s of the deploy runner on 2000 px PNGs, with and without worker processes."""
+    paths, _ = list_images(sources)
+    grader = OnnxGrader(model, threads=threads)
+    batch = np.stack([grader.tensor(np.zeros((224, 224, 3), np.uint8) + 100)] * 16)
+    report(f"deploy model only ({model.stem}), 16-image batches", model_rate(grader, batch))
+    for workers in (0, 2):
+        start = time.perf_counter()
+        grader.grade_files(paths, batch_size=16, workers=workers)
+        report(
+            f"deploy end to end, 2000 px PNG, {workers} preprocessing workers",
+            len(paths) / (time.perf_counter() - start),
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo_runs", type=Path, default=Path("runs"), help="runs/ of a `make demo`")
+    parser.add_argument("--sources", type=Path, default=Path("data/bench/aptos2019/train_images"))
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    opts = parser.parse_args()
+    torch.manual_seed(0)
+
+    def report(name: str, value: float, unit: str = "images/s") -> None:
+        print(f"  {name:<66} {value:10.4g} {unit}", flush=True)
+
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work)
+        exported = speed_section(report, folder, Path("data/synthetic/aptos2019/train_images"), opts.threads)
+        agreement_section(report, opts.demo_runs, folder)
+        for name in ("FCN-CLIP",):
+            deploy_section(report, exported[name], opts.sources, opts.threads)
+            deploy_section(report, folder / f"{name}.int8.onnx", opts.sources, opts.threads)
+
+
+if __name__ == "__main__":
+    main()
