@@ -46,9 +46,11 @@ reproduce-table3: $(STAMP)  ## the paper's protocol on real APTOS 2019 + Messido
 
 bench: $(STAMP)  ## speed and memory benchmarks on this machine (CPU; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/int8.py
 
-docs: $(STAMP)  ## redraw docs/synthetic_grid.png (examples of every grade from the generator)
+docs: $(STAMP)  ## redraw docs/synthetic_grid.png and docs/realism.png (synthetic vs the real photograph)
 	$(BIN)/python docs/synthetic_grid.py docs/synthetic_grid.png
+	$(BIN)/python docs/realism.py
 
 clean:  ## remove generated synthetic data and tool caches; keeps runs/, reports/ and .venv
 	rm -rf data/synthetic .pytest_cache .ruff_cache

@@ -92,7 +92,7 @@ def agreement_section(report: Report, runs: Path, folder: Path) -> None:
             continue
         task = load_task(checkpoints[-1]).eval()
         float_path = export_onnx(task, folder / f"demo_{run_name}.onnx", task.hparams.image_size)
-        int8_path = quantize_onnx(float_path, Path("data/synthetic/aptos2019/train_images"))
+        int8_path = quantize_onnx(float_path, runs.parent / "data/synthetic/aptos2019/train_images")
         with tests[-1].open(newline="") as f:
             test_rows = [r for r in csv.DictReader(f) if r["grade"]]
         sets = {
@@ -151,7 +151,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work)
-        exported = speed_section(report, folder, Path("data/synthetic/aptos2019/train_images"), opts.threads)
+        calibration = Path("data/synthetic/aptos2019/train_images")  # the demo's training images
+        if not calibration.is_dir():
+            calibration = (
+                write_synthetic(folder / "calibration", 40, 10, image_size=384, seed=7)[0] / "train_images"
+            )
+        exported = speed_section(report, folder, calibration, opts.threads)
         agreement_section(report, opts.demo_runs, folder)
         for name in ("FCN-CLIP",):
             deploy_section(report, exported[name], opts.sources, opts.threads)

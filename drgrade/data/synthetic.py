@@ -33,7 +33,7 @@ MESSIDOR_COUNTS = (1017, 270, 347, 75, 35)
 
 _RED = (120, 20, 15)
 _DARK_RED = (90, 10, 10)
-_VESSEL = (120, 25, 20)
+_VESSEL = (160, 42, 32)
 _EXUDATE = (235, 215, 110)
 _COTTON = (235, 225, 200)
 
@@ -106,7 +106,7 @@ def _vessel_tree(canvas: _Canvas, disc: tuple[int, int], beading: bool) -> None:
     rng, radius = canvas.rng, canvas.radius
     for branch in range(10):
         angle = branch / 10 * 2 * math.pi + rng.uniform(-0.3, 0.3)
-        width = rng.uniform(2.0, 3.5) * radius / 200
+        width = rng.uniform(1.8, 3.0) * radius / 200
         _vessel(canvas, (float(disc[0]), float(disc[1])), angle, width, 60, beading)
 
 
