@@ -95,9 +95,15 @@ class EvaluationWriter(Callback):
     """Writes metrics.json, predictions.csv and the split's figures."""
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """After ``drgrade validate`` (not the validation passes of ``fit``)."""
+        """Files after ``drgrade validate``; during ``fit``, each epoch's W&B charts only."""
         if trainer.state.fn == TrainerFn.VALIDATING:
             self._write(trainer, pl_module, "val")
+            return
+        result: SplitResult | None = pl_module.results.get("val")
+        if trainer.sanity_checking or result is None or not trainer.is_global_zero:
+            return
+        document = metrics_document(result, type(pl_module).__name__, None, pl_module.display_name)
+        _log_wandb(trainer, result, document, None, [])
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """After ``drgrade test``."""
@@ -155,7 +161,7 @@ def _finite(value):
 
 
 def _log_wandb(
-    trainer: L.Trainer, result: SplitResult, document: dict, out: Path, figures: list[str]
+    trainer: L.Trainer, result: SplitResult, document: dict, out: Path | None, figures: list[str]
 ) -> None:
     """The evaluation as W&B charts, tables and images, to every W&B logger of the run."""
     loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]

@@ -43,7 +43,7 @@ def evaluation_entries(
         result: the split's predictions.
         split: ``val`` or ``test``.
         document: the run's metrics.json content.
-        out: the run folder holding the figures.
+        out: the run folder holding the figures (None during ``fit``: no files, charts only).
         figures: the figure names written there.
     """
     metrics = document["metrics"]
