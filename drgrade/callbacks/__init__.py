@@ -1,10 +1,12 @@
 """Every Lightning callback of drgrade.
 
 Tasks add the evaluation, prediction and split writers themselves (``configure_callbacks``);
-``ChannelsLast`` is opt-in (``--trainer.callbacks+=drgrade.callbacks.ChannelsLast``) and
-``AttentionWriter`` is what ``drgrade explain`` adds to a predict run.
+``ChannelsLast`` and ``CheckpointArtifact`` are opt-in
+(``--trainer.callbacks+=drgrade.callbacks.ChannelsLast``) and ``AttentionWriter`` is what
+``drgrade explain`` adds to a predict run.
 """
 
+from drgrade.callbacks.artifacts import CheckpointArtifact
 from drgrade.callbacks.attention import AttentionWriter
 from drgrade.callbacks.evaluation import EvaluationWriter
 from drgrade.callbacks.performance import ChannelsLast
@@ -14,6 +16,7 @@ from drgrade.callbacks.split import SplitGuard, SplitWriter
 __all__ = [
     "AttentionWriter",
     "ChannelsLast",
+    "CheckpointArtifact",
     "EvaluationWriter",
     "PredictionWriter",
     "SplitGuard",

@@ -267,9 +267,8 @@ def test_wandb_offline_run_is_named_grouped_configured_and_has_native_charts(
 
     # a training run charts every validation epoch in its own W&B run
     fit = cli_args("fit", "fcn_clip", synthetic, tmp_path / "fcn_clip", "--trainer.max_epochs", "1")
-    main(
-        [*fit, "--trainer.logger+=lightning.pytorch.loggers.WandbLogger", "--trainer.logger.offline", "true"]
-    )
+    wandb = ["--trainer.logger+=lightning.pytorch.loggers.WandbLogger", "--trainer.logger.offline", "true"]
+    main([*fit, *wandb, "--trainer.callbacks+=drgrade.callbacks.CheckpointArtifact"])  # artifact: opt-in
     (fit_run,) = (tmp_path / "fcn_clip" / "wandb").glob("offline-run-*/run-*.wandb")
     records = wandb_records(fit_run)
     assert next(r.run for r in records if r.WhichOneof("record_type") == "run").display_name == "fcn_clip-fit"
@@ -280,6 +279,8 @@ def test_wandb_offline_run_is_named_grouped_configured_and_has_native_charts(
         for i in r.history.item
     }
     assert {"val/confusion_matrix_chart_table", "val/roc_chart_table", "train/loss_epoch"} <= logged
+    artifacts = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
+    assert any(a.type == "model" for a in artifacts), [(a.type, a.name) for a in artifacts]
 
 
 def test_bf16_autocast_and_channels_last_fit_on_cpu(synthetic, tmp_path):

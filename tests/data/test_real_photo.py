@@ -26,6 +26,7 @@ from drgrade.data.synthetic import render_fundus
 from drgrade.deploy import main as deploy_main
 from drgrade.deploy import normalised
 from drgrade.predictions import PROB_COLUMNS
+from drgrade.quantize import quantize_onnx
 from drgrade.screening import screen_files
 from drgrade.tasks import load_task
 from tests.conftest import cli_args
@@ -124,6 +125,22 @@ def test_predict_deploy_web_page_and_explain_agree_on_the_real_photograph(
         [str(tmp_path / "zs.onnx"), str(folder), "--out", str(tmp_path / "deployed.csv"), "--workers", "0"]
     )
     deployed = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader((tmp_path / "deployed.csv").open())}
+    # INT8: probabilities within its quantisation error; the grade wherever the float margin exceeds it
+    calibration = sorted((synthetic / "aptos2019" / "train_images").iterdir())[:8]
+    (tmp_path / "calibration").mkdir()
+    for path in calibration:
+        shutil.copy(path, tmp_path / "calibration" / path.name)
+    int8 = quantize_onnx(tmp_path / "zs.onnx", tmp_path / "calibration")
+    deploy_main([str(int8), str(folder), "--out", str(tmp_path / "int8.csv"), "--workers", "0"])
+    quantised = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader((tmp_path / "int8.csv").open())}
+    for name, row in deployed.items():
+        float_p = np.array([float(row[c]) for c in PROB_COLUMNS])
+        int8_p = np.array([float(quantised[name][c]) for c in PROB_COLUMNS])
+        error = np.abs(int8_p - float_p).max()
+        assert error < 0.05
+        top = np.sort(float_p)
+        if top[-1] - top[-2] > 2 * error:
+            assert quantised[name]["grade"] == row["grade"]
     task = load_task(zero_shot_checkpoint).eval()
     page = {a.row.file.rsplit("/", 1)[-1]: a.row for a in screen_files(task, sorted(folder.iterdir()), 96)}
     for name, row in predicted.items():
