@@ -71,8 +71,8 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Ten
     f1 = multiclass_f1_score(preds, targets, k, average=None, zero_division=0)
     present = _present(preds, targets)
 
-    with warnings.catch_warnings():  # a class absent from the targets is handled below (AUROC None)
-        warnings.filterwarnings("ignore", message="No positive samples in targets")
+    with warnings.catch_warnings():  # a class absent from (or alone in) the targets: AUROC None below
+        warnings.filterwarnings("ignore", message="No (positive|negative) samples in targets")
         fprs, tprs, _ = multiclass_roc(probs, targets, k)
     aurocs: list[float | None] = []
     roc: list[tuple[torch.Tensor, torch.Tensor] | None] = []

@@ -23,14 +23,18 @@ def read_metrics(run):
     return json.loads((run / "metrics.json").read_text())
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["fit", "--help"], ["explain", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--version"], ["fit", "--help"], ["explain", "--help"], ["serve", "--help"]]
+)
 def test_help_and_version(args, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     if args == ["--help"]:
-        assert all(verb in out for verb in ("fit", "predict", "synth", "reproduce", "explain", "export"))
+        assert all(
+            verb in out for verb in ("fit", "predict", "synth", "reproduce", "explain", "export", "serve")
+        )
     if args == ["--version"]:
         assert __version__ in out
 
