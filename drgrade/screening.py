@@ -21,6 +21,8 @@ from torch.utils.data import DataLoader
 from drgrade.callbacks.attention import display_images
 from drgrade.data.augment import EvalTransform
 from drgrade.data.dataset import UNKNOWN, FundusDataset
+from drgrade.data.images import read_rgb
+from drgrade.data.preprocess import preprocess_fundus
 from drgrade.data.quality import QualityLimits
 from drgrade.data.sources import Record
 from drgrade.evaluation.plots import overlay
@@ -68,6 +70,20 @@ def screen_files(
     return answers
 
 
+def screen_files_onnx(grader, paths: Sequence[Path]) -> list[Screening]:
+    """Grade ``paths`` with an exported ONNX model (``python -m drgrade.deploy``'s path, no attention map).
+
+    Args:
+        grader: an ``OnnxGrader``.
+        paths: the image files.
+    """
+    answers = []
+    for row in grader.grade_files(paths):
+        picture = None if row.error else preprocess_fundus(read_rgb(row.file), grader.size)
+        answers.append(Screening(row, picture, None, "none: an ONNX model has no attention map"))
+    return answers
+
+
 def answer_card(answer: Screening) -> Figure:
     """The attention overlay beside the five probabilities as a bar chart, titled with the verdict."""
     fig, (picture, bars) = plt.subplots(1, 2, figsize=(8, 3.6), gridspec_kw={"width_ratios": [1, 1.2]})
@@ -80,8 +96,9 @@ def answer_card(answer: Screening) -> Figure:
         picture.text(0, 0.5, reason, fontsize=10, va="center")
         fig.suptitle(f"{name}: not graded")
         return fig
-    picture.imshow(overlay(answer.image, answer.attention))
-    picture.set_title(f"attention ({answer.method})", fontsize=9)
+    shown = answer.image if answer.attention is None else overlay(answer.image, answer.attention)
+    picture.imshow(shown)
+    picture.set_title(f"attention ({answer.method})" if answer.attention is not None else "input", fontsize=9)
     picture.axis("off")
     colours = ["tab:red" if g == row.grade else "tab:blue" for g in range(len(GRADE_NAMES))]
     bars.barh(GRADE_NAMES, row.probabilities, color=colours)

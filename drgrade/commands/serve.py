@@ -1,30 +1,49 @@
-"""Start the screening web page for a checkpoint (needs ``pip install drgrade[app]``)."""
+"""Start the screening web page for a checkpoint or an ONNX model (pip install drgrade[app])."""
 
 from __future__ import annotations
 
 from functools import partial
 
 from drgrade.errors import OptionError
-from drgrade.tasks import load_task
 
-MODEL_BOUND = True
+MODEL_BOUND = False
 
 
 def add_arguments(parser) -> None:
-    """``--ckpt_path``, ``--host`` and ``--port``.
+    """``--ckpt_path`` or ``--onnx``, ``--host`` and ``--port``.
 
     Args:
         parser: the verb's parser.
     """
-    parser.add_argument("--ckpt_path", type=str, required=True, help="checkpoint to serve (or last / best)")
+    parser.add_argument("--ckpt_path", type=str | None, default=None, help="a checkpoint file to serve")
+    parser.add_argument(
+        "--onnx", type=str | None, default=None, help="an exported .onnx to serve instead (no attention maps)"
+    )
     parser.add_argument(
         "--host", type=str, default="127.0.0.1", help="address to bind (default: this machine only)"
     )
     parser.add_argument("--port", type=int, default=7860, help="port to listen on")
 
 
+def grader_of(opts):
+    """(files -> answers, model name) for the checkpoint or ONNX file the options name."""
+    if (opts.ckpt_path is None) == (opts.onnx is None):
+        raise OptionError("drgrade serve needs exactly one of --ckpt_path FILE.ckpt or --onnx FILE.onnx")
+    from drgrade.screening import screen_files, screen_files_onnx
+
+    if opts.onnx is not None:
+        from drgrade.deploy import OnnxGrader
+
+        grader = OnnxGrader(opts.onnx)
+        return partial(screen_files_onnx, grader), f"ONNX {opts.onnx}"
+    from drgrade.tasks import load_task
+
+    task = load_task(opts.ckpt_path).eval()
+    return partial(screen_files, task, image_size=task.hparams.image_size), task.display_name
+
+
 def run(cli) -> None:
-    """Load the checkpoint and serve the page until interrupted.
+    """Load the model and serve the page until interrupted.
 
     Args:
         cli: the running ``DRGradeCLI``.
@@ -35,10 +54,7 @@ def run(cli) -> None:
         raise OptionError(
             f"drgrade serve needs the web-app extra ({error.name} is missing): pip install 'drgrade[app]'"
         ) from None
-    from drgrade.screening import screen_files
-
     opts = cli.options()
-    task = load_task(opts.ckpt_path).eval()
-    grade = partial(screen_files, task, image_size=cli.datamodule.hparams.image_size)
-    print(f"serving {opts.ckpt_path} on http://{opts.host}:{opts.port} (Ctrl+C stops)")
-    build_app(grade, task.display_name).launch(server_name=opts.host, server_port=opts.port)
+    grade, name = grader_of(opts)
+    print(f"serving {name} on http://{opts.host}:{opts.port} (Ctrl+C stops)")
+    build_app(grade, name).launch(server_name=opts.host, server_port=opts.port)

@@ -1,4 +1,4 @@
-"""The screening web page in a real browser: headless Chromium, driven through chromedriver."""
+"""The screening web page: in a real browser (headless Chromium through chromedriver), and its ONNX path."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.conftest import cli_args
 
 CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
+needs_browser = pytest.mark.skipif(
     not (CHROMEDRIVER and CHROMIUM),
     reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
 )
@@ -39,6 +39,7 @@ def browser():
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+@needs_browser
 def test_upload_two_photographs_and_a_broken_file(synthetic, zero_shot_checkpoint, tmp_path, monkeypatch):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
@@ -111,3 +112,32 @@ def test_upload_two_photographs_and_a_broken_file(synthetic, zero_shot_checkpoin
     assert any(p.is_dir() for p in server_files.iterdir())  # uploads did arrive here
     assert not kept & set(expected)  # no uploaded image is kept after answering
     assert (tmp_path / "screening_page.png").stat().st_size > 10_000
+
+
+def test_serve_options_and_the_onnx_path(synthetic, zero_shot_checkpoint, tmp_path):
+    from types import SimpleNamespace
+
+    from drgrade.app import results_table
+    from drgrade.commands.serve import grader_of
+    from drgrade.errors import OptionError
+
+    with pytest.raises(OptionError, match="exactly one of"):
+        grader_of(SimpleNamespace(ckpt_path=None, onnx=None))
+    ckpt = ["--ckpt_path", str(zero_shot_checkpoint)]
+    main(
+        [
+            *cli_args("export", "zero_shot", synthetic, tmp_path / "runs", *ckpt),
+            "--out",
+            str(tmp_path / "zs.onnx"),
+        ]
+    )
+    images = sorted((synthetic / "aptos2019" / "train_images").iterdir())[:2]
+    from_onnx, _ = grader_of(SimpleNamespace(ckpt_path=None, onnx=str(tmp_path / "zs.onnx")))
+    from_ckpt, name = grader_of(SimpleNamespace(ckpt_path=str(zero_shot_checkpoint), onnx=None))
+    assert name == "Zero-shot"
+    onnx_rows = [a.row for a in from_onnx(images)]
+    ckpt_rows = [a.row for a in from_ckpt(images)]
+    assert [r.grade for r in onnx_rows] == [r.grade for r in ckpt_rows]
+    for a, b in zip(onnx_rows, ckpt_rows, strict=True):
+        assert max(abs(x - y) for x, y in zip(a.probabilities, b.probabilities, strict=True)) < 1e-4
+    assert results_table(from_onnx(images)).count("<tr>") == 3
