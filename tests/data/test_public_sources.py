@@ -58,7 +58,7 @@ def _break(root, relative, old, new):
     path.write_text(path.read_text().replace(old, new, 1))
 
 
-def test_bad_input_lists_every_problem_and_changes_nothing(public, tmp_path):
+def test_bad_input_lists_every_problem_and_changes_nothing(public, tmp_path, capsys):
     for name in LAYOUTS:
         shutil.copytree(public / name, tmp_path / name)
     _break(tmp_path, "eyepacs/trainLabels.csv", "10_right,", "10_right,7")  # grade outside 0-4
@@ -84,9 +84,14 @@ def test_bad_input_lists_every_problem_and_changes_nothing(public, tmp_path):
                 tmp_path / "runs",
                 "--data.eyepacs_root",
                 str(tmp_path / "eyepacs"),
+                "--data.aptos_root",
+                "null",
+                "--data.messidor_root",
+                "null",
             )
         )
-    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "trainLabels.csv row 3" in err and "duplicate image '10_left'" in err
 
 
 def test_lesion_images_carry_their_masks(public):
