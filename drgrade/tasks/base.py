@@ -348,11 +348,8 @@ class TrainableTask(BaseTask):
             new heads). A random-weight backbone (the demo) needs fine-tuning, since random frozen
             features carry little signal.
         calibration: see ``BaseTask``.
-        calibrate_on_validate: see ``BaseTask``.
-        target_sensitivity: see ``BaseTask``.
-        target_specificity: see ``BaseTask``.
-        refer_fraction: see ``BaseTask``.
-        bootstrap_resamples: see ``BaseTask``.
+        **kwargs: ``BaseTask``'s other options (``calibrate_on_validate``, the operating-point
+            targets, ``refer_fraction``, ``bootstrap_resamples``).
     """
 
     trainable = True
@@ -364,23 +361,12 @@ class TrainableTask(BaseTask):
         finetune_image: bool = False,
         image_lr: float = 1e-5,
         calibration: Calibration = "none",
-        calibrate_on_validate: bool = False,
-        target_sensitivity: float = 0.9,
-        target_specificity: float = 0.95,
-        refer_fraction: float = 0.1,
-        bootstrap_resamples: int = 2000,
+        **kwargs,
     ):
         for name, value in (("lr", lr), ("image_lr", image_lr), ("weight_decay", weight_decay)):
             if not value >= 0:
                 raise OptionError(f"model.init_args.{name} must be >= 0, got {value}")
-        super().__init__(
-            calibration,
-            calibrate_on_validate,
-            target_sensitivity,
-            target_specificity,
-            refer_fraction,
-            bootstrap_resamples,
-        )
+        super().__init__(calibration, **kwargs)
         self.lr = lr
         self.weight_decay = weight_decay
 

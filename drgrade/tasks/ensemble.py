@@ -26,10 +26,7 @@ class EnsembleCLIP(BaseTask):
         weights: one weight per member (default equal); normalised to sum to 1.
         image_size: must equal every member's input size (linked from ``data.image_size``).
         calibration: the thresholds' objective (as for the ranking model; ``none`` for argmax).
-        target_sensitivity: see ``BaseTask``.
-        target_specificity: see ``BaseTask``.
-        refer_fraction: see ``BaseTask``.
-        bootstrap_resamples: see ``BaseTask``.
+        **kwargs: ``BaseTask``'s operating-point, referral and bootstrap options.
     """
 
     trainable = False
@@ -42,10 +39,7 @@ class EnsembleCLIP(BaseTask):
         weights: list[float] | None = None,
         image_size: int = 224,
         calibration: Calibration = "auto",
-        target_sensitivity: float = 0.9,
-        target_specificity: float = 0.95,
-        refer_fraction: float = 0.1,
-        bootstrap_resamples: int = 2000,
+        **kwargs,
     ):
         if not checkpoints:
             raise OptionError(
@@ -55,13 +49,7 @@ class EnsembleCLIP(BaseTask):
             raise OptionError(
                 f"model.init_args.weights: {len(weights)} weights for {len(checkpoints)} checkpoints"
             )
-        super().__init__(
-            calibration,
-            target_sensitivity=target_sensitivity,
-            target_specificity=target_specificity,
-            refer_fraction=refer_fraction,
-            bootstrap_resamples=bootstrap_resamples,
-        )
+        super().__init__(calibration, **kwargs)
         # the members' weights live in their own checkpoints, not in the ensemble's
         self.strict_loading = False
 

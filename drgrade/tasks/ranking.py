@@ -39,11 +39,7 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         calibration: per-class thresholds calibrated on validation: ``auto`` (default: the
             objective with the best cross-fitted validation QWK), ``qwk`` (coordinate search
             maximising validation QWK), ``youden`` or ``f1`` (one-vs-rest).
-        calibrate_on_validate: see ``BaseTask``.
-        target_sensitivity: see ``BaseTask``.
-        target_specificity: see ``BaseTask``.
-        refer_fraction: see ``BaseTask``.
-        bootstrap_resamples: see ``BaseTask``.
+        **kwargs: the remaining options of ``TrainableTask`` and ``BaseTask``.
     """
 
     run_name = "ranking"
@@ -66,24 +62,9 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         lr: float = 2e-4,
         weight_decay: float = 1e-3,
         calibration: Calibration = "auto",
-        calibrate_on_validate: bool = False,
-        target_sensitivity: float = 0.9,
-        target_specificity: float = 0.95,
-        refer_fraction: float = 0.1,
-        bootstrap_resamples: int = 2000,
+        **kwargs,
     ):
-        super().__init__(
-            lr,
-            weight_decay,
-            finetune_image,
-            image_lr,
-            calibration,
-            calibrate_on_validate,
-            target_sensitivity,
-            target_specificity,
-            refer_fraction,
-            bootstrap_resamples,
-        )
+        super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, **kwargs)
 
     def configure_models(self) -> None:
         """The backbone and the prompt learner."""

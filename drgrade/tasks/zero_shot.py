@@ -28,10 +28,7 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         image_size: input size (linked from ``data.image_size``).
         template_sets: names from ``drgrade.grades.TEMPLATE_SETS`` to compare (default: all).
         selection_metric: metric that picks the template set on the validation split.
-        target_sensitivity: see ``BaseTask``.
-        target_specificity: see ``BaseTask``.
-        refer_fraction: see ``BaseTask``.
-        bootstrap_resamples: see ``BaseTask``.
+        **kwargs: ``BaseTask``'s operating-point, referral and bootstrap options.
     """
 
     trainable = False
@@ -45,22 +42,14 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         image_size: int = 224,
         template_sets: list[str] | None = None,
         selection_metric: str = "qwk",
-        target_sensitivity: float = 0.9,
-        target_specificity: float = 0.95,
-        refer_fraction: float = 0.1,
-        bootstrap_resamples: int = 2000,
+        **kwargs,
     ):
         unknown = set(template_sets or ()) - set(TEMPLATE_SETS)
         if unknown:
             raise OptionError(
                 f"unknown template set(s) {sorted(unknown)}; choose from {sorted(TEMPLATE_SETS)}"
             )
-        super().__init__(
-            target_sensitivity=target_sensitivity,
-            target_specificity=target_specificity,
-            refer_fraction=refer_fraction,
-            bootstrap_resamples=bootstrap_resamples,
-        )
+        super().__init__(**kwargs)
 
     def configure_models(self) -> None:
         """The frozen backbone and one open_clip zero-shot classifier per template set."""
