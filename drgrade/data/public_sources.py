@@ -29,12 +29,12 @@ import re
 from pathlib import Path
 
 from drgrade.data.sources import (
-    DataValidationError,
     Record,
     finish_source,
     first_sighting,
     parse_grade,
     read_csv_rows,
+    source_root,
 )
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,22 @@ DDR_UNGRADABLE = 5
 _EYE = re.compile(r"^(?P<patient>.+)_(left|right)$")
 
 
-def _root(root: str | Path, name: str) -> Path:
-    root = Path(root)
-    if not root.is_dir():
-        raise DataValidationError([f"{root}: {name} root folder not found"])
-    return root
+def _grade_and_image(
+    label: str, image: Path | None, missing: str, where: str, problems: list[str]
+) -> int | None:
+    """The row's grade when both it and its image are good; otherwise None, each problem recorded.
+
+    Args:
+        label: the grade cell.
+        image: the row's image file, None when the download lacks it.
+        missing: what to say when it does.
+        where: file and row, for the messages.
+        problems: where problems are collected.
+    """
+    grade = parse_grade(label, where, problems)
+    if image is None:
+        problems.append(f"{where}: {missing}")
+    return None if image is None else grade
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -77,7 +88,7 @@ def _files(folder: Path) -> dict[str, Path]:
 
 def read_eyepacs(root: str | Path, verify_images: bool = True) -> list[Record]:
     """EyePACS: the training sheet, and the test sheet with its images when both are present."""
-    root = _root(root, "EyePACS")
+    root = source_root(root, "EyePACS")
     problems: list[str] = []
     records: list[Record] = []
     seen: dict[str, int] = {}
@@ -94,11 +105,10 @@ def read_eyepacs(root: str | Path, verify_images: bool = True) -> list[Record]:
                 continue
             if not first_sighting(name, f"image {name!r}", line, where, seen, problems):
                 continue
-            grade = parse_grade(row["level"], where, problems)
             image = files.get(f"{name}.jpeg")
-            if image is None:
-                problems.append(f"{where}: no image {root / folder / (name + '.jpeg')} for {name!r}")
-            if grade is None or image is None:
+            missing = f"no image {root / folder / (name + '.jpeg')} for {name!r}"
+            grade = _grade_and_image(row["level"], image, missing, where, problems)
+            if grade is None:
                 continue
             eye = _EYE.match(name)
             patient = eye["patient"] if eye else name
@@ -108,7 +118,7 @@ def read_eyepacs(root: str | Path, verify_images: bool = True) -> list[Record]:
 
 def read_idrid(root: str | Path, verify_images: bool = True) -> list[Record]:
     """IDRiD disease grading: the training and testing sheets with their images."""
-    root = _root(root, "IDRiD")
+    root = source_root(root, "IDRiD")
     problems: list[str] = []
     records: list[Record] = []
     seen: dict[str, int] = {}
@@ -124,13 +134,10 @@ def read_idrid(root: str | Path, verify_images: bool = True) -> list[Record]:
                 continue  # the published sheets end in blank rows
             if not first_sighting(name, f"image {name!r}", line, where, seen, problems):
                 continue
-            grade = parse_grade(row["Retinopathy grade"], where, problems)
             image = files.get(Path(name).stem)
-            if image is None:
-                problems.append(
-                    f"{where}: no image {name!r} in {root / IDRID_GRADING / '1. Original Images' / folder}"
-                )
-            if grade is None or image is None:
+            missing = f"no image {name!r} in {root / IDRID_GRADING / '1. Original Images' / folder}"
+            grade = _grade_and_image(row["Retinopathy grade"], image, missing, where, problems)
+            if grade is None:
                 continue
             records.append(Record(image, grade, "idrid", f"idrid:{name}", official_split=split))
     return finish_source(records, problems, verify_images)
@@ -138,7 +145,7 @@ def read_idrid(root: str | Path, verify_images: bool = True) -> list[Record]:
 
 def read_ddr(root: str | Path, verify_images: bool = True) -> list[Record]:
     """DDR grading: train / valid / test lists of ``<name> <grade>``; grade 5 is ungradable."""
-    root = _root(root, "DDR")
+    root = source_root(root, "DDR")
     problems: list[str] = []
     records: list[Record] = []
     seen: dict[str, int] = {}
@@ -163,11 +170,10 @@ def read_ddr(root: str | Path, verify_images: bool = True) -> list[Record]:
             if label == str(DDR_UNGRADABLE):
                 ungradable += 1
                 continue
-            grade = parse_grade(label, where, problems)
             image = files.get(name)
-            if image is None:
-                problems.append(f"{where}: no image {root / 'DR_grading' / folder / name}")
-            if grade is None or image is None:
+            missing = f"no image {root / 'DR_grading' / folder / name}"
+            grade = _grade_and_image(label, image, missing, where, problems)
+            if grade is None:
                 continue
             records.append(Record(image, grade, "ddr", f"ddr:{Path(name).stem}", official_split=split))
     if ungradable:

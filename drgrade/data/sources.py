@@ -61,6 +61,14 @@ class DataValidationError(ValueError):
         )
 
 
+def source_root(root: str | Path, name: str) -> Path:
+    """``root`` as a Path, or a ``DataValidationError`` naming the dataset whose folder is missing."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataValidationError([f"{root}: {name} root folder not found"])
+    return root
+
+
 def read_csv_rows(path: Path, required: Iterable[str], problems: list[str]) -> list[dict[str, str]]:
     """Rows of a CSV as dicts (keys stripped), or [] after recording why it is unusable."""
     if not path.is_file():
@@ -131,10 +139,8 @@ def read_aptos(root: str | Path, verify_images: bool = True) -> list[Record]:
     APTOS has no patient ids, so each image is its own group; a patient who contributed two
     images can therefore land in two splits, a known limitation of this dataset.
     """
-    root = Path(root)
+    root = source_root(root, "APTOS 2019")
     problems: list[str] = []
-    if not root.is_dir():
-        raise DataValidationError([f"{root}: APTOS 2019 root folder not found"])
     csv_path = root / APTOS_CSV
     records: list[Record] = []
     seen: dict[str, int] = {}
@@ -190,9 +196,7 @@ def read_messidor(root: str | Path, verify_images: bool = True) -> list[Record]:
     ``.JPG``); ungradable images are excluded and counted; both eyes of an exam (from
     ``messidor-2.csv``) share one patient id so they never straddle splits.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataValidationError([f"{root}: Messidor-2 root folder not found"])
+    root = source_root(root, "Messidor-2")
     problems: list[str] = []
     csv_path = root / MESSIDOR_CSV
     rows = read_csv_rows(csv_path, ("image_id", "adjudicated_dr_grade", "adjudicated_gradable"), problems)
