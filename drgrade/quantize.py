@@ -16,10 +16,10 @@ float, so the decision rule is exactly the float model's, applied to INT8-comput
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -31,37 +31,24 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from drgrade.data.images import ImageReadError, list_images
-from drgrade.data.quality import read_gradable
-from drgrade.deploy import DeployError, OnnxGrader
+from drgrade.data.images import list_images
+from drgrade.deploy import DeployError, OnnxGrader, prepared
 
 #: The operators computed in INT8 (nearly all of a ResNet's and a transformer's arithmetic).
 OPS = ["Conv", "MatMul", "Gemm"]
 
 
 class _Images(CalibrationDataReader):
-    """Preprocessed calibration images, fed to onnxruntime's calibrator one at a time.
+    """Calibration images, preprocessed as the runner does, fed to onnxruntime one at a time.
 
-    The percentile calibrator stacks every batch's activations, so all batches must share one
-    shape; it also keeps them all in memory (RN50: about 120 MB per image), hence ``limit``.
+    One at a time because the percentile calibrator stacks every batch's activations (all
+    batches must share one shape) and keeps them all in memory (RN50: about 120 MB per image,
+    hence ``limit``). An unreadable or ungradable image is skipped.
     """
 
-    def __init__(self, grader: OnnxGrader, paths: Sequence[Path], batch_size: int = 1):
-        self.batches = self._batches(grader, paths, batch_size)
-
-    @staticmethod
-    def _batches(grader: OnnxGrader, paths: Sequence[Path], batch_size: int) -> Iterator[dict]:
-        pending = []
-        for path in paths:
-            try:
-                pending.append(grader.tensor(read_gradable(path)))
-            except ImageReadError:
-                continue  # an unreadable calibration image is skipped, like an ungradable one
-            if len(pending) == batch_size:
-                yield {"image": np.stack(pending)}
-                pending = []
-        if pending:
-            yield {"image": np.stack(pending)}
+    def __init__(self, grader: OnnxGrader, paths: Sequence[Path]):
+        prepare = partial(prepared, size=grader.size, mean=grader.mean, std=grader.std)
+        self.batches = ({"image": tensor[None]} for tensor, error, _ in map(prepare, paths) if not error)
 
     def get_next(self) -> dict | None:
         return next(self.batches, None)

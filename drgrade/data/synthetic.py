@@ -184,7 +184,8 @@ def render_fundus(grade: int, size: int, rng: np.random.Generator) -> tuple[np.n
     return smooth, canvas.mask
 
 
-def _write_mask(path: Path, mask: np.ndarray) -> None:
+def write_mask(path: Path, mask: np.ndarray) -> None:
+    """Write a lesion mask (any format OpenCV writes from the suffix: PNG, TIFF), folders included."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), mask):
         raise OSError(f"{path}: could not write the lesion mask")
@@ -210,7 +211,7 @@ def write_aptos(out: Path, num: int, size: int, seed: int) -> Path:
         image_id = f"{seeded_rng(seed, 0, i).bytes(6).hex()}"
         image, mask = render_fundus(grade, size, seeded_rng(seed, 0, i))
         write_rgb(root / "train_images" / f"{image_id}.png", image)
-        _write_mask(root / MASK_DIR / f"{image_id}.png", mask)
+        write_mask(root / MASK_DIR / f"{image_id}.png", mask)
         rows.append((image_id, grade))
     with (root / "train.csv").open("w", newline="") as f:
         csv.writer(f).writerows([("id_code", "diagnosis"), *rows])
@@ -240,7 +241,7 @@ def write_messidor(out: Path, num: int, size: int, seed: int) -> Path:
         if ungradable:  # ungradable photographs are badly exposed
             image = (image * 0.25).astype(np.uint8)
         write_rgb(root / "IMAGES" / stored, image)
-        _write_mask(root / MASK_DIR / f"{Path(stored).stem}.png", mask)
+        write_mask(root / MASK_DIR / f"{Path(stored).stem}.png", mask)
         rows.append((listed, "" if ungradable else grade, "" if ungradable else 0, 0 if ungradable else 1))
         names.append(stored)
     with (root / "messidor_data.csv").open("w", newline="") as f:

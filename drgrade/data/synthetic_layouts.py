@@ -13,7 +13,6 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -32,6 +31,7 @@ from drgrade.data.synthetic import (
     render_fundus,
     seeded_rng,
     write_aptos,
+    write_mask,
     write_messidor,
 )
 
@@ -40,12 +40,6 @@ EYEPACS_COUNTS = (25810, 2443, 5292, 873, 708)
 IDRID_COUNTS = (168, 25, 168, 93, 62)
 DDR_COUNTS = (6266, 630, 4477, 236, 913)
 _DATASET = {"eyepacs": 2, "idrid": 3, "ddr": 4}
-
-
-def _write_tif(path: Path, mask: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), mask):
-        raise OSError(f"{path}: could not write the lesion mask")
 
 
 def write_eyepacs(out: Path, num: int, size: int, seed: int) -> Path:
@@ -100,8 +94,8 @@ def write_idrid(out: Path, num: int, size: int, seed: int) -> Path:
         image, mask = render_fundus(2 + j % 3, size, seeded_rng(seed, _DATASET["idrid"], 10**6 + j))
         write_rgb(segmentation / "1. Original Images" / folder / f"{name}.jpg", image)
         labels = segmentation / "2. All Segmentation Groundtruths" / folder
-        _write_tif(labels / IDRID_LESIONS[1][0] / f"{name}_{IDRID_LESIONS[1][1]}.tif", mask)
-        _write_tif(labels / IDRID_LESIONS[0][0] / f"{name}_{IDRID_LESIONS[0][1]}.tif", np.zeros_like(mask))
+        write_mask(labels / IDRID_LESIONS[1][0] / f"{name}_{IDRID_LESIONS[1][1]}.tif", mask)
+        write_mask(labels / IDRID_LESIONS[0][0] / f"{name}_{IDRID_LESIONS[0][1]}.tif", np.zeros_like(mask))
     return root
 
 
@@ -128,7 +122,7 @@ def write_ddr(out: Path, num: int, size: int, seed: int) -> Path:
         image, mask = render_fundus(2 + j % 3, size, seeded_rng(seed, _DATASET["ddr"], 10**6 + j))
         write_rgb(root / "lesion_segmentation" / folder / "image" / f"{stem}.jpg", image)
         for code in DDR_LESIONS:
-            _write_tif(
+            write_mask(
                 root / "lesion_segmentation" / folder / "label" / code / f"{stem}.tif",
                 mask if code == "HE" else np.zeros_like(mask),
             )

@@ -103,10 +103,10 @@ def confusion_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
         "referable_specificity": _safe_divide(
             confusion[:, ~referable][:, :, ~referable].sum((1, 2)), true_counts[:, ~referable].sum(1), np.nan
         ),
-        "exact": _safe_divide(hits.sum(1), total, np.nan),
         "off_by_one": _safe_divide((confusion * (gap == 1)).sum((1, 2)), total, np.nan),
         "off_by_two_plus": _safe_divide((confusion * (gap >= 2)).sum((1, 2)), total, np.nan),
     }
+    out["exact"] = out["accuracy"]  # Table 4's exact-match share is the accuracy
     for grade in GRADES:
         out[f"precision_{grade.short}"] = precision[:, grade.index]
         out[f"recall_{grade.short}"] = recall[:, grade.index]

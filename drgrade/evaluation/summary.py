@@ -76,10 +76,11 @@ def clinical_sections(
     spec = settings.bootstrap
     targets_by_kind = {"sensitivity": settings.target_sensitivity, "specificity": settings.target_specificity}
     points = apply_operating_points(probs, targets, settings.operating_cuts, targets_by_kind)
+    unit = resampling_unit(patients)
     before = result.uncalibrated_probs if result.uncalibrated_probs is not None else result.probs
     sections = {
         "confidence_intervals": _intervals(probs, targets, preds, patients, spec),
-        "bootstrap": spec.describe(resampling_unit(patients)),
+        "bootstrap": spec.describe(unit),
         "operating_points": points,
         "calibration_error": {
             "bins": ECE_BINS,
@@ -92,7 +93,7 @@ def clinical_sections(
     }
     if result.argmax_evaluation is not None:
         sections["argmax_confidence_intervals"] = _intervals(probs, targets, probs.argmax(1), patients, spec)
-    if resampling_unit(patients) == "patient":
+    if unit == "patient":
         names = [point["name"] for point in points]
         sections["per_patient"] = per_patient_operating_points(
             probs, targets, patients, settings.operating_cuts, names
