@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from pathlib import Path
@@ -81,6 +82,27 @@ def ensemble_args(verb: str, synthetic: Path, run_root: Path, members: str, *ext
         members,
         *extra,
     ]
+
+
+def predict_folder(model: str, synthetic: Path, run_root: Path, checkpoint, folder: Path) -> dict[str, dict]:
+    """``drgrade predict`` of ``checkpoint`` on ``folder``; the new predictions.csv's rows by file name."""
+    from drgrade.cli import main
+
+    main(
+        cli_args(
+            "predict",
+            model,
+            synthetic,
+            run_root,
+            "--ckpt_path",
+            str(checkpoint),
+            "--data.predict_dir",
+            str(folder),
+        )
+    )
+    newest = max(Path(run_root).rglob("predictions.csv"), key=lambda p: p.stat().st_mtime_ns)
+    with newest.open(newline="") as f:
+        return {Path(row["file"]).name: row for row in csv.DictReader(f)}
 
 
 @pytest.fixture(scope="session")

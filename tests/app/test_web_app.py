@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 import socket
 from functools import partial
-from pathlib import Path
 
 import pytest
 
 from drgrade.cli import main
 from drgrade.tasks import load_task
-from tests.conftest import cli_args
+from tests.conftest import cli_args, predict_folder
 
 CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -53,22 +51,7 @@ def test_upload_two_photographs_and_a_broken_file(synthetic, zero_shot_checkpoin
     for path in sorted((synthetic / "aptos2019" / "train_images").iterdir())[:2]:
         shutil.copy(path, folder / path.name)
     (folder / "zz_broken.png").write_bytes(b"\x89PNG\r\n not an image")
-    main(
-        cli_args(
-            "predict",
-            "zero_shot",
-            synthetic,
-            tmp_path / "runs",
-            "--ckpt_path",
-            str(zero_shot_checkpoint),
-            "--data.predict_dir",
-            str(folder),
-        )
-    )
-    expected = {
-        Path(r["file"]).name: r
-        for r in csv.DictReader(next((tmp_path / "runs").rglob("predictions.csv")).open())
-    }
+    expected = predict_folder("zero_shot", synthetic, tmp_path / "runs", zero_shot_checkpoint, folder)
 
     server_files = tmp_path / "gradio"  # where the server keeps uploads (and what it displays)
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(server_files))

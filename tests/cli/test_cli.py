@@ -12,7 +12,7 @@ import torch
 from drgrade import __version__
 from drgrade.cli import DRGradeCLI, main
 from drgrade.console import quiet_console
-from tests.conftest import cli_args
+from tests.conftest import cli_args, predict_folder
 
 
 def latest_run(root):
@@ -139,23 +139,11 @@ def test_fcn_clip_fit_test_predict_learns(synthetic, tmp_path):
     for path in sorted((synthetic / "aptos2019" / "train_images").iterdir())[:3]:
         shutil.copy(path, images / path.name)
     (images / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    main(
-        cli_args(
-            "predict",
-            "fcn_clip",
-            synthetic,
-            tmp_path,
-            "--ckpt_path",
-            str(best),
-            "--data.predict_dir",
-            str(images),
-        )
-    )
-    rows = list(csv.DictReader((latest_run(tmp_path) / "predictions.csv").open()))
+    rows = predict_folder("fcn_clip", synthetic, tmp_path, best, images)
     assert len(rows) == 4
-    corrupt = next(r for r in rows if r["file"].endswith("corrupt.jpg"))
+    corrupt = rows["corrupt.jpg"]
     assert "not a decodable image" in corrupt["error"] and corrupt["grade"] == ""
-    graded = [r for r in rows if not r["error"]]
+    graded = [r for r in rows.values() if not r["error"]]
     assert all(r["grade_name"] and r["referable"] in ("0", "1") for r in graded)
 
 

@@ -1,17 +1,15 @@
 """The quality gate on a real fundus photograph (scikit-image's retina.jpg) and degraded copies."""
 
-import csv
 
 import cv2
 import numpy as np
 import pytest
 from skimage import data as skdata
 
-from drgrade.cli import main
 from drgrade.data.images import write_rgb
 from drgrade.data.quality import QualityLimits, assess, file_is_complete, gate_records, size_problem
 from drgrade.data.sources import Record
-from tests.conftest import cli_args
+from tests.conftest import predict_folder
 
 RETINA = skdata.retina()  # 1411x1411 RGB, a normal left eye (public domain)
 
@@ -93,23 +91,7 @@ def test_predict_reports_ungradable_images_and_grades_the_real_photo(
     data = (folder / "retina.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
     (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
-    ckpt = str(zero_shot_checkpoint)
-    main(
-        cli_args(
-            "predict",
-            "zero_shot",
-            synthetic,
-            tmp_path / "runs",
-            "--data.predict_dir",
-            str(folder),
-            "--ckpt_path",
-            ckpt,
-        )
-    )
-    rows = {
-        r["file"].rsplit("/", 1)[-1]: r
-        for r in csv.DictReader(next((tmp_path / "runs").rglob("predictions.csv")).open())
-    }
+    rows = predict_folder("zero_shot", synthetic, tmp_path / "runs", zero_shot_checkpoint, folder)
     assert rows["retina.jpg"]["grade"] != "" and rows["retina.jpg"]["error"] == ""
     for name, reason in (
         ("black.png", "no fundus"),

@@ -29,7 +29,7 @@ from drgrade.predictions import PROB_COLUMNS
 from drgrade.quantize import quantize_onnx
 from drgrade.screening import screen_files
 from drgrade.tasks import load_task
-from tests.conftest import cli_args
+from tests.conftest import cli_args, predict_folder
 
 RETINA = skdata.retina()
 SIZE = 224
@@ -100,15 +100,7 @@ def test_predict_deploy_web_page_and_explain_agree_on_the_real_photograph(
     write_rgb(folder / "retina.jpg", RETINA)
     write_rgb(folder / "retina_600.png", VARIANTS["600 px"][0])
     ckpt = ["--ckpt_path", str(zero_shot_checkpoint)]
-    main(
-        cli_args(
-            "predict", "zero_shot", synthetic, tmp_path / "runs", *ckpt, "--data.predict_dir", str(folder)
-        )
-    )
-    predicted = {
-        r["file"].rsplit("/", 1)[-1]: r
-        for r in csv.DictReader(next((tmp_path / "runs").rglob("predictions.csv")).open())
-    }
+    predicted = predict_folder("zero_shot", synthetic, tmp_path / "runs", zero_shot_checkpoint, folder)
     assert all(
         r["grade"] != "" and r["error"] == "" and float(r["fundus_fraction"]) > 0.6
         for r in predicted.values()
