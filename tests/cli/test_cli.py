@@ -4,6 +4,7 @@ import csv
 import json
 import shutil
 import struct
+import time
 import warnings
 
 import pytest
@@ -198,17 +199,23 @@ def test_missing_checkpoint_is_explained(synthetic, tmp_path):
         main(cli_args("test", "fcn_clip", synthetic, tmp_path, "--ckpt_path", "best"))
 
 
-def wandb_records(path):
-    """The protobuf records of an offline W&B run file (a LevelDB-style log of 32 KiB blocks)."""
+def parse_wandb_file(raw: bytes) -> tuple[list, bool]:
+    """The protobuf records of an offline W&B run file (a LevelDB-style log of 32 KiB blocks).
+
+    Returns the records and whether the run's final ``exit`` record is among them; a record cut
+    off at the end of the file (still being written) ends the parse.
+    """
     from wandb.proto import wandb_internal_pb2
 
-    raw, block, position, pending, records = path.read_bytes(), 32768, 7, b"", []
+    block, position, pending, records = 32768, 7, b"", []
     while position + 7 <= len(raw):
         left = block - position % block
         _, length, kind = struct.unpack("<IHB", raw[position : position + 7]) if left >= 7 else (0, 0, 0)
         if left < 7 or (length == 0 and kind == 0):  # block trailer / padding
             position += left
             continue
+        if position + 7 + length > len(raw):
+            break
         data = raw[position + 7 : position + 7 + length]
         position += 7 + length
         pending = data if kind in (1, 2) else pending + data
@@ -216,7 +223,21 @@ def wandb_records(path):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(pending)
             records.append(record)
-    return records
+    return records, any(r.WhichOneof("record_type") == "exit" for r in records)
+
+
+def wandb_records(path, timeout: float = 30.0) -> list:
+    """The records of an offline run file once W&B's background writer has written its ``exit``.
+
+    ``run.finish()`` can return while wandb-core is still flushing the file, so reading waits for
+    the run's last record rather than racing the writer.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        records, complete = parse_wandb_file(path.read_bytes())
+        if complete or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
 
 
 def test_wandb_offline_run_is_named_grouped_configured_and_has_native_charts(

@@ -1,6 +1,5 @@
 """The quality gate on a real fundus photograph (scikit-image's retina.jpg) and degraded copies."""
 
-
 import cv2
 import numpy as np
 import pytest
