@@ -21,16 +21,16 @@ from drgrade import __version__, commands
 from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
 from drgrade.console import quiet_console
 from drgrade.data import DRDataModule
-from drgrade.data.sources import DataValidationError
-from drgrade.models.clip_backbone import BackboneWeightsError
+from drgrade.errors import CheckpointError, DataValidationError, OptionError, WeightsFileError
 from drgrade.runs import resolve_checkpoint, run_dir
-from drgrade.tasks import BaseTask, CheckpointError, read_checkpoint
-from drgrade.tasks.loading import task_classes
+from drgrade.tasks import BaseTask, read_checkpoint
+from drgrade.tasks.loading import WEIGHT_SOURCES, task_classes
 
 #: Errors whose message already says what to do: shown without a traceback, exit code 2.
 USER_ERRORS = (
     DataValidationError,
-    BackboneWeightsError,
+    WeightsFileError,
+    OptionError,
     CheckpointError,
     FileNotFoundError,
     FileExistsError,
@@ -110,6 +110,11 @@ class DRGradeCLI(LightningCLI):
         if entry:
             config["ckpt_path"] = resolve_checkpoint(entry, root)
             read_checkpoint(config["ckpt_path"])
+            # the checkpoint holds every weight: building the model reads no weights file first
+            init_args = config["model"].get("init_args") or {}
+            for name in WEIGHT_SOURCES:
+                if name in init_args:
+                    init_args[name] = None
         for member in (config["model"].get("init_args") or {}).get("checkpoints") or []:
             read_checkpoint(member)  # ensemble members: refused before any run folder exists
 

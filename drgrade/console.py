@@ -14,7 +14,7 @@ import warnings
 LOG_NOISE = (
     ("lightning.pytorch.utilities.rank_zero", r"💡 Tip", "an advertisement for another product"),
     # open_clip says this when asked for random weights (``pretrained: null``, the demo and
-    # tests); a failed request for real weights raises drgrade's BackboneWeightsError instead
+    # tests); a failed request for real weights raises drgrade's WeightsFileError instead
     ("root", r"No pretrained weights loaded for model", "random weights were asked for"),
 )
 #: (message pattern, why it is ignored) for Python warnings.

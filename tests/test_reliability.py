@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from drgrade.cli import main
-from drgrade.tasks import CheckpointError, load_task
+from drgrade.errors import CheckpointError
+from drgrade.tasks import load_task
 from tests.conftest import ROOT, cli_args, ensemble_args
 
 
@@ -192,7 +193,8 @@ def test_ensemble_without_or_with_bad_members(synthetic, tmp_path, capsys):
 
 
 def test_header_only_csv_is_named(tmp_path, capsys):
-    from drgrade.data.sources import DataValidationError, read_csv_source
+    from drgrade.data.sources import read_csv_source
+    from drgrade.errors import DataValidationError
 
     (tmp_path / "s.csv").write_text("path,grade\n")
     with pytest.raises(DataValidationError, match="no data rows"):

@@ -12,7 +12,7 @@ from typing import Any
 _EXPORTS = {
     "DRDataModule": "drgrade.data.datamodule",
     "FundusDataset": "drgrade.data.dataset",
-    "DataValidationError": "drgrade.data.sources",
+    "DataValidationError": "drgrade.errors",
     "Record": "drgrade.data.sources",
     "load_sources": "drgrade.data.catalog",
     "write_synthetic": "drgrade.data.synthetic",

@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from drgrade.data.public_sources import LESION_IMAGES, read_ddr, read_eyepacs, read_idrid
-from drgrade.data.sources import DataValidationError, Record, read_aptos, read_csv_source, read_messidor
+from drgrade.data.sources import Record, read_aptos, read_csv_source, read_messidor
+from drgrade.errors import DataValidationError
 
 #: Native source name -> its reader.
 READERS: dict[str, Callable[..., list[Record]]] = {

@@ -17,10 +17,10 @@ from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.duplicates import merge_duplicates
 from drgrade.data.quality import QualityLimits, gate_records, inspect_file
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
-from drgrade.data.sources import DataValidationError, Record
+from drgrade.data.sources import Record
 from drgrade.data.splits import SPLITS, count_table, split_identity, split_records
 from drgrade.data.synthetic import ensure_synthetic
-from drgrade.errors import OptionError
+from drgrade.errors import DataValidationError, OptionError
 from drgrade.grades import NUM_GRADES
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from drgrade.data.images import IMAGE_SUFFIXES
+from drgrade.errors import DataValidationError
 from drgrade.grades import check_grade
 
 log = logging.getLogger(__name__)
@@ -47,18 +48,6 @@ class Record:
     patient_id: str
     masks: tuple[Path, ...] = ()
     official_split: str = ""
-
-
-class DataValidationError(ValueError):
-    """Every problem found in a data source, one per line, so all can be fixed in one pass."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        listed = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"{len(problems)} problem(s) in the input data:\n{listed}\n"
-            "Fix or remove these entries (no file was changed) and run again."
-        )
 
 
 def source_root(root: str | Path, name: str) -> Path:

@@ -15,13 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from drgrade.errors import OptionError, WeightsFileError
+from drgrade.models.weights import read_state_dict
+
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 FEATURE_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 SUPPORTED = ("RN50", "RN101", "RN50x4", "RN-tiny")
-
-
-class BackboneWeightsError(RuntimeError):
-    """CLIP weights that could not be obtained, with what to do instead."""
 
 
 def _register_tiny_configs() -> None:
@@ -50,37 +49,73 @@ def _resize_attnpool(visual: nn.Module, image_size: int) -> None:
     visual.image_size = (image_size, image_size)
 
 
+#: Entries of OpenAI's TorchScript archives that are not weights (open_clip drops them too).
+_ARCHIVE_EXTRAS = ("input_resolution", "context_length", "vocab_size")
+_WEIGHTS_HELP = (
+    "Without network access, download the weights elsewhere (e.g. open_clip's RN50 'openai' "
+    "checkpoint), copy the file here and pass --model.init_args.pretrained /path/to/RN50.pt; "
+    "or pass --model.init_args.pretrained null to train from random weights (results will "
+    "not match the paper)."
+)
+
+
+def load_weights_file(model: nn.Module, path: Path, model_name: str) -> None:
+    """Load a local CLIP weights file into ``model``, reading tensors only (see ``models.weights``).
+
+    Args:
+        model: the freshly built open_clip model.
+        path: the weights file.
+        model_name: the architecture, for messages.
+    """
+    state = read_state_dict(path)
+    persistent = model.state_dict()
+    for key in [*_ARCHIVE_EXTRAS, *(n for n, _ in model.named_buffers() if n not in persistent)]:
+        state.pop(key, None)  # a TorchScript archive also stores non-persistent buffers (attn_mask)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise WeightsFileError(
+            f"{path} does not hold {model_name} CLIP weights ({str(error).splitlines()[0][:200]})"
+        ) from None
+
+
 def create_clip(model_name: str, pretrained: str | None, image_size: int | None) -> nn.Module:
-    """Build an open_clip ResNet CLIP; ``pretrained`` is a tag (``openai``), a file, or None."""
+    """Build an open_clip ResNet CLIP; ``pretrained`` is a tag (``openai``), a file, or None.
+
+    A file is read as tensors only (``torch.load(weights_only=True)``, or ``torch.jit.load`` for
+    OpenAI's TorchScript archives): a weights file never runs code.
+    """
     _register_tiny_configs()
     if model_name not in SUPPORTED:
-        raise ValueError(f"backbone {model_name!r} is not a supported ResNet CLIP; choose one of {SUPPORTED}")
+        raise OptionError(
+            f"backbone {model_name!r} is not a supported ResNet CLIP; choose one of {SUPPORTED}"
+        )
     if pretrained is None:
         return open_clip.create_model(model_name, pretrained=None, force_image_size=image_size)
-    is_file = Path(pretrained).expanduser().is_file()
-    if not is_file and pretrained not in open_clip.list_pretrained_tags_by_model(model_name):
-        raise BackboneWeightsError(
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        # OpenAI's ResNet weights were trained with QuickGELU; other activations silently degrade them.
+        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=True)
+        try:
+            load_weights_file(model, path, model_name)
+        except WeightsFileError as error:
+            raise WeightsFileError(f"{error}\n{_WEIGHTS_HELP}") from None
+    elif pretrained in open_clip.list_pretrained_tags_by_model(model_name):
+        try:
+            model = open_clip.create_model(
+                model_name, pretrained=pretrained, force_quick_gelu=pretrained == "openai", weights_only=True
+            )
+        except Exception as error:  # download and cache failures come in many types
+            raise WeightsFileError(
+                f"could not load {model_name} CLIP weights from open_clip's {pretrained!r} download: "
+                f"{type(error).__name__}: {error}\n{_WEIGHTS_HELP}"
+            ) from error
+    else:
+        raise WeightsFileError(
             f"CLIP weights {pretrained!r} for {model_name}: not a file and not an open_clip tag "
             f"(tags for {model_name}: {open_clip.list_pretrained_tags_by_model(model_name)}). "
             "Pass --model.init_args.pretrained /path/to/weights.pt, or null to start from random weights."
         )
-    try:
-        # OpenAI's ResNet weights were trained with QuickGELU; other activations silently degrade them.
-        model = open_clip.create_model(
-            model_name,
-            pretrained=str(Path(pretrained).expanduser()) if is_file else pretrained,
-            force_quick_gelu=pretrained == "openai" or is_file,
-            weights_only=not is_file,
-        )
-    except Exception as error:
-        where = f"the file {pretrained}" if is_file else f"open_clip's {pretrained!r} download"
-        raise BackboneWeightsError(
-            f"could not load {model_name} CLIP weights from {where}: {type(error).__name__}: {error}\n"
-            "Without network access, download the weights elsewhere (e.g. open_clip's RN50 'openai' "
-            "checkpoint), copy the file here and pass --model.init_args.pretrained /path/to/RN50.pt; "
-            "or pass --model.init_args.pretrained null to train from random weights (results will "
-            "not match the paper)."
-        ) from error
     if image_size is not None:
         _resize_attnpool(model.visual, image_size)
     return model

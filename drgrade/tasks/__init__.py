@@ -3,14 +3,13 @@
 from drgrade.tasks.base import BaseTask, TrainableTask
 from drgrade.tasks.ensemble import EnsembleCLIP
 from drgrade.tasks.fcn_clip import FCNCLIP
-from drgrade.tasks.loading import CheckpointError, load_task, read_checkpoint
+from drgrade.tasks.loading import load_task, read_checkpoint
 from drgrade.tasks.ranking import RankingCLIP
 from drgrade.tasks.zero_shot import ZeroShotCLIP
 
 __all__ = [
     "FCNCLIP",
     "BaseTask",
-    "CheckpointError",
     "EnsembleCLIP",
     "RankingCLIP",
     "TrainableTask",

@@ -14,14 +14,19 @@ from pathlib import Path
 
 import torch
 
+from drgrade.errors import CheckpointError
 from drgrade.tasks.base import BaseTask
 
 #: Checkpoint entry naming the task class that wrote it.
 TASK_KEY = "drgrade_task"
+#: Options that name a file the weights would come from. A checkpoint holds every weight, so a model
+#: rebuilt from one reads none of them: a checkpoint can never point drgrade at a file to load.
+WEIGHT_SOURCES = ("pretrained",)
 
 
-class CheckpointError(ValueError):
-    """A file that is not a loadable drgrade checkpoint (missing, corrupt, foreign or unsafe)."""
+def without_weight_sources(options: dict) -> dict:
+    """``options`` with every weight source set to None (random init, overwritten by the state dict)."""
+    return options | {name: None for name in WEIGHT_SOURCES if name in options}
 
 
 def task_classes() -> dict[str, type[BaseTask]]:
@@ -87,6 +92,9 @@ def checkpoint_task_class(checkpoint: dict, path: str | Path) -> type[BaseTask]:
 def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> BaseTask:
     """Rebuild whichever drgrade task wrote the checkpoint at ``path``, loading it as data.
 
+    The architecture comes from the options the checkpoint recorded, except those naming weight
+    files (``WEIGHT_SOURCES``): the state dict supplies every weight.
+
     Args:
         path: the ``.ckpt`` file.
         map_location: where tensors load.
@@ -95,7 +103,10 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Bas
     task_class = checkpoint_task_class(checkpoint, path)
     # LightningCLI adds private entries (``_class_path``, ``_instantiator``) to the hyperparameters
     options = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-    task = task_class(**options)
+    try:
+        task = task_class(**without_weight_sources(options))
+    except TypeError as error:
+        raise CheckpointError(f"{path}: its options do not build a {task_class.__name__} ({error})") from None
     task.load_submodules()
     task.load_state_dict(checkpoint["state_dict"], strict=task.strict_loading)
     task.on_load_checkpoint(checkpoint)

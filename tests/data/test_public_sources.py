@@ -12,8 +12,8 @@ import pytest
 from drgrade.cli import main
 from drgrade.data.catalog import lesion_images, load_sources
 from drgrade.data.public_sources import read_ddr, read_eyepacs, read_idrid
-from drgrade.data.sources import DataValidationError
 from drgrade.data.splits import split_records
+from drgrade.errors import DataValidationError
 from tests.conftest import cli_args
 
 LAYOUTS = ("eyepacs", "idrid", "ddr")

@@ -6,7 +6,8 @@ import pytest
 
 from drgrade.data.catalog import load_sources
 from drgrade.data.images import read_rgb
-from drgrade.data.sources import DataValidationError, read_aptos, read_messidor
+from drgrade.data.sources import read_aptos, read_messidor
+from drgrade.errors import DataValidationError
 
 
 def copy(synthetic, tmp_path, name):

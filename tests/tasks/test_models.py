@@ -4,9 +4,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from drgrade.errors import WeightsFileError
 from drgrade.grades import GRADES, TEMPLATE_SETS, grade_text
 from drgrade.models.cbam import CBAM
-from drgrade.models.clip_backbone import BackboneWeightsError, CLIPBackbone
+from drgrade.models.clip_backbone import CLIPBackbone
 from drgrade.models.losses import focal_loss, ranking_loss
 from drgrade.models.prompt_learner import PromptLearner
 from drgrade.tasks import FCNCLIP, RankingCLIP, ZeroShotCLIP
@@ -55,11 +56,11 @@ def test_frozen_towers_get_no_gradient_and_keep_bn_stats(tiny):
 
 
 def test_missing_weights_error_says_what_to_do(tmp_path):
-    with pytest.raises(BackboneWeightsError, match="not a file and not an open_clip tag"):
+    with pytest.raises(WeightsFileError, match="not a file and not an open_clip tag"):
         CLIPBackbone("RN50", str(tmp_path / "RN50.pt"))
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
-    with pytest.raises(BackboneWeightsError, match=r"--model.backbone.pretrained|pretrained null"):
+    with pytest.raises(WeightsFileError, match=r"--model.backbone.pretrained|pretrained null"):
         CLIPBackbone("RN50", str(broken))
 
 
