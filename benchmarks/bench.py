@@ -133,8 +133,8 @@ def predict_rate(task, size: int, device: str, bf16: bool, batch: int) -> Callab
 
 
 def onnx_section(models: dict, opts, report, folder: Path) -> None:
-    from drgrade.deploy import OnnxGrader
-    from drgrade.export import export_onnx
+    from drgrade.serving.export import export_onnx
+    from drgrade.serving.runner import OnnxGrader
 
     for name in ("FCN-CLIP", "ranking"):
         task = models[name]().eval()

@@ -23,11 +23,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from drgrade.data.images import list_images
-from drgrade.data.synthetic import write_synthetic
-from drgrade.deploy import OnnxGrader
-from drgrade.export import export_onnx
+from drgrade.data.sources import write_synthetic
 from drgrade.grades import GRADES
-from drgrade.quantize import quantize_onnx
+from drgrade.serving.export import export_onnx
+from drgrade.serving.quantize import quantize_onnx
+from drgrade.serving.runner import OnnxGrader
 from drgrade.tasks import FCNCLIP, RankingCLIP, load_task
 
 Report = Callable[..., None]

@@ -22,8 +22,8 @@ import numpy as np
 
 from drgrade.data.cache import PreprocessCache, fill_cache
 from drgrade.data.images import write_rgb
-from drgrade.data.public_sources import read_eyepacs
-from drgrade.data.sources import check_decodes
+from drgrade.data.sources.common import check_decodes
+from drgrade.data.sources.eyepacs import read as read_eyepacs
 from drgrade.data.splits import split_identity, split_records
 from drgrade.data.synthetic import render_fundus
 
@@ -67,7 +67,7 @@ def main() -> None:
         )
         records = timed(
             "read + validate the sheet (columns, grades, ids, files)",
-            lambda: read_eyepacs(root, verify_images=False),
+            lambda: read_eyepacs(root, verify_images=False).records,
         )
         splits = timed("grouped split (stratified, patients together)", lambda: split_records(records))
         timed("split fingerprint", lambda: split_identity(records, splits, (0.7, 0.15, 0.15), 42))

@@ -183,10 +183,8 @@ class DRGradeCLI(LightningCLI):
         if model.trainable:
             self.trainer.fit(model, datamodule=datamodule, **kwargs)
             return
-        model.calibrate_on_validate = True
-        self.trainer.validate(model, datamodule=datamodule)
         path = run_dir(self.trainer) / "checkpoints" / "best-validated.ckpt"
-        self.trainer.save_checkpoint(path)
+        model.fit_untrained(self.trainer, datamodule, path)
         print(f"{type(model).__name__}: validation choices saved to {path}")
 
     def _run_subcommand(self, subcommand: str) -> None:

@@ -57,6 +57,14 @@ GRADE_NAMES: tuple[str, ...] = tuple(g.name for g in GRADES)
 REFERABLE_FROM = min(g.index for g in GRADES if g.referable)
 #: Vision-threatening DR is grade >= 3 (severe or proliferative), the urgent-referral level.
 VISION_THREATENING_FROM = 3
+#: The referral levels and the grade each starts at.
+REFERRAL_LEVELS = {"referable": REFERABLE_FROM, "vtdr": VISION_THREATENING_FROM}
+
+
+def referral_score(probabilities, start: int):
+    """P(grade >= start) per row of a [N, K] probability array (NumPy or torch)."""
+    return probabilities[:, start:].sum(1)
+
 
 #: Zero-shot prompt template sets. ``{}`` receives a grade's clinical description (or, for the
 #: "lesions" set, its lesion description). Several sets are scored on the validation split and

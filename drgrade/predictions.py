@@ -1,7 +1,11 @@
-"""The one prediction-row schema.
+"""The one prediction-file schema: its writer and its reader.
 
-Shared by ``predict``, evaluation, ``explain`` and ``python -m drgrade.deploy``: the same column names
-everywhere, probabilities named by grade.
+Shared by ``predict``, evaluation, ``explain``, the ONNX runner and the web page: the same columns
+everywhere, probabilities named by grade. A row's decision comes from the decision rule (a
+checkpoint's ``DecisionRule`` or an exported graph's outputs) and is checked before it is
+written: an output that is not a distribution, or a grade that is not the rule's, becomes an
+``error`` and no grade. Probabilities are written with 9 significant digits, which round-trip
+float32 exactly, so a report recomputed from the file equals the one computed in the run.
 
 Torch-free on purpose: the ONNX runner imports it without PyTorch installed.
 """
@@ -15,97 +19,109 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drgrade.data.quality import FEATURES
-from drgrade.files import atomic_open
-from drgrade.grades import GRADE_NAMES, GRADES, REFERABLE_FROM
+from drgrade.decision.checks import output_problem
+from drgrade.files import atomic_open, neutralise, restore
+from drgrade.grades import GRADE_NAMES, GRADES
 
 #: One probability column per grade: ``p_no``, ``p_mild``, ``p_moderate``, ``p_severe``, ``p_proliferative``.
 PROB_COLUMNS = tuple(f"p_{g.short}" for g in GRADES)
-#: Every prediction file's columns, in order.
-COLUMNS = (
-    "file",
-    "source",
-    "patient_id",
-    "true_grade",
+#: The decision columns, in the order of the rule's outputs.
+DECISION_COLUMNS = (
     "grade",
     "grade_name",
     *PROB_COLUMNS,
     "p_referable",
-    "referable",
+    "referable_by_grade",
+    "referable_by_score",
     "uncertainty",
     "refer_to_grader",
-    *FEATURES,
-    "error",
 )
+#: Every prediction file's columns, in order.
+COLUMNS = ("file", "source", "patient_id", "true_grade", *DECISION_COLUMNS, *FEATURES, "error")
 
 
 @dataclass(frozen=True)
-class ReferralRule:
-    """The two flags a screening reader acts on, with the cuts fitted on validation.
+class Decision:
+    """What the decision rule decided for one image (see ``drgrade.decision.apply.RuleOutput``)."""
+
+    probabilities: tuple[float, ...]
+    grade: int
+    p_referable: float
+    referable_by_grade: bool
+    referable_by_score: bool
+    uncertainty: float
+    refer_to_grader: bool
+
+    def cells(self) -> list[object]:
+        """The decision columns' values."""
+        return [
+            self.grade,
+            GRADE_NAMES[self.grade],
+            *(_number(p) for p in self.probabilities),
+            _number(self.p_referable),
+            int(self.referable_by_grade),
+            int(self.referable_by_score),
+            _number(self.uncertainty),
+            int(self.refer_to_grader),
+        ]
+
+
+def checked_decisions(outputs: Sequence, thresholds: Sequence[float]) -> list[Decision | str]:
+    """One ``Decision`` per image of a batch of rule outputs, or why that image's output is unusable.
 
     Args:
-        referable_cut: flag referable DR when P(grade >= moderate) >= this (the validation
-            operating point for the target sensitivity); None flags decided grade >= moderate.
-        uncertainty_cutoff: send the image to a human grader when its predictive entropy
-            exceeds this (infinite: never).
+        outputs: the rule's outputs in ``RuleOutput`` order, torch tensors or NumPy arrays.
+        thresholds: the rule's thresholds, to check each grade against.
     """
-
-    referable_cut: float | None = None
-    uncertainty_cutoff: float = math.inf
-
-    def flags(self, probabilities: Sequence[float], grade: int) -> tuple[float, bool, float, bool]:
-        """(P(referable), referable flag, entropy in nats, refer to a grader) of one image."""
-        p_referable = float(sum(probabilities[REFERABLE_FROM:]))
-        referable = (
-            grade >= REFERABLE_FROM if self.referable_cut is None else p_referable >= self.referable_cut
+    columns = [column.tolist() for column in outputs]
+    decided: list[Decision | str] = []
+    for probabilities, grade, *flags in zip(*columns, strict=True):
+        problem = output_problem(probabilities, int(grade), thresholds)
+        if problem:
+            decided.append(f"not graded: {problem}")
+            continue
+        p_referable, by_grade, by_score, uncertainty, refer = flags
+        decided.append(
+            Decision(
+                tuple(float(p) for p in probabilities),
+                int(grade),
+                float(p_referable),
+                bool(by_grade),
+                bool(by_score),
+                float(uncertainty),
+                bool(refer),
+            )
         )
-        uncertainty = -sum(p * math.log(p) for p in probabilities if p > 0)
-        return p_referable, referable, uncertainty, uncertainty > self.uncertainty_cutoff
+    return decided
 
 
 @dataclass
 class PredictionRow:
-    """One image's result: a grade with its probabilities, or the reason it has none.
+    """One image's result: a decision, or the reason it has none.
 
     Args:
         file: the image's path.
-        probabilities: one per grade, or None when the image was not graded.
-        grade: the decided grade (argmax or the calibrated rule), or None.
+        decision: what the rule decided, or None when the image was not graded.
         true_grade: the reference grade when known.
         source: the data source the image came from (empty for a plain folder).
         error: why the image was not graded (empty when it was).
         extra: further columns of this file (e.g. ``model``, ``lesion_mass`` in explain.csv).
         patient_id: the patient the image belongs to, when the source knows it.
-        rule: the referral cuts behind the ``referable`` and ``refer_to_grader`` flags.
         quality: what the quality gate measured (fundus fraction, brightness, focus), when it ran.
     """
 
     file: str
-    probabilities: Sequence[float] | None = None
-    grade: int | None = None
+    decision: Decision | None = None
     true_grade: int | None = None
     source: str = ""
     error: str = ""
     extra: dict[str, object] = field(default_factory=dict)
     patient_id: str = ""
-    rule: ReferralRule = ReferralRule()
     quality: Sequence[float] | None = None
 
     def cells(self) -> list[object]:
         """The row's values in ``COLUMNS`` order, then ``extra``'s."""
-        graded = self.grade is not None and self.probabilities is not None
-        if graded:
-            p_referable, referable, uncertainty, refer = self.rule.flags(self.probabilities, self.grade)
-            decided = [
-                self.grade,
-                GRADE_NAMES[self.grade],
-                *(f"{p:.6f}" for p in self.probabilities),
-                f"{p_referable:.6f}",
-                int(referable),
-                f"{uncertainty:.6f}",
-                int(refer),
-            ]
-        else:
-            decided = [""] * (len(PROB_COLUMNS) + 6)
+        decided = self.decision.cells() if self.decision is not None else [""] * len(DECISION_COLUMNS)
         return [
             self.file,
             self.source,
@@ -118,6 +134,19 @@ class PredictionRow:
         ]
 
 
+def decided_row(row: PredictionRow, decided: Decision | str) -> PredictionRow:
+    """``row`` with the rule's decision, or with the reason its output was refused."""
+    if isinstance(decided, str):
+        row.error = decided
+    else:
+        row.decision = decided
+    return row
+
+
+def _number(value: float) -> str:
+    return f"{value:.9g}"
+
+
 def _feature(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.4g}"
 
@@ -126,11 +155,40 @@ def write_predictions(path: str | Path, rows: Iterable[PredictionRow]) -> Path:
     """Write ``rows`` as CSV (``COLUMNS`` plus the first row's ``extra`` keys), atomically."""
     rows = list(rows)
     extra = list(rows[0].extra) if rows else []
-    with atomic_open(path, "w", newline="") as f:
+    with atomic_open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)
         writer.writerow([*COLUMNS, *extra])
-        writer.writerows(row.cells() for row in rows)
+        writer.writerows([neutralise(cell) for cell in row.cells()] for row in rows)
     return Path(path)
+
+
+@dataclass
+class SavedPredictions:
+    """The graded, labelled rows of an evaluation's prediction file, as plain lists."""
+
+    files: list[str]
+    patients: list[str]
+    probabilities: list[list[float]]
+    targets: list[int]
+    grades: list[int]
+
+
+def read_predictions(path: Path) -> SavedPredictions:
+    """The graded rows with a reference grade of a prediction file (the numbers it was written from).
+
+    Args:
+        path: an evaluation's predictions.csv.
+    """
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+        rows = [r for r in csv.DictReader(f) if r["grade"] != "" and r["true_grade"] != ""]
+    files = [restore(r["file"]) for r in rows]
+    return SavedPredictions(
+        files,
+        [restore(r.get("patient_id") or "") or file for r, file in zip(rows, files, strict=True)],
+        [[float(r[c]) for c in PROB_COLUMNS] for r in rows],
+        [int(r["true_grade"]) for r in rows],
+        [int(r["grade"]) for r in rows],
+    )
 
 
 def ungradable_summary(rows: Sequence[PredictionRow]) -> str:

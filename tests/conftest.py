@@ -16,7 +16,7 @@ os.environ["DRGRADE_CACHE_DIR"] = tempfile.mkdtemp(prefix="drgrade-cache-")
 
 import torch
 
-from drgrade.data.synthetic import write_synthetic
+from drgrade.data.sources import write_synthetic
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: no oversubscription
     torch.set_num_threads(1)

@@ -7,7 +7,8 @@ import torch
 
 from drgrade.cli import main
 from drgrade.data import DRDataModule
-from drgrade.evaluation.thresholds import calibrate_thresholds, crossfit_decisions, decide, qwk
+from drgrade.decision.apply import decide
+from drgrade.decision.thresholds import calibrate_thresholds, crossfit_decisions, qwk
 from drgrade.models.losses import inverse_frequency_weights
 from drgrade.tasks import RankingCLIP, ZeroShotCLIP
 from tests.conftest import ROOT, cli_args, ensemble_args
@@ -73,7 +74,7 @@ def overfit_prone(n=300, seed=0):
 
 def test_selection_score_never_uses_thresholds_fitted_to_the_images_it_scores():
     probs, targets = overfit_prone()
-    preds = crossfit_decisions(probs, targets, "qwk")
+    preds = crossfit_decisions(probs, targets, "qwk", torch.arange(len(targets)))
     fold = torch.zeros(len(targets), dtype=torch.bool)
     for grade in range(5):
         fold[torch.nonzero(targets == grade).flatten()[1::2]] = True
@@ -111,30 +112,32 @@ def test_ensemble_is_calibrated_on_validation_and_its_checkpoint_carries_the_thr
     synthetic, zero_shot_checkpoint, tmp_path
 ):
     members = f"[{zero_shot_checkpoint}]"
-    youden = ("--model.init_args.calibration", "youden")  # a fixed objective: always calibrates
+    youden = ("--model.init_args.threshold_objective", "youden")  # a fixed objective: always calibrates
     main(ensemble_args("fit", synthetic, tmp_path, members, *youden))
     ckpt = next(tmp_path.rglob("best-validated.ckpt"))
     saved = torch.load(ckpt, weights_only=True)
-    assert bool(saved["state_dict"]["calibrated"]) and not any(
+    assert bool(saved["state_dict"]["rule.thresholded"]) and not any(
         k.startswith("members.") for k in saved["state_dict"]
     )
     main(ensemble_args("test", synthetic, tmp_path, members, "--ckpt_path", str(ckpt), *youden))
     document = json.loads(max(tmp_path.glob("version_*/metrics.json")).read_text())
-    assert document["stage"] == "test" and document["decision"] == "calibrated"
-    assert document["thresholds"] == pytest.approx(saved["state_dict"]["thresholds"].tolist())
+    assert document["stage"] == "test" and document["decision"] == "thresholded"
+    assert document["thresholds"] == pytest.approx(saved["state_dict"]["rule.thresholds"].tolist())
 
 
 def test_auto_calibration_chooses_the_objective_by_cross_fitted_qwk():
-    from drgrade.evaluation.thresholds import choose_objective
+    from drgrade.decision.thresholds import choose_objective
 
     probs, targets = overfit_prone(seed=2)
-    chosen, scores = choose_objective(probs, targets)
+    groups = torch.arange(len(targets))
+    chosen, scores = choose_objective(probs, targets, groups)
     assert set(scores) == {"none", "youden", "f1", "qwk"} and scores[chosen] == max(scores.values())
     assert scores["none"] == pytest.approx(qwk(probs.argmax(1), targets, 5))  # argmax fits nothing
     for method in ("youden", "f1", "qwk"):
-        assert scores[method] == pytest.approx(qwk(crossfit_decisions(probs, targets, method), targets, 5))
+        decided = crossfit_decisions(probs, targets, method, groups)
+        assert scores[method] == pytest.approx(qwk(decided, targets, 5))
     uniform = calibrate_thresholds(probs, targets, "none")
-    assert torch.equal(decide(probs, uniform), probs.argmax(1))
+    assert torch.equal(decide(probs, uniform.double()), probs.argmax(1))
     assert torch.equal(
         calibrate_thresholds(probs, targets, "auto"), calibrate_thresholds(probs, targets, chosen)
     )

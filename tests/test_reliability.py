@@ -193,7 +193,7 @@ def test_ensemble_without_or_with_bad_members(synthetic, tmp_path, capsys):
 
 
 def test_header_only_csv_is_named(tmp_path, capsys):
-    from drgrade.data.sources import read_csv_source
+    from drgrade.data.sources.csv import read as read_csv_source
     from drgrade.errors import DataValidationError
 
     (tmp_path / "s.csv").write_text("path,grade\n")
@@ -203,7 +203,7 @@ def test_header_only_csv_is_named(tmp_path, capsys):
 
 @pytest.mark.parametrize("model", ["missing", "empty", "garbage"])
 def test_deploy_refuses_a_bad_model_file(model, tmp_path, capsys):
-    from drgrade.deploy import main as deploy_main
+    from drgrade.serving.runner import main as deploy_main
 
     path = tmp_path / "m.onnx"
     if model != "missing":

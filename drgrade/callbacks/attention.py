@@ -19,7 +19,7 @@ from drgrade.evaluation.attention import lesion_mass_fraction
 from drgrade.evaluation.plots import overlay_figure
 from drgrade.files import atomic_open, save_figure
 from drgrade.grades import GRADE_NAMES
-from drgrade.predictions import PredictionRow, write_predictions
+from drgrade.predictions import Decision, PredictionRow, checked_decisions, write_predictions
 
 
 def display_images(images: torch.Tensor) -> np.ndarray:
@@ -51,45 +51,38 @@ class AttentionWriter(Callback):
         self.maps: dict[int, np.ndarray] = {}
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        """Compute the batch's maps and keep one row per image."""
-        maps, probs, method = pl_module.attention_maps(batch["image"])
-        grades = pl_module.decide(probs)
+        """Compute the batch's maps and keep one row per image, with the rule's decision."""
+        maps, logits, method = pl_module.attention_maps(batch["image"])
+        decided = checked_decisions(pl_module.rule(logits), pl_module.rule.thresholds.tolist())
         records = trainer.predict_dataloaders.dataset.records
         masks = batch.get("mask")
         for i, index in enumerate(batch["index"].tolist()):
             record = records[index]
-            if batch["error"][i]:
-                self.rows.append(
-                    PredictionRow(str(record.path), error=batch["error"][i], extra=self._extra(""))
-                )
+            row = PredictionRow(
+                str(record.path), true_grade=record.grade, source=record.source, patient_id=record.patient_id
+            )
+            if batch["error"][i] or isinstance(decided[i], str):
+                row.error = batch["error"][i] or decided[i]
+                row.extra = self._extra("")
+                self.rows.append(row)
                 continue
             mass, area = "", ""
             if masks is not None and bool(masks[i].any()):
                 mass = f"{float(lesion_mass_fraction(maps[i : i + 1], masks[i : i + 1])):.4f}"
                 area = f"{float(masks[i].float().mean()):.4f}"
             self.maps[index] = maps[i].cpu().numpy().astype(np.float16)
-            grade = int(grades[i])
-            self.rows.append(
-                PredictionRow(
-                    str(record.path),
-                    probs[i].tolist(),
-                    grade,
-                    record.grade,
-                    record.source,
-                    extra=self._extra(method, mass, area),
-                    patient_id=record.patient_id,
-                    rule=pl_module.referral_rule(),
-                )
-            )
+            row.decision, row.extra = decided[i], self._extra(method, mass, area)
+            self.rows.append(row)
             if self.overlays:
-                self._save_overlay(index, record, batch["image"][i : i + 1], maps[i], method, grade, probs[i])
+                self._save_overlay(index, record, batch["image"][i : i + 1], maps[i], method, decided[i])
 
     def _extra(self, method: str, mass: str = "", area: str = "") -> dict:
         return {"model": self.name, "method": method, "lesion_mass": mass, "lesion_area": area}
 
-    def _save_overlay(self, index, record, image, attention, method, grade, probs) -> None:
+    def _save_overlay(self, index, record, image, attention, method, decision: Decision) -> None:
         true = "" if record.grade < 0 else f"true {GRADE_NAMES[record.grade]} | "
-        caption = f"{true}predicted {GRADE_NAMES[grade]} ({float(probs[grade]):.2f})"
+        grade = decision.grade
+        caption = f"{true}predicted {GRADE_NAMES[grade]} ({decision.probabilities[grade]:.2f})"
         figure = overlay_figure(
             display_images(image)[0], attention.cpu().numpy(), f"{self.name}: {method}", caption
         )

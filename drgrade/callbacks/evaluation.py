@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
+from scipy.special import softmax
 
 from drgrade.evaluation.clinical_plots import referral_figure, reliability_figure
 from drgrade.evaluation.metrics import SplitResult
@@ -25,7 +26,7 @@ from drgrade.evaluation.plots import confusion_figure, roc_figure
 from drgrade.evaluation.summary import clinical_sections
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADES
-from drgrade.predictions import PredictionRow, ReferralRule, write_predictions
+from drgrade.predictions import PredictionRow, checked_decisions, decided_row, write_predictions
 from drgrade.runs import run_dir
 
 
@@ -50,7 +51,7 @@ def metrics_document(
         "model": model,
         "model_name": name or model,
         "checkpoint": checkpoint,
-        "decision": "calibrated" if result.argmax_evaluation is not None else "argmax",
+        "decision": "thresholded" if result.argmax_evaluation is not None else "argmax",
         "thresholds": result.thresholds,
         "metrics": result.evaluation.metrics,
         "confusion_matrix": result.evaluation.confusion.tolist(),
@@ -63,32 +64,23 @@ def metrics_document(
     return document
 
 
-def prediction_rows(result: SplitResult, records, rule: ReferralRule) -> list[PredictionRow]:
-    """One row per evaluated image, in dataset order.
+def prediction_rows(result: SplitResult, records, thresholds: list[float]) -> list[PredictionRow]:
+    """One row per evaluated image, in dataset order, with the rule's checked decision.
 
     Args:
-        result: the split's predictions.
+        result: the split's logits and the rule's outputs.
         records: the split's records (dataset index -> record).
-        rule: the referral cuts of the evaluated model.
+        thresholds: the rule's thresholds (each output is checked against them).
     """
-    return [
-        PredictionRow(
-            str(records[i].path),
-            probs,
-            pred,
-            target,
-            records[i].source,
-            patient_id=records[i].patient_id,
-            rule=rule,
+    decided = checked_decisions(result.outputs, thresholds)
+    rows = []
+    for i, target, decision in zip(result.index.tolist(), result.targets.tolist(), decided, strict=True):
+        record = records[i]
+        row = PredictionRow(
+            str(record.path), true_grade=target, source=record.source, patient_id=record.patient_id
         )
-        for i, target, pred, probs in zip(
-            result.index.tolist(),
-            result.targets.tolist(),
-            result.preds.tolist(),
-            result.probs.tolist(),
-            strict=True,
-        )
-    ]
+        rows.append(decided_row(row, decision))
+    return rows
 
 
 class EvaluationWriter(Callback):
@@ -117,28 +109,32 @@ class EvaluationWriter(Callback):
         checkpoint = str(trainer.ckpt_path) if trainer.ckpt_path else None
         split_records = trainer.datamodule.records_of(split)
         evaluated = [split_records[i] for i in result.index.tolist()]
+        rule = pl_module.rule.describe()
         clinical = clinical_sections(
             result,
             [r.patient_id for r in evaluated],
             [r.source for r in evaluated],
-            pl_module.validation_settings(),
+            rule,
+            pl_module.bootstrap(),
         )
         document = metrics_document(
-            result, type(pl_module).__name__, checkpoint, pl_module.display_name, clinical
+            result,
+            type(pl_module).__name__,
+            checkpoint,
+            pl_module.display_name,
+            clinical | {"decision_rule": rule},
         )
         atomic_write_text(out / "metrics.json", json.dumps(_finite(document), indent=2))
-        write_predictions(
-            out / "predictions.csv", prediction_rows(result, split_records, pl_module.referral_rule())
-        )
+        write_predictions(out / "predictions.csv", prediction_rows(result, split_records, rule["thresholds"]))
         evaluation = result.evaluation
         aurocs = [evaluation.metrics[f"auroc_{g.short}"] for g in GRADES]
         name = f"{pl_module.display_name}, {split}"
-        before = result.uncalibrated_probs if result.uncalibrated_probs is not None else result.probs
+        before = softmax(result.logits.double().numpy(), axis=1)
         figures = {
             "confusion_matrix": confusion_figure(evaluation.confusion, f"{split}: {document['decision']}"),
             "roc_curves": roc_figure(evaluation.roc, aurocs, f"{split}: one-vs-rest ROC"),
             "reliability_diagram": reliability_figure(
-                before.double().numpy(), result.probs.double().numpy(), result.targets.numpy(), name
+                before, result.probs.double().numpy(), result.targets.numpy(), name
             ),
             "referral_curves": referral_figure(clinical["referral"], f"{name}: uncertainty referral"),
         }

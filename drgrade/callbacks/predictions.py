@@ -6,7 +6,13 @@ import lightning as L
 import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from drgrade.predictions import PredictionRow, ungradable_summary, write_predictions
+from drgrade.predictions import (
+    PredictionRow,
+    checked_decisions,
+    decided_row,
+    ungradable_summary,
+    write_predictions,
+)
 from drgrade.runs import run_dir
 
 
@@ -31,45 +37,37 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module, predictions, batch_indices) -> None:
         """Collect the batches' outputs from every rank and write predictions.csv on rank 0."""
-        outputs = [
-            (int(i), p, int(g), e, q)
-            for batch in predictions
-            for i, p, g, e, q in zip(
-                batch["index"].tolist(),
-                batch["probs"].tolist(),
-                batch["grade"].tolist(),
-                batch["error"],
+        thresholds = pl_module.rule.thresholds.tolist()
+        outputs = []
+        for batch in predictions:
+            quality = (
                 batch["quality"].tolist()
                 if batch.get("quality") is not None
-                else [None] * len(batch["error"]),
-                strict=True,
+                else [None] * len(batch["error"])
             )
-        ]
+            decided = checked_decisions(batch["outputs"], thresholds)
+            outputs += zip(batch["index"].tolist(), decided, batch["error"], quality, strict=True)
         outputs = _gather(outputs)
         path = run_dir(trainer) / "predictions.csv"  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
         records = trainer.predict_dataloaders.dataset.records
-        by_index = {index: (probs, grade, error, quality) for index, probs, grade, error, quality in outputs}
+        by_index = {index: rest for index, *rest in outputs}  # DDP padding repeats images: once each
         rows = []
         for index in sorted(by_index):
-            probs, grade, error, quality = by_index[index]
+            decision, error, quality = by_index[index]
             record = records[index]
-            graded = not error
-            rows.append(
-                PredictionRow(
-                    str(record.path),
-                    probs if graded else None,
-                    grade if graded else None,
-                    record.grade,
-                    record.source,
-                    error,
-                    patient_id=record.patient_id,
-                    rule=pl_module.referral_rule(),
-                    quality=quality,
-                )
+            row = PredictionRow(
+                str(record.path),
+                None,
+                record.grade,
+                record.source,
+                error,
+                patient_id=record.patient_id,
+                quality=quality,
             )
-        skipped = getattr(trainer.datamodule, "skipped", [])
+            rows.append(row if error else decided_row(row, decision))
+        skipped = trainer.datamodule.skipped if trainer.datamodule is not None else []
         rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
         write_predictions(path, rows)
         print(f"predictions for {len(rows)} image(s) written to {path}: {ungradable_summary(rows)}")

@@ -36,9 +36,11 @@ class SplitWriter(Callback):
             writer.writerow(["path", "source", "patient_id", "grade", "split", "note"])
             for record, split in zip(datamodule.records, datamodule.splits, strict=True):
                 writer.writerow([record.path, record.source, record.patient_id, record.grade, split, ""])
-            for record, reason in getattr(datamodule, "excluded", []):
+            for excluded in datamodule.excluded:
+                record = excluded.record
+                grade = "" if record.grade < 0 else record.grade
                 writer.writerow(
-                    [record.path, record.source, record.patient_id, record.grade, "excluded", reason]
+                    [record.path, record.source, record.patient_id, grade, "excluded", excluded.reason]
                 )
         print(f"split written to {out / 'split.csv'}")
 

@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader
 from drgrade.callbacks import AttentionWriter
 from drgrade.commands.options import add_switch
 from drgrade.data.augment import EvalTransform
-from drgrade.data.catalog import lesion_images
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.quality import QualityLimits
+from drgrade.data.sources import lesion_images
 from drgrade.errors import OptionError
 from drgrade.evaluation.plots import comparison_figure, lesion_mass_figure
 from drgrade.files import atomic_write_text, save_figure

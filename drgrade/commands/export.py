@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drgrade.export import export_onnx
-from drgrade.quantize import quantize_onnx
+from drgrade.serving.export import export_onnx
+from drgrade.serving.quantize import quantize_onnx
 from drgrade.tasks import load_task
 
 MODEL_BOUND = True

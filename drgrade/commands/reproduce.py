@@ -14,36 +14,11 @@ from pathlib import Path
 import yaml
 
 from drgrade.commands.options import PAPER_HELP, add_switch
-from drgrade.data.sources import APTOS_CSV, MESSIDOR_CSV
+from drgrade.data.sources import SOURCES, download_help, downloaded
+from drgrade.errors import OptionError
 from drgrade.evaluation.report import write_report
 
 MODEL_BOUND = False
-
-DOWNLOAD_HELP = """\
-No real data found under {data}. To reproduce Table 3, download:
-  APTOS 2019 Blindness Detection (Kaggle competition "aptos2019-blindness-detection"):
-    train.csv and train_images/  ->  {data}/aptos2019/
-  Messidor-2 images (ADCIS, https://www.adcis.net/en/third-party/messidor2/, licence form):
-    IMAGES/ and messidor-2.csv (exam pairs)  ->  {data}/messidor2/
-  Messidor-2 adjudicated grades (Krause et al. 2018; Kaggle dataset "messidor2"
-  by Google Brain): messidor_data.csv  ->  {data}/messidor2/
-Then run `make reproduce-table3 DATA={data}`. Either dataset alone also works.
-More sources are read when present (the paper's tables use the two above):
-  EyePACS (Kaggle competition "diabetic-retinopathy-detection"): trainLabels.csv, train/,
-    optionally retinopathy_solution.csv and test/  ->  {data}/eyepacs/
-  IDRiD (IEEE DataPort, "Indian Diabetic Retinopathy Image Dataset"): the folders
-    "A. Segmentation" and "B. Disease Grading"  ->  {data}/idrid/
-  DDR (github.com/nkicsl/DDR-dataset): DR_grading/ and lesion_segmentation/  ->  {data}/ddr/
-To see the protocol run now on synthetic data: `make demo`."""
-
-#: Per source: (its folder under DATA, the file or folder whose presence means it is there).
-REAL_LAYOUTS = {
-    "aptos": ("aptos2019", APTOS_CSV),
-    "messidor": ("messidor2", MESSIDOR_CSV),
-    "eyepacs": ("eyepacs", "trainLabels.csv"),
-    "idrid": ("idrid", "B. Disease Grading"),
-    "ddr": ("ddr", "DR_grading"),
-}
 
 
 def _fit_then_test(cli_class, model_args: list[str], run_dirs: list[str]) -> str:
@@ -65,12 +40,12 @@ def _fit_then_test(cli_class, model_args: list[str], run_dirs: list[str]) -> str
 
 def _real_data_args(data: Path) -> list[str]:
     """``--data.<source>_root`` for every source downloaded under ``data`` (null for the others)."""
-    present = {stem: (data / folder / marker).exists() for stem, (folder, marker) in REAL_LAYOUTS.items()}
-    if not any(present.values()):
-        raise SystemExit(DOWNLOAD_HELP.format(data=data))
+    found = downloaded(data)
+    if not found:
+        raise OptionError(download_help(data))
     args = []
-    for stem, (folder, _) in REAL_LAYOUTS.items():
-        args += [f"--data.{stem}_root", str(data / folder) if present[stem] else "null"]
+    for name, source in SOURCES.items():
+        args += [f"--data.{source.option}", str(found[name]) if name in found else "null"]
     return args
 
 
@@ -106,7 +81,7 @@ def run(cli) -> None:
     """
     opts = cli.options()
     if opts.demo == (opts.data is not None):
-        raise ValueError("reproduce needs exactly one of --data DIR or --demo")
+        raise OptionError("reproduce needs exactly one of --data DIR or --demo")
     name = ("demo" if opts.demo else "paper") + (f"-external-{opts.external}" if opts.external else "")
     out = opts.out or Path("reports") / name
     print(

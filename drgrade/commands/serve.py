@@ -29,10 +29,10 @@ def grader_of(opts):
     """(files -> answers, model name) for the checkpoint or ONNX file the options name."""
     if (opts.ckpt_path is None) == (opts.onnx is None):
         raise OptionError("drgrade serve needs exactly one of --ckpt_path FILE.ckpt or --onnx FILE.onnx")
-    from drgrade.screening import screen_files, screen_files_onnx
+    from drgrade.serving.screening import screen_files, screen_files_onnx
 
     if opts.onnx is not None:
-        from drgrade.deploy import OnnxGrader
+        from drgrade.serving.runner import OnnxGrader
 
         grader = OnnxGrader(opts.onnx)
         return partial(screen_files_onnx, grader), f"ONNX {opts.onnx}"
@@ -49,7 +49,7 @@ def run(cli) -> None:
         cli: the running ``DRGradeCLI``.
     """
     try:
-        from drgrade.app import build_app
+        from drgrade.serving.app import build_app
     except ImportError as error:
         raise OptionError(
             f"drgrade serve needs the web-app extra ({error.name} is missing): pip install 'drgrade[app]'"

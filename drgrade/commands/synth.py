@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drgrade.commands.options import add_switch
-from drgrade.data.synthetic import write_synthetic
-from drgrade.data.synthetic_layouts import LAYOUTS, write_layouts
+from drgrade.data.sources import LAYOUTS, write_layouts, write_synthetic
 
 MODEL_BOUND = False
 
@@ -45,7 +44,6 @@ def run(cli) -> None:
             opts.out, opts.num_aptos, opts.num_messidor, opts.image_size, opts.seed, opts.force
         )
     else:
-        written = write_layouts(
-            opts.out, opts.layout, opts.num_images, opts.image_size, opts.seed, opts.force
-        )
+        counts = dict.fromkeys(opts.layout, opts.num_images)
+        written = write_layouts(opts.out, counts, opts.image_size, opts.seed, opts.force)
     print(f"wrote {', '.join(map(str, written))}")

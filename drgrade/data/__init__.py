@@ -14,8 +14,8 @@ _EXPORTS = {
     "FundusDataset": "drgrade.data.dataset",
     "DataValidationError": "drgrade.errors",
     "Record": "drgrade.data.sources",
-    "load_sources": "drgrade.data.catalog",
-    "write_synthetic": "drgrade.data.synthetic",
+    "load_sources": "drgrade.data.sources",
+    "write_synthetic": "drgrade.data.sources",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -12,14 +12,12 @@ from torch.utils.data import DataLoader, Sampler
 
 from drgrade.data.augment import MINORITY_GRADES, EvalTransform, TieredAugment
 from drgrade.data.cache import PreprocessCache, default_cache_dir
-from drgrade.data.catalog import ROOT_OPTIONS, load_sources
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.duplicates import merge_duplicates
 from drgrade.data.quality import QualityLimits, gate_records, inspect_file
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
-from drgrade.data.sources import Record
+from drgrade.data.sources import SOURCES, Exclusion, Record, ensure_synthetic, load_sources
 from drgrade.data.splits import SPLITS, count_table, split_identity, split_records
-from drgrade.data.synthetic import ensure_synthetic
 from drgrade.errors import DataValidationError, OptionError
 from drgrade.grades import NUM_GRADES
 
@@ -134,8 +132,9 @@ class DRDataModule(L.LightningDataModule):
         self.datasets: dict[str, FundusDataset] = {}
         #: Folder entries ``predict`` could not read as images, with why (reported, not dropped).
         self.skipped: list[tuple[Path, str]] = []
-        #: Labelled images the quality gate refused, with why (listed in split.csv, not trained on).
-        self.excluded: list[tuple[Record, str]] = []
+        #: Images left out, with why (the dataset's own ungradable labels, the quality gate, duplicates
+        #: of held-out images): listed in split.csv and counted on the console, never trained on.
+        self.excluded: list[Exclusion] = []
         #: Which image went to which split (a fingerprint) and the split settings; checkpoints carry it.
         self.split_identity: dict | None = None
         #: Groups of identical or near-identical photographs found at setup.
@@ -173,9 +172,10 @@ class DRDataModule(L.LightningDataModule):
     def load_records(self) -> None:
         """Read every configured source, check it, and assign each image its split."""
         hp = self.hparams
-        self.records = load_sources(self.roots, hp.csv_sources or (), verify_images=hp.verify_images)
+        found = load_sources(self.roots, hp.csv_sources or (), verify_images=hp.verify_images)
+        self.records, self.excluded = found.records, list(found.excluded)
         if hp.quality_gate:
-            self.records, self.excluded = self.gate(self.records)
+            self.records = self.gate(self.records)
             if not self.records:
                 raise DataValidationError(
                     [f"all {len(self.excluded)} images are ungradable (see above); nothing to split"]
@@ -190,11 +190,11 @@ class DRDataModule(L.LightningDataModule):
         )
         rank_zero_info(f"DR data: {len(self.records)} images\n{count_table(self.records, self.splits)}")
 
-    def gate(self, records: list[Record]) -> tuple[list[Record], list[tuple[Record, str]]]:
-        """Pass labelled images through the quality gate.
+    def gate(self, records: list[Record]) -> list[Record]:
+        """Pass labelled images through the quality gate; returns the gradable ones.
 
-        Ungradable ones are listed and left out, or (``ungradable: error``) stop setup like any
-        other bad input.
+        Ungradable ones are listed and left out (kept in ``excluded`` with the reason), or
+        (``ungradable: error``) stop setup like any other bad input.
 
         Args:
             records: the labelled images.
@@ -208,7 +208,8 @@ class DRDataModule(L.LightningDataModule):
                 f"quality gate: {len(refused)} of {len(records)} images ungradable "
                 f"({len(refused) / len(records):.1%}), left out:\n{listed}"
             )
-        return kept, refused
+        self.excluded += [Exclusion(record, "quality", reason) for record, reason in refused]
+        return kept
 
     def dedupe(self, records: list[Record]) -> list[Record]:
         """Put exact and near-duplicate photographs in one patient group; report grade conflicts.
@@ -234,7 +235,7 @@ class DRDataModule(L.LightningDataModule):
     @property
     def roots(self) -> dict[str, str | None]:
         """The native sources' root folders by source name (None: not used)."""
-        return {name: self.hparams[f"{stem}_root"] for name, stem in ROOT_OPTIONS.items()}
+        return {name: self.hparams[source.option] for name, source in SOURCES.items()}
 
     @property
     def cache(self) -> PreprocessCache | None:

@@ -64,6 +64,8 @@ class FundusDataset(Dataset):
         quality: QualityLimits | None = None,
     ):
         self.records = list(records)
+        # each image's patient as a small integer, so evaluation can keep fellow eyes together
+        self.groups = np.unique([r.patient_id for r in self.records], return_inverse=True)[1].tolist()
         self.image_size = image_size
         self.transform = transform
         self.keep_errors = keep_errors
@@ -106,6 +108,7 @@ class FundusDataset(Dataset):
             "image": self.transform(image, record.grade),
             "label": record.grade,
             "index": index,
+            "group": self.groups[index],
             "error": error,
         }
         if self.with_masks:

@@ -1,4 +1,4 @@
-"""Procedural synthetic fundus photographs written in the real APTOS / Messidor-2 layouts.
+"""Procedural synthetic fundus photographs (each dataset module writes them in its published layout).
 
 Real data cannot be downloaded everywhere (CI, air-gapped machines), yet the whole pipeline,
 from the native readers to the report, should run and *learn*. Each image is a dark surround
@@ -12,24 +12,12 @@ bytes, whatever the order or parallelism.
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
-
-from drgrade.data.images import write_rgb
-from drgrade.data.sources import MASK_DIR
-from drgrade.grades import NUM_GRADES
-
-#: Per-grade image counts of the real datasets (the paper's Table 1), used as class frequencies.
-APTOS_COUNTS = (1805, 370, 999, 193, 295)
-MESSIDOR_COUNTS = (1017, 270, 347, 75, 35)
-
 
 _RED = (120, 20, 15)
 _DARK_RED = (90, 10, 10)
@@ -201,119 +189,3 @@ def grade_sequence(total: int, frequencies: tuple[int, ...], seed: int, dataset:
     grades = [g for g, n in enumerate(allocate(total, frequencies)) for _ in range(n)]
     np.random.default_rng([seed, dataset, 10**9]).shuffle(grades)
     return grades
-
-
-def write_aptos(out: Path, num: int, size: int, seed: int) -> Path:
-    """APTOS 2019 layout: train.csv (id_code, diagnosis) + train_images/<id_code>.png."""
-    root = out / "aptos2019"
-    rows = []
-    for i, grade in enumerate(tqdm(grade_sequence(num, APTOS_COUNTS, seed, 0), desc="synth aptos2019")):
-        image_id = f"{seeded_rng(seed, 0, i).bytes(6).hex()}"
-        image, mask = render_fundus(grade, size, seeded_rng(seed, 0, i))
-        write_rgb(root / "train_images" / f"{image_id}.png", image)
-        write_mask(root / MASK_DIR / f"{image_id}.png", mask)
-        rows.append((image_id, grade))
-    with (root / "train.csv").open("w", newline="") as f:
-        csv.writer(f).writerows([("id_code", "diagnosis"), *rows])
-    return root
-
-
-def write_messidor(out: Path, num: int, size: int, seed: int) -> Path:
-    """Write the Messidor-2 layout.
-
-    IMAGES/ with IM00xxxx.JPG and YYYYMMDD_NNNNN_0x00_PP.png names, messidor_data.csv (adjudicated grades,
-    a few ungradable rows, ``.jpg`` lower-cased in the sheet as in the real one), and the exam-pairs sheet
-    messidor-2.csv (left;right).
-    """
-    root = out / "messidor2"
-    (root / "IMAGES").mkdir(parents=True, exist_ok=True)
-    grades = grade_sequence(num, MESSIDOR_COUNTS, seed, 1)
-    rows, names = [], []
-    for i, grade in enumerate(tqdm(grades, desc="synth messidor2")):
-        rng = seeded_rng(seed, 1, i)
-        exam = i // 2
-        if exam % 3 == 0:  # the "Extension" part of Messidor-2 uses IM00xxxx.JPG names
-            stored, listed = f"IM{4000 + i:06d}.JPG", f"IM{4000 + i:06d}.jpg"
-        else:
-            stored = listed = f"2005{1000 + exam % 300:04d}_{40000 + exam:05d}_0{i % 2}00_PP.png"
-        ungradable = rng.random() < 0.02 or (i == 2 and num > 4)
-        image, mask = render_fundus(grade, size, rng)
-        if ungradable:  # ungradable photographs are badly exposed
-            image = (image * 0.25).astype(np.uint8)
-        write_rgb(root / "IMAGES" / stored, image)
-        write_mask(root / MASK_DIR / f"{Path(stored).stem}.png", mask)
-        rows.append((listed, "" if ungradable else grade, "" if ungradable else 0, 0 if ungradable else 1))
-        names.append(stored)
-    with (root / "messidor_data.csv").open("w", newline="") as f:
-        csv.writer(f).writerows(
-            [("image_id", "adjudicated_dr_grade", "adjudicated_dme", "adjudicated_gradable"), *rows]
-        )
-    pairs = [f"{names[i]};{names[i + 1]}" for i in range(0, len(names) - 1, 2)]
-    (root / "messidor-2.csv").write_text("left;right\n" + "\n".join(pairs) + "\n")
-    return root
-
-
-def refuse_occupied(folders: Sequence[Path], force: bool) -> None:
-    """Raise ``FileExistsError`` naming the non-empty ``folders`` unless ``force``.
-
-    Args:
-        folders: the dataset folders about to be written.
-        force: overwrite them anyway.
-    """
-    occupied = [d for d in folders if d.is_dir() and any(d.iterdir())]
-    if occupied and not force:
-        raise FileExistsError(
-            f"{', '.join(map(str, occupied))} not empty: synthetic data would overwrite what is there "
-            "(perhaps a real download). Choose another --out, or pass --force to overwrite."
-        )
-
-
-def write_synthetic(
-    out: str | Path,
-    num_aptos: int = 600,
-    num_messidor: int = 300,
-    image_size: int = 384,
-    seed: int = 0,
-    force: bool = False,
-) -> tuple[Path, Path]:
-    """Write both datasets under ``out``; returns (aptos_root, messidor_root).
-
-    Args:
-        out: the folder to write ``aptos2019/`` and ``messidor2/`` into.
-        num_aptos: APTOS images.
-        num_messidor: Messidor-2 images.
-        image_size: image height in pixels.
-        seed: generator seed (same seed, same bytes).
-        force: write into non-empty dataset folders (a real download there would be overwritten).
-
-    Raises:
-        FileExistsError: a dataset folder is not empty and ``force`` is off.
-    """
-    out = Path(out)
-    if min(num_aptos, num_messidor) < NUM_GRADES:
-        raise ValueError(f"need at least {NUM_GRADES} images per dataset (one per grade)")
-    refuse_occupied([out / "aptos2019", out / "messidor2"], force)
-    return write_aptos(out, num_aptos, image_size, seed), write_messidor(out, num_messidor, image_size, seed)
-
-
-def ensure_synthetic(
-    roots: Sequence[str | Path], counts: tuple[int, int], image_size: int, seed: int
-) -> None:
-    """Write the synthetic default into the parent of ``roots`` when any of them is missing.
-
-    The demo generates on first use; real-data configs never call this.
-
-    Args:
-        roots: the configured APTOS / Messidor-2 roots (one parent folder).
-        counts: images per dataset (APTOS, Messidor-2).
-        image_size: generated image height in pixels.
-        seed: generator seed.
-
-    """
-    roots = [Path(r) for r in roots]
-    if not roots or all(r.exists() for r in roots):
-        return
-    parents = {r.parent for r in roots}
-    if len(parents) != 1:
-        raise ValueError("synthesize_if_missing needs aptos_root and messidor_root in one folder")
-    write_synthetic(parents.pop(), counts[0], counts[1], image_size, seed)

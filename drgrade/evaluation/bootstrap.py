@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drgrade.grades import GRADES, NUM_GRADES, REFERABLE_FROM, VISION_THREATENING_FROM
+from drgrade.evaluation.kappa import quadratic_weighted_kappa
+from drgrade.grades import GRADES, NUM_GRADES, REFERABLE_FROM, REFERRAL_LEVELS, referral_score
 
 #: Resamples per chunk: bounds memory on large splits (chunk x images float64 arrays).
 _CHUNK = 250
@@ -88,15 +89,13 @@ def confusion_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
     present = (true_counts > 0) | (pred_counts > 0)
     grades = np.arange(k)
     gap = np.abs(grades[:, None] - grades[None, :])
-    expected = _safe_divide(true_counts[:, :, None] * pred_counts[:, None, :], total[:, None, None], 0.0)
-    disagreement = _safe_divide((gap**2 * confusion).sum((1, 2)), (gap**2 * expected).sum((1, 2)), np.nan)
     referable = grades >= REFERABLE_FROM
     out = {
         "accuracy": _safe_divide(hits.sum(1), total, np.nan),
         "macro_precision": _safe_divide((precision * present).sum(1), present.sum(1), np.nan),
         "macro_recall": _safe_divide((recall * present).sum(1), present.sum(1), np.nan),
         "macro_f1": _safe_divide((f1 * present).sum(1), present.sum(1), np.nan),
-        "qwk": np.where(np.isnan(disagreement), 0.0, 1.0 - disagreement),
+        "qwk": quadratic_weighted_kappa(confusion),
         "referable_sensitivity": _safe_divide(
             confusion[:, referable][:, :, referable].sum((1, 2)), true_counts[:, referable].sum(1), np.nan
         ),
@@ -139,14 +138,6 @@ def weighted_auroc(weights: np.ndarray, scores: np.ndarray, positive: np.ndarray
     return _safe_divide(numerator, pos.sum(1) * neg.sum(1), np.nan)
 
 
-def binary_scores(probs: np.ndarray) -> dict[str, np.ndarray]:
-    """The referral scores: P(grade >= moderate) and P(grade >= severe) per image."""
-    return {
-        "referable": probs[:, REFERABLE_FROM:].sum(1),
-        "vtdr": probs[:, VISION_THREATENING_FROM:].sum(1),
-    }
-
-
 def auroc_metrics(weights: np.ndarray, probs: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
     """Per-grade one-vs-rest AUROC, their macro mean, and the referable / VTDR score AUROCs."""
     out: dict[str, np.ndarray] = {}
@@ -158,9 +149,8 @@ def auroc_metrics(weights: np.ndarray, probs: np.ndarray, targets: np.ndarray) -
     stacked = np.stack(per_grade, axis=1)
     defined = ~np.isnan(stacked)
     out["auroc_macro"] = _safe_divide(np.nansum(stacked, axis=1), defined.sum(1), np.nan)
-    scores = binary_scores(probs)
-    out["referable_auroc"] = weighted_auroc(weights, scores["referable"], targets >= REFERABLE_FROM)
-    out["vtdr_auroc"] = weighted_auroc(weights, scores["vtdr"], targets >= VISION_THREATENING_FROM)
+    for level, start in REFERRAL_LEVELS.items():
+        out[f"{level}_auroc"] = weighted_auroc(weights, referral_score(probs, start), targets >= start)
     return out
 
 

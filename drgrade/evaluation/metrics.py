@@ -18,7 +18,6 @@ import torch
 from torchmetrics.functional.classification import (
     binary_auroc,
     multiclass_accuracy,
-    multiclass_cohen_kappa,
     multiclass_confusion_matrix,
     multiclass_f1_score,
     multiclass_precision,
@@ -26,6 +25,7 @@ from torchmetrics.functional.classification import (
     multiclass_roc,
 )
 
+from drgrade.evaluation.kappa import qwk
 from drgrade.grades import GRADES, NUM_GRADES, REFERABLE_FROM, VISION_THREATENING_FROM
 
 
@@ -91,7 +91,7 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Ten
         "macro_recall": float(recall[present].mean()),
         "macro_f1": float(f1[present].mean()),
         "auroc_macro": sum(defined) / len(defined) if defined else None,
-        "qwk": float(multiclass_cohen_kappa(preds, targets, k, weights="quadratic")),
+        "qwk": qwk(targets.numpy(), preds.numpy(), k),
         "referable_sensitivity": _ratio(referable_pred & referable_true, referable_true),
         "referable_specificity": _ratio(~referable_pred & ~referable_true, ~referable_true),
         "referable_auroc": _auroc(probs.double()[:, REFERABLE_FROM:].sum(1), referable_true),
@@ -122,20 +122,37 @@ def _ratio(hits: torch.Tensor, population: torch.Tensor) -> float | None:
 
 @dataclass
 class SplitResult:
-    """One split's predictions and evaluations, as handed from a task to the callbacks.
+    """One split's logits, the decision rule's outputs on them, and their evaluation.
 
-    ``evaluation`` uses the task's decision rule (calibrated thresholds when it has them);
-    ``argmax_evaluation`` is the plain-argmax result, kept only when the two differ in rule.
+    ``evaluation`` uses the rule's grades (thresholded when the rule has thresholds);
+    ``argmax_evaluation`` is the plain-argmax result, kept only when the two rules differ.
     """
 
     stage: str
-    probs: torch.Tensor
+    logits: torch.Tensor
+    #: The rule's outputs (``drgrade.decision.apply.RuleOutput``), one row per image.
+    outputs: tuple
+    #: [N, P] which images each operating point of the rule refers.
+    operating_flags: torch.Tensor
     targets: torch.Tensor
     index: torch.Tensor
-    preds: torch.Tensor
+    groups: torch.Tensor
     evaluation: Evaluation
     argmax_evaluation: Evaluation | None = None
     thresholds: list[float] | None = None
     extras: dict = field(default_factory=dict)
-    #: The probabilities before temperature scaling (for the calibration error before / after).
-    uncalibrated_probs: torch.Tensor | None = None
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """The rule's (temperature-scaled) probabilities [N, K]."""
+        return self.outputs.probabilities
+
+    @property
+    def preds(self) -> torch.Tensor:
+        """The rule's grades [N]."""
+        return self.outputs.grade
+
+    @property
+    def uncertainty(self) -> torch.Tensor:
+        """The rule's predictive entropy per image [N]."""
+        return self.outputs.uncertainty

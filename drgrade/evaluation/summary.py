@@ -9,30 +9,20 @@ predictions) builds them identically.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import softmax
 
 from drgrade.evaluation.bootstrap import BootstrapSpec, confidence_intervals, resampling_unit
 from drgrade.evaluation.clinical import (
     ECE_BINS,
     apply_operating_points,
+    classwise_calibration_error,
     expected_calibration_error,
     per_patient_operating_points,
     referral_curves,
 )
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
-
-
-@dataclass(frozen=True)
-class ValidationSettings:
-    """What a task fitted on validation and the targets it fitted them for."""
-
-    temperature: float
-    operating_cuts: list[float]
-    target_sensitivity: float
-    target_specificity: float
-    bootstrap: BootstrapSpec
 
 
 def _intervals(probs, targets, preds, patients, spec: BootstrapSpec) -> dict:
@@ -48,8 +38,7 @@ def per_source(
     sources = np.asarray(sources)
     out = {}
     for source in sorted(set(sources.tolist())):
-        keep = sources == source
-        picked = np.flatnonzero(keep)
+        picked = np.flatnonzero(sources == source)
         probs, targets, preds = result.probs[picked], result.targets[picked], result.preds[picked]
         out[source] = {
             "metrics": compute_metrics(probs, targets, preds).metrics,
@@ -60,42 +49,52 @@ def per_source(
     return out
 
 
+def calibration_section(result: SplitResult, temperature: float) -> dict:
+    """ECE before and after the validation temperature, top-label and classwise."""
+    targets = result.targets.numpy()
+    before = softmax(result.logits.double().numpy(), axis=1).astype(np.float32).astype(np.float64)
+    after = result.probs.double().numpy()
+    return {
+        "bins": ECE_BINS,
+        "temperature": temperature,
+        "measures": "top-label: the max probability against the argmax's accuracy; classwise: each "
+        "grade's probability against that grade's truth (the calibration a thresholded rule uses)",
+        "ece_before": expected_calibration_error(before, targets),
+        "ece_after": expected_calibration_error(after, targets),
+        "classwise_ece_before": classwise_calibration_error(before, targets),
+        "classwise_ece_after": classwise_calibration_error(after, targets),
+    }
+
+
 def clinical_sections(
-    result: SplitResult, patients: Sequence[str], sources: Sequence[str], settings: ValidationSettings
+    result: SplitResult, patients: Sequence[str], sources: Sequence[str], rule: dict, spec: BootstrapSpec
 ) -> dict:
     """The clinical entries of one split's metrics.json.
 
     Args:
-        result: the split's probabilities, decisions and evaluation.
+        result: the split's logits, the rule's decisions and their evaluation.
         patients: each evaluated image's patient id, in ``result`` order.
         sources: each evaluated image's data source, in ``result`` order.
-        settings: the temperature and cuts fitted on validation, and the bootstrap to draw.
+        rule: the fitted decision rule (``DecisionRule.describe()``).
+        spec: the bootstrap to draw.
     """
     probs = result.probs.double().numpy()
     targets, preds = result.targets.numpy(), result.preds.numpy()
-    spec = settings.bootstrap
-    targets_by_kind = {"sensitivity": settings.target_sensitivity, "specificity": settings.target_specificity}
-    points = apply_operating_points(probs, targets, settings.operating_cuts, targets_by_kind)
+    flags = result.operating_flags.numpy()
+    points = apply_operating_points(flags, targets, rule["operating_points"])
     unit = resampling_unit(patients)
-    before = result.uncalibrated_probs if result.uncalibrated_probs is not None else result.probs
     sections = {
         "confidence_intervals": _intervals(probs, targets, preds, patients, spec),
         "bootstrap": spec.describe(unit),
         "operating_points": points,
-        "calibration_error": {
-            "bins": ECE_BINS,
-            "temperature": settings.temperature,
-            "ece_before": expected_calibration_error(before.double().numpy(), targets),
-            "ece_after": expected_calibration_error(probs, targets),
-        },
-        "referral": referral_curves(probs, targets, preds),
+        "calibration_error": calibration_section(result, rule["temperature"]),
+        "referral": referral_curves(probs, targets, preds, result.uncertainty.double().numpy()),
         "per_source": per_source(result, patients, sources, spec),
     }
     if result.argmax_evaluation is not None:
         sections["argmax_confidence_intervals"] = _intervals(probs, targets, probs.argmax(1), patients, spec)
     if unit == "patient":
-        names = [point["name"] for point in points]
         sections["per_patient"] = per_patient_operating_points(
-            probs, targets, patients, settings.operating_cuts, names
+            flags, targets, patients, rule["operating_points"]
         )
     return sections

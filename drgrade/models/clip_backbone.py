@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from drgrade.data.preprocess import CLIP_MEAN, CLIP_STD
 from drgrade.errors import OptionError, WeightsFileError
 from drgrade.models.weights import read_state_dict
 
@@ -181,6 +182,11 @@ class CLIPBackbone(nn.Module):
                 if name != "visual":
                     module.eval()
         return self
+
+    @property
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """CLIP's input normalisation (mean, std per channel, 0-1 scale)."""
+        return CLIP_MEAN, CLIP_STD
 
     @property
     def embed_dim(self) -> int:

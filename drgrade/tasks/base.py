@@ -1,81 +1,53 @@
 """The task base classes.
 
-``BaseTask``: the evaluation, decision rule and prediction step every DR model shares, and ``TrainableTask``:
-the optimiser
-and training step of the models that learn.
+``BaseTask``: the evaluation, decision rule and prediction step every DR model shares, and
+``TrainableTask``: the optimiser and training step of the models that learn.
 
-Subclasses build their networks in ``configure_models``, their loss in ``configure_losses``,
-implement ``forward(images) -> logits`` and ``attention_maps(images)``; everything else
-(probabilities, the thresholded decision rule, split-level metrics, calibration) lives here once.
+Subclasses build their networks in ``configure_models``, their loss in ``configure_losses``, and
+implement ``forward(images) -> logits`` and ``attention_maps(images) -> (maps, logits, method)``.
+Everything between logits and a decision is ``self.rule`` (``drgrade.decision.DecisionRule``):
+fitted on the validation split's logits, applied everywhere else.
 """
 
 from __future__ import annotations
 
-import math
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+from scipy.special import softmax
 from torch import nn
 
 from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, SplitWriter
+from drgrade.decision.rule import DecisionRule, ThresholdObjective
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
-from drgrade.evaluation.clinical import (
-    OPERATING_POINTS,
-    fit_operating_points,
-    fit_temperature,
-    softmax,
-    uncertainty_cutoff,
-)
+from drgrade.evaluation.kappa import qwk
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
-from drgrade.evaluation.summary import ValidationSettings
-from drgrade.evaluation.thresholds import (
-    calibrate_thresholds,
-    choose_objective,
-    crossfit_decisions,
-    decide,
-    qwk,
-)
 from drgrade.grades import NUM_GRADES
 from drgrade.models.clip_backbone import CLIPBackbone
-from drgrade.predictions import ReferralRule
 
 #: Scalars logged every validation/test epoch (the rest go to metrics.json).
 LOGGED = ("accuracy", "qwk", "auroc_macro", "macro_f1", "macro_recall", "off_by_two_plus")
-
-Calibration = Literal["none", "youden", "f1", "qwk", "auto"]
-
-
-def check_clinical_options(
-    target_sensitivity: float, target_specificity: float, refer_fraction: float, bootstrap_resamples: int
-) -> None:
-    """Refuse operating-point targets, referral fractions or resample counts outside their range."""
-    for name, value in (
-        ("target_sensitivity", target_sensitivity),
-        ("target_specificity", target_specificity),
-    ):
-        if not 0 < value <= 1:
-            raise OptionError(f"model.init_args.{name} must be in (0, 1], got {value}")
-    if not 0 <= refer_fraction < 1:
-        raise OptionError(f"model.init_args.refer_fraction must be in [0, 1), got {refer_fraction}")
-    if bootstrap_resamples < 0:
-        raise OptionError(f"model.init_args.bootstrap_resamples must be >= 0, got {bootstrap_resamples}")
+#: drgrade's own checkpoint entries (``load_task`` and the split guard read them).
+TASK_KEY = "drgrade_task"
+SPLIT_KEY = "drgrade_split"
+CHOICE_KEY = "drgrade_threshold_choice"
 
 
 class BaseTask(L.LightningModule):
     """Shared LightningModule for DR grading.
 
     Args:
-        calibration: ``none`` for argmax, or ``youden`` / ``f1`` / ``qwk`` / ``auto`` (the one
-            with the best cross-fitted validation QWK) to calibrate per-class
-            thresholds on every validation pass of ``fit`` (so each checkpoint carries the
-            thresholds matching its weights) and, with ``calibrate_on_validate``, in
-            ``drgrade validate``. Test and predict then decide by ``argmax_k p_k / t_k``.
-        calibrate_on_validate: also calibrate during ``drgrade validate``.
+        threshold_objective: the decision rule's per-class thresholds: ``none`` for argmax, or
+            ``youden`` / ``f1`` / ``qwk`` / ``auto`` (the one with the best cross-fitted validation
+            QWK), fitted on every validation pass of ``fit`` (so each checkpoint carries the
+            rule matching its weights). Test and predict then decide by ``argmax_k p_k / t_k``.
+        fit_rule_on_validate: also refit the decision rule during ``drgrade validate``.
         target_sensitivity: the referral operating points' sensitivity target on validation
             (referable and vision-threatening DR, each with its own cut).
         target_specificity: the high-specificity operating points' target on validation.
@@ -85,7 +57,7 @@ class BaseTask(L.LightningModule):
             a validate/test run (0: none).
 
     Every fitting validation pass also fits a temperature (NLL on validation) applied to the
-    logits before thresholds, operating points and export.
+    logits before thresholds, operating points and export: the whole rule is ``self.rule``.
     """
 
     trainable: ClassVar[bool] = False
@@ -95,32 +67,26 @@ class BaseTask(L.LightningModule):
 
     def __init__(
         self,
-        calibration: Calibration = "none",
-        calibrate_on_validate: bool = False,
+        threshold_objective: ThresholdObjective = "none",
+        fit_rule_on_validate: bool = False,
         target_sensitivity: float = 0.9,
         target_specificity: float = 0.95,
         refer_fraction: float = 0.1,
         bootstrap_resamples: int = 2000,
     ):
-        check_clinical_options(target_sensitivity, target_specificity, refer_fraction, bootstrap_resamples)
+        if bootstrap_resamples < 0:
+            raise OptionError(f"model.init_args.bootstrap_resamples must be >= 0, got {bootstrap_resamples}")
         super().__init__()
         # collects the init args of the whole subclass chain, so configure_models can read them
         self.save_hyperparameters()
-        self.calibration = calibration
-        self.calibrate_on_validate = calibrate_on_validate
-        self.register_buffer("thresholds", torch.full((NUM_GRADES,), 1.0 / NUM_GRADES))
-        self.register_buffer("calibrated", torch.tensor(False))
-        self.register_buffer("temperature", torch.tensor(1.0))
-        self.register_buffer("operating_cuts", torch.full((len(OPERATING_POINTS),), float("nan")))
-        self.register_buffer("uncertainty_cutoff", torch.tensor(float("inf")))
+        self.rule = DecisionRule(threshold_objective, target_sensitivity, target_specificity, refer_fraction)
         self.store = PredictionStore()
         #: The latest evaluation of each split ("val", "test"), read by ``EvaluationWriter``.
         self.results: dict[str, SplitResult] = {}
         self.criterion: nn.Module | None = None
-        #: Which objective ``calibration: auto`` chose and the cross-fitted QWK of each.
-        self.calibration_choice: dict | None = None
         #: The split the loaded checkpoint was fitted on (None before fitting or loading).
         self.split_identity: dict | None = None
+        self._fitting_untrained = False
         self.configure_models()
         self.configure_losses()
 
@@ -148,7 +114,7 @@ class BaseTask(L.LightningModule):
         raise NotImplementedError
 
     def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """Where the model looks: (maps [B, S, S] in [0, 1], probabilities [B, K], method name)."""
+        """Where the model looks: (maps [B, S, S] in [0, 1], logits [B, K] of the same pass, method)."""
         raise NotImplementedError(f"{type(self).__name__} has no attention map")
 
     def load_submodules(self) -> None:
@@ -168,15 +134,17 @@ class BaseTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Name the task class (so ``load_task`` can rebuild any checkpoint) and record the split."""
-        checkpoint["drgrade_task"] = type(self).__name__
-        identity = getattr(self.trainer.datamodule, "split_identity", None) if self._trainer else None
-        checkpoint["drgrade_split"] = identity or self.split_identity
-        checkpoint["drgrade_calibration"] = self.calibration_choice
+        checkpoint[TASK_KEY] = type(self).__name__
+        identity = (
+            self.trainer.datamodule.split_identity if self._trainer and self.trainer.datamodule else None
+        )
+        checkpoint[SPLIT_KEY] = identity or self.split_identity
+        checkpoint[CHOICE_KEY] = self.rule.choice
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Remember the split the checkpoint was fitted on and how it was calibrated."""
-        self.split_identity = checkpoint.get("drgrade_split")
-        self.calibration_choice = checkpoint.get("drgrade_calibration")
+        """Remember the split the checkpoint was fitted on and how its thresholds were chosen."""
+        self.split_identity = checkpoint.get(SPLIT_KEY)
+        self.rule.choice = checkpoint.get(CHOICE_KEY)
 
     def split_identities(self) -> list[tuple[str, dict]]:
         """(what, split identity) of every fitted part of this model (empty when none is known)."""
@@ -186,39 +154,22 @@ class BaseTask(L.LightningModule):
         """The module ONNX export traces: images -> logits (override to fold constants in)."""
         return self
 
-    # -- decision -------------------------------------------------------------------------------
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Softmax of logits / temperature in float32 (logits may come from bf16 autocast)."""
-        return (logits.float() / self.temperature).softmax(dim=1)
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The (mean, std) per channel, on a 0-1 scale, that this model's inputs are normalised with."""
+        return self.backbone.normalisation
 
-    def validation_settings(self) -> ValidationSettings:
-        """The temperature and operating cuts fitted on validation, and the bootstrap to draw."""
-        hp = self.hparams
-        return ValidationSettings(
-            float(self.temperature),
-            self.operating_cuts.tolist(),
-            hp.target_sensitivity,
-            hp.target_specificity,
-            BootstrapSpec(resamples=hp.bootstrap_resamples),
-        )
-
-    def referral_rule(self) -> ReferralRule:
-        """The referable cut and uncertainty cut ``predict`` flags images with."""
-        cut = float(self.operating_cuts[OPERATING_POINTS.index(("referable", "sensitivity"))])
-        return ReferralRule(cut if math.isfinite(cut) else None, float(self.uncertainty_cutoff))
-
-    def decide(self, probs: torch.Tensor) -> torch.Tensor:
-        """argmax_k p_k / t_k with the calibrated thresholds, plain argmax before calibration."""
-        return decide(probs, self.thresholds if bool(self.calibrated) else None)
+    def bootstrap(self) -> BootstrapSpec:
+        """How the confidence intervals of an evaluation are drawn."""
+        return BootstrapSpec(resamples=self.hparams.bootstrap_resamples)
 
     # -- steps ----------------------------------------------------------------------------------
     def evaluation_step(self, batch: dict, stage: str) -> None:
-        """Store one batch's probabilities (and log its loss when the task has one)."""
+        """Store one batch's logits (and log its loss when the task has one)."""
         logits = self(batch["image"])
         if self.criterion is not None:
             loss = self.criterion(logits, batch["label"])
             self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(logits))
-        self.store.update(logits, batch["label"], batch["index"])
+        self.store.update(logits, batch["label"], batch["index"], batch["group"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """One validation batch."""
@@ -229,12 +180,10 @@ class BaseTask(L.LightningModule):
         self.evaluation_step(batch, "test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """Probabilities and decided grades of one batch, for ``PredictionWriter``."""
-        probs = self.probabilities(self(batch["image"]))
+        """The rule's decisions on one batch, for ``PredictionWriter``."""
         return {
             "index": batch["index"].cpu(),
-            "probs": probs.cpu(),
-            "grade": self.decide(probs).cpu(),
+            "outputs": [o.cpu() for o in self.rule(self(batch["image"]))],
             "error": batch["error"],
             "quality": batch["quality"].cpu() if "quality" in batch else None,
         }
@@ -248,93 +197,101 @@ class BaseTask(L.LightningModule):
         """Evaluate the whole test split at once."""
         self.finish_split("test")
 
-    def should_calibrate(self, stage: str) -> bool:
-        """Fit the validation-set settings on validation passes of ``fit`` (and ``validate`` when asked)."""
+    def should_fit_rule(self, stage: str) -> bool:
+        """Fit the rule on validation passes of ``fit`` (and of ``validate`` when asked)."""
         if stage != "val" or self.trainer.sanity_checking:
             return False
         fn = self.trainer.state.fn
-        return fn == TrainerFn.FITTING or (fn == TrainerFn.VALIDATING and self.calibrate_on_validate)
+        refit = self.hparams.fit_rule_on_validate or self._fitting_untrained
+        return fn == TrainerFn.FITTING or (fn == TrainerFn.VALIDATING and refit)
+
+    def fit_untrained(self, trainer: L.Trainer, datamodule: L.LightningDataModule, checkpoint: Path) -> None:
+        """``drgrade fit`` of a model with nothing to train: make its validation choices and save them.
+
+        The validation pass fits the decision rule (and a zero-shot model's template set); the
+        checkpoint then serves ``test``, ``predict``, ``explain`` and ``export`` like any other.
+
+        Args:
+            trainer: the configured trainer.
+            datamodule: the data.
+            checkpoint: where to save the fitted model.
+        """
+        self._fitting_untrained = True
+        try:
+            trainer.validate(self, datamodule=datamodule)
+        finally:
+            self._fitting_untrained = False
+        trainer.save_checkpoint(checkpoint)
 
     def finish_split(self, stage: str) -> None:
         """Gather the split's stored logits (all ranks) and evaluate them."""
-        logits, targets, index = self.store.compute()
+        logits, targets, index, groups = self.store.compute()
         self.store.reset()
         if self.trainer.sanity_checking or len(targets) == 0:
             return
-        self.evaluate(stage, logits, targets, index)
+        self.evaluate(stage, logits, targets, index, groups)
 
-    def fit_validation_settings(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Fit temperature, thresholds, operating points and the uncertainty cut; return the probabilities.
-
-        Args:
-            logits: the validation split's logits [N, K].
-            targets: its grades [N].
-        """
-        hp = self.hparams
-        self.temperature.fill_(fit_temperature(logits.double().numpy(), targets.numpy()))
-        probs = self.probabilities(logits)
-        if self.calibration != "none":
-            method = self.calibration
-            if method == "auto":
-                method, scores = choose_objective(probs, targets)
-                self.calibration_choice = {"objective": method, "crossfit_qwk": scores}
-            self.thresholds.copy_(calibrate_thresholds(probs, targets, method))
-            self.calibrated.fill_(method != "none")  # auto may find argmax best out of sample
-        calibrated = probs.double().numpy()
-        cuts = fit_operating_points(calibrated, targets.numpy(), hp.target_sensitivity, hp.target_specificity)
-        self.operating_cuts.copy_(torch.tensor(cuts))
-        self.uncertainty_cutoff.fill_(uncertainty_cutoff(calibrated, hp.refer_fraction))
-        return probs
-
-    def evaluate(self, stage: str, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
-        """Fit the validation settings when due, compute the split's metrics, log scalars, keep the result."""
+    def evaluate(
+        self,
+        stage: str,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        index: torch.Tensor,
+        groups: torch.Tensor,
+    ) -> None:
+        """Fit the rule when due, decide, compute the split's metrics, log scalars, keep the result."""
         logits = logits.cpu()
-        if self.should_calibrate(stage):
-            probs = self.fit_validation_settings(logits, targets)
-        else:
-            probs = self.probabilities(logits)
-        preds = self.decide(probs).cpu()
+        outputs = self.rule.fit(logits, targets, groups) if self.should_fit_rule(stage) else self.rule(logits)
+        probs, preds = outputs.probabilities, outputs.grade
+        thresholded = bool(self.rule.thresholded)
         evaluation = compute_metrics(probs, targets, preds)
-        argmax = compute_metrics(probs, targets, probs.argmax(1)) if bool(self.calibrated) else None
-        thresholds = self.thresholds.tolist() if bool(self.calibrated) else None
+        argmax = compute_metrics(probs, targets, probs.argmax(1)) if thresholded else None
         extras = self.split_extras(stage)
-        if bool(self.calibrated) or self.calibration_choice:
-            extras["calibration"] = {"setting": self.calibration, **(self.calibration_choice or {})}
+        if thresholded or self.rule.choice:
+            extras["threshold_choice"] = {"setting": self.rule.objective, **(self.rule.choice or {})}
         self.results[stage] = SplitResult(
             stage,
-            probs,
+            logits,
+            outputs,
+            self.rule.operating_flags(probs),
             targets,
             index,
-            preds,
+            groups,
             evaluation,
             argmax,
-            thresholds,
+            self.rule.thresholds.tolist() if thresholded else None,
             extras,
-            uncalibrated_probs=torch.from_numpy(softmax(logits.double().numpy())).float(),
         )
         values = {f"{stage}/{name}": evaluation.metrics[name] for name in LOGGED}
         if argmax is not None:
             values |= {f"{stage}/argmax_{name}": argmax.metrics[name] for name in ("accuracy", "qwk")}
         if stage == "val":
-            values["val/selection_qwk"] = self.selection_qwk(probs, targets, preds)
+            values["val/selection_qwk"] = self.selection_qwk(probs, targets, preds, groups)
         # identical on every rank (computed from synced states): the sync averages equal values
         self.log_dict({k: float("nan") if v is None else v for k, v in values.items()}, sync_dist=True)
 
-    def selection_qwk(self, probs: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor) -> float:
+    def selection_qwk(
+        self, probs: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor, groups: torch.Tensor
+    ) -> float:
         """Return the validation score checkpoints are chosen by.
 
         It is never computed with thresholds fitted to the images it scores: while fitting a
-        calibrating task, it is the QWK of cross-fitted calibrated decisions (thresholds fitted on
-        one half of the split decide the other half); otherwise the QWK of the decisions made.
+        thresholding task, it is the QWK of cross-fitted decisions (thresholds fitted on one half
+        of the split, by patient, decide the other half); otherwise the QWK of the decisions made.
 
         Args:
             probs: validation probabilities.
             targets: validation grades.
             preds: the decisions the metrics used.
+            groups: each image's patient code.
         """
-        if self.calibration != "none" and self.trainer.state.fn == TrainerFn.FITTING:
-            preds = crossfit_decisions(probs, targets, self.calibration)
-        return qwk(preds, targets, NUM_GRADES)
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            preds = self.rule.selection_grades(probs, targets, groups)
+        return qwk(targets.numpy(), preds.numpy(), NUM_GRADES) or 0.0
+
+    def uncalibrated_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """softmax(logits) without the fitted temperature (for the calibration error before it)."""
+        return torch.from_numpy(softmax(logits.double().numpy(), axis=1)).float()
 
 
 class TrainableTask(BaseTask):
@@ -347,8 +304,8 @@ class TrainableTask(BaseTask):
         image_lr: the image tower's learning rate (pretrained towers want a much smaller step than
             new heads). A random-weight backbone (the demo) needs fine-tuning, since random frozen
             features carry little signal.
-        calibration: see ``BaseTask``.
-        **kwargs: ``BaseTask``'s other options (``calibrate_on_validate``, the operating-point
+        threshold_objective: see ``BaseTask``.
+        **kwargs: ``BaseTask``'s other options (``fit_rule_on_validate``, the operating-point
             targets, ``refer_fraction``, ``bootstrap_resamples``).
     """
 
@@ -360,13 +317,13 @@ class TrainableTask(BaseTask):
         weight_decay: float = 1e-3,
         finetune_image: bool = False,
         image_lr: float = 1e-5,
-        calibration: Calibration = "none",
+        threshold_objective: ThresholdObjective = "none",
         **kwargs,
     ):
         for name, value in (("lr", lr), ("image_lr", image_lr), ("weight_decay", weight_decay)):
             if not value >= 0:
                 raise OptionError(f"model.init_args.{name} must be >= 0, got {value}")
-        super().__init__(calibration, **kwargs)
+        super().__init__(threshold_objective, **kwargs)
         self.lr = lr
         self.weight_decay = weight_decay
 

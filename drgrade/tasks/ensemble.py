@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from drgrade.decision.rule import ThresholdObjective
 from drgrade.errors import OptionError
-from drgrade.tasks.base import BaseTask, Calibration
+from drgrade.tasks.base import BaseTask
 from drgrade.tasks.loading import load_task
 
 
@@ -25,7 +26,7 @@ class EnsembleCLIP(BaseTask):
         checkpoints: paths of the member checkpoints (any drgrade task).
         weights: one weight per member (default equal); normalised to sum to 1.
         image_size: must equal every member's input size (linked from ``data.image_size``).
-        calibration: the thresholds' objective (as for the ranking model; ``none`` for argmax).
+        threshold_objective: the thresholds' objective (as for the ranking model; ``none`` for argmax).
         **kwargs: ``BaseTask``'s operating-point, referral and bootstrap options.
     """
 
@@ -38,7 +39,7 @@ class EnsembleCLIP(BaseTask):
         checkpoints: list[str],
         weights: list[float] | None = None,
         image_size: int = 224,
-        calibration: Calibration = "auto",
+        threshold_objective: ThresholdObjective = "auto",
         **kwargs,
     ):
         if not checkpoints:
@@ -49,7 +50,7 @@ class EnsembleCLIP(BaseTask):
             raise OptionError(
                 f"model.init_args.weights: {len(weights)} weights for {len(checkpoints)} checkpoints"
             )
-        super().__init__(calibration, **kwargs)
+        super().__init__(threshold_objective, **kwargs)
         # the members' weights live in their own checkpoints, not in the ensemble's
         self.strict_loading = False
 
@@ -96,19 +97,36 @@ class EnsembleCLIP(BaseTask):
             size = member.hparams.get("image_size")
             if size != hp.image_size:
                 raise OptionError(f"{path} was trained at {size} px but data.image_size is {hp.image_size}")
+            if member.normalisation() != self.members[0].normalisation():
+                raise OptionError(
+                    f"{path} normalises its inputs unlike {hp.checkpoints[0]}: they cannot share a batch"
+                )
             member.eval()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Log of the weighted mean probability, so ``softmax`` gives that mean back."""
-        probs = torch.stack([m.probabilities(m(images)) for m in self.members])
+    def mean_logits(self, member_logits: list[torch.Tensor]) -> torch.Tensor:
+        """Log of the weighted mean of the members' probabilities (each under its own rule).
+
+        ``softmax`` of it gives that mean back, so the ensemble's own rule (temperature,
+        thresholds, cuts) then decides on the mean like any model on its logits.
+        """
+        probs = torch.stack(
+            [m.rule(z).probabilities for m, z in zip(self.members, member_logits, strict=True)]
+        )
         return torch.einsum("m,mbk->bk", self.weights, probs).clamp_min(1e-12).log()
 
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits [B, K]: the log of the members' weighted mean probability."""
+        return self.mean_logits([m(images) for m in self.members])
+
     def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """The members' maps and probabilities, averaged with the ensemble weights."""
+        """The members' maps averaged with the ensemble weights, and the ensemble's logits."""
         outputs = [m.attention_maps(images) for m in self.members]
         maps = torch.einsum("m,mbhw->bhw", self.weights, torch.stack([o[0] for o in outputs]))
-        probs = torch.einsum("m,mbk->bk", self.weights, torch.stack([o[1] for o in outputs]))
-        return maps, probs, "weighted mean of the members' maps"
+        return maps, self.mean_logits([o[1] for o in outputs]), "weighted mean of the members' maps"
+
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The members' shared normalisation (members normalised differently are refused at load)."""
+        return self.members[0].normalisation()
 
     def split_extras(self, stage: str) -> dict:
         """The members and their weights."""

@@ -8,12 +8,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from drgrade.decision.rule import ThresholdObjective
 from drgrade.errors import OptionError
 from drgrade.evaluation.attention import normalise_maps
 from drgrade.grades import NUM_GRADES
 from drgrade.models.fcn_decoder import FCNHead
 from drgrade.models.losses import WeightedCEFocalLoss, inverse_frequency_weights
-from drgrade.tasks.base import Calibration, TrainableTask
+from drgrade.tasks.base import TrainableTask
 
 
 class FCNCLIP(TrainableTask):
@@ -36,7 +37,7 @@ class FCNCLIP(TrainableTask):
         image_lr: see ``TrainableTask``.
         lr: see ``TrainableTask``.
         weight_decay: see ``TrainableTask``.
-        calibration: see ``BaseTask``.
+        threshold_objective: see ``BaseTask``.
         **kwargs: the remaining options of ``TrainableTask`` and ``BaseTask``.
     """
 
@@ -60,10 +61,10 @@ class FCNCLIP(TrainableTask):
         image_lr: float = 1e-5,
         lr: float = 2e-4,
         weight_decay: float = 1e-3,
-        calibration: Calibration = "none",
+        threshold_objective: ThresholdObjective = "none",
         **kwargs,
     ):
-        super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, **kwargs)
+        super().__init__(lr, weight_decay, finetune_image, image_lr, threshold_objective, **kwargs)
 
     def configure_models(self) -> None:
         """The backbone (frozen up to ``feature_layer``) and the decoder head."""
@@ -116,7 +117,7 @@ class FCNCLIP(TrainableTask):
 
     @torch.no_grad()
     def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """CBAM's spatial attention at input resolution, with the probabilities of the same pass."""
+        """CBAM's spatial attention at input resolution, with the logits of the same pass."""
         logits, spatial = self.head(self.features(images).float())
         spatial = F.interpolate(spatial, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        return normalise_maps(spatial[:, 0]), self.probabilities(logits), "CBAM spatial attention"
+        return normalise_maps(spatial[:, 0]), logits, "CBAM spatial attention"

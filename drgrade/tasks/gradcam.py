@@ -16,7 +16,7 @@ class GradCAMAttention:
     """
 
     def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """(Grad-CAM maps [B, S, S], probabilities [B, K], method) of the predicted grade."""
+        """(Grad-CAM maps [B, S, S], logits [B, K], method) of the predicted grade."""
         visual = self.backbone.visual
 
         def pooled_scores(activations: torch.Tensor) -> torch.Tensor:
@@ -25,4 +25,4 @@ class GradCAMAttention:
         maps, logits = grad_cam(
             lambda x: self.backbone.feature_maps(x, ("layer4",))["layer4"], pooled_scores, images
         )
-        return maps, self.probabilities(logits), "Grad-CAM (layer4)"
+        return maps, logits, "Grad-CAM (layer4)"

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import torch
 
+from drgrade.decision.checks import rule_problems
 from drgrade.errors import CheckpointError
-from drgrade.tasks.base import BaseTask
+from drgrade.tasks.base import TASK_KEY, BaseTask
 
-#: Checkpoint entry naming the task class that wrote it.
-TASK_KEY = "drgrade_task"
 #: Options that name a file the weights would come from. A checkpoint holds every weight, so a model
 #: rebuilt from one reads none of them: a checkpoint can never point drgrade at a file to load.
 WEIGHT_SOURCES = ("pretrained",)
@@ -68,7 +67,28 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({error})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    checkpoint_task_class(checkpoint, path)
+    check_rule(checkpoint["state_dict"], path)
     return checkpoint
+
+
+#: The decision rule's entries in a task's state dict.
+RULE_ENTRIES = ("rule.temperature", "rule.thresholds", "rule.operating_cuts", "rule.uncertainty_cutoff")
+
+
+def check_rule(state: dict, path: str | Path) -> None:
+    """Refuse a checkpoint whose decision rule could not decide sanely (NaN, zero or negative values)."""
+    missing = [name for name in RULE_ENTRIES if not isinstance(state.get(name), torch.Tensor)]
+    if missing:
+        raise CheckpointError(
+            f"{path} has no decision rule ({', '.join(missing)} missing): it was not written by this "
+            "version of `drgrade fit`; fit the model again"
+        )
+    temperature, thresholds, cuts, cutoff = (state[name].double().flatten().tolist() for name in RULE_ENTRIES)
+    scalar = [v[0] if len(v) == 1 else float("nan") for v in (temperature, cutoff)]
+    problems = rule_problems(scalar[0], thresholds, cuts, scalar[1])
+    if problems:
+        raise CheckpointError(f"{path}: its decision rule is broken ({'; '.join(problems)}); refit the model")
 
 
 def checkpoint_task_class(checkpoint: dict, path: str | Path) -> type[BaseTask]:
@@ -108,6 +128,11 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Bas
     except TypeError as error:
         raise CheckpointError(f"{path}: its options do not build a {task_class.__name__} ({error})") from None
     task.load_submodules()
-    task.load_state_dict(checkpoint["state_dict"], strict=task.strict_loading)
+    try:
+        task.load_state_dict(checkpoint["state_dict"], strict=task.strict_loading)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{path}: its weights do not fit a {task_class.__name__} ({str(error)[:300]})"
+        ) from None
     task.on_load_checkpoint(checkpoint)
     return task

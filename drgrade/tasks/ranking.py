@@ -1,4 +1,4 @@
-"""Ranking-aware prompting: learnable prompts, cosine logits / temperature, CE + ordinal ranking."""
+"""Ranking-aware prompting: learnable prompts, cosine logits / 0.2, CE + ordinal ranking."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from drgrade.decision.rule import ThresholdObjective
 from drgrade.grades import GRADES
 from drgrade.models.losses import RankingAwareLoss
 from drgrade.models.prompt_learner import PromptLearner
-from drgrade.tasks.base import Calibration, TrainableTask
+from drgrade.tasks.base import TrainableTask
 from drgrade.tasks.gradcam import GradCAMAttention
 
 
@@ -27,7 +28,8 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         ctx_init: initialise the context from this text's token embeddings, or None for random.
         rank_token: one learnable vector per grade after the shared context (the paper's
             "learnable prompt vectors for each DR grade"; on by default).
-        temperature: logits = cosine(image, grade) / temperature (paper: 0.2).
+        logit_temperature: logits = cosine(image, grade) / logit_temperature (paper: 0.2); not the
+            calibration temperature the decision rule fits on validation.
         alpha: loss = alpha * CE + (1 - alpha) * ranking (paper: 0.7).
         margin: the ranking term's hinge margin (in logit units).
         ranking_form: ``margin`` (hinge) or ``logistic``.
@@ -36,9 +38,9 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         image_lr: see ``TrainableTask``.
         lr: see ``TrainableTask``.
         weight_decay: see ``TrainableTask``.
-        calibration: per-class thresholds calibrated on validation: ``auto`` (default: the
-            objective with the best cross-fitted validation QWK), ``qwk`` (coordinate search
-            maximising validation QWK), ``youden`` or ``f1`` (one-vs-rest).
+        threshold_objective: per-class thresholds fitted on validation: ``auto`` (default: the
+            objective with the best cross-fitted validation QWK, argmax included), ``qwk``
+            (coordinate search maximising validation QWK), ``youden`` or ``f1`` (one-vs-rest).
         **kwargs: the remaining options of ``TrainableTask`` and ``BaseTask``.
     """
 
@@ -53,7 +55,7 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         n_ctx: int | None = None,
         ctx_init: str | None = "a fundus photograph of",
         rank_token: bool = True,
-        temperature: float = 0.2,
+        logit_temperature: float = 0.2,
         alpha: float = 0.7,
         margin: float = 0.5,
         ranking_form: Literal["margin", "logistic"] = "margin",
@@ -61,10 +63,10 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         image_lr: float = 1e-5,
         lr: float = 2e-4,
         weight_decay: float = 1e-3,
-        calibration: Calibration = "auto",
+        threshold_objective: ThresholdObjective = "auto",
         **kwargs,
     ):
-        super().__init__(lr, weight_decay, finetune_image, image_lr, calibration, **kwargs)
+        super().__init__(lr, weight_decay, finetune_image, image_lr, threshold_objective, **kwargs)
 
     def configure_models(self) -> None:
         """The backbone and the prompt learner."""
@@ -80,7 +82,7 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         self.criterion = RankingAwareLoss(hp.alpha, hp.margin, hp.ranking_form)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits [B, K]: cosine(image, grade prompt) / temperature."""
+        """Logits [B, K]: cosine(image, grade prompt) / logit_temperature."""
         with nullcontext() if self.hparams.finetune_image else torch.no_grad():
             image = self.backbone.encode_image(images, normalize=True)
         return self.embedding_logits(image)
@@ -88,7 +90,7 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
     def embedding_logits(self, image: torch.Tensor) -> torch.Tensor:
         """Logits from L2-normalised image embeddings (also the Grad-CAM head)."""
         text = self.prompts(self.backbone)
-        return image.float() @ text.float().T / self.hparams.temperature
+        return image.float() @ text.float().T / self.hparams.logit_temperature
 
     def export_module(self) -> nn.Module:
         """Return the graph to export, with the prompts folded in.
@@ -98,18 +100,20 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         """
         with torch.no_grad():
             text = self.prompts(self.backbone).float()
-        return _FixedPromptRanking(self.backbone, text, self.hparams.temperature)
+        return _FixedPromptRanking(self.backbone, text, self.hparams.logit_temperature)
 
 
 class _FixedPromptRanking(nn.Module):
     """The exported ranking graph: image tower plus constant grade embeddings."""
 
-    def __init__(self, backbone: nn.Module, text: torch.Tensor, temperature: float):
+    def __init__(self, backbone: nn.Module, text: torch.Tensor, logit_temperature: float):
         super().__init__()
         self.backbone = backbone
         self.register_buffer("text", text)
-        self.temperature = temperature
+        self.logit_temperature = logit_temperature
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits [B, K]."""
-        return self.backbone.encode_image(images, normalize=True).float() @ self.text.T / self.temperature
+        return (
+            self.backbone.encode_image(images, normalize=True).float() @ self.text.T / self.logit_temperature
+        )

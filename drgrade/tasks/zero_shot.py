@@ -93,38 +93,46 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
 
     # -- template selection on the validation split ---------------------------------------------
     def evaluation_step(self, batch: dict, stage: str) -> None:
-        """On validation, store every template set's probabilities side by side."""
+        """On validation, store every template set's logits side by side."""
         if stage != "val":
             return super().evaluation_step(batch, stage)
-        probs = self.all_logits(batch["image"]).softmax(-1)  # [sets, batch, grades]
-        self.store.update(probs.permute(1, 0, 2).flatten(1), batch["label"], batch["index"])
+        logits = self.all_logits(batch["image"])  # [sets, batch, grades]
+        self.store.update(logits.permute(1, 0, 2).flatten(1), batch["label"], batch["index"], batch["group"])
 
-    def evaluate(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> None:
+    def evaluate(
+        self,
+        stage: str,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        index: torch.Tensor,
+        groups: torch.Tensor,
+    ) -> None:
         """Evaluate a split; on validation, first choose the template set.
 
-        The stored validation probabilities hold every template set: pick the best, then evaluate with it like
-        any other model.
+        The stored validation logits hold every template set: pick the best, then evaluate (and
+        fit the decision rule) with its logits like any other model.
         """
         if stage == "val":
-            per_set = probs.reshape(len(targets), len(self.set_names), -1)
+            per_set = logits.reshape(len(targets), len(self.set_names), -1)
             self.select(per_set, targets)
             metric = self.hparams.selection_metric
             self.log_dict({f"val/template_{n}_{metric}": float(s or 0.0) for n, s in self.scores.items()})
-            probs = per_set[:, int(self.selected)]
-        super().evaluate(stage, probs, targets, index)
+            logits = per_set[:, int(self.selected)]
+        super().evaluate(stage, logits, targets, index, groups)
 
-    def select(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+    def select(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Score every template set on the validation split and keep the best.
 
         Args:
-            probs: [N, sets, K] probabilities of every set.
+            logits: [N, sets, K] logits of every set.
             targets: validation grades.
         """
         metric = self.hparams.selection_metric
-        self.scores = {
-            name: compute_metrics(probs[:, i], targets, probs[:, i].argmax(1)).metrics[metric]
-            for i, name in enumerate(self.set_names)
-        }
+        scores = {}
+        for i, name in enumerate(self.set_names):
+            probs = logits[:, i].softmax(-1)
+            scores[name] = compute_metrics(probs, targets, probs.argmax(1)).metrics[metric]
+        self.scores = scores
         # a score of exactly 0.0 is a score; only an undefined one (None) ranks last
         best = max(
             range(len(self.set_names)),

@@ -43,8 +43,8 @@ def test_upload_two_photographs_and_a_broken_file(synthetic, zero_shot_checkpoin
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from drgrade.app import build_app
-    from drgrade.screening import screen_files
+    from drgrade.serving.app import build_app
+    from drgrade.serving.screening import screen_files
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -100,9 +100,9 @@ def test_upload_two_photographs_and_a_broken_file(synthetic, zero_shot_checkpoin
 def test_serve_options_and_the_onnx_path(synthetic, zero_shot_checkpoint, tmp_path):
     from types import SimpleNamespace
 
-    from drgrade.app import results_table
     from drgrade.commands.serve import grader_of
     from drgrade.errors import OptionError
+    from drgrade.serving.app import results_table
 
     with pytest.raises(OptionError, match="exactly one of"):
         grader_of(SimpleNamespace(ckpt_path=None, onnx=None))
@@ -120,7 +120,10 @@ def test_serve_options_and_the_onnx_path(synthetic, zero_shot_checkpoint, tmp_pa
     assert name == "Zero-shot"
     onnx_rows = [a.row for a in from_onnx(images)]
     ckpt_rows = [a.row for a in from_ckpt(images)]
-    assert [r.grade for r in onnx_rows] == [r.grade for r in ckpt_rows]
+    assert [r.decision.grade for r in onnx_rows] == [r.decision.grade for r in ckpt_rows]
     for a, b in zip(onnx_rows, ckpt_rows, strict=True):
-        assert max(abs(x - y) for x, y in zip(a.probabilities, b.probabilities, strict=True)) < 1e-4
+        assert (
+            max(abs(x - y) for x, y in zip(a.decision.probabilities, b.decision.probabilities, strict=True))
+            < 1e-4
+        )
     assert results_table(from_onnx(images)).count("<tr>") == 3

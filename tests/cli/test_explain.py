@@ -25,11 +25,14 @@ def test_maps_have_input_size_and_are_finite_and_normalised(make):
     if isinstance(task, ZeroShotCLIP):
         task.selected.fill_(0)
     task.eval()
-    maps, probs, method = task.attention_maps(torch.randn(3, 3, 96, 96))
+    images = torch.randn(3, 3, 96, 96)
+    maps, logits, method = task.attention_maps(images)
     assert maps.shape == (3, 96, 96) and method
     assert torch.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
     assert torch.allclose(maps.flatten(1).amax(1), torch.ones(3))
-    assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(logits, task(images), atol=1e-5)  # the decision comes from the same pass
+    assert torch.allclose(task.rule(logits).probabilities.sum(1), torch.ones(3), atol=1e-5)
 
 
 def test_grad_cam_points_at_the_evidence():

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from drgrade.cli import main
-from drgrade.deploy import OnnxGrader
-from drgrade.deploy import main as deploy_main
-from drgrade.predictions import PROB_COLUMNS, ReferralRule
-from drgrade.quantize import quantize_onnx
+from drgrade.predictions import PROB_COLUMNS
+from drgrade.serving.quantize import quantize_onnx
+from drgrade.serving.runner import OnnxGrader
+from drgrade.serving.runner import main as deploy_main
 from drgrade.tasks import FCNCLIP, RankingCLIP, load_task
 from tests.conftest import cli_args
 
@@ -26,25 +26,29 @@ from tests.conftest import cli_args
     ],
 )
 def test_onnx_probabilities_match_pytorch(make, tmp_path):
-    from drgrade.export import export_onnx
+    from drgrade.serving.export import export_onnx
 
     task = make().eval()
-    task.thresholds.copy_(torch.tensor([0.5, 0.1, 0.2, 0.1, 0.1]))
-    task.calibrated.fill_(True)
-    task.temperature.fill_(2.5)  # applied in the graph, before the thresholds
-    task.operating_cuts.copy_(torch.tensor([0.3, 0.6, float("nan"), 0.5]))
-    task.uncertainty_cutoff.fill_(1.2)
+    rule = task.rule
+    rule.thresholds.copy_(torch.tensor([0.5, 0.1, 0.2, 0.1, 0.1]))
+    rule.thresholded.fill_(True)
+    rule.temperature.fill_(2.5)  # applied in the graph, before the thresholds
+    rule.operating_cuts.copy_(torch.tensor([0.3, 0.6, float("nan"), 0.5]))
+    rule.uncertainty_cutoff.fill_(1.2)
     grader = OnnxGrader(export_onnx(task, tmp_path / "m.onnx", 96))
-    assert grader.rule == task.referral_rule() == ReferralRule(pytest.approx(0.3), pytest.approx(1.2))
     images = torch.randn(7, 3, 96, 96)
     with torch.no_grad():
-        expected = task.probabilities(task(images))
-    probabilities, grades = grader.run(images.numpy())
-    assert np.abs(probabilities - expected.numpy()).max() < 1e-4
-    assert np.array_equal(grades, task.decide(expected).numpy())  # thresholds are in the graph
-    metadata = grader.session.get_modelmeta().custom_metadata_map
-    assert float(metadata["temperature"]) == 2.5
-    assert [p["cut"] for p in json.loads(metadata["operating_points"])] == pytest.approx([0.3, 0.6, 0.5])
+        expected = task.rule(task(images))
+    got = grader.run(images.numpy())
+    assert np.abs(got[0] - expected.probabilities.numpy()).max() < 1e-4
+    for name, ours, theirs in zip(expected._fields[1:], expected[1:], got[1:], strict=True):
+        if name == "uncertainty" or name == "p_referable":
+            assert np.abs(theirs - ours.numpy()).max() < 1e-4, name
+        else:  # thresholds, the referable cut and the uncertainty cut are in the graph
+            assert np.array_equal(theirs, ours.numpy()), name
+    described = json.loads(grader.session.get_modelmeta().custom_metadata_map["decision_rule"])
+    assert described["temperature"] == 2.5 and grader.rule == described
+    assert [p["cut"] for p in described["operating_points"]] == pytest.approx([0.3, 0.6, None, 0.5])
 
 
 def test_export_and_deploy_cli(synthetic, tmp_path):
@@ -73,7 +77,7 @@ def test_export_and_deploy_cli(synthetic, tmp_path):
 
     batch = np.stack([grader.tensor(read_rgb(p)) for p in sorted(folder.glob("*"))[:3]])
     with torch.no_grad():
-        expected = task.probabilities(task(torch.from_numpy(batch))).numpy()
+        expected = task.rule(task(torch.from_numpy(batch))).probabilities.numpy()
     got = np.array([[float(r[column]) for column in PROB_COLUMNS] for r in rows[:3]])
     assert np.abs(got - expected).max() < 1e-4
 

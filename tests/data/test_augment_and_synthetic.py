@@ -7,7 +7,8 @@ import torch
 
 from drgrade.data.augment import EvalTransform, TieredAugment
 from drgrade.data.preprocess import crop_fundus, preprocess_fundus
-from drgrade.data.synthetic import allocate, render_fundus, write_synthetic
+from drgrade.data.sources import write_synthetic
+from drgrade.data.synthetic import allocate, render_fundus
 
 
 def has_erasing(pipeline) -> bool:

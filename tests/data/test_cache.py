@@ -8,7 +8,7 @@ from drgrade.data.augment import EvalTransform
 from drgrade.data.cache import PreprocessCache
 from drgrade.data.dataset import FundusDataset
 from drgrade.data.images import write_rgb
-from drgrade.data.sources import read_aptos
+from drgrade.data.sources.aptos import read as read_aptos
 from drgrade.data.synthetic import render_fundus
 
 
@@ -24,7 +24,7 @@ def entries(cache):
 
 
 def test_cache_returns_what_preprocessing_returns(synthetic, tmp_path):
-    records = read_aptos(synthetic / "aptos2019", verify_images=False)[:5]
+    records = read_aptos(synthetic / "aptos2019", verify_images=False).records[:5]
     plain = FundusDataset(records, 64, EvalTransform())
     cached = FundusDataset(records, 64, EvalTransform(), cache=PreprocessCache(tmp_path / "c", 64))
     for i in range(5):

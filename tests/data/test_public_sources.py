@@ -10,8 +10,10 @@ from collections import Counter
 import pytest
 
 from drgrade.cli import main
-from drgrade.data.catalog import lesion_images, load_sources
-from drgrade.data.public_sources import read_ddr, read_eyepacs, read_idrid
+from drgrade.data.sources import lesion_images, load_sources
+from drgrade.data.sources.ddr import read as read_ddr
+from drgrade.data.sources.eyepacs import read as read_eyepacs
+from drgrade.data.sources.idrid import read as read_idrid
 from drgrade.data.splits import split_records
 from drgrade.errors import DataValidationError
 from tests.conftest import cli_args
@@ -27,19 +29,20 @@ def public(tmp_path_factory):
 
 
 def test_each_reader_reads_its_published_layout(public):
-    eyepacs = read_eyepacs(public / "eyepacs")
+    eyepacs = read_eyepacs(public / "eyepacs").records
     assert len(eyepacs) == 40 and Counter(r.official_split for r in eyepacs) == {"train": 32, "test": 8}
     assert {r.patient_id for r in eyepacs if r.path.stem.startswith("10_")} == {"eyepacs:10"}
-    idrid = read_idrid(public / "idrid")  # header "Risk of macular edema " and empty columns
+    idrid = read_idrid(public / "idrid").records  # header "Risk of macular edema " and empty columns
     assert len(idrid) == 40 and Counter(r.official_split for r in idrid) == {"train": 32, "test": 8}
-    ddr = read_ddr(public / "ddr")
-    assert len(ddr) == 38  # two grade-5 (ungradable) images excluded
+    found = read_ddr(public / "ddr")
+    ddr = found.records
+    assert len(ddr) == 38 and len(found.excluded) == 2  # two grade-5 (ungradable) images excluded
     assert Counter(r.official_split for r in ddr) == {"train": 23, "val": 7, "test": 8}
 
 
 def test_eyepacs_pairs_and_official_splits_never_share_a_patient(public):
     roots = {name: public / name for name in LAYOUTS}
-    records = load_sources(roots)
+    records = load_sources(roots).records
     for official in (False, True):
         splits = split_records(records, official=official)
         by_patient: dict[str, set] = {}

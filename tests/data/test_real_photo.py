@@ -23,11 +23,11 @@ from drgrade.data.quality import SURROUND, QualityLimits
 from drgrade.data.realism import STATISTICS, fundus_statistics, mean_statistics
 from drgrade.data.sources import Record
 from drgrade.data.synthetic import render_fundus
-from drgrade.deploy import main as deploy_main
-from drgrade.deploy import normalised
 from drgrade.predictions import PROB_COLUMNS
-from drgrade.quantize import quantize_onnx
-from drgrade.screening import screen_files
+from drgrade.serving.quantize import quantize_onnx
+from drgrade.serving.runner import main as deploy_main
+from drgrade.serving.runner import normalised
+from drgrade.serving.screening import screen_files
 from drgrade.tasks import load_task
 from tests.conftest import cli_args, predict_folder
 
@@ -136,10 +136,10 @@ def test_predict_deploy_web_page_and_explain_agree_on_the_real_photograph(
     task = load_task(zero_shot_checkpoint).eval()
     page = {a.row.file.rsplit("/", 1)[-1]: a.row for a in screen_files(task, sorted(folder.iterdir()), 96)}
     for name, row in predicted.items():
-        assert deployed[name]["grade"] == row["grade"] == str(page[name].grade)
+        assert deployed[name]["grade"] == row["grade"] == str(page[name].decision.grade)
         for i, column in enumerate(PROB_COLUMNS):
             assert float(deployed[name][column]) == pytest.approx(float(row[column]), abs=1e-4)
-            assert page[name].probabilities[i] == pytest.approx(float(row[column]), abs=1e-4)
+            assert page[name].decision.probabilities[i] == pytest.approx(float(row[column]), abs=1e-4)
 
     shutil.rmtree(tmp_path / "runs")
     out = tmp_path / "explain"

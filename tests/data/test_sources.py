@@ -4,9 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
-from drgrade.data.catalog import load_sources
 from drgrade.data.images import read_rgb
-from drgrade.data.sources import read_aptos, read_messidor
+from drgrade.data.sources import load_sources
+from drgrade.data.sources.aptos import read as read_aptos
+from drgrade.data.sources.csv import read as read_csv_source
+from drgrade.data.sources.messidor2 import read as read_messidor
 from drgrade.errors import DataValidationError
 
 
@@ -15,7 +17,7 @@ def copy(synthetic, tmp_path, name):
 
 
 def test_aptos_reader_reads_every_row(synthetic):
-    records = read_aptos(synthetic / "aptos2019")
+    records = read_aptos(synthetic / "aptos2019").records
     rows = (synthetic / "aptos2019" / "train.csv").read_text().strip().splitlines()[1:]
     assert len(records) == len(rows) == 180
     assert {r.source for r in records} == {"aptos2019"}
@@ -23,15 +25,16 @@ def test_aptos_reader_reads_every_row(synthetic):
     assert all(r.path.is_file() and 0 <= r.grade <= 4 for r in records)
 
 
-def test_messidor_reader_excludes_ungradable_matches_case_and_pairs_exams(synthetic, caplog):
+def test_messidor_reader_excludes_ungradable_matches_case_and_pairs_exams(synthetic):
     root = synthetic / "messidor2"
     sheet = (root / "messidor_data.csv").read_text().splitlines()[1:]
-    ungradable = sum(1 for line in sheet if line.endswith(",0"))
-    assert ungradable >= 1 and any(".jpg," in line for line in sheet)
-    with caplog.at_level("INFO"):
-        records = read_messidor(root)
-    assert len(records) == 90 - ungradable
-    assert f"excluded {ungradable} ungradable" in caplog.text
+    ungradable = [line.split(",")[0] for line in sheet if line.endswith(",0")]
+    assert ungradable and any(".jpg," in line for line in sheet)
+    found = read_messidor(root)
+    records = found.records
+    assert len(records) == 90 - len(ungradable)
+    assert sorted(e.record.path.name.lower() for e in found.excluded) == sorted(n.lower() for n in ungradable)
+    assert all(e.kind == "dataset" and "ungradable" in e.reason for e in found.excluded)
     assert any(r.path.suffix == ".JPG" for r in records)  # listed as .jpg, stored as .JPG
     by_patient = {}
     for r in records:
@@ -90,14 +93,12 @@ def test_odd_image_formats_are_converted(tmp_path, kind):
 
 
 def test_generic_csv_source(synthetic, tmp_path):
-    from drgrade.data.sources import read_csv_source
-
     images = sorted((synthetic / "aptos2019" / "train_images").iterdir())[:4]
     for image in images:
         shutil.copy(image, tmp_path / image.name)
     rows = [f"{p.name},{i % 5},pat{i // 2}" for i, p in enumerate(images)]
     (tmp_path / "clinic.csv").write_text("path,grade,patient_id\n" + "\n".join(rows) + "\n")
-    records = read_csv_source(tmp_path / "clinic.csv")
+    records = read_csv_source(tmp_path / "clinic.csv").records
     assert [r.grade for r in records] == [0, 1, 2, 3]
     assert records[0].patient_id == records[1].patient_id == "clinic:pat0"
     assert records[0].source == "clinic"

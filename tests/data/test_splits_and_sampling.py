@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
-from drgrade.data.catalog import load_sources
 from drgrade.data.sampling import ClassTargetSampler, InverseFrequencySampler
-from drgrade.data.sources import Record
+from drgrade.data.sources import Record, load_sources
 from drgrade.data.splits import split_records
 from drgrade.errors import OptionError
 
@@ -14,7 +13,7 @@ from drgrade.errors import OptionError
 @pytest.fixture(scope="module")
 def records(synthetic):
     roots = {"aptos2019": synthetic / "aptos2019", "messidor2": synthetic / "messidor2"}
-    return load_sources(roots, verify_images=False)
+    return load_sources(roots, verify_images=False).records
 
 
 def test_split_proportions_stratified_grouped_deterministic(records):

@@ -11,8 +11,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.special import softmax
+from scipy.stats import entropy as scipy_entropy
+from scipy.stats import norm
 from sklearn.metrics import accuracy_score, cohen_kappa_score, precision_recall_fscore_support, roc_auc_score
 
+from drgrade.decision.fitting import (
+    cut_for_sensitivity,
+    cut_for_specificity,
+    fit_operating_points,
+    fit_temperature,
+    uncertainty_cutoff,
+)
+from drgrade.decision.rule import DecisionRule
 from drgrade.evaluation.bootstrap import (
     BootstrapSpec,
     confidence_intervals,
@@ -23,19 +34,27 @@ from drgrade.evaluation.bootstrap import (
 )
 from drgrade.evaluation.clinical import (
     apply_operating_points,
-    cut_for_sensitivity,
-    cut_for_specificity,
-    entropy,
     expected_calibration_error,
-    fit_operating_points,
-    fit_temperature,
     per_patient_operating_points,
     referral_curves,
-    softmax,
-    uncertainty_cutoff,
     wilson_interval,
 )
 from drgrade.evaluation.metrics import compute_metrics
+
+
+def entropy(probs):
+    return scipy_entropy(probs, axis=1)
+
+
+def rule_with_cuts(cuts) -> DecisionRule:
+    rule = DecisionRule("none", 0.9, 0.95)
+    rule.operating_cuts.copy_(torch.tensor(cuts, dtype=torch.float))
+    return rule
+
+
+def flags_and_points(probs, cuts):
+    rule = rule_with_cuts(cuts)
+    return rule.operating_flags(torch.tensor(probs)).numpy(), rule.describe()["operating_points"]
 
 
 def _toy(n: int = 120, seed: int = 0):
@@ -43,7 +62,7 @@ def _toy(n: int = 120, seed: int = 0):
     rng = np.random.default_rng(seed)
     targets = rng.choice(5, size=n, p=[0.4, 0.15, 0.2, 0.1, 0.15])
     logits = rng.normal(size=(n, 5)) + 2.0 * np.eye(5)[targets]
-    probs = np.round(softmax(logits), 2)  # rounding creates ties, as real softmax outputs have
+    probs = np.round(softmax(logits, axis=1), 2)  # rounding creates ties, as real softmax outputs have
     probs = (
         (probs / probs.sum(1, keepdims=True)).astype(np.float32).astype(np.float64)
     )  # as torch stores them
@@ -135,7 +154,7 @@ def test_paired_difference_uses_the_same_resamples():
 
 @pytest.mark.parametrize(("successes", "trials"), [(0, 10), (87, 100), (10, 10), (3, 7)])
 def test_wilson_interval_matches_the_closed_form(successes, trials):
-    z, p, n = 1.959964, successes / trials, trials
+    z, p, n = norm.ppf(0.975), successes / trials, trials
     root = z * math.sqrt(z * z + 4 * n * p * (1 - p))
     expected = [
         (2 * n * p + z * z - root) / (2 * (n + z * z)),
@@ -157,7 +176,8 @@ def test_operating_cuts_meet_their_targets_and_are_the_tightest():
     below = np.sort(scores[~positive & (scores < cut)])[-1]
     assert (scores[~positive] < below).mean() < 0.95
     cuts = fit_operating_points(probs, targets, 0.9, 0.95)
-    points = apply_operating_points(probs, targets, cuts, {"sensitivity": 0.9, "specificity": 0.95})
+    flags, described = flags_and_points(probs, cuts)
+    points = apply_operating_points(flags, targets, described)
     assert [p["name"] for p in points] == [
         "referable@sensitivity0.90",
         "referable@specificity0.95",
@@ -173,9 +193,8 @@ def test_per_patient_view_refers_a_patient_when_either_eye_is_flagged():
     # patient a: worst eye moderate, only the healthy eye flagged -> still a true positive
     probs = np.array([[0.1, 0, 0.9, 0, 0], [0.9, 0.1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0]])
     targets = np.array([0, 2, 0, 0])
-    view = per_patient_operating_points(
-        probs, targets, ["a", "a", "b", "b"], [0.5, math.nan, math.nan, math.nan], ["r"]
-    )
+    flags, points = flags_and_points(probs, [0.5, math.nan, math.nan, math.nan])
+    view = per_patient_operating_points(flags, targets, ["a", "a", "b", "b"], points)
     point = view["operating_points"][0]
     assert view["num_patients"] == 2
     assert (point["sensitivity"], point["specificity"]) == (1.0, 1.0)
@@ -185,9 +204,9 @@ def test_expected_calibration_error_matches_a_hand_loop():
     probs, targets, _ = _toy(n=500, seed=8)
     confidence, correct = probs.max(1), probs.argmax(1) == targets
     total = 0.0
-    for b in range(15):
+    for b in range(16):  # bins [lo, hi) of width 1/15, and confidence exactly 1 on its own
         low, high = b / 15, (b + 1) / 15
-        inside = (confidence > low) & (confidence <= high)
+        inside = (confidence >= low) & (confidence < high)
         if inside.any():
             total += inside.sum() * abs(correct[inside].mean() - confidence[inside].mean())
     assert expected_calibration_error(probs, targets) == pytest.approx(total / len(targets))
@@ -196,17 +215,17 @@ def test_expected_calibration_error_matches_a_hand_loop():
 def test_temperature_scaling_recovers_an_overconfident_model():
     rng = np.random.default_rng(9)
     logits = rng.normal(scale=2.0, size=(4000, 5))
-    targets = np.array([rng.choice(5, p=p) for p in softmax(logits)])
+    targets = np.array([rng.choice(5, p=p) for p in softmax(logits, axis=1)])
     temperature = fit_temperature(3.0 * logits, targets)
     assert temperature == pytest.approx(3.0, rel=0.1)
-    before = expected_calibration_error(softmax(3.0 * logits), targets)
-    after = expected_calibration_error(softmax(3.0 * logits, temperature), targets)
+    before = expected_calibration_error(softmax(3.0 * logits, axis=1), targets)
+    after = expected_calibration_error(softmax(3.0 * logits / temperature, axis=1), targets)
     assert after < before / 3
 
 
 def test_referral_curves_refer_the_least_certain_first():
     probs, targets, preds = _toy(n=400, seed=10)
-    curves = referral_curves(probs, targets, preds)
+    curves = referral_curves(probs, targets, preds, entropy(probs))
     assert curves["entropy"]["accuracy"][0] == pytest.approx((preds == targets).mean())
     # refer 50%: the kept half are the lowest-entropy images
     kept = np.argsort(entropy(probs), kind="stable")[:200]
@@ -214,5 +233,5 @@ def test_referral_curves_refer_the_least_certain_first():
     assert curves["entropy"]["accuracy"][-1] > curves["entropy"]["accuracy"][0]  # uncertainty is informative
     area = curves["auc_accuracy"]["entropy"]
     assert min(curves["entropy"]["accuracy"]) <= area <= max(curves["entropy"]["accuracy"])
-    cutoff = uncertainty_cutoff(probs, 0.1)
+    cutoff = uncertainty_cutoff(entropy(probs), 0.1)
     assert (entropy(probs) > cutoff).mean() == pytest.approx(0.1, abs=0.01)

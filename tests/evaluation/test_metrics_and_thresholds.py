@@ -8,8 +8,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from drgrade.decision.apply import decide
+from drgrade.decision.thresholds import calibrate_thresholds
 from drgrade.evaluation.metrics import compute_metrics
-from drgrade.evaluation.thresholds import calibrate_thresholds, decide
 from drgrade.grades import GRADES
 
 
@@ -89,7 +90,7 @@ def test_calibration_recovers_known_thresholds():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_fast_qwk_equals_scikit_learn(seed):
-    from drgrade.evaluation.thresholds import qwk
+    from drgrade.decision.thresholds import qwk
 
     generator = torch.Generator().manual_seed(seed)
     targets = torch.randint(0, 5, (200,), generator=generator)

@@ -8,6 +8,7 @@ import yaml
 
 from drgrade.callbacks.evaluation import metrics_document
 from drgrade.cli import main
+from drgrade.decision.outputs import RuleOutput
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from tests.conftest import ROOT
 
@@ -18,8 +19,10 @@ def fake_run(directory, model, preds, targets, stage="test", argmax=None):
     probs = torch.eye(5)[preds] * 0.8 + 0.04
     evaluation = compute_metrics(probs, targets, preds)
     argmax_evaluation = None if argmax is None else compute_metrics(probs, targets, argmax)
+    outputs = RuleOutput(probs, preds, *[None] * 5)
+    index = torch.arange(len(targets))
     result = SplitResult(
-        stage, probs, targets, torch.arange(len(targets)), preds, evaluation, argmax_evaluation
+        stage, probs.log(), outputs, None, targets, index, index, evaluation, argmax_evaluation
     )
     directory.mkdir(parents=True)
     (directory / "metrics.json").write_text(json.dumps(metrics_document(result, model, None, NAMES[model])))
@@ -50,18 +53,18 @@ def test_report_tables_from_known_evaluations(tmp_path, capsys):
 
 def test_report_labels_stage_and_decision_and_refuses_mixed_stages(tmp_path, capsys):
     targets = torch.tensor([0, 0, 1, 2, 3, 4])
-    calibrated = fake_run(
+    thresholded = fake_run(
         tmp_path / "c", "RankingCLIP", targets.clone(), targets, argmax=torch.zeros(6).long()
     )
     validation = fake_run(tmp_path / "v", "FCNCLIP", targets.clone(), targets, stage="val")
-    main(["report", str(calibrated), "--out", str(tmp_path / "out")])
+    main(["report", str(thresholded), "--out", str(tmp_path / "out")])
     table3 = {row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table3.csv").open())}
-    assert table3["Metric"] == ["Ranking [test, calibrated]", "Ranking [test, argmax]"]
+    assert table3["Metric"] == ["Ranking [test, thresholded]", "Ranking [test, argmax]"]
     assert table3["Accuracy"] == ["1.000", "0.333"]  # both rules shown, each labelled
     with pytest.raises(SystemExit) as exit_:
-        main(["report", str(calibrated), str(validation), "--out", str(tmp_path / "mixed")])
+        main(["report", str(thresholded), str(validation), "--out", str(tmp_path / "mixed")])
     assert exit_.value.code == 2 and "mix stages" in capsys.readouterr().err
-    main(["report", str(calibrated), str(validation), "--out", str(tmp_path / "m"), "--allow_mixed_stages"])
+    main(["report", str(thresholded), str(validation), "--out", str(tmp_path / "m"), "--allow_mixed_stages"])
     header = next(csv.reader((tmp_path / "m" / "table3.csv").open()))
     assert "FCN-CLIP [val, argmax]" in header and "validation and test" in capsys.readouterr().out
 
@@ -71,11 +74,12 @@ def test_report_names_the_missing_file(tmp_path):
         main(["report", str(tmp_path / "no_run")])
 
 
-def test_reproduce_without_data_says_where_to_download(tmp_path):
-    with pytest.raises(SystemExit, match="aptos2019-blindness-detection") as exit_:
+def test_reproduce_without_data_says_where_to_download(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
         main(["reproduce", "--data", str(tmp_path)])
-    assert "messidor_data.csv" in str(exit_.value)
-    assert all(name in str(exit_.value) for name in ("trainLabels.csv", "B. Disease Grading", "DR_grading"))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "aptos2019-blindness-detection" in err and "messidor_data.csv" in err
+    assert all(name in err for name in ("trainLabels.csv", "B. Disease Grading", "DR_grading"))
 
 
 def test_reproduce_finds_every_downloaded_source(tmp_path):
@@ -108,16 +112,16 @@ def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
     assert "SYNTHETIC" in out and "| Accuracy |" in out and "| Ensemble [test, " in out
     table3 = list(csv.reader((tmp_path / "reports" / "demo" / "table3.csv").open()))
     assert table3[0][:3] == ["Metric", "Zero-shot [test, argmax]", "FCN-CLIP [test, argmax]"]
-    assert all(label.endswith(("argmax]", "calibrated]")) for label in table3[0][1:])
+    assert all(label.endswith(("argmax]", "thresholded]")) for label in table3[0][1:])
     figures = {p.name for p in (tmp_path / "reports" / "demo" / "figures").iterdir()}
     assert {"fcn_clip_curves.png", "ranking_curves.png", "ranking_test_roc.png"} <= figures
     assert "ranking_test_argmax_confusion.png" in figures and "ensemble_test_argmax_confusion.png" in figures
     ranking = json.loads(max((tmp_path / "runs" / "ranking").glob("version_*/metrics.json")).read_text())
-    choice = ranking["calibration"]  # auto: which of argmax / youden / f1 / qwk, and why
+    choice = ranking["threshold_choice"]  # auto: which of argmax / youden / f1 / qwk, and why
     assert choice["setting"] == "auto" and choice["crossfit_qwk"][choice["objective"]] == max(
         choice["crossfit_qwk"].values()
     )
-    assert ranking["decision"] == ("argmax" if choice["objective"] == "none" else "calibrated")
+    assert ranking["decision"] == ("argmax" if choice["objective"] == "none" else "thresholded")
     ensemble = json.loads(max((tmp_path / "runs" / "ensemble").glob("version_*/metrics.json")).read_text())
     assert len(ensemble["members"]) == 2 and ensemble["model"] == "EnsembleCLIP"
     check_clinical_report(tmp_path / "reports" / "demo", ranking, ensemble, out)

@@ -1,4 +1,4 @@
-"""Per-class decision thresholds and the decision rule ``argmax_k p_k / t_k``.
+"""Per-class decision thresholds for the rule ``argmax_k p_k / t_k`` (applied in ``decision.apply``).
 
 The rule is always defined (no "no class passed" case), equals plain argmax when all thresholds
 are equal, and never falls back to a fixed class. Thresholds are calibrated on the validation
@@ -24,8 +24,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torchmetrics.functional.classification import binary_precision_recall_curve, binary_roc
+
+from drgrade.decision.apply import decide
+from drgrade.decision.fitting import midway
+from drgrade.evaluation.kappa import qwk as kappa
 
 CalibrationMethod = Literal["youden", "f1", "qwk", "auto"]
 #: The choices ``auto`` weighs, in order of preference on a tie: plain argmax first, so that
@@ -33,24 +38,6 @@ CalibrationMethod = Literal["youden", "f1", "qwk", "auto"]
 OBJECTIVES = ("none", "youden", "f1", "qwk")
 #: Multipliers of the current threshold tried per class and round by the QWK search.
 _STEPS = torch.logspace(-1.0, 1.0, 41, base=5.0, dtype=torch.float64)
-
-
-def decide(probs: torch.Tensor, thresholds: torch.Tensor | None = None) -> torch.Tensor:
-    """Grade per row: argmax of probabilities scaled by 1 / threshold.
-
-    Args:
-        probs: probabilities [N, K].
-        thresholds: per-class thresholds [K], or None for plain argmax.
-    """
-    if thresholds is None:
-        return probs.argmax(dim=1)
-    return (probs / thresholds.to(probs).clamp_min(1e-6)).argmax(dim=1)
-
-
-def _midway(descending: torch.Tensor, best: int) -> float:
-    """A cut midway between the chosen score and the next lower one (robust to tiny shifts)."""
-    below = descending[best + 1] if best + 1 < len(descending) else descending[best] / 2
-    return float((descending[best] + below) / 2)
 
 
 def best_one_vs_rest_threshold(scores: torch.Tensor, positive: torch.Tensor, method: str) -> float:
@@ -69,31 +56,14 @@ def best_one_vs_rest_threshold(scores: torch.Tensor, positive: torch.Tensor, met
         precision, recall, cuts = binary_precision_recall_curve(scores, target)
         f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
         objective, cuts = f1[:-1].flip(0), cuts.flip(0)  # descending cuts, as for the ROC
-    return _midway(cuts.double(), int(torch.argmax(objective)))
+    best = int(torch.argmax(objective))
+    return midway(float(cuts[best]), cuts.double().numpy(), above=False)
 
 
 def qwk(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> float:
-    """Quadratic weighted kappa (0 where undefined), from one bincount.
-
-    The threshold search evaluates it hundreds of times per validation pass, so it is computed
-    directly (equal to torchmetrics' and scikit-learn's, tested) rather than through a metric
-    object.
-
-    Args:
-        preds: decided grades [N].
-        targets: true grades [N].
-        num_classes: K.
-    """
-    k = num_classes
-    observed = torch.bincount(targets.long() * k + preds.long(), minlength=k * k).reshape(k, k).double()
-    total = observed.sum()
-    if total == 0:
-        return 0.0
-    expected = observed.sum(1, keepdim=True) @ observed.sum(0, keepdim=True) / total
-    grades = torch.arange(k, dtype=torch.float64)
-    weights = (grades[:, None] - grades[None, :]) ** 2
-    denominator = float((weights * expected).sum())
-    return 0.0 if denominator == 0 else 1.0 - float((weights * observed).sum()) / denominator
+    """QWK of decided grades, 0 where undefined (the search needs a number to compare)."""
+    value = kappa(targets.numpy(), preds.numpy(), num_classes)
+    return 0.0 if value is None else value
 
 
 def qwk_thresholds(probs: torch.Tensor, targets: torch.Tensor, rounds: int = 3) -> torch.Tensor:
@@ -119,7 +89,10 @@ def qwk_thresholds(probs: torch.Tensor, targets: torch.Tensor, rounds: int = 3) 
 
 
 def calibrate_thresholds(
-    probs: torch.Tensor, targets: torch.Tensor, method: CalibrationMethod = "youden"
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    method: CalibrationMethod = "youden",
+    groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-class thresholds fitted on ``(probs, targets)`` by ``method``.
 
@@ -129,11 +102,13 @@ def calibrate_thresholds(
     Args:
         probs: validation probabilities [N, K].
         targets: validation grades [N].
-        method: ``youden``, ``f1`` or ``qwk``.
+        method: ``youden``, ``f1``, ``qwk``, ``auto`` or ``none``.
+        groups: each image's group (patient) code, for ``auto``'s cross-fitting (default: one per image).
     """
     probs, targets = probs.double().cpu(), targets.long().cpu()
     if method == "auto":
-        method = choose_objective(probs, targets)[0]
+        groups = torch.arange(len(targets)) if groups is None else groups
+        method = choose_objective(probs, targets, groups)[0]
     if method == "none":
         return torch.full((probs.shape[1],), 1.0 / probs.shape[1])
     if method == "qwk":
@@ -147,35 +122,60 @@ def calibrate_thresholds(
     return thresholds.float()
 
 
-def crossfit_decisions(probs: torch.Tensor, targets: torch.Tensor, method: CalibrationMethod) -> torch.Tensor:
-    """Calibrated decisions where no image is decided by thresholds fitted to itself.
+def halves(targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """A deterministic, stratified split of the images in two, never separating a group (patient).
 
-    The split is halved within each grade (every other image of a grade, in index order, so it
-    is deterministic and stratified); thresholds fitted on one half decide the other.
+    Groups are stratified by their worst grade and alternate between the halves in order of first
+    appearance, so both eyes of a patient are decided by thresholds fitted without either of them.
+
+    Args:
+        targets: grades [N].
+        groups: group (patient) code per image [N].
+
+    Returns:
+        [N] bool, True for the second half.
+    """
+    _, first, codes = np.unique(groups.numpy(), return_index=True, return_inverse=True)
+    worst = np.full(len(first), -1)
+    np.maximum.at(worst, codes, targets.numpy())
+    second = np.zeros(len(first), dtype=bool)
+    for grade in np.unique(worst):
+        members = np.flatnonzero(worst == grade)
+        second[members[np.argsort(first[members], kind="stable")][1::2]] = True
+    return torch.from_numpy(second[codes])
+
+
+def crossfit_decisions(
+    probs: torch.Tensor, targets: torch.Tensor, method: CalibrationMethod, groups: torch.Tensor
+) -> torch.Tensor:
+    """Calibrated decisions where no image is decided by thresholds fitted to itself (or its fellow eye).
+
+    Thresholds fitted on one half of the split (``halves``) decide the other, and vice versa.
 
     Args:
         probs: validation probabilities [N, K].
         targets: validation grades [N].
         method: the calibration objective.
+        groups: each image's group (patient) code [N].
     """
-    fold = torch.zeros(len(targets), dtype=torch.bool)
-    for grade in targets.unique():
-        members = torch.nonzero(targets == grade).flatten()
-        fold[members[1::2]] = True
+    fold = halves(targets, groups)
     preds = probs.argmax(dim=1)
     for held_out in (fold, ~fold):
         if held_out.any() and (~held_out).any():
-            thresholds = calibrate_thresholds(probs[~held_out], targets[~held_out], method)
+            thresholds = calibrate_thresholds(probs[~held_out], targets[~held_out], method, groups[~held_out])
             preds[held_out] = decide(probs[held_out], thresholds)
     return preds
 
 
-def choose_objective(probs: torch.Tensor, targets: torch.Tensor) -> tuple[str, dict[str, float]]:
+def choose_objective(
+    probs: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor
+) -> tuple[str, dict[str, float]]:
     """The calibration objective (or ``none``: argmax) with the best cross-fitted QWK.
 
     Args:
         probs: validation probabilities [N, K].
         targets: validation grades [N].
+        groups: each image's group (patient) code [N].
 
     Returns:
         The chosen objective and every objective's cross-fitted QWK.
@@ -183,5 +183,5 @@ def choose_objective(probs: torch.Tensor, targets: torch.Tensor) -> tuple[str, d
     probs, targets = probs.double().cpu(), targets.long().cpu()
     k = probs.shape[1]
     scores = {"none": qwk(probs.argmax(dim=1), targets, k)}
-    scores |= {m: qwk(crossfit_decisions(probs, targets, m), targets, k) for m in OBJECTIVES[1:]}
+    scores |= {m: qwk(crossfit_decisions(probs, targets, m, groups), targets, k) for m in OBJECTIVES[1:]}
     return max(OBJECTIVES, key=lambda m: scores[m]), scores

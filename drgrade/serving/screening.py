@@ -27,7 +27,7 @@ from drgrade.data.quality import QualityLimits
 from drgrade.data.sources import Record
 from drgrade.evaluation.plots import overlay
 from drgrade.grades import GRADE_NAMES
-from drgrade.predictions import PredictionRow
+from drgrade.predictions import PredictionRow, checked_decisions, decided_row
 from drgrade.tasks import BaseTask
 
 
@@ -54,18 +54,19 @@ def screen_files(
     """
     records = [Record(Path(p), UNKNOWN, "", str(p)) for p in paths]
     dataset = FundusDataset(records, image_size, EvalTransform(), keep_errors=True, quality=QualityLimits())
-    rule = task.referral_rule()
+    thresholds = task.rule.thresholds.tolist()
     answers: list[Screening] = []
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):
-        maps, probs, method = task.attention_maps(batch["image"])  # Grad-CAM needs autograd: no no_grad
-        grades = task.decide(probs)
+        maps, logits, method = task.attention_maps(batch["image"])  # Grad-CAM needs autograd: no no_grad
+        decided = checked_decisions(task.rule(logits.detach()), thresholds)
         pictures = display_images(batch["image"])
         for i, index in enumerate(batch["index"].tolist()):
             path, error, quality = str(records[index].path), batch["error"][i], batch["quality"][i].tolist()
-            if error:
-                answers.append(Screening(PredictionRow(path, error=error, quality=quality)))
+            row = PredictionRow(path, error=error, quality=quality)
+            if error or isinstance(decided[i], str):
+                answers.append(Screening(decided_row(row, decided[i]) if not error else row))
                 continue
-            row = PredictionRow(path, probs[i].tolist(), int(grades[i]), rule=rule, quality=quality)
+            row.decision = decided[i]
             answers.append(Screening(row, pictures[i], maps[i].detach().cpu().numpy(), method))
     return answers
 
@@ -100,13 +101,17 @@ def answer_card(answer: Screening) -> Figure:
     picture.imshow(shown)
     picture.set_title(f"attention ({answer.method})" if answer.attention is not None else "input", fontsize=9)
     picture.axis("off")
-    colours = ["tab:red" if g == row.grade else "tab:blue" for g in range(len(GRADE_NAMES))]
-    bars.barh(GRADE_NAMES, row.probabilities, color=colours)
+    decision = row.decision
+    colours = ["tab:red" if g == decision.grade else "tab:blue" for g in range(len(GRADE_NAMES))]
+    bars.barh(GRADE_NAMES, decision.probabilities, color=colours)
     bars.set_xlim(0, 1)
     bars.invert_yaxis()
     bars.set_xlabel("probability")
-    _, referable, uncertainty, refer = row.rule.flags(row.probabilities, row.grade)
-    flags = ("REFERABLE" if referable else "not referable") + (", refer to a grader" if refer else "")
-    fig.suptitle(f"{name}: {GRADE_NAMES[row.grade]} ({flags}; entropy {uncertainty:.2f})", fontsize=10)
+    flags = ("REFERABLE" if decision.referable_by_score else "not referable") + (
+        ", refer to a grader" if decision.refer_to_grader else ""
+    )
+    fig.suptitle(
+        f"{name}: {GRADE_NAMES[decision.grade]} ({flags}; entropy {decision.uncertainty:.2f})", fontsize=10
+    )
     fig.tight_layout()
     return fig

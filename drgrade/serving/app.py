@@ -19,7 +19,7 @@ import numpy as np
 
 from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import PROB_COLUMNS, write_predictions
-from drgrade.screening import Screening, answer_card
+from drgrade.serving.screening import Screening, answer_card
 
 NOTICE = (
     "**Research software, not a medical device.** drgrade's grades have not been validated for "
@@ -40,14 +40,14 @@ def results_table(answers: list[Screening]) -> str:
             )  # the server's temp path means nothing
             cells = [name, "", "", "", f"ungradable: {reason}", *([""] * len(PROB_COLUMNS))]
         else:
-            referable = row.rule.flags(row.probabilities, row.grade)[1]
+            decision = row.decision
             cells = [
                 name,
-                str(row.grade),
-                GRADE_NAMES[row.grade],
-                "yes" if referable else "no",
+                str(decision.grade),
+                GRADE_NAMES[decision.grade],
+                "yes" if decision.referable_by_score else "no",
                 "gradable",
-                *(f"{p:.4f}" for p in row.probabilities),
+                *(f"{p:.4f}" for p in decision.probabilities),
             ]
         lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return "\n".join([*lines, "</table>"])

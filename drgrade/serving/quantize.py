@@ -32,7 +32,8 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from drgrade.data.images import list_images
-from drgrade.deploy import DeployError, OnnxGrader, prepared
+from drgrade.errors import ModelFileError
+from drgrade.serving.runner import OnnxGrader, prepared
 
 #: The operators computed in INT8 (nearly all of a ResNet's and a transformer's arithmetic).
 OPS = ["Conv", "MatMul", "Gemm"]
@@ -79,7 +80,7 @@ def quantize_onnx(model: str | Path, calibration: str | Path | None = None, limi
         else:
             paths, _ = list_images(calibration)
             if not paths:
-                raise DeployError(f"{calibration}: no calibration images found")
+                raise ModelFileError(f"{calibration}: no calibration images found")
             quantize_static(
                 str(prepared),
                 str(out),

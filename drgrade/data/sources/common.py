@@ -1,0 +1,204 @@
+"""What every dataset module shares: the record types, the ``Source`` declaration and the row checks.
+
+Each reader checks everything it can before training starts and reports *all* problems it finds
+at once (file, row, what is wrong), so a user fixes a broken download in one pass; images the
+dataset itself marks ungradable are returned as exclusions with the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from PIL import Image
+
+from drgrade.errors import DataValidationError
+from drgrade.grades import check_grade
+
+#: Where a source keeps lesion masks, when it has them: ``<root>/lesion_masks/<image stem>.png``
+#: (non-zero pixels are lesions), aligned with the image.
+MASK_DIR = "lesion_masks"
+#: The grade of an image whose grade is not known (a folder to predict, a lesion-segmentation image).
+UNKNOWN = -1
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled image.
+
+    ``patient_id`` groups images that must share a split; ``masks`` are its lesion masks when the
+    source has them (one file per lesion type or one for all; explain scores attention against
+    their union); ``official_split`` is the dataset's published split (``train``, ``val``,
+    ``test``) when it has one, used by ``data.split: official``.
+    """
+
+    path: Path
+    grade: int
+    source: str
+    patient_id: str
+    masks: tuple[Path, ...] = ()
+    official_split: str = ""
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """An image left out of training and evaluation, and why (listed in split.csv and on the console).
+
+    ``kind`` is one of ``dataset`` (ungradable by the dataset's own labels), ``quality`` (refused by
+    the quality gate) or ``duplicate`` (a copy of an image in the held-out source).
+    """
+
+    record: Record
+    kind: str
+    reason: str
+
+
+@dataclass
+class SourceData:
+    """What a reader found: the usable records, and the images it excluded with why."""
+
+    records: list[Record]
+    excluded: list[Exclusion] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset as it is published: how to read it, where it goes, how to get it.
+
+    Args:
+        name: the source name in records, reports and ``data.test_sources`` (``aptos2019``).
+        option: the datamodule option holding its root (``aptos_root``).
+        folder: its folder under a data directory (``reproduce --data``, ``synth --layout``).
+        marker: a file or folder whose presence under ``folder`` means the download is there.
+        read: ``read(root, verify_images) -> SourceData``.
+        write_synthetic: ``write(out, num, size, seed) -> root``: its published layout, synthetic.
+        download: how to obtain it (shown when ``reproduce`` finds no data); ``{data}`` is the folder.
+        lesion_images: ``lesion_images(root) -> records`` of its pixel-annotated images, if any.
+    """
+
+    name: str
+    option: str
+    folder: str
+    marker: str
+    read: Callable[[Path, bool], SourceData]
+    write_synthetic: Callable[[Path, int, int, int], Path]
+    download: str
+    lesion_images: Callable[[Path], list[Record]] | None = None
+
+
+def source_root(root: str | Path, name: str) -> Path:
+    """``root`` as a Path, or a ``DataValidationError`` naming the dataset whose folder is missing."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataValidationError([f"{root}: {name} root folder not found"])
+    return root
+
+
+def read_csv_rows(
+    path: Path, required: Iterable[str], problems: list[str]
+) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV's data rows (keys stripped), or [] after recording why it is unusable.
+
+    A row with more cells than the header is a problem (the cells would shift), not silently kept.
+    """
+    if not path.is_file():
+        problems.append(f"{path}: file not found")
+        return []
+    before = len(problems)
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in required if c not in columns]
+        if missing:
+            problems.append(
+                f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}"
+            )
+            return []
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if None in row:  # DictReader files surplus cells under the key None
+                problems.append(
+                    f"{path} row {line}: {len(columns) + len(row[None])} cells for {len(columns)} columns"
+                )
+                continue
+            rows.append((line, {(k or "").strip(): (v or "").strip() for k, v in row.items()}))
+    if not rows and len(problems) == before:
+        problems.append(f"{path}: no data rows (only a header); is this the right file?")
+    return rows
+
+
+def first_sighting(
+    key: str, label: str, line: int, where: str, seen: dict[str, int], problems: list[str]
+) -> bool:
+    """Note ``key``'s first row; False, with a problem naming both rows, when it repeats."""
+    if key in seen:
+        problems.append(f"{where}: duplicate {label} (first on row {seen[key]})")
+        return False
+    seen[key] = line
+    return True
+
+
+def parse_grade(value: str, where: str, problems: list[str]) -> int | None:
+    """``value`` as a grade, or None after recording why it is not one."""
+    try:
+        return check_grade(value)
+    except ValueError as error:
+        problems.append(f"{where}: {error}")
+        return None
+
+
+def grade_and_image(
+    label: str, image: Path | None, missing: str, where: str, problems: list[str]
+) -> int | None:
+    """The row's grade when both it and its image are good; otherwise None, each problem recorded.
+
+    Args:
+        label: the grade cell.
+        image: the row's image file, None when the download lacks it.
+        missing: what to say when it does.
+        where: file and row, for the messages.
+        problems: where problems are collected.
+    """
+    grade = parse_grade(label, where, problems)
+    if image is None:
+        problems.append(f"{where}: {missing}")
+    return None if image is None else grade
+
+
+def files_in(folder: Path) -> dict[str, Path]:
+    """Name -> path of a folder's files, from one directory scan (88,702 stat calls avoided)."""
+    if not folder.is_dir():
+        return {}
+    with os.scandir(folder) as entries:
+        return {entry.name: Path(entry.path) for entry in entries if entry.is_file()}
+
+
+def check_decodes(path: Path) -> str | None:
+    """Why ``path`` is not a readable image, or None. Verifies the file without a full decode."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as error:  # PIL raises many types for broken files
+        return f"{path}: image does not decode ({type(error).__name__}: {error})"
+    return None
+
+
+def finish_source(
+    records: list[Record],
+    problems: list[str],
+    verify_images: bool,
+    root: Path | None = None,
+    excluded: list[Exclusion] | None = None,
+) -> SourceData:
+    """Raise every problem at once, or return the records (with the masks ``root`` holds) and exclusions."""
+    if root is not None and (root / MASK_DIR).is_dir():
+        masks = {p.stem: p for p in (root / MASK_DIR).iterdir()}
+        records = [replace(r, masks=(masks[r.path.stem],) if r.path.stem in masks else ()) for r in records]
+    if verify_images:
+        problems.extend(p for r in records if (p := check_decodes(r.path)) is not None)
+    if problems:
+        raise DataValidationError(problems)
+    return SourceData(records, excluded or [])

@@ -1,0 +1,90 @@
+"""``drgrade export``: a trained task as an ONNX graph, normalised images -> the decision rule's outputs.
+
+The graph is the task's logits followed by its ``DecisionRule`` (temperature, thresholds, the
+referable operating cut, the uncertainty cut), traced from the very module that decides in
+PyTorch, so a deployment cannot forget or re-implement any of it. Its outputs are the rule's
+(``probabilities``, ``grade``, ``p_referable``, ``referable_by_grade``, ``referable_by_score``,
+``uncertainty``, ``refer_to_grader``). Preprocessing (fundus crop, resize, normalisation) stays
+outside the graph: the runner does it with OpenCV and NumPy; the input size, normalisation
+constants and the rule's description travel in the model's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from drgrade.decision.outputs import OUTPUT_NAMES
+from drgrade.files import atomic_open
+from drgrade.grades import GRADE_NAMES
+from drgrade.tasks.base import BaseTask
+
+OPSET = 17
+
+
+class ExportGraph(nn.Module):
+    """images -> the decision rule's outputs, with the task's rule applied to its logits."""
+
+    def __init__(self, task: BaseTask):
+        super().__init__()
+        self.logits = task.export_module()
+        self.rule = task.rule
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The rule's outputs (``RuleOutput`` order) for normalised images."""
+        return tuple(self.rule(self.logits(images)))
+
+
+def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[str, str]:
+    """What the runner needs beside the graph: input size, normalisation, grade names, the rule."""
+    return {
+        "drgrade_model": type(task).__name__,
+        "image_size": str(image_size),
+        "mean": json.dumps(list(mean)),
+        "std": json.dumps(list(std)),
+        "grade_names": json.dumps(GRADE_NAMES),
+        "decision_rule": json.dumps(task.rule.describe()),
+    }
+
+
+def export_onnx(task: BaseTask, out: str | Path, image_size: int) -> Path:
+    """Write ``task`` as ONNX to ``out`` (dynamic batch) with drgrade metadata; returns the path.
+
+    The file is written beside ``out`` and renamed over it once complete, so an interrupted
+    export never leaves a broken model where a good one was.
+    """
+    out = Path(out)
+    graph = ExportGraph(task.eval()).eval()
+    example = torch.randn(2, 3, image_size, image_size)
+    axes = {name: {0: "batch"} for name in ("image", *OUTPUT_NAMES)}
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.is_dir() else None) as work:
+        traced = Path(work) / "graph.onnx"
+        # TracerWarnings flag Python-side shape arithmetic in open_clip's attention pool; the graph is
+        # checked against PyTorch at other batch sizes (tests), so they carry nothing to act on
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(
+                graph,
+                (example,),
+                str(traced),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["image"],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes=axes,
+            )
+        model = onnx.load(str(traced))
+    mean, std = task.normalisation()
+    for key, value in metadata(task, image_size, mean, std).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    with atomic_open(out, "wb") as f:
+        f.write(model.SerializeToString())
+    return out

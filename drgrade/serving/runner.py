@@ -1,0 +1,287 @@
+"""Grade fundus images with an exported ONNX model and onnxruntime alone (no torch, no Lightning).
+
+    python -m drgrade.deploy model.onnx images/ --out predictions.csv
+
+Preprocessing matches training exactly: the same fundus crop and resize code, then the
+normalisation stored in the model's metadata. The graph's outputs are the decision rule's (the
+rule is inside the graph); each is checked before it is written.
+
+An ONNX file is data too: before a session is created the file's size, its operators (only those
+``drgrade export`` writes; no control flow, so a hostile graph cannot loop forever), its inputs
+and outputs and its metadata (input size 32..2048, positive standard deviations, the grade names,
+a sane decision rule) are checked, and a file that fails is refused naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from tqdm import tqdm
+
+from drgrade.data.images import ImageReadError, list_images
+from drgrade.data.preprocess import preprocess_fundus
+from drgrade.data.quality import FEATURES, read_assessed
+from drgrade.decision.checks import rule_problems
+from drgrade.decision.outputs import OUTPUT_NAMES
+from drgrade.errors import ModelFileError
+from drgrade.grades import GRADE_NAMES, NUM_GRADES
+from drgrade.predictions import (
+    PredictionRow,
+    checked_decisions,
+    decided_row,
+    ungradable_summary,
+    write_predictions,
+)
+
+#: The operators ``drgrade export`` writes (float and INT8, every task and backbone); nothing else runs.
+# fmt: off
+ALLOWED_OPS = frozenset(
+    {
+        "Abs", "Add", "And", "ArgMax", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat",
+        "Constant", "ConstantOfShape", "Conv", "ConvInteger", "DequantizeLinear", "Div",
+        "DynamicQuantizeLinear", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "GatherElements",
+        "Gemm", "GlobalAveragePool", "Greater", "GreaterOrEqual", "Identity", "IsInf", "IsNaN",
+        "LayerNormalization", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "MatMulInteger", "Max",
+        "MaxPool", "Mean", "Min", "Mul", "Neg", "Not", "Or", "Pad", "Pow", "QLinearConv", "QLinearMatMul",
+        "QuantizeLinear", "Range", "Reciprocal", "ReduceL2", "ReduceMax", "ReduceMean", "ReduceSum",
+        "Relu", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze",
+        "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+    }
+)
+# fmt: on
+#: Largest model file accepted (RN50 is ~100 MB in float, ViT-L/14 ~1.2 GB).
+MAX_MODEL_BYTES = 2 << 30
+IMAGE_SIZES = (32, 2048)
+
+
+def graph_problems(model: onnx.ModelProto) -> list[str]:
+    """Operators outside ``ALLOWED_OPS`` (control flow included) and inputs/outputs not drgrade's."""
+    ops = {node.op_type for node in model.graph.node}
+    problems = [f"operators drgrade does not write: {sorted(ops - ALLOWED_OPS)}"] if ops - ALLOWED_OPS else []
+    inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if inputs != ["image"]:
+        problems.append(f"inputs {inputs}, not ['image']")
+    outputs = [o.name for o in model.graph.output]
+    if outputs != list(OUTPUT_NAMES):
+        problems.append(f"outputs {outputs}, not {list(OUTPUT_NAMES)}")
+    else:
+        dims = model.graph.output[0].type.tensor_type.shape.dim
+        if len(dims) != 2 or dims[1].dim_value != NUM_GRADES:
+            problems.append(f"probabilities are not [batch, {NUM_GRADES}]")
+    return problems
+
+
+def _floats(
+    meta: dict, key: str, count: int, low: float, high: float, strict_low: bool = False
+) -> list[float]:
+    values = json.loads(meta[key])
+    ok = isinstance(values, list) and len(values) == count and all(isinstance(v, int | float) for v in values)
+    if not ok or not all((v > low if strict_low else v >= low) and v <= high for v in values):
+        raise ValueError(
+            f"{key} {meta[key][:80]} is not {count} numbers in {'(' if strict_low else '['}{low}, {high}]"
+        )
+    return [float(v) for v in values]
+
+
+def read_metadata(meta: dict[str, str]) -> dict:
+    """The model's metadata, checked with bounds (``ValueError`` naming the entry otherwise)."""
+    missing = [k for k in ("image_size", "mean", "std", "grade_names", "decision_rule") if k not in meta]
+    if missing:
+        raise ValueError(
+            f"no drgrade metadata ({', '.join(missing)} missing): not written by `drgrade export`"
+        )
+    size = int(meta["image_size"])
+    if not IMAGE_SIZES[0] <= size <= IMAGE_SIZES[1]:
+        raise ValueError(f"image_size {size} is outside {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]}")
+    if json.loads(meta["grade_names"]) != list(GRADE_NAMES):
+        raise ValueError(f"grade_names {meta['grade_names'][:120]} are not drgrade's {list(GRADE_NAMES)}")
+    rule = json.loads(meta["decision_rule"])
+    cuts = [float("nan") if p["cut"] is None else float(p["cut"]) for p in rule["operating_points"]]
+    cutoff = float("inf") if rule["uncertainty_cutoff"] is None else float(rule["uncertainty_cutoff"])
+    problems = rule_problems(float(rule["temperature"]), [float(t) for t in rule["thresholds"]], cuts, cutoff)
+    if problems:
+        raise ValueError(f"its decision rule is broken ({'; '.join(problems)})")
+    return {
+        "image_size": size,
+        "mean": _floats(meta, "mean", 3, 0.0, 1.0),
+        "std": _floats(meta, "std", 3, 0.0, 1.0, strict_low=True),
+        "rule": rule,
+    }
+
+
+class OnnxGrader:
+    """An exported drgrade model in an onnxruntime session, checked before it is trusted to grade."""
+
+    def __init__(self, model: str | Path, providers: list[str] | None = None, threads: int | None = None):
+        model = Path(model)
+        if not model.is_file() or model.stat().st_size == 0:
+            raise ModelFileError(
+                f"{model}: {'empty file' if model.is_file() else 'no such file'}; "
+                "pass the .onnx file `drgrade export` wrote"
+            )
+        if model.stat().st_size > MAX_MODEL_BYTES:
+            raise ModelFileError(
+                f"{model}: {model.stat().st_size:,} bytes, over the {MAX_MODEL_BYTES:,} accepted"
+            )
+        try:
+            proto = onnx.load(str(model), load_external_data=False)
+        except Exception as error:  # protobuf raises its own types for malformed files
+            raise ModelFileError(
+                f"{model} is not a valid ONNX model ({str(error).splitlines()[0][:200]})"
+            ) from None
+        try:
+            problems = graph_problems(proto)
+            if problems:
+                raise ValueError("; ".join(problems))
+            checked = read_metadata({p.key: p.value for p in proto.metadata_props})
+        except (ValueError, KeyError, TypeError) as error:
+            raise ModelFileError(f"{model} was refused: {error}") from None
+        self.size = checked["image_size"]
+        self.mean = np.asarray(checked["mean"], np.float32) * 255
+        self.std = np.asarray(checked["std"], np.float32) * 255
+        self.rule = checked["rule"]
+        self.thresholds = [float(t) for t in self.rule["thresholds"]]
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                proto.SerializeToString(), options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own types for every malformed graph
+            raise ModelFileError(
+                f"{model} is not a valid ONNX model ({str(error).splitlines()[0][:200]})"
+            ) from None
+
+    def tensor(self, image: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB -> 3xSxS float32, cropped, resized and normalised."""
+        return normalised(image, self.size, self.mean, self.std)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The graph's outputs (``OUTPUT_NAMES`` order) for normalised images [B, 3, S, S]."""
+        return self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
+
+    def grade_files(
+        self, paths: Iterable[Path], batch_size: int = 16, workers: int = 0
+    ) -> list[PredictionRow]:
+        """One row per file, in the given order; an unreadable or ungradable file gets its reason.
+
+        With ``workers`` > 0, files are decoded, gated and preprocessed in that many processes
+        while the model runs on earlier batches (a folder of large photographs is decode-bound);
+        at most a few batches wait in memory.
+
+        Args:
+            paths: the image files.
+            batch_size: images per onnxruntime call.
+            workers: preprocessing processes (0: in this process).
+        """
+        paths = list(paths)
+        prepare = partial(prepared, size=self.size, mean=self.mean, std=self.std)
+        rows = [PredictionRow(str(path)) for path in paths]
+        pending: list[tuple[int, np.ndarray]] = []  # (row, network input) waiting for a batch
+        with _pool(workers) as pool, tqdm(total=len(paths), desc="grading", unit="image") as bar:
+            for index, (tensor, error, quality) in enumerate(
+                _ordered(pool, prepare, paths, depth=4 * batch_size)
+            ):
+                rows[index] = PredictionRow(str(paths[index]), error=error, quality=quality)
+                if not error:
+                    pending.append((index, tensor))
+                if len(pending) == batch_size:
+                    self._grade_batch(pending, rows)
+                bar.update()
+            if pending:
+                self._grade_batch(pending, rows)
+        return rows
+
+    def _grade_batch(self, pending: list[tuple[int, np.ndarray]], rows: list[PredictionRow]) -> None:
+        """Run one batch and fill in its rows with the checked decisions; empties ``pending``."""
+        outputs = self.run(np.stack([tensor for _, tensor in pending]))
+        for (index, _), decision in zip(pending, checked_decisions(outputs, self.thresholds), strict=True):
+            decided_row(rows[index], decision)
+        pending.clear()
+
+
+def normalised(image: np.ndarray, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB -> 3xSxS float32: fundus crop, resize, normalisation."""
+    square = preprocess_fundus(image, size).astype(np.float32)
+    return ((square - mean) / std).transpose(2, 0, 1)
+
+
+def prepared(path: Path, size: int, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray | None, str, list]:
+    """(network input, "", gate features) or (None, why it is not graded, features): one worker's job."""
+    try:
+        image, features = read_assessed(path)
+        return normalised(image, size, mean, std), "", [features[name] for name in FEATURES]
+    except ImageReadError as error:
+        measured = getattr(error, "features", {})
+        return None, str(error), [measured.get(name, float("nan")) for name in FEATURES]
+
+
+class _InProcess:
+    """The executor interface for ``workers=0``: every job runs at once, in this process."""
+
+    def submit(self, fn, *args):
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _pool(workers: int):
+    return ProcessPoolExecutor(workers) if workers > 0 else _InProcess()
+
+
+def _ordered(pool, fn, paths: list[Path], depth: int):
+    """``fn(path)`` for every path, in order, with at most ``depth`` jobs submitted ahead."""
+    queue: deque[Future] = deque()
+    for path in paths:
+        queue.append(pool.submit(fn, path))
+        if len(queue) >= depth:
+            yield queue.popleft().result()
+    while queue:
+        yield queue.popleft().result()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m drgrade.deploy MODEL IMAGES [--out CSV]``.
+
+    Args:
+        argv: command-line arguments without the program name.
+    """
+    parser = argparse.ArgumentParser(prog="python -m drgrade.deploy", description=__doc__.split("\n")[0])
+    parser.add_argument("model", type=Path, help="ONNX file from `drgrade export`")
+    parser.add_argument("images", type=Path, help="folder of fundus images (png/jpg/tif)")
+    parser.add_argument("--out", type=Path, default=Path("predictions.csv"))
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="preprocessing processes")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: its own)")
+    parser.add_argument("--batch_size", type=int, default=16)
+    opts = parser.parse_args(argv)
+    try:
+        grader = OnnxGrader(opts.model, threads=opts.threads)
+        paths, skipped = list_images(opts.images)
+    except (ModelFileError, FileNotFoundError) as error:
+        print(f"python -m drgrade.deploy: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    start = time.perf_counter()
+    rows = grader.grade_files(paths, opts.batch_size, opts.workers)
+    rate = len(paths) / max(time.perf_counter() - start, 1e-9)
+    rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
+    write_predictions(opts.out, rows)
+    print(f"{len(rows)} image(s) into {opts.out} at {rate:.1f} images/s; {ungradable_summary(rows)}")
