@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from drgrade.data.quality import FEATURES
 from drgrade.decision.checks import output_problem
 from drgrade.files import atomic_open, neutralise, restore
@@ -164,13 +166,14 @@ def write_predictions(path: str | Path, rows: Iterable[PredictionRow]) -> Path:
 
 @dataclass
 class SavedPredictions:
-    """The graded, labelled rows of an evaluation's prediction file, as plain lists."""
+    """The graded, labelled rows of an evaluation's prediction file."""
 
     files: list[str]
     patients: list[str]
-    probabilities: list[list[float]]
-    targets: list[int]
-    grades: list[int]
+    #: [N, K] float32: exactly the probabilities the run computed its metrics from.
+    probabilities: np.ndarray
+    targets: np.ndarray
+    grades: np.ndarray
 
 
 def read_predictions(path: Path) -> SavedPredictions:
@@ -185,9 +188,11 @@ def read_predictions(path: Path) -> SavedPredictions:
     return SavedPredictions(
         files,
         [restore(r.get("patient_id") or "") or file for r, file in zip(rows, files, strict=True)],
-        [[float(r[c]) for c in PROB_COLUMNS] for r in rows],
-        [int(r["true_grade"]) for r in rows],
-        [int(r["grade"]) for r in rows],
+        np.array([[float(r[c]) for c in PROB_COLUMNS] for r in rows], np.float32).reshape(
+            -1, len(PROB_COLUMNS)
+        ),
+        np.array([int(r["true_grade"]) for r in rows], np.int64),
+        np.array([int(r["grade"]) for r in rows], np.int64),
     )
 
 

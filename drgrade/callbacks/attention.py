@@ -11,27 +11,13 @@ from pathlib import Path
 import lightning as L
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from lightning.pytorch.callbacks import Callback
 
-from drgrade.data.preprocess import CLIP_MEAN, CLIP_STD
-from drgrade.evaluation.attention import lesion_mass_fraction
-from drgrade.evaluation.plots import overlay_figure
+from drgrade.evaluation.metrics import lesion_mass_fraction
 from drgrade.files import atomic_open, save_figure
 from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import Decision, PredictionRow, checked_decisions, write_predictions
-
-
-def display_images(images: torch.Tensor) -> np.ndarray:
-    """Normalised network inputs [B, 3, S, S] back to RGB uint8 [B, S, S, 3] for drawing.
-
-    Args:
-        images: CLIP-normalised batch.
-    """
-    mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
-    pixels = ((images.float() * std + mean) * 255).round().clamp(0, 255)
-    return pixels.byte().permute(0, 2, 3, 1).cpu().numpy()
+from drgrade.reporting.overlays import display_images, overlay_figure
 
 
 class AttentionWriter(Callback):

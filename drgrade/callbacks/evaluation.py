@@ -20,13 +20,12 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from scipy.special import softmax
 
-from drgrade.evaluation.clinical_plots import referral_figure, reliability_figure
 from drgrade.evaluation.metrics import SplitResult
-from drgrade.evaluation.plots import confusion_figure, roc_figure
 from drgrade.evaluation.summary import clinical_sections
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADES
 from drgrade.predictions import PredictionRow, checked_decisions, decided_row, write_predictions
+from drgrade.reporting.plots import confusion_figure, referral_figure, reliability_figure, roc_figure
 from drgrade.runs import run_dir
 
 

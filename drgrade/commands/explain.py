@@ -23,10 +23,10 @@ from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.quality import QualityLimits
 from drgrade.data.sources import lesion_images
 from drgrade.errors import OptionError
-from drgrade.evaluation.plots import comparison_figure, lesion_mass_figure
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import PROB_COLUMNS
+from drgrade.reporting.overlays import comparison_figure, lesion_mass_figure
 from drgrade.runs import resolve_checkpoint
 from drgrade.tasks import BaseTask, ZeroShotCLIP, load_task
 

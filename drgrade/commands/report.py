@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drgrade.commands.options import PAPER_HELP, add_switch
-from drgrade.evaluation.report import write_report
+from drgrade.reporting.report import write_report
 
 MODEL_BOUND = False
 

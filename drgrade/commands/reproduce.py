@@ -16,7 +16,7 @@ import yaml
 from drgrade.commands.options import PAPER_HELP, add_switch
 from drgrade.data.sources import SOURCES, download_help, downloaded
 from drgrade.errors import OptionError
-from drgrade.evaluation.report import write_report
+from drgrade.reporting.report import write_report
 
 MODEL_BOUND = False
 

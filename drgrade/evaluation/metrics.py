@@ -156,3 +156,12 @@ class SplitResult:
     def uncertainty(self) -> torch.Tensor:
         """The rule's predictive entropy per image [N]."""
         return self.outputs.uncertainty
+
+
+def lesion_mass_fraction(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Share of each map's total mass inside the lesion mask (the "pointing game" score).
+
+    1 when all attention is on lesions, the mask's area fraction for a uniform map.
+    """
+    maps, masks = maps.float().flatten(1), (masks > 0).float().flatten(1)
+    return (maps * masks).sum(1) / maps.sum(1).clamp_min(1e-12)

@@ -19,7 +19,8 @@ import numpy as np
 
 from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import PROB_COLUMNS, write_predictions
-from drgrade.serving.screening import Screening, answer_card
+from drgrade.reporting.overlays import answer_card
+from drgrade.serving.screening import Screening
 
 NOTICE = (
     "**Research software, not a medical device.** drgrade's grades have not been validated for "
@@ -72,7 +73,7 @@ def answer_batch(grade: Callable[[list[Path]], list[Screening]], uploads: list[s
             path.unlink(missing_ok=True)
     gallery = []
     for answer in answers:
-        figure = answer_card(answer)
+        figure = answer_card(answer.row, answer.image, answer.attention, answer.method)
         figure.canvas.draw()
         gallery.append((np.asarray(figure.canvas.buffer_rgba())[..., :3].copy(), Path(answer.row.file).name))
         plt.close(figure)

@@ -8,26 +8,21 @@ predictions.csv for the same file (tested).
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
 
-from drgrade.callbacks.attention import display_images
 from drgrade.data.augment import EvalTransform
 from drgrade.data.dataset import UNKNOWN, FundusDataset
 from drgrade.data.images import read_rgb
 from drgrade.data.preprocess import preprocess_fundus
 from drgrade.data.quality import QualityLimits
 from drgrade.data.sources import Record
-from drgrade.evaluation.plots import overlay
-from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import PredictionRow, checked_decisions, decided_row
+from drgrade.reporting.overlays import display_images
 from drgrade.tasks import BaseTask
 
 
@@ -83,35 +78,3 @@ def screen_files_onnx(grader, paths: Sequence[Path]) -> list[Screening]:
         picture = None if row.error else preprocess_fundus(read_rgb(row.file), grader.size)
         answers.append(Screening(row, picture, None, "none: an ONNX model has no attention map"))
     return answers
-
-
-def answer_card(answer: Screening) -> Figure:
-    """The attention overlay beside the five probabilities as a bar chart, titled with the verdict."""
-    fig, (picture, bars) = plt.subplots(1, 2, figsize=(8, 3.6), gridspec_kw={"width_ratios": [1, 1.2]})
-    row = answer.row
-    name = Path(row.file).name
-    if row.error:
-        for ax in (picture, bars):
-            ax.axis("off")
-        reason = textwrap.fill(row.error.replace(f"{row.file}: ", ""), 60)
-        picture.text(0, 0.5, reason, fontsize=10, va="center")
-        fig.suptitle(f"{name}: not graded")
-        return fig
-    shown = answer.image if answer.attention is None else overlay(answer.image, answer.attention)
-    picture.imshow(shown)
-    picture.set_title(f"attention ({answer.method})" if answer.attention is not None else "input", fontsize=9)
-    picture.axis("off")
-    decision = row.decision
-    colours = ["tab:red" if g == decision.grade else "tab:blue" for g in range(len(GRADE_NAMES))]
-    bars.barh(GRADE_NAMES, decision.probabilities, color=colours)
-    bars.set_xlim(0, 1)
-    bars.invert_yaxis()
-    bars.set_xlabel("probability")
-    flags = ("REFERABLE" if decision.referable_by_score else "not referable") + (
-        ", refer to a grader" if decision.refer_to_grader else ""
-    )
-    fig.suptitle(
-        f"{name}: {GRADE_NAMES[decision.grade]} ({flags}; entropy {decision.uncertainty:.2f})", fontsize=10
-    )
-    fig.tight_layout()
-    return fig

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 
 from drgrade.decision.rule import ThresholdObjective
 from drgrade.errors import OptionError
-from drgrade.evaluation.attention import normalise_maps
 from drgrade.grades import NUM_GRADES
 from drgrade.models.fcn_decoder import FCNHead
 from drgrade.models.losses import WeightedCEFocalLoss, inverse_frequency_weights
+from drgrade.tasks.attention import normalise_maps
 from drgrade.tasks.base import TrainableTask
 
 

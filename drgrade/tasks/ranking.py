@@ -12,8 +12,8 @@ from drgrade.decision.rule import ThresholdObjective
 from drgrade.grades import GRADES
 from drgrade.models.losses import RankingAwareLoss
 from drgrade.models.prompt_learner import PromptLearner
+from drgrade.tasks.attention import GradCAMAttention
 from drgrade.tasks.base import TrainableTask
-from drgrade.tasks.gradcam import GradCAMAttention
 
 
 class RankingCLIP(GradCAMAttention, TrainableTask):

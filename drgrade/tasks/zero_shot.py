@@ -11,8 +11,8 @@ from open_clip import build_zero_shot_classifier
 from drgrade.errors import OptionError
 from drgrade.evaluation.metrics import compute_metrics
 from drgrade.grades import GRADES, TEMPLATE_SETS, grade_text
+from drgrade.tasks.attention import GradCAMAttention
 from drgrade.tasks.base import BaseTask
-from drgrade.tasks.gradcam import GradCAMAttention
 
 
 class ZeroShotCLIP(GradCAMAttention, BaseTask):

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from drgrade.cli import main
-from drgrade.evaluation.attention import grad_cam, lesion_mass_fraction, normalise_maps
+from drgrade.evaluation.metrics import lesion_mass_fraction
 from drgrade.tasks import FCNCLIP, RankingCLIP, ZeroShotCLIP
+from drgrade.tasks.attention import grad_cam, normalise_maps
 from tests.conftest import cli_args
 
 

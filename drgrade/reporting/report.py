@@ -13,22 +13,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from drgrade.errors import OptionError
-from drgrade.evaluation import paper
-from drgrade.evaluation.clinical_report import (
+from drgrade.files import atomic_open, atomic_write_text
+from drgrade.grades import GRADES
+from drgrade.reporting import paper
+from drgrade.reporting.figures import write_model_figures
+from drgrade.reporting.plots import confusion_sheet
+from drgrade.reporting.tables import (
     calibration_table,
     operating_point_table,
     paired_table,
     per_source_table,
     with_interval,
 )
-from drgrade.evaluation.figures import write_model_figures
-from drgrade.evaluation.plots import draw_confusion
-from drgrade.files import atomic_open, atomic_write_text, save_figure
-from drgrade.grades import GRADES
 
 
 @dataclass
@@ -163,16 +162,6 @@ def markdown(rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
     return "\n".join(lines)
-
-
-def confusion_sheet(runs: Sequence[RunResult], path: Path) -> None:
-    """Every run's confusion matrix side by side, saved to ``path``."""
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4.8), squeeze=False)
-    for ax, run in zip(axes[0], runs, strict=True):
-        draw_confusion(ax, run.confusion, run.label)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
 
 
 def report_tables(

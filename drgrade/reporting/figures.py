@@ -15,17 +15,16 @@ import re
 import shutil
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
 from drgrade.evaluation.metrics import compute_metrics
-from drgrade.evaluation.plots import confusion_figure, roc_figure
 from drgrade.files import save_figure
 from drgrade.grades import GRADES
-from drgrade.predictions import PROB_COLUMNS
+from drgrade.predictions import read_predictions
+from drgrade.reporting.plots import confusion_figure, curves_figure, roc_figure
 
 
 def slug(text: str) -> str:
@@ -52,56 +51,6 @@ def epoch_curves(metrics_csv: Path) -> dict[str, dict[int, float]]:
     return curves
 
 
-def curves_figure(curves: dict[str, dict[int, float]], title: str):
-    """Loss and accuracy per epoch, training beside validation (the paper's Figures 2-3).
-
-    Args:
-        curves: from ``epoch_curves``.
-        title: the figure title.
-    """
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    panels = (("loss", ("train/loss_epoch", "val/loss")), ("accuracy", ("train/accuracy", "val/accuracy")))
-    for ax, (quantity, keys) in zip(axes, panels, strict=True):
-        for key in keys:
-            if curves.get(key):
-                epochs = sorted(curves[key])
-                ax.plot(epochs, [curves[key][e] for e in epochs], marker="o", label=key.split("/")[0])
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(quantity)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-@dataclass
-class SavedPredictions:
-    """The graded, labelled rows of an evaluation's predictions.csv."""
-
-    files: list[str]
-    patients: list[str]
-    probs: torch.Tensor
-    targets: torch.Tensor
-    preds: torch.Tensor
-
-
-def read_predictions(path: Path) -> SavedPredictions:
-    """The graded rows with a reference grade of a predictions.csv.
-
-    Args:
-        path: the evaluation's predictions.csv.
-    """
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["grade"] != "" and r["true_grade"] != ""]
-    return SavedPredictions(
-        [r["file"] for r in rows],
-        [r.get("patient_id") or r["file"] for r in rows],
-        torch.tensor([[float(r[c]) for c in PROB_COLUMNS] for r in rows]),
-        torch.tensor([int(r["true_grade"]) for r in rows]),
-        torch.tensor([int(r["grade"]) for r in rows]),
-    )
-
-
 def write_model_figures(runs: Sequence, folder: Path) -> list[Path]:
     """Per report column: its confusion matrix; per run: ROC curves and the training curves.
 
@@ -122,7 +71,11 @@ def write_model_figures(runs: Sequence, folder: Path) -> list[Path]:
         predictions = run.directory / "predictions.csv"
         if predictions.is_file():
             saved = read_predictions(predictions)
-            evaluation = compute_metrics(saved.probs, saved.targets, saved.preds)
+            evaluation = compute_metrics(
+                torch.from_numpy(saved.probabilities),
+                torch.from_numpy(saved.targets),
+                torch.from_numpy(saved.grades),
+            )
             aurocs = [evaluation.metrics[f"auroc_{g.short}"] for g in GRADES]
             figure = roc_figure(evaluation.roc, aurocs, f"{run.name} [{run.stage}]: one-vs-rest ROC")
             written.append(save_figure(figure, folder / f"{name}_roc.png"))

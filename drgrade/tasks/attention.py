@@ -1,7 +1,7 @@
-"""Attention-map arithmetic used by every task's ``attention_maps``.
+"""Where a task looks: map normalisation, Grad-CAM, and the Grad-CAM mixin of the CLIP-logit tasks.
 
-Grad-CAM, map normalisation, and the lesion-mass fraction that scores a map against known lesions. Each task's
-``attention_maps`` uses these.
+FCN-CLIP shows CBAM's spatial attention (``normalise_maps``); zero-shot and ranking show Grad-CAM
+of the predicted grade at the image tower's last stage (``GradCAMAttention``).
 
 Grad-CAM is our own short implementation rather than a library (captum, pytorch-grad-cam): the
 backbone wrapper already splits the image tower at its last ResNet stage, frozen towers need the
@@ -54,10 +54,21 @@ def grad_cam(
     return normalise_maps(cam[:, 0]), logits.detach()
 
 
-def lesion_mass_fraction(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Share of each map's total mass inside the lesion mask (the "pointing game" score).
+class GradCAMAttention:
+    """Attention maps for tasks whose logits come from pooled CLIP image embeddings.
 
-    1 when all attention is on lesions, the mask's area fraction for a uniform map.
+    The task provides ``embedding_logits``; the map is Grad-CAM through ``attnpool`` of the image tower's
+    layer4 feature map.
     """
-    maps, masks = maps.float().flatten(1), (masks > 0).float().flatten(1)
-    return (maps * masks).sum(1) / maps.sum(1).clamp_min(1e-12)
+
+    def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """(Grad-CAM maps [B, S, S], logits [B, K], method) of the predicted grade."""
+        visual = self.backbone.visual
+
+        def pooled_scores(activations: torch.Tensor) -> torch.Tensor:
+            return self.embedding_logits(F.normalize(visual.attnpool(activations), dim=-1))
+
+        maps, logits = grad_cam(
+            lambda x: self.backbone.feature_maps(x, ("layer4",))["layer4"], pooled_scores, images
+        )
+        return maps, logits, "Grad-CAM (layer4)"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from drgrade.evaluation.bootstrap import PAIRED_METRICS, BootstrapSpec, paired_differences
-from drgrade.evaluation.figures import SavedPredictions, read_predictions
+from drgrade.predictions import SavedPredictions, read_predictions
 
 
 def with_interval(value: float | None, interval: Sequence[float] | None, digits: int = 3) -> str:
@@ -57,7 +57,7 @@ def paired_table(runs: Sequence) -> list[list[str]]:
                 continue
             position = {file: i for i, file in enumerate(b.files)}
             order = np.array([position[file] for file in a.files])  # b's rows in a's order
-            if not np.array_equal(a.targets.numpy(), b.targets.numpy()[order]):
+            if not np.array_equal(a.targets, b.targets[order]):
                 rows.append([label, *(["not compared: reference grades differ"] * len(PAIRED_METRICS))])
                 continue
             setting = first.document.get("bootstrap", {})
@@ -65,9 +65,9 @@ def paired_table(runs: Sequence) -> list[list[str]]:
                 resamples=setting.get("resamples", 2000) or 2000, seed=setting.get("seed", 0)
             )
             result = paired_differences(
-                (a.probs.double().numpy(), a.preds.numpy()),
-                (b.probs.double().numpy()[order], b.preds.numpy()[order]),
-                a.targets.numpy(),
+                (a.probabilities.astype(np.float64), a.grades),
+                (b.probabilities.astype(np.float64)[order], b.grades[order]),
+                a.targets,
                 a.patients,
                 spec,
             )

@@ -1,6 +1,9 @@
-"""Matplotlib figures: confusion matrix, one-vs-rest ROC curves, attention overlays, lesion mass."""
+"""Pictures of images: attention overlays, the model comparison sheet, lesion mass, the web page's cards."""
 
 from __future__ import annotations
+
+import textwrap
+from pathlib import Path
 
 import matplotlib
 
@@ -10,75 +13,21 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from drgrade.data.preprocess import CLIP_MEAN, CLIP_STD
 from drgrade.grades import GRADE_NAMES
+from drgrade.predictions import PredictionRow
 
 
-def draw_confusion(ax, confusion: np.ndarray, title: str = "") -> None:
-    """Row-normalised colours with raw counts written in each cell.
-
-    Args:
-        ax: the axes to draw on.
-        confusion: counts, rows true grade, columns predicted grade.
-        title: the axes title.
-    """
-    rows = confusion.sum(axis=1, keepdims=True)
-    share = np.divide(confusion, rows, out=np.zeros_like(confusion, dtype=float), where=rows > 0)
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ticks = range(len(GRADE_NAMES))
-    ax.set_xticks(ticks, GRADE_NAMES, rotation=45, ha="right")
-    ax.set_yticks(ticks, GRADE_NAMES)
-    ax.set_xlabel("predicted grade")
-    ax.set_ylabel("true grade")
-    for i in ticks:
-        for j in ticks:
-            ax.text(
-                j,
-                i,
-                int(confusion[i, j]),
-                ha="center",
-                va="center",
-                color="white" if share[i, j] > 0.5 else "black",
-                fontsize=8,
-            )
-    if title:
-        ax.set_title(title)
-
-
-def confusion_figure(confusion: torch.Tensor, title: str = "Confusion matrix") -> Figure:
-    """One confusion matrix as a figure.
+def display_images(images: torch.Tensor) -> np.ndarray:
+    """Normalised network inputs [B, 3, S, S] back to RGB uint8 [B, S, S, 3] for drawing.
 
     Args:
-        confusion: counts [K, K].
-        title: the figure title.
+        images: CLIP-normalised batch.
     """
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    draw_confusion(ax, confusion.numpy(), title)
-    fig.tight_layout()
-    return fig
-
-
-def roc_figure(roc: list, aurocs: list[float | None], title: str = "One-vs-rest ROC") -> Figure:
-    """One-vs-rest ROC curves of every grade.
-
-    Args:
-        roc: per grade (fpr, tpr) or None when the grade is absent.
-        aurocs: per grade AUROC or None.
-        title: the figure title.
-    """
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for name, curve, auc in zip(GRADE_NAMES, roc, aurocs, strict=True):
-        if curve is None:
-            ax.plot([], [], label=f"{name} (absent)")
-            continue
-        fpr, tpr = curve
-        ax.plot(fpr.numpy(), tpr.numpy(), label=f"{name} (AUC {auc:.3f})")
-    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
+    mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
+    pixels = ((images.float() * std + mean) * 255).round().clamp(0, 255)
+    return pixels.byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def overlay(image: np.ndarray, attention: np.ndarray) -> np.ndarray:
@@ -160,5 +109,45 @@ def lesion_mass_figure(summary: dict) -> Figure:
     ax.set_ylabel("attention mass inside lesions")
     ax.set_ylim(0, 1.3 * max(*means, baseline))
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def answer_card(
+    row: PredictionRow, image: np.ndarray | None, attention: np.ndarray | None, method: str
+) -> Figure:
+    """The attention overlay beside the five probabilities as a bar chart, titled with the verdict.
+
+    Args:
+        row: the image's prediction row.
+        image: the preprocessed input (None when it was not graded).
+        attention: its attention map in [0, 1], or None (an ONNX model has none).
+        method: how the map was made.
+    """
+    fig, (picture, bars) = plt.subplots(1, 2, figsize=(8, 3.6), gridspec_kw={"width_ratios": [1, 1.2]})
+    name = Path(row.file).name
+    if row.error:
+        for ax in (picture, bars):
+            ax.axis("off")
+        reason = textwrap.fill(row.error.replace(f"{row.file}: ", ""), 60)
+        picture.text(0, 0.5, reason, fontsize=10, va="center")
+        fig.suptitle(f"{name}: not graded")
+        return fig
+    shown = image if attention is None else overlay(image, attention)
+    picture.imshow(shown)
+    picture.set_title(f"attention ({method})" if attention is not None else "input", fontsize=9)
+    picture.axis("off")
+    decision = row.decision
+    colours = ["tab:red" if g == decision.grade else "tab:blue" for g in range(len(GRADE_NAMES))]
+    bars.barh(GRADE_NAMES, decision.probabilities, color=colours)
+    bars.set_xlim(0, 1)
+    bars.invert_yaxis()
+    bars.set_xlabel("probability")
+    flags = ("REFERABLE" if decision.referable_by_score else "not referable") + (
+        ", refer to a grader" if decision.refer_to_grader else ""
+    )
+    fig.suptitle(
+        f"{name}: {GRADE_NAMES[decision.grade]} ({flags}; entropy {decision.uncertainty:.2f})", fontsize=10
+    )
     fig.tight_layout()
     return fig

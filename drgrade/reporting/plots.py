@@ -1,0 +1,188 @@
+"""The evaluation's figures: confusion matrices, ROC curves, reliability, referral and training curves.
+
+Every figure drgrade draws from numbers lives here (pictures of images are in ``overlays``), so a
+run folder, the report and W&B show the same drawings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from drgrade.evaluation.clinical import ECE_BINS, expected_calibration_error, reliability_table
+from drgrade.files import save_figure
+from drgrade.grades import GRADE_NAMES
+
+
+def draw_confusion(ax, confusion: np.ndarray, title: str = "") -> None:
+    """Row-normalised colours with raw counts written in each cell.
+
+    Args:
+        ax: the axes to draw on.
+        confusion: counts, rows true grade, columns predicted grade.
+        title: the axes title.
+    """
+    rows = confusion.sum(axis=1, keepdims=True)
+    share = np.divide(confusion, rows, out=np.zeros_like(confusion, dtype=float), where=rows > 0)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(GRADE_NAMES))
+    ax.set_xticks(ticks, GRADE_NAMES, rotation=45, ha="right")
+    ax.set_yticks(ticks, GRADE_NAMES)
+    ax.set_xlabel("predicted grade")
+    ax.set_ylabel("true grade")
+    for i in ticks:
+        for j in ticks:
+            ax.text(
+                j,
+                i,
+                int(confusion[i, j]),
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
+    if title:
+        ax.set_title(title)
+
+
+def confusion_figure(confusion: torch.Tensor, title: str = "Confusion matrix") -> Figure:
+    """One confusion matrix as a figure.
+
+    Args:
+        confusion: counts [K, K].
+        title: the figure title.
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    draw_confusion(ax, confusion.numpy(), title)
+    fig.tight_layout()
+    return fig
+
+
+def roc_figure(roc: list, aurocs: list[float | None], title: str = "One-vs-rest ROC") -> Figure:
+    """One-vs-rest ROC curves of every grade.
+
+    Args:
+        roc: per grade (fpr, tpr) or None when the grade is absent.
+        aurocs: per grade AUROC or None.
+        title: the figure title.
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, curve, auc in zip(GRADE_NAMES, roc, aurocs, strict=True):
+        if curve is None:
+            ax.plot([], [], label=f"{name} (absent)")
+            continue
+        fpr, tpr = curve
+        ax.plot(fpr.numpy(), tpr.numpy(), label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_sheet(runs: Sequence, path: Path) -> None:
+    """Every run's confusion matrix side by side, saved to ``path``."""
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4.8), squeeze=False)
+    for ax, run in zip(axes[0], runs, strict=True):
+        draw_confusion(ax, run.confusion, run.label)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
+def curves_figure(curves: dict[str, dict[int, float]], title: str):
+    """Loss and accuracy per epoch, training beside validation (the paper's Figures 2-3).
+
+    Args:
+        curves: from ``epoch_curves``.
+        title: the figure title.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    panels = (("loss", ("train/loss_epoch", "val/loss")), ("accuracy", ("train/accuracy", "val/accuracy")))
+    for ax, (quantity, keys) in zip(axes, panels, strict=True):
+        for key in keys:
+            if curves.get(key):
+                epochs = sorted(curves[key])
+                ax.plot(epochs, [curves[key][e] for e in epochs], marker="o", label=key.split("/")[0])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(quantity)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(before: np.ndarray, after: np.ndarray, targets: np.ndarray, title: str) -> Figure:
+    """Accuracy against confidence per bin, before and after temperature scaling.
+
+    Args:
+        before: probabilities before temperature scaling [N, K].
+        after: probabilities after [N, K].
+        targets: true grades [N].
+        title: the figure title.
+    """
+    fig, (ax, counts) = plt.subplots(
+        2, 1, figsize=(5.2, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    centres = (np.arange(ECE_BINS) + 0.5) / ECE_BINS
+    width = 1.0 / ECE_BINS
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    for probs, label, colour, shift in (
+        (before, "before", "tab:orange", -0.25),
+        (after, "after", "tab:blue", 0.25),
+    ):
+        table = reliability_table(probs, targets)
+        ece = expected_calibration_error(probs, targets)
+        ax.bar(
+            centres + shift * width,
+            np.nan_to_num(table["accuracy"]),
+            width=width / 2,
+            color=colour,
+            alpha=0.8,
+            label=f"{label} temperature scaling (ECE {ece:.3f})",
+        )
+        counts.bar(centres + shift * width, table["count"], width=width / 2, color=colour, alpha=0.8)
+    ax.set_ylabel("accuracy in bin")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left")
+    counts.set_xlabel("confidence (max probability)")
+    counts.set_ylabel("images")
+    counts.set_xlim(0, 1)
+    fig.tight_layout()
+    return fig
+
+
+def referral_figure(referral: dict, title: str) -> Figure:
+    """Accuracy, QWK and referable sensitivity / specificity of the kept images vs the referred share.
+
+    Args:
+        referral: the ``referral`` section of metrics.json.
+        title: the figure title.
+    """
+    fractions = 100 * np.asarray(referral["fractions"])
+    keys = ("accuracy", "qwk", "referable_sensitivity", "referable_specificity")
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6), squeeze=False)
+    styles = {"entropy": "-o", "max_probability": "--s"}
+    for ax, key in zip(axes[0], keys, strict=True):
+        for measure, style in styles.items():
+            values = [np.nan if v is None else v for v in referral[measure][key]]
+            ax.plot(fractions, values, style, markersize=3, label=f"by {measure.replace('_', ' ')}")
+        ax.set_title(key.replace("_", " "))
+        ax.set_xlabel("least certain images referred (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("on the images kept")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
