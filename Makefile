@@ -11,7 +11,7 @@ QUIET := { grep -v "is ignored" || true; }
 
 LINTED := drgrade tests benchmarks docs
 
-.PHONY: help install test lint demo explain-demo reproduce-table3 bench docs clean clean-runs
+.PHONY: help install test test-newest-lightning lint demo explain-demo reproduce-table3 bench docs clean clean-runs
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -27,6 +27,13 @@ install: $(STAMP)  ## create .venv and install drgrade (editable) with dev extra
 test: $(STAMP)  ## ruff, then the whole test suite (offline, CPU, one worker per core; slow tests included)
 	$(BIN)/ruff check $(LINTED)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -n auto --durations=10
+
+NEWEST := .newest-lightning
+test-newest-lightning: $(STAMP)  ## the CLI tests on the newest Lightning the registry offers (CI, after make test)
+	rm -rf $(NEWEST)
+	$(BIN)/python -m pip install -q --no-deps --target $(NEWEST) --upgrade lightning 2>&1 | $(QUIET)
+	PYTHONPATH=$(NEWEST) $(BIN)/python -c "import lightning; print('CLI tests on Lightning', lightning.__version__)"
+	PYTHONPATH=$(NEWEST) WANDB_MODE=disabled $(BIN)/python -m pytest -q -n auto tests/cli/test_cli.py tests/cli/test_cli_api.py
 
 lint: $(STAMP)  ## ruff (the same folders as make test)
 	$(BIN)/ruff check $(LINTED)
@@ -53,7 +60,7 @@ docs: $(STAMP)  ## redraw docs/synthetic_grid.png and docs/realism.png (syntheti
 	$(BIN)/python docs/realism.py
 
 clean:  ## remove generated synthetic data and tool caches; keeps runs/, reports/ and .venv
-	rm -rf data/synthetic .pytest_cache .ruff_cache
+	rm -rf data/synthetic .pytest_cache .ruff_cache $(NEWEST)
 
 clean-runs:  ## DELETE every trained checkpoint, run folder and report (runs/, reports/): asks first
 	@read -r -p "Delete runs/ and reports/ (all checkpoints and results)? [y/N] " answer; \

@@ -7,6 +7,7 @@ anything else still prints. Installed by ``drgrade.cli.main`` for every verb.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 
@@ -25,6 +26,24 @@ WARNING_NOISE = (
         "frozen CLIP towers (and their BatchNorm) stay in eval mode on purpose",
     ),
     (r".*isinstance\(treespec, LeafSpec\)", "Lightning's own use of a torch API it will update"),
+    (
+        r"\s*``instantiate_classes`` was deprecated",
+        "LightningCLI's own call of a jsonargparse 4.49 API it will update",
+    ),
+    (
+        r"\s*By default only one JsonargparseDeprecationWarning",
+        "jsonargparse's note on the deprecations above (LightningCLI's own calls)",
+    ),
+    (
+        r"\s*skip_none parameter was deprecated",
+        "LightningCLI's own call of a jsonargparse 4.49 API it will update",
+    ),
+    (
+        r"The dirpath has changed from",
+        "a checkpoint of another run is evaluated on purpose: its weights and rule count, not its callbacks",
+    ),
+    (r"The copy keyword is deprecated", "Gradio's own use of a pandas API it will update"),
+    (r"'future.no_silent_downcasting' is deprecated", "Gradio's own use of a pandas API it will update"),
 )
 
 
@@ -38,7 +57,12 @@ class _Drop(logging.Filter):
 
 
 def quiet_console() -> None:
-    """Install the filters (idempotent: a filter already installed is not added twice)."""
+    """Install the filters (idempotent: a filter already installed is not added twice).
+
+    W&B's own console output (a summary of every run, notices) is silenced the way ``make`` did,
+    unless the user set ``WANDB_SILENT`` otherwise; runs are still written and synced as usual.
+    """
+    os.environ.setdefault("WANDB_SILENT", "true")
     for name, pattern, _ in LOG_NOISE:
         logger = logging.getLogger() if name == "root" else logging.getLogger(name)
         if not any(isinstance(f, _Drop) and f.pattern.pattern == pattern for f in logger.filters):

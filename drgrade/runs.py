@@ -1,10 +1,33 @@
-"""Where a run's files go: one directory per run, shared by every callback and the datamodule."""
+"""Where a run's files go, and which earlier run ``--ckpt_path last / best / newest`` means.
+
+Each run writes to its own versioned folder, so Lightning's in-process meaning of ``last`` /
+``best`` would never find an earlier run's file; these look across the runs of a config:
+
+- ``last``: the newest ``last.ckpt`` (to resume a fit);
+- ``best``: among the runs' best checkpoints, the one with the best monitored validation score,
+  of runs made with the same split settings as now (an accidental short run, or a run on
+  another split, does not win because it is newer);
+- ``newest``: the newest best checkpoint, whatever its score.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import lightning as L
+import torch
+
+from drgrade.errors import CheckpointError
+
+#: The split settings a checkpoint records that must match for ``best`` to consider it.
+SPLIT_SETTINGS = ("split_ratios", "split_seed", "test_sources", "split")
+#: drgrade's own checkpoint entries (written by ``BaseTask.on_save_checkpoint``).
+TASK_KEY = "drgrade_task"
+SPLIT_KEY = "drgrade_split"
+CHOICE_KEY = "drgrade_threshold_choice"
+SCORE_KEY = "drgrade_score"
+CHECKPOINT_CHOICES = ("last", "best", "newest")
 
 
 def run_dir(trainer: L.Trainer) -> Path:
@@ -17,26 +40,56 @@ def run_dir(trainer: L.Trainer) -> Path:
     return path
 
 
-def find_checkpoint(root: str | Path, which: str) -> Path | None:
-    """The newest ``last.ckpt`` (which="last") or ``best-*.ckpt`` (which="best") under ``root``.
+def checkpoint_score(path: Path) -> dict | None:
+    """The validation score a checkpoint was saved with (``monitor``, ``mode``, ``value``), weights unread."""
+    score = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(SCORE_KEY)
+    if not score or score.get("value") is None or not math.isfinite(score["value"]):
+        return None
+    return score
 
-    Each run writes to its own versioned folder, so Lightning's in-process meaning of
-    ``--ckpt_path last/best`` would never find an earlier run's file; this looks across runs.
+
+def _split_settings(path: Path) -> dict:
+    identity = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(SPLIT_KEY) or {}
+    return {key: identity.get(key) for key in SPLIT_SETTINGS}
+
+
+def find_checkpoint(root: str | Path, which: str, split: dict | None = None) -> Path | None:
+    """The checkpoint ``which`` means among the runs under ``root`` (see the module docstring).
+
+    Args:
+        root: the config's run folder (``trainer.default_root_dir``).
+        which: ``last``, ``best`` or ``newest``.
+        split: the split settings now (``SPLIT_SETTINGS``); ``best`` only considers matching runs.
     """
     pattern = "last.ckpt" if which == "last" else "best-*.ckpt"
     found = sorted(Path(root).rglob(f"checkpoints/{pattern}"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+    if which != "best":
+        return found[-1] if found else None
+    scored = []
+    for path in found:
+        try:
+            score = checkpoint_score(path)
+            same_split = split is None or _split_settings(path) == split
+        except (RuntimeError, OSError, ValueError, EOFError):
+            continue  # not a readable checkpoint: resolving "best" ignores it (loading it would refuse it)
+        if score is not None and same_split:
+            better = score["value"] if score.get("mode", "max") == "max" else -score["value"]
+            scored.append((better, path.stat().st_mtime, path))
+    return max(scored)[2] if scored else None
 
 
-def resolve_checkpoint(entry: str, root: str | Path) -> str:
-    """``entry`` itself, or for ``last`` / ``best`` the newest such checkpoint under ``root``."""
-    if entry not in ("last", "best"):
+def resolve_checkpoint(entry: str, root: str | Path, split: dict | None = None) -> str:
+    """``entry`` itself, or for ``last`` / ``best`` / ``newest`` that checkpoint under ``root`` (printed)."""
+    if entry not in CHECKPOINT_CHOICES:
         return entry
-    found = find_checkpoint(root, entry)
+    found = find_checkpoint(root, entry, split)
     if found is None:
-        raise SystemExit(
-            f"drgrade: --ckpt_path {entry}: no {entry} checkpoint under {root}; "
-            "train first with `drgrade fit` and the same config"
+        hint = " with a validation score and the same split settings" if entry == "best" else ""
+        raise CheckpointError(
+            f"--ckpt_path {entry}: no {entry} checkpoint{hint} under {root}; "
+            "train first with `drgrade fit` and the same config (or pass a .ckpt path)"
         )
-    print(f"--ckpt_path {entry}: using {found}")
+    score = checkpoint_score(found) if entry == "best" else None
+    said = f" ({score['monitor']} {score['value']:.4f}, the best of the runs under {root})" if score else ""
+    print(f"--ckpt_path {entry}: using {found}{said}")
     return str(found)

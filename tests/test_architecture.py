@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from drgrade.cli import DRGradeCLI
+from drgrade.commands.lightning import DRGradeCLI
 from drgrade.tasks import BaseTask
 from tests.conftest import ROOT, TINY
 

@@ -150,7 +150,7 @@ def test_kill_9_then_resume_loses_at_most_the_epoch_in_progress(synthetic, tmp_p
         ]
     )
     resumed = tmp_path / "version_1"
-    epochs = {int(row["epoch"]) for row in csv.DictReader((resumed / "metrics.csv").open())}
+    epochs = {int(row["epoch"]) for row in csv.DictReader((resumed / "metrics.csv").read_text().splitlines())}
     assert epochs == {saved + 1}  # resumed right after the last finished epoch
 
 

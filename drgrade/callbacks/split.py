@@ -26,7 +26,7 @@ class SplitWriter(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Runs after ``DRDataModule.setup``, so the split is known (none for a folder predict)."""
         datamodule = trainer.datamodule
-        if not getattr(datamodule, "splits", None):
+        if datamodule is None or not datamodule.splits:  # explain's own loader; a folder to predict
             return
         out = run_dir(trainer)  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
@@ -74,7 +74,7 @@ class SplitGuard(Callback):
             trainer: the running trainer.
             pl_module: the task (its own and, for an ensemble, its members' splits).
         """
-        current = getattr(trainer.datamodule, "split_identity", None)
+        current = trainer.datamodule.split_identity if trainer.datamodule is not None else None
         if current is None:
             return
         for source, expected in pl_module.split_identities():

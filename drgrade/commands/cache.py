@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from drgrade.data.cache import fill_cache
-
-MODEL_BOUND = True
+from drgrade.errors import OptionError
 
 
 def add_arguments(parser) -> None:
@@ -25,7 +24,7 @@ def run(cli) -> None:
     datamodule = cli.datamodule
     cache = datamodule.cache
     if cache is None:
-        raise ValueError("data.cache is false: nothing to build")
+        raise OptionError("data.cache is false: nothing to build")
     datamodule.load_records()
-    count = fill_cache([r.path for r in datamodule.records], cache, cli.options().workers)
+    count = fill_cache([r.path for r in datamodule.records], cache, cli.config.workers)
     print(f"{count} images cached in {cache.root}")

@@ -30,7 +30,6 @@ from drgrade.reporting.overlays import comparison_figure, lesion_mass_figure
 from drgrade.runs import resolve_checkpoint
 from drgrade.tasks import BaseTask, ZeroShotCLIP, load_task
 
-MODEL_BOUND = True
 #: ``--compare`` entry meaning the model of the ``--config`` files itself.
 CONFIGURED = "config"
 
@@ -67,7 +66,7 @@ def run(cli) -> None:
     Args:
         cli: the running ``DRGradeCLI``.
     """
-    opts, datamodule = cli.options(), cli.datamodule
+    opts, datamodule = cli.config, cli.datamodule
     dataset = _dataset(datamodule, opts.limit, opts.lesion_images)
     models = _models(cli, opts.compare or [opts.ckpt_path or CONFIGURED])
     loader = DataLoader(dataset, batch_size=16, num_workers=0)
@@ -128,11 +127,11 @@ def _models(cli, entries: list[str]) -> dict[str, BaseTask]:
         if entry == CONFIGURED:
             task = cli.model
             if task.trainable:
-                raise ValueError(f"{type(task).__name__} needs --ckpt_path (a trained checkpoint)")
+                raise OptionError(f"{type(task).__name__} needs --ckpt_path (a trained checkpoint)")
         else:
             task = load_task(resolve_checkpoint(entry, cli.trainer.default_root_dir))
         if task.hparams.get("image_size") != size:
-            raise ValueError(
+            raise OptionError(
                 f"the model expects {task.hparams.get('image_size')} px images but data.image_size is "
                 f"{size}; pass --data.image_size"
             )

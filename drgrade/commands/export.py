@@ -8,8 +8,6 @@ from drgrade.serving.export import export_onnx
 from drgrade.serving.quantize import quantize_onnx
 from drgrade.tasks import load_task
 
-MODEL_BOUND = True
-
 
 def add_arguments(parser) -> None:
     """``--ckpt_path``, ``--out`` and the INT8 options.
@@ -40,7 +38,7 @@ def run(cli) -> None:
     Args:
         cli: the running ``DRGradeCLI``.
     """
-    opts = cli.options()
+    opts = cli.config
     written = export_onnx(load_task(opts.ckpt_path), opts.out, cli.datamodule.hparams.image_size)
     print(f"exported {opts.ckpt_path} to {written}")
     if opts.quantize == "int8":

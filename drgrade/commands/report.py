@@ -7,8 +7,6 @@ from pathlib import Path
 from drgrade.commands.options import PAPER_HELP, add_switch
 from drgrade.reporting.report import write_report
 
-MODEL_BOUND = False
-
 
 def add_arguments(parser) -> None:
     """The run folders, ``--out`` and ``--paper``.
@@ -22,13 +20,12 @@ def add_arguments(parser) -> None:
     add_switch(parser, "--allow_mixed_stages", "show validation and test runs together (labelled)")
 
 
-def run(cli) -> None:
+def run(opts) -> None:
     """Write the report and print it.
 
     Args:
-        cli: the running ``DRGradeCLI``.
+        opts: the parsed options.
     """
-    opts = cli.options()
     print(
         write_report(opts.runs, opts.out, with_paper=opts.paper, allow_mixed_stages=opts.allow_mixed_stages)
     )

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import yaml
 
+from drgrade.commands.lightning import DRGradeCLI
 from drgrade.commands.options import PAPER_HELP, add_switch
 from drgrade.data.sources import SOURCES, download_help, downloaded
 from drgrade.errors import OptionError
 from drgrade.reporting.report import write_report
-
-MODEL_BOUND = False
 
 
 def _fit_then_test(cli_class, model_args: list[str], run_dirs: list[str]) -> str:
@@ -73,19 +72,18 @@ def add_arguments(parser) -> None:
     )
 
 
-def run(cli) -> None:
+def run(opts) -> None:
     """Run the protocol with a fresh CLI of the same class per stage, then print the report.
 
     Args:
-        cli: the running ``DRGradeCLI``.
+        opts: the parsed options.
     """
-    opts = cli.options()
     if opts.demo == (opts.data is not None):
         raise OptionError("reproduce needs exactly one of --data DIR or --demo")
     name = ("demo" if opts.demo else "paper") + (f"-external-{opts.external}" if opts.external else "")
     out = opts.out or Path("reports") / name
     print(
-        reproduce(type(cli), None if opts.demo else opts.data, opts.configs, out, opts.paper, opts.external)
+        reproduce(DRGradeCLI, None if opts.demo else opts.data, opts.configs, out, opts.paper, opts.external)
     )
     print(f"report written to {out}/")
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from drgrade.errors import OptionError
-
-MODEL_BOUND = False
+from drgrade.errors import MissingExtraError, OptionError
 
 
 def add_arguments(parser) -> None:
@@ -42,19 +40,18 @@ def grader_of(opts):
     return partial(screen_files, task, image_size=task.hparams.image_size), task.display_name
 
 
-def run(cli) -> None:
+def run(opts) -> None:
     """Load the model and serve the page until interrupted.
 
     Args:
-        cli: the running ``DRGradeCLI``.
+        opts: the parsed options.
     """
     try:
         from drgrade.serving.app import build_app
     except ImportError as error:
-        raise OptionError(
+        raise MissingExtraError(
             f"drgrade serve needs the web-app extra ({error.name} is missing): pip install 'drgrade[app]'"
         ) from None
-    opts = cli.options()
     grade, name = grader_of(opts)
     print(f"serving {name} on http://{opts.host}:{opts.port} (Ctrl+C stops)")
     build_app(grade, name).launch(server_name=opts.host, server_port=opts.port)

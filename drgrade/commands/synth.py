@@ -7,8 +7,6 @@ from pathlib import Path
 from drgrade.commands.options import add_switch
 from drgrade.data.sources import LAYOUTS, write_layouts, write_synthetic
 
-MODEL_BOUND = False
-
 
 def add_arguments(parser) -> None:
     """``--out``, ``--layout`` and the generator's sizes.
@@ -32,13 +30,12 @@ def add_arguments(parser) -> None:
     add_switch(parser, "--force", "overwrite non-empty dataset folders")
 
 
-def run(cli) -> None:
+def run(opts) -> None:
     """Generate the folders.
 
     Args:
-        cli: the running ``DRGradeCLI``.
+        opts: the parsed options.
     """
-    opts = cli.options()
     if opts.layout is None:
         written = write_synthetic(
             opts.out, opts.num_aptos, opts.num_messidor, opts.image_size, opts.seed, opts.force

@@ -15,6 +15,7 @@ from drgrade.data.images import IMAGE_SUFFIXES, ImageReadError, list_images, rea
 from drgrade.data.preprocess import crop_fundus, fundus_box, preprocess_fundus, resize_square
 from drgrade.data.quality import FEATURES, QualityLimits, read_assessed
 from drgrade.data.sources import Record
+from drgrade.errors import OptionError
 
 Transform = Callable[[np.ndarray, int], torch.Tensor]
 #: Label of an image whose grade is unknown (prediction on an unlabelled folder).
@@ -126,5 +127,5 @@ def folder_records(folder: str | Path) -> tuple[list[Record], list[tuple[Path, s
     """
     paths, skipped = list_images(folder)
     if not paths and not skipped:
-        raise FileNotFoundError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise OptionError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     return [Record(p, UNKNOWN, "", str(p)) for p in paths], skipped

@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from drgrade.errors import OptionError
+
 #: File suffixes a folder of fundus photographs may hold (matched case-insensitively).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -29,7 +31,7 @@ def list_images(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder of images")
+        raise OptionError(f"{folder} is not a folder of images")
     found, skipped = [], []
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() not in IMAGE_SUFFIXES:

@@ -173,20 +173,10 @@ def check_image(path: str | Path, image: np.ndarray, limits: QualityLimits = Qua
     return quality
 
 
-def read_gradable(path: str | Path, limits: QualityLimits = QualityLimits()) -> np.ndarray:
-    """Read ``path`` as RGB and pass it through the gate (``UngradableImage`` when it fails).
-
-    Args:
-        path: the image file.
-        limits: the thresholds.
-    """
-    return read_assessed(path, limits)[0]
-
-
 def read_assessed(
     path: str | Path, limits: QualityLimits = QualityLimits()
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """``read_gradable`` that also returns the measured features (fundus fraction, brightness, focus).
+    """Read ``path`` as RGB through the gate: (pixels, measured features), or ``UngradableImage`` naming why.
 
     Args:
         path: the image file.

@@ -129,13 +129,24 @@ def count_table(records: list[Record], splits: list[str]) -> str:
     return "\n".join(lines)
 
 
+def split_settings(ratios, seed: int, test_sources=(), official: bool = False) -> dict:
+    """The settings that decide a split, normalised; checkpoints record them, ``best`` compares them."""
+    return {
+        "split_ratios": [float(r) for r in ratios],
+        "split_seed": int(seed),
+        "test_sources": sorted(test_sources) or None,
+        "split": "official" if official else "grouped",
+    }
+
+
 def split_identity(
     records: list[Record], splits: list[str], ratios, seed: int, test_sources=(), official: bool = False
 ) -> dict:
-    """A fingerprint of the split (every image's source, file name and split) and its settings.
+    """A fingerprint of the split (every image's source, folder, file name and split) and its settings.
 
-    File names rather than full paths, so the same download moved to another folder or machine
-    still matches.
+    Folder and file names rather than full paths, so the same download moved to another folder or
+    machine still matches, while IDRiD's ``a. Training Set/IDRiD_001.jpg`` and ``b. Testing
+    Set/IDRiD_001.jpg`` stay two images.
 
     Args:
         records: the images.
@@ -145,8 +156,12 @@ def split_identity(
         test_sources: the sources held out as the test split (external validation).
         official: whether published splits were used.
     """
-    items = sorted(f"{r.source}/{r.path.name}:{s}" for r, s in zip(records, splits, strict=True))
+    items = sorted(
+        f"{r.source}/{r.path.parent.name}/{r.path.name}:{s}" for r, s in zip(records, splits, strict=True)
+    )
     digest = hashlib.sha256("\n".join(items).encode()).hexdigest()
-    identity = {"fingerprint": digest, "images": len(items), "split_ratios": list(ratios), "split_seed": seed}
-    identity |= {"test_sources": sorted(test_sources)} if test_sources else {}
-    return identity | ({"split": "official"} if official else {})
+    return {
+        "fingerprint": digest,
+        "images": len(items),
+        **split_settings(ratios, seed, test_sources, official),
+    }

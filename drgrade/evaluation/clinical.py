@@ -130,7 +130,9 @@ def classwise_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: in
         np.mean(
             [
                 float(
-                    binary_calibration_error(probs_t[:, k], (targets_t == k).long(), n_bins=bins, norm="l1")
+                    binary_calibration_error(
+                        probs_t[:, k].contiguous(), (targets_t == k).long(), n_bins=bins, norm="l1"
+                    )
                 )
                 for k in range(NUM_GRADES)
             ]

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from drgrade.errors import OptionError
 from drgrade.models.cbam import CBAM
 
 
@@ -24,7 +25,9 @@ class FCNHead(nn.Module):
     ):
         super().__init__()
         if not widths or any(b > a for a, b in itertools.pairwise(widths)):
-            raise ValueError(f"decoder widths must be non-empty and non-increasing, got {list(widths)}")
+            raise OptionError(
+                f"model.init_args.decoder_widths must be non-empty and non-increasing, got {list(widths)}"
+            )
         blocks: list[nn.Module] = []
         channels = in_channels
         for width in widths:

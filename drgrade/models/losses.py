@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from drgrade.errors import OptionError
+
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """Mean of -(1 - p_t)^gamma log p_t (Lin et al. 2017); equals cross-entropy at gamma 0."""
@@ -90,7 +92,7 @@ class RankingAwareLoss(nn.Module):
     ):
         super().__init__()
         if not 0 <= alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+            raise OptionError(f"model.init_args.alpha must be in [0, 1], got {alpha}")
         self.alpha, self.margin, self.form = alpha, margin, form
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from drgrade.errors import OptionError
 from drgrade.models.clip_backbone import CLIPBackbone
 
 #: Placeholder word whose token positions the learnable vectors replace (one BPE token).
@@ -38,7 +39,7 @@ class PromptLearner(nn.Module):
                 init_tokens = backbone.tokenize([ctx_init])
                 tokens_in_init = int(init_tokens.argmax(-1)) - 1  # tokens between SOT and EOT
                 if n_ctx is not None and n_ctx != tokens_in_init:
-                    raise ValueError(
+                    raise OptionError(
                         f"n_ctx is {n_ctx} but ctx_init {ctx_init!r} has {tokens_in_init} tokens: "
                         "set n_ctx to null (taken from ctx_init) or to that number"
                     )

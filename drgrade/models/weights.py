@@ -15,6 +15,7 @@ from the file:
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path), device="cpu")
         elif is_torchscript(path):
-            state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+            with warnings.catch_warnings():  # TorchScript is deprecated, but OpenAI's RN50.pt is one
+                warnings.filterwarnings("ignore", message=r"`torch.jit.load` is deprecated")
+                state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -65,7 +65,7 @@ def load_run(directory: str | Path) -> list[RunResult]:
     directory = Path(directory)
     path = directory / "metrics.json"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise OptionError(
             f"{path} not found: run `drgrade test` for this model first, "
             "then pass the run directory it printed"
         )

@@ -17,6 +17,7 @@ import gradio as gr
 import matplotlib.pyplot as plt
 import numpy as np
 
+from drgrade.console import quiet_console
 from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import PROB_COLUMNS, write_predictions
 from drgrade.reporting.overlays import answer_card
@@ -88,6 +89,7 @@ def build_app(grade: Callable[[list[Path]], list[Screening]], model_name: str) -
         grade: files -> answers.
         model_name: shown in the heading.
     """
+    quiet_console()
     with gr.Blocks(title="drgrade screening", delete_cache=(60, 60)) as page:
         gr.Markdown(f"# drgrade: diabetic retinopathy grading ({model_name})\n\n{NOTICE}")
         files = gr.File(label="fundus photographs", file_count="multiple", elem_id="drgrade-upload")

@@ -69,6 +69,14 @@ def export_onnx(task: BaseTask, out: str | Path, image_size: int) -> Path:
         # checked against PyTorch at other batch sizes (tests), so they carry nothing to act on
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            # the TorchScript-based exporter is chosen on purpose (dynamo=False): it needs no onnxscript,
+            # and its graph is checked against PyTorch's outputs in the tests
+            warnings.filterwarnings(
+                "ignore", message="You are using the legacy TorchScript-based ONNX export"
+            )
+            warnings.filterwarnings(
+                "ignore", message="The feature will be removed", category=DeprecationWarning
+            )
             torch.onnx.export(
                 graph,
                 (example,),

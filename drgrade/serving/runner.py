@@ -35,7 +35,7 @@ from drgrade.data.preprocess import preprocess_fundus
 from drgrade.data.quality import FEATURES, read_assessed
 from drgrade.decision.checks import rule_problems
 from drgrade.decision.outputs import OUTPUT_NAMES
-from drgrade.errors import ModelFileError
+from drgrade.errors import ModelFileError, OptionError
 from drgrade.grades import GRADE_NAMES, NUM_GRADES
 from drgrade.predictions import (
     PredictionRow,
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         grader = OnnxGrader(opts.model, threads=opts.threads)
         paths, skipped = list_images(opts.images)
-    except (ModelFileError, FileNotFoundError) as error:
+    except (ModelFileError, OptionError) as error:
         print(f"python -m drgrade.deploy: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     start = time.perf_counter()

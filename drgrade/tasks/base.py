@@ -30,13 +30,10 @@ from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
 from drgrade.grades import NUM_GRADES
 from drgrade.models.clip_backbone import CLIPBackbone
+from drgrade.runs import CHOICE_KEY, SCORE_KEY, SPLIT_KEY, TASK_KEY
 
 #: Scalars logged every validation/test epoch (the rest go to metrics.json).
 LOGGED = ("accuracy", "qwk", "auroc_macro", "macro_f1", "macro_recall", "off_by_two_plus")
-#: drgrade's own checkpoint entries (``load_task`` and the split guard read them).
-TASK_KEY = "drgrade_task"
-SPLIT_KEY = "drgrade_split"
-CHOICE_KEY = "drgrade_threshold_choice"
 
 
 class BaseTask(L.LightningModule):
@@ -135,11 +132,26 @@ class BaseTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Name the task class (so ``load_task`` can rebuild any checkpoint) and record the split."""
         checkpoint[TASK_KEY] = type(self).__name__
-        identity = (
-            self.trainer.datamodule.split_identity if self._trainer and self.trainer.datamodule else None
-        )
+        attached = self.attached()
+        identity = self.trainer.datamodule.split_identity if attached and self.trainer.datamodule else None
         checkpoint[SPLIT_KEY] = identity or self.split_identity
         checkpoint[CHOICE_KEY] = self.rule.choice
+        checkpoint[SCORE_KEY] = self.validation_score() if attached else None
+
+    def attached(self) -> bool:
+        """Whether a trainer runs this task now (a checkpoint can be saved outside one, in tests)."""
+        try:
+            return self.trainer is not None
+        except RuntimeError:
+            return False
+
+    def validation_score(self) -> dict | None:
+        """The monitored validation score now (what ``--ckpt_path best`` compares runs by)."""
+        callback = self.trainer.checkpoint_callback
+        watched = callback is not None and callback.monitor
+        monitor, mode = (callback.monitor, callback.mode) if watched else ("val/selection_qwk", "max")
+        value = self.trainer.callback_metrics.get(monitor)
+        return None if value is None else {"monitor": monitor, "mode": mode, "value": float(value)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Remember the split the checkpoint was fitted on and how its thresholds were chosen."""

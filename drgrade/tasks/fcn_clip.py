@@ -96,7 +96,7 @@ class FCNCLIP(TrainableTask):
         corrected once, by the sampler, and the weights only even out the targets), the raw
         training counts without a sampler.
         """
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = self.trainer.datamodule
         if stage == "fit" and self.hparams.class_weights is None and datamodule is not None:
             weights = inverse_frequency_weights(datamodule.loss_class_counts)
             self.criterion.class_weights.copy_(weights)

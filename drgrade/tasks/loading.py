@@ -16,7 +16,8 @@ import torch
 
 from drgrade.decision.checks import rule_problems
 from drgrade.errors import CheckpointError
-from drgrade.tasks.base import TASK_KEY, BaseTask
+from drgrade.runs import TASK_KEY
+from drgrade.tasks.base import BaseTask
 
 #: Options that name a file the weights would come from. A checkpoint holds every weight, so a model
 #: rebuilt from one reads none of them: a checkpoint can never point drgrade at a file to load.

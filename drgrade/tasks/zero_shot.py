@@ -67,6 +67,8 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         ]
         self.register_buffer("classifiers", torch.stack(classifiers))  # [sets, embed_dim, grades]
         self.register_buffer("selected", torch.tensor(-1))
+        #: Every template set's validation score (from ``select``, or the loaded checkpoint).
+        self.scores: dict[str, float | None] | None = None
 
     def all_logits(self, images: torch.Tensor) -> torch.Tensor:
         """[sets, batch, grades]: CLIP logits (logit_scale * cosine) under every template set."""
@@ -149,7 +151,7 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep every template set's validation score beside the choice."""
         super().on_save_checkpoint(checkpoint)
-        checkpoint["template_scores"] = getattr(self, "scores", None)
+        checkpoint["template_scores"] = self.scores
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the validation scores of the template sets."""
@@ -160,5 +162,5 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         """The chosen template set and every set's validation score."""
         return {
             "template_set": self.set_names[self.selected_index()],
-            "template_scores": getattr(self, "scores", None),
+            "template_scores": self.scores,
         }

@@ -108,7 +108,7 @@ def test_explain_cli_overlays_comparison_and_unreadable_file(
         ]
     )
     assert len(list((tmp_path / "y" / "FCN-CLIP" / "overlays").glob("*.png"))) == 2
-    rows = list(csv.DictReader((tmp_path / "y" / "FCN-CLIP" / "explain.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "y" / "FCN-CLIP" / "explain.csv").read_text().splitlines()))
     assert len(rows) == 3 and "not a decodable image" in next(r for r in rows if r["error"])["error"]
     assert all(r["grade"] == "" for r in rows if r["error"]) and all(r["model"] == "FCN-CLIP" for r in rows)
 

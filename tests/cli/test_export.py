@@ -69,7 +69,7 @@ def test_export_and_deploy_cli(synthetic, tmp_path):
         shutil.copy(path, folder / path.name)
     (folder / "zz_corrupt.png").write_bytes(b"broken")
     deploy_main([str(tmp_path / "ranking.onnx"), str(folder), "--out", str(tmp_path / "p.csv")])
-    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "p.csv").read_text().splitlines()))
     assert len(rows) == 4 and "not a decodable image" in rows[-1]["error"]
     task = load_task(next((tmp_path / "runs").rglob("best-*.ckpt"))).eval()
     grader = OnnxGrader(tmp_path / "ranking.onnx")
@@ -98,7 +98,7 @@ def test_export_and_deploy_cli(synthetic, tmp_path):
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert "QuantizeLinear" in ops and "Softmax" in ops  # convolutions in INT8, the head in float
     deploy_main([str(int8), str(folder), "--out", str(tmp_path / "q.csv"), "--workers", "2"])
-    quantised_rows = list(csv.DictReader((tmp_path / "q.csv").open()))
+    quantised_rows = list(csv.DictReader((tmp_path / "q.csv").read_text().splitlines()))
     assert [r["error"] != "" for r in quantised_rows] == [r["error"] != "" for r in rows]
     got_int8 = np.array([[float(r[column]) for column in PROB_COLUMNS] for r in quantised_rows[:3]])
     assert np.abs(got_int8 - expected).max() < 0.05

@@ -111,7 +111,7 @@ def test_fit_and_test_on_all_five_sources_then_explain_real_layout_masks(synthet
     run = max(tmp_path.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
     document = json.loads((run / "metrics.json").read_text())
     assert set(document["per_source"]) == {"aptos2019", "messidor2", "eyepacs", "idrid", "ddr"}
-    splits = list(csv.DictReader((run / "split.csv").open()))
+    splits = list(csv.DictReader((run / "split.csv").read_text().splitlines()))
     assert {row["source"] for row in splits} >= {"eyepacs", "idrid", "ddr"}
     out = tmp_path / "explain"
     main(
@@ -124,5 +124,5 @@ def test_fit_and_test_on_all_five_sources_then_explain_real_layout_masks(synthet
             "--lesion_images",
         ]
     )
-    rows = list(csv.DictReader((out / "FCN-CLIP" / "explain.csv").open()))
+    rows = list(csv.DictReader((out / "FCN-CLIP" / "explain.csv").read_text().splitlines()))
     assert len(rows) == 4 + 4 and all(0 <= float(r["lesion_mass"]) <= 1 for r in rows)

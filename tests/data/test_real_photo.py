@@ -116,7 +116,10 @@ def test_predict_deploy_web_page_and_explain_agree_on_the_real_photograph(
     deploy_main(
         [str(tmp_path / "zs.onnx"), str(folder), "--out", str(tmp_path / "deployed.csv"), "--workers", "0"]
     )
-    deployed = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader((tmp_path / "deployed.csv").open())}
+    deployed = {
+        r["file"].rsplit("/", 1)[-1]: r
+        for r in csv.DictReader((tmp_path / "deployed.csv").read_text().splitlines())
+    }
     # INT8: probabilities within its quantisation error; the grade wherever the float margin exceeds it
     calibration = sorted((synthetic / "aptos2019" / "train_images").iterdir())[:8]
     (tmp_path / "calibration").mkdir()
@@ -124,7 +127,10 @@ def test_predict_deploy_web_page_and_explain_agree_on_the_real_photograph(
         shutil.copy(path, tmp_path / "calibration" / path.name)
     int8 = quantize_onnx(tmp_path / "zs.onnx", tmp_path / "calibration")
     deploy_main([str(int8), str(folder), "--out", str(tmp_path / "int8.csv"), "--workers", "0"])
-    quantised = {r["file"].rsplit("/", 1)[-1]: r for r in csv.DictReader((tmp_path / "int8.csv").open())}
+    quantised = {
+        r["file"].rsplit("/", 1)[-1]: r
+        for r in csv.DictReader((tmp_path / "int8.csv").read_text().splitlines())
+    }
     for name, row in deployed.items():
         float_p = np.array([float(row[c]) for c in PROB_COLUMNS])
         int8_p = np.array([float(quantised[name][c]) for c in PROB_COLUMNS])

@@ -34,7 +34,9 @@ def test_report_tables_from_known_evaluations(tmp_path, capsys):
     perfect = fake_run(tmp_path / "a", "FCNCLIP", targets.clone(), targets)
     shifted = fake_run(tmp_path / "b", "RankingCLIP", torch.tensor([0, 0, 0, 1, 1, 2, 4, 3, 4, 2]), targets)
     main(["report", str(perfect), str(shifted), "--out", str(tmp_path / "out"), "--paper"])
-    table3 = {row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table3.csv").open())}
+    table3 = {
+        row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table3.csv").read_text().splitlines())
+    }
     assert table3["Metric"] == [
         "FCN-CLIP [test, argmax]",
         "Ranking [test, argmax]",
@@ -44,7 +46,9 @@ def test_report_tables_from_known_evaluations(tmp_path, capsys):
     assert table3["Accuracy"] == ["1.000", "0.700", "0.925", "0.934"]
     assert table3["No DR recall"][:2] == ["1.000", "0.750"]  # 3 of 4 No DR kept
     assert table3["Mild precision"][1] == "0.500"  # predicted Mild twice, right once
-    table4 = {row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table4.csv").open())}
+    table4 = {
+        row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table4.csv").read_text().splitlines())
+    }
     assert table4["Ranking [test, argmax]"] == ["70.0%", "10.0%", "20.0%"]  # errors: 0->1 (1), 2->4, 4->2 (2)
     assert table4["FCN-CLIP (paper)"] == ["75%", "22%", "3%"]
     assert (tmp_path / "out" / "confusion_matrices.png").stat().st_size > 0
@@ -58,14 +62,16 @@ def test_report_labels_stage_and_decision_and_refuses_mixed_stages(tmp_path, cap
     )
     validation = fake_run(tmp_path / "v", "FCNCLIP", targets.clone(), targets, stage="val")
     main(["report", str(thresholded), "--out", str(tmp_path / "out")])
-    table3 = {row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table3.csv").open())}
+    table3 = {
+        row[0]: row[1:] for row in csv.reader((tmp_path / "out" / "table3.csv").read_text().splitlines())
+    }
     assert table3["Metric"] == ["Ranking [test, thresholded]", "Ranking [test, argmax]"]
     assert table3["Accuracy"] == ["1.000", "0.333"]  # both rules shown, each labelled
     with pytest.raises(SystemExit) as exit_:
         main(["report", str(thresholded), str(validation), "--out", str(tmp_path / "mixed")])
     assert exit_.value.code == 2 and "mix stages" in capsys.readouterr().err
     main(["report", str(thresholded), str(validation), "--out", str(tmp_path / "m"), "--allow_mixed_stages"])
-    header = next(csv.reader((tmp_path / "m" / "table3.csv").open()))
+    header = next(csv.reader((tmp_path / "m" / "table3.csv").read_text().splitlines()))
     assert "FCN-CLIP [val, argmax]" in header and "validation and test" in capsys.readouterr().out
 
 
@@ -110,7 +116,7 @@ def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
     main(["reproduce", "--demo", "--configs", str(configs)])
     out = capsys.readouterr().out
     assert "SYNTHETIC" in out and "| Accuracy |" in out and "| Ensemble [test, " in out
-    table3 = list(csv.reader((tmp_path / "reports" / "demo" / "table3.csv").open()))
+    table3 = list(csv.reader((tmp_path / "reports" / "demo" / "table3.csv").read_text().splitlines()))
     assert table3[0][:3] == ["Metric", "Zero-shot [test, argmax]", "FCN-CLIP [test, argmax]"]
     assert all(label.endswith(("argmax]", "thresholded]")) for label in table3[0][1:])
     figures = {p.name for p in (tmp_path / "reports" / "demo" / "figures").iterdir()}
@@ -129,19 +135,19 @@ def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
 
 def check_clinical_report(report, ranking: dict, ensemble: dict, printed: str) -> None:
     """The report's intervals, paired differences, operating points, calibration and figures."""
-    table3 = {row[0]: row[1:] for row in csv.reader((report / "table3.csv").open())}
+    table3 = {row[0]: row[1:] for row in csv.reader((report / "table3.csv").read_text().splitlines())}
     low, high = ranking["confidence_intervals"]["accuracy"]
     assert any(cell.endswith(f"({low:.3f}-{high:.3f})") for cell in table3["Accuracy"])
-    paired = list(csv.reader((report / "paired.csv").open()))
+    paired = list(csv.reader((report / "paired.csv").read_text().splitlines()))
     assert len(paired) == 1 + 6  # four models, every pair on the same test images
     row = next(r for r in paired if r[0].startswith("Ranking [") and "Ensemble [" in r[0])
     difference = ranking["metrics"]["accuracy"] - ensemble["metrics"]["accuracy"]
     assert float(row[1].split()[0]) == pytest.approx(difference, abs=1e-3)
-    points = list(csv.reader((report / "operating_points.csv").open()))
+    points = list(csv.reader((report / "operating_points.csv").read_text().splitlines()))
     assert {"image", "patient"} <= {r[2] for r in points[1:]}
-    calibration = list(csv.reader((report / "calibration.csv").open()))
+    calibration = list(csv.reader((report / "calibration.csv").read_text().splitlines()))
     assert len(calibration) == 1 + 4
-    sources = {r[1] for r in csv.reader((report / "per_source.csv").open())}
+    sources = {r[1] for r in csv.reader((report / "per_source.csv").read_text().splitlines())}
     assert {"aptos2019", "messidor2"} <= sources
     for heading in ("Paired differences", "Referral operating points", "Calibration", "Per data source"):
         assert heading in printed
