@@ -113,3 +113,19 @@ def zero_shot_checkpoint(synthetic, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("zero_shot_fit")
     main(cli_args("fit", "zero_shot", synthetic, root))
     return next(root.rglob("best-validated.ckpt"))
+
+
+class RunsCode:
+    """Unpickling this object runs a shell command: a crafted file's payload (drgrade must never run it)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def code_running_file(path, marker, **entries):
+    """A torch.save file holding ``entries`` and a payload that would create ``marker`` if unpickled."""
+    torch.save({"state_dict": {}, **entries, "payload": RunsCode(marker)}, path)
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from types import SimpleNamespace
@@ -15,29 +14,14 @@ from drgrade.cli import main
 from drgrade.errors import WeightsFileError
 from drgrade.models.clip_backbone import CLIPBackbone, create_clip
 from drgrade.tasks import load_task
-from tests.conftest import cli_args, ensemble_args
-
-
-class _RunsCode:
-    """Unpickling this object runs a shell command (a crafted file's payload)."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def pickle_payload(path, marker):
-    torch.save({"state_dict": {}, "payload": _RunsCode(marker)}, path)
-    return path
+from tests.conftest import cli_args, code_running_file, ensemble_args
 
 
 @pytest.fixture
 def pointing_checkpoint(zero_shot_checkpoint, tmp_path):
     """A real zero-shot checkpoint whose recorded ``pretrained`` names a code-running pickle beside it."""
     marker = tmp_path / "pwned"
-    payload = pickle_payload(tmp_path / "weights.pt", marker)
+    payload = code_running_file(tmp_path / "weights.pt", marker)
     checkpoint = torch.load(zero_shot_checkpoint, weights_only=True)
     checkpoint["hyper_parameters"]["pretrained"] = str(payload)
     path = tmp_path / "pointing.ckpt"
@@ -91,7 +75,7 @@ def test_rebuilt_model_equals_the_checkpoint_without_its_weights_file(
 
 def test_a_weights_file_on_the_command_line_is_read_as_tensors_only(synthetic, tmp_path, capsys):
     marker = tmp_path / "pwned"
-    payload = pickle_payload(tmp_path / "RN50.pt", marker)
+    payload = code_running_file(tmp_path / "RN50.pt", marker)
     with pytest.raises(WeightsFileError, match="refused"):
         create_clip("RN-tiny", str(payload), 96)
     with pytest.raises(SystemExit) as exit_:

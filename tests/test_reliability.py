@@ -1,6 +1,5 @@
 """Untrusted files and bad inputs: each case exits 2 with its cause named and changes no file."""
 
-import os
 import pickle
 import subprocess
 import sys
@@ -11,24 +10,11 @@ import torch
 from drgrade.cli import main
 from drgrade.errors import CheckpointError
 from drgrade.tasks import load_task
-from tests.conftest import ROOT, cli_args, ensemble_args
-
-
-class _RunsCode:
-    """Unpickling this object runs a shell command (a crafted checkpoint's payload)."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+from tests.conftest import ROOT, cli_args, code_running_file, ensemble_args
 
 
 def crafted_checkpoint(path, marker):
-    payload = {"state_dict": {}, "drgrade_task": "FCNCLIP", "evil": _RunsCode(marker)}
-    with open(path, "wb") as f:
-        torch.save(payload, f)
-    return path
+    return code_running_file(path, marker, drgrade_task="FCNCLIP")
 
 
 def test_crafted_checkpoint_runs_no_code_through_load_task(tmp_path):

@@ -117,6 +117,10 @@ class BaseTask(L.LightningModule):
     def load_submodules(self) -> None:
         """Build parts that come from elsewhere before a state dict is loaded (the ensemble's members)."""
 
+    def split_logits(self, stage: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The logits a split is decided on, from those stored (zero-shot chooses its template set here)."""
+        return logits
+
     def split_extras(self, stage: str) -> dict:
         """Extra entries for a split's metrics.json (e.g. the chosen template set).
 
@@ -252,7 +256,7 @@ class BaseTask(L.LightningModule):
         groups: torch.Tensor,
     ) -> None:
         """Fit the rule when due, decide, compute the split's metrics, log scalars, keep the result."""
-        logits = logits.cpu()
+        logits = self.split_logits(stage, logits.cpu(), targets)
         outputs = self.rule.fit(logits, targets, groups) if self.should_fit_rule(stage) else self.rule(logits)
         probs, preds = outputs.probabilities, outputs.grade
         thresholded = bool(self.rule.thresholded)

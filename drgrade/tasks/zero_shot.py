@@ -101,26 +101,19 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         logits = self.all_logits(batch["image"])  # [sets, batch, grades]
         self.store.update(logits.permute(1, 0, 2).flatten(1), batch["label"], batch["index"], batch["group"])
 
-    def evaluate(
-        self,
-        stage: str,
-        logits: torch.Tensor,
-        targets: torch.Tensor,
-        index: torch.Tensor,
-        groups: torch.Tensor,
-    ) -> None:
-        """Evaluate a split; on validation, first choose the template set.
+    def split_logits(self, stage: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """On validation, choose the template set from every set's stored logits and keep its logits.
 
-        The stored validation logits hold every template set: pick the best, then evaluate (and
-        fit the decision rule) with its logits like any other model.
+        The decision rule is then fitted (and the split evaluated) on the chosen set's logits, like
+        any other model's.
         """
-        if stage == "val":
-            per_set = logits.reshape(len(targets), len(self.set_names), -1)
-            self.select(per_set, targets)
-            metric = self.hparams.selection_metric
-            self.log_dict({f"val/template_{n}_{metric}": float(s or 0.0) for n, s in self.scores.items()})
-            logits = per_set[:, int(self.selected)]
-        super().evaluate(stage, logits, targets, index, groups)
+        if stage != "val":
+            return logits
+        per_set = logits.reshape(len(targets), len(self.set_names), -1)
+        self.select(per_set, targets)
+        metric = self.hparams.selection_metric
+        self.log_dict({f"val/template_{n}_{metric}": float(s or 0.0) for n, s in self.scores.items()})
+        return per_set[:, int(self.selected)]
 
     def select(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Score every template set on the validation split and keep the best.

@@ -14,18 +14,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import drgrade.data.sources.common as common
 from drgrade.data.images import write_rgb
-from drgrade.data.sources.common import (
-    MASK_DIR,
-    Record,
-    Source,
-    SourceData,
-    finish_source,
-    first_sighting,
-    parse_grade,
-    read_csv_rows,
-    source_root,
-)
+from drgrade.data.sources.common import Record, Source, SourceData
 from drgrade.data.synthetic import grade_sequence, render_fundus, seeded_rng, write_mask
 
 SHEET = "train.csv"
@@ -36,20 +27,13 @@ COUNTS = (1805, 370, 999, 193, 295)
 
 def read(root: str | Path, verify_images: bool = True) -> SourceData:
     """Every row of ``train.csv`` with its image; every problem reported at once."""
-    root = source_root(root, "APTOS 2019")
+    root = common.source_root(root, "APTOS 2019")
     problems: list[str] = []
-    csv_path = root / SHEET
     records: list[Record] = []
-    seen: dict[str, int] = {}
-    for line, row in read_csv_rows(csv_path, ("id_code", "diagnosis"), problems):
-        where = f"{csv_path} row {line}"
-        image_id = row["id_code"]
-        if not image_id:
-            problems.append(f"{where}: empty id_code")
-            continue
-        if not first_sighting(image_id, f"id_code {image_id!r}", line, where, seen, problems):
-            continue
-        grade = parse_grade(row["diagnosis"], where, problems)
+    for where, image_id, row in common.keyed_rows(
+        root / SHEET, ("id_code", "diagnosis"), "id_code", problems
+    ):
+        grade = common.parse_grade(row["diagnosis"], where, problems)
         if grade is None:
             continue
         path = root / IMAGES / f"{image_id}.png"
@@ -57,7 +41,7 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
             problems.append(f"{where}: no image {path} for id_code {image_id!r}")
             continue
         records.append(Record(path, grade, "aptos2019", f"aptos:{image_id}"))
-    return finish_source(records, problems, verify_images, root)
+    return common.finish_source(records, problems, verify_images, root)
 
 
 def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
@@ -68,7 +52,7 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
         image_id = f"{seeded_rng(seed, 0, i).bytes(6).hex()}"
         image, mask = render_fundus(grade, size, seeded_rng(seed, 0, i))
         write_rgb(root / IMAGES / f"{image_id}.png", image)
-        write_mask(root / MASK_DIR / f"{image_id}.png", mask)
+        write_mask(root / common.MASK_DIR / f"{image_id}.png", mask)
         rows.append((image_id, grade))
     with (root / SHEET).open("w", newline="") as f:
         csv.writer(f).writerows([("id_code", "diagnosis"), *rows])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -130,15 +130,41 @@ def read_csv_rows(
     return rows
 
 
-def first_sighting(
-    key: str, label: str, line: int, where: str, seen: dict[str, int], problems: list[str]
-) -> bool:
-    """Note ``key``'s first row; False, with a problem naming both rows, when it repeats."""
-    if key in seen:
-        problems.append(f"{where}: duplicate {label} (first on row {seen[key]})")
-        return False
-    seen[key] = line
-    return True
+def keyed_rows(
+    path: Path,
+    required: Iterable[str],
+    key: str,
+    problems: list[str],
+    seen: dict[str, int] | None = None,
+    fold: Callable[[str], str] = str,
+    blank_ok: bool = False,
+) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """(where, key, row) of each data row whose ``key`` cell is present and not seen before.
+
+    An empty key (unless ``blank_ok``: IDRiD's sheets end in blank rows) or a repeated one is a
+    problem naming the file and row (both rows for a repeat).
+
+    Args:
+        path: the CSV.
+        required: its required columns.
+        key: the column identifying an image.
+        problems: where problems are collected.
+        seen: keys already seen, shared across a dataset's sheets (default: this sheet's own).
+        fold: how keys compare (``str.lower`` where the download's case differs from the sheet's).
+        blank_ok: skip rows whose key is empty without a problem.
+    """
+    seen = {} if seen is None else seen
+    for line, row in read_csv_rows(path, required, problems):
+        where, value = f"{path} row {line}", row[key]
+        if not value:
+            if not blank_ok:
+                problems.append(f"{where}: empty {key}")
+            continue
+        if fold(value) in seen:
+            problems.append(f"{where}: duplicate {key} {value!r} (first on row {seen[fold(value)]})")
+            continue
+        seen[fold(value)] = line
+        yield where, value, row
 
 
 def parse_grade(value: str, where: str, problems: list[str]) -> int | None:

@@ -13,19 +13,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+import drgrade.data.sources.common as common
 from drgrade.data.images import write_rgb
-from drgrade.data.sources.common import (
-    UNKNOWN,
-    Exclusion,
-    Record,
-    Source,
-    SourceData,
-    files_in,
-    finish_source,
-    first_sighting,
-    grade_and_image,
-    source_root,
-)
+from drgrade.data.sources.common import Exclusion, Record, Source, SourceData
 from drgrade.data.synthetic import grade_sequence, render_fundus, seeded_rng, write_mask
 
 #: (folder, published split) of the grading part.
@@ -39,17 +29,17 @@ COUNTS = (6266, 630, 4477, 236, 913)
 
 def read(root: str | Path, verify_images: bool = True) -> SourceData:
     """The three grading lists with their images; grade-5 images as exclusions."""
-    root = source_root(root, "DDR")
+    root = common.source_root(root, "DDR")
     problems: list[str] = []
     records: list[Record] = []
     excluded: list[Exclusion] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}  # no image may be listed twice, in any of the three lists
     for folder, split in SPLITS:
         path = root / "DR_grading" / f"{folder}.txt"
         if not path.is_file():
             problems.append(f"{path}: file not found")
             continue
-        files = files_in(root / "DR_grading" / folder)
+        files = common.files_in(root / "DR_grading" / folder)
         for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
             where = f"{path} line {line}"
             cells = text.split()
@@ -59,21 +49,25 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
                 problems.append(f"{where}: expected '<image name> <grade>', got {text!r}")
                 continue
             name, label = cells
-            if not first_sighting(name, f"image {name!r}", line, where, seen, problems):
+            if name in seen:
+                problems.append(f"{where}: duplicate image {name!r} (first on {seen[name]})")
                 continue
+            seen[name] = where
             image_path = files.get(name, root / "DR_grading" / folder / name)
             if label == str(UNGRADABLE):
-                record = Record(image_path, UNKNOWN, "ddr", f"ddr:{Path(name).stem}", official_split=split)
+                record = Record(
+                    image_path, common.UNKNOWN, "ddr", f"ddr:{Path(name).stem}", official_split=split
+                )
                 excluded.append(
                     Exclusion(record, "dataset", f"ungradable by the dataset (grade {UNGRADABLE})")
                 )
                 continue
             image = files.get(name)
-            grade = grade_and_image(label, image, f"no image {image_path}", where, problems)
+            grade = common.grade_and_image(label, image, f"no image {image_path}", where, problems)
             if grade is None:
                 continue
             records.append(Record(image, grade, "ddr", f"ddr:{Path(name).stem}", official_split=split))
-    return finish_source(records, problems, verify_images, excluded=excluded)
+    return common.finish_source(records, problems, verify_images, excluded=excluded)
 
 
 def lesion_images(root: str | Path) -> list[Record]:
@@ -84,7 +78,9 @@ def lesion_images(root: str | Path) -> list[Record]:
         for image in sorted((root / folder / "image").glob("*.jpg")):
             masks = [root / folder / "label" / code / f"{image.stem}.tif" for code in LESIONS]
             patient = f"ddr:segmentation/{image.stem}"
-            out.append(Record(image, UNKNOWN, "ddr", patient, masks=tuple(m for m in masks if m.is_file())))
+            out.append(
+                Record(image, common.UNKNOWN, "ddr", patient, masks=tuple(m for m in masks if m.is_file()))
+            )
     return out
 
 

@@ -14,18 +14,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+import drgrade.data.sources.common as common
 from drgrade.data.images import write_rgb
-from drgrade.data.sources.common import (
-    Record,
-    Source,
-    SourceData,
-    files_in,
-    finish_source,
-    first_sighting,
-    grade_and_image,
-    read_csv_rows,
-    source_root,
-)
+from drgrade.data.sources.common import Record, Source, SourceData
 from drgrade.data.synthetic import grade_sequence, render_fundus, seeded_rng
 
 #: (sheet, image folder, published split); the test part is optional.
@@ -37,32 +28,25 @@ _EYE = re.compile(r"^(?P<patient>.+)_(left|right)$")
 
 def read(root: str | Path, verify_images: bool = True) -> SourceData:
     """The training sheet, and the test sheet with its images when both are present."""
-    root = source_root(root, "EyePACS")
+    root = common.source_root(root, "EyePACS")
     problems: list[str] = []
     records: list[Record] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, int] = {}  # no image may be in both sheets
     for sheet, folder, split in SHEETS:
         path = root / sheet
         if split == "test" and not path.is_file():
             continue  # the test labels are optional
-        files = files_in(root / folder)
-        for line, row in read_csv_rows(path, ("image", "level"), problems):
-            where = f"{path} row {line}"
-            name = row["image"]
-            if not name:
-                problems.append(f"{where}: empty image")
-                continue
-            if not first_sighting(name, f"image {name!r}", line, where, seen, problems):
-                continue
+        files = common.files_in(root / folder)
+        for where, name, row in common.keyed_rows(path, ("image", "level"), "image", problems, seen):
             image = files.get(f"{name}.jpeg")
             missing = f"no image {root / folder / (name + '.jpeg')} for {name!r}"
-            grade = grade_and_image(row["level"], image, missing, where, problems)
+            grade = common.grade_and_image(row["level"], image, missing, where, problems)
             if grade is None:
                 continue
             eye = _EYE.match(name)
             patient = eye["patient"] if eye else name
             records.append(Record(image, grade, "eyepacs", f"eyepacs:{patient}", official_split=split))
-    return finish_source(records, problems, verify_images)
+    return common.finish_source(records, problems, verify_images)
 
 
 def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:

@@ -18,19 +18,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+import drgrade.data.sources.common as common
 from drgrade.data.images import write_rgb
-from drgrade.data.sources.common import (
-    UNKNOWN,
-    Record,
-    Source,
-    SourceData,
-    files_in,
-    finish_source,
-    first_sighting,
-    grade_and_image,
-    read_csv_rows,
-    source_root,
-)
+from drgrade.data.sources.common import Record, Source, SourceData
 from drgrade.data.synthetic import grade_sequence, render_fundus, seeded_rng, write_mask
 
 GRADING = Path("B. Disease Grading")
@@ -53,29 +43,23 @@ COUNTS = (168, 25, 168, 93, 62)
 
 def read(root: str | Path, verify_images: bool = True) -> SourceData:
     """Both grading sheets with their images; an image is identified by its part and name."""
-    root = source_root(root, "IDRiD")
+    root = common.source_root(root, "IDRiD")
     problems: list[str] = []
     records: list[Record] = []
+    columns = ("Image name", "Retinopathy grade")
     for folder, sheet, split in PARTS:
         path = root / GRADING / "2. Groundtruths" / sheet
         images = root / GRADING / "1. Original Images" / folder
-        files = {p.stem: p for p in files_in(images).values()}
-        seen: dict[str, int] = {}  # names restart in each part
-        for line, row in read_csv_rows(path, ("Image name", "Retinopathy grade"), problems):
-            where = f"{path} row {line}"
-            name = row["Image name"]
-            if not name:
-                continue  # the published sheets end in blank rows
-            if not first_sighting(name, f"image {name!r}", line, where, seen, problems):
-                continue
+        files = {p.stem: p for p in common.files_in(images).values()}
+        # names restart in each part (they are other eyes): each sheet has keys of its own
+        for where, name, row in common.keyed_rows(path, columns, "Image name", problems, blank_ok=True):
             image = files.get(Path(name).stem)
-            grade = grade_and_image(
-                row["Retinopathy grade"], image, f"no image {name!r} in {images}", where, problems
-            )
+            missing = f"no image {name!r} in {images}"
+            grade = common.grade_and_image(row["Retinopathy grade"], image, missing, where, problems)
             if grade is None:
                 continue
             records.append(Record(image, grade, "idrid", f"idrid:{split}/{name}", official_split=split))
-    return finish_source(records, problems, verify_images)
+    return common.finish_source(records, problems, verify_images)
 
 
 def lesion_images(root: str | Path) -> list[Record]:
@@ -87,7 +71,9 @@ def lesion_images(root: str | Path) -> list[Record]:
             labels = root / "2. All Segmentation Groundtruths" / folder
             masks = [labels / lesion / f"{image.stem}_{code}.tif" for lesion, code in LESIONS]
             patient = f"idrid:segmentation/{split}/{image.stem}"
-            out.append(Record(image, UNKNOWN, "idrid", patient, masks=tuple(m for m in masks if m.is_file())))
+            out.append(
+                Record(image, common.UNKNOWN, "idrid", patient, masks=tuple(m for m in masks if m.is_file()))
+            )
     return out
 
 

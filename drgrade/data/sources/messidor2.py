@@ -17,20 +17,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+import drgrade.data.sources.common as common
 from drgrade.data.images import IMAGE_SUFFIXES, write_rgb
-from drgrade.data.sources.common import (
-    MASK_DIR,
-    UNKNOWN,
-    Exclusion,
-    Record,
-    Source,
-    SourceData,
-    finish_source,
-    first_sighting,
-    parse_grade,
-    read_csv_rows,
-    source_root,
-)
+from drgrade.data.sources.common import Exclusion, Record, Source, SourceData
 from drgrade.data.synthetic import grade_sequence, render_fundus, seeded_rng, write_mask
 
 log = logging.getLogger(__name__)
@@ -69,41 +58,33 @@ def _exams(path: Path) -> dict[str, str]:
 
 def read(root: str | Path, verify_images: bool = True) -> SourceData:
     """The gradable images with their adjudicated grades; the ungradable ones as exclusions."""
-    root = source_root(root, "Messidor-2")
+    root = common.source_root(root, "Messidor-2")
     problems: list[str] = []
-    csv_path = root / SHEET
-    rows = read_csv_rows(csv_path, ("image_id", "adjudicated_dr_grade", "adjudicated_gradable"), problems)
     image_dir = _image_dir(root)
     files = {p.name.lower(): p for p in image_dir.iterdir() if p.is_file()}
     exams = _exams(root / PAIRS)
     records: list[Record] = []
     excluded: list[Exclusion] = []
-    seen: dict[str, int] = {}
-    for line, row in rows:
-        where = f"{csv_path} row {line}"
-        image_id = row["image_id"]
+    columns = ("image_id", "adjudicated_dr_grade", "adjudicated_gradable")
+    for where, image_id, row in common.keyed_rows(
+        root / SHEET, columns, "image_id", problems, fold=str.lower
+    ):
         key = image_id.lower()
-        if not image_id:
-            problems.append(f"{where}: empty image_id")
-            continue
-        if not first_sighting(key, f"image_id {image_id!r}", line, where, seen, problems):
-            continue
         path = files.get(key)
         patient = exams.get(key, f"messidor:{key}")
         if row["adjudicated_gradable"] in ("0", "0.0"):
-            ungradable = Record(path or image_dir / image_id, UNKNOWN, "messidor2", patient)
-            excluded.append(
-                Exclusion(ungradable, "dataset", "ungradable by the adjudicators (adjudicated_gradable 0)")
-            )
+            ungradable = Record(path or image_dir / image_id, common.UNKNOWN, "messidor2", patient)
+            reason = "ungradable by the adjudicators (adjudicated_gradable 0)"
+            excluded.append(Exclusion(ungradable, "dataset", reason))
             continue
-        grade = parse_grade(row["adjudicated_dr_grade"], where, problems)
+        grade = common.parse_grade(row["adjudicated_dr_grade"], where, problems)
         if grade is None:
             continue
         if path is None:
             problems.append(f"{where}: no image named {image_id!r} in {image_dir}")
             continue
         records.append(Record(path, grade, "messidor2", patient))
-    return finish_source(records, problems, verify_images, root, excluded)
+    return common.finish_source(records, problems, verify_images, root, excluded)
 
 
 def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
@@ -127,7 +108,7 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
         if ungradable:  # ungradable photographs are badly exposed
             image = (image * 0.25).astype(np.uint8)
         write_rgb(root / "IMAGES" / stored, image)
-        write_mask(root / MASK_DIR / f"{Path(stored).stem}.png", mask)
+        write_mask(root / common.MASK_DIR / f"{Path(stored).stem}.png", mask)
         rows.append((listed, "" if ungradable else grade, "" if ungradable else 0, 0 if ungradable else 1))
         names.append(stored)
     with (root / SHEET).open("w", newline="") as f:
