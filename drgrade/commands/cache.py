@@ -1,8 +1,8 @@
-"""Preprocess every image of the configured data into the cache now (the fit options apply)."""
+"""Take in every image of the configured data ahead of training (gate, hashes, crops; all cores)."""
 
 from __future__ import annotations
 
-from drgrade.data.cache import fill_cache
+from drgrade.data.intake import take_in_all
 from drgrade.errors import OptionError
 
 
@@ -16,15 +16,15 @@ def add_arguments(parser) -> None:
 
 
 def run(cli) -> None:
-    """Fill the cache of the configured data and image size.
+    """Take in every image of the configured sources, so that fit/validate/test start at once.
 
     Args:
         cli: the running ``DRGradeCLI``.
     """
     datamodule = cli.datamodule
-    cache = datamodule.cache
-    if cache is None:
-        raise OptionError("data.cache is false: nothing to build")
-    datamodule.load_records()
-    count = fill_cache([r.path for r in datamodule.records], cache, cli.config.workers)
-    print(f"{count} images cached in {cache.root}")
+    if datamodule.intake.root is None:
+        raise OptionError("data.cache is false: there is no intake cache to fill")
+    records = datamodule.read_sources().records
+    facts = take_in_all([r.path for r in records], datamodule.intake, cli.config.workers)
+    unusable = sum(1 for f in facts if f.error)
+    print(f"{len(facts)} images taken in ({unusable} unreadable) into {datamodule.intake.root}")

@@ -11,13 +11,13 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Sampler
 
 from drgrade.data.augment import MINORITY_GRADES, EvalTransform, TieredAugment
-from drgrade.data.cache import PreprocessCache, default_cache_dir
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.duplicates import merge_duplicates
-from drgrade.data.quality import QualityLimits, gate_records, inspect_file
+from drgrade.data.intake import Facts, IntakeCache, default_cache_dir, judge, take_in_all
+from drgrade.data.quality import QualityLimits
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
-from drgrade.data.sources import SOURCES, Exclusion, Record, ensure_synthetic, load_sources
-from drgrade.data.splits import SPLITS, count_table, split_identity, split_records
+from drgrade.data.sources import SOURCES, Exclusion, Record, SourceData, ensure_synthetic, load_sources
+from drgrade.data.splits import SPLITS, count_table, source_table, split_identity, split_records
 from drgrade.errors import DataValidationError, OptionError
 from drgrade.grades import NUM_GRADES
 
@@ -82,13 +82,14 @@ class DRDataModule(L.LightningDataModule):
         test_sources: external validation: these sources (e.g. ``[messidor2]``) are the whole
             test split; the others are split into train and validation by the train:val ratio.
         augment: class-tiered augmentation of training images (off gives eval transforms).
-        verify_images: check every image decodes at setup, so a corrupt file fails fast.
-        cache: read preprocessed (cropped, resized) images from a cache built on first use.
-        cache_dir: where (default ``$DRGRADE_CACHE_DIR`` or ``~/.cache/drgrade/preprocessed``).
+        verify_images: an image that does not decode stops setup with the list of every such
+            file (off: such images are left out and listed, like ungradable ones).
+        cache: store each image's intake (gate measurements, hashes, network-size crop), taken
+            in once (``prepare_data``, one process per node) and read by every later run and rank.
+        cache_dir: where (default ``$DRGRADE_CACHE_DIR`` or ``~/.cache/drgrade/intake``).
         quality_gate: refuse ungradable images (incomplete, too small, no fundus, badly exposed,
             out of focus; see ``drgrade.data.quality``) in every split and in ``predict``.
-        dedupe: keep exact and near-duplicate photographs in one split (needs ``quality_gate``,
-            whose single read of each file also hashes it).
+        dedupe: keep exact and near-duplicate photographs in one split (hashed in the intake).
         ungradable: ``exclude`` lists ungradable labelled images and leaves them out;
             ``error`` stops setup with the list, like any other bad input.
         predict_dir: a folder of images for ``drgrade predict``.
@@ -142,11 +143,22 @@ class DRDataModule(L.LightningDataModule):
 
     # -- stages ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Generate the synthetic default once (local rank 0) when asked and absent."""
+        """Once per node: write the synthetic default when asked, and take in every image (stored).
+
+        Every rank's ``setup`` then reads the stored intake instead of decoding again.
+        """
         hp = self.hparams
         if hp.synthesize_if_missing:
             roots = [r for r in (hp.aptos_root, hp.messidor_root) if r is not None]
             ensure_synthetic(roots, hp.synthetic_counts, hp.synthetic_size, hp.split_seed)
+        if self.intake.root is not None and not (hp.predict_dir and self.trainer_stage() == "predict"):
+            take_in_all([r.path for r in self.read_sources().records], self.intake, hp.num_workers)
+
+    def trainer_stage(self) -> str | None:
+        """The running trainer's stage (None outside a trainer)."""
+        return (
+            self.trainer.state.stage.value if self.trainer is not None and self.trainer.state.stage else None
+        )
 
     def setup(self, stage: str) -> None:
         """Read and split the sources once, then build each split's dataset (or the predict folder's)."""
@@ -155,70 +167,93 @@ class DRDataModule(L.LightningDataModule):
             records, self.skipped = folder_records(hp.predict_dir)
             quality = QualityLimits() if hp.quality_gate else None
             self.datasets["predict"] = FundusDataset(
-                records, hp.image_size, EvalTransform(), keep_errors=True, quality=quality
+                records, hp.image_size, EvalTransform(), keep_errors=True, intake=self.intake, quality=quality
             )
             return
         if not self.records:
             self.load_records()
         evaluate = EvalTransform()
-        cache = self.cache
         train_transform = TieredAugment(hp.minority_grades) if hp.augment else evaluate
         for split in SPLITS:
             chosen = [r for r, s in zip(self.records, self.splits, strict=True) if s == split]
             transform = train_transform if split == "train" else evaluate
-            self.datasets[split] = FundusDataset(chosen, hp.image_size, transform, cache=cache)
+            self.datasets[split] = FundusDataset(chosen, hp.image_size, transform, intake=self.intake)
         self.datasets["predict"] = self.datasets["test"]
 
-    def load_records(self) -> None:
-        """Read every configured source, check it, and assign each image its split."""
+    def read_sources(self) -> SourceData:
+        """Every configured source's records and the images the datasets themselves exclude."""
         hp = self.hparams
-        found = load_sources(self.roots, hp.csv_sources or (), verify_images=hp.verify_images)
-        self.records, self.excluded = found.records, list(found.excluded)
-        if hp.quality_gate:
-            self.records = self.gate(self.records)
-            if not self.records:
-                raise DataValidationError(
-                    [f"all {len(self.excluded)} images are ungradable (see above); nothing to split"]
-                )
-        if hp.quality_gate and hp.dedupe:
-            self.records = self.dedupe(self.records)
+        return load_sources(self.roots, hp.csv_sources or (), verify_images=False)
+
+    def load_records(self) -> None:
+        """Read every configured source, take in its images, leave out what cannot be used, split."""
+        hp = self.hparams
+        found = self.read_sources()
+        self.excluded = list(found.excluded)
+        facts = take_in_all([r.path for r in found.records], self.intake, hp.num_workers)
+        records, facts = self.gate(found.records, facts)
+        if hp.dedupe:
+            records = self.dedupe(records, facts)
         held_out = hp.test_sources or ()
         official = hp.split == "official"
-        self.splits = split_records(self.records, hp.split_ratios, hp.split_seed, held_out, official)
+        self.splits = split_records(records, hp.split_ratios, hp.split_seed, held_out, official)
+        self.records = records
         self.split_identity = split_identity(
-            self.records, self.splits, hp.split_ratios, hp.split_seed, held_out, official
+            records, self.splits, hp.split_ratios, hp.split_seed, held_out, official
         )
-        rank_zero_info(f"DR data: {len(self.records)} images\n{count_table(self.records, self.splits)}")
+        rank_zero_info(
+            f"DR data: {len(records)} images\n{count_table(records, self.splits)}\n"
+            f"{source_table(records, self.splits, self.excluded)}"
+        )
 
-    def gate(self, records: list[Record]) -> list[Record]:
-        """Pass labelled images through the quality gate; returns the gradable ones.
+    def gate(self, records: list[Record], facts: list[Facts]) -> tuple[list[Record], list[Facts]]:
+        """Leave out images that do not decode (an error with ``verify_images``) or the gate refuses.
 
-        Ungradable ones are listed and left out (kept in ``excluded`` with the reason), or
-        (``ungradable: error``) stop setup like any other bad input.
+        Every refused image is listed (``excluded``, split.csv); with ``ungradable: error`` any
+        refusal stops setup like other bad input.
 
         Args:
             records: the labelled images.
+            facts: each one's intake.
         """
-        kept, refused = gate_records(records)
-        if refused and self.hparams.ungradable == "error":
-            raise DataValidationError([f"{record.path}: {reason}" for record, reason in refused])
+        hp = self.hparams
+        limits = QualityLimits() if hp.quality_gate else None
+        unreadable = [
+            f"{r.path}: {f.error}"
+            for r, f in zip(records, facts, strict=True)
+            if f.error and "ungradable" not in f.error
+        ]
+        if unreadable and hp.verify_images:
+            raise DataValidationError(unreadable)
+        kept, refused = [], []
+        for record, fact in zip(records, facts, strict=True):
+            reason = judge(fact, limits) if limits is not None else fact.error
+            (refused if reason else kept).append((record, fact, reason))
+        if refused and hp.ungradable == "error":
+            raise DataValidationError([f"{record.path}: {reason}" for record, _, reason in refused])
         if refused:
-            listed = "\n".join(f"  - {record.path}: {reason}" for record, reason in refused)
+            listed = "\n".join(f"  - {record.path}: {reason}" for record, _, reason in refused)
             rank_zero_warn(
-                f"quality gate: {len(refused)} of {len(records)} images ungradable "
-                f"({len(refused) / len(records):.1%}), left out:\n{listed}"
+                f"quality gate: {len(refused)} of {len(records)} images left out "
+                f"({len(refused) / len(records):.1%}):\n{listed}"
             )
-        self.excluded += [Exclusion(record, "quality", reason) for record, reason in refused]
-        return kept
+        self.excluded += [Exclusion(record, "quality", reason) for record, _, reason in refused]
+        if not kept:
+            raise DataValidationError(
+                [f"all {len(records)} images are unusable (see above); nothing to split"]
+            )
+        return [record for record, _, _ in kept], [fact for _, fact, _ in kept]
 
-    def dedupe(self, records: list[Record]) -> list[Record]:
+    def dedupe(self, records: list[Record], facts: list[Facts]) -> list[Record]:
         """Put exact and near-duplicate photographs in one patient group; report grade conflicts.
 
         Args:
             records: the gradable labelled images.
+            facts: each one's intake (content digest, difference hash).
         """
-        facts = [inspect_file(r.path) for r in records]
-        records, groups = merge_duplicates(records, [f.digest for f in facts], [f.dhash for f in facts])
+        records, groups = merge_duplicates(
+            records, [f.digest for f in facts], [f.dhash_bits() for f in facts]
+        )
         if groups:
             conflicts = [g for g in groups if len({r.grade for r in g}) > 1]
             listed = "\n".join(
@@ -238,12 +273,10 @@ class DRDataModule(L.LightningDataModule):
         return {name: self.hparams[source.option] for name, source in SOURCES.items()}
 
     @property
-    def cache(self) -> PreprocessCache | None:
-        """The preprocessing cache of these settings, or None when ``cache`` is off."""
+    def intake(self) -> IntakeCache:
+        """Where each image's intake (gate measurements, hashes, crop) is kept (in memory: cache off)."""
         hp = self.hparams
-        if not hp.cache:
-            return None
-        return PreprocessCache(hp.cache_dir or default_cache_dir(), hp.image_size)
+        return IntakeCache((hp.cache_dir or default_cache_dir()) if hp.cache else None, hp.image_size)
 
     # -- loaders --------------------------------------------------------------------------------
     @property

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from drgrade.data.cache import PreprocessCache
 from drgrade.data.images import IMAGE_SUFFIXES, ImageReadError, list_images, read_rgb
-from drgrade.data.preprocess import crop_fundus, fundus_box, preprocess_fundus, resize_square
-from drgrade.data.quality import FEATURES, QualityLimits, read_assessed
+from drgrade.data.intake import IntakeCache, judge
+from drgrade.data.preprocess import crop_fundus, fundus_box, resize_square
+from drgrade.data.quality import QualityLimits, UngradableImage, unmeasured
 from drgrade.data.sources import Record
 from drgrade.errors import OptionError
 
@@ -48,7 +48,7 @@ class FundusDataset(Dataset):
         transform: augmentation or evaluation transform.
         keep_errors: an unreadable image yields a zero image and the error message instead of
             raising, so prediction over a folder grades the readable files and reports the rest.
-        cache: read preprocessed images from this cache.
+        intake: where each file's one intake (crop, gate measurements) is stored; default: memory only.
         with_masks: also yield each record's lesion mask, preprocessed like its image.
         quality: pass every image through the quality gate with these limits (an ungradable
             image is an error, kept as the sample's message with ``keep_errors``).
@@ -60,7 +60,7 @@ class FundusDataset(Dataset):
         image_size: int,
         transform: Transform,
         keep_errors: bool = False,
-        cache: PreprocessCache | None = None,
+        intake: IntakeCache | None = None,
         with_masks: bool = False,
         quality: QualityLimits | None = None,
     ):
@@ -70,29 +70,29 @@ class FundusDataset(Dataset):
         self.image_size = image_size
         self.transform = transform
         self.keep_errors = keep_errors
-        self.cache = cache
+        self.intake = intake or IntakeCache(None, image_size)
         self.with_masks = with_masks
         self.quality = quality
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
-        """The preprocessed (cropped, resized) RGB image of record ``index``, its mask, its gate features.
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None, list[float]]:
+        """The network-size fundus crop of record ``index``, its lesion mask, the gate's features.
+
+        The crop and the features come from the file's one intake (stored, or taken in now);
+        with ``quality``, an image the gate refuses raises ``UngradableImage`` with the reason.
 
         Args:
             index: the record's position.
         """
         record = self.records[index]
-        if self.cache is not None and not self.with_masks and self.quality is None:
-            return self.cache.load(record.path), None, {}
-        features: dict[str, float] = {}
-        if self.quality is None:
-            image = read_rgb(record.path)
-        else:
-            image, features = read_assessed(record.path, self.quality)
-        mask = load_mask(record, image, self.image_size) if self.with_masks else None
-        return preprocess_fundus(image, self.image_size), mask, features
+        image, facts = self.intake.get(record.path)
+        reason = judge(facts, self.quality) if self.quality is not None else facts.error
+        if reason or image is None:
+            raise UngradableImage(reason or "not decodable", facts.features())
+        mask = load_mask(record, read_rgb(record.path), self.image_size) if self.with_masks else None
+        return image, mask, facts.features()
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
@@ -102,8 +102,8 @@ class FundusDataset(Dataset):
             image, mask, features = self.load(index)
         except ImageReadError as exc:
             if not self.keep_errors:
-                raise
-            error, features = str(exc), getattr(exc, "features", {})
+                raise ImageReadError(f"{record.path}: {exc}") from None
+            error, features = str(exc), getattr(exc, "features", None) or unmeasured()
             image, mask = np.zeros((size, size, 3), np.uint8), np.zeros((size, size), np.uint8)
         sample = {
             "image": self.transform(image, record.grade),
@@ -115,7 +115,7 @@ class FundusDataset(Dataset):
         if self.with_masks:
             sample["mask"] = torch.from_numpy(mask > 0)
         if self.quality is not None:  # what the gate measured, NaN where it could not measure
-            sample["quality"] = torch.tensor([features.get(name, float("nan")) for name in FEATURES])
+            sample["quality"] = torch.tensor(features, dtype=torch.float32)
         return sample
 
 

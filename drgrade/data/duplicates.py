@@ -2,7 +2,7 @@
 
 APTOS 2019 is known to hold the same photograph more than once (re-encoded, resized, sometimes
 with different grades). Copies in different splits leak test images into training, so every
-group of copies is given one patient id before the split. Exact copies share a content hash;
+group of copies is given one patient id before the split. Exact copies share a content digest;
 near copies have 16x16 difference hashes (dHash, on the fundus crop in grey) within a few bits.
 Candidate pairs come from banding the hash (if two hashes differ in at most ``max_bits`` bits,
 one of ``max_bits + 1`` bands is equal), so the check stays linear in the number of images.
@@ -10,11 +10,9 @@ one of ``max_bits + 1`` bands is equal), so the check stays linear in the number
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,19 +21,6 @@ from drgrade.data.preprocess import fundus_box
 from drgrade.data.sources import Record
 
 HASH_SIDE = 16
-
-
-def content_hash(path: str | Path) -> str:
-    """BLAKE2b of the file's bytes (exact copies).
-
-    Args:
-        path: the file.
-    """
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def difference_hash(image: np.ndarray) -> np.ndarray:

@@ -1,37 +1,39 @@
 """The image-quality gate: which photographs drgrade refuses to grade, and why.
 
-A grader must not grade what a human grader would send back: an incomplete file (OpenCV fills
-a truncated JPEG with grey and decodes it "successfully"), an image too small to show lesions,
-one with no fundus in frame, a badly under- or over-exposed fundus, or a heavily blurred one.
-Such images are *ungradable*: reported with the reason and the measured features, never given a
-grade, as clinical systems report imageability. Every path uses this one gate: training setup,
-``predict``, ``explain`` and ``python -m drgrade.deploy``.
+A grader must not grade what a human grader would send back, nor what is not a fundus photograph
+at all: a confident "No DR" for a cat is the most dangerous answer a screening tool can give.
+Refused images are *ungradable*: reported with the reason and the measured evidence, never given
+a grade, as clinical systems report imageability. Every path uses this one gate: training setup,
+``predict``, ``explain``, the ONNX runner and the web page.
 
-The features are measured inside the fundus (pixels brighter than the dark surround), on a copy
-resized to ``ANALYSIS_SIZE`` so that they do not depend on the camera's resolution.
+The gate works in two steps, so a changed limit re-judges stored measurements without decoding:
+``measure`` (on a copy resized to ``ANALYSIS_SIZE``, so the numbers do not depend on the camera's
+resolution or the decode path) and ``verdict`` (the limits applied to the measurements). In order:
+
+1. an incomplete file (cut off: no end marker, or uniform grey rows where the decoder filled
+   missing data), a size outside the limits;
+2. not a fundus photograph: a fundus is a bright disc on a dark surround (the frame's corners
+   much darker than its centre), red-dominant inside, with vessel-like dark thin ridges;
+3. no fundus in frame, badly under- or over-exposed, out of focus.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+import math
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
-from drgrade.data.duplicates import content_hash, difference_hash
-from drgrade.data.images import ImageReadError, read_rgb
+from drgrade.data.images import ImageReadError
 from drgrade.data.preprocess import brightest_channel
-from drgrade.data.sources import Record
 
 #: Side, in pixels, of the square the features are measured on.
 ANALYSIS_SIZE = 512
 #: A surround pixel's brightest channel stays at or below this (the fundus_box threshold).
 SURROUND = 10
+#: The measured features, in the order prediction files list them.
+FEATURES = ("fundus_fraction", "brightness", "focus", "surround_contrast", "red_ratio", "vessel_density")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,12 @@ class QualityLimits:
         max_brightness: most mean luminance inside the fundus (over-exposed above).
         min_focus: least focus score (variance of the Laplacian of the green channel inside the
             fundus at 512 px); heavy blur falls far below it.
+        min_surround_contrast: least 1 - (corner brightness / centre brightness): a fundus sits on
+            a dark surround (1 for black corners); a page, a cat or a wall fills the frame (near 0).
+        min_red_ratio: least mean red over the mean of green and blue inside the fundus (a
+            fundus is orange-red: about 2.5-3; grey, white or blue pictures about 1).
+        min_vessel_density: least share of fundus pixels on dark thin ridges of the green channel.
+        max_grey_fill: most share of rows at the bottom that may be uniform decoder grey.
     """
 
     min_side: int = 128
@@ -54,6 +62,14 @@ class QualityLimits:
     min_brightness: float = 25.0
     max_brightness: float = 185.0
     min_focus: float = 4.0
+    min_surround_contrast: float = 0.6
+    min_red_ratio: float = 1.8
+    min_vessel_density: float = 0.02
+    max_grey_fill: float = 0.02
+
+
+#: The gate's default lines.
+DEFAULT_LIMITS = QualityLimits()
 
 
 @dataclass
@@ -73,58 +89,66 @@ class UngradableImage(ImageReadError):
         self.features = features or {}
 
 
-#: The measured features, in the order prediction files list them.
-FEATURES = ("fundus_fraction", "brightness", "focus")
-
-
-def file_is_complete(path: str | Path) -> bool:
-    """False when a JPEG lacks its end-of-image marker or a PNG its IEND chunk (a cut-off file).
-
-    Args:
-        path: the image file.
-    """
-    with open(path, "rb") as f:
-        head = f.read(8)
-        f.seek(0, 2)
-        size = f.tell()
-        f.seek(max(0, size - 64))
-        tail = f.read().rstrip(b"\x00")
-    if head.startswith(b"\xff\xd8"):
+def file_is_complete(data: bytes) -> bool:
+    """False when a JPEG lacks its end-of-image marker or a PNG its IEND chunk (a cut-off file)."""
+    tail = data[-64:].rstrip(b"\x00")
+    if data.startswith(b"\xff\xd8"):
         return tail.endswith(b"\xff\xd9")
-    if head.startswith(b"\x89PNG"):
+    if data.startswith(b"\x89PNG"):
         return b"IEND" in tail[-16:]
     return True
 
 
+def grey_fill(small: np.ndarray) -> float:
+    """Share of rows at the bottom that are uniform mid-grey: libjpeg's fill for data a cut file lacks."""
+    rows = small.reshape(small.shape[0], -1).astype(np.int16)
+    uniform = (rows.max(1) - rows.min(1) <= 2) & (np.abs(rows.mean(1) - 128) <= 8)
+    filled = len(uniform) - int(np.argmin(uniform[::-1])) if not uniform.all() else len(uniform)
+    return filled / len(uniform) if uniform[-1] else 0.0
+
+
+def _surround_contrast(bright: np.ndarray) -> float:
+    """1 - median corner brightness / median centre brightness (corners: 8% squares)."""
+    k = max(1, bright.shape[0] * 8 // 100)
+    corners = np.concatenate([bright[:k, :k], bright[:k, -k:], bright[-k:, :k], bright[-k:, -k:]]).ravel()
+    centre = bright[k * 3 : -k * 3, k * 3 : -k * 3]
+    middle = float(np.median(centre)) if centre.size else 0.0
+    return 1.0 - float(np.median(corners)) / middle if middle > 0 else 0.0
+
+
 def measure(image: np.ndarray) -> dict[str, float]:
-    """Fundus fraction, brightness and focus of an RGB uint8 image.
+    """Every feature the gate judges, from RGB uint8 pixels of any size (measured at 512 px).
 
     Args:
         image: HxWx3 uint8 RGB.
     """
     small = cv2.resize(image, (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=cv2.INTER_AREA)
-    fundus = brightest_channel(small) > SURROUND
-    fraction = float(fundus.mean())
-    if fraction == 0:
-        return {"fundus_fraction": 0.0, "brightness": 0.0, "focus": 0.0}
+    bright = brightest_channel(small)
+    fundus = bright > SURROUND
+    measured = {name: 0.0 for name in FEATURES} | {"grey_fill": grey_fill(small)}
+    measured["fundus_fraction"] = float(fundus.mean())
+    measured["surround_contrast"] = _surround_contrast(bright)
+    if not fundus.any():
+        return measured
     inner = cv2.erode(fundus.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
     luminance = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    laplacian = cv2.Laplacian(small[..., 1].astype(np.float32), cv2.CV_32F)
-    return {
-        "fundus_fraction": fraction,
+    green = small[..., 1]
+    laplacian = cv2.Laplacian(green.astype(np.float32), cv2.CV_32F)
+    red, g, b = small[fundus].astype(np.float64).mean(0)
+    ridges = cv2.morphologyEx(
+        green, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))
+    )
+    measured |= {
         "brightness": float(luminance[fundus].mean()),
         "focus": float(laplacian[inner].var()) if inner.any() else 0.0,
+        "red_ratio": float(red / max((g + b) / 2, 1.0)),
+        "vessel_density": float((ridges[inner] > 8).mean()) if inner.any() else 0.0,
     }
+    return measured
 
 
 def size_problem(width: int, height: int, limits: QualityLimits) -> str | None:
-    """Why an image of this size cannot be graded, or None.
-
-    Args:
-        width: pixels across.
-        height: pixels down.
-        limits: the thresholds.
-    """
+    """Why an image of this size cannot be graded, or None."""
     if min(height, width) < limits.min_side:
         return f"too small to grade ({width}x{height}; at least {limits.min_side} px a side)"
     if height * width > limits.max_pixels:
@@ -132,119 +156,44 @@ def size_problem(width: int, height: int, limits: QualityLimits) -> str | None:
     return None
 
 
-def assess(image: np.ndarray, limits: QualityLimits = QualityLimits()) -> Quality:
-    """The gate's verdict on decoded pixels (the file-level checks are in ``check_image``).
+def verdict(measured: dict[str, float], limits: QualityLimits = DEFAULT_LIMITS) -> str:
+    """Why an image with these measurements is ungradable ("" when it is gradable).
+
+    The reason is the one a person would give, with the measured evidence.
 
     Args:
-        image: HxWx3 uint8 RGB.
+        measured: from ``measure``.
         limits: the thresholds.
     """
+    shown = ", ".join(f"{name.replace('_', ' ')} {measured[name]:.3g}" for name in FEATURES)
+    if measured["grey_fill"] > limits.max_grey_fill:
+        share = measured["grey_fill"]
+        return f"incomplete file (the bottom {share:.0%} of the picture is the decoder's grey fill)"
+    not_fundus = "not a fundus photograph"
+    checks = [
+        (measured["fundus_fraction"] < limits.min_fundus_fraction, "no fundus in the picture"),
+        (measured["surround_contrast"] < limits.min_surround_contrast, f"{not_fundus} (no dark surround)"),
+        (measured["brightness"] < limits.min_brightness, "under-exposed"),
+        (measured["brightness"] > limits.max_brightness, "over-exposed"),
+        (measured["red_ratio"] < limits.min_red_ratio, f"{not_fundus} (not red-dominant)"),
+        (measured["focus"] < limits.min_focus, "out of focus"),
+        (measured["vessel_density"] < limits.min_vessel_density, f"{not_fundus} (no vessels)"),
+    ]
+    return next((f"{reason} ({shown})" for failed, reason in checks if failed), "")
+
+
+def assess(image: np.ndarray, limits: QualityLimits = QualityLimits()) -> Quality:
+    """The gate's verdict on decoded pixels (a file's intake adds the file-level checks)."""
     height, width = image.shape[:2]
     problem = size_problem(width, height, limits)
     if problem:
         return Quality(False, problem)
-    features = measure(image)
-    checks = [
-        (features["fundus_fraction"] < limits.min_fundus_fraction, "no fundus detected in frame"),
-        (features["brightness"] < limits.min_brightness, "under-exposed"),
-        (features["brightness"] > limits.max_brightness, "over-exposed"),
-        (features["focus"] < limits.min_focus, "out of focus"),
-    ]
-    for failed, reason in checks:
-        if failed:
-            shown = ", ".join(f"{k} {v:.3g}" for k, v in features.items())
-            return Quality(False, f"{reason} ({shown})", features)
-    return Quality(True, "", features)
+    measured = measure(image)
+    reason = verdict(measured, limits)
+    features = {name: measured[name] for name in FEATURES}
+    return Quality(not reason, reason, features)
 
 
-def check_image(path: str | Path, image: np.ndarray, limits: QualityLimits = QualityLimits()) -> Quality:
-    """Raise ``UngradableImage`` (naming the file and the reason) unless the image is gradable.
-
-    Args:
-        path: the file ``image`` was decoded from.
-        image: its pixels, HxWx3 uint8 RGB.
-        limits: the thresholds.
-    """
-    if not file_is_complete(path):
-        raise UngradableImage(f"{path}: ungradable: incomplete file (cut off before its end)")
-    quality = assess(image, limits)
-    if not quality.gradable:
-        raise UngradableImage(f"{path}: ungradable: {quality.reason}", quality.features)
-    return quality
-
-
-def read_assessed(
-    path: str | Path, limits: QualityLimits = QualityLimits()
-) -> tuple[np.ndarray, dict[str, float]]:
-    """Read ``path`` as RGB through the gate: (pixels, measured features), or ``UngradableImage`` naming why.
-
-    Args:
-        path: the image file.
-        limits: the thresholds.
-    """
-    image = read_rgb(path)
-    return image, check_image(path, image, limits).features
-
-
-@dataclass(frozen=True)
-class FileFacts:
-    """What one read of a labelled image file establishes: the gate's verdict and its hashes."""
-
-    reason: str
-    digest: str
-    dhash: np.ndarray | None
-
-
-def inspect_file(path: str | Path, limits: QualityLimits = QualityLimits()) -> FileFacts:
-    """The gate's verdict ("" when gradable), content hash and dHash of ``path``.
-
-    Remembered per file version (path, size, mtime), so repeated setups in one process decode
-    each file once.
-
-    Args:
-        path: the image file.
-        limits: the thresholds.
-    """
-    stat = Path(path).stat()
-    return _inspect(str(path), stat.st_size, stat.st_mtime_ns, limits)
-
-
-@functools.lru_cache(maxsize=200_000)
-def _inspect(path: str, size: int, mtime_ns: int, limits: QualityLimits) -> FileFacts:
-    # large photographs decode at a reduced scale (IMREAD_REDUCED_*): features are measured at
-    # 512 px anyway, and the size check reads the file's header
-    digest = content_hash(path)
-    try:
-        with Image.open(path) as header:
-            width, height = header.size
-        problem = size_problem(width, height, limits)
-        if problem:
-            return FileFacts(f"ungradable: {problem}", digest, None)
-        image = cv2.imread(path, _REDUCED.get(min(width, height) // 1024, cv2.IMREAD_REDUCED_COLOR_4))
-        if image is None:
-            return FileFacts("not a decodable image", digest, None)
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        check_image(path, image, replace(limits, min_side=0))
-    except (ImageReadError, OSError) as error:
-        return FileFacts(str(error).removeprefix(f"{path}: "), digest, None)
-    return FileFacts("", digest, difference_hash(image))
-
-
-def gate_records(records: Sequence[Record], limits: QualityLimits = QualityLimits()) -> tuple[list, list]:
-    """Split ``records`` into gradable ones and (record, reason) pairs for the ungradable.
-
-    Args:
-        records: labelled images.
-        limits: the thresholds.
-    """
-    kept, refused = [], []
-    for record in tqdm(records, desc="quality gate", leave=False, disable=len(records) < 500):
-        reason = inspect_file(record.path, limits).reason
-        if reason:
-            refused.append((record, reason))
-        else:
-            kept.append(record)
-    return kept, refused
-
-
-_REDUCED = {0: cv2.IMREAD_COLOR, 1: cv2.IMREAD_REDUCED_COLOR_2}
+def unmeasured() -> list[float]:
+    """The feature columns of an image the gate could not measure."""
+    return [math.nan] * len(FEATURES)

@@ -129,6 +129,37 @@ def count_table(records: list[Record], splits: list[str]) -> str:
     return "\n".join(lines)
 
 
+#: How each kind of exclusion reads in the per-source table.
+EXCLUSION_KINDS = {
+    "dataset": "ungradable by the dataset",
+    "quality": "refused by the quality gate",
+    "duplicate": "copies of held-out images",
+}
+
+
+def source_table(records: list[Record], splits: list[str], excluded: Sequence) -> str:
+    """Per source: images kept in each split, and images left out by reason (one line per source).
+
+    Args:
+        records: the kept images.
+        splits: each kept image's split.
+        excluded: ``Exclusion`` entries (record, kind, reason).
+    """
+    kept = Counter(zip((r.source for r in records), splits, strict=True))
+    left_out = Counter((e.record.source, e.kind) for e in excluded)
+    sources = sorted({r.source for r in records} | {e.record.source for e in excluded})
+    lines = ["source".ljust(12) + "".join(s.rjust(7) for s in SPLITS) + "  left out"]
+    for source in sources:
+        reasons = ", ".join(
+            f"{left_out[source, kind]} {label}"
+            for kind, label in EXCLUSION_KINDS.items()
+            if left_out[source, kind]
+        )
+        counts = "".join(str(kept[source, split]).rjust(7) for split in SPLITS)
+        lines.append(source.ljust(12) + counts + "  " + (reasons or "none"))
+    return "\n".join(lines)
+
+
 def split_settings(ratios, seed: int, test_sources=(), official: bool = False) -> dict:
     """The settings that decide a split, normalised; checkpoints record them, ``best`` compares them."""
     return {

@@ -40,7 +40,8 @@ def results_table(answers: list[Screening]) -> str:
             reason = html.escape(
                 row.error.replace(f"{row.file}: ", "")
             )  # the server's temp path means nothing
-            cells = [name, "", "", "", f"ungradable: {reason}", *([""] * len(PROB_COLUMNS))]
+            verdict = reason if reason.startswith("ungradable") else f"unreadable: {reason}"  # one prefix
+            cells = [name, "", "", "", verdict, *([""] * len(PROB_COLUMNS))]
         else:
             decision = row.decision
             cells = [

@@ -30,9 +30,9 @@ import onnx
 import onnxruntime as ort
 from tqdm import tqdm
 
-from drgrade.data.images import ImageReadError, list_images
+from drgrade.data.images import list_images
+from drgrade.data.intake import judge, take_in
 from drgrade.data.preprocess import preprocess_fundus
-from drgrade.data.quality import FEATURES, read_assessed
 from drgrade.decision.checks import rule_problems
 from drgrade.decision.outputs import OUTPUT_NAMES
 from drgrade.errors import ModelFileError, OptionError
@@ -215,18 +215,25 @@ class OnnxGrader:
 
 def normalised(image: np.ndarray, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 RGB -> 3xSxS float32: fundus crop, resize, normalisation."""
-    square = preprocess_fundus(image, size).astype(np.float32)
-    return ((square - mean) / std).transpose(2, 0, 1)
+    return normalise(preprocess_fundus(image, size), mean, std)
+
+
+def normalise(crop: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """A fundus crop (SxSx3 uint8) -> the network's input (3xSxS float32)."""
+    return ((crop.astype(np.float32) - mean) / std).transpose(2, 0, 1)
 
 
 def prepared(path: Path, size: int, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray | None, str, list]:
-    """(network input, "", gate features) or (None, why it is not graded, features): one worker's job."""
-    try:
-        image, features = read_assessed(path)
-        return normalised(image, size, mean, std), "", [features[name] for name in FEATURES]
-    except ImageReadError as error:
-        measured = getattr(error, "features", {})
-        return None, str(error), [measured.get(name, float("nan")) for name in FEATURES]
+    """(network input, "", gate features) or (None, why it is not graded, features): one worker's job.
+
+    The same one-decode intake as training (``drgrade.data.intake.take_in``): a large JPEG is
+    decoded at reduced scale, the gate measures at its fixed working size.
+    """
+    crop, facts = take_in(path, size)
+    reason = judge(facts)
+    if reason or crop is None:
+        return None, reason or "not decodable", facts.features()
+    return normalise(crop, mean, std), "", facts.features()
 
 
 class _InProcess:

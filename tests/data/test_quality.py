@@ -6,8 +6,9 @@ import pytest
 from skimage import data as skdata
 
 from drgrade.data.images import write_rgb
-from drgrade.data.quality import QualityLimits, assess, file_is_complete, gate_records, size_problem
-from drgrade.data.sources import Record
+from drgrade.data.intake import judge, take_in
+from drgrade.data.quality import QualityLimits, assess, file_is_complete, size_problem
+from drgrade.data.synthetic import render_fundus
 from tests.conftest import predict_folder
 
 RETINA = skdata.retina()  # 1411x1411 RGB, a normal left eye (public domain)
@@ -34,7 +35,7 @@ DEGRADED = {
     "over-exposed": (np.clip(RETINA * 3.5 + 60, 0, 255).astype(np.uint8), "over-exposed"),
     "heavy blur": (cv2.GaussianBlur(RETINA, (0, 0), 8), "out of focus"),
     "no fundus (black)": (np.zeros((1000, 1000, 3), np.uint8), "no fundus"),
-    "no fundus (blank white)": (np.full((1000, 1000, 3), 255, np.uint8), "over-exposed"),
+    "no fundus (blank white)": (np.full((1000, 1000, 3), 255, np.uint8), "not a fundus photograph"),
     "too small": (cv2.resize(RETINA, (100, 100), interpolation=cv2.INTER_AREA), "too small"),
     "1x1": (RETINA[:1, :1], "too small"),
 }
@@ -62,22 +63,85 @@ def test_too_large_is_refused_from_the_size_alone():
 def test_truncated_files_are_incomplete(tmp_path):
     write_rgb(tmp_path / "r.jpg", RETINA)
     write_rgb(tmp_path / "r.png", RETINA)
-    assert file_is_complete(tmp_path / "r.jpg") and file_is_complete(tmp_path / "r.png")
+    assert file_is_complete((tmp_path / "r.jpg").read_bytes()) and file_is_complete(
+        (tmp_path / "r.png").read_bytes()
+    )
     for name in ("r.jpg", "r.png"):
         data = (tmp_path / name).read_bytes()
         (tmp_path / f"cut_{name}").write_bytes(data[: len(data) * 2 // 3])
-        assert not file_is_complete(tmp_path / f"cut_{name}")
-        # OpenCV still "decodes" the cut JPEG (grey fill): decoding alone is no check
+        assert not file_is_complete((tmp_path / f"cut_{name}").read_bytes())
+        assert "incomplete file" in judge(take_in(tmp_path / f"cut_{name}", 224)[1])
+    # OpenCV still "decodes" the cut JPEG (grey fill): decoding alone is no check
     assert cv2.imread(str(tmp_path / "cut_r.jpg")) is not None
 
 
-def test_gate_records_lists_ungradable_training_images(tmp_path):
+def test_a_jpeg_cut_short_and_given_an_end_marker_is_refused_as_incomplete(tmp_path):
+    write_rgb(tmp_path / "r.jpg", RETINA)
+    data = (tmp_path / "r.jpg").read_bytes()
+    forged = tmp_path / "forged.jpg"
+    forged.write_bytes(data[: len(data) // 3] + b"\xff\xd9")  # the end marker is there: the file looks whole
+    assert file_is_complete(forged.read_bytes())
+    reason = judge(take_in(forged, 224)[1])
+    assert "incomplete file" in reason and "grey fill" in reason, reason
+    assert judge(take_in(tmp_path / "r.jpg", 224)[1]) == ""
+
+
+def test_the_intake_judges_files_like_pixels(tmp_path):
     write_rgb(tmp_path / "good.jpg", RETINA)
     write_rgb(tmp_path / "dark.jpg", (RETINA * 0.15).astype(np.uint8))
-    records = [Record(tmp_path / n, 0, "t", n) for n in ("good.jpg", "dark.jpg")]
-    kept, refused = gate_records(records)
-    assert [r.path.name for r in kept] == ["good.jpg"]
-    assert refused[0][0].path.name == "dark.jpg" and "under-exposed" in refused[0][1]
+    assert judge(take_in(tmp_path / "good.jpg", 96)[1]) == ""
+    assert "under-exposed" in judge(take_in(tmp_path / "dark.jpg", 96)[1])
+
+
+def sample_pictures() -> dict:
+    """scikit-image's sample pictures that are not fundus photographs, as RGB."""
+    import warnings
+
+    pictures = {}
+    for name in (
+        "astronaut",
+        "brick",
+        "camera",
+        "cat",
+        "clock",
+        "coffee",
+        "coins",
+        "colorwheel",
+        "grass",
+        "gravel",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "logo",
+        "moon",
+        "page",
+        "rocket",
+        "text",
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = np.asarray(getattr(skdata, name)())
+        image = image if image.dtype == np.uint8 else (255 * image / max(image.max(), 1e-9)).astype(np.uint8)
+        image = np.dstack([image] * 3) if image.ndim == 2 else image[..., :3]
+        pictures[name] = image
+    return pictures
+
+
+def test_what_is_not_a_fundus_photograph_is_never_graded():
+    refused = {name: assess(image) for name, image in sample_pictures().items()}
+    accepted = [name for name, quality in refused.items() if quality.gradable]
+    assert not accepted, accepted  # a cat, a page, a coffee cup, an astronaut: none reads "No DR"
+    for name in ("cat", "page", "coffee", "astronaut", "text"):
+        assert "not a" in refused[name].reason and "fundus photograph" in refused[name].reason, refused[
+            name
+        ].reason
+    assert "over-exposed" not in refused["page"].reason  # the reason a person would give
+
+
+def test_every_synthetic_grade_and_size_stays_gradable():
+    for grade in range(5):
+        for size, seed in ((128, 0), (256, 1), (384, 2)):
+            quality = assess(render_fundus(grade, size, np.random.default_rng([seed, grade]))[0])
+            assert quality.gradable, (grade, size, quality.reason)
 
 
 def test_predict_reports_ungradable_images_and_grades_the_real_photo(

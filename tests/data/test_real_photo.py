@@ -26,7 +26,7 @@ from drgrade.data.synthetic import render_fundus
 from drgrade.predictions import PROB_COLUMNS
 from drgrade.serving.quantize import quantize_onnx
 from drgrade.serving.runner import main as deploy_main
-from drgrade.serving.runner import normalised
+from drgrade.serving.runner import normalised, prepared
 from drgrade.serving.screening import screen_files
 from drgrade.tasks import load_task
 from tests.conftest import cli_args, predict_folder
@@ -75,10 +75,14 @@ def test_training_and_deploy_preprocessing_agree(tmp_path):
         0
     ]
     mean, std = (np.asarray(c, np.float32) * 255 for c in (CLIP_MEAN, CLIP_STD))  # as export's metadata
-    deployed = normalised(read_rgb(path), SIZE, mean, std)
-    assert np.abs(sample["image"].numpy() - deployed).max() < 1e-4
-    fraction, brightness, focus = sample["quality"].tolist()
+    deployed, error, features = prepared(path, SIZE, mean, std)  # what the ONNX runner feeds its model
+    assert error == "" and np.abs(sample["image"].numpy() - deployed).max() < 1e-4
+    assert sample["quality"].tolist() == pytest.approx(features)
+    fraction, brightness, focus = features[:3]
     assert 0.6 < fraction < 0.9 and brightness > 40 and focus > 0
+    # the large JPEG is decoded at reduced scale: the same picture as a full decode, within a few grey levels
+    full = normalised(read_rgb(path), SIZE, mean, std)
+    assert np.abs((deployed - full) * std[:, None, None]).mean() < 1.5
 
 
 def test_synthetic_images_are_measured_against_the_real_photograph():
