@@ -21,7 +21,7 @@ from argparse import ArgumentError
 
 from drgrade import __version__
 from drgrade.commands import VERBS, Verb
-from drgrade.console import quiet_console
+from drgrade.console import printable_names, quiet_console
 from drgrade.errors import DrgradeError, MissingExtraError
 
 #: The packages each optional extra brings (a verb failing to import one of them names its extra).
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         argv: command-line arguments without the program name.
     """
     quiet_console()
+    printable_names()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(overview())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import warnings
 
 #: (logger name, message pattern, why it is dropped).
@@ -54,6 +55,13 @@ class _Drop(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not self.pattern.match(record.getMessage())
+
+
+def printable_names() -> None:
+    """Let the console print any file name: one that is not valid UTF-8 is shown escaped, not a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def quiet_console() -> None:

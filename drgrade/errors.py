@@ -48,5 +48,9 @@ class ModelFileError(DrgradeError, ValueError):
     """An exported model (ONNX) the runner refuses: unreadable, not drgrade's, or out of bounds."""
 
 
+class OutputError(DrgradeError):
+    """A result file drgrade cannot write (a folder in the way, no permission, a full disk)."""
+
+
 class MissingExtraError(DrgradeError):
     """A verb needs an optional dependency that is not installed; the message names the extra."""

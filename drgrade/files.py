@@ -17,10 +17,16 @@ import contextlib
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from drgrade.errors import OutputError
+
+#: How much larger than the file a zip archive (a checkpoint) may unpack: torch stores its tensors
+#: uncompressed, so anything near this is a zip bomb, refused before a byte is inflated.
+UNPACK_RATIO, UNPACK_SLACK = 2, 64 << 20
 #: Characters that make a spreadsheet cell a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -50,8 +56,11 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
         **kwargs: passed to ``open`` (``newline``, ``encoding``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise OutputError(f"cannot write {path} ({error.strerror})") from None
     try:
         with os.fdopen(handle, mode, **kwargs) as f:
             yield f
@@ -59,9 +68,39 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
             os.fsync(f.fileno())
         os.chmod(temporary, user_file_mode())
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path} ({error.strerror}); nothing was left half-written") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def archive_problem(path: str | Path) -> str | None:
+    """Why a zip archive (a torch checkpoint) must not be unpacked, or None: it inflates far past its size."""
+    with zipfile.ZipFile(path) as archive:
+        unpacked = sum(entry.file_size for entry in archive.infolist())
+    size = Path(path).stat().st_size
+    if unpacked > UNPACK_RATIO * size + UNPACK_SLACK:
+        return f"it would unpack to {unpacked:,} bytes from {size:,} (a zip bomb); not loaded"
+    return None
+
+
+def check_writable(path: str | Path) -> Path:
+    """Refuse, before any work is done, an output file that cannot be written (``OutputError``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(
+            f"{path} is a folder; pass a file name for the results (e.g. {path / 'predictions.csv'})"
+        )
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create the folder {folder} for {path.name} ({error.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into {folder} (permission denied); choose another --out")
+    return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

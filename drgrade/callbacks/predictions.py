@@ -6,6 +6,7 @@ import lightning as L
 import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from drgrade.errors import DrgradeError
 from drgrade.predictions import (
     PredictionRow,
     checked_decisions,
@@ -71,3 +72,5 @@ class PredictionWriter(BasePredictionWriter):
         rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
         write_predictions(path, rows)
         print(f"predictions for {len(rows)} image(s) written to {path}: {ungradable_summary(rows)}")
+        if rows and all(row.error for row in rows):
+            raise DrgradeError(f"no image could be graded; every reason is in {path}")

@@ -23,7 +23,11 @@ from drgrade.grades import NUM_GRADES
 
 
 def check_options(
-    split_ratios: tuple[float, float, float], target_counts: tuple[int, ...], cache_dir: str | None
+    split_ratios: tuple[float, float, float],
+    target_counts: tuple[int, ...],
+    cache_dir: str | None,
+    batch_size: int = 1,
+    num_workers: int = 0,
 ) -> None:
     """Refuse option values that would train on nothing or write where they cannot.
 
@@ -31,7 +35,13 @@ def check_options(
         split_ratios: train/val/test fractions.
         target_counts: per-grade images per epoch.
         cache_dir: the cache folder, or None.
+        batch_size: images per batch.
+        num_workers: loader processes.
     """
+    if batch_size < 1 or num_workers < 0:
+        raise OptionError(
+            f"data.batch_size must be >= 1 and data.num_workers >= 0 (got {batch_size}, {num_workers})"
+        )
     if len(split_ratios) != 3 or min(split_ratios) < 0 or abs(sum(split_ratios) - 1) > 1e-6:
         raise OptionError(
             f"data.split_ratios must be three fractions >= 0 summing to 1, got {list(split_ratios)}"
@@ -126,7 +136,7 @@ class DRDataModule(L.LightningDataModule):
         ungradable: Literal["exclude", "error"] = "exclude",
     ):
         super().__init__()
-        check_options(split_ratios, target_counts, cache_dir)
+        check_options(split_ratios, target_counts, cache_dir, batch_size, num_workers)
         self.save_hyperparameters()
         self.records: list[Record] = []
         self.splits: list[str] = []

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,22 +110,23 @@ def read_bytes(path: str | Path) -> bytes:
 
 
 def read_header(data: bytes, path: str | Path) -> Header:
-    """Width, height, format and EXIF orientation from the file's header (nothing decoded)."""
+    """Width, height, format and EXIF orientation from the file's header (nothing decoded).
+
+    PIL's own decompression-bomb limit is lifted while the header is read: only the header is
+    read, and drgrade's limit (``MAX_PIXELS``) is applied to the size it gives, with a message
+    naming that size.
+    """
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
-        with warnings.catch_warnings():  # PIL warns of large images itself: the limit is ours
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                orientation = (
-                    int(image.getexif().get(0x0112, 1)) if image.format in ("JPEG", "TIFF", "WEBP") else 1
-                )
-                return Header(width, height, image.format or "", orientation)
-    except Image.DecompressionBombError:
-        raise ImageReadError(
-            f"{path}: too large to be a photograph (its header claims over {MAX_PIXELS:,} pixels)"
-        ) from None
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            oriented = image.format in ("JPEG", "TIFF", "WEBP")
+            orientation = int(image.getexif().get(0x0112, 1)) if oriented else 1
+            return Header(width, height, image.format or "", orientation)
     except Exception as error:  # PIL raises many types for files that are not images
         raise ImageReadError(f"{path}: not a decodable image ({type(error).__name__})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def reduction(header: Header, target: int | None) -> int:

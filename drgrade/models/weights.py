@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from drgrade.errors import WeightsFileError
+from drgrade.files import archive_problem
 
 #: How to make a loadable file from one that holds other Python objects, in a trusted Python.
 CONVERT_HINT = (
@@ -59,6 +60,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             state = load_file(str(path), device="cpu")
+        elif zipfile.is_zipfile(path) and (problem := archive_problem(path)):
+            raise WeightsFileError(f"{path} was refused: {problem}")
         elif is_torchscript(path):
             with warnings.catch_warnings():  # TorchScript is deprecated, but OpenAI's RN50.pt is one
                 warnings.filterwarnings("ignore", message=r"`torch.jit.load` is deprecated")

@@ -30,12 +30,14 @@ import onnx
 import onnxruntime as ort
 from tqdm import tqdm
 
+from drgrade.console import printable_names
 from drgrade.data.images import list_images
 from drgrade.data.intake import judge, take_in
 from drgrade.data.preprocess import preprocess_fundus
 from drgrade.decision.checks import rule_problems
 from drgrade.decision.outputs import OUTPUT_NAMES
-from drgrade.errors import ModelFileError, OptionError
+from drgrade.errors import DrgradeError, ModelFileError, OptionError
+from drgrade.files import check_writable
 from drgrade.grades import GRADE_NAMES, NUM_GRADES
 from drgrade.predictions import (
     PredictionRow,
@@ -267,28 +269,49 @@ def _ordered(pool, fn, paths: list[Path], depth: int):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m drgrade.deploy MODEL IMAGES [--out CSV]``.
+    """``python -m drgrade.deploy MODEL IMAGES [--out CSV]``; problems exit 2 with one message.
+
+    Everything that can be checked is checked before grading starts: the model, the folder, the
+    options and that ``--out`` can be written. When no image at all could be graded, the CSV
+    (with every reason) is still written, and the exit code is 2.
 
     Args:
         argv: command-line arguments without the program name.
     """
     parser = argparse.ArgumentParser(prog="python -m drgrade.deploy", description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path, help="ONNX file from `drgrade export`")
-    parser.add_argument("images", type=Path, help="folder of fundus images (png/jpg/tif)")
-    parser.add_argument("--out", type=Path, default=Path("predictions.csv"))
+    parser.add_argument("images", type=Path, help="folder of fundus images (png/jpg/tif/bmp/webp/gif)")
+    parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="the CSV to write")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="preprocessing processes")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: its own)")
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=16, help="images per onnxruntime call")
     opts = parser.parse_args(argv)
+    printable_names()
     try:
-        grader = OnnxGrader(opts.model, threads=opts.threads)
-        paths, skipped = list_images(opts.images)
-    except (ModelFileError, OptionError) as error:
+        rows, rate = grade_folder(opts)
+        write_predictions(opts.out, rows)
+    except DrgradeError as error:
         print(f"python -m drgrade.deploy: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    print(f"{len(rows)} image(s) into {opts.out} at {rate:.1f} images/s; {ungradable_summary(rows)}")
+    if rows and all(row.error for row in rows):
+        print(
+            "python -m drgrade.deploy: error: no image could be graded (see the error column)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
+def grade_folder(opts: argparse.Namespace) -> tuple[list[PredictionRow], float]:
+    """Check everything, then grade the folder: (rows, images per second)."""
+    if opts.batch_size < 1 or opts.workers < 0 or (opts.threads is not None and opts.threads < 1):
+        raise OptionError("--batch_size and --threads must be at least 1, --workers at least 0")
+    check_writable(opts.out)
+    grader = OnnxGrader(opts.model, threads=opts.threads)
+    paths, skipped = list_images(opts.images)
+    if not paths and not skipped:
+        raise OptionError(f"{opts.images} holds no files to grade")
     start = time.perf_counter()
     rows = grader.grade_files(paths, opts.batch_size, opts.workers)
     rate = len(paths) / max(time.perf_counter() - start, 1e-9)
-    rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
-    write_predictions(opts.out, rows)
-    print(f"{len(rows)} image(s) into {opts.out} at {rate:.1f} images/s; {ungradable_summary(rows)}")
+    return rows + [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped], rate

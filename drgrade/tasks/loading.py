@@ -16,6 +16,7 @@ import torch
 
 from drgrade.decision.checks import rule_problems
 from drgrade.errors import CheckpointError
+from drgrade.files import archive_problem
 from drgrade.runs import TASK_KEY
 from drgrade.tasks.base import BaseTask
 
@@ -56,6 +57,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} not found; train one with `drgrade fit` first")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (not the zip archive torch.save writes)")
+    problem = archive_problem(path)
+    if problem:
+        raise CheckpointError(f"{path} was refused: {problem}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
