@@ -13,6 +13,7 @@ Torch-free on purpose: the ONNX runner imports it without PyTorch installed.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -153,15 +154,25 @@ def _feature(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.4g}"
 
 
+def write_csv(f, rows: list[PredictionRow]) -> None:
+    """Write ``rows`` to an open text file: ``COLUMNS`` plus the first row's ``extra`` keys."""
+    writer = csv.writer(f)
+    writer.writerow([*COLUMNS, *(rows[0].extra if rows else [])])
+    writer.writerows([neutralise(cell) for cell in row.cells()] for row in rows)
+
+
 def write_predictions(path: str | Path, rows: Iterable[PredictionRow]) -> Path:
-    """Write ``rows`` as CSV (``COLUMNS`` plus the first row's ``extra`` keys), atomically."""
-    rows = list(rows)
-    extra = list(rows[0].extra) if rows else []
+    """Write ``rows`` as a prediction file, atomically (file names that are not UTF-8 kept as bytes)."""
     with atomic_open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-        writer = csv.writer(f)
-        writer.writerow([*COLUMNS, *extra])
-        writer.writerows([neutralise(cell) for cell in row.cells()] for row in rows)
+        write_csv(f, list(rows))
     return Path(path)
+
+
+def csv_text(rows: list[PredictionRow]) -> str:
+    """The prediction file of ``rows`` as text (the web page's download)."""
+    buffer = io.StringIO(newline="")
+    write_csv(buffer, rows)
+    return buffer.getvalue()
 
 
 @dataclass
@@ -176,15 +187,23 @@ class SavedPredictions:
     grades: np.ndarray
 
 
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """Every row of a file ``write_predictions`` wrote, as it was given (file names restored)."""
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["file"] = restore(row["file"])
+    return rows
+
+
 def read_predictions(path: Path) -> SavedPredictions:
     """The graded rows with a reference grade of a prediction file (the numbers it was written from).
 
     Args:
         path: an evaluation's predictions.csv.
     """
-    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as f:
-        rows = [r for r in csv.DictReader(f) if r["grade"] != "" and r["true_grade"] != ""]
-    files = [restore(r["file"]) for r in rows]
+    rows = [r for r in read_rows(path) if r["grade"] != "" and r["true_grade"] != ""]
+    files = [r["file"] for r in rows]
     return SavedPredictions(
         files,
         [restore(r.get("patient_id") or "") or file for r, file in zip(rows, files, strict=True)],

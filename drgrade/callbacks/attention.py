@@ -60,17 +60,22 @@ class AttentionWriter(Callback):
             row.decision, row.extra = decided[i], self._extra(method, mass, area)
             self.rows.append(row)
             if self.overlays:
-                self._save_overlay(index, record, batch["image"][i : i + 1], maps[i], method, decided[i])
+                self._save_overlay(
+                    index, record, batch["image"][i : i + 1], maps[i], method, decided[i], pl_module
+                )
 
     def _extra(self, method: str, mass: str = "", area: str = "") -> dict:
         return {"model": self.name, "method": method, "lesion_mass": mass, "lesion_area": area}
 
-    def _save_overlay(self, index, record, image, attention, method, decision: Decision) -> None:
+    def _save_overlay(self, index, record, image, attention, method, decision: Decision, task) -> None:
         true = "" if record.grade < 0 else f"true {GRADE_NAMES[record.grade]} | "
         grade = decision.grade
         caption = f"{true}predicted {GRADE_NAMES[grade]} ({decision.probabilities[grade]:.2f})"
         figure = overlay_figure(
-            display_images(image)[0], attention.cpu().numpy(), f"{self.name}: {method}", caption
+            display_images(image, *task.normalisation())[0],
+            attention.cpu().numpy(),
+            f"{self.name}: {method}",
+            caption,
         )
         save_figure(figure, self.out / "overlays" / f"{index:05d}_{record.path.stem}.png", dpi=100)
         plt.close(figure)

@@ -7,7 +7,6 @@ files, the way ``report`` builds tables from ``metrics.json``.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from drgrade.data.sources import lesion_images
 from drgrade.errors import OptionError
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADE_NAMES
-from drgrade.predictions import PROB_COLUMNS
+from drgrade.predictions import PROB_COLUMNS, read_rows
 from drgrade.reporting.overlays import comparison_figure, lesion_mass_figure
 from drgrade.runs import resolve_checkpoint
 from drgrade.tasks import BaseTask, ZeroShotCLIP, load_task
@@ -143,8 +142,7 @@ def _models(cli, entries: list[str]) -> dict[str, BaseTask]:
 
 
 def _read_rows(out: Path, name: str) -> list[dict]:
-    with (out / name / "explain.csv").open(newline="") as f:
-        return list(csv.DictReader(f))
+    return read_rows(out / name / "explain.csv")
 
 
 def write_comparison(out: Path, names: list[str], dataset: FundusDataset, rows: int) -> None:
@@ -154,9 +152,10 @@ def write_comparison(out: Path, names: list[str], dataset: FundusDataset, rows: 
     order = sorted(shared, key=lambda i: (dataset.records[i].grade != 1, i))[:rows]
     if not order:
         return
-    images = [dataset.load(i)[0] for i in order]
-    titles = [
-        "input" + ("" if dataset.records[i].grade < 0 else f" (true {GRADE_NAMES[dataset.records[i].grade]})")
+    loaded = [dataset.load(i) for i in order]
+    labels = [
+        dataset.records[i].path.name
+        + ("" if dataset.records[i].grade < 0 else f"\ntrue: {GRADE_NAMES[dataset.records[i].grade]}")
         for i in order
     ]
     columns = {}
@@ -170,7 +169,8 @@ def write_comparison(out: Path, names: list[str], dataset: FundusDataset, rows: 
             probability = float(row[PROB_COLUMNS[int(row["grade"])]])
             cells.append((attention, f"{name}: {row['grade_name']} ({probability:.2f})"))
         columns[name] = cells
-    figure = comparison_figure(images, titles, columns)
+    images, masks = [image for image, _, _ in loaded], [mask for _, mask, _ in loaded]
+    figure = comparison_figure(images, labels, columns, masks)
     save_figure(figure, out / "comparison.png", dpi=90)
     plt.close(figure)
 

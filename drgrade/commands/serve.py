@@ -47,11 +47,14 @@ def run(opts) -> None:
         opts: the parsed options.
     """
     try:
-        from drgrade.serving.app import build_app
+        from drgrade.serving.app import MAX_UPLOAD, build_app
     except ImportError as error:
         raise MissingExtraError(
             f"drgrade serve needs the web-app extra ({error.name} is missing): pip install 'drgrade[app]'"
         ) from None
     grade, name = grader_of(opts)
     print(f"serving {name} on http://{opts.host}:{opts.port} (Ctrl+C stops)")
-    build_app(grade, name).launch(server_name=opts.host, server_port=opts.port)
+    # quiet: Gradio's own banner (and its share=True hint) would say less than the line above
+    build_app(grade, name).launch(
+        server_name=opts.host, server_port=opts.port, max_file_size=MAX_UPLOAD, quiet=True
+    )

@@ -1,25 +1,31 @@
-"""The screening web page: drop fundus photographs, see grade, probabilities, referral, quality, attention.
+"""The screening web page: drop fundus photographs, see grade, referral, certainty, quality, attention.
 
 Built on Gradio (``pip install drgrade[app]``); started by ``drgrade serve``. It binds to
-127.0.0.1 unless told otherwise, says on the page that it is not a medical device, and keeps
-no uploaded image after answering: each upload is deleted once graded, and Gradio's cache of
-what the page displayed is purged every minute.
+127.0.0.1 unless told otherwise and says on the page that it is not a medical device.
+
+What the page keeps: nothing. Each upload is deleted (with the folder Gradio made for it) as
+soon as it is answered, and any left at exit are removed; the answer is served from memory (the
+cards as inline pictures, the CSV as an inline download), so no picture or result is written to
+disk. Uploads are limited in size (``MAX_UPLOAD``). The CSV has the prediction-file columns, with
+the uploaded file's own name (never the server's path).
 """
 
 from __future__ import annotations
 
+import atexit
+import base64
 import html
-import tempfile
+import io
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
 import matplotlib.pyplot as plt
-import numpy as np
 
 from drgrade.console import quiet_console
 from drgrade.grades import GRADE_NAMES
-from drgrade.predictions import PROB_COLUMNS, write_predictions
+from drgrade.predictions import PROB_COLUMNS, PredictionRow, csv_text
 from drgrade.reporting.overlays import answer_card
 from drgrade.serving.screening import Screening
 
@@ -27,87 +33,178 @@ NOTICE = (
     "**Research software, not a medical device.** drgrade's grades have not been validated for "
     "clinical use; every result needs review by a qualified grader."
 )
+#: Largest upload accepted (a fundus photograph is a few MB; a 50 MB file is something else).
+MAX_UPLOAD = "50mb"
+#: The results table's columns (every decision column of the prediction files).
+COLUMNS = (
+    "file",
+    "grade",
+    "grade name",
+    "referable (by score)",
+    "referable (by grade)",
+    "P(referable)",
+    "certainty",
+    "uncertainty (nats)",
+    "refer to grader",
+    "quality",
+    *PROB_COLUMNS,
+)
+STYLE = """
+<style>
+#drgrade-cards .card {display:inline-block; vertical-align:top; margin:4px; padding:6px;
+  border:1px solid #ccc; border-radius:6px; max-width:560px; font-size:13px}
+#drgrade-cards .card img {display:block; width:100%}
+#drgrade-cards .refer {color:#b00020; font-weight:bold}
+</style>
+"""
+
+
+def certainty(row: PredictionRow) -> str:
+    """The model's certainty in words: above the validation uncertainty cut, a grader should look."""
+    return "uncertain: refer to a grader" if row.decision.refer_to_grader else "confident"
+
+
+def quality_text(row: PredictionRow) -> str:
+    """The gate's verdict with one prefix: gradable, ungradable (why) or unreadable (why)."""
+    if not row.error:
+        return "gradable"
+    return row.error if row.error.startswith(("ungradable", "not graded")) else f"unreadable: {row.error}"
 
 
 def results_table(answers: list[Screening]) -> str:
     """The batch as an HTML table (``id="drgrade-results"``, one ``tr`` per file, in upload order)."""
-    header = ["file", "grade", "grade name", "referable", "quality", *PROB_COLUMNS]
-    lines = ['<table id="drgrade-results">', "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
+    lines = [
+        '<div style="overflow-x:auto"><table id="drgrade-results">',
+        "<tr>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr>",
+    ]
     for answer in answers:
-        row = answer.row
-        name = html.escape(Path(row.file).name)
-        if row.error:
-            reason = html.escape(
-                row.error.replace(f"{row.file}: ", "")
-            )  # the server's temp path means nothing
-            verdict = reason if reason.startswith("ungradable") else f"unreadable: {reason}"  # one prefix
-            cells = [name, "", "", "", verdict, *([""] * len(PROB_COLUMNS))]
+        row, decision = answer.row, answer.row.decision
+        if decision is None:
+            cells = [row.file, "", "", "", "", "", "", "", "", quality_text(row), *([""] * len(PROB_COLUMNS))]
         else:
-            decision = row.decision
             cells = [
-                name,
+                row.file,
                 str(decision.grade),
                 GRADE_NAMES[decision.grade],
                 "yes" if decision.referable_by_score else "no",
+                "yes" if decision.referable_by_grade else "no",
+                f"{decision.p_referable:.3f}",
+                certainty(row),
+                f"{decision.uncertainty:.2f}",
+                "yes" if decision.refer_to_grader else "no",
                 "gradable",
                 *(f"{p:.4f}" for p in decision.probabilities),
             ]
-        lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return "\n".join([*lines, "</table>"])
+        lines.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return "\n".join([*lines, "</table></div>"])
 
 
-def answer_batch(grade: Callable[[list[Path]], list[Screening]], uploads: list[str] | None, out: Path):
-    """Grade the uploaded files, then delete them; returns (table HTML, gallery, CSV path).
+def _inline_png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
-    The cards are handed to the page as pixel arrays (nothing written here); only the CSV of
-    grades, which holds no image, is written to ``out``.
+
+def cards(answers: list[Screening]) -> str:
+    """One compact card per image: the verdict in words; input, attention (with its bar), probabilities."""
+    parts = [STYLE, '<div id="drgrade-cards">']
+    for answer in answers:
+        row, name = answer.row, html.escape(answer.row.file)
+        if row.decision is None:
+            parts.append(
+                f'<div class="card"><b>{name}</b>: not graded<br>{html.escape(quality_text(row))}</div>'
+            )
+            continue
+        decision = row.decision
+        referral = (
+            '<span class="refer">REFERABLE: refer to an eye specialist</span>'
+            if decision.referable_by_score
+            else "not referable"
+        )
+        picture = _inline_png(
+            answer_card(decision.probabilities, decision.grade, answer.image, answer.attention)
+        )
+        caption = "" if answer.attention is None else f" (attention: {html.escape(answer.method)})"
+        parts.append(
+            f'<div class="card"><b>{name}</b>: {GRADE_NAMES[decision.grade]}, {referral}; '
+            f'{certainty(row)}{caption}<img src="{picture}" alt="{name}"></div>'
+        )
+    return "\n".join([*parts, "</div>"])
+
+
+def download_link(rows: list[PredictionRow]) -> str:
+    """The batch's prediction CSV as an inline download (nothing written on the server)."""
+    data = base64.b64encode(csv_text(rows).encode("utf-8", errors="surrogateescape")).decode()
+    return (
+        f'<a id="drgrade-csv" download="drgrade_predictions.csv" href="data:text/csv;base64,{data}">'
+        "Download the results as CSV</a>"
+    )
+
+
+#: The folders of uploads not yet removed (removed at exit, whatever happened).
+_UPLOAD_FOLDERS: set[Path] = set()
+
+
+def forget(paths: list[Path]) -> None:
+    """Delete uploaded files and the folders Gradio made for them."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+        _UPLOAD_FOLDERS.add(path.parent)
+    for folder in list(_UPLOAD_FOLDERS):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        if not folder.exists():
+            _UPLOAD_FOLDERS.discard(folder)
+
+
+@atexit.register
+def _remove_upload_folders() -> None:
+    for folder in _UPLOAD_FOLDERS:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def answer_batch(
+    grade: Callable[[list[Path]], list[Screening]], uploads: list[dict] | None
+) -> tuple[str, str]:
+    """Grade the uploaded files, then delete them; returns (table and CSV download, cards), as HTML.
 
     Args:
         grade: files -> answers (``screen_files`` bound to a model).
-        uploads: the uploaded files' temporary paths.
-        out: the folder of this page's CSV download.
+        uploads: the upload field's raw value, one ``{"path", "orig_name", ...}`` per file. Taken
+            raw (``preprocess=False``) because the File component's own preprocessing leaves an
+            empty temporary file on the server per upload (Gradio 6), which would never be removed.
     """
-    paths = [Path(p) for p in uploads or []]
+    uploads = uploads or []
+    paths = [Path(upload["path"]) for upload in uploads]
     try:
         answers = grade(paths)
     finally:
-        for path in paths:
-            path.unlink(missing_ok=True)
-    gallery = []
-    for answer in answers:
-        figure = answer_card(answer.row, answer.image, answer.attention, answer.method)
-        figure.canvas.draw()
-        gallery.append((np.asarray(figure.canvas.buffer_rgba())[..., :3].copy(), Path(answer.row.file).name))
-        plt.close(figure)
-    csv_path = write_predictions(out / "drgrade_predictions.csv", [a.row for a in answers])
-    return results_table(answers), gallery, str(csv_path)
+        forget(paths)
+    for answer, upload in zip(answers, uploads, strict=True):  # the user's name, not the server's path
+        answer.row.file = upload.get("orig_name") or Path(upload["path"]).name
+    table = results_table(answers) + "<p>" + download_link([a.row for a in answers]) + "</p>"
+    return table, cards(answers)
 
 
 def build_app(grade: Callable[[list[Path]], list[Screening]], model_name: str) -> gr.Blocks:
-    """The page: upload, grade button, results table, per-image cards, CSV download.
+    """The page: upload, grade button, results table with the CSV download, one card per image.
 
     Args:
         grade: files -> answers.
         model_name: shown in the heading.
     """
     quiet_console()
-    with gr.Blocks(title="drgrade screening", delete_cache=(60, 60)) as page:
+    with gr.Blocks(title="drgrade screening") as page:
         gr.Markdown(f"# drgrade: diabetic retinopathy grading ({model_name})\n\n{NOTICE}")
         files = gr.File(label="fundus photographs", file_count="multiple", elem_id="drgrade-upload")
         button = gr.Button("Grade", variant="primary", elem_id="drgrade-grade")
         table = gr.HTML(elem_id="drgrade-table")
-        cards = gr.Gallery(
-            label="per image: attention overlay and probabilities",
-            columns=2,
-            object_fit="contain",
-            height="auto",
+        shown = gr.HTML(elem_id="drgrade-pictures")
+        button.click(
+            lambda uploads: answer_batch(grade, uploads),
+            inputs=files,
+            outputs=[table, shown],
+            preprocess=False,
         )
-        download = gr.File(label="results as CSV")
-
-        downloads = Path(tempfile.mkdtemp(prefix="drgrade-serve-"))
-
-        def answer(uploads):
-            return answer_batch(grade, uploads, downloads)
-
-        button.click(answer, inputs=files, outputs=[table, cards, download])
     return page

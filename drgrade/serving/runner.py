@@ -176,7 +176,7 @@ class OnnxGrader:
         return self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
 
     def grade_files(
-        self, paths: Iterable[Path], batch_size: int = 16, workers: int = 0
+        self, paths: Iterable[Path], batch_size: int = 16, workers: int = 0, inputs: list | None = None
     ) -> list[PredictionRow]:
         """One row per file, in the given order; an unreadable or ungradable file gets its reason.
 
@@ -188,6 +188,7 @@ class OnnxGrader:
             paths: the image files.
             batch_size: images per onnxruntime call.
             workers: preprocessing processes (0: in this process).
+            inputs: when given, filled with each file's network input (None where not graded).
         """
         paths = list(paths)
         prepare = partial(prepared, size=self.size, mean=self.mean, std=self.std)
@@ -198,6 +199,8 @@ class OnnxGrader:
                 _ordered(pool, prepare, paths, depth=4 * batch_size)
             ):
                 rows[index] = PredictionRow(str(paths[index]), error=error, quality=quality)
+                if inputs is not None:
+                    inputs.append(tensor)
                 if not error:
                     pending.append((index, tensor))
                 if len(pending) == batch_size:

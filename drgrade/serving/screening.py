@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from drgrade.data.augment import EvalTransform
 from drgrade.data.dataset import UNKNOWN, FundusDataset
-from drgrade.data.images import read_rgb
-from drgrade.data.preprocess import preprocess_fundus
 from drgrade.data.quality import QualityLimits
 from drgrade.data.sources import Record
 from drgrade.predictions import PredictionRow, checked_decisions, decided_row
@@ -54,7 +53,7 @@ def screen_files(
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):
         maps, logits, method = task.attention_maps(batch["image"])  # Grad-CAM needs autograd: no no_grad
         decided = checked_decisions(task.rule(logits.detach()), thresholds)
-        pictures = display_images(batch["image"])
+        pictures = display_images(batch["image"], *task.normalisation())
         for i, index in enumerate(batch["index"].tolist()):
             path, error, quality = str(records[index].path), batch["error"][i], batch["quality"][i].tolist()
             row = PredictionRow(path, error=error, quality=quality)
@@ -67,14 +66,19 @@ def screen_files(
 
 
 def screen_files_onnx(grader, paths: Sequence[Path]) -> list[Screening]:
-    """Grade ``paths`` with an exported ONNX model (``python -m drgrade.deploy``'s path, no attention map).
+    """Grade ``paths`` with an exported ONNX model (the runner's own path; an ONNX model has no attention).
+
+    The card shows the runner's own network input (decoded once, as the runner graded it).
 
     Args:
         grader: an ``OnnxGrader``.
         paths: the image files.
     """
+    inputs: list = []
+    rows = grader.grade_files(paths, inputs=inputs)
+    mean, std = grader.mean / 255, grader.std / 255
     answers = []
-    for row in grader.grade_files(paths):
-        picture = None if row.error else preprocess_fundus(read_rgb(row.file), grader.size)
-        answers.append(Screening(row, picture, None, "none: an ONNX model has no attention map"))
+    for row, tensor in zip(rows, inputs, strict=True):
+        picture = None if tensor is None else display_images(torch.from_numpy(tensor[None]), mean, std)[0]
+        answers.append(Screening(row, picture, None, ""))
     return answers

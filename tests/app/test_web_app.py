@@ -75,25 +75,53 @@ def test_upload_two_photographs_and_a_broken_file(synthetic, zero_shot_checkpoin
         )
         driver.find_element(By.ID, "drgrade-grade").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#drgrade-results tr")) == 4)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#drgrade-cards .card")) == 3)
         rows = [
             [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
             for row in driver.find_elements(By.CSS_SELECTOR, "#drgrade-results tr")[1:]
         ]
+        card_text = driver.find_element(By.ID, "drgrade-cards").text
+        pictures = [
+            img.get_attribute("src") for img in driver.find_elements(By.CSS_SELECTOR, "#drgrade-cards img")
+        ]
+        download = driver.find_element(By.ID, "drgrade-csv").get_attribute("href")
         driver.save_screenshot(str(tmp_path / "screening_page.png"))
     finally:
         driver.quit()
         page.close()
-    shown = {row[0]: row for row in rows}
-    assert set(shown) == set(expected)
+    from drgrade.serving.app import COLUMNS
+
+    shown = {row[0]: dict(zip(COLUMNS, row, strict=True)) for row in rows}
+    assert set(shown) == set(expected)  # the uploaded names, in the table and on the cards
+    assert all(name in card_text for name in expected)
+    assert len(pictures) == 2 and all(src.startswith("data:image/png") for src in pictures)
+    yes = {"1": "yes", "0": "no"}
     for name, row in shown.items():
+        want = expected[name]
         if name == "zz_broken.png":
-            assert row[4].startswith("unreadable: ") and "decod" in row[4] and "ungradable" not in row[4]
+            assert row["quality"].startswith("unreadable: ") and "decod" in row["quality"]
+            assert "ungradable" not in row["quality"] and row["grade"] == ""
             continue
-        assert row[1] == expected[name]["grade"] and row[4] == "gradable"
-        assert abs(float(row[5]) - float(expected[name]["p_no"])) < 1e-4
-    kept = {p.name for p in server_files.rglob("*") if p.is_file()}
-    assert any(p.is_dir() for p in server_files.iterdir())  # uploads did arrive here
-    assert not kept & set(expected)  # no uploaded image is kept after answering
+        assert row["grade"] == want["grade"] and row["quality"] == "gradable"
+        assert row["referable (by score)"] == yes[want["referable_by_score"]]
+        assert row["referable (by grade)"] == yes[want["referable_by_grade"]]
+        assert row["refer to grader"] == yes[want["refer_to_grader"]]
+        assert abs(float(row["P(referable)"]) - float(want["p_referable"])) < 1e-3
+        assert abs(float(row["uncertainty (nats)"]) - float(want["uncertainty"])) < 1e-2
+        assert abs(float(row["p_no"]) - float(want["p_no"])) < 1e-4
+        assert (
+            row["certainty"] in ("confident", "uncertain: refer to a grader")
+            and row["certainty"] in card_text
+        )
+    import base64
+    import csv
+
+    csv_rows = list(csv.DictReader(base64.b64decode(download.split(",", 1)[1]).decode().splitlines()))
+    assert sorted(r["file"] for r in csv_rows) == sorted(expected)  # the uploaded names, not server paths
+    for r in csv_rows:
+        assert r["grade"] == expected[r["file"]]["grade"]
+    left = [p for p in server_files.rglob("*") if p.is_file()]
+    assert not left, left  # no upload, card or CSV kept on the server
     assert (tmp_path / "screening_page.png").stat().st_size > 10_000
 
 
