@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -84,6 +85,15 @@ def archive_problem(path: str | Path) -> str | None:
     if unpacked > UNPACK_RATIO * size + UNPACK_SLACK:
         return f"it would unpack to {unpacked:,} bytes from {size:,} (a zip bomb); not loaded"
     return None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks (checkpoints are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_writable(path: str | Path) -> Path:

@@ -1,6 +1,7 @@
 """A fair and faithful comparison: one test per defect that made Table 3 untrustworthy."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,3 +155,55 @@ def test_external_validation_tests_on_the_held_out_source_only(synthetic, tmp_pa
     with pytest.raises(SystemExit) as exit_:
         main(cli_args("test", "zero_shot", synthetic, tmp_path, "--ckpt_path", str(checkpoint)))
     assert exit_.value.code == 2 and "another split" in capsys.readouterr().err
+
+
+def test_crossfit_halves_keep_both_eyes_of_a_patient_together():
+    from drgrade.decision.thresholds import halves
+
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 5, (60,), generator=generator)
+    groups = torch.arange(60) // 2  # 30 two-eye patients, eyes often graded differently
+    second = halves(targets, groups)
+    assert torch.equal(second[0::2], second[1::2])  # no patient straddles the halves
+    worst = torch.maximum(targets[0::2], targets[1::2])
+    for grade in worst.unique():  # stratified by the patient's worst grade
+        in_grade = second[0::2][worst == grade]
+        assert abs(int(in_grade.sum()) - int((~in_grade).sum())) <= 1
+
+
+def test_an_ensemble_refuses_members_it_was_not_fitted_on(synthetic, zero_shot_checkpoint, tmp_path, capsys):
+    import shutil
+
+    from drgrade.errors import CheckpointError
+    from drgrade.files import file_sha256
+    from drgrade.tasks import load_task
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copy(zero_shot_checkpoint, runs / "member.ckpt")
+    main(ensemble_args("fit", synthetic, runs, f"[{runs / 'member.ckpt'}]"))
+    fitted = next(runs.rglob("best-validated.ckpt")).relative_to(runs)
+    recorded = torch.load(runs / fitted, weights_only=True)["drgrade_members"]
+    assert recorded[0]["sha256"] == file_sha256(runs / "member.ckpt")
+    moved = tmp_path / "moved"  # the whole runs folder elsewhere: members found beside the ensemble
+    shutil.move(runs, moved)
+    assert load_task(moved / fitted).hparams.checkpoints == [
+        str(moved / fitted.parent / recorded[0]["relative"])
+    ]
+    main(
+        ensemble_args("test", synthetic, moved, "[]", "--ckpt_path", str(moved / fitted))
+    )  # members recorded
+    document = json.loads(max(moved.glob("version_*/metrics.json")).read_text())
+    assert [Path(p).resolve() for p in document["members"]] == [(moved / "member.ckpt").resolve()]
+
+    member = torch.load(moved / "member.ckpt", weights_only=True)  # re-fit under the same path
+    member["state_dict"]["rule.temperature"].fill_(2.0)
+    torch.save(member, moved / "member.ckpt")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(ensemble_args("test", synthetic, moved, "[]", "--ckpt_path", str(moved / fitted)))
+    assert (
+        stop.value.code == 2 and "is not the checkpoint the ensemble was fitted on" in capsys.readouterr().err
+    )
+    with pytest.raises(CheckpointError, match="is not the checkpoint the ensemble was fitted on"):
+        load_task(moved / fitted)

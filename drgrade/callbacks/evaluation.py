@@ -20,6 +20,8 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from scipy.special import softmax
 
+from drgrade.data.sources import NAMES_PATIENTS
+from drgrade.data.splits import images_identity
 from drgrade.evaluation.metrics import SplitResult
 from drgrade.evaluation.summary import clinical_sections
 from drgrade.files import atomic_write_text, save_figure
@@ -115,13 +117,15 @@ class EvaluationWriter(Callback):
             [r.source for r in evaluated],
             rule,
             pl_module.bootstrap(),
+            NAMES_PATIENTS,
         )
+        identity = {"split": trainer.datamodule.split_identity, "evaluated": images_identity(evaluated)}
         document = metrics_document(
             result,
             type(pl_module).__name__,
             checkpoint,
             pl_module.display_name,
-            clinical | {"decision_rule": rule},
+            clinical | {"decision_rule": rule} | identity,
         )
         atomic_write_text(out / "metrics.json", json.dumps(_finite(document), indent=2))
         write_predictions(out / "predictions.csv", prediction_rows(result, split_records, rule["thresholds"]))

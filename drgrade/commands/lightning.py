@@ -34,8 +34,10 @@ from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
 from drgrade.console import quiet_console
 from drgrade.data import DRDataModule
 from drgrade.data.splits import split_settings
+from drgrade.files import file_sha256
 from drgrade.runs import CHECKPOINT_CHOICES, resolve_checkpoint, run_dir
 from drgrade.tasks import BaseTask, read_checkpoint
+from drgrade.tasks.ensemble import MEMBERS_KEY, check_members, recorded_members
 from drgrade.tasks.loading import WEIGHT_SOURCES, task_classes
 
 #: Private Lightning names drgrade relies on, and why (an upgrade that changes one breaks only these).
@@ -128,14 +130,18 @@ class DRGradeCLI(LightningCLI):
                 data["split"] == "official",
             )
             path = resolve_checkpoint(self.checkpoint_entry, root, split)
-            read_checkpoint(path)
+            checkpoint = read_checkpoint(path)
             config["ckpt_path"] = path
             for name in WEIGHT_SOURCES:  # the checkpoint holds every weight
                 if name in init_args:
                     init_args[name] = None
-        if self.config.get("subcommand"):
-            for member in init_args.get("checkpoints") or []:
-                read_checkpoint(member)  # ensemble members: refused before any run folder exists
+            if MEMBERS_KEY in checkpoint:  # an ensemble: its members default to those it recorded
+                init_args["checkpoints"] = init_args.get("checkpoints") or recorded_members(checkpoint, path)
+        members = (init_args.get("checkpoints") or []) if self.config.get("subcommand") else []
+        for member in members:
+            read_checkpoint(member)  # ensemble members: refused before any run folder exists
+        if self.checkpoint_entry and MEMBERS_KEY in checkpoint:
+            check_members(checkpoint, members, [file_sha256(m) for m in members], str(path))
         if "weights_only" in config:
             config["weights_only"] = True  # Lightning's own restore of --ckpt_path loads tensors only too
 

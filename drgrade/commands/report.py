@@ -17,7 +17,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("runs", nargs="+", help="run directories holding metrics.json (from drgrade test)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="folder for the tables and figures")
     add_switch(parser, "--paper", PAPER_HELP)
-    add_switch(parser, "--allow_mixed_stages", "show validation and test runs together (labelled)")
+    add_switch(
+        parser,
+        "--allow_mixed",
+        "show runs of different stages, splits or graded images together (each labelled)",
+    )
 
 
 def run(opts) -> None:
@@ -26,7 +30,5 @@ def run(opts) -> None:
     Args:
         opts: the parsed options.
     """
-    print(
-        write_report(opts.runs, opts.out, with_paper=opts.paper, allow_mixed_stages=opts.allow_mixed_stages)
-    )
+    print(write_report(opts.runs, opts.out, with_paper=opts.paper, allow_mixed=opts.allow_mixed))
     print(f"report written to {opts.out}/")

@@ -17,7 +17,14 @@ from drgrade.data.intake import Facts, IntakeCache, default_cache_dir, judge, ta
 from drgrade.data.quality import QualityLimits
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
 from drgrade.data.sources import SOURCES, Exclusion, Record, SourceData, ensure_synthetic, load_sources
-from drgrade.data.splits import SPLITS, count_table, source_table, split_identity, split_records
+from drgrade.data.splits import (
+    SPLITS,
+    count_table,
+    held_out_leaks,
+    source_table,
+    split_identity,
+    split_records,
+)
 from drgrade.errors import DataValidationError, OptionError
 from drgrade.grades import NUM_GRADES
 
@@ -206,8 +213,9 @@ class DRDataModule(L.LightningDataModule):
             records = self.dedupe(records, facts)
         held_out = hp.test_sources or ()
         official = hp.split == "official"
-        self.splits = split_records(records, hp.split_ratios, hp.split_seed, held_out, official)
-        self.records = records
+        splits = split_records(records, hp.split_ratios, hp.split_seed, held_out, official)
+        self.records, self.splits = self.leave_out_leaks(records, splits)
+        records = self.records
         self.split_identity = split_identity(
             records, self.splits, hp.split_ratios, hp.split_seed, held_out, official
         )
@@ -215,6 +223,23 @@ class DRDataModule(L.LightningDataModule):
             f"DR data: {len(records)} images\n{count_table(records, self.splits)}\n"
             f"{source_table(records, self.splits, self.excluded)}"
         )
+
+    def leave_out_leaks(self, records: list[Record], splits: list[str]) -> tuple[list[Record], list[str]]:
+        """Leave out images whose copy or fellow eye is in a more held-out split (``held_out_leaks``).
+
+        Args:
+            records: the split images.
+            splits: each image's split.
+        """
+        leaks = held_out_leaks(records, splits)
+        if leaks:
+            listed = "\n".join(f"  - {records[i].path}: {reason}" for i, reason in sorted(leaks.items()))
+            rank_zero_warn(
+                f"held-out leaks: {len(leaks)} image(s) left out of training/validation:\n{listed}"
+            )
+        self.excluded += [Exclusion(records[i], "duplicate", reason) for i, reason in sorted(leaks.items())]
+        kept = [i for i in range(len(records)) if i not in leaks]
+        return [records[i] for i in kept], [splits[i] for i in kept]
 
     def gate(self, records: list[Record], facts: list[Facts]) -> tuple[list[Record], list[Facts]]:
         """Leave out images that do not decode (an error with ``verify_images``) or the gate refuses.

@@ -113,6 +113,45 @@ def _external_split(
     return assignment
 
 
+#: How held out each split is: an image group spanning splits keeps only its most held-out part.
+_HELD_OUT_RANK = {split: rank for rank, split in enumerate(SPLITS)}
+
+
+def held_out_leaks(records: Sequence[Record], splits: Sequence[str]) -> dict[int, str]:
+    """Images whose group also lies in a more held-out split, with why: they must leave their split.
+
+    A group is a patient, or copies merged into one by the duplicate check.
+
+    A grouped split never separates a group, but fixed assignments can: every image of a held-out
+    source is test data (external validation), and published splits are kept as published. A
+    Messidor-2 photograph copied into APTOS under another name is one group with its copy; when
+    the Messidor-2 image is test data, the APTOS copy must not be trained on. The group's images in
+    its most held-out split stay; the others are left out (never moved: that would change a
+    held-out source's test set).
+
+    Args:
+        records: the images (``patient_id`` already merged across duplicates).
+        splits: each image's split.
+
+    Returns:
+        {record position: reason} for every image to leave out.
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        groups[record.patient_id].append(i)
+    leaks = {}
+    for members in groups.values():
+        top = max(_HELD_OUT_RANK[splits[i]] for i in members)
+        kept = [i for i in members if _HELD_OUT_RANK[splits[i]] == top]
+        for i in members:
+            if _HELD_OUT_RANK[splits[i]] < top:
+                leaks[i] = (
+                    f"same photograph or patient as {records[kept[0]].path} ({records[kept[0]].source}, "
+                    f"{SPLITS[top]} split): left out of {splits[i]}"
+                )
+    return leaks
+
+
 def count_table(records: list[Record], splits: list[str]) -> str:
     """A per-split, per-grade count table, as printed at setup.
 
@@ -133,7 +172,7 @@ def count_table(records: list[Record], splits: list[str]) -> str:
 EXCLUSION_KINDS = {
     "dataset": "ungradable by the dataset",
     "quality": "refused by the quality gate",
-    "duplicate": "copies of held-out images",
+    "duplicate": "same photograph or patient as a held-out image",
 }
 
 
@@ -187,12 +226,23 @@ def split_identity(
         test_sources: the sources held out as the test split (external validation).
         official: whether published splits were used.
     """
-    items = sorted(
-        f"{r.source}/{r.path.parent.name}/{r.path.name}:{s}" for r, s in zip(records, splits, strict=True)
-    )
-    digest = hashlib.sha256("\n".join(items).encode()).hexdigest()
+    items = [f"{image_key(r)}:{s}" for r, s in zip(records, splits, strict=True)]
     return {
-        "fingerprint": digest,
+        "fingerprint": _digest(items),
         "images": len(items),
         **split_settings(ratios, seed, test_sources, official),
     }
+
+
+def image_key(record: Record) -> str:
+    """An image's identity across machines: its source, folder name and file name."""
+    return f"{record.source}/{record.path.parent.name}/{record.path.name}"
+
+
+def _digest(items: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()
+
+
+def images_identity(records: Sequence[Record]) -> dict:
+    """A fingerprint of a set of images (which images an evaluation graded), as ``split_identity``."""
+    return {"fingerprint": _digest([image_key(r) for r in records]), "images": len(records)}

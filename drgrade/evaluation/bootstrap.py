@@ -8,19 +8,23 @@ resamples at once:
 - the confusion matrix of a resample is the weighted count of each (true, predicted) cell, from
   which accuracy, per-class and macro precision / recall / F1, QWK, the error margins and the
   referable sensitivity / specificity follow with the exact definitions of ``metrics.py``
-  (undefined per-class values are 0, macro averages cover the classes present);
+  (an undefined per-class value is NaN in that resample; macro averages count it 0 over the
+  classes present, as scikit-learn does);
 - AUROC is the weighted Mann-Whitney statistic (ties count one half), which equals the
   trapezoidal ROC area torchmetrics and scikit-learn compute; a class absent from a resample
-  gives NaN and is left out of that resample's macro AUROC.
+  gives NaN. The macro AUROC of a resample averages a *fixed* set of grades, those with a
+  defined AUROC on the whole split, and is NaN when the resample lacks one of them (averaging
+  whichever grades a resample happens to hold would mix different quantities).
 
 With all weights 1 each function reproduces the point estimate exactly (tested), and 2,000
 resamples of a 1,000-image split take well under a second per metric family (``make bench``).
-Intervals are percentile intervals over the resamples where the metric is defined.
+Intervals are percentile intervals over the resamples where the metric is defined; how many
+resamples left a metric undefined is reported beside them (``undefined_resamples``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,14 +44,54 @@ class BootstrapSpec:
     seed: int = 0
     level: float = 0.95
 
-    def describe(self, unit: str) -> dict:
-        """The ``bootstrap`` entry of metrics.json."""
-        return {"resamples": self.resamples, "seed": self.seed, "unit": unit, "level": self.level}
+    def describe(self, units: dict[str, dict]) -> dict:
+        """The ``bootstrap`` entry of metrics.json.
+
+        Args:
+            units: ``resampling_units``: what one draw is, per source.
+        """
+        kinds = {u["unit"] for u in units.values()}
+        unit = kinds.pop() if len(kinds) == 1 else "patient or image (per source)"
+        return {
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "level": self.level,
+            "unit": unit,
+            "units": units,
+        }
 
 
-def resampling_unit(patients: Sequence[str]) -> str:
-    """``patient`` when some patient contributed several images, else ``image``."""
-    return "patient" if len(set(patients)) < len(patients) else "image"
+def resampling_units(
+    patients: Sequence[str], sources: Sequence[str], names_patients: Mapping[str, bool]
+) -> dict[str, dict]:
+    """Per source, what one bootstrap draw is: a patient where the dataset names patients, else an image.
+
+    APTOS, IDRiD and DDR publish no patient ids, so their images are drawn one by one (copies the
+    duplicate check merged are drawn together); Messidor-2 exams and EyePACS left/right pairs are
+    drawn whole. A CSV source names patients when its sheet has a ``patient_id`` column that
+    groups images.
+
+    Args:
+        patients: each image's patient (group) id.
+        sources: each image's source.
+        names_patients: whether each native source's layout names patients.
+    """
+    out = {}
+    for source in sorted(set(sources)):
+        ids = [p for p, s in zip(patients, sources, strict=True) if s == source]
+        groups = len(set(ids))
+        named = names_patients.get(source, groups < len(ids))
+        out[source] = {"unit": "patient" if named else "image", "images": len(ids), "draws": groups}
+    return out
+
+
+def unit_phrase(units: Mapping[str, dict]) -> str:
+    """What the intervals resample, in words: ``patients``, ``images``, or which for which source."""
+    kinds = {u["unit"] for u in units.values()}
+    if len(kinds) == 1:
+        return f"{kinds.pop()}s"
+    listed = ", ".join(f"{source}: {u['unit']}s" for source, u in units.items())
+    return f"patients where the dataset gives them, images otherwise ({listed})"
 
 
 def resample_weights(patients: Sequence[str], spec: BootstrapSpec) -> Iterator[np.ndarray]:
@@ -83,18 +127,19 @@ def confusion_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
     true_counts, pred_counts = confusion.sum(2), confusion.sum(1)
     hits = np.diagonal(confusion, axis1=1, axis2=2)
     total = confusion.sum((1, 2))
-    precision = _safe_divide(hits, pred_counts, 0.0)
-    recall = _safe_divide(hits, true_counts, 0.0)
-    f1 = _safe_divide(2 * hits, pred_counts + true_counts, 0.0)
+    precision = _safe_divide(hits, pred_counts, np.nan)
+    recall = _safe_divide(hits, true_counts, np.nan)
+    f1 = _safe_divide(2 * hits, pred_counts + true_counts, np.nan)
     present = (true_counts > 0) | (pred_counts > 0)
+    counted = {name: np.nan_to_num(v) * present for name, v in (("p", precision), ("r", recall), ("f", f1))}
     grades = np.arange(k)
     gap = np.abs(grades[:, None] - grades[None, :])
     referable = grades >= REFERABLE_FROM
     out = {
         "accuracy": _safe_divide(hits.sum(1), total, np.nan),
-        "macro_precision": _safe_divide((precision * present).sum(1), present.sum(1), np.nan),
-        "macro_recall": _safe_divide((recall * present).sum(1), present.sum(1), np.nan),
-        "macro_f1": _safe_divide((f1 * present).sum(1), present.sum(1), np.nan),
+        "macro_precision": _safe_divide(counted["p"].sum(1), present.sum(1), np.nan),
+        "macro_recall": _safe_divide(counted["r"].sum(1), present.sum(1), np.nan),
+        "macro_f1": _safe_divide(counted["f"].sum(1), present.sum(1), np.nan),
         "qwk": quadratic_weighted_kappa(confusion),
         "referable_sensitivity": _safe_divide(
             confusion[:, referable][:, :, referable].sum((1, 2)), true_counts[:, referable].sum(1), np.nan
@@ -146,9 +191,10 @@ def auroc_metrics(weights: np.ndarray, probs: np.ndarray, targets: np.ndarray) -
         value = weighted_auroc(weights, probs[:, grade.index], targets == grade.index)
         out[f"auroc_{grade.short}"] = value
         per_grade.append(value)
-    stacked = np.stack(per_grade, axis=1)
-    defined = ~np.isnan(stacked)
-    out["auroc_macro"] = _safe_divide(np.nansum(stacked, axis=1), defined.sum(1), np.nan)
+    counts = np.bincount(targets, minlength=NUM_GRADES)
+    fixed = (counts > 0) & (counts < len(targets))  # the grades the whole split's macro AUROC averages
+    stacked = np.stack(per_grade, axis=1)[:, fixed]
+    out["auroc_macro"] = stacked.mean(1) if fixed.any() else np.full(len(weights), np.nan)
     for level, start in REFERRAL_LEVELS.items():
         out[f"{level}_auroc"] = weighted_auroc(weights, referral_score(probs, start), targets >= start)
     return out
@@ -179,7 +225,7 @@ def percentile_interval(values: np.ndarray, level: float) -> list[float] | None:
 
 def confidence_intervals(
     probs: np.ndarray, targets: np.ndarray, preds: np.ndarray, patients: Sequence[str], spec: BootstrapSpec
-) -> dict[str, list[float] | None]:
+) -> tuple[dict[str, list[float] | None], dict[str, int]]:
     """Percentile intervals for every bootstrapped metric, resampling patients.
 
     Args:
@@ -188,10 +234,19 @@ def confidence_intervals(
         preds: decided grades [N].
         patients: each image's patient id.
         spec: resamples, seed and level.
+
+    Returns:
+        (interval per metric, None where no resample defines it; how many resamples left each
+        metric undefined, for the metrics some resample did).
     """
     probs, targets, preds = np.asarray(probs, np.float64), np.asarray(targets), np.asarray(preds)
     chunks = [resampled_metrics(w, probs, targets, preds) for w in resample_weights(patients, spec)]
-    return {name: percentile_interval(values, spec.level) for name, values in _stacked(chunks).items()}
+    values = _stacked(chunks)
+    undefined = {name: int((~np.isfinite(v)).sum()) for name, v in values.items()}
+    return (
+        {name: percentile_interval(v, spec.level) for name, v in values.items()},
+        {name: count for name, count in undefined.items() if count},
+    )
 
 
 #: The figures ``drgrade report`` compares between models.

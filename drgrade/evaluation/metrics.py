@@ -1,12 +1,12 @@
 """Split-level metrics from probabilities, with torchmetrics' functional API.
 
-Everything is computed once over the whole split (never averaged per batch). Defined behaviour
-for classes that are absent, so no NaN is passed off as a number:
-- per-class precision / recall / F1 are 0 when undefined (scikit-learn's ``zero_division=0``);
-- macro precision / recall average the classes present in targets *or* predictions
-  (scikit-learn's default label set);
-- AUROC of a class absent from the targets is undefined: reported as None and left out of the
-  macro AUROC.
+Everything is computed once over the whole split (never averaged per batch). An undefined
+figure is reported as undefined (None in metrics.json, ``-`` in reports), never as a number:
+- per-class precision of a grade never decided, recall of a grade absent from the split, and F1
+  of a grade in neither, are None (a "0.000" there would read as a measured failure);
+- macro precision / recall / F1 follow scikit-learn: the mean over the grades present in targets
+  *or* decisions, an undefined per-grade value counting 0 (``zero_division=0``);
+- AUROC of a grade absent from the targets is None and left out of the macro AUROC.
 """
 
 from __future__ import annotations
@@ -99,13 +99,23 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Ten
         "num_images": len(targets),
         **error_margins(preds, targets),
     }
-    for grade in GRADES:
-        metrics[f"precision_{grade.short}"] = float(precision[grade.index])
-        metrics[f"recall_{grade.short}"] = float(recall[grade.index])
-        metrics[f"f1_{grade.short}"] = float(f1[grade.index])
-        metrics[f"auroc_{grade.short}"] = aurocs[grade.index]
+    metrics |= _per_grade(precision, recall, f1, aurocs, preds, targets)
     confusion = multiclass_confusion_matrix(preds, targets, k)
     return Evaluation(metrics, confusion, roc)
+
+
+def _per_grade(precision, recall, f1, aurocs: list, preds: torch.Tensor, targets: torch.Tensor) -> dict:
+    """Per-grade precision, recall, F1 and AUROC; None where undefined (see the module docstring)."""
+    decided = torch.bincount(preds, minlength=NUM_GRADES)
+    true = torch.bincount(targets, minlength=NUM_GRADES)
+    out: dict[str, float | None] = {}
+    for grade in GRADES:
+        i = grade.index
+        out[f"precision_{grade.short}"] = float(precision[i]) if decided[i] else None
+        out[f"recall_{grade.short}"] = float(recall[i]) if true[i] else None
+        out[f"f1_{grade.short}"] = float(f1[i]) if decided[i] or true[i] else None
+        out[f"auroc_{grade.short}"] = aurocs[i]
+    return out
 
 
 def _auroc(scores: torch.Tensor, positive: torch.Tensor) -> float | None:

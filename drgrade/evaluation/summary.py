@@ -8,12 +8,12 @@ predictions) builds them identically.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.special import softmax
 
-from drgrade.evaluation.bootstrap import BootstrapSpec, confidence_intervals, resampling_unit
+from drgrade.evaluation.bootstrap import BootstrapSpec, confidence_intervals, resampling_units, unit_phrase
 from drgrade.evaluation.clinical import (
     ECE_BINS,
     apply_operating_points,
@@ -26,9 +26,11 @@ from drgrade.evaluation.metrics import SplitResult, compute_metrics
 
 
 def _intervals(probs, targets, preds, patients, spec: BootstrapSpec) -> dict:
+    """``confidence_intervals`` and ``undefined_resamples`` entries (empty without a bootstrap)."""
     if spec.resamples == 0 or len(targets) == 0:
-        return {}
-    return confidence_intervals(probs, targets, preds, patients, spec)
+        return {"confidence_intervals": {}}
+    intervals, undefined = confidence_intervals(probs, targets, preds, patients, spec)
+    return {"confidence_intervals": intervals, "undefined_resamples": undefined}
 
 
 def per_source(
@@ -42,7 +44,7 @@ def per_source(
         probs, targets, preds = result.probs[picked], result.targets[picked], result.preds[picked]
         out[source] = {
             "metrics": compute_metrics(probs, targets, preds).metrics,
-            "confidence_intervals": _intervals(
+            **_intervals(
                 probs.double().numpy(), targets.numpy(), preds.numpy(), [patients[i] for i in picked], spec
             ),
         }
@@ -67,7 +69,12 @@ def calibration_section(result: SplitResult, temperature: float) -> dict:
 
 
 def clinical_sections(
-    result: SplitResult, patients: Sequence[str], sources: Sequence[str], rule: dict, spec: BootstrapSpec
+    result: SplitResult,
+    patients: Sequence[str],
+    sources: Sequence[str],
+    rule: dict,
+    spec: BootstrapSpec,
+    names_patients: Mapping[str, bool],
 ) -> dict:
     """The clinical entries of one split's metrics.json.
 
@@ -77,24 +84,27 @@ def clinical_sections(
         sources: each evaluated image's data source, in ``result`` order.
         rule: the fitted decision rule (``DecisionRule.describe()``).
         spec: the bootstrap to draw.
+        names_patients: whether each source names patients (``drgrade.data.sources.NAMES_PATIENTS``).
     """
     probs = result.probs.double().numpy()
     targets, preds = result.targets.numpy(), result.preds.numpy()
     flags = result.operating_flags.numpy()
     points = apply_operating_points(flags, targets, rule["operating_points"])
-    unit = resampling_unit(patients)
+    units = resampling_units(patients, sources, names_patients)
     sections = {
-        "confidence_intervals": _intervals(probs, targets, preds, patients, spec),
-        "bootstrap": spec.describe(unit),
+        **_intervals(probs, targets, preds, patients, spec),
+        "bootstrap": spec.describe(units),
         "operating_points": points,
         "calibration_error": calibration_section(result, rule["temperature"]),
         "referral": referral_curves(probs, targets, preds, result.uncertainty.double().numpy()),
         "per_source": per_source(result, patients, sources, spec),
     }
     if result.argmax_evaluation is not None:
-        sections["argmax_confidence_intervals"] = _intervals(probs, targets, probs.argmax(1), patients, spec)
-    if unit == "patient":
+        argmax = _intervals(probs, targets, probs.argmax(1), patients, spec)
+        sections["argmax_confidence_intervals"] = argmax["confidence_intervals"]
+        sections["argmax_undefined_resamples"] = argmax.get("undefined_resamples", {})
+    if any(u["unit"] == "patient" for u in units.values()):
         sections["per_patient"] = per_patient_operating_points(
             flags, targets, patients, rule["operating_points"]
-        )
+        ) | {"unit": unit_phrase(units)}
     return sections

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from drgrade.errors import OptionError
+from drgrade.evaluation.bootstrap import unit_phrase
 from drgrade.files import atomic_open, atomic_write_text
 from drgrade.grades import GRADES
 from drgrade.reporting import paper
@@ -49,11 +50,23 @@ class RunResult:
     intervals: dict = field(default_factory=dict)
     #: The whole metrics.json the column came from.
     document: dict = field(default_factory=dict)
+    #: How many bootstrap resamples left each metric undefined (those that some did).
+    undefined: dict = field(default_factory=dict)
+
+    @property
+    def held_out(self) -> list[str]:
+        """The sources held out as the test split (external validation), if any."""
+        return (self.document.get("split") or {}).get("test_sources") or []
 
     @property
     def label(self) -> str:
-        """The column header: model, stage and decision rule."""
-        return f"{self.name} [{self.stage}, {self.decision}]"
+        """The column header: model, stage (external test names its sources) and decision rule."""
+        stage = (
+            f"external test: {', '.join(self.held_out)}"
+            if self.held_out and self.stage == "test"
+            else self.stage
+        )
+        return f"{self.name} [{stage}, {self.decision}]"
 
 
 def load_run(directory: str | Path) -> list[RunResult]:
@@ -83,6 +96,7 @@ def load_run(directory: str | Path) -> list[RunResult]:
             document.get("checkpoint"),
             document.get("confidence_intervals") or {},
             document,
+            document.get("undefined_resamples") or {},
         )
     ]
     if "argmax_metrics" in document:
@@ -93,25 +107,39 @@ def load_run(directory: str | Path) -> list[RunResult]:
                 metrics=document["argmax_metrics"],
                 confusion=np.asarray(document["argmax_confusion_matrix"]),
                 intervals=document.get("argmax_confidence_intervals") or {},
+                undefined=document.get("argmax_undefined_resamples") or {},
             )
         )
     return columns
 
 
-def check_stages(runs: Sequence[RunResult], allow_mixed: bool) -> str:
-    """The one stage all columns share; mixing validation and test results is refused unless asked.
+def check_comparable(runs: Sequence[RunResult], allow_mixed: bool) -> str:
+    """The stage all columns share; columns that are not comparable are refused unless asked.
+
+    Comparable columns evaluate the same stage of the same split on the same images: a
+    validation result beside a test result, an internal test beside an external one, or runs
+    on differently drawn splits are not a comparison (and the intervals' resampling unit differs).
 
     Args:
         runs: the report's columns.
-        allow_mixed: accept columns of different stages (their labels say which is which).
+        allow_mixed: show them anyway, each labelled with its stage (external tests name their sources).
     """
-    stages = sorted({r.stage for r in runs})
-    if len(stages) > 1 and not allow_mixed:
-        listed = ", ".join(f"{r.directory} ({r.stage})" for r in runs)
+    differences = []
+    for what, key in (
+        ("stages", lambda r: r.stage),
+        ("splits (fingerprints)", lambda r: (r.document.get("split") or {}).get("fingerprint")),
+        ("graded images", lambda r: (r.document.get("evaluated") or {}).get("fingerprint")),
+    ):
+        if len({key(r) for r in runs}) > 1:
+            differences.append(what)
+    if differences and not allow_mixed:
+        listed = "\n".join(f"  - {r.directory}: {r.label}" for r in runs)
         raise OptionError(
-            f"the runs mix stages ({listed}): a validation result beside test results is not a "
-            "comparison. Pass test runs only, or --allow_mixed_stages to show them labelled."
+            f"the runs differ in {' and '.join(differences)}, so their numbers are not a comparison:\n"
+            f"{listed}\nReport runs of one split and stage together (one report per split), or pass "
+            "--allow_mixed to show them side by side, each labelled."
         )
+    stages = sorted({r.stage for r in runs})
     return stages[0] if len(stages) == 1 else "mixed"
 
 
@@ -129,8 +157,8 @@ def table3_rows() -> list[tuple[str, str]]:
         ("Macro recall", "macro_recall"),
         ("AUROC (macro)", "auroc_macro"),
         ("QWK", "qwk"),
-        ("Referable sensitivity", "referable_sensitivity"),
-        ("Referable specificity", "referable_specificity"),
+        ("Referable sensitivity (by grade)", "referable_sensitivity"),
+        ("Referable specificity (by grade)", "referable_specificity"),
         ("Referable AUROC", "referable_auroc"),
         ("VTDR AUROC", "vtdr_auroc"),
     ]
@@ -164,10 +192,40 @@ def markdown(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def resampled_unit(document: dict) -> str:
+    """What a run's intervals resample, in words (per source where sources differ)."""
+    setting = document.get("bootstrap", {})
+    return unit_phrase(setting["units"]) if "units" in setting else f"{setting.get('unit', 'image')}s"
+
+
+def undefined_note(runs: Sequence[RunResult]) -> str:
+    """Table 3's footnote: what ``-`` means, and which intervals leave out undefined resamples."""
+    shown = {key for _, key in table3_rows()}
+    resamples = runs[0].document.get("bootstrap", {}).get("resamples", 0)
+    left_out = [
+        f"{key} {count} of {resamples} ({run.label})"
+        for run in runs
+        for key, count in run.undefined.items()
+        if key in shown and run.metrics.get(key) is not None
+    ]
+    note = (
+        "`-`: undefined (precision of a grade never decided, recall or AUROC of a grade absent from "
+        "the split, referable figures without both classes); never a measured zero."
+    )
+    if left_out:
+        note += (
+            " Intervals are over the resamples where the figure is defined; resamples left out: "
+            + "; ".join(left_out)
+            + ". The macro AUROC of a resample averages the grades of the whole split, so a resample "
+            "missing one of them is left out rather than averaged over fewer grades."
+        )
+    return note
+
+
 def report_tables(
     runs: Sequence[RunResult], stage: str, with_paper: bool
-) -> dict[str, tuple[str, list[list[str]]]]:
-    """Every table of the report by file name: (caption, rows with the header first).
+) -> dict[str, tuple[str, list[list[str]], str]]:
+    """Every table of the report by file name: (caption, rows with the header first, footnote).
 
     Args:
         runs: the report's columns.
@@ -176,28 +234,34 @@ def report_tables(
     """
     table3, table4 = build_tables(runs, with_paper)
     shown = {"val": "validation", "test": "test"}.get(stage, "validation and test")
-    unit = runs[0].document.get("bootstrap", {}).get("unit", "image")
+    unit = resampled_unit(runs[0].document)
     return {
         "table3": (
             f"Table 3: per-class and overall {shown} metrics (columns: model [stage, decision rule]); "
-            f"95% bootstrap intervals over {unit}s in brackets",
+            f"95% bootstrap intervals over {unit} in brackets",
             table3,
+            undefined_note(runs),
         ),
-        "table4": (f"Table 4: error distribution (share of {shown} predictions)", table4),
+        "table4": (f"Table 4: error distribution (share of {shown} predictions)", table4, ""),
         "paired": (
             "Paired differences (first minus second, same bootstrap resamples for both, 95% intervals)",
             paired_table(runs),
+            "",
         ),
         "operating_points": (
             "Referral operating points: cuts chosen on validation, applied unchanged "
-            "(sensitivity / specificity with Wilson 95% intervals)",
+            "(sensitivity / specificity with Wilson 95% intervals; a patient is referred when any of "
+            f"their images is, and counted by their worst eye; patient rows count {unit})",
             operating_point_table(runs),
+            "",
         ),
         "calibration": (
-            "Calibration (15-bin ECE, temperature fitted on validation) and uncertainty referral",
+            "Calibration (15-bin top-label ECE: the max probability against the argmax's accuracy; "
+            "temperature fitted on validation; classwise ECE in metrics.json) and uncertainty referral",
             calibration_table(runs),
+            "",
         ),
-        "per_source": (f"Per data source ({shown})", per_source_table(runs)),
+        "per_source": (f"Per data source ({shown})", per_source_table(runs), ""),
     }
 
 
@@ -206,7 +270,7 @@ def write_report(
     out: str | Path,
     with_paper: bool = False,
     title: str = "",
-    allow_mixed_stages: bool = False,
+    allow_mixed: bool = False,
 ) -> str:
     """Write the tables (.md, .csv), confusion_matrices.png and per-model figures; return the Markdown.
 
@@ -215,19 +279,19 @@ def write_report(
         out: the report folder.
         with_paper: add the paper's published numbers.
         title: a first line for report.md.
-        allow_mixed_stages: accept validation and test runs together (labelled).
+        allow_mixed: accept runs of different stages, splits or images together (labelled).
     """
     runs = [column for d in run_dirs for column in load_run(d)]
-    stage = check_stages(runs, allow_mixed_stages)
+    stage = check_comparable(runs, allow_mixed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables = report_tables(runs, stage, with_paper)
     sections = [f"{title}\n"] if title else []
-    for name, (caption, rows) in tables.items():
+    for name, (caption, rows, note) in tables.items():
         with atomic_open(out / f"{name}.csv", "w", newline="") as f:
             csv.writer(f).writerows(rows)
         if len(rows) > 1:
-            sections.append(f"{caption}\n\n{markdown(rows)}\n")
+            sections.append(f"{caption}\n\n{markdown(rows)}\n" + (f"\n{note}\n" if note else ""))
     text = "\n".join(sections)
     atomic_write_text(out / "report.md", text)
     confusion_sheet(runs, out / "confusion_matrices.png")

@@ -162,6 +162,11 @@ class BaseTask(L.LightningModule):
         self.split_identity = checkpoint.get(SPLIT_KEY)
         self.rule.choice = checkpoint.get(CHOICE_KEY)
 
+    @classmethod
+    def options_from_checkpoint(cls, options: dict, checkpoint: dict, path: Path) -> dict:
+        """The options ``load_task`` builds this task with, from those ``checkpoint`` recorded."""
+        return options
+
     def split_identities(self) -> list[tuple[str, dict]]:
         """(what, split identity) of every fitted part of this model (empty when none is known)."""
         return [(type(self).__name__ + " checkpoint", self.split_identity)] if self.split_identity else []

@@ -2,13 +2,78 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from drgrade.decision.rule import ThresholdObjective
-from drgrade.errors import OptionError
+from drgrade.errors import CheckpointError, OptionError
+from drgrade.files import file_sha256
 from drgrade.tasks.base import BaseTask
 from drgrade.tasks.loading import load_task
+
+#: The checkpoint entry listing the members an ensemble's rule was fitted on (path, SHA-256).
+MEMBERS_KEY = "drgrade_members"
+
+
+def recorded_members(checkpoint: dict, path: str | Path) -> list[str]:
+    """The member files an ensemble checkpoint names, found relative to its own folder first.
+
+    Relative to the ensemble checkpoint as recorded when found there (so a moved runs folder
+    still works), else at the path given when it was fitted.
+
+    Args:
+        checkpoint: the loaded ensemble checkpoint.
+        path: its file.
+    """
+    home = Path(path).parent
+    found = []
+    for entry in members_of(checkpoint, path):
+        beside = home / entry["relative"]
+        found.append(str(beside) if beside.is_file() else entry["path"])
+    return found
+
+
+def members_of(checkpoint: dict, path: str | Path) -> list[dict]:
+    """The recorded members (path, relative path, SHA-256); refuses a checkpoint without them."""
+    entries = checkpoint.get(MEMBERS_KEY)
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and {"path", "relative", "sha256"} <= set(e) for e in entries
+    ):
+        raise CheckpointError(
+            f"{path}: an ensemble checkpoint without its members' digests (written by an older "
+            "drgrade); fit the ensemble again: drgrade fit --config configs/ensemble.yaml ..."
+        )
+    return entries
+
+
+def check_members(checkpoint: dict, paths: list[str], digests: list[str], where: str = "") -> None:
+    """Refuse member files whose content is not what the ensemble's rule was fitted on.
+
+    A re-fit member under the same path would otherwise be paired silently with the old
+    temperature, thresholds and cuts.
+
+    Args:
+        checkpoint: the loaded ensemble checkpoint.
+        paths: the member files given now.
+        digests: their SHA-256.
+        where: the ensemble checkpoint's path, for messages.
+    """
+    recorded = members_of(checkpoint, where)
+    if len(recorded) != len(paths):
+        raise CheckpointError(
+            f"{where}: the ensemble was fitted on {len(recorded)} members "
+            f"({', '.join(e['path'] for e in recorded)}); {len(paths)} given"
+        )
+    for path, digest, entry in zip(paths, digests, recorded, strict=True):
+        if digest != entry["sha256"]:
+            raise CheckpointError(
+                f"{where}: member {path} is not the checkpoint the ensemble was fitted on "
+                f"({entry['path']}, SHA-256 {entry['sha256'][:16]}..., this file {digest[:16]}...). "
+                "Pass the original members, or fit the ensemble again on these."
+            )
 
 
 class EnsembleCLIP(BaseTask):
@@ -73,12 +138,32 @@ class EnsembleCLIP(BaseTask):
         if not len(self.members):
             self.load_members()
 
+    def fit_untrained(self, trainer, datamodule, checkpoint: Path) -> None:
+        """Fit the ensemble's rule; its checkpoint records each member relative to its own folder."""
+        self.checkpoint_home = checkpoint.parent
+        super().fit_untrained(trainer, datamodule, checkpoint)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the member paths and the ensemble's thresholds, not a copy of every member."""
+        """Keep each member's path and SHA-256 and the ensemble's rule, not a copy of every member."""
         super().on_save_checkpoint(checkpoint)
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("members.")]:
             del state[key]
+        home = Path(getattr(self, "checkpoint_home", Path.cwd())).resolve()
+        checkpoint[MEMBERS_KEY] = [
+            {"path": path, "relative": os.path.relpath(Path(path).resolve(), home), "sha256": digest}
+            for path, digest in zip(self.hparams.checkpoints, self.member_digests, strict=True)
+        ]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse members other than those the ensemble's rule was fitted on."""
+        super().on_load_checkpoint(checkpoint)
+        check_members(checkpoint, self.hparams.checkpoints, self.member_digests, "the ensemble checkpoint")
+
+    @classmethod
+    def options_from_checkpoint(cls, options: dict, checkpoint: dict, path: Path) -> dict:
+        """The members where the ensemble checkpoint recorded them (relative to its own folder)."""
+        return options | {"checkpoints": recorded_members(checkpoint, path)}
 
     def split_identities(self) -> list[tuple[str, dict]]:
         """The ensemble's own split (once calibrated) and every member's."""
@@ -93,6 +178,7 @@ class EnsembleCLIP(BaseTask):
         """Load every member checkpoint (as data) and check its input size."""
         hp = self.hparams
         self.members.extend(load_task(path) for path in hp.checkpoints)
+        self.member_digests = [file_sha256(path) for path in hp.checkpoints]
         for path, member in zip(hp.checkpoints, self.members, strict=True):
             size = member.hparams.get("image_size")
             if size != hp.image_size:

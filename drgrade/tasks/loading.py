@@ -128,6 +128,7 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Bas
     task_class = checkpoint_task_class(checkpoint, path)
     # LightningCLI adds private entries (``_class_path``, ``_instantiator``) to the hyperparameters
     options = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    options = task_class.options_from_checkpoint(options, checkpoint, Path(path))
     try:
         task = task_class(**without_weight_sources(options))
     except TypeError as error:

@@ -63,6 +63,27 @@ def test_zero_shot_test_writes_evaluation_files(synthetic, zero_shot_checkpoint,
     check_clinical_sections(document, rows, zero_shot_checkpoint)
     for name in ("reliability_diagram.png", "referral_curves.png"):
         assert (run / name).stat().st_size > 0, name
+    check_predictions_reproduce_metrics(run, document)
+
+
+def check_predictions_reproduce_metrics(run, document: dict) -> None:
+    """predictions.csv holds the very numbers metrics.json came from (a random zero-shot model's
+    probabilities differ in the fifth decimal: 6 decimals once tied them and moved AUROCs by 0.006)."""
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, roc_auc_score
+
+    from drgrade.grades import GRADES
+    from drgrade.predictions import read_predictions
+
+    saved = read_predictions(run / "predictions.csv")
+    metrics = document["metrics"]
+    for grade in GRADES:
+        positive = saved.targets == grade.index
+        if positive.any() and not positive.all():
+            expected = roc_auc_score(positive, saved.probabilities[:, grade.index])
+            assert metrics[f"auroc_{grade.short}"] == pytest.approx(expected, abs=1e-6), grade.name
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(saved.targets, saved.grades), abs=1e-6)
+    kappa = cohen_kappa_score(saved.targets, saved.grades, weights="quadratic")
+    assert metrics["qwk"] == pytest.approx(kappa, abs=1e-6)
 
 
 def check_clinical_sections(document: dict, rows: list[dict], checkpoint, min_clear: float = 0.0) -> None:
@@ -71,7 +92,15 @@ def check_clinical_sections(document: dict, rows: list[dict], checkpoint, min_cl
     assert set(intervals) == set(metrics) - {"num_images"}
     low, high = intervals["accuracy"]
     assert low <= metrics["accuracy"] <= high
-    assert document["bootstrap"] == {"resamples": 2000, "seed": 0, "unit": "patient", "level": 0.95}
+    setting = document["bootstrap"]
+    assert (setting["resamples"], setting["seed"], setting["level"]) == (2000, 0, 0.95)
+    # APTOS names no patients (each image is drawn alone); Messidor-2 exams are drawn whole
+    assert setting["unit"] == "patient or image (per source)"
+    units = setting["units"]
+    assert units["aptos2019"]["unit"] == "image" and units["messidor2"]["unit"] == "patient"
+    assert units["messidor2"]["draws"] < units["messidor2"]["images"]
+    assert sum(u["images"] for u in units.values()) == metrics["num_images"]
+    assert "aptos2019: images" in document["per_patient"]["unit"]
     assert {"aptos2019", "messidor2"} == set(document["per_source"])
     sizes = [part["metrics"]["num_images"] for part in document["per_source"].values()]
     assert sum(sizes) == metrics["num_images"]

@@ -11,6 +11,8 @@ from skimage import data as skdata
 from drgrade.data import DRDataModule
 from drgrade.data.duplicates import difference_hash, duplicate_groups
 from drgrade.data.images import read_rgb, write_rgb
+from drgrade.data.sources import load_sources
+from drgrade.data.splits import source_table
 
 RETINA = skdata.retina()
 
@@ -60,3 +62,41 @@ def test_grouping_is_linear_and_exact():
     digests = [str(i) for i in range(2000)]
     digests[30] = digests[31]  # byte-identical files
     assert sorted(map(sorted, duplicate_groups(digests, hashes))) == [[3, 10], [30, 31]]
+
+
+def test_a_held_out_photograph_copied_into_a_training_source_is_left_out(synthetic, tmp_path):
+    shutil.copytree(synthetic / "aptos2019", tmp_path / "aptos2019")
+    original = load_sources({"messidor2": synthetic / "messidor2"}, verify_images=False).records[0]
+    messidor = original.path
+    shutil.copy(messidor, tmp_path / "aptos2019" / "train_images" / "c0ffee000001.png")
+    with (tmp_path / "aptos2019" / "train.csv").open("a", newline="") as f:
+        csv.writer(f).writerow(["c0ffee000001", original.grade])
+    datamodule = DRDataModule(
+        str(tmp_path / "aptos2019"),
+        str(synthetic / "messidor2"),
+        test_sources=["messidor2"],
+        image_size=64,
+        cache=False,
+    )
+    with pytest.warns(UserWarning) as caught:
+        datamodule.setup("fit")
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("duplicates: 1 group") for m in messages)
+    assert any(m.startswith("held-out leaks: 1 image") for m in messages)
+    placed = {r.path.name: s for r, s in zip(datamodule.records, datamodule.splits, strict=True)}
+    assert placed[messidor.name] == "test" and "c0ffee000001.png" not in placed
+    left_out = [e for e in datamodule.excluded if e.kind == "duplicate"]
+    assert [e.record.path.name for e in left_out] == ["c0ffee000001.png"]
+    assert messidor.name in left_out[0].reason and "test split" in left_out[0].reason
+    table = source_table(datamodule.records, datamodule.splits, datamodule.excluded)
+    assert "1 same photograph or patient as a held-out image" in table
+
+
+def test_a_patient_across_published_parts_keeps_only_the_held_out_part():
+    from drgrade.data.sources import Record
+    from drgrade.data.splits import held_out_leaks
+
+    records = [Record(f"{n}.png", 0, "ddr", p) for n, p in (("a", "x"), ("b", "x"), ("c", "y"), ("d", "z"))]
+    leaks = held_out_leaks(records, ["train", "test", "val", "train"])
+    assert list(leaks) == [0] and "b.png" in leaks[0] and "left out of train" in leaks[0]
+    assert held_out_leaks(records, ["train", "train", "val", "test"]) == {}

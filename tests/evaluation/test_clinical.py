@@ -40,6 +40,7 @@ from drgrade.evaluation.clinical import (
     wilson_interval,
 )
 from drgrade.evaluation.metrics import compute_metrics
+from drgrade.grades import GRADES
 
 
 def entropy(probs):
@@ -77,6 +78,18 @@ def test_all_ones_weights_reproduce_the_point_metrics():
         assert values[0] == pytest.approx(point[name], abs=1e-6), name
     assert point["qwk"] == pytest.approx(cohen_kappa_score(targets, preds, weights="quadratic"))
     assert point["referable_auroc"] == pytest.approx(roc_auc_score(targets >= 2, probs[:, 2:].sum(1)))
+    absent = (targets != 3) & (preds != 3)  # grade 3 neither true nor decided: undefined in both
+    point = compute_metrics(
+        torch.tensor(probs[absent]), torch.tensor(targets[absent]), torch.tensor(preds[absent])
+    )
+    resampled = resampled_metrics(
+        np.ones((1, int(absent.sum()))), probs[absent], targets[absent], preds[absent]
+    )
+    for name, values in resampled.items():
+        expected = point.metrics[name]
+        assert np.isnan(values[0]) if expected is None else values[0] == pytest.approx(expected, abs=1e-6), (
+            name
+        )
 
 
 def test_weighted_auroc_equals_sklearn_on_the_repeated_sample():
@@ -111,8 +124,31 @@ def test_bootstrap_equals_a_brute_force_bootstrap_on_a_tiny_set():
     fast = resampled_metrics(weights, probs, targets, preds)
     for name, expected in brute.items():
         np.testing.assert_allclose(fast[name], expected, atol=1e-9, err_msg=name)
-    intervals = confidence_intervals(probs, targets, preds, patients, spec)
+    intervals, _ = confidence_intervals(probs, targets, preds, patients, spec)
     assert intervals["accuracy"] == pytest.approx(list(np.percentile(brute["accuracy"], [2.5, 97.5])))
+
+
+def test_undefined_figures_stay_undefined_and_macro_auroc_keeps_its_grades():
+    probs, targets, _ = _toy(n=60, seed=5)
+    preds = np.where(targets == 4, 3, targets)  # proliferative never decided
+    targets[:3] = 1  # make Mild rare, so some resamples lack it
+    targets[targets == 1] = 0
+    targets[0] = 1
+    point = compute_metrics(torch.tensor(probs), torch.tensor(targets), torch.tensor(preds)).metrics
+    assert point["precision_proliferative"] is None and point["recall_proliferative"] == 0.0
+    spec = BootstrapSpec(resamples=400, seed=1)
+    intervals, undefined = confidence_intervals(probs, targets, preds, [str(i) for i in range(60)], spec)
+    assert intervals["precision_proliferative"] is None and undefined["precision_proliferative"] == 400
+    # a resample without the one Mild image has no Mild AUROC: its macro AUROC is undefined too,
+    # not an average over four grades (about (59/60)^60 = 37% of resamples)
+    assert undefined["auroc_macro"] >= undefined["auroc_mild"]
+    assert 0.25 < undefined["auroc_macro"] / 400 < 0.5
+    weights = np.concatenate(list(resample_weights([str(i) for i in range(60)], spec)))
+    resampled = resampled_metrics(weights, probs, targets, preds)
+    macro = resampled["auroc_macro"]
+    per_grade = np.stack([resampled[f"auroc_{g.short}"] for g in GRADES], 1)
+    kept = ~np.isnan(macro)
+    np.testing.assert_allclose(macro[kept], per_grade[kept].mean(1))
 
 
 def test_patients_are_resampled_together_and_the_seed_fixes_the_draw():
@@ -132,7 +168,7 @@ def test_interval_brackets_the_estimate_and_narrows_with_more_images():
         point = float((preds == targets).mean())
         low, high = confidence_intervals(
             probs, targets, preds, [str(i) for i in range(n)], BootstrapSpec(500)
-        )["accuracy"]
+        )[0]["accuracy"]
         assert low <= point <= high
         widths.append(high - low)
     assert widths[1] < widths[0] / 2.5  # ~1/sqrt(16) = 4x narrower

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 NAMES = {"FCNCLIP": "FCN-CLIP", "RankingCLIP": "Ranking"}
 
 
-def fake_run(directory, model, preds, targets, stage="test", argmax=None):
+def fake_run(directory, model, preds, targets, stage="test", argmax=None, split=None):
     probs = torch.eye(5)[preds] * 0.8 + 0.04
     evaluation = compute_metrics(probs, targets, preds)
     argmax_evaluation = None if argmax is None else compute_metrics(probs, targets, argmax)
@@ -25,7 +25,9 @@ def fake_run(directory, model, preds, targets, stage="test", argmax=None):
         stage, probs.log(), outputs, None, targets, index, index, evaluation, argmax_evaluation
     )
     directory.mkdir(parents=True)
-    (directory / "metrics.json").write_text(json.dumps(metrics_document(result, model, None, NAMES[model])))
+    identity = {"split": split or {"fingerprint": "internal", "test_sources": None}}
+    document = metrics_document(result, model, None, NAMES[model], identity)
+    (directory / "metrics.json").write_text(json.dumps(document))
     return directory
 
 
@@ -67,12 +69,29 @@ def test_report_labels_stage_and_decision_and_refuses_mixed_stages(tmp_path, cap
     }
     assert table3["Metric"] == ["Ranking [test, thresholded]", "Ranking [test, argmax]"]
     assert table3["Accuracy"] == ["1.000", "0.333"]  # both rules shown, each labelled
+    assert table3["Mild precision"] == ["1.000", "-"]  # argmax never decides Mild: undefined, not 0.000
+    assert table3["Mild recall"] == ["1.000", "0.000"]  # a measured zero stays a zero
+    assert "`-`: undefined" in (tmp_path / "out" / "report.md").read_text()
     with pytest.raises(SystemExit) as exit_:
         main(["report", str(thresholded), str(validation), "--out", str(tmp_path / "mixed")])
-    assert exit_.value.code == 2 and "mix stages" in capsys.readouterr().err
-    main(["report", str(thresholded), str(validation), "--out", str(tmp_path / "m"), "--allow_mixed_stages"])
+    assert exit_.value.code == 2 and "differ in stages" in capsys.readouterr().err
+    main(["report", str(thresholded), str(validation), "--out", str(tmp_path / "m"), "--allow_mixed"])
     header = next(csv.reader((tmp_path / "m" / "table3.csv").read_text().splitlines()))
     assert "FCN-CLIP [val, argmax]" in header and "validation and test" in capsys.readouterr().out
+
+
+def test_report_refuses_an_external_test_beside_an_internal_one_and_labels_it(tmp_path, capsys):
+    targets = torch.tensor([0, 0, 1, 2, 3, 4])
+    internal = fake_run(tmp_path / "i", "FCNCLIP", targets.clone(), targets)
+    held_out = {"fingerprint": "external", "test_sources": ["messidor2"]}
+    external = fake_run(tmp_path / "e", "RankingCLIP", targets.clone(), targets, split=held_out)
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(internal), str(external), "--out", str(tmp_path / "x")])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and "differ in splits" in error and "stages" not in error.split("\n")[0]
+    main(["report", str(internal), str(external), "--out", str(tmp_path / "both"), "--allow_mixed"])
+    header = next(csv.reader((tmp_path / "both" / "table3.csv").read_text().splitlines()))
+    assert header[1:] == ["FCN-CLIP [test, argmax]", "Ranking [external test: messidor2, argmax]"]
 
 
 def test_report_names_the_missing_file(tmp_path):

@@ -23,10 +23,12 @@ from drgrade.data.sources import csv as csv_source
 from drgrade.data.sources.common import MASK_DIR, UNKNOWN, Exclusion, Record, Source, SourceData
 from drgrade.errors import DataValidationError, OptionError
 
-__all__ = ["MASK_DIR", "SOURCES", "UNKNOWN", "Exclusion", "Record", "Source", "SourceData"]
+__all__ = ["MASK_DIR", "NAMES_PATIENTS", "SOURCES", "UNKNOWN", "Exclusion", "Record", "Source", "SourceData"]
 
 #: Every native source by name, in the order reports list them.
 SOURCES: dict[str, Source] = {m.SOURCE.name: m.SOURCE for m in (aptos, messidor2, eyepacs, idrid, ddr)}
+#: Whether each native source names patients (else each image is its own bootstrap unit).
+NAMES_PATIENTS: dict[str, bool] = {name: source.patients for name, source in SOURCES.items()}
 #: ``synth --layout`` names (the folder names, with ``aptos`` for APTOS 2019).
 LAYOUTS: dict[str, Source] = {("aptos" if s.name == "aptos2019" else s.name): s for s in SOURCES.values()}
 #: The file marking a folder as drgrade's synthetic data (and whether its writing finished).

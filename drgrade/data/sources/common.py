@@ -48,7 +48,8 @@ class Exclusion:
     """An image left out of training and evaluation, and why (listed in split.csv and on the console).
 
     ``kind`` is one of ``dataset`` (ungradable by the dataset's own labels), ``quality`` (refused by
-    the quality gate) or ``duplicate`` (a copy of an image in the held-out source).
+    the quality gate) or ``duplicate`` (the same photograph or patient as an image in a more
+    held-out split: external test sources, published test parts).
     """
 
     record: Record
@@ -77,6 +78,8 @@ class Source:
         write_synthetic: ``write(out, num, size, seed) -> root``: its published layout, synthetic.
         download: how to obtain it (shown when ``reproduce`` finds no data); ``{data}`` is the folder.
         lesion_images: ``lesion_images(root) -> records`` of its pixel-annotated images, if any.
+        patients: whether the published layout names patients (exam pairs, left/right eyes), so
+            the bootstrap can draw patients; otherwise each image is its own unit.
     """
 
     name: str
@@ -87,6 +90,7 @@ class Source:
     write_synthetic: Callable[[Path, int, int, int], Path]
     download: str
     lesion_images: Callable[[Path], list[Record]] | None = None
+    patients: bool = False
 
 
 def source_root(root: str | Path, name: str) -> Path:

@@ -85,4 +85,5 @@ SOURCE = Source(
     write_synthetic=write_synthetic,
     download='EyePACS (Kaggle competition "diabetic-retinopathy-detection"): trainLabels.csv, train/,\n'
     "    optionally retinopathy_solution.csv and test/  ->  {data}/eyepacs/",
+    patients=True,
 )

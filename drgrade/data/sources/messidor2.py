@@ -131,4 +131,5 @@ SOURCE = Source(
     "    IMAGES/ and messidor-2.csv (exam pairs)  ->  {data}/messidor2/\n"
     '  Messidor-2 adjudicated grades (Krause et al. 2018; Kaggle dataset "messidor2"\n'
     "  by Google Brain): messidor_data.csv  ->  {data}/messidor2/",
+    patients=True,
 )
