@@ -95,6 +95,19 @@ def run_verb(name: str, verb: Verb, args: list[str]) -> None:
     elif verb.kind == "model":
         importlib.import_module("drgrade.commands.lightning").run_model_bound(module, args)
     else:
+        run_plain(name, verb, module, args)
+
+
+def run_plain(name: str, verb: Verb, module, args: list[str]) -> None:
+    """Parse a plain verb's options and run it.
+
+    A verb that runs other verbs (``reproduce``, with ``handed_on``) also gets the config options
+    it hands on to them.
+    """
+    if hasattr(module, "handed_on"):
+        own, handed = module.handed_on(args)
+        module.run(parse_plain(name, verb, module, own), handed)
+    else:
         module.run(parse_plain(name, verb, module, args))
 
 
@@ -164,19 +177,17 @@ def known_options(name: str, verb: Verb | None) -> list[str]:
     from lightning import Trainer
 
     from drgrade.data import DRDataModule
-    from drgrade.tasks.loading import task_classes
+    from drgrade.tasks.loading import accepted_options, task_classes
 
     options = ["--config", "--print_config", "--seed_everything", "--ckpt_path", "--model.class_path"]
     options += [f"--data.{p}" for p in inspect.signature(DRDataModule).parameters]
     options += [f"--trainer.{p}" for p in inspect.signature(Trainer).parameters]
     for task in task_classes().values():
-        for cls in task.__mro__:
-            if "__init__" in vars(cls):
-                options += [f"--model.init_args.{p}" for p in inspect.signature(cls.__init__).parameters]
+        options += [f"--model.init_args.{p}" for p in accepted_options(task)]
     if verb.kind == "model":
         from jsonargparse import ArgumentParser
 
         own = ArgumentParser()
         module.add_arguments(own)
         options += [f"--{key}" for key in own.get_defaults()]
-    return sorted(set(options) - {"--model.init_args.self", "--model.init_args.kwargs"})
+    return sorted(set(options))

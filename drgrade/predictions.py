@@ -23,7 +23,7 @@ import numpy as np
 
 from drgrade.data.quality import FEATURES
 from drgrade.decision.checks import output_problem
-from drgrade.files import atomic_open, neutralise, restore
+from drgrade.files import atomic_open, file_sha256, neutralise, restore
 from drgrade.grades import GRADE_NAMES, GRADES
 
 #: One probability column per grade: ``p_no``, ``p_mild``, ``p_moderate``, ``p_severe``, ``p_proliferative``.
@@ -39,8 +39,25 @@ DECISION_COLUMNS = (
     "uncertainty",
     "refer_to_grader",
 )
-#: Every prediction file's columns, in order.
-COLUMNS = ("file", "source", "patient_id", "true_grade", *DECISION_COLUMNS, *FEATURES, "error")
+#: Every prediction file's columns, in order (``model`` and ``checkpoint``: where the row came from).
+COLUMNS = (
+    "file",
+    "source",
+    "patient_id",
+    "true_grade",
+    *DECISION_COLUMNS,
+    *FEATURES,
+    "error",
+    "model",
+    "checkpoint",
+)
+
+
+def checkpoint_label(path: str | Path | None) -> str:
+    """A checkpoint as the ``checkpoint`` column names it: file name and SHA-256 (empty for none)."""
+    if not path:
+        return ""
+    return f"{Path(path).name} sha256:{file_sha256(path)}"
 
 
 @dataclass(frozen=True)
@@ -108,9 +125,11 @@ class PredictionRow:
         true_grade: the reference grade when known.
         source: the data source the image came from (empty for a plain folder).
         error: why the image was not graded (empty when it was).
-        extra: further columns of this file (e.g. ``model``, ``lesion_mass`` in explain.csv).
-        patient_id: the patient the image belongs to, when the source knows it.
-        quality: what the quality gate measured (fundus fraction, brightness, focus), when it ran.
+        extra: further columns of this file (e.g. ``lesion_mass`` in explain.csv).
+        patient_id: the patient the image belongs to, when its dataset names one (empty for a folder).
+        quality: what the quality gate measured (``FEATURES``), when it ran.
+        model: the model's display name.
+        checkpoint: the checkpoint it was loaded from (``checkpoint_label``), or the exported graph's.
     """
 
     file: str
@@ -121,6 +140,8 @@ class PredictionRow:
     extra: dict[str, object] = field(default_factory=dict)
     patient_id: str = ""
     quality: Sequence[float] | None = None
+    model: str = ""
+    checkpoint: str = ""
 
     def cells(self) -> list[object]:
         """The row's values in ``COLUMNS`` order, then ``extra``'s."""
@@ -133,6 +154,8 @@ class PredictionRow:
             *decided,
             *(_feature(v) for v in (self.quality or [math.nan] * len(FEATURES))),
             self.error,
+            self.model,
+            self.checkpoint,
             *self.extra.values(),
         ]
 
@@ -161,10 +184,22 @@ def write_csv(f, rows: list[PredictionRow]) -> None:
     writer.writerows([neutralise(cell) for cell in row.cells()] for row in rows)
 
 
-def write_predictions(path: str | Path, rows: Iterable[PredictionRow]) -> Path:
-    """Write ``rows`` as a prediction file, atomically (file names that are not UTF-8 kept as bytes)."""
+def write_predictions(
+    path: str | Path, rows: Iterable[PredictionRow], model: str = "", checkpoint: str = ""
+) -> Path:
+    """Write ``rows`` as a prediction file, atomically (file names that are not UTF-8 kept as bytes).
+
+    Args:
+        path: the CSV to write.
+        rows: the rows.
+        model: the model's name, for rows that do not name theirs.
+        checkpoint: its checkpoint label, for rows that do not name theirs.
+    """
+    rows = list(rows)
+    for row in rows:
+        row.model, row.checkpoint = row.model or model, row.checkpoint or checkpoint
     with atomic_open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-        write_csv(f, list(rows))
+        write_csv(f, rows)
     return Path(path)
 
 

@@ -27,6 +27,8 @@ TASK_KEY = "drgrade_task"
 SPLIT_KEY = "drgrade_split"
 CHOICE_KEY = "drgrade_threshold_choice"
 SCORE_KEY = "drgrade_score"
+#: The checkpoint entry recording what the model was trained from (weights, code version, seed).
+TRAINING_KEY = "drgrade_training"
 CHECKPOINT_CHOICES = ("last", "best", "newest")
 
 

@@ -1,6 +1,6 @@
 """Every Lightning callback of drgrade.
 
-Tasks add the evaluation, prediction and split writers themselves (``configure_callbacks``);
+Tasks add the evaluation, prediction, split and training-summary writers themselves (``configure_callbacks``);
 ``ChannelsLast`` and ``CheckpointArtifact`` are opt-in
 (``--trainer.callbacks+=drgrade.callbacks.ChannelsLast``) and ``AttentionWriter`` is what
 ``drgrade explain`` adds to a predict run.
@@ -12,6 +12,7 @@ from drgrade.callbacks.evaluation import EvaluationWriter
 from drgrade.callbacks.performance import ChannelsLast
 from drgrade.callbacks.predictions import PredictionWriter
 from drgrade.callbacks.split import SplitGuard, SplitWriter
+from drgrade.callbacks.training import TrainingSummary
 
 __all__ = [
     "AttentionWriter",
@@ -21,4 +22,5 @@ __all__ = [
     "PredictionWriter",
     "SplitGuard",
     "SplitWriter",
+    "TrainingSummary",
 ]

@@ -45,7 +45,12 @@ class AttentionWriter(Callback):
         for i, index in enumerate(batch["index"].tolist()):
             record = records[index]
             row = PredictionRow(
-                str(record.path), true_grade=record.grade, source=record.source, patient_id=record.patient_id
+                str(record.path),
+                true_grade=record.grade,
+                source=record.source,
+                patient_id=record.patient_id if record.source else "",
+                model=self.name,
+                checkpoint=pl_module.origin,
             )
             if batch["error"][i] or isinstance(decided[i], str):
                 row.error = batch["error"][i] or decided[i]
@@ -65,7 +70,7 @@ class AttentionWriter(Callback):
                 )
 
     def _extra(self, method: str, mass: str = "", area: str = "") -> dict:
-        return {"model": self.name, "method": method, "lesion_mass": mass, "lesion_area": area}
+        return {"method": method, "lesion_mass": mass, "lesion_area": area}
 
     def _save_overlay(self, index, record, image, attention, method, decision: Decision, task) -> None:
         true = "" if record.grade < 0 else f"true {GRADE_NAMES[record.grade]} | "

@@ -27,6 +27,7 @@ from drgrade.evaluation.summary import clinical_sections
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADES
 from drgrade.predictions import PredictionRow, checked_decisions, decided_row, write_predictions
+from drgrade.provenance import evaluation_record
 from drgrade.reporting.plots import confusion_figure, referral_figure, reliability_figure, roc_figure
 from drgrade.runs import run_dir
 
@@ -119,7 +120,11 @@ class EvaluationWriter(Callback):
             pl_module.bootstrap(),
             NAMES_PATIENTS,
         )
-        identity = {"split": trainer.datamodule.split_identity, "evaluated": images_identity(evaluated)}
+        identity = {
+            "split": trainer.datamodule.split_identity,
+            "evaluated": images_identity(evaluated),
+            "provenance": evaluation_record(trainer, pl_module),
+        }
         document = metrics_document(
             result,
             type(pl_module).__name__,
@@ -128,24 +133,39 @@ class EvaluationWriter(Callback):
             clinical | {"decision_rule": rule} | identity,
         )
         atomic_write_text(out / "metrics.json", json.dumps(_finite(document), indent=2))
-        write_predictions(out / "predictions.csv", prediction_rows(result, split_records, rule["thresholds"]))
-        evaluation = result.evaluation
-        aurocs = [evaluation.metrics[f"auroc_{g.short}"] for g in GRADES]
-        name = f"{pl_module.display_name}, {split}"
-        before = softmax(result.logits.double().numpy(), axis=1)
-        figures = {
-            "confusion_matrix": confusion_figure(evaluation.confusion, f"{split}: {document['decision']}"),
-            "roc_curves": roc_figure(evaluation.roc, aurocs, f"{split}: one-vs-rest ROC"),
-            "reliability_diagram": reliability_figure(
-                before, result.probs.double().numpy(), result.targets.numpy(), name
-            ),
-            "referral_curves": referral_figure(clinical["referral"], f"{name}: uncertainty referral"),
-        }
+        write_predictions(
+            out / "predictions.csv",
+            prediction_rows(result, split_records, rule["thresholds"]),
+            pl_module.display_name,
+            pl_module.origin,
+        )
+        figures = split_figures(result, document, f"{pl_module.display_name}, {split}")
         for name, figure in figures.items():
             save_figure(figure, out / f"{name}.png", dpi=120)
             plt.close(figure)
         _log_wandb(trainer, result, document, out, list(figures))
         print(f"evaluation files written to {out}")
+
+
+def split_figures(result: SplitResult, document: dict, name: str) -> dict:
+    """A split's figures by file stem, each titled with the model and split (``name``).
+
+    Args:
+        result: the split's evaluation.
+        document: its metrics.json content (decision rule, referral curves).
+        name: ``<model>, <split>``.
+    """
+    evaluation = result.evaluation
+    aurocs = [evaluation.metrics[f"auroc_{g.short}"] for g in GRADES]
+    before = softmax(result.logits.double().numpy(), axis=1)
+    return {
+        "confusion_matrix": confusion_figure(evaluation.confusion, f"{name}: {document['decision']}"),
+        "roc_curves": roc_figure(evaluation.roc, aurocs, f"{name}: one-vs-rest ROC"),
+        "reliability_diagram": reliability_figure(
+            before, result.probs.double().numpy(), result.targets.numpy(), name
+        ),
+        "referral_curves": referral_figure(document["referral"], f"{name}: uncertainty referral"),
+    }
 
 
 def _finite(value):

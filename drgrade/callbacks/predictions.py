@@ -64,13 +64,16 @@ class PredictionWriter(BasePredictionWriter):
                 record.grade,
                 record.source,
                 error,
-                patient_id=record.patient_id,
+                patient_id=record.patient_id if record.source else "",  # a folder names no patients
                 quality=quality,
             )
             rows.append(row if error else decided_row(row, decision))
         skipped = trainer.datamodule.skipped if trainer.datamodule is not None else []
         rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
-        write_predictions(path, rows)
+        write_predictions(path, rows, pl_module.display_name, pl_module.origin)
+        if pl_module.predictions_out:
+            write_predictions(pl_module.predictions_out, rows)
+            print(f"and to {pl_module.predictions_out}")
         print(f"predictions for {len(rows)} image(s) written to {path}: {ungradable_summary(rows)}")
         if rows and all(row.error for row in rows):
             raise DrgradeError(f"no image could be graded; every reason is in {path}")

@@ -21,6 +21,7 @@ checks that no other (LightningCLI's ``_add_subcommands``, ``_run_subcommand``, 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -31,10 +32,14 @@ from lightning.pytorch.loggers import WandbLogger
 
 from drgrade import __version__
 from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
+from drgrade.commands.preflight import preflight
 from drgrade.console import quiet_console
 from drgrade.data import DRDataModule
+from drgrade.data.sources import SOURCES
 from drgrade.data.splits import split_settings
-from drgrade.files import file_sha256
+from drgrade.errors import OptionError
+from drgrade.files import atomic_write_text, check_writable, file_sha256
+from drgrade.predictions import checkpoint_label
 from drgrade.runs import CHECKPOINT_CHOICES, resolve_checkpoint, run_dir
 from drgrade.tasks import BaseTask, read_checkpoint
 from drgrade.tasks.ensemble import MEMBERS_KEY, check_members, recorded_members
@@ -59,6 +64,7 @@ class DRGradeCLI(LightningCLI):
         run: run the subcommand (False: only parse and instantiate, for model-bound verbs and tests).
         wandb_group: the W&B group of this run's W&B runs (``reproduce`` groups its stages).
         verb: a model-bound verb's module, whose options join the parser (``run`` False).
+        predictions_out: ``predict --out``: a copy of the predictions where the user asked.
         **kwargs: further LightningCLI options.
     """
 
@@ -68,12 +74,14 @@ class DRGradeCLI(LightningCLI):
         run: bool = True,
         wandb_group: str | None = None,
         verb: ModuleType | None = None,
+        predictions_out: Path | None = None,
         **kwargs: Any,
     ):
         quiet_console()
         self.wandb_group = wandb_group
         self.verb = verb
         self.checkpoint_entry: str | None = None
+        self.predictions_out = predictions_out
         parser_kwargs = {**PARSER, **{name: dict(PARSER) for name in SUBCOMMANDS}}
         if run:
             parser_kwargs |= {"prog": "drgrade", "version": __version__}
@@ -144,6 +152,8 @@ class DRGradeCLI(LightningCLI):
             check_members(checkpoint, members, [file_sha256(m) for m in members], str(path))
         if "weights_only" in config:
             config["weights_only"] = True  # Lightning's own restore of --ckpt_path loads tensors only too
+        if self.config.get("subcommand"):
+            preflight(config, self.config["subcommand"])
 
     # -- instantiation and running --------------------------------------------------------------
     def instantiate_trainer(self, **kwargs: Any):
@@ -177,21 +187,29 @@ class DRGradeCLI(LightningCLI):
         model.fit_untrained(self.trainer, datamodule, path)
         print(f"{type(model).__name__}: validation choices saved to {path}")
 
-    def attach_config(self) -> None:
-        """The whole parsed configuration (as saved in the run's config.yaml) in each W&B run's config."""
+    def before_stage(self) -> None:
+        """Tell the model where it came from and where predictions go; attach the config to W&B."""
+        subcommand = self.config["subcommand"]
+        checkpoint = self.config[subcommand].get("ckpt_path")
+        if checkpoint:
+            self.model.origin = checkpoint_label(checkpoint)
+        self.model.predictions_out = self.predictions_out
         loggers = [logger for logger in self.trainer.loggers if isinstance(logger, WandbLogger)]
         if loggers:
-            subcommand = self.config["subcommand"]
             config = json.loads(json.dumps(self.config[subcommand].as_dict(), default=str))
             for logger in loggers:
                 logger.experiment.config.update({"subcommand": subcommand, **config}, allow_val_change=True)
 
-    def finish_wandb(self) -> None:
-        """Close this stage's W&B run, so its files are complete and the next stage starts its own."""
+    def after_stage(self) -> None:
+        """Link the run folder and its W&B run both ways, then close the W&B run (its files complete)."""
+        loggers = [logger for logger in self.trainer.loggers if isinstance(logger, WandbLogger)]
+        folder = run_dir(self.trainer) if loggers else None  # a collective under DDP: every rank asks
+        if folder is not None and self.trainer.is_global_zero:
+            link_wandb_runs([logger.experiment for logger in loggers], folder)
         close_wandb()
 
-    before_fit = before_validate = before_test = before_predict = attach_config
-    after_fit = after_validate = after_test = after_predict = finish_wandb
+    before_fit = before_validate = before_test = before_predict = before_stage
+    after_fit = after_validate = after_test = after_predict = after_stage
 
 
 def settle_run_dir(config: Any) -> str:
@@ -209,22 +227,102 @@ def settle_run_dir(config: Any) -> str:
 
 
 def name_wandb_runs(config: Any, stage: str, group: str | None) -> None:
-    """Give each W&B run its model and stage as name and the protocol's group (explicit options win)."""
-    model = Path(config["trainer"]["default_root_dir"]).name
+    """Name, tag and group each W&B run (explicit options win).
+
+    The name is ``<model>-<stage>-v<N>``, after the run folder ``version_N`` it writes; the job
+    type is the stage; the tags are the model, the stage, the sources and the backbone.
+    """
+    root = Path(config["trainer"]["default_root_dir"])
+    model = root.name
+    versions = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
+    version = max(versions, default=-1) + 1  # the folder the CSV logger is about to make
+    data, init_args = config["data"], config["model"].get("init_args") or {}
+    sources = [name for name, source in SOURCES.items() if data.get(source.option)]
+    tags = [model, stage, *sources, *([str(init_args["backbone"])] if init_args.get("backbone") else [])]
     loggers = config["trainer"].get("logger")
     for logger in loggers if isinstance(loggers, list) else []:
         if str(logger.get("class_path", "")).endswith("WandbLogger"):
             options = logger["init_args"]
-            options["name"] = options.get("name") or f"{model}-{stage}"
+            options["name"] = options.get("name") or f"{model}-{stage}-v{version}"
             options["group"] = options.get("group") or group
+            options["job_type"] = options.get("job_type") or stage
+            options["tags"] = options.get("tags") or tags
 
 
 def run_lightning(verb: str, args: list[str]) -> None:
-    """``drgrade fit|validate|test|predict ARGS``; a W&B run a failed stage left open is closed too."""
+    """``drgrade fit|validate|test|predict ARGS``; a W&B run a failed stage left open is closed too.
+
+    ``predict --out FILE`` also writes the predictions to FILE (checked writable before anything runs).
+    """
+    out = None
+    if verb == "predict":
+        args, out = take_out(args)
     try:
-        DRGradeCLI([verb, *args])
+        DRGradeCLI([verb, *args], predictions_out=out)
+    except BaseException:
+        discard_empty_wandb_run()
+        raise
     finally:
         close_wandb()
+
+
+def take_out(args: list[str]) -> tuple[list[str], Path | None]:
+    """``predict``'s ``--out FILE`` taken from ``args`` (checked writable), and the other arguments."""
+    for i, arg in enumerate(args):
+        name, has_value, value = arg.partition("=")
+        if name == "--out":
+            if not has_value:
+                if i + 1 >= len(args):
+                    raise OptionError("--out needs a file name: --out predictions.csv")
+                value = args[i + 1]
+            rest = args[:i] + args[i + (1 if has_value else 2) :]
+            return rest, check_writable(value)
+    return args, None
+
+
+def link_wandb_runs(runs: list, folder: Path) -> None:
+    """Link a run folder and its W&B runs both ways; offline runs print how to upload them.
+
+    The folder goes in each W&B run's config; each W&B run (with its ``wandb sync`` line) goes in
+    ``wandb.txt`` in the folder.
+
+    Args:
+        runs: the stage's W&B runs.
+        folder: the run folder.
+    """
+    lines = []
+    for run in runs:
+        run.config.update({"run_dir": str(folder.resolve())}, allow_val_change=True)
+        if run.disabled:
+            continue
+        where = Path(run.settings.sync_dir).resolve()
+        lines.append(f"{run.name} ({run.id}): {where}")
+        if run.offline:
+            lines.append(f"  upload: wandb sync {where}")
+            print(f"W&B run {run.name} is offline; upload it with: wandb sync {where}")
+    if lines:
+        atomic_write_text(folder / "wandb.txt", "\n".join(lines) + "\n")
+
+
+def discard_empty_wandb_run() -> None:
+    """A stage that failed before logging anything leaves no W&B run behind (nothing to sync).
+
+    Lightning starts the W&B run before the data is set up, so a bad dataset sheet would
+    otherwise leave an empty offline run per attempt.
+    """
+    wandb = sys.modules.get("wandb")
+    run = None if wandb is None else wandb.run
+    if run is None or run.disabled or run.step > 0 or dict(run.summary):
+        return
+    folder = Path(run.settings.sync_dir)
+    wandb.finish(exit_code=1)
+    wandb.teardown()  # the W&B service writes the run's files until it stops
+    shutil.rmtree(folder, ignore_errors=True)
+    for link in folder.parent.iterdir():  # latest-run, debug.log: links into the removed folder
+        if link.is_symlink() and not link.exists():
+            link.unlink()
+    if not any(folder.parent.iterdir()):
+        folder.parent.rmdir()
 
 
 def close_wandb() -> None:

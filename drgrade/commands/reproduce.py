@@ -6,6 +6,8 @@ downloads (``--data``).
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
 from datetime import datetime
 from functools import partial
@@ -48,6 +50,108 @@ def _real_data_args(data: Path) -> list[str]:
     return args
 
 
+#: Options ``reproduce`` hands on to every stage it runs (each model takes the ones it has).
+HANDED_PREFIXES = ("--model.", "--data.", "--trainer.")
+HANDED_NAMES = ("--config", "--seed_everything")
+
+
+def handed_on(args: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``args`` into reproduce's own options and the config options for its stages.
+
+    Args:
+        args: the command line after ``reproduce``.
+
+    Returns:
+        (own arguments, handed-on arguments as option/value pairs ``--name=value``).
+    """
+    own, handed = [], []
+    i = 0
+    while i < len(args):
+        name, has_value, value = args[i].partition("=")
+        if name.startswith(HANDED_PREFIXES) or name in HANDED_NAMES:
+            if not has_value:
+                if i + 1 >= len(args):
+                    raise OptionError(f"reproduce: {name} needs a value")
+                value = args[i + 1]
+                i += 1
+            handed.append(f"{name}={value}")
+        else:
+            own.append(args[i])
+        i += 1
+    check_handed(handed)
+    return own, handed
+
+
+def check_handed(handed: list[str]) -> None:
+    """Refuse handed-on options no stage knows (with the closest names), before anything runs."""
+    from lightning import Trainer
+
+    from drgrade.data import DRDataModule
+    from drgrade.tasks.loading import accepted_options, task_classes
+
+    known = {
+        "--data.": set(inspect.signature(DRDataModule).parameters),
+        "--trainer.": set(inspect.signature(Trainer).parameters),
+        "--model.": set().union(*(accepted_options(t) for t in task_classes().values())),
+    }
+    for item in handed:
+        name = item.split("=", 1)[0]
+        if name.startswith("--model.class_path"):
+            raise OptionError("reproduce runs its four models; to train another, use drgrade fit")
+        prefix = next((p for p in known if name.startswith(p)), None)
+        if prefix is None:
+            continue
+        key = option_key(name)
+        if key not in known[prefix]:
+            close = difflib.get_close_matches(key, sorted(known[prefix]), n=3, cutoff=0.6)
+            stem = name[: len(name) - len(key)]  # as typed: --model.init_args. or --model.
+            hint = f"; did you mean {' or '.join(stem + c for c in close)}?" if close else ""
+            raise OptionError(f"unknown option {name}{hint}")
+
+
+def option_key(name: str) -> str:
+    """``--model.init_args.lr`` and ``--model.lr`` -> ``lr``; ``--data.image_size`` -> ``image_size``."""
+    return name.split(".", 1)[1].removeprefix("init_args.")
+
+
+def stage_options(handed: list[str], config: Path, out: Path) -> list[str]:
+    """The handed-on options a model's stages take: model options it has, configs filtered to it.
+
+    Args:
+        handed: ``--name=value`` pairs from ``handed_on``.
+        config: the model's config file (names its task class).
+        out: where filtered copies of handed-on config files are written.
+    """
+    from drgrade.tasks.loading import accepted_options, task_classes
+
+    class_path = yaml.safe_load(config.read_text())["model"]["class_path"]
+    accepted = accepted_options(task_classes()[class_path.rsplit(".", 1)[-1]])
+    options = []
+    for item in handed:
+        name, value = item.split("=", 1)
+        if name == "--config":
+            value = str(filtered_config(Path(value), accepted, out / f"{config.stem}-{Path(value).name}"))
+        elif name.startswith("--model.") and option_key(name) not in accepted:
+            continue  # e.g. the CLIP weights for the ensemble, which has no backbone of its own
+        options += [name, value]
+    return options
+
+
+def filtered_config(path: Path, accepted: set[str], out: Path) -> Path:
+    """A copy of config ``path`` without the model options a model does not take."""
+    if not path.is_file():
+        raise OptionError(f"--config {path}: no such file")
+    config = yaml.safe_load(path.read_text()) or {}
+    model = config.get("model")
+    if isinstance(model, dict):
+        options = model.get("init_args", model)
+        for key in [k for k in options if k not in accepted and k not in ("class_path", "init_args")]:
+            del options[key]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(config))
+    return out
+
+
 def add_arguments(parser) -> None:
     """``--data`` or ``--demo``, the configs folder, ``--out`` and ``--paper``.
 
@@ -72,19 +176,19 @@ def add_arguments(parser) -> None:
     )
 
 
-def run(opts) -> None:
+def run(opts, handed: list[str]) -> None:
     """Run the protocol with a fresh CLI of the same class per stage, then print the report.
 
     Args:
         opts: the parsed options.
+        handed: config options for every stage (``--trainer.max_epochs=2``), from ``handed_on``.
     """
     if opts.demo == (opts.data is not None):
         raise OptionError("reproduce needs exactly one of --data DIR or --demo")
     name = ("demo" if opts.demo else "paper") + (f"-external-{opts.external}" if opts.external else "")
     out = opts.out or Path("reports") / name
-    print(
-        reproduce(DRGradeCLI, None if opts.demo else opts.data, opts.configs, out, opts.paper, opts.external)
-    )
+    data = None if opts.demo else opts.data
+    print(reproduce(DRGradeCLI, data, opts.configs, out, opts.paper, opts.external, handed))
     print(f"report written to {out}/")
 
 
@@ -106,7 +210,13 @@ def external_args(source: str | None, model: str) -> list[str]:
 
 
 def _ensemble_stage(
-    cli_class, configs: Path, out: Path, members: list[str], run_dirs: list[str], external: str | None
+    cli_class,
+    configs: Path,
+    out: Path,
+    members: list[str],
+    run_dirs: list[str],
+    external: str | None,
+    handed: list[str],
 ) -> None:
     """Fit (calibrate) and test the ensemble of ``members`` on the data the members used.
 
@@ -117,6 +227,7 @@ def _ensemble_stage(
         members: the member checkpoints.
         run_dirs: the test run folders so far.
         external: the held-out test source, or None.
+        handed: config options handed on to every stage.
     """
     # the ensemble reads the same data as its members: reuse the last run's saved data section
     saved = yaml.safe_load((Path(run_dirs[-1]) / "config.yaml").read_text())
@@ -128,8 +239,9 @@ def _ensemble_stage(
         [
             "--config",
             str(configs / "ensemble.yaml"),
+            *stage_options(handed, configs / "ensemble.yaml", out / "handed-configs"),
             "--config",
-            str(data_config),
+            str(data_config),  # after the handed-on configs: the members' data, whatever they said
             "--model.init_args.checkpoints",
             json.dumps(members),
             *external_args(external, "ensemble"),
@@ -139,7 +251,13 @@ def _ensemble_stage(
 
 
 def reproduce(
-    cli_class, data: Path | None, configs: Path, out: Path, with_paper: bool, external: str | None = None
+    cli_class,
+    data: Path | None,
+    configs: Path,
+    out: Path,
+    with_paper: bool,
+    external: str | None = None,
+    handed: list[str] = (),
 ) -> str:
     """Run the protocol; ``data`` None means the synthetic demo (configs/demo.yaml overlay).
 
@@ -150,6 +268,7 @@ def reproduce(
         out: the report folder.
         with_paper: add the paper's numbers to the tables.
         external: test on this source only, train and validate on the others.
+        handed: config options for every stage, after drgrade's own (each model takes those it has).
     """
     # every stage's W&B run in one group per invocation, so a dashboard shows the protocol together
     cli_class = partial(cli_class, wandb_group=f"reproduce-{datetime.now():%Y%m%d-%H%M%S}")
@@ -161,10 +280,12 @@ def reproduce(
     run_dirs: list[str] = []
     best: list[str] = []
     for model in ("zero_shot", "fcn_clip", "ranking"):
-        model_args = ["--config", str(configs / f"{model}.yaml"), *overlay, *external_args(external, model)]
+        config = configs / f"{model}.yaml"
+        model_args = ["--config", str(config), *overlay, *external_args(external, model)]
         model_args += train_overlay if model != "zero_shot" else []
+        model_args += stage_options(list(handed), config, out / "handed-configs")
         best.append(_fit_then_test(cli_class, model_args, run_dirs))
-    _ensemble_stage(cli_class, configs, out, best[1:], run_dirs, external)
+    _ensemble_stage(cli_class, configs, out, best[1:], run_dirs, external, list(handed))
     title = (
         "# drgrade demo: SYNTHETIC data, tiny random-weight CLIP (pipeline check, not a result)"
         if data is None

@@ -17,6 +17,7 @@ from torch import nn
 
 from drgrade.data.preprocess import CLIP_MEAN, CLIP_STD
 from drgrade.errors import OptionError, WeightsFileError
+from drgrade.models.downloads import offline, open_clip_cached, unavailable
 from drgrade.models.weights import read_state_dict
 
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
@@ -80,6 +81,33 @@ def load_weights_file(model: nn.Module, path: Path, model_name: str) -> None:
         ) from None
 
 
+def weights_problem(model_name: str, pretrained: str | None) -> str | None:
+    """What stops ``pretrained`` from loading, found without loading it (None: nothing known).
+
+    A missing file, an unknown tag, or a tag neither cached nor downloadable (offline) is
+    reported in seconds; the file's content is checked when it loads.
+
+    Args:
+        model_name: the architecture.
+        pretrained: a tag, a file or None.
+    """
+    if pretrained is None:
+        return None
+    _register_tiny_configs()
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if Path(pretrained).expanduser().is_file():
+        return None
+    option = "--model.init_args.pretrained"
+    if pretrained not in tags:
+        return (
+            f"{option} {pretrained}: no such file, and not an open_clip tag for {model_name} "
+            f"(tags: {', '.join(tags) or 'none'}); pass a weights file, or null for random weights"
+        )
+    if open_clip_cached(model_name, pretrained) is None and offline():
+        return unavailable(f"{model_name} CLIP weights {pretrained!r}", option, f"{model_name}.pt")
+    return None
+
+
 def create_clip(model_name: str, pretrained: str | None, image_size: int | None) -> nn.Module:
     """Build an open_clip ResNet CLIP; ``pretrained`` is a tag (``openai``), a file, or None.
 
@@ -102,6 +130,9 @@ def create_clip(model_name: str, pretrained: str | None, image_size: int | None)
         except WeightsFileError as error:
             raise WeightsFileError(f"{error}\n{_WEIGHTS_HELP}") from None
     elif pretrained in open_clip.list_pretrained_tags_by_model(model_name):
+        problem = weights_problem(model_name, pretrained)
+        if problem:
+            raise WeightsFileError(problem)
         try:
             model = open_clip.create_model(
                 model_name, pretrained=pretrained, force_quick_gelu=pretrained == "openai", weights_only=True

@@ -7,6 +7,11 @@ quoted in its text.
 
 from __future__ import annotations
 
+#: The paper, as the report cites it.
+CITATION = (
+    'S. Cho, "Diabetic Retinopathy Grading with CLIP-based Ranking-Aware Adaptation: A Comparative '
+    'Study on Fundus Images", HKUST, March 2026 (Tables 3 and 4)'
+)
 #: metric key (as in metrics.json) -> {model column: value}
 TABLE3: dict[str, dict[str, float]] = {
     "precision_no": {"Zero-shot": 0.82, "FCN-CLIP": 0.97, "Ranking": 0.99},
@@ -36,3 +41,36 @@ TABLE4: dict[str, tuple[float, float, float]] = {
     "FCN-CLIP": (0.75, 0.22, 0.03),
     "Ranking": (0.80, 0.18, 0.02),
 }
+
+#: The paper's setup (its section 4, Table 2 and Appendix A), to say what a run does differently.
+SETUP = {
+    "backbone": "RN50",
+    "weights": "openai",
+    "sources": ("aptos2019", "messidor2"),
+    "images": 5406,
+    "epochs": 20,
+}
+
+
+def differences(provenance: dict) -> list[str]:
+    """How a run's setup (its metrics.json ``provenance``) differs from the paper's, in words."""
+    found = []
+    weights = provenance.get("weights") or {}
+    if weights.get("backbone") and weights["backbone"] != SETUP["backbone"]:
+        found.append(f"backbone {weights['backbone']} (paper: a ResNet CLIP image encoder, RN50 here)")
+    if weights.get("weights") and weights["weights"] != SETUP["weights"]:
+        found.append(f"weights {weights['weights']} (paper: CLIP's pretrained weights)")
+    data = provenance.get("data") or {}
+    sources = data.get("sources") or {}
+    synthetic = sorted(name for name, source in sources.items() if source.get("synthetic"))
+    if synthetic:
+        found.append(f"SYNTHETIC photographs ({', '.join(synthetic)}), not the real datasets")
+    if sources and set(sources) != set(SETUP["sources"]):
+        found.append(f"sources {', '.join(sorted(sources))} (paper: APTOS 2019 + Messidor-2)")
+    images = sum(s.get("train", 0) + s.get("val", 0) + s.get("test", 0) for s in sources.values())
+    if sources and images != SETUP["images"]:
+        found.append(f"{images} images (paper: {SETUP['images']})")
+    budget = (provenance.get("training") or {}).get("max_epochs")
+    if budget is not None and budget != SETUP["epochs"]:
+        found.append(f"at most {budget} epochs (paper: {SETUP['epochs']}, early stopping patience 7)")
+    return found

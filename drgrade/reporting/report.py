@@ -22,8 +22,10 @@ from drgrade.grades import GRADES
 from drgrade.reporting import paper
 from drgrade.reporting.figures import write_model_figures
 from drgrade.reporting.plots import confusion_sheet
+from drgrade.reporting.provenance import provenance_block
 from drgrade.reporting.tables import (
     calibration_table,
+    first_columns,
     operating_point_table,
     paired_table,
     per_source_table,
@@ -287,6 +289,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     tables = report_tables(runs, stage, with_paper)
     sections = [f"{title}\n"] if title else []
+    sections.append(provenance_block(first_columns(runs), with_paper))
     for name, (caption, rows, note) in tables.items():
         with atomic_open(out / f"{name}.csv", "w", newline="") as f:
             csv.writer(f).writerows(rows)

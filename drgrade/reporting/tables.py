@@ -25,7 +25,7 @@ def with_interval(value: float | None, interval: Sequence[float] | None, digits:
     return f"{value:.{digits}f} ({interval[0]:.{digits}f}-{interval[1]:.{digits}f})"
 
 
-def _first_columns(runs: Sequence) -> list:
+def first_columns(runs: Sequence) -> list:
     """One column per run directory: its own decision rule (the first column it gave)."""
     seen: dict[Path, object] = {}
     for run in runs:
@@ -46,7 +46,7 @@ def paired_table(runs: Sequence) -> list[list[str]]:
     """
     header = ["Comparison", *(f"Δ {name}" for name in PAIRED_METRICS)]
     rows = [header]
-    columns = [(run, _saved(run)) for run in _first_columns(runs)]
+    columns = [(run, _saved(run)) for run in first_columns(runs)]
     for i, (first, a) in enumerate(columns):
         for second, b in columns[i + 1 :]:
             label = f"{first.label} − {second.label}"
@@ -85,7 +85,7 @@ def _signed(value: float, interval: Sequence[float] | None) -> str:
 def operating_point_table(runs: Sequence) -> list[list[str]]:
     """Each run's validation-chosen operating points on the evaluated split (Wilson 95% intervals)."""
     rows = [["Model", "Operating point", "Unit", "Cut (from validation)", "Sensitivity", "Specificity"]]
-    for run in _first_columns(runs):
+    for run in first_columns(runs):
         per_patient = run.document.get("per_patient", {}).get("operating_points", [])
         for unit, points in (("image", run.document.get("operating_points", [])), ("patient", per_patient)):
             for point in points:
@@ -115,7 +115,7 @@ def calibration_table(runs: Sequence) -> list[list[str]]:
             "Accuracy-referral area (entropy)",
         ]
     ]
-    for run in _first_columns(runs):
+    for run in first_columns(runs):
         calibration = run.document.get("calibration_error")
         if not calibration:
             continue
@@ -139,7 +139,7 @@ def per_source_table(runs: Sequence) -> list[list[str]]:
     """Accuracy, QWK and macro AUROC of each run on each data source, with intervals."""
     keys = ("accuracy", "qwk", "auroc_macro", "referable_sensitivity", "referable_specificity")
     rows = [["Model", "Source", "Images", *keys]]
-    for run in _first_columns(runs):
+    for run in first_columns(runs):
         for source, result in run.document.get("per_source", {}).items():
             metrics, intervals = result["metrics"], result["confidence_intervals"]
             rows.append(

@@ -45,6 +45,8 @@ def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[s
     """What the runner needs beside the graph: input size, normalisation, grade names, the rule."""
     return {
         "drgrade_model": type(task).__name__,
+        "model_name": task.display_name,
+        "checkpoint": task.origin,
         "image_size": str(image_size),
         "mean": json.dumps(list(mean)),
         "std": json.dumps(list(std)),

@@ -120,6 +120,9 @@ def read_metadata(meta: dict[str, str]) -> dict:
         "mean": _floats(meta, "mean", 3, 0.0, 1.0),
         "std": _floats(meta, "std", 3, 0.0, 1.0, strict_low=True),
         "rule": rule,
+        # where the graph came from, for the prediction file's model and checkpoint columns
+        "model": meta.get("model_name", meta.get("drgrade_model", ""))[:100],
+        "checkpoint": meta.get("checkpoint", "")[:200],
     }
 
 
@@ -154,6 +157,7 @@ class OnnxGrader:
         self.mean = np.asarray(checked["mean"], np.float32) * 255
         self.std = np.asarray(checked["std"], np.float32) * 255
         self.rule = checked["rule"]
+        self.model, self.checkpoint = checked["model"], checked["checkpoint"]
         self.thresholds = [float(t) for t in self.rule["thresholds"]]
         options = ort.SessionOptions()
         if threads:
@@ -192,13 +196,13 @@ class OnnxGrader:
         """
         paths = list(paths)
         prepare = partial(prepared, size=self.size, mean=self.mean, std=self.std)
-        rows = [PredictionRow(str(path)) for path in paths]
+        rows = [PredictionRow(str(path), model=self.model, checkpoint=self.checkpoint) for path in paths]
         pending: list[tuple[int, np.ndarray]] = []  # (row, network input) waiting for a batch
         with _pool(workers) as pool, tqdm(total=len(paths), desc="grading", unit="image") as bar:
             for index, (tensor, error, quality) in enumerate(
                 _ordered(pool, prepare, paths, depth=4 * batch_size)
             ):
-                rows[index] = PredictionRow(str(paths[index]), error=error, quality=quality)
+                rows[index].error, rows[index].quality = error, quality
                 if inputs is not None:
                     inputs.append(tensor)
                 if not error:

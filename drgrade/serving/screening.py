@@ -56,7 +56,9 @@ def screen_files(
         pictures = display_images(batch["image"], *task.normalisation())
         for i, index in enumerate(batch["index"].tolist()):
             path, error, quality = str(records[index].path), batch["error"][i], batch["quality"][i].tolist()
-            row = PredictionRow(path, error=error, quality=quality)
+            row = PredictionRow(
+                path, error=error, quality=quality, model=task.display_name, checkpoint=task.origin
+            )
             if error or isinstance(decided[i], str):
                 answers.append(Screening(decided_row(row, decided[i]) if not error else row))
                 continue

@@ -11,6 +11,7 @@ fitted on the validation split's logits, applied everywhere else.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,7 +22,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from scipy.special import softmax
 from torch import nn
 
-from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, SplitWriter
+from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, SplitWriter, TrainingSummary
 from drgrade.decision.rule import DecisionRule, ThresholdObjective
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
@@ -30,7 +31,8 @@ from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
 from drgrade.grades import NUM_GRADES
 from drgrade.models.clip_backbone import CLIPBackbone
-from drgrade.runs import CHOICE_KEY, SCORE_KEY, SPLIT_KEY, TASK_KEY
+from drgrade.provenance import code_version, weights_record
+from drgrade.runs import CHOICE_KEY, SCORE_KEY, SPLIT_KEY, TASK_KEY, TRAINING_KEY
 
 #: Scalars logged every validation/test epoch (the rest go to metrics.json).
 LOGGED = ("accuracy", "qwk", "auroc_macro", "macro_f1", "macro_recall", "off_by_two_plus")
@@ -83,6 +85,14 @@ class BaseTask(L.LightningModule):
         self.criterion: nn.Module | None = None
         #: The split the loaded checkpoint was fitted on (None before fitting or loading).
         self.split_identity: dict | None = None
+        #: The checkpoint this model was loaded from, as prediction files name it (empty: not loaded).
+        self.origin = ""
+        #: The pretrained weights the backbone started from (``provenance.weights_record``).
+        self.weights_record: dict | None = None
+        #: The epoch the loaded checkpoint was saved at (None: not loaded, or not trained).
+        self.checkpoint_epoch: int | None = None
+        #: ``predict --out``: where predictions.csv is also written (None: the run folder only).
+        self.predictions_out: Path | None = None
         self._fitting_untrained = False
         self.configure_models()
         self.configure_losses()
@@ -99,6 +109,7 @@ class BaseTask(L.LightningModule):
             finetune_image: leave the image tower trainable (the text tower is always frozen).
         """
         hp = self.hparams
+        self.weights_record = weights_record(hp.backbone, hp.pretrained)
         return CLIPBackbone(
             hp.backbone, hp.pretrained, hp.image_size, freeze_image=not finetune_image, freeze_text=True
         )
@@ -131,7 +142,7 @@ class BaseTask(L.LightningModule):
 
     def configure_callbacks(self) -> list[Callback]:
         """Return the result writers (evaluation, predictions, split audit) and the split guard."""
-        return [EvaluationWriter(), PredictionWriter(), SplitWriter(), SplitGuard()]
+        return [EvaluationWriter(), PredictionWriter(), SplitWriter(), SplitGuard(), TrainingSummary()]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Name the task class (so ``load_task`` can rebuild any checkpoint) and record the split."""
@@ -141,6 +152,12 @@ class BaseTask(L.LightningModule):
         checkpoint[SPLIT_KEY] = identity or self.split_identity
         checkpoint[CHOICE_KEY] = self.rule.choice
         checkpoint[SCORE_KEY] = self.validation_score() if attached else None
+        checkpoint[TRAINING_KEY] = {
+            "weights": self.weights_record,
+            "code": code_version(),
+            "trained": self.trainable,
+            "seed": os.environ.get("PL_GLOBAL_SEED"),
+        }
 
     def attached(self) -> bool:
         """Whether a trainer runs this task now (a checkpoint can be saved outside one, in tests)."""
@@ -161,6 +178,8 @@ class BaseTask(L.LightningModule):
         """Remember the split the checkpoint was fitted on and how its thresholds were chosen."""
         self.split_identity = checkpoint.get(SPLIT_KEY)
         self.rule.choice = checkpoint.get(CHOICE_KEY)
+        self.weights_record = (checkpoint.get(TRAINING_KEY) or {}).get("weights")
+        self.checkpoint_epoch = checkpoint.get("epoch") if self.trainable else None
 
     @classmethod
     def options_from_checkpoint(cls, options: dict, checkpoint: dict, path: Path) -> dict:

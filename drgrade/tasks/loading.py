@@ -8,6 +8,7 @@ message naming the file.
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import zipfile
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 from drgrade.decision.checks import rule_problems
 from drgrade.errors import CheckpointError
 from drgrade.files import archive_problem
+from drgrade.predictions import checkpoint_label
 from drgrade.runs import TASK_KEY
 from drgrade.tasks.base import BaseTask
 
@@ -40,6 +42,15 @@ def task_classes() -> dict[str, type[BaseTask]]:
         if cls.__module__.startswith("drgrade.tasks.") and cls.run_name != BaseTask.run_name:
             found[cls.__name__] = cls
     return found
+
+
+def accepted_options(task_class: type[BaseTask]) -> set[str]:
+    """The ``--model.init_args.*`` names a task class takes (its own and its bases' constructors)."""
+    names = set()
+    for cls in task_class.__mro__:
+        if "__init__" in vars(cls) and issubclass(cls, BaseTask):
+            names |= set(inspect.signature(cls.__init__).parameters)
+    return names - {"self", "kwargs", "args"}
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -141,4 +152,5 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Bas
             f"{path}: its weights do not fit a {task_class.__name__} ({str(error)[:300]})"
         ) from None
     task.on_load_checkpoint(checkpoint)
+    task.origin = checkpoint_label(path)
     return task

@@ -286,7 +286,8 @@ def test_wandb_offline_run_is_named_grouped_configured_and_has_native_charts(
         warnings.simplefilter("default")
         quiet_console()
         DRGradeCLI(args, wandb_group="protocol-1")
-    console = capsys.readouterr().err + caplog.text + "".join(str(w.message) for w in caught)
+    captured = capsys.readouterr()
+    console = captured.err + caplog.text + "".join(str(w.message) for w in caught)
     for noise in ("anonymous setting", "Tip:", "LeafSpec", "No pretrained weights", "in eval mode"):
         assert noise not in console
     assert (latest_run(tmp_path / "zero_shot") / "metrics.json").is_file()
@@ -294,10 +295,19 @@ def test_wandb_offline_run_is_named_grouped_configured_and_has_native_charts(
     assert len(runs) == 1  # under the run directory, like every other output
     records = wandb_records(runs[0])
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
-    assert (run.display_name, run.run_group) == ("zero_shot-validate", "protocol-1")
+    assert (run.display_name, run.run_group, run.job_type) == (
+        "zero_shot-validate-v0",
+        "protocol-1",
+        "validate",
+    )
+    assert {"zero_shot", "validate", "aptos2019", "messidor2", "RN-tiny"} <= set(run.tags)
+    folder = latest_run(tmp_path / "zero_shot")
+    linked = (folder / "wandb.txt").read_text()  # the run folder names its W&B run, with the sync line
+    assert run.run_id in linked and "wandb sync " in linked and "upload it with: wandb sync" in captured.out
     updates = [r.config for r in records if r.WhichOneof("record_type") == "config"]
     config = {item.key: json.loads(item.value_json) for update in updates for item in update.update}
     assert config["subcommand"] == "validate" and config["model"]["class_path"].endswith("ZeroShotCLIP")
+    assert config["run_dir"] == str(folder.resolve())  # and the W&B run names its folder
     logged = {
         item.key or item.nested_key[0]
         for r in records
@@ -320,7 +330,9 @@ def test_wandb_offline_run_is_named_grouped_configured_and_has_native_charts(
     main([*fit, *wandb, "--trainer.callbacks+=drgrade.callbacks.CheckpointArtifact"])  # artifact: opt-in
     (fit_run,) = (tmp_path / "fcn_clip" / "wandb").glob("offline-run-*/run-*.wandb")
     records = wandb_records(fit_run)
-    assert next(r.run for r in records if r.WhichOneof("record_type") == "run").display_name == "fcn_clip-fit"
+    assert (
+        next(r.run for r in records if r.WhichOneof("record_type") == "run").display_name == "fcn_clip-fit-v0"
+    )
     logged = {
         i.key or i.nested_key[0]
         for r in records

@@ -1,6 +1,5 @@
 import csv
 import json
-import shutil
 
 import pytest
 import torch
@@ -107,6 +106,16 @@ def test_reproduce_without_data_says_where_to_download(tmp_path, capsys):
     assert all(name in err for name in ("trainLabels.csv", "B. Disease Grading", "DR_grading"))
 
 
+def test_reproduce_refuses_a_misspelt_handed_on_option_before_running(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["reproduce", "--demo", "--trainer.max_epoch", "2", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "did you mean --trainer.max_epochs" in err
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--demo", "--model.init_args.decoder_width", "[8]"])
+    assert "did you mean --model.init_args.decoder_widths" in capsys.readouterr().err
+
+
 def test_reproduce_finds_every_downloaded_source(tmp_path):
     from drgrade.commands.reproduce import _real_data_args
 
@@ -120,19 +129,34 @@ def test_reproduce_finds_every_downloaded_source(tmp_path):
 
 
 def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
-    configs = shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    demo = yaml.safe_load((configs / "demo.yaml").read_text())
-    demo["trainer"].update(max_epochs=1, enable_progress_bar=False, num_sanity_val_steps=0)
-    demo["data"].update(
-        synthetic_counts=[60, 40],
-        synthetic_size=128,
-        image_size=64,
-        num_workers=0,
-        target_counts=[20, 15, 15, 15, 15],
-    )
-    (configs / "demo.yaml").write_text(yaml.safe_dump(demo))
+    """The demo shrunk with options handed on to every stage (each model takes the ones it has)."""
     monkeypatch.chdir(tmp_path)
-    main(["reproduce", "--demo", "--configs", str(configs)])
+    shrink = [
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--data.synthetic_counts=[60, 40]",
+        "--data.synthetic_size=128",
+        "--data.image_size",
+        "64",
+        "--data.num_workers=0",
+        "--data.target_counts=[20, 15, 15, 15, 15]",
+        "--model.init_args.decoder_widths=[8, 8, 8]",  # FCN-CLIP's alone
+        "--config",
+        str(ROOT / "tests" / "conf" / "tiny_train.yaml"),  # training options: not for zero-shot
+    ]
+    main(["reproduce", "--demo", "--configs", str(ROOT / "configs"), *shrink])
+    saved = {
+        m: yaml.safe_load(max((tmp_path / "runs" / m).glob("version_*/config.yaml")).read_text())
+        for m in ("zero_shot", "fcn_clip", "ranking", "ensemble")
+    }
+    assert all(c["data"]["image_size"] == 64 and c["trainer"]["max_epochs"] == 1 for c in saved.values())
+    assert saved["fcn_clip"]["model"]["init_args"]["decoder_widths"] == [8, 8, 8]
+    assert (
+        saved["ranking"]["model"]["init_args"]["lr"] == saved["fcn_clip"]["model"]["init_args"]["lr"] == 1e-3
+    )
+    assert "finetune_image" not in saved["zero_shot"]["model"]["init_args"]
     out = capsys.readouterr().out
     assert "SYNTHETIC" in out and "| Accuracy |" in out and "| Ensemble [test, " in out
     table3 = list(csv.reader((tmp_path / "reports" / "demo" / "table3.csv").read_text().splitlines()))

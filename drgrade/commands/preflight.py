@@ -1,0 +1,68 @@
+"""Checks made before anything is built: every missing dataset folder and weights file, at once.
+
+A run that would fail on a missing ``data/aptos2019`` after a minute of download retries, or on
+missing weights after the data was read, instead stops in seconds with one message listing every
+problem and the option that fixes each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drgrade.data.sources import SOURCES
+from drgrade.errors import OptionError
+
+
+def data_problems(data: dict, verb: str) -> list[str]:
+    """Configured dataset roots without their download, and missing CSV sheets or predict folder.
+
+    Args:
+        data: the parsed ``data`` section.
+        verb: the running verb (``predict`` with ``predict_dir`` reads no dataset).
+    """
+    if verb == "predict" and data.get("predict_dir"):
+        folder = Path(data["predict_dir"])
+        return [] if folder.is_dir() else [f"--data.predict_dir {folder}: no such folder"]
+    if data.get("synthesize_if_missing"):
+        return []  # the synthetic default is written on first use
+    problems = []
+    for source in SOURCES.values():
+        root = data.get(source.option)
+        if root is None:
+            continue
+        if not (Path(root) / source.marker).exists():
+            where = source.download.format(data=Path(root).parent).replace("\n", " ")
+            problems.append(
+                f"--data.{source.option} {root}: no {source.marker} there. Get it from {where}; or "
+                f"pass --data.{source.option} /path/to/it, or null to leave {source.name} out"
+            )
+    for sheet in data.get("csv_sources") or []:
+        if not Path(sheet).is_file():
+            problems.append(f"--data.csv_sources: {sheet} not found")
+    return problems
+
+
+def weights_problems(model: dict) -> list[str]:
+    """What stops the configured pretrained weights from loading (missing file, offline download)."""
+    options = model.get("init_args") or {}
+    if "pretrained" not in options or "backbone" not in options:
+        return []
+    from drgrade.models.clip_backbone import weights_problem
+
+    problem = weights_problem(options["backbone"], options["pretrained"])
+    return [problem] if problem else []
+
+
+def preflight(config: dict, verb: str) -> None:
+    """Refuse to start, listing every problem, when data or weights are known to be missing.
+
+    Args:
+        config: the verb's parsed configuration (``data`` and ``model`` sections).
+        verb: the running verb.
+    """
+    problems = data_problems(config["data"], verb) + weights_problems(config["model"])
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems)
+        raise OptionError(
+            f"cannot start, {len(problems)} problem(s) found before reading anything:\n{listed}"
+        )
