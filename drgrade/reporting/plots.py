@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -22,17 +23,20 @@ from drgrade.files import save_figure
 from drgrade.grades import GRADE_NAMES
 
 
-def draw_confusion(ax, confusion: np.ndarray, title: str = "") -> None:
-    """Row-normalised colours with raw counts written in each cell.
+def draw_confusion(ax, confusion: np.ndarray, title: str = ""):
+    """Colours: the share of each true grade's images (rows sum to 1); numbers: the image counts.
 
     Args:
         ax: the axes to draw on.
         confusion: counts, rows true grade, columns predicted grade.
         title: the axes title.
+
+    Returns:
+        The image, for a colour bar.
     """
     rows = confusion.sum(axis=1, keepdims=True)
     share = np.divide(confusion, rows, out=np.zeros_like(confusion, dtype=float), where=rows > 0)
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ticks = range(len(GRADE_NAMES))
     ax.set_xticks(ticks, GRADE_NAMES, rotation=45, ha="right")
     ax.set_yticks(ticks, GRADE_NAMES)
@@ -50,18 +54,24 @@ def draw_confusion(ax, confusion: np.ndarray, title: str = "") -> None:
                 fontsize=8,
             )
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9, wrap=True)
+    return image
+
+
+#: The colour bar's label: what the colours of a confusion matrix are.
+SHARE_LABEL = "share of the true grade's images (rows sum to 1)"
 
 
 def confusion_figure(confusion: torch.Tensor, title: str = "Confusion matrix") -> Figure:
-    """One confusion matrix as a figure.
+    """One confusion matrix as a figure, with its colour bar.
 
     Args:
         confusion: counts [K, K].
-        title: the figure title.
+        title: the figure title (the model, split and decision rule).
     """
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    draw_confusion(ax, confusion.numpy(), title)
+    fig, ax = plt.subplots(figsize=(6.2, 5))
+    image = draw_confusion(ax, confusion.numpy(), title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=SHARE_LABEL)
     fig.tight_layout()
     return fig
 
@@ -91,11 +101,17 @@ def roc_figure(roc: list, aurocs: list[float | None], title: str = "One-vs-rest 
 
 
 def confusion_sheet(runs: Sequence, path: Path) -> None:
-    """Every run's confusion matrix side by side, saved to ``path``."""
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4.8), squeeze=False)
-    for ax, run in zip(axes[0], runs, strict=True):
-        draw_confusion(ax, run.confusion, run.label)
-    fig.tight_layout()
+    """Every column's confusion matrix, three to a row with one shared colour bar, saved to ``path``."""
+    columns = min(3, len(runs))
+    rows = -(-len(runs) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns + 1, 4.6 * rows), squeeze=False)
+    image = None
+    for ax, run in zip(axes.flat, runs, strict=False):
+        image = draw_confusion(ax, run.confusion, run.label.replace(" [", "\n["))
+    for ax in list(axes.flat)[len(runs) :]:
+        ax.axis("off")
+    fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02, label=SHARE_LABEL)
+    fig.suptitle("Confusion matrices: colours are row shares, numbers are image counts", fontsize=11)
     save_figure(fig, path, dpi=110)
     plt.close(fig)
 
@@ -114,9 +130,11 @@ def curves_figure(curves: dict[str, dict[int, float]], title: str):
             if curves.get(key):
                 epochs = sorted(curves[key])
                 ax.plot(epochs, [curves[key][e] for e in epochs], marker="o", label=key.split("/")[0])
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(quantity)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -180,6 +198,7 @@ def referral_figure(referral: dict, title: str) -> Figure:
             ax.plot(fractions, values, style, markersize=3, label=f"by {measure.replace('_', ' ')}")
         ax.set_title(key.replace("_", " "))
         ax.set_xlabel("least certain images referred (%)")
+        ax.set_ylim(-1.02 if key == "qwk" else 0, 1.02)  # the full scale: small changes look small
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("on the images kept")
     axes[0][0].legend(fontsize=8)

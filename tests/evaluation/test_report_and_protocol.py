@@ -198,3 +198,21 @@ def check_clinical_report(report, ranking: dict, ensemble: dict, printed: str) -
     for model in ("zero_shot", "fcn_clip", "ranking", "ensemble"):
         assert f"{model}_test_reliability_diagram.png" in figures, figures
         assert f"{model}_test_referral_curves.png" in figures
+
+
+def test_figures_say_what_they_show(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from drgrade.reporting.plots import SHARE_LABEL, confusion_figure, curves_figure, referral_figure
+
+    figure = confusion_figure(torch.eye(5, dtype=torch.long) * 3, "FCN-CLIP, test: argmax")
+    assert len(figure.axes) == 2 and figure.axes[1].get_ylabel() == SHARE_LABEL  # a colour bar, labelled
+    assert figure.axes[0].get_title().startswith("FCN-CLIP, test")
+    keys = ("accuracy", "qwk", "referable_sensitivity", "referable_specificity")
+    flat = {key: [0.30, 0.31, 0.33] for key in keys}
+    figure = referral_figure({"fractions": [0, 0.1, 0.2], "entropy": flat, "max_probability": flat}, "r")
+    assert all(ax.get_ylim()[1] >= 1 and ax.get_ylim()[0] <= 0 for ax in figure.axes)  # not 0.30-0.33
+    figure = curves_figure({"train/loss_epoch": {0: 1.0, 1: 0.6, 2: 0.5}, "val/loss": {0: 1.1, 1: 0.7}}, "c")
+    figure.canvas.draw()
+    assert all(float(t).is_integer() for t in figure.axes[0].get_xticks())  # whole epochs only
+    plt.close("all")
