@@ -54,3 +54,7 @@ class OutputError(DrgradeError):
 
 class MissingExtraError(DrgradeError):
     """A verb needs an optional dependency that is not installed; the message names the extra."""
+
+
+class QuantizationError(DrgradeError):
+    """An INT8 model that could not be made, or would be slower than the float one it replaces."""

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from itertools import zip_longest
 from pathlib import Path
 
+from drgrade.commands.options import add_switch
+from drgrade.data.images import list_images
+from drgrade.data.sources import LAYOUTS
+from drgrade.errors import DrgradeError
 from drgrade.serving.export import export_onnx
 from drgrade.serving.quantize import quantize_onnx
 from drgrade.tasks import load_task
@@ -28,7 +34,13 @@ def add_arguments(parser) -> None:
         "--calibration_images",
         type=Path | None,
         default=None,
-        help="training images calibrating the INT8 activations (static quantisation; without: dynamic)",
+        help="images calibrating the INT8 activations (default: the configured training split, "
+        "else synthetic fundus photographs)",
+    )
+    add_switch(
+        parser,
+        "--keep_slower_int8",
+        "keep an INT8 model that runs slower than float on this machine (for its size alone)",
     )
 
 
@@ -42,6 +54,38 @@ def run(cli) -> None:
     written = export_onnx(load_task(opts.ckpt_path), opts.out, cli.datamodule.hparams.image_size)
     print(f"exported {opts.ckpt_path} to {written}")
     if opts.quantize == "int8":
-        written = quantize_onnx(written, opts.calibration_images)
-        print(f"INT8 model: {written}")
+        with tempfile.TemporaryDirectory() as spare:
+            paths, source = calibration_images(cli, opts.calibration_images, Path(spare))
+            written = quantize_onnx(written, paths, source, keep_slower=opts.keep_slower_int8)
+        print(f"INT8 model (calibrated on {source}): {written}")
     print(f"grade images with: python -m drgrade.deploy {written} DIR")
+
+
+def calibration_images(cli, folder: Path | None, spare: Path, limit: int = 32) -> tuple[list[Path], str]:
+    """The images INT8 calibration runs on, and what they are.
+
+    The folder given; else the configured training split, spread over the grades; else (no data
+    configured or found) synthetic fundus photographs written to ``spare``.
+
+    Args:
+        cli: the running ``DRGradeCLI`` (its datamodule).
+        folder: ``--calibration_images``, or None.
+        spare: a folder for synthetic images.
+        limit: images wanted.
+    """
+    if folder is not None:
+        paths, _ = list_images(folder)
+        return paths, str(folder)
+    try:
+        cli.datamodule.setup("fit")
+        records = cli.datamodule.records_of("train")
+    except DrgradeError as error:
+        print(f"no training split to calibrate on ({str(error).splitlines()[0]}): using synthetic images")
+        root = LAYOUTS["aptos"].write_synthetic(spare, limit, cli.datamodule.hparams.image_size * 2, 0)
+        paths, _ = list_images(root / "train_images")
+        return paths[:limit], "synthetic fundus photographs"
+    by_grade: dict[int, list[Path]] = {}
+    for record in records:
+        by_grade.setdefault(record.grade, []).append(record.path)
+    spread = [p for group in zip_longest(*by_grade.values()) for p in group if p is not None]
+    return spread[:limit], "the configured training split"

@@ -23,13 +23,14 @@ from drgrade.data.sources import Record
 HASH_SIDE = 16
 
 
-def difference_hash(image: np.ndarray) -> np.ndarray:
+def difference_hash(image: np.ndarray, box: tuple[slice, slice] | None = None) -> np.ndarray:
     """A 256-bit dHash of the fundus crop: robust to resizing, re-encoding and mild exposure change.
 
     Args:
         image: HxWx3 uint8 (any channel order).
+        box: the image's ``fundus_box`` when already found (None: found here).
     """
-    box = fundus_box(image)
+    box = fundus_box(image) if box is None else box
     grey = cv2.cvtColor(image[box] if box is not None else image, cv2.COLOR_RGB2GRAY)
     small = cv2.resize(grey, (HASH_SIDE + 1, HASH_SIDE), interpolation=cv2.INTER_AREA).astype(np.int16)
     return (small[:, 1:] > small[:, :-1]).ravel()

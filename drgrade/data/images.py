@@ -158,7 +158,11 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
 
 
 def decode(
-    data: bytes, path: str | Path, target: int | None = None, max_pixels: int = MAX_PIXELS
+    data: bytes,
+    path: str | Path,
+    target: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+    header: Header | None = None,
 ) -> np.ndarray:
     """Decode ``data`` to HxWx3 uint8 RGB, upright, at reduced scale where ``target`` allows.
 
@@ -167,8 +171,9 @@ def decode(
         path: the file, for messages.
         target: the shorter side the caller needs (a JPEG may be decoded down to it); None: full size.
         max_pixels: refuse images whose header claims more pixels than this, before decoding.
+        header: the file's header when the caller has read it already (it is not read twice).
     """
-    header = read_header(data, path)
+    header = header or read_header(data, path)
     if header.width * header.height > max_pixels:
         raise ImageReadError(
             f"{path}: too large ({header.width}x{header.height}: over {max_pixels:,} pixels); "

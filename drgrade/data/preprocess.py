@@ -59,6 +59,12 @@ def resize_square(image: np.ndarray, size: int, interpolation: int | None = None
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
-def preprocess_fundus(image: np.ndarray, size: int) -> np.ndarray:
-    """Crop to the fundus, pad to a square and resize to ``size`` x ``size``."""
-    return resize_square(crop_fundus(image), size)
+def preprocess_fundus(image: np.ndarray, size: int, box: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Crop to the fundus, pad to a square and resize to ``size`` x ``size``.
+
+    Args:
+        image: HxWx3.
+        size: the output side.
+        box: the image's ``fundus_box`` when already found (None: found here).
+    """
+    return resize_square(crop_fundus(image, box), size)

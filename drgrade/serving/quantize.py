@@ -1,38 +1,42 @@
-"""INT8 ONNX models for CPU screening: static quantisation calibrated on images the user names.
+"""INT8 ONNX models for CPU screening: static quantisation, calibrated, and never slower than float.
 
 ``quantize_onnx`` writes ``<name>.int8.onnx`` beside the float model with the same inputs,
 outputs and drgrade metadata (temperature, thresholds, operating points), so
 ``python -m drgrade.deploy`` runs either file unchanged.
 
 Static quantisation (QDQ format, per-channel weights, activation ranges from the 99.999th
-percentile over the calibration images, after onnxruntime's shape-inference pre-processing) quantises the
-convolutions, which carry almost all of a ResNet's compute. Without calibration images it
-falls back to dynamic quantisation (weights only, activations quantised on the fly), which on
-onnxruntime's CPU kernels covers MatMul/Gemm but not Conv: much smaller file, little speed-up.
-Only Conv, MatMul and Gemm are quantised: the softmax, temperature and threshold rule stay in
-float, so the decision rule is exactly the float model's, applied to INT8-computed logits.
+percentile over calibration images, after onnxruntime's shape-inference pre-processing)
+quantises the convolutions, which carry almost all of a ResNet's compute. It always calibrates:
+on the images given, else (``drgrade export``) on the training split the config names, else on
+synthetic fundus photographs. Dynamic quantisation is not offered: onnxruntime's CPU kernels
+quantise MatMul/Gemm that way but not Conv, which made a convolutional model about 5x slower
+than float. Only Conv, MatMul and Gemm are quantised: the softmax, temperature and threshold
+rule stay in float, so the decision rule is exactly the float model's, applied to INT8-computed
+logits. After writing, the INT8 model is timed against the float one on the same batch; one
+that is slower is deleted and reported as an error rather than shipped as the fast path.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
+import warnings
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
     QuantFormat,
     QuantType,
-    quantize_dynamic,
     quantize_static,
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from drgrade.data.images import list_images
-from drgrade.errors import ModelFileError
+from drgrade.errors import QuantizationError
 from drgrade.serving.runner import OnnxGrader, prepared
 
 #: The operators computed in INT8 (nearly all of a ResNet's and a transformer's arithmetic).
@@ -60,42 +64,83 @@ def int8_path(model: Path) -> Path:
     return model.with_name(f"{model.stem}.int8.onnx")
 
 
-def quantize_onnx(model: str | Path, calibration: str | Path | None = None, limit: int = 32) -> Path:
+def model_rate(grader: OnnxGrader, batch: np.ndarray, repeats: int = 3) -> float:
+    """Images/s of a model alone on preprocessed inputs (median of ``repeats`` after a warm-up)."""
+    grader.run(batch)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        grader.run(batch)
+        rates.append(len(batch) / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
+def quantize_onnx(
+    model: str | Path, calibration: Sequence[Path], source: str, limit: int = 32, keep_slower: bool = False
+) -> Path:
     """Write the INT8 model of an exported drgrade ONNX file; returns its path.
 
     Args:
         model: the float ``.onnx`` from ``drgrade export``.
-        calibration: a folder of training images for static quantisation (None: dynamic).
+        calibration: image files to calibrate the activation ranges on (unreadable ones are skipped).
+        source: what they are, recorded in the model's metadata (``training split``, ...).
         limit: calibration images used at most (the ranges settle within a few dozen).
+        keep_slower: keep an INT8 model slower than float (wanted for its size alone), with a warning.
+
+    Raises:
+        QuantizationError: no usable calibration image, or the INT8 model is slower than float.
     """
     model = Path(model)
     grader = OnnxGrader(model)  # checks the file is a drgrade export
+    paths = list(calibration)[:limit]
+    if not paths:
+        raise QuantizationError(f"no calibration images ({source}); pass --calibration_images DIR")
     out = int8_path(model)
     float_model = onnx.load(str(model))
     with tempfile.TemporaryDirectory() as work:
-        prepared = Path(work) / "prepared.onnx"
-        quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
-        if calibration is None:
-            quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=OPS)
-        else:
-            paths, _ = list_images(calibration)
-            if not paths:
-                raise ModelFileError(f"{calibration}: no calibration images found")
-            quantize_static(
-                str(prepared),
-                str(out),
-                _Images(grader, paths[:limit]),
-                quant_format=QuantFormat.QDQ,
-                calibrate_method=CalibrationMethod.Percentile,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=OPS,
-            )
+        prepared_model = Path(work) / "prepared.onnx"
+        quant_pre_process(str(model), str(prepared_model), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared_model),
+            str(out),
+            _Images(grader, paths),
+            quant_format=QuantFormat.QDQ,
+            calibrate_method=CalibrationMethod.Percentile,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=OPS,
+        )
     quantised = onnx.load(str(out))
     del quantised.metadata_props[:]
     quantised.metadata_props.extend(float_model.metadata_props)
     entry = quantised.metadata_props.add()
-    entry.key, entry.value = "quantization", "int8-static" if calibration is not None else "int8-dynamic"
+    entry.key, entry.value = "quantization", f"int8-static, calibrated on {len(paths)} images: {source}"
     onnx.save(quantised, str(out))
+    refuse_if_slower(model, out, keep_slower)
     return out
+
+
+def refuse_if_slower(float_model: Path, int8_model: Path, keep_slower: bool) -> None:
+    """Delete an INT8 model slower than its float one, with an error (or warn, when kept on purpose)."""
+    float_rate, int8_rate = compared_speed(float_model, int8_model)
+    if int8_rate >= float_rate:
+        return
+    message = (
+        f"the INT8 model ran at {int8_rate:.1f} images/s against {float_rate:.1f} for float on this "
+        "machine (small networks and CPUs without fast INT8 instructions gain nothing)"
+    )
+    if not keep_slower:
+        int8_model.unlink()
+        raise QuantizationError(
+            f"{message}, so it was not kept: grade with the float model {float_model}, or pass "
+            "--keep_slower_int8 to keep it for its size alone"
+        )
+    warnings.warn(f"{message}; kept as asked, for its size", stacklevel=3)
+
+
+def compared_speed(float_model: Path, int8_model: Path, batch_size: int = 8) -> tuple[float, float]:
+    """(float, INT8) images/s of the two models on one random batch of the model's input size."""
+    size = OnnxGrader(float_model).size
+    batch = np.random.default_rng(0).standard_normal((batch_size, 3, size, size)).astype(np.float32)
+    return model_rate(OnnxGrader(float_model), batch), model_rate(OnnxGrader(int8_model), batch)

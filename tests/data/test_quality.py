@@ -166,3 +166,45 @@ def test_predict_reports_ungradable_images_and_grades_the_real_photo(
             and "ungradable" in rows[name]["error"]
             and reason in rows[name]["error"]
         )
+
+
+def test_reduced_decoding_changes_no_gate_decision_and_no_grade(tmp_path, zero_shot_checkpoint):
+    """A large JPEG is decoded at reduced scale; the gate measures at its fixed working size, so
+    decisions (and the grades of what passes) are those of a full-size decode."""
+    import torch
+
+    from drgrade.data.images import decode, read_bytes
+    from drgrade.data.intake import decode_target, take_in
+    from drgrade.data.preprocess import preprocess_fundus
+    from drgrade.data.quality import measure, verdict
+    from drgrade.tasks import load_task
+
+    task = load_task(zero_shot_checkpoint).eval()
+    size = task.hparams.image_size
+    mean, std = (torch.tensor(c).view(3, 1, 1) for c in task.normalisation())
+    cases = {**ORDINARY, **{name: image for name, (image, _) in DEGRADED.items() if image.shape[0] >= 600}}
+    reduced_any = False
+    for name, image in cases.items():
+        large = cv2.resize(np.ascontiguousarray(image), (2400, 2400), interpolation=cv2.INTER_CUBIC)
+        path = tmp_path / f"{name}.jpg"
+        write_rgb(path, large, jpeg_quality=92)
+        crop, facts = take_in(path, size)  # reduced: 2400 -> 1200 px
+        full = decode(read_bytes(path), path)  # full size, then the same steps
+        reduced_any |= decode(read_bytes(path), path, decode_target(size)).shape[0] < full.shape[0]
+        expected = measure(full)
+        assert (judge(facts) == "") == (verdict(expected) == ""), name
+        assert judge(facts).removeprefix("ungradable: ").split(" (")[0] == verdict(expected).split(" (")[0], (
+            name
+        )
+        for feature in ("fundus_fraction", "brightness", "red_ratio", "surround_contrast"):
+            assert abs(facts.measured[feature] - expected[feature]) <= 0.05 * max(
+                abs(expected[feature]), 1
+            ), name
+        if crop is None or judge(facts):
+            continue
+        pair = np.stack([crop, preprocess_fundus(full, size)])
+        inputs = (torch.from_numpy(pair).permute(0, 3, 1, 2).float() / 255 - mean) / std
+        with torch.no_grad():
+            grades = task.rule(task(inputs)).grade.tolist()
+        assert grades[0] == grades[1], name
+    assert reduced_any
