@@ -171,10 +171,12 @@ def sheet_section(report, rows: int, work: Path) -> None:
     """Read, validate and split the full-size sheet over hard-linked files (files exist, one content)."""
     root = work / "sheet"
     (root / "train").mkdir(parents=True)
-    photograph((0, 0, 256, work / "one.jpeg"))
+    originals = [work / f"one{k}.jpeg" for k in range(rows // 30_000 + 1)]  # file systems cap links
+    for k, original in enumerate(originals):
+        photograph((k, 0, 256, original))
     names = [f"{10 + i // 2}_{'left' if i % 2 == 0 else 'right'}" for i in range(rows)]
-    for name in names:
-        os.link(work / "one.jpeg", root / "train" / f"{name}.jpeg")
+    for i, name in enumerate(names):
+        os.link(originals[i // 30_000], root / "train" / f"{name}.jpeg")
     grades = np.random.default_rng(1).choice(5, size=rows, p=np.array(COUNTS) / sum(COUNTS))
     with (root / "trainLabels.csv").open("w", newline="") as f:
         csv.writer(f).writerows([("image", "level"), *zip(names, grades.tolist(), strict=True)])

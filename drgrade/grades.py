@@ -92,6 +92,46 @@ def grade_text(grade: Grade, template_set: str) -> str:
     return grade.lesions if template_set == "lesions" else grade.description
 
 
+#: FLAIR's expert-knowledge descriptions of each grade (Silva-Rodriguez et al., Medical Image
+#: Analysis 2025: ``definitions`` in github.com/jusiro/FLAIR, ``flair/modeling/dictionary.py``),
+#: by grade index. FLAIR adds the grade's own name when it is not among them.
+FLAIR_DEFINITIONS: dict[int, tuple[str, ...]] = {
+    0: ("no diabetic retinopathy", "no microaneurysms"),
+    1: ("only few microaneurysms",),
+    2: (
+        "many exudates near the macula",
+        "many haemorrhages near the macula",
+        "retinal thickening near the macula",
+        "hard exudates",
+        "cotton wool spots",
+        "few severe haemorrhages",
+    ),
+    3: ("venous beading", "many severe haemorrhages", "intraretinal microvascular abnormality"),
+    4: ("preretinal or vitreous haemorrhage", "neovascularization"),
+}
+#: FLAIR's caption (its "[CLS]" slot as ``{}``).
+FLAIR_CAPTION = "A fundus photograph of {}"
+#: Every zero-shot prompt set: the template sets, and FLAIR's expert descriptions (``flair``).
+PROMPT_SETS = (*TEMPLATE_SETS, "flair")
+
+
+def grade_prompts(grade: Grade, prompt_set: str) -> list[str]:
+    """The zero-shot prompts of ``grade`` in ``prompt_set`` (their embeddings are averaged).
+
+    Args:
+        grade: the grade.
+        prompt_set: a ``TEMPLATE_SETS`` name (each template filled with ``grade_text``), or
+            ``flair`` (FLAIR's caption around each of its expert descriptions, plus the grade's
+            name, as FLAIR's own zero-shot classifier builds them).
+    """
+    if prompt_set == "flair":
+        descriptions = list(FLAIR_DEFINITIONS[grade.index])
+        if grade.description not in descriptions:
+            descriptions.append(grade.description)
+        return [FLAIR_CAPTION.format(d) for d in descriptions]
+    return [template.format(grade_text(grade, prompt_set)) for template in TEMPLATE_SETS[prompt_set]]
+
+
 def check_grade(value: object) -> int:
     """Return ``value`` as a grade index, or raise ``ValueError`` saying why it is not one."""
     try:

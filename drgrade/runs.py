@@ -29,6 +29,16 @@ CHOICE_KEY = "drgrade_threshold_choice"
 SCORE_KEY = "drgrade_score"
 #: The checkpoint entry recording what the model was trained from (weights, code version, seed).
 TRAINING_KEY = "drgrade_training"
+#: The checkpoint entry holding a FLAIR text tower's configuration and tokenizer files (text only).
+TEXT_ENCODER_KEY = "drgrade_text_encoder"
+
+
+def architecture_options(checkpoint: dict) -> dict:
+    """Options that rebuild a checkpoint's architecture without reading any folder (FLAIR's text tower)."""
+    files = checkpoint.get(TEXT_ENCODER_KEY)
+    return {"text_encoder": dict(files)} if isinstance(files, dict) else {}
+
+
 CHECKPOINT_CHOICES = ("last", "best", "newest")
 
 

@@ -14,7 +14,7 @@ import torch
 
 from drgrade.cli import main
 from drgrade.errors import CheckpointError, WeightsFileError
-from drgrade.models.clip_backbone import CLIPBackbone, create_clip
+from drgrade.models.backbones.openclip import create_clip, register_tiny_configs
 from drgrade.tasks import load_task
 from tests.conftest import cli_args, code_running_file, ensemble_args
 
@@ -92,7 +92,7 @@ def test_a_weights_file_on_the_command_line_is_read_as_tensors_only(synthetic, t
 
 def _tiny_reference():
     torch.manual_seed(3)
-    CLIPBackbone("RN-tiny", None, 64)  # registers the tiny config
+    register_tiny_configs()
     return open_clip.create_model("RN-tiny", pretrained=None, force_quick_gelu=True)
 
 

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
 from scipy.special import softmax
 
 from drgrade.data.sources import NAMES_PATIENTS
@@ -27,7 +28,7 @@ from drgrade.evaluation.summary import clinical_sections
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADES
 from drgrade.predictions import PredictionRow, checked_decisions, decided_row, write_predictions
-from drgrade.provenance import evaluation_record
+from drgrade.provenance import evaluation_record, pretraining_overlap
 from drgrade.reporting.plots import confusion_figure, referral_figure, reliability_figure, roc_figure
 from drgrade.runs import run_dir
 
@@ -125,6 +126,10 @@ class EvaluationWriter(Callback):
             "evaluated": images_identity(evaluated),
             "provenance": evaluation_record(trainer, pl_module),
         }
+        overlap = pretraining_overlap(pl_module, [r.source for r in evaluated])
+        if overlap:
+            identity["pretraining_overlap"] = overlap
+            rank_zero_warn(f"pretraining overlap: {overlap['note']}")
         document = metrics_document(
             result,
             type(pl_module).__name__,

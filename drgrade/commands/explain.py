@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader
 
 from drgrade.callbacks import AttentionWriter
 from drgrade.commands.options import add_switch
-from drgrade.data.augment import EvalTransform
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.quality import QualityLimits
 from drgrade.data.sources import lesion_images
@@ -111,7 +110,7 @@ def _dataset(datamodule, limit: int | None, segmentation: bool) -> FundusDataset
     return FundusDataset(
         records[:limit],
         datamodule.hparams.image_size,
-        EvalTransform(),
+        datamodule.eval_transform(),
         keep_errors=True,
         with_masks=True,
         quality=quality,
@@ -133,6 +132,11 @@ def _models(cli, entries: list[str]) -> dict[str, BaseTask]:
             raise OptionError(
                 f"the model expects {task.hparams.get('image_size')} px images but data.image_size is "
                 f"{size}; pass --data.image_size"
+            )
+        if tuple(map(tuple, task.normalisation())) != tuple(map(tuple, cli.datamodule.normalisation)):
+            raise OptionError(
+                f"{entry} normalises its inputs unlike the configured model ({task.hparams.get('backbone')} "
+                "backbone): compare models of one backbone family, or explain each with its own config"
             )
         if isinstance(task, ZeroShotCLIP):
             task.selected_index()  # the template set chosen by `drgrade fit`, or a clear error

@@ -40,7 +40,7 @@ from drgrade.data.splits import split_settings
 from drgrade.errors import OptionError
 from drgrade.files import atomic_write_text, check_writable, file_sha256
 from drgrade.predictions import checkpoint_label
-from drgrade.runs import CHECKPOINT_CHOICES, resolve_checkpoint, run_dir
+from drgrade.runs import CHECKPOINT_CHOICES, architecture_options, resolve_checkpoint, run_dir
 from drgrade.tasks import BaseTask, read_checkpoint
 from drgrade.tasks.ensemble import MEMBERS_KEY, check_members, recorded_members
 from drgrade.tasks.loading import WEIGHT_SOURCES, task_classes
@@ -100,8 +100,15 @@ class DRGradeCLI(LightningCLI):
 
     # -- parsing ----------------------------------------------------------------------------------
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Link the data's image size into the model; a model-bound verb adds its own options."""
+        """Link the data's image size into the model and the model's normalisation into the data.
+
+        A model-bound verb adds its own options.
+        """
         parser.link_arguments("data.image_size", "model.init_args.image_size")
+        # the data normalises images with the model's backbone constants (FLAIR's differ from CLIP's)
+        parser.link_arguments(
+            "model", "data.normalisation", compute_fn=model_normalisation, apply_on="instantiate"
+        )
         if self.verb is not None:
             self.verb.add_arguments(parser)
 
@@ -143,6 +150,8 @@ class DRGradeCLI(LightningCLI):
             for name in WEIGHT_SOURCES:  # the checkpoint holds every weight
                 if name in init_args:
                     init_args[name] = None
+            for name, value in architecture_options(checkpoint).items():  # FLAIR's stored text tower
+                init_args[name] = value
             if MEMBERS_KEY in checkpoint:  # an ensemble: its members default to those it recorded
                 init_args["checkpoints"] = init_args.get("checkpoints") or recorded_members(checkpoint, path)
         members = (init_args.get("checkpoints") or []) if self.config.get("subcommand") else []
@@ -210,6 +219,11 @@ class DRGradeCLI(LightningCLI):
 
     before_fit = before_validate = before_test = before_predict = before_stage
     after_fit = after_validate = after_test = after_predict = after_stage
+
+
+def model_normalisation(model: BaseTask) -> tuple:
+    """The model's input normalisation, for the data's transforms."""
+    return tuple(tuple(float(v) for v in part) for part in model.normalisation())
 
 
 def settle_run_dir(config: Any) -> str:

@@ -47,10 +47,9 @@ def weights_problems(model: dict) -> list[str]:
     options = model.get("init_args") or {}
     if "pretrained" not in options or "backbone" not in options:
         return []
-    from drgrade.models.clip_backbone import weights_problem
+    from drgrade.models.backbones import weights_problems
 
-    problem = weights_problem(options["backbone"], options["pretrained"])
-    return [problem] if problem else []
+    return weights_problems(options["backbone"], options["pretrained"], options.get("text_encoder"))
 
 
 def preflight(config: dict, verb: str) -> None:

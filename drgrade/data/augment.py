@@ -53,16 +53,24 @@ def minority_tier() -> A.Compose:
     return A.Compose([*_geometry_and_colour(0.6, 35, 0.3, 0.05, 0.1), erasing], strict=True)
 
 
-def to_tensor() -> A.Compose:
-    """CLIP normalisation and HWC uint8 -> CHW float tensor (deterministic)."""
+#: A backbone's input normalisation: (mean, std) per channel on a 0-1 scale (CLIP's by default).
+Normalisation = tuple[Sequence[float], Sequence[float]]
+CLIP_NORMALISATION: Normalisation = (CLIP_MEAN, CLIP_STD)
+
+
+def to_tensor(normalisation: Normalisation = CLIP_NORMALISATION) -> A.Compose:
+    """The backbone's normalisation and HWC uint8 -> CHW float tensor (deterministic)."""
+    mean, std = normalisation
     return A.Compose(
-        [A.Normalize(mean=CLIP_MEAN, std=CLIP_STD, max_pixel_value=255.0), ToTensorV2()],
+        [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()],
         strict=True,
     )
 
 
 class TieredAugment:
     """Pick the standard or minority pipeline by label, then normalise to a tensor.
+
+    The tensor is normalised with the backbone's ``normalisation`` (CLIP's by default).
 
     Seeding has one path: on first use in a process the pipelines are seeded from that
     process's seed: in a DataLoader worker the loader's base seed plus the worker id (drawn
@@ -71,11 +79,15 @@ class TieredAugment:
     augmenting identically).
     """
 
-    def __init__(self, minority_grades: Sequence[int] = MINORITY_GRADES):
+    def __init__(
+        self,
+        minority_grades: Sequence[int] = MINORITY_GRADES,
+        normalisation: Normalisation = CLIP_NORMALISATION,
+    ):
         self.minority_grades = frozenset(minority_grades)
         self.standard = standard_tier()
         self.minority = minority_tier()
-        self.finish = to_tensor()
+        self.finish = to_tensor(normalisation)
         self.seeded_for: tuple[int, int] | None = None
 
     def reseed(self, seed: int) -> None:
@@ -112,10 +124,14 @@ class TieredAugment:
 
 
 class EvalTransform:
-    """Evaluation: normalisation only, so the same image always gives the same tensor."""
+    """Evaluation: normalisation only, so the same image always gives the same tensor.
 
-    def __init__(self) -> None:
-        self.finish = to_tensor()
+    Args:
+        normalisation: the backbone's (mean, std) (CLIP's by default).
+    """
+
+    def __init__(self, normalisation: Normalisation = CLIP_NORMALISATION) -> None:
+        self.finish = to_tensor(normalisation)
 
     def __call__(self, image: np.ndarray, label: int) -> torch.Tensor:
         """Normalise and convert one image.

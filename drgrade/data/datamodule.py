@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Sampler
 
-from drgrade.data.augment import MINORITY_GRADES, EvalTransform, TieredAugment
+from drgrade.data.augment import CLIP_NORMALISATION, MINORITY_GRADES, EvalTransform, TieredAugment
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.duplicates import merge_duplicates
 from drgrade.data.intake import Facts, IntakeCache, default_cache_dir, judge, take_in_all
@@ -110,6 +110,8 @@ class DRDataModule(L.LightningDataModule):
         ungradable: ``exclude`` lists ungradable labelled images and leaves them out;
             ``error`` stops setup with the list, like any other bad input.
         predict_dir: a folder of images for ``drgrade predict``.
+        normalisation: the model's input (mean, std) per channel, 0-1 scale; the CLI sets it from
+            the model's backbone (FLAIR: none; CLIP's otherwise), None means CLIP's.
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class DRDataModule(L.LightningDataModule):
         quality_gate: bool = True,
         dedupe: bool = True,
         ungradable: Literal["exclude", "error"] = "exclude",
+        normalisation: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
     ):
         super().__init__()
         check_options(split_ratios, target_counts, cache_dir, batch_size, num_workers)
@@ -184,13 +187,18 @@ class DRDataModule(L.LightningDataModule):
             records, self.skipped = folder_records(hp.predict_dir)
             quality = QualityLimits() if hp.quality_gate else None
             self.datasets["predict"] = FundusDataset(
-                records, hp.image_size, EvalTransform(), keep_errors=True, intake=self.intake, quality=quality
+                records,
+                hp.image_size,
+                self.eval_transform(),
+                keep_errors=True,
+                intake=self.intake,
+                quality=quality,
             )
             return
         if not self.records:
             self.load_records()
-        evaluate = EvalTransform()
-        train_transform = TieredAugment(hp.minority_grades) if hp.augment else evaluate
+        evaluate = self.eval_transform()
+        train_transform = TieredAugment(hp.minority_grades, self.normalisation) if hp.augment else evaluate
         for split in SPLITS:
             chosen = [r for r, s in zip(self.records, self.splits, strict=True) if s == split]
             transform = train_transform if split == "train" else evaluate
@@ -301,6 +309,15 @@ class DRDataModule(L.LightningDataModule):
             )
         self.duplicate_groups = groups
         return records
+
+    @property
+    def normalisation(self):
+        """The model's input normalisation (CLIP's unless the CLI set the backbone's)."""
+        return self.hparams.normalisation or CLIP_NORMALISATION
+
+    def eval_transform(self) -> EvalTransform:
+        """Normalisation only, with the model's constants."""
+        return EvalTransform(self.normalisation)
 
     @property
     def roots(self) -> dict[str, str | None]:

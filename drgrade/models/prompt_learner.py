@@ -1,4 +1,4 @@
-"""CoOp-style learnable prompts for the five grades, encoded by CLIP's (frozen) text tower."""
+"""CoOp-style learnable prompts for the five grades, encoded by the backbone's (frozen) text tower."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from drgrade.errors import OptionError
-from drgrade.models.clip_backbone import CLIPBackbone
+from drgrade.models.backbones import Backbone
 
 #: Placeholder word whose token positions the learnable vectors replace (one BPE token).
 PLACEHOLDER = "X"
@@ -26,7 +26,7 @@ class PromptLearner(nn.Module):
 
     def __init__(
         self,
-        backbone: CLIPBackbone,
+        backbone: Backbone,
         class_texts: Sequence[str],
         n_ctx: int | None = None,
         ctx_init: str | None = None,
@@ -37,7 +37,7 @@ class PromptLearner(nn.Module):
         with torch.no_grad():
             if ctx_init:
                 init_tokens = backbone.tokenize([ctx_init])
-                tokens_in_init = int(init_tokens.argmax(-1)) - 1  # tokens between SOT and EOT
+                tokens_in_init = int(backbone.end_positions(init_tokens)[0]) - 1  # between start and end
                 if n_ctx is not None and n_ctx != tokens_in_init:
                     raise OptionError(
                         f"n_ctx is {n_ctx} but ctx_init {ctx_init!r} has {tokens_in_init} tokens: "
@@ -55,7 +55,7 @@ class PromptLearner(nn.Module):
         self.rank = nn.Parameter(torch.randn(len(class_texts), 1, width) * 0.02) if rank_token else None
         self.register_buffer("tokens", tokens, persistent=False)
 
-    def embeddings(self, backbone: CLIPBackbone) -> torch.Tensor:
+    def embeddings(self, backbone: Backbone) -> torch.Tensor:
         """The prompt token embeddings, [grades, context_length, width].
 
         The fixed parts (start token, grade text, end token, padding) are looked up from the
@@ -68,6 +68,6 @@ class PromptLearner(nn.Module):
         start = 1 + self.n_ctx + (1 if self.rank is not None else 0)
         return torch.cat([fixed[:, :1], *learned, fixed[:, start:]], dim=1)
 
-    def forward(self, backbone: CLIPBackbone) -> torch.Tensor:
+    def forward(self, backbone: Backbone) -> torch.Tensor:
         """L2-normalised grade embeddings, [grades, embed_dim]."""
         return backbone.encode_prompt_embeddings(self.embeddings(backbone), self.tokens)

@@ -130,6 +130,13 @@ def provenance_block(runs: Sequence, with_paper: bool) -> str:
         lines += [column_row(label, p) for label, p in recorded]
         lines.append("")
         lines += [_shared(name, [(label, text(p)) for label, p in recorded]) for name, text in SHARED.items()]
+    overlaps = [
+        (run.label, run.document["pretraining_overlap"])
+        for run in runs
+        if run.document.get("pretraining_overlap")
+    ]
+    for label, overlap in overlaps:
+        lines.append(f"- **Pretraining overlap** ({label}): {overlap['note']}.")
     missing = [label for label, p in known if not p]
     if missing:
         lines.append(f"- not recorded for: {', '.join(missing)} (written before drgrade kept provenance)")

@@ -214,6 +214,10 @@ def undefined_note(runs: Sequence[RunResult]) -> str:
         "`-`: undefined (precision of a grade never decided, recall or AUROC of a grade absent from "
         "the split, referable figures without both classes); never a measured zero."
     )
+    for run in first_columns(runs):
+        overlap = run.document.get("pretraining_overlap")
+        if overlap:
+            note += f" **{run.label}: {overlap['note']}.**"
     if left_out:
         note += (
             " Intervals are over the resamples where the figure is defined; resamples left out: "

@@ -11,6 +11,7 @@ constants and the rule's description travel in the model's metadata.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import warnings
@@ -55,6 +56,21 @@ def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[s
     }
 
 
+@contextlib.contextmanager
+def attention_as_matmuls():
+    """Trace attention as plain matrix products.
+
+    PyTorch's fused inference kernel for ``nn.MultiheadAttention`` (a ViT's) has no ONNX form;
+    the unfused path computes the same.
+    """
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
 def export_onnx(task: BaseTask, out: str | Path, image_size: int) -> Path:
     """Write ``task`` as ONNX to ``out`` (dynamic batch) with drgrade metadata; returns the path.
 
@@ -69,7 +85,7 @@ def export_onnx(task: BaseTask, out: str | Path, image_size: int) -> Path:
         traced = Path(work) / "graph.onnx"
         # TracerWarnings flag Python-side shape arithmetic in open_clip's attention pool; the graph is
         # checked against PyTorch at other batch sizes (tests), so they carry nothing to act on
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), attention_as_matmuls():
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             # the TorchScript-based exporter is chosen on purpose (dynamo=False): it needs no onnxscript,
             # and its graph is checked against PyTorch's outputs in the tests

@@ -56,10 +56,10 @@ ALLOWED_OPS = frozenset(
         "DynamicQuantizeLinear", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "GatherElements",
         "Gemm", "GlobalAveragePool", "Greater", "GreaterOrEqual", "Identity", "IsInf", "IsNaN",
         "LayerNormalization", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "MatMulInteger", "Max",
-        "MaxPool", "Mean", "Min", "Mul", "Neg", "Not", "Or", "Pad", "Pow", "QLinearConv", "QLinearMatMul",
-        "QuantizeLinear", "Range", "Reciprocal", "ReduceL2", "ReduceMax", "ReduceMean", "ReduceSum",
-        "Relu", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze",
-        "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+        "MaxPool", "Mean", "Min", "Mod", "Mul", "Neg", "Not", "Or", "Pad", "Pow", "QLinearConv",
+        "QLinearMatMul", "QuantizeLinear", "Range", "Reciprocal", "ReduceL2", "ReduceMax", "ReduceMean",
+        "ReduceSum", "Relu", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt",
+        "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
     }
 )
 # fmt: on

@@ -47,7 +47,8 @@ def screen_files(
         batch_size: images per forward pass.
     """
     records = [Record(Path(p), UNKNOWN, "", str(p)) for p in paths]
-    dataset = FundusDataset(records, image_size, EvalTransform(), keep_errors=True, quality=QualityLimits())
+    transform = EvalTransform(task.normalisation())
+    dataset = FundusDataset(records, image_size, transform, keep_errors=True, quality=QualityLimits())
     thresholds = task.rule.thresholds.tolist()
     answers: list[Screening] = []
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):

@@ -3,9 +3,9 @@
 FCN-CLIP shows CBAM's spatial attention (``normalise_maps``); zero-shot and ranking show Grad-CAM
 of the predicted grade at the image tower's last stage (``GradCAMAttention``).
 
-Grad-CAM is our own short implementation rather than a library (captum, pytorch-grad-cam): the
-backbone wrapper already splits the image tower at its last ResNet stage, frozen towers need the
-graph built through them on demand, and it adds no dependency. It is the standard recipe
+Grad-CAM is our own short implementation rather than a library (captum, pytorch-grad-cam): every
+backbone already splits its image tower where Grad-CAM looks (``cam_activations``), frozen towers
+need the graph built through them on demand, and it adds no dependency. It is the standard recipe
 (Selvaraju et al. 2017): weights = spatial mean of d score / d activations, map = ReLU of the
 weighted sum of activation channels, upsampled to the input.
 """
@@ -36,11 +36,19 @@ def grad_cam(
     scores: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
     target: torch.Tensor | None = None,
+    as_maps: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM of class ``target`` (default: the predicted class) at the ``features`` stage.
 
-    ``features`` maps images to activations [B, C, h, w]; ``scores`` maps those to logits [B, K].
-    Returns (maps [B, H, W] in [0, 1] at input size, logits [B, K]).
+    Args:
+        features: images -> activations (any layout ``as_maps`` turns into [B, C, h, w]).
+        scores: activations -> logits [B, K].
+        images: the input batch.
+        target: the class whose score is explained per image (default: the predicted one).
+        as_maps: activations (or their gradients) as spatial maps (a ViT's patch tokens as a grid).
+
+    Returns:
+        (maps [B, H, W] in [0, 1] at input size, logits [B, K]).
     """
     with torch.enable_grad():
         activations = features(images).detach().float().requires_grad_(True)
@@ -48,27 +56,26 @@ def grad_cam(
         chosen = logits.argmax(dim=1) if target is None else target
         picked = logits.gather(1, chosen[:, None]).sum()
         (gradients,) = torch.autograd.grad(picked, activations)
-    weights = gradients.mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((weights * activations.detach()).sum(dim=1, keepdim=True))
+    maps = as_maps(activations.detach())
+    weights = as_maps(gradients).mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * maps).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
     return normalise_maps(cam[:, 0]), logits.detach()
 
 
 class GradCAMAttention:
-    """Attention maps for tasks whose logits come from pooled CLIP image embeddings.
+    """Attention maps for tasks whose logits come from pooled image embeddings.
 
-    The task provides ``embedding_logits``; the map is Grad-CAM through ``attnpool`` of the image tower's
-    layer4 feature map.
+    The task provides ``embedding_logits``; the map is Grad-CAM of the backbone's
+    ``cam_activations`` (a ResNet's last stage, a ViT's last block), through ``cam_embedding``.
     """
 
     def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
         """(Grad-CAM maps [B, S, S], logits [B, K], method) of the predicted grade."""
-        visual = self.backbone.visual
+        backbone = self.backbone
 
         def pooled_scores(activations: torch.Tensor) -> torch.Tensor:
-            return self.embedding_logits(F.normalize(visual.attnpool(activations), dim=-1))
+            return self.embedding_logits(F.normalize(backbone.cam_embedding(activations), dim=-1))
 
-        maps, logits = grad_cam(
-            lambda x: self.backbone.feature_maps(x, ("layer4",))["layer4"], pooled_scores, images
-        )
-        return maps, logits, "Grad-CAM (layer4)"
+        maps, logits = grad_cam(backbone.cam_activations, pooled_scores, images, as_maps=backbone.cam_maps)
+        return maps, logits, f"Grad-CAM ({backbone.cam_layer})"

@@ -30,9 +30,17 @@ from drgrade.evaluation.kappa import qwk
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
 from drgrade.grades import NUM_GRADES
-from drgrade.models.clip_backbone import CLIPBackbone
+from drgrade.models.backbones import Backbone, build_backbone
 from drgrade.provenance import code_version, weights_record
-from drgrade.runs import CHOICE_KEY, SCORE_KEY, SPLIT_KEY, TASK_KEY, TRAINING_KEY
+from drgrade.runs import (
+    CHOICE_KEY,
+    SCORE_KEY,
+    SPLIT_KEY,
+    TASK_KEY,
+    TEXT_ENCODER_KEY,
+    TRAINING_KEY,
+    architecture_options,
+)
 
 #: Scalars logged every validation/test epoch (the rest go to metrics.json).
 LOGGED = ("accuracy", "qwk", "auroc_macro", "macro_f1", "macro_recall", "off_by_two_plus")
@@ -102,17 +110,24 @@ class BaseTask(L.LightningModule):
         """Build the networks (called from ``__init__``)."""
         raise NotImplementedError
 
-    def build_backbone(self, finetune_image: bool = False) -> CLIPBackbone:
-        """The shared CLIP wrapper from the ``backbone`` / ``pretrained`` / ``image_size`` options.
+    def build_backbone(self, finetune_image: bool = False) -> Backbone:
+        """The backbone of the ``backbone`` / ``pretrained`` / ``text_encoder`` / ``image_size`` options.
 
         Args:
             finetune_image: leave the image tower trainable (the text tower is always frozen).
         """
         hp = self.hparams
-        self.weights_record = weights_record(hp.backbone, hp.pretrained)
-        return CLIPBackbone(
-            hp.backbone, hp.pretrained, hp.image_size, freeze_image=not finetune_image, freeze_text=True
+        backbone = build_backbone(
+            hp.backbone,
+            hp.pretrained,
+            hp.image_size,
+            hp.get("text_encoder"),
+            freeze_image=not finetune_image,
+            freeze_text=True,
         )
+        record = weights_record(hp.backbone, hp.pretrained)
+        self.weights_record = record and record | {"pretraining": list(backbone.pretraining_datasets)}
+        return backbone
 
     def configure_losses(self) -> None:
         """Set ``self.criterion`` (called from ``__init__``; ``setup`` may refine it with data)."""
@@ -152,6 +167,8 @@ class BaseTask(L.LightningModule):
         checkpoint[SPLIT_KEY] = identity or self.split_identity
         checkpoint[CHOICE_KEY] = self.rule.choice
         checkpoint[SCORE_KEY] = self.validation_score() if attached else None
+        if hasattr(getattr(self, "backbone", None), "text_files"):  # FLAIR: its text tower's definition
+            checkpoint[TEXT_ENCODER_KEY] = self.backbone.text_files
         checkpoint[TRAINING_KEY] = {
             "weights": self.weights_record,
             "code": code_version(),
@@ -183,8 +200,12 @@ class BaseTask(L.LightningModule):
 
     @classmethod
     def options_from_checkpoint(cls, options: dict, checkpoint: dict, path: Path) -> dict:
-        """The options ``load_task`` builds this task with, from those ``checkpoint`` recorded."""
-        return options
+        """The options ``load_task`` builds this task with, from those ``checkpoint`` recorded.
+
+        A FLAIR text tower is rebuilt from the configuration and vocabulary the checkpoint stored
+        (its weights are in the state dict), so no folder is read.
+        """
+        return options | architecture_options(checkpoint)
 
     def split_identities(self) -> list[tuple[str, dict]]:
         """(what, split identity) of every fitted part of this model (empty when none is known)."""
@@ -367,7 +388,7 @@ class TrainableTask(BaseTask):
         self.lr = lr
         self.weight_decay = weight_decay
 
-    def build_backbone(self, finetune_image: bool | None = None) -> CLIPBackbone:
+    def build_backbone(self, finetune_image: bool | None = None) -> Backbone:
         """The CLIP wrapper with the image tower trainable when ``finetune_image`` is set.
 
         Args:

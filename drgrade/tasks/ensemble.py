@@ -11,8 +11,9 @@ from torch import nn
 from drgrade.decision.rule import ThresholdObjective
 from drgrade.errors import CheckpointError, OptionError
 from drgrade.files import file_sha256
+from drgrade.models.backbones import normalisation_of
 from drgrade.tasks.base import BaseTask
-from drgrade.tasks.loading import load_task
+from drgrade.tasks.loading import load_task, read_checkpoint
 
 #: The checkpoint entry listing the members an ensemble's rule was fitted on (path, SHA-256).
 MEMBERS_KEY = "drgrade_members"
@@ -211,8 +212,19 @@ class EnsembleCLIP(BaseTask):
         return maps, self.mean_logits([o[1] for o in outputs]), "weighted mean of the members' maps"
 
     def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """The members' shared normalisation (members normalised differently are refused at load)."""
-        return self.members[0].normalisation()
+        """The members' shared normalisation (members normalised differently are refused at load).
+
+        Before the members are loaded (the CLI asks at instantiation, to set the data's), the first
+        member's recorded backbone says it; a member that cannot be read yet gives CLIP's (it is
+        refused with its own message when loaded).
+        """
+        if len(self.members):
+            return self.members[0].normalisation()
+        try:
+            recorded = read_checkpoint(self.hparams.checkpoints[0]).get("hyper_parameters", {})
+        except CheckpointError:
+            recorded = {}
+        return normalisation_of(recorded.get("backbone"))
 
     def split_extras(self, stage: str) -> dict:
         """The members and their weights."""

@@ -21,9 +21,13 @@ class FCNCLIP(TrainableTask):
     """FCN-CLIP with CBAM (paper section 4.2, Appendix A).
 
     Args:
-        backbone: the open_clip architecture (see ``CLIPBackbone``).
-        pretrained: an open_clip weights tag, a local checkpoint path, or None.
+        backbone: ``RN50``, another open_clip CLIP (``ViT-B-16``, ...) or ``flair`` (see
+            ``drgrade.models.backbones``).
+        pretrained: an open_clip weights tag, a local weights file (FLAIR's ``flair_resnet.pth``
+            for ``flair``), or None for random weights.
         image_size: input size (linked from ``data.image_size``).
+        text_encoder: ``flair`` only: the Hugging Face folder of its text model (config and
+            tokenizer files; a checkpoint stores them, so it is not needed again).
         feature_layer: which stage's feature map feeds the decoder (``layer3`` or ``layer4``).
         decoder_widths: output channels of the Conv-BN-ReLU blocks, non-increasing.
         dropout: dropout before the linear head.
@@ -49,6 +53,7 @@ class FCNCLIP(TrainableTask):
         backbone: str = "RN50",
         pretrained: str | None = "openai",
         image_size: int = 224,
+        text_encoder: str | dict | None = None,
         feature_layer: Literal["layer3", "layer4"] = "layer4",
         decoder_widths: tuple[int, ...] = (512, 256, 128),
         dropout: float = 0.3,

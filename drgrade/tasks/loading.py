@@ -24,7 +24,7 @@ from drgrade.tasks.base import BaseTask
 
 #: Options that name a file the weights would come from. A checkpoint holds every weight, so a model
 #: rebuilt from one reads none of them: a checkpoint can never point drgrade at a file to load.
-WEIGHT_SOURCES = ("pretrained",)
+WEIGHT_SOURCES = ("pretrained", "text_encoder")
 
 
 def without_weight_sources(options: dict) -> dict:
@@ -139,9 +139,9 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Bas
     task_class = checkpoint_task_class(checkpoint, path)
     # LightningCLI adds private entries (``_class_path``, ``_instantiator``) to the hyperparameters
     options = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-    options = task_class.options_from_checkpoint(options, checkpoint, Path(path))
+    options = task_class.options_from_checkpoint(without_weight_sources(options), checkpoint, Path(path))
     try:
-        task = task_class(**without_weight_sources(options))
+        task = task_class(**options)
     except TypeError as error:
         raise CheckpointError(f"{path}: its options do not build a {task_class.__name__} ({error})") from None
     task.load_submodules()

@@ -20,9 +20,13 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
     """Ranking-aware prompt learning (paper section 4.3, after CLIP-DR).
 
     Args:
-        backbone: the open_clip architecture (see ``CLIPBackbone``).
-        pretrained: an open_clip weights tag, a local checkpoint path, or None.
+        backbone: ``RN50``, another open_clip CLIP (``ViT-B-16``, ...) or ``flair`` (see
+            ``drgrade.models.backbones``).
+        pretrained: an open_clip weights tag, a local weights file (FLAIR's ``flair_resnet.pth``
+            for ``flair``), or None for random weights.
         image_size: input size (linked from ``data.image_size``).
+        text_encoder: ``flair`` only: the Hugging Face folder of its text model (config and
+            tokenizer files; a checkpoint stores them, so it is not needed again).
         n_ctx: learnable context vectors; None takes ``ctx_init``'s token count (8 without it); a
             number that contradicts ``ctx_init`` is an error rather than silently replaced.
         ctx_init: initialise the context from this text's token embeddings, or None for random.
@@ -52,6 +56,7 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         backbone: str = "RN50",
         pretrained: str | None = "openai",
         image_size: int = 224,
+        text_encoder: str | dict | None = None,
         n_ctx: int | None = None,
         ctx_init: str | None = "a fundus photograph of",
         rank_token: bool = True,

@@ -6,11 +6,11 @@ import math
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from open_clip import build_zero_shot_classifier
 
 from drgrade.errors import OptionError
 from drgrade.evaluation.metrics import compute_metrics
-from drgrade.grades import GRADES, TEMPLATE_SETS, grade_text
+from drgrade.grades import GRADES, PROMPT_SETS, TEMPLATE_SETS, grade_prompts
+from drgrade.models.backbones import FLAIR
 from drgrade.tasks.attention import GradCAMAttention
 from drgrade.tasks.base import BaseTask
 
@@ -23,10 +23,15 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
     ``predict``, ``explain`` and ``export`` then use: one path for all three models.
 
     Args:
-        backbone: the open_clip architecture (see ``CLIPBackbone``).
-        pretrained: an open_clip weights tag, a local checkpoint path, or None.
+        backbone: ``RN50``, another open_clip CLIP (``ViT-B-16``, ...) or ``flair`` (see
+            ``drgrade.models.backbones``).
+        pretrained: an open_clip weights tag, a local weights file (FLAIR's ``flair_resnet.pth``
+            for ``flair``), or None for random weights.
         image_size: input size (linked from ``data.image_size``).
-        template_sets: names from ``drgrade.grades.TEMPLATE_SETS`` to compare (default: all).
+        text_encoder: ``flair`` only: the Hugging Face folder of its text model (config and
+            tokenizer files; a checkpoint stores them, so it is not needed again).
+        template_sets: names from ``drgrade.grades.PROMPT_SETS`` to compare (default: every
+            template set, and ``flair``, FLAIR's expert descriptions, with the FLAIR backbone).
         selection_metric: metric that picks the template set on the validation split.
         **kwargs: ``BaseTask``'s operating-point, referral and bootstrap options.
     """
@@ -40,35 +45,32 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         backbone: str = "RN50",
         pretrained: str | None = "openai",
         image_size: int = 224,
+        text_encoder: str | dict | None = None,
         template_sets: list[str] | None = None,
         selection_metric: str = "qwk",
         **kwargs,
     ):
-        unknown = set(template_sets or ()) - set(TEMPLATE_SETS)
+        unknown = set(template_sets or ()) - set(PROMPT_SETS)
         if unknown:
-            raise OptionError(
-                f"unknown template set(s) {sorted(unknown)}; choose from {sorted(TEMPLATE_SETS)}"
-            )
+            raise OptionError(f"unknown template set(s) {sorted(unknown)}; choose from {list(PROMPT_SETS)}")
         super().__init__(**kwargs)
 
     def configure_models(self) -> None:
-        """The frozen backbone and one open_clip zero-shot classifier per template set."""
+        """The frozen backbone and one zero-shot classifier per template set (prompt embeddings averaged)."""
         self.backbone = self.build_backbone()
-        self.set_names = list(self.hparams.template_sets or TEMPLATE_SETS)
+        self.set_names = list(self.hparams.template_sets or self.default_sets())
         classifiers = [
-            build_zero_shot_classifier(
-                self.backbone.clip,
-                self.backbone.tokenizer,
-                [grade_text(g, name) for g in GRADES],
-                TEMPLATE_SETS[name],
-                num_classes_per_batch=None,
-            )
+            self.backbone.zero_shot_classifier([grade_prompts(g, name) for g in GRADES])
             for name in self.set_names
         ]
         self.register_buffer("classifiers", torch.stack(classifiers))  # [sets, embed_dim, grades]
         self.register_buffer("selected", torch.tensor(-1))
         #: Every template set's validation score (from ``select``, or the loaded checkpoint).
         self.scores: dict[str, float | None] | None = None
+
+    def default_sets(self) -> list[str]:
+        """Every template set, and FLAIR's expert descriptions when the backbone is FLAIR."""
+        return list(TEMPLATE_SETS) + (["flair"] if self.hparams.backbone == FLAIR else [])
 
     def all_logits(self, images: torch.Tensor) -> torch.Tensor:
         """[sets, batch, grades]: CLIP logits (logit_scale * cosine) under every template set."""

@@ -98,7 +98,12 @@ def test_what_was_run_travels_with_every_number(synthetic, tmp_path, capsys):
     main(cli_args("test", "fcn_clip", synthetic, runs, "--ckpt_path", "best"))
     run = max(runs.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
     provenance = json.loads((run / "metrics.json").read_text())["provenance"]
-    assert provenance["weights"] == {"backbone": "RN-tiny", "weights": "random", "sha256": None}
+    assert provenance["weights"] == {
+        "backbone": "RN-tiny",
+        "weights": "random",
+        "sha256": None,
+        "pretraining": [],
+    }
     assert provenance["training"]["epochs_run"] == 1 and provenance["checkpoint_epoch"] == 0
     sources = provenance["data"]["sources"]
     assert sources["aptos2019"]["synthetic"] and sources["messidor2"]["test"] > 0

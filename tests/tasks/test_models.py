@@ -6,8 +6,8 @@ from torch import nn
 
 from drgrade.errors import WeightsFileError
 from drgrade.grades import GRADES, TEMPLATE_SETS, grade_text
+from drgrade.models.backbones import build_backbone
 from drgrade.models.cbam import CBAM
-from drgrade.models.clip_backbone import CLIPBackbone
 from drgrade.models.losses import focal_loss, ranking_loss
 from drgrade.models.prompt_learner import PromptLearner
 from drgrade.tasks import FCNCLIP, RankingCLIP, ZeroShotCLIP
@@ -16,7 +16,7 @@ from drgrade.tasks import FCNCLIP, RankingCLIP, ZeroShotCLIP
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return CLIPBackbone("RN-tiny", None, 96)
+    return build_backbone("RN-tiny", None, 96)
 
 
 def test_feature_map_shapes_tiny(tiny):
@@ -31,7 +31,7 @@ def test_feature_map_shapes_tiny(tiny):
 
 
 def test_feature_map_shapes_rn50():
-    rn50 = CLIPBackbone("RN50", None, 224)
+    rn50 = build_backbone("RN50", None, 224)
     with torch.no_grad():
         maps = rn50.feature_maps(torch.randn(1, 3, 224, 224), ("layer3", "layer4"))
     assert maps["layer3"].shape == (1, 1024, 14, 14) and maps["layer4"].shape == (1, 2048, 7, 7)
@@ -56,12 +56,12 @@ def test_frozen_towers_get_no_gradient_and_keep_bn_stats(tiny):
 
 
 def test_missing_weights_error_says_what_to_do(tmp_path):
-    with pytest.raises(WeightsFileError, match="not a file and not an open_clip tag"):
-        CLIPBackbone("RN50", str(tmp_path / "RN50.pt"))
+    with pytest.raises(WeightsFileError, match="no such file, and not an open_clip tag"):
+        build_backbone("RN50", str(tmp_path / "RN50.pt"), None)
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsFileError, match=r"--model.backbone.pretrained|pretrained null"):
-        CLIPBackbone("RN50", str(broken))
+        build_backbone("RN50", str(broken), None)
 
 
 def test_cbam_equals_appendix_a_listing():
