@@ -51,7 +51,7 @@ from drgrade.data.quality import (
 )
 
 #: Bump when what an entry holds changes meaning, to retire every existing entry.
-INTAKE_VERSION = 3
+INTAKE_VERSION = 4
 ENV_CACHE_DIR = "DRGRADE_CACHE_DIR"
 
 
@@ -99,13 +99,20 @@ def decode_target(size: int) -> int:
     return max(ANALYSIS_SIZE, 2 * size)
 
 
-def take_in(path: str | Path, size: int) -> tuple[np.ndarray | None, Facts]:
-    """One read and one decode of ``path``: (network-size fundus crop or None, facts)."""
+def take_in(path: str | Path, size: int, hashes: bool = True) -> tuple[np.ndarray | None, Facts]:
+    """One read and one decode of ``path``: (network-size fundus crop or None, facts).
+
+    Args:
+        path: the image file.
+        size: the network input side.
+        hashes: also compute the content digest and perceptual hash (duplicate detection at
+            setup; grading a folder needs neither).
+    """
     try:
         data = read_bytes(path)
     except ImageReadError as error:
         return None, Facts(str(error).removeprefix(f"{path}: "))
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest() if hashes else ""
     try:
         header = read_header(data, path)
         if not file_is_complete(data):
@@ -116,7 +123,7 @@ def take_in(path: str | Path, size: int) -> tuple[np.ndarray | None, Facts]:
     except ImageReadError as error:
         return None, Facts(str(error).removeprefix(f"{path}: "), digest=digest)
     crop = preprocess_fundus(image, size)
-    bits = np.packbits(difference_hash(crop)).tobytes().hex()  # from the crop: no second large resize
+    bits = np.packbits(difference_hash(crop)).tobytes().hex() if hashes else ""  # from the crop
     facts = Facts("", header.width, header.height, measure(image), digest, bits)
     return crop, facts
 

@@ -238,7 +238,7 @@ def prepared(path: Path, size: int, mean: np.ndarray, std: np.ndarray) -> tuple[
     The same one-decode intake as training (``drgrade.data.intake.take_in``): a large JPEG is
     decoded at reduced scale, the gate measures at its fixed working size.
     """
-    crop, facts = take_in(path, size)
+    crop, facts = take_in(path, size, hashes=False)
     reason = judge(facts)
     if reason or crop is None:
         return None, reason or "not decodable", facts.features()
