@@ -1,12 +1,11 @@
-"""INT8 against float ONNX Runtime, and the deploy runner's throughput; ``make bench`` runs both.
+"""INT8 against float ONNX Runtime: speed, size, grade agreement; ``make bench`` runs it.
 
     .venv/bin/python benchmarks/int8.py [--demo_runs runs] [--sources data/bench]
 
 Speed and size use RN50 with random weights (speed does not depend on the weights' values).
 Grade agreement and the macro AUROC change need trained models: the demo checkpoints (after
 ``make demo``), graded on the demo test split and on a held-out synthetic set generated with
-another seed. Deploy throughput grades a folder of 2000 px PNGs end to end (decode, quality
-gate, crop, resize, model) and compares it with the model alone on preprocessed inputs.
+another seed. The deploy runner's end-to-end throughput is measured by ``benchmarks/scale.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,48 +24,34 @@ from drgrade.data.images import list_images
 from drgrade.data.sources import write_synthetic
 from drgrade.grades import GRADES
 from drgrade.serving.export import export_onnx
-from drgrade.serving.quantize import quantize_onnx
+from drgrade.serving.quantize import model_rate, quantize_onnx
 from drgrade.serving.runner import OnnxGrader
 from drgrade.tasks import FCNCLIP, RankingCLIP, load_task
 
 Report = Callable[..., None]
 
 
-def model_rate(grader: OnnxGrader, batch: np.ndarray, repeats: int = 3) -> float:
-    """Images/s of the model alone on preprocessed inputs (median of ``repeats`` after a warm-up)."""
-    grader.run(batch)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        grader.run(batch)
-        rates.append(len(batch) / (time.perf_counter() - start))
-    return float(np.median(rates))
-
-
-def speed_section(report: Report, folder: Path, calibration: Path, threads: int) -> dict[str, Path]:
+def speed_section(report: Report, folder: Path, calibration: Path, threads: int) -> None:
     """Float vs INT8 images/s and file size for FCN-CLIP and ranking with RN50."""
     batch = np.random.default_rng(0).standard_normal((32, 3, 224, 224)).astype(np.float32)
-    exported = {}
     for name, make in (
         ("FCN-CLIP", lambda: FCNCLIP("RN50", None, 224)),
         ("ranking", lambda: RankingCLIP("RN50", None, 224)),
     ):
         float_path = export_onnx(make().eval(), folder / f"{name}.onnx", 224)
-        int8_path = quantize_onnx(float_path, calibration, limit=32)
+        int8_path = quantize_onnx(float_path, list_images(calibration)[0], "synthetic photographs")
         float_rate = model_rate(OnnxGrader(float_path, threads=threads), batch)
         int8_rate = model_rate(OnnxGrader(int8_path, threads=threads), batch)
         report(f"predict {name} RN50, ONNX Runtime float", float_rate)
         report(f"predict {name} RN50, ONNX Runtime INT8", int8_rate)
         report(f"INT8 speed-up ({name})", int8_rate / float_rate, "x")
         report(f"INT8 / float file size ({name})", int8_path.stat().st_size / float_path.stat().st_size, "")
-        exported[name] = float_path
-    return exported
 
 
 def _graded(grader: OnnxGrader, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     rows = grader.grade_files(paths, workers=0)
-    keep = [r for r in rows if not r.error]
-    return np.array([r.probabilities for r in keep]), np.array([r.grade for r in keep])
+    keep = [r.decision for r in rows if r.decision is not None]
+    return np.array([d.probabilities for d in keep]), np.array([d.grade for d in keep])
 
 
 def _macro_auroc(probs: np.ndarray, targets: np.ndarray) -> float:
@@ -92,7 +76,10 @@ def agreement_section(report: Report, runs: Path, folder: Path) -> None:
             continue
         task = load_task(checkpoints[-1]).eval()
         float_path = export_onnx(task, folder / f"demo_{run_name}.onnx", task.hparams.image_size)
-        int8_path = quantize_onnx(float_path, runs.parent / "data/synthetic/aptos2019/train_images")
+        training = runs.parent / "data/synthetic/aptos2019/train_images"
+        int8_path = quantize_onnx(
+            float_path, list_images(training)[0], "the demo's training images", keep_slower=True
+        )
         with tests[-1].open(newline="") as f:
             test_rows = [r for r in csv.DictReader(f) if r["grade"]]
         sets = {
@@ -123,25 +110,9 @@ def _labelled(roots: tuple[Path, Path]) -> tuple[list[Path], np.ndarray]:
     )
 
 
-def deploy_section(report: Report, model: Path, sources: Path, threads: int) -> None:
-    """End-to-end images/s of the deploy runner on 2000 px PNGs, with and without worker processes."""
-    paths, _ = list_images(sources)
-    grader = OnnxGrader(model, threads=threads)
-    batch = np.stack([grader.tensor(np.zeros((224, 224, 3), np.uint8) + 100)] * 16)
-    report(f"deploy model only ({model.stem}), 16-image batches", model_rate(grader, batch))
-    for workers in (0, 2):
-        start = time.perf_counter()
-        grader.grade_files(paths, batch_size=16, workers=workers)
-        report(
-            f"deploy end to end, 2000 px PNG, {workers} preprocessing workers",
-            len(paths) / (time.perf_counter() - start),
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo_runs", type=Path, default=Path("runs"), help="runs/ of a `make demo`")
-    parser.add_argument("--sources", type=Path, default=Path("data/bench/aptos2019/train_images"))
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     opts = parser.parse_args()
     torch.manual_seed(0)
@@ -156,11 +127,8 @@ def main() -> None:
             calibration = (
                 write_synthetic(folder / "calibration", 40, 10, image_size=384, seed=7)[0] / "train_images"
             )
-        exported = speed_section(report, folder, calibration, opts.threads)
+        speed_section(report, folder, calibration, opts.threads)
         agreement_section(report, opts.demo_runs, folder)
-        for name in ("FCN-CLIP",):
-            deploy_section(report, exported[name], opts.sources, opts.threads)
-            deploy_section(report, folder / f"{name}.int8.onnx", opts.sources, opts.threads)
 
 
 if __name__ == "__main__":

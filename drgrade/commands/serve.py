@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from drgrade.errors import MissingExtraError, OptionError
 
@@ -33,7 +34,7 @@ def grader_of(opts):
         from drgrade.serving.runner import OnnxGrader
 
         grader = OnnxGrader(opts.onnx)
-        return partial(screen_files_onnx, grader), f"ONNX {opts.onnx}"
+        return partial(screen_files_onnx, grader), f"{grader.model or 'model'}, ONNX {Path(opts.onnx).name}"
     from drgrade.tasks import load_task
 
     task = load_task(opts.ckpt_path).eval()

@@ -85,7 +85,6 @@ SHARED = {
         f"split seed {p['data']['split_seed']}, seed {p.get('seed')}"
     ),
     "Machine": lambda p: machine_text(p["machine"]),
-    "Date (UTC)": lambda p: p["date"],
 }
 
 
@@ -130,6 +129,8 @@ def provenance_block(runs: Sequence, with_paper: bool) -> str:
         lines += [column_row(label, p) for label, p in recorded]
         lines.append("")
         lines += [_shared(name, [(label, text(p)) for label, p in recorded]) for name, text in SHARED.items()]
+        dates = sorted(p["date"] for _, p in recorded)
+        lines.append(f"- Date (UTC): {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else ""))
     overlaps = [
         (run.label, run.document["pretraining_overlap"])
         for run in runs

@@ -145,6 +145,10 @@ def check_comparable(runs: Sequence[RunResult], allow_mixed: bool) -> str:
     return stages[0] if len(stages) == 1 else "mixed"
 
 
+#: Table 3's per-grade figures (metric key prefixes).
+PER_GRADE = ("precision", "recall", "f1", "auroc")
+
+
 def table3_rows() -> list[tuple[str, str]]:
     """(row label, metric key) in the paper's order, then the added rows."""
     rows = []
@@ -202,13 +206,13 @@ def resampled_unit(document: dict) -> str:
 
 def undefined_note(runs: Sequence[RunResult]) -> str:
     """Table 3's footnote: what ``-`` means, and which intervals leave out undefined resamples."""
-    shown = {key for _, key in table3_rows()}
+    summary = {key for _, key in table3_rows()} - {f"{m}_{g.short}" for g in GRADES for m in PER_GRADE}
     resamples = runs[0].document.get("bootstrap", {}).get("resamples", 0)
     left_out = [
         f"{key} {count} of {resamples} ({run.label})"
         for run in runs
         for key, count in run.undefined.items()
-        if key in shown and run.metrics.get(key) is not None
+        if key in summary and run.metrics.get(key) is not None
     ]
     note = (
         "`-`: undefined (precision of a grade never decided, recall or AUROC of a grade absent from "
@@ -223,7 +227,8 @@ def undefined_note(runs: Sequence[RunResult]) -> str:
             " Intervals are over the resamples where the figure is defined; resamples left out: "
             + "; ".join(left_out)
             + ". The macro AUROC of a resample averages the grades of the whole split, so a resample "
-            "missing one of them is left out rather than averaged over fewer grades."
+            "missing one of them is left out rather than averaged over fewer grades; per-grade counts "
+            "are in each run's metrics.json (`undefined_resamples`)."
         )
     return note
 

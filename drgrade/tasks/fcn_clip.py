@@ -21,13 +21,9 @@ class FCNCLIP(TrainableTask):
     """FCN-CLIP with CBAM (paper section 4.2, Appendix A).
 
     Args:
-        backbone: ``RN50``, another open_clip CLIP (``ViT-B-16``, ...) or ``flair`` (see
-            ``drgrade.models.backbones``).
-        pretrained: an open_clip weights tag, a local weights file (FLAIR's ``flair_resnet.pth``
-            for ``flair``), or None for random weights.
+        backbone: ``RN50``, ``ViT-B-16``, ``flair``, ... (``drgrade.models.backbones``).
+        pretrained: the backbone's weights: a tag (``openai``), a file, or None (random).
         image_size: input size (linked from ``data.image_size``).
-        text_encoder: ``flair`` only: the Hugging Face folder of its text model (config and
-            tokenizer files; a checkpoint stores them, so it is not needed again).
         feature_layer: which stage's feature map feeds the decoder (``layer3`` or ``layer4``).
         decoder_widths: output channels of the Conv-BN-ReLU blocks, non-increasing.
         dropout: dropout before the linear head.
@@ -42,6 +38,7 @@ class FCNCLIP(TrainableTask):
         lr: see ``TrainableTask``.
         weight_decay: see ``TrainableTask``.
         threshold_objective: see ``BaseTask``.
+        text_encoder: ``flair`` only: its text model's folder (``drgrade.models.backbones.flair``).
         **kwargs: the remaining options of ``TrainableTask`` and ``BaseTask``.
     """
 
@@ -53,7 +50,6 @@ class FCNCLIP(TrainableTask):
         backbone: str = "RN50",
         pretrained: str | None = "openai",
         image_size: int = 224,
-        text_encoder: str | dict | None = None,
         feature_layer: Literal["layer3", "layer4"] = "layer4",
         decoder_widths: tuple[int, ...] = (512, 256, 128),
         dropout: float = 0.3,
@@ -67,6 +63,7 @@ class FCNCLIP(TrainableTask):
         lr: float = 2e-4,
         weight_decay: float = 1e-3,
         threshold_objective: ThresholdObjective = "none",
+        text_encoder: str | dict | None = None,
         **kwargs,
     ):
         super().__init__(lr, weight_decay, finetune_image, image_lr, threshold_objective, **kwargs)

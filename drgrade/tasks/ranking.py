@@ -20,13 +20,9 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
     """Ranking-aware prompt learning (paper section 4.3, after CLIP-DR).
 
     Args:
-        backbone: ``RN50``, another open_clip CLIP (``ViT-B-16``, ...) or ``flair`` (see
-            ``drgrade.models.backbones``).
-        pretrained: an open_clip weights tag, a local weights file (FLAIR's ``flair_resnet.pth``
-            for ``flair``), or None for random weights.
+        backbone: ``RN50``, ``ViT-B-16``, ``flair``, ... (``drgrade.models.backbones``).
+        pretrained: the backbone's weights: a tag (``openai``), a file, or None (random).
         image_size: input size (linked from ``data.image_size``).
-        text_encoder: ``flair`` only: the Hugging Face folder of its text model (config and
-            tokenizer files; a checkpoint stores them, so it is not needed again).
         n_ctx: learnable context vectors; None takes ``ctx_init``'s token count (8 without it); a
             number that contradicts ``ctx_init`` is an error rather than silently replaced.
         ctx_init: initialise the context from this text's token embeddings, or None for random.
@@ -45,6 +41,7 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         threshold_objective: per-class thresholds fitted on validation: ``auto`` (default: the
             objective with the best cross-fitted validation QWK, argmax included), ``qwk``
             (coordinate search maximising validation QWK), ``youden`` or ``f1`` (one-vs-rest).
+        text_encoder: ``flair`` only: its text model's folder (``drgrade.models.backbones.flair``).
         **kwargs: the remaining options of ``TrainableTask`` and ``BaseTask``.
     """
 
@@ -56,7 +53,6 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         backbone: str = "RN50",
         pretrained: str | None = "openai",
         image_size: int = 224,
-        text_encoder: str | dict | None = None,
         n_ctx: int | None = None,
         ctx_init: str | None = "a fundus photograph of",
         rank_token: bool = True,
@@ -69,6 +65,7 @@ class RankingCLIP(GradCAMAttention, TrainableTask):
         lr: float = 2e-4,
         weight_decay: float = 1e-3,
         threshold_objective: ThresholdObjective = "auto",
+        text_encoder: str | dict | None = None,
         **kwargs,
     ):
         super().__init__(lr, weight_decay, finetune_image, image_lr, threshold_objective, **kwargs)

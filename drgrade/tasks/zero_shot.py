@@ -23,16 +23,13 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
     ``predict``, ``explain`` and ``export`` then use: one path for all three models.
 
     Args:
-        backbone: ``RN50``, another open_clip CLIP (``ViT-B-16``, ...) or ``flair`` (see
-            ``drgrade.models.backbones``).
-        pretrained: an open_clip weights tag, a local weights file (FLAIR's ``flair_resnet.pth``
-            for ``flair``), or None for random weights.
+        backbone: ``RN50``, ``ViT-B-16``, ``flair``, ... (``drgrade.models.backbones``).
+        pretrained: the backbone's weights: a tag (``openai``), a file, or None (random).
         image_size: input size (linked from ``data.image_size``).
-        text_encoder: ``flair`` only: the Hugging Face folder of its text model (config and
-            tokenizer files; a checkpoint stores them, so it is not needed again).
         template_sets: names from ``drgrade.grades.PROMPT_SETS`` to compare (default: every
             template set, and ``flair``, FLAIR's expert descriptions, with the FLAIR backbone).
         selection_metric: metric that picks the template set on the validation split.
+        text_encoder: ``flair`` only: its text model's folder (``drgrade.models.backbones.flair``).
         **kwargs: ``BaseTask``'s operating-point, referral and bootstrap options.
     """
 
@@ -45,9 +42,9 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         backbone: str = "RN50",
         pretrained: str | None = "openai",
         image_size: int = 224,
-        text_encoder: str | dict | None = None,
         template_sets: list[str] | None = None,
         selection_metric: str = "qwk",
+        text_encoder: str | dict | None = None,
         **kwargs,
     ):
         unknown = set(template_sets or ()) - set(PROMPT_SETS)
