@@ -104,13 +104,15 @@ def confusion_sheet(runs: Sequence, path: Path) -> None:
     """Every column's confusion matrix, three to a row with one shared colour bar, saved to ``path``."""
     columns = min(3, len(runs))
     rows = -(-len(runs) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns + 1, 4.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(4.8 * columns + 1, 5.2 * rows), squeeze=False, layout="constrained"
+    )
     image = None
     for ax, run in zip(axes.flat, runs, strict=False):
         image = draw_confusion(ax, run.confusion, run.label.replace(" [", "\n["))
     for ax in list(axes.flat)[len(runs) :]:
         ax.axis("off")
-    fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02, label=SHARE_LABEL)
+    fig.colorbar(image, ax=axes, fraction=0.03, label=SHARE_LABEL)
     fig.suptitle("Confusion matrices: colours are row shares, numbers are image counts", fontsize=11)
     save_figure(fig, path, dpi=110)
     plt.close(fig)
