@@ -237,6 +237,30 @@ def test_flair_through_every_model_with_the_overlap_said(synthetic, flair_files,
         expected = ranking.rule(ranking(images)).probabilities
     got = OnnxGrader(tmp_path / "flair.onnx").run(images.numpy())[0]
     assert abs(got - expected.numpy()).max() < 1e-4
+    # predict and explain on FLAIR checkpoints: the data takes FLAIR's normalisation from the model
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in sorted((synthetic / "aptos2019" / "train_images").iterdir())[:2]:
+        shutil.copy(path, folder / path.name)
+    predict = ["--ckpt_path", str(checkpoints["ranking"]), "--data.predict_dir", str(folder)]
+    main([*cli_args("predict", "ranking", synthetic, tmp_path / "ranking", *flair, *frozen), *predict])
+    predicted = list(
+        csv.DictReader(
+            max((tmp_path / "ranking").rglob("predictions.csv"), key=lambda p: p.stat().st_mtime).open()
+        )
+    )
+    assert len(predicted) == 2 and all(r["grade"] for r in predicted)
+    compare = ["--compare", str(checkpoints["fcn_clip"]), str(checkpoints["ranking"]), "--limit", "4"]
+    main(
+        [
+            *cli_args("explain", "fcn_clip", synthetic, tmp_path / "fcn_clip", *flair),
+            "--out",
+            str(tmp_path / "x"),
+            *compare,
+        ]
+    )
+    summary = json.loads((tmp_path / "x" / "lesion_mass.json").read_text())
+    assert {"FCN-CLIP", "Ranking"} <= set(summary)
     ensemble = json.loads(max((tmp_path / "ensemble").glob("version_*/metrics.json")).read_text())
     assert ensemble["pretraining_overlap"]["backbones"] == ["flair"]
     rows = list(csv.DictReader(next((tmp_path / "ensemble").rglob("predictions.csv")).open()))
