@@ -53,11 +53,16 @@ COLUMNS = (
 )
 
 
-def checkpoint_label(path: str | Path | None) -> str:
-    """A checkpoint as the ``checkpoint`` column names it: file name and SHA-256 (empty for none)."""
+def checkpoint_label(path: str | Path | None, digest: str | None = None) -> str:
+    """A checkpoint as the ``checkpoint`` column names it: file name and SHA-256 (empty for none).
+
+    Args:
+        path: the checkpoint file.
+        digest: its SHA-256 when the caller has it already (the file is not read again).
+    """
     if not path:
         return ""
-    return f"{Path(path).name} sha256:{file_sha256(path)}"
+    return f"{Path(path).name} sha256:{digest or file_sha256(path)}"
 
 
 @dataclass(frozen=True)

@@ -52,17 +52,21 @@ def run_dir(trainer: L.Trainer) -> Path:
     return path
 
 
-def checkpoint_score(path: Path) -> dict | None:
-    """The validation score a checkpoint was saved with (``monitor``, ``mode``, ``value``), weights unread."""
-    score = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(SCORE_KEY)
+def peek_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's entries with its tensors memory-mapped, not read (tensors-only unpickling)."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def checkpoint_score(entries: dict) -> dict | None:
+    """The validation score a checkpoint was saved with (``monitor``, ``mode``, ``value``), or None.
+
+    Args:
+        entries: the checkpoint (``peek_checkpoint``).
+    """
+    score = entries.get(SCORE_KEY)
     if not score or score.get("value") is None or not math.isfinite(score["value"]):
         return None
     return score
-
-
-def _split_settings(path: Path) -> dict:
-    identity = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(SPLIT_KEY) or {}
-    return {key: identity.get(key) for key in SPLIT_SETTINGS}
 
 
 def find_checkpoint(root: str | Path, which: str, split: dict | None = None) -> Path | None:
@@ -80,10 +84,12 @@ def find_checkpoint(root: str | Path, which: str, split: dict | None = None) -> 
     scored = []
     for path in found:
         try:
-            score = checkpoint_score(path)
-            same_split = split is None or _split_settings(path) == split
+            entries = peek_checkpoint(path)
         except (RuntimeError, OSError, ValueError, EOFError):
             continue  # not a readable checkpoint: resolving "best" ignores it (loading it would refuse it)
+        score = checkpoint_score(entries)
+        identity = entries.get(SPLIT_KEY) or {}
+        same_split = split is None or {key: identity.get(key) for key in SPLIT_SETTINGS} == split
         if score is not None and same_split:
             better = score["value"] if score.get("mode", "max") == "max" else -score["value"]
             scored.append((better, path.stat().st_mtime, path))
@@ -101,7 +107,7 @@ def resolve_checkpoint(entry: str, root: str | Path, split: dict | None = None) 
             f"--ckpt_path {entry}: no {entry} checkpoint{hint} under {root}; "
             "train first with `drgrade fit` and the same config (or pass a .ckpt path)"
         )
-    score = checkpoint_score(found) if entry == "best" else None
+    score = checkpoint_score(peek_checkpoint(found)) if entry == "best" else None
     said = f" ({score['monitor']} {score['value']:.4f}, the best of the runs under {root})" if score else ""
     print(f"--ckpt_path {entry}: using {found}{said}")
     return str(found)

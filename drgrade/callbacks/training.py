@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from drgrade.files import atomic_write_text
 from drgrade.provenance import TRAINING_FILE
-from drgrade.runs import run_dir
+from drgrade.runs import peek_checkpoint, run_dir
 
 
 class TrainingSummary(Callback):
@@ -27,9 +26,7 @@ class TrainingSummary(Callback):
             return
         callback = trainer.checkpoint_callback
         best = callback.best_model_path if callback is not None else ""
-        best_epoch = (
-            torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"] if best else None
-        )
+        best_epoch = peek_checkpoint(best)["epoch"] if best else None
         stopped = [c for c in trainer.callbacks if isinstance(c, EarlyStopping) and c.stopped_epoch > 0]
         score = callback.best_model_score if callback is not None else None
         summary = {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -10,10 +12,11 @@ from torch import nn
 
 from drgrade.decision.rule import ThresholdObjective
 from drgrade.errors import CheckpointError, OptionError
-from drgrade.files import file_sha256
+from drgrade.files import archive_problem, file_sha256
 from drgrade.models.backbones import normalisation_of
+from drgrade.runs import peek_checkpoint
 from drgrade.tasks.base import BaseTask
-from drgrade.tasks.loading import load_task, read_checkpoint
+from drgrade.tasks.loading import load_task
 
 #: The checkpoint entry listing the members an ensemble's rule was fitted on (path, SHA-256).
 MEMBERS_KEY = "drgrade_members"
@@ -178,8 +181,11 @@ class EnsembleCLIP(BaseTask):
     def load_members(self) -> None:
         """Load every member checkpoint (as data) and check its input size."""
         hp = self.hparams
-        self.members.extend(load_task(path) for path in hp.checkpoints)
-        self.member_digests = [file_sha256(path) for path in hp.checkpoints]
+        # each file hashed once: the digest is both the ensemble's check and the member's origin
+        # (a missing file has none: load_task then says it is missing)
+        self.member_digests = [file_sha256(p) if Path(p).is_file() else "" for p in hp.checkpoints]
+        for path, digest in zip(hp.checkpoints, self.member_digests, strict=True):
+            self.members.append(load_task(path, digest=digest or None))
         for path, member in zip(hp.checkpoints, self.members, strict=True):
             size = member.hparams.get("image_size")
             if size != hp.image_size:
@@ -220,9 +226,10 @@ class EnsembleCLIP(BaseTask):
         """
         if len(self.members):
             return self.members[0].normalisation()
-        try:
-            recorded = read_checkpoint(self.hparams.checkpoints[0]).get("hyper_parameters", {})
-        except CheckpointError:
+        first = self.hparams.checkpoints[0]
+        try:  # its recorded options only: the weights stay unread until the members load
+            recorded = {} if archive_problem(first) else peek_checkpoint(first).get("hyper_parameters", {})
+        except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError):
             recorded = {}
         return normalisation_of(recorded.get("backbone"))
 

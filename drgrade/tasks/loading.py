@@ -125,7 +125,9 @@ def checkpoint_task_class(checkpoint: dict, path: str | Path) -> type[BaseTask]:
     return classes[name]
 
 
-def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> BaseTask:
+def load_task(
+    path: str | Path, map_location: str | torch.device = "cpu", digest: str | None = None
+) -> BaseTask:
     """Rebuild whichever drgrade task wrote the checkpoint at ``path``, loading it as data.
 
     The architecture comes from the options the checkpoint recorded, except those naming weight
@@ -134,6 +136,7 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Bas
     Args:
         path: the ``.ckpt`` file.
         map_location: where tensors load.
+        digest: the file's SHA-256 when the caller has it (for ``origin``; not computed again).
     """
     checkpoint = read_checkpoint(path, map_location)
     task_class = checkpoint_task_class(checkpoint, path)
@@ -152,5 +155,5 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Bas
             f"{path}: its weights do not fit a {task_class.__name__} ({str(error)[:300]})"
         ) from None
     task.on_load_checkpoint(checkpoint)
-    task.origin = checkpoint_label(path)
+    task.origin = checkpoint_label(path, digest)
     return task
