@@ -32,6 +32,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from drgrade import __version__
 from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
+from drgrade.commands.options import take_options
 from drgrade.commands.preflight import preflight
 from drgrade.console import quiet_console
 from drgrade.data import DRDataModule
@@ -282,16 +283,10 @@ def run_lightning(verb: str, args: list[str]) -> None:
 
 def take_out(args: list[str]) -> tuple[list[str], Path | None]:
     """``predict``'s ``--out FILE`` taken from ``args`` (checked writable), and the other arguments."""
-    for i, arg in enumerate(args):
-        name, has_value, value = arg.partition("=")
-        if name == "--out":
-            if not has_value:
-                if i + 1 >= len(args):
-                    raise OptionError("--out needs a file name: --out predictions.csv")
-                value = args[i + 1]
-            rest = args[:i] + args[i + (1 if has_value else 2) :]
-            return rest, check_writable(value)
-    return args, None
+    rest, taken = take_options(args, lambda name: name == "--out")
+    if len(taken) > 1:
+        raise OptionError("--out is given more than once; predictions are written to one file")
+    return rest, check_writable(taken[0][1]) if taken else None
 
 
 def link_wandb_runs(runs: list, folder: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from drgrade.commands.lightning import DRGradeCLI
-from drgrade.commands.options import PAPER_HELP, add_switch
+from drgrade.commands.options import PAPER_HELP, add_switch, take_options
 from drgrade.data.sources import SOURCES, download_help, downloaded
 from drgrade.errors import OptionError
 from drgrade.reporting.report import write_report
@@ -64,20 +64,8 @@ def handed_on(args: list[str]) -> tuple[list[str], list[str]]:
     Returns:
         (own arguments, handed-on arguments as option/value pairs ``--name=value``).
     """
-    own, handed = [], []
-    i = 0
-    while i < len(args):
-        name, has_value, value = args[i].partition("=")
-        if name.startswith(HANDED_PREFIXES) or name in HANDED_NAMES:
-            if not has_value:
-                if i + 1 >= len(args):
-                    raise OptionError(f"reproduce: {name} needs a value")
-                value = args[i + 1]
-                i += 1
-            handed.append(f"{name}={value}")
-        else:
-            own.append(args[i])
-        i += 1
+    own, taken = take_options(args, lambda name: name.startswith(HANDED_PREFIXES) or name in HANDED_NAMES)
+    handed = [f"{name}={value}" for name, value in taken]
     check_handed(handed)
     return own, handed
 

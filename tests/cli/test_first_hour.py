@@ -11,28 +11,23 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 
+def drgrade_fit(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """``python -m drgrade fit --config configs/fcn_clip.yaml ARGS`` in a fresh process, as a user runs it."""
+    command = [sys.executable, "-m", "drgrade", "fit", "--config", str(ROOT / "configs" / "fcn_clip.yaml")]
+    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=180)
+
+
 def test_offline_with_missing_data_and_weights_fails_in_seconds_listing_everything(tmp_path):
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"), "HOME": str(tmp_path)}
     start = time.perf_counter()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "drgrade",
-            "fit",
-            "--config",
-            str(ROOT / "configs" / "fcn_clip.yaml"),
-            "--data.aptos_root",
-            str(tmp_path / "data" / "aptos2019"),
-            "--data.messidor_root",
-            str(tmp_path / "data" / "messidor2"),
-            "--trainer.default_root_dir",
-            str(tmp_path / "runs"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = drgrade_fit(
+        env,
+        "--data.aptos_root",
+        str(tmp_path / "data" / "aptos2019"),
+        "--data.messidor_root",
+        str(tmp_path / "data" / "messidor2"),
+        "--trainer.default_root_dir",
+        str(tmp_path / "runs"),
     )
     elapsed = time.perf_counter() - start
     assert done.returncode == 2, done.stderr[-2000:]
@@ -49,31 +44,20 @@ def test_offline_with_missing_data_and_weights_fails_in_seconds_listing_everythi
 
 def test_a_run_that_fails_on_bad_data_leaves_no_run_folder_and_no_wandb_run(tmp_path):
     (tmp_path / "bad.csv").write_text("path,grade\nx.png,9\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "drgrade",
-            "fit",
-            "--config",
-            str(ROOT / "configs" / "fcn_clip.yaml"),
-            "--config",
-            str(ROOT / "configs" / "demo.yaml"),
-            "--data.aptos_root",
-            "null",
-            "--data.messidor_root",
-            "null",
-            "--data.synthesize_if_missing",
-            "false",
-            "--data.csv_sources",
-            f"[{tmp_path / 'bad.csv'}]",
-            "--trainer.default_root_dir",
-            str(tmp_path / "runs"),
-        ],
-        env=os.environ | {"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
-        capture_output=True,
-        text=True,
-        timeout=180,
+    done = drgrade_fit(
+        os.environ | {"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+        "--config",
+        str(ROOT / "configs" / "demo.yaml"),
+        "--data.aptos_root",
+        "null",
+        "--data.messidor_root",
+        "null",
+        "--data.synthesize_if_missing",
+        "false",
+        "--data.csv_sources",
+        f"[{tmp_path / 'bad.csv'}]",
+        "--trainer.default_root_dir",
+        str(tmp_path / "runs"),
     )
     assert done.returncode == 2 and "grade '9' is outside 0-4" in done.stderr, done.stderr[-2000:]
     left = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "runs").rglob("*"))
