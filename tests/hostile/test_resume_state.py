@@ -29,8 +29,18 @@ def test_resumed_checkpoint_naming_files_outside_the_run_deletes_nothing(synthet
             )
     torch.save(checkpoint, tmp_path / "crafted.ckpt")
 
-    main(cli_args("fit", "fcn_clip", synthetic, runs, "--trainer.max_epochs", "3", "--ckpt_path",
-                  str(tmp_path / "crafted.ckpt")))
+    main(
+        cli_args(
+            "fit",
+            "fcn_clip",
+            synthetic,
+            runs,
+            "--trainer.max_epochs",
+            "3",
+            "--ckpt_path",
+            str(tmp_path / "crafted.ckpt"),
+        )
+    )
 
     assert victim.read_text() == "precious"
     assert (next_run / "last.ckpt").is_file()  # the resumed run still saves its own checkpoints
