@@ -106,7 +106,7 @@ def special_kind(path: str | Path) -> str | None:
     """
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (the folder check says the rest)
         return None
     except OSError as error:
         raise OutputError(f"cannot inspect {path} ({error.strerror})") from None
