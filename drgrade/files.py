@@ -195,8 +195,12 @@ def save_figure(figure, path: str | Path, dpi: int = 110) -> Path:
 
 
 def neutralise(cell: object) -> object:
-    """A CSV cell a spreadsheet cannot run: text starting with a formula character gets a leading quote."""
-    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) and not _NUMBER.match(cell):
+    """A CSV cell a spreadsheet cannot run: text starting with a formula character gets a leading quote.
+
+    A lone character (the ``-`` of an undefined figure) is no formula and stays as it is.
+    """
+    formula = isinstance(cell, str) and len(cell) > 1 and cell.startswith(FORMULA_STARTS)
+    if formula and not _NUMBER.match(cell):
         return "'" + cell
     return cell
 

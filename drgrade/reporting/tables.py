@@ -7,6 +7,7 @@ predictions with the *same* resamples for both models, and only for runs on the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,15 +15,24 @@ import numpy as np
 
 from drgrade.evaluation.bootstrap import PAIRED_METRICS, BootstrapSpec, paired_differences
 from drgrade.predictions import SavedPredictions, read_predictions
+from drgrade.reporting.markup import PROPORTION, bounds_of, number
 
 
-def with_interval(value: float | None, interval: Sequence[float] | None, digits: int = 3) -> str:
-    """``0.873 (0.840-0.901)``; the value alone without an interval, ``-`` without a value."""
+def with_interval(
+    value: float | None, interval: Sequence[float] | None, digits: int = 3, bounds: tuple = PROPORTION
+) -> str:
+    """``0.873 (0.840-0.901)``; the value alone without an interval, ``-`` without a value.
+
+    A value or endpoint that is not a finite number within ``bounds`` shows as ``invalid``.
+    """
     if value is None:
         return "-"
+    shown = number(value, bounds, digits)
     if not interval:
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({interval[0]:.{digits}f}-{interval[1]:.{digits}f})"
+        return shown
+    if not isinstance(interval, Sequence) or len(interval) != 2:
+        return f"{shown} (invalid interval)"
+    return f"{shown} ({number(interval[0], bounds, digits)}-{number(interval[1], bounds, digits)})"
 
 
 def first_columns(runs: Sequence) -> list:
@@ -94,7 +104,7 @@ def operating_point_table(runs: Sequence) -> list[list[str]]:
                         run.label,
                         point["name"],
                         unit,
-                        f"{point['threshold']:.3f}",
+                        number(point["threshold"]),
                         with_interval(point["sensitivity"], point["sensitivity_ci"]),
                         with_interval(point["specificity"], point["specificity_ci"]),
                     ]
@@ -124,9 +134,9 @@ def calibration_table(runs: Sequence) -> list[list[str]]:
         rows.append(
             [
                 run.label,
-                f"{calibration['temperature']:.3f}",
-                f"{calibration['ece_before']:.3f}",
-                f"{calibration['ece_after']:.3f}",
+                number(calibration["temperature"], (0.0, math.inf)),
+                number(calibration["ece_before"]),
+                number(calibration["ece_after"]),
                 with_interval(run.metrics.get("referable_auroc"), intervals.get("referable_auroc")),
                 with_interval(run.metrics.get("vtdr_auroc"), intervals.get("vtdr_auroc")),
                 with_interval(referral.get("entropy"), None),
@@ -146,8 +156,8 @@ def per_source_table(runs: Sequence) -> list[list[str]]:
                 [
                     run.label,
                     source,
-                    str(metrics["num_images"]),
-                    *(with_interval(metrics.get(k), intervals.get(k)) for k in keys),
+                    number(metrics["num_images"], (0, math.inf), digits=0),
+                    *(with_interval(metrics.get(k), intervals.get(k), bounds=bounds_of(k)) for k in keys),
                 ]
             )
     return rows
