@@ -92,10 +92,17 @@ def list_images(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]
             elif path.is_file():
                 found.append(path)
             else:
-                skipped.append(
-                    (path, "dangling symbolic link" if path.is_symlink() else "not a regular file")
-                )
+                skipped.append((path, not_a_file(path)))
     return sorted(found), sorted(skipped)
+
+
+def not_a_file(path: Path) -> str:
+    """What an entry that is not a regular file is: a dangling link, a link to something else, or neither."""
+    if not path.is_symlink():
+        return "not a regular file"
+    if not path.exists():
+        return "dangling symbolic link"
+    return f"a symbolic link to {os.path.realpath(path)}, which is not a regular file"
 
 
 def read_bytes(path: str | Path) -> bytes:

@@ -208,6 +208,18 @@ def keyed_rows(
         yield where, value, row
 
 
+def plain_name(value: str, where: str, problems: list[str]) -> bool:
+    """Whether a sheet's image id is a bare file name; records a problem otherwise.
+
+    An id is joined to the dataset's image folder, so ``../../x`` (or ``/etc/x``) would read a
+    file outside the dataset.
+    """
+    if value in (".", "..") or "\\" in value or Path(value).name != value:
+        problems.append(f"{where}: image id {value!r} is not a plain file name (it would leave its folder)")
+        return False
+    return True
+
+
 def parse_grade(value: str, where: str, problems: list[str]) -> int | None:
     """``value`` as a grade, or None after recording why it is not one."""
     try:

@@ -49,6 +49,8 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
                 problems.append(f"{where}: expected '<image name> <grade>', got {text!r}")
                 continue
             name, label = cells
+            if not common.plain_name(name, where, problems):
+                continue
             if name in seen:
                 problems.append(f"{where}: duplicate image {name!r} (first on {seen[name]})")
                 continue
