@@ -200,17 +200,14 @@ def test_wilson_interval_matches_the_closed_form(successes, trials):
     assert wilson_interval(0, 0) is None
 
 
-def test_operating_cuts_meet_their_targets_and_are_the_tightest():
+def test_operating_cuts_meet_their_targets():
+    """That no other cut does better is tested in test_operating_cuts.py."""
     probs, targets, _ = _toy(n=300, seed=6)
     scores, positive = probs[:, 2:].sum(1), targets >= 2
     cut = cut_for_sensitivity(scores, positive, 0.9)
     assert (scores[positive] >= cut).mean() >= 0.9
-    above = np.sort(scores[positive & (scores >= cut)])[0]  # raising the cut past it loses a hit
-    assert (scores[positive] >= above + 1e-9).mean() < 0.9
     cut = cut_for_specificity(scores, positive, 0.95)
     assert (scores[~positive] < cut).mean() >= 0.95
-    below = np.sort(scores[~positive & (scores < cut)])[-1]
-    assert (scores[~positive] < below).mean() < 0.95
     cuts = fit_operating_points(probs, targets, 0.9, 0.95)
     flags, described = flags_and_points(probs, cuts)
     points = apply_operating_points(flags, targets, described)
