@@ -22,7 +22,7 @@ from scipy.stats import binomtest
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
 from drgrade.evaluation.bootstrap import confusion_metrics, weighted_confusion
-from drgrade.grades import NUM_GRADES, REFERRAL_LEVELS
+from drgrade.grades import NUM_GRADES, REFERRAL_LEVELS, referral_score
 
 #: Fractions of images referred to a human along a referral curve.
 REFERRAL_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(11))
@@ -55,23 +55,41 @@ def operating_point_name(point: dict) -> str:
     return f"{point['level']}@{point['target']}{point['goal']:.2f}"
 
 
-def apply_operating_points(flags: np.ndarray, targets: np.ndarray, points: Sequence[dict]) -> list[dict]:
+#: How near a cut (on the referral score's 0-1 scale) an image counts as "a hair away": one that
+#: close would flip with a tiny change of weights, hardware or preprocessing.
+NEAR_CUT_MARGIN = 1e-3
+
+
+def apply_operating_points(
+    flags: np.ndarray, targets: np.ndarray, points: Sequence[dict], probs: np.ndarray
+) -> list[dict]:
     """Sensitivity and specificity (Wilson 95%) of each operating point with a defined cut.
+
+    Each point also counts the images whose referral score lies within ``NEAR_CUT_MARGIN`` of
+    its cut (``near_cut``): how much of the result rests on a hair's breadth.
 
     Args:
         flags: [N, P] the rule's referral flags per operating point.
         targets: true grades [N].
         points: the rule's operating points (``DecisionRule.describe()["operating_points"]``).
+        probs: the rule's probabilities [N, K], for each point's referral score.
     """
-    return [
-        {
-            "name": operating_point_name(point),
-            "threshold": point["cut"],
-            **_sensitivity_specificity(flags[:, i], targets >= REFERRAL_LEVELS[point["level"]]),
-        }
-        for i, point in enumerate(points)
-        if point["cut"] is not None
-    ]
+    out = []
+    for i, point in enumerate(points):
+        if point["cut"] is None:
+            continue
+        start = REFERRAL_LEVELS[point["level"]]
+        near = np.abs(referral_score(np.asarray(probs, np.float64), start) - point["cut"]) <= NEAR_CUT_MARGIN
+        out.append(
+            {
+                "name": operating_point_name(point),
+                "threshold": point["cut"],
+                **_sensitivity_specificity(flags[:, i], targets >= start),
+                "near_cut": int(near.sum()),
+                "near_cut_margin": NEAR_CUT_MARGIN,
+            }
+        )
+    return out
 
 
 def per_patient_operating_points(

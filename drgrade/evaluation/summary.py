@@ -89,7 +89,7 @@ def clinical_sections(
     probs = result.probs.double().numpy()
     targets, preds = result.targets.numpy(), result.preds.numpy()
     flags = result.operating_flags.numpy()
-    points = apply_operating_points(flags, targets, rule["operating_points"])
+    points = apply_operating_points(flags, targets, rule["operating_points"], probs)
     units = resampling_units(patients, sources, names_patients)
     sections = {
         **_intervals(probs, targets, preds, patients, spec),

@@ -83,18 +83,35 @@ def _signed(value: float, interval: Sequence[float] | None) -> str:
 
 
 def operating_point_table(runs: Sequence) -> list[list[str]]:
-    """Each run's validation-chosen operating points on the evaluated split (Wilson 95% intervals)."""
-    rows = [["Model", "Operating point", "Unit", "Cut (from validation)", "Sensitivity", "Specificity"]]
+    """Each run's validation-chosen operating points on the evaluated split (Wilson 95% intervals).
+
+    Cuts are written in full (the shortest text that reads back as the same number), so a printed
+    cut applied to the same scores gives the same flags; beside each, how many of the split's
+    images score within the stated margin of it.
+    """
+    rows = [
+        [
+            "Model",
+            "Operating point",
+            "Unit",
+            "Cut (from validation, full precision)",
+            "Images within margin of the cut",
+            "Sensitivity",
+            "Specificity",
+        ]
+    ]
     for run in first_columns(runs):
         per_patient = run.document.get("per_patient", {}).get("operating_points", [])
         for unit, points in (("image", run.document.get("operating_points", [])), ("patient", per_patient)):
             for point in points:
+                near = point.get("near_cut")
                 rows.append(
                     [
                         run.label,
                         point["name"],
                         unit,
-                        f"{point['threshold']:.3f}",
+                        repr(float(point["threshold"])),
+                        "-" if near is None else f"{near} (±{point['near_cut_margin']:g})",
                         with_interval(point["sensitivity"], point["sensitivity_ci"]),
                         with_interval(point["specificity"], point["specificity_ci"]),
                     ]

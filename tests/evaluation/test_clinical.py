@@ -210,7 +210,7 @@ def test_operating_cuts_meet_their_targets():
     assert (scores[~positive] < cut).mean() >= 0.95
     cuts = fit_operating_points(probs, targets, 0.9, 0.95)
     flags, described = flags_and_points(probs, cuts)
-    points = apply_operating_points(flags, targets, described)
+    points = apply_operating_points(flags, targets, described, probs)
     assert [p["name"] for p in points] == [
         "referable@sensitivity0.90",
         "referable@specificity0.95",
