@@ -44,7 +44,7 @@ def test_the_printed_cut_gives_the_reported_figures_again():
 
 
 def test_images_within_the_margin_of_a_cut_are_counted_and_shown():
-    probs, targets, points = crowded_case()
+    probs, _, points = crowded_case()
     expected = int((np.abs(probs[:, 2] - points[0]["threshold"]) <= 1e-3).sum())
     assert points[0]["near_cut"] == expected and points[0]["near_cut_margin"] == 1e-3
     assert expected > 50  # most of these scores sit within 0.001 of the cut
