@@ -18,23 +18,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import binomtest
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
 from drgrade.evaluation.bootstrap import confusion_metrics, weighted_confusion
+from drgrade.evaluation.proportions import wilson_interval
 from drgrade.grades import NUM_GRADES, REFERRAL_LEVELS, referral_score
 
 #: Fractions of images referred to a human along a referral curve.
 REFERRAL_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(11))
 ECE_BINS = 15
-
-
-def wilson_interval(successes: int, trials: int, level: float = 0.95) -> list[float] | None:
-    """Wilson score interval of a proportion (None when there are no trials)."""
-    if trials == 0:
-        return None
-    interval = binomtest(successes, trials).proportion_ci(confidence_level=level, method="wilson")
-    return [float(interval.low), float(interval.high)]
 
 
 def _sensitivity_specificity(flagged: np.ndarray, positive: np.ndarray) -> dict:

@@ -23,14 +23,32 @@ from drgrade.evaluation.clinical import (
     referral_curves,
 )
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
+from drgrade.evaluation.proportions import proportion_intervals
+from drgrade.grades import NUM_GRADES
 
 
-def _intervals(probs, targets, preds, patients, spec: BootstrapSpec) -> dict:
-    """``confidence_intervals`` and ``undefined_resamples`` entries (empty without a bootstrap)."""
-    if spec.resamples == 0 or len(targets) == 0:
+def interval_sections(probs, targets, preds, patients, spec: BootstrapSpec) -> dict:
+    """``confidence_intervals``, ``interval_methods`` and ``undefined_resamples`` entries.
+
+    Proportions get Wilson intervals of their counts (``drgrade.evaluation.proportions``), the
+    other figures patient-level bootstrap intervals (none without a bootstrap).
+    """
+    if len(targets) == 0:
         return {"confidence_intervals": {}}
-    intervals, undefined = confidence_intervals(probs, targets, preds, patients, spec)
-    return {"confidence_intervals": intervals, "undefined_resamples": undefined}
+    confusion = np.zeros((NUM_GRADES, NUM_GRADES), dtype=np.int64)
+    np.add.at(confusion, (np.asarray(targets), np.asarray(preds)), 1)
+    wilson = proportion_intervals(confusion, spec.level)
+    intervals, undefined = (
+        confidence_intervals(probs, targets, preds, patients, spec) if spec.resamples else ({}, {})
+    )
+    return {
+        "confidence_intervals": intervals | wilson,
+        "interval_methods": {
+            "wilson": sorted(wilson),
+            "bootstrap": sorted(set(intervals) - set(wilson)),
+        },
+        "undefined_resamples": {k: v for k, v in undefined.items() if k not in wilson},
+    }
 
 
 def per_source(
@@ -44,7 +62,7 @@ def per_source(
         probs, targets, preds = result.probs[picked], result.targets[picked], result.preds[picked]
         out[source] = {
             "metrics": compute_metrics(probs, targets, preds).metrics,
-            **_intervals(
+            **interval_sections(
                 probs.double().numpy(), targets.numpy(), preds.numpy(), [patients[i] for i in picked], spec
             ),
         }
@@ -92,7 +110,7 @@ def clinical_sections(
     points = apply_operating_points(flags, targets, rule["operating_points"], probs)
     units = resampling_units(patients, sources, names_patients)
     sections = {
-        **_intervals(probs, targets, preds, patients, spec),
+        **interval_sections(probs, targets, preds, patients, spec),
         "bootstrap": spec.describe(units),
         "operating_points": points,
         "calibration_error": calibration_section(result, rule["temperature"]),
@@ -100,8 +118,9 @@ def clinical_sections(
         "per_source": per_source(result, patients, sources, spec),
     }
     if result.argmax_evaluation is not None:
-        argmax = _intervals(probs, targets, probs.argmax(1), patients, spec)
+        argmax = interval_sections(probs, targets, probs.argmax(1), patients, spec)
         sections["argmax_confidence_intervals"] = argmax["confidence_intervals"]
+        sections["argmax_interval_methods"] = argmax.get("interval_methods", {})
         sections["argmax_undefined_resamples"] = argmax.get("undefined_resamples", {})
     if any(u["unit"] == "patient" for u in units.values()):
         sections["per_patient"] = per_patient_operating_points(

@@ -17,6 +17,7 @@ import numpy as np
 
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import unit_phrase
+from drgrade.evaluation.proportions import METHODS
 from drgrade.files import atomic_open, atomic_write_text
 from drgrade.grades import GRADES
 from drgrade.reporting import paper
@@ -204,6 +205,20 @@ def resampled_unit(document: dict) -> str:
     return unit_phrase(setting["units"]) if "units" in setting else f"{setting.get('unit', 'image')}s"
 
 
+def interval_methods(document: dict, unit: str) -> str:
+    """What the brackets of a table hold: Wilson for proportions, bootstrap for the rest.
+
+    A run written before proportions had their own method says so: its brackets are all bootstrap.
+    """
+    if "interval_methods" not in document:
+        return f"95% bootstrap intervals over {unit} in brackets"
+    return (
+        f"95% intervals in brackets: {METHODS['wilson']} for proportions (per-grade precision and "
+        "recall, accuracy, referable sensitivity and specificity; they do not collapse at 0 or 1), "
+        f"{METHODS['bootstrap']} over {unit} for the rest (F1, macro figures, AUROC, QWK)"
+    )
+
+
 def undefined_note(runs: Sequence[RunResult]) -> str:
     """Table 3's footnote: what ``-`` means, and which intervals leave out undefined resamples."""
     summary = {key for _, key in table3_rows()} - {f"{m}_{g.short}" for g in GRADES for m in PER_GRADE}
@@ -246,10 +261,11 @@ def report_tables(
     table3, table4 = build_tables(runs, with_paper)
     shown = {"val": "validation", "test": "test"}.get(stage, "validation and test")
     unit = resampled_unit(runs[0].document)
+    methods = interval_methods(runs[0].document, unit)
     return {
         "table3": (
             f"Table 3: per-class and overall {shown} metrics (columns: model [stage, decision rule]); "
-            f"95% bootstrap intervals over {unit} in brackets",
+            f"{methods}",
             table3,
             undefined_note(runs),
         ),
@@ -268,11 +284,12 @@ def report_tables(
         ),
         "calibration": (
             "Calibration (15-bin top-label ECE: the max probability against the argmax's accuracy; "
-            "temperature fitted on validation; classwise ECE in metrics.json) and uncertainty referral",
+            "temperature fitted on validation; classwise ECE in metrics.json) and uncertainty referral "
+            f"(AUROCs with 95% percentile bootstrap intervals over {unit})",
             calibration_table(runs),
             "",
         ),
-        "per_source": (f"Per data source ({shown})", per_source_table(runs), ""),
+        "per_source": (f"Per data source ({shown}); {methods}", per_source_table(runs), ""),
     }
 
 
