@@ -26,6 +26,7 @@ from drgrade.reporting.plots import confusion_sheet
 from drgrade.reporting.provenance import provenance_block
 from drgrade.reporting.tables import (
     calibration_table,
+    choices_table,
     first_columns,
     operating_point_table,
     paired_table,
@@ -287,6 +288,12 @@ def report_tables(
             "temperature fitted on validation; classwise ECE in metrics.json) and uncertainty referral "
             f"(AUROCs with 95% percentile bootstrap intervals over {unit})",
             calibration_table(runs),
+            "",
+        ),
+        "choices": (
+            "Choices made on validation: a fitted threshold rule is kept only when its cross-fitted "
+            "gain over argmax is beyond noise; tied template sets are named, with the tie-break",
+            choices_table(runs),
             "",
         ),
         "per_source": (f"Per data source ({shown}); {methods}", per_source_table(runs), ""),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drgrade.decision.choices import choice_text, tie_text
 from drgrade.evaluation.bootstrap import PAIRED_METRICS, BootstrapSpec, paired_differences
 from drgrade.predictions import SavedPredictions, read_predictions
 
@@ -167,4 +168,25 @@ def per_source_table(runs: Sequence) -> list[list[str]]:
                     *(with_interval(metrics.get(k), intervals.get(k)) for k in keys),
                 ]
             )
+    return rows
+
+
+def choices_table(runs: Sequence) -> list[list[str]]:
+    """What each run chose on validation and on what evidence: ``auto``'s margin, zero-shot's template set."""
+    rows = [["Model", "Choice on validation", "How it was made"]]
+    for run in first_columns(runs):
+        document = run.document
+        choice = document.get("threshold_choice")
+        if choice and choice.get("setting") == "auto":
+            rows.append([run.label, f"thresholds: {choice['objective']}", choice_text(choice)])
+        if document.get("template_set"):
+            tie = document.get("template_tie")
+            scores = document.get("template_scores") or {}
+            how = (
+                tie_text(tie)
+                if tie
+                else "ahead of every other set: "
+                + ", ".join(f"{n} {'-' if v is None else f'{v:.4f}'}" for n, v in scores.items())
+            )
+            rows.append([run.label, f"template set: {document['template_set']}", how])
     return rows

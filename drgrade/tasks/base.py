@@ -19,10 +19,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
 from scipy.special import softmax
 from torch import nn
 
 from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, SplitWriter, TrainingSummary
+from drgrade.decision.choices import choice_text
 from drgrade.decision.rule import DecisionRule, ThresholdObjective
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
@@ -302,7 +304,10 @@ class BaseTask(L.LightningModule):
     ) -> None:
         """Fit the rule when due, decide, compute the split's metrics, log scalars, keep the result."""
         logits = self.split_logits(stage, logits.cpu(), targets)
-        outputs = self.rule.fit(logits, targets, groups) if self.should_fit_rule(stage) else self.rule(logits)
+        fitting = self.should_fit_rule(stage)
+        outputs = self.rule.fit(logits, targets, groups) if fitting else self.rule(logits)
+        if fitting and self.rule.choice:
+            rank_zero_info(f"{type(self).__name__} threshold_objective auto: {choice_text(self.rule.choice)}")
         probs, preds = outputs.probabilities, outputs.grade
         thresholded = bool(self.rule.thresholded)
         evaluation = compute_metrics(probs, targets, preds)
