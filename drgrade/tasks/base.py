@@ -23,7 +23,14 @@ from lightning.pytorch.utilities import rank_zero_info
 from scipy.special import softmax
 from torch import nn
 
-from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, SplitWriter, TrainingSummary
+from drgrade.callbacks import (
+    EvaluationWriter,
+    PredictionWriter,
+    SplitGuard,
+    SplitWriter,
+    TrainingSummary,
+    ValidationPredictionsWriter,
+)
 from drgrade.decision.choices import choice_text
 from drgrade.decision.rule import DecisionRule, ThresholdObjective
 from drgrade.errors import OptionError
@@ -159,7 +166,14 @@ class BaseTask(L.LightningModule):
 
     def configure_callbacks(self) -> list[Callback]:
         """Return the result writers (evaluation, predictions, split audit) and the split guard."""
-        return [EvaluationWriter(), PredictionWriter(), SplitWriter(), SplitGuard(), TrainingSummary()]
+        return [
+            EvaluationWriter(),
+            PredictionWriter(),
+            SplitWriter(),
+            SplitGuard(),
+            TrainingSummary(),
+            ValidationPredictionsWriter(),
+        ]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Name the task class (so ``load_task`` can rebuild any checkpoint) and record the split."""
@@ -271,8 +285,9 @@ class BaseTask(L.LightningModule):
     def fit_untrained(self, trainer: L.Trainer, datamodule: L.LightningDataModule, checkpoint: Path) -> None:
         """``drgrade fit`` of a model with nothing to train: make its validation choices and save them.
 
-        The validation pass fits the decision rule (and a zero-shot model's template set); the
-        checkpoint then serves ``test``, ``predict``, ``explain`` and ``export`` like any other.
+        The validation pass fits the decision rule (and a zero-shot model's template set), written
+        beside the checkpoint as ``val_predictions.csv``; the checkpoint then serves ``test``,
+        ``predict``, ``explain`` and ``export`` like any other.
 
         Args:
             trainer: the configured trainer.
@@ -285,6 +300,9 @@ class BaseTask(L.LightningModule):
         finally:
             self._fitting_untrained = False
         trainer.save_checkpoint(checkpoint)
+        for callback in trainer.callbacks:
+            if isinstance(callback, ValidationPredictionsWriter):
+                callback.write_beside(Path(checkpoint))
 
     def finish_split(self, stage: str) -> None:
         """Gather the split's stored logits (all ranks) and evaluate them."""
