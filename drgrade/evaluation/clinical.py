@@ -150,16 +150,34 @@ def classwise_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: in
     )
 
 
-def reliability_table(probs: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
-    """Per confidence bin ([lo, hi), as the ECE): image count, mean confidence and accuracy (NaN if empty)."""
-    confidence = probs.max(1)
-    correct = probs.argmax(1) == targets
+def reliability_table(
+    probs: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS, decided: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Per confidence bin ([lo, hi), as the ECE): image count, mean confidence and accuracy (NaN if empty).
+
+    Args:
+        probs: probabilities [N, K].
+        targets: true grades [N].
+        bins: equal-width bins over [0, 1].
+        decided: the grades a rule decided [N]; the confidence is then each decided grade's
+            probability and the accuracy that of the decided grades (default: the argmax's).
+    """
+    decided = probs.argmax(1) if decided is None else np.asarray(decided)
+    confidence = probs[np.arange(len(decided)), decided]
+    correct = decided == targets
     which = np.clip(np.floor(confidence * bins).astype(int), 0, bins - 1)
     count = np.bincount(which, minlength=bins).astype(float)
     with np.errstate(invalid="ignore"):
         mean_confidence = np.bincount(which, confidence, bins) / count
         accuracy = np.bincount(which, correct.astype(float), bins) / count
     return {"count": count, "confidence": mean_confidence, "accuracy": accuracy}
+
+
+def table_calibration_error(table: dict[str, np.ndarray]) -> float:
+    """The ECE a reliability table shows: the count-weighted mean gap between accuracy and confidence."""
+    filled = table["count"] > 0
+    gaps = np.abs(table["accuracy"][filled] - table["confidence"][filled])
+    return float((table["count"][filled] * gaps).sum() / table["count"].sum())
 
 
 def referral_curves(

@@ -69,14 +69,26 @@ def per_source(
     return out
 
 
-def calibration_section(result: SplitResult, temperature: float) -> dict:
-    """ECE before and after the validation temperature, top-label and classwise."""
+#: What "before temperature scaling" is for a model whose probabilities are the softmax of its logits.
+PLAIN_BEFORE = "softmax of the logits, no temperature"
+
+
+def calibration_section(result: SplitResult, temperature: float, before: str = "") -> dict:
+    """ECE before and after the validation temperature, top-label and classwise.
+
+    Args:
+        result: the split's logits and the rule's decisions.
+        temperature: the rule's temperature.
+        before: what the probabilities before it already are (an ensemble's: after each member's
+            own temperature); empty for the softmax of the model's logits.
+    """
     targets = result.targets.numpy()
     before = softmax(result.logits.double().numpy(), axis=1).astype(np.float32).astype(np.float64)
     after = result.probs.double().numpy()
     return {
         "bins": ECE_BINS,
         "temperature": temperature,
+        "before": before or PLAIN_BEFORE,
         "measures": "top-label: the max probability against the argmax's accuracy; classwise: each "
         "grade's probability against that grade's truth (the calibration a thresholded rule uses)",
         "ece_before": expected_calibration_error(before, targets),
@@ -93,6 +105,7 @@ def clinical_sections(
     rule: dict,
     spec: BootstrapSpec,
     names_patients: Mapping[str, bool],
+    before_temperature: str = "",
 ) -> dict:
     """The clinical entries of one split's metrics.json.
 
@@ -103,6 +116,7 @@ def clinical_sections(
         rule: the fitted decision rule (``DecisionRule.describe()``).
         spec: the bootstrap to draw.
         names_patients: whether each source names patients (``drgrade.data.sources.NAMES_PATIENTS``).
+        before_temperature: what the model's probabilities already are before its own temperature.
     """
     probs = result.probs.double().numpy()
     targets, preds = result.targets.numpy(), result.preds.numpy()
@@ -113,7 +127,7 @@ def clinical_sections(
         **interval_sections(probs, targets, preds, patients, spec),
         "bootstrap": spec.describe(units),
         "operating_points": points,
-        "calibration_error": calibration_section(result, rule["temperature"]),
+        "calibration_error": calibration_section(result, rule["temperature"], before_temperature),
         "referral": referral_curves(probs, targets, preds, result.uncertainty.double().numpy()),
         "per_source": per_source(result, patients, sources, spec),
     }

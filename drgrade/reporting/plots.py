@@ -18,7 +18,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from drgrade.evaluation.clinical import ECE_BINS, expected_calibration_error, reliability_table
+from drgrade.evaluation.clinical import (
+    ECE_BINS,
+    expected_calibration_error,
+    reliability_table,
+    table_calibration_error,
+)
 from drgrade.files import save_figure
 from drgrade.grades import GRADE_NAMES
 
@@ -142,14 +147,30 @@ def curves_figure(curves: dict[str, dict[int, float]], title: str):
     return fig
 
 
-def reliability_figure(before: np.ndarray, after: np.ndarray, targets: np.ndarray, title: str) -> Figure:
+#: Bins holding fewer images than this are drawn hollow, with their count: their accuracy is noise.
+SPARSE_BIN = 5
+
+
+def reliability_figure(
+    before: np.ndarray,
+    after: np.ndarray,
+    targets: np.ndarray,
+    title: str,
+    decided: np.ndarray | None = None,
+    before_label: str = "before temperature scaling",
+) -> Figure:
     """Accuracy against confidence per bin, before and after temperature scaling.
+
+    Bins with fewer than ``SPARSE_BIN`` images are hollow, their count written above them.
 
     Args:
         before: probabilities before temperature scaling [N, K].
         after: probabilities after [N, K].
         targets: true grades [N].
         title: the figure title.
+        decided: a thresholded rule's grades [N]: the "after" bars then show the decided grade's
+            probability against the decided grade's accuracy (what the rule reports), not the argmax's.
+        before_label: what "before" is (an ensemble's is after its members' own temperatures).
     """
     fig, (ax, counts) = plt.subplots(
         2, 1, figsize=(5.2, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
@@ -157,26 +178,38 @@ def reliability_figure(before: np.ndarray, after: np.ndarray, targets: np.ndarra
     centres = (np.arange(ECE_BINS) + 0.5) / ECE_BINS
     width = 1.0 / ECE_BINS
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
-    for probs, label, colour, shift in (
-        (before, "before", "tab:orange", -0.25),
-        (after, "after", "tab:blue", 0.25),
+    after_label = "after temperature scaling" + (", decided grade" if decided is not None else "")
+    for probs, label, colour, shift, grades in (
+        (before, before_label, "tab:orange", -0.25, None),
+        (after, after_label, "tab:blue", 0.25, decided),
     ):
-        table = reliability_table(probs, targets)
-        ece = expected_calibration_error(probs, targets)
+        table = reliability_table(probs, targets, decided=grades)
+        # the argmax's ECE as every table gives it; a decided grade's from its own bins
+        ece = expected_calibration_error(probs, targets) if grades is None else table_calibration_error(table)
+        sparse = table["count"] < SPARSE_BIN
+        x = centres + shift * width
+        heights = np.nan_to_num(table["accuracy"])
         ax.bar(
-            centres + shift * width,
-            np.nan_to_num(table["accuracy"]),
+            x[~sparse],
+            heights[~sparse],
             width=width / 2,
             color=colour,
             alpha=0.8,
-            label=f"{label} temperature scaling (ECE {ece:.3f})",
+            label=f"{label} (ECE {ece:.3f})",
         )
-        counts.bar(centres + shift * width, table["count"], width=width / 2, color=colour, alpha=0.8)
-    ax.set_ylabel("accuracy in bin")
-    ax.set_ylim(0, 1)
+        ax.bar(x[sparse], heights[sparse], width=width / 2, facecolor="none", edgecolor=colour, linewidth=1)
+        for xi, height, n in zip(x[sparse], heights[sparse], table["count"][sparse], strict=True):
+            if n:
+                ax.text(xi, height + 0.02, f"{int(n)}", ha="center", fontsize=6, color=colour)
+        counts.bar(x, table["count"], width=width / 2, color=colour, alpha=0.8)
+    ax.set_ylabel("accuracy in bin" + (" (blue: of the decided grade)" if decided is not None else ""))
+    ax.set_ylim(0, 1.08)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left")
-    counts.set_xlabel("confidence (max probability)")
+    ax.plot([], [], " ", label=f"hollow: under {SPARSE_BIN} images (count above)")
+    ax.legend(fontsize=7, loc="upper left")
+    counts.set_xlabel(
+        "confidence (max probability" + ("; blue: decided grade's)" if decided is not None else ")")
+    )
     counts.set_ylabel("images")
     counts.set_xlim(0, 1)
     fig.tight_layout()

@@ -285,7 +285,8 @@ def report_tables(
         ),
         "calibration": (
             "Calibration (15-bin top-label ECE: the max probability against the argmax's accuracy; "
-            "temperature fitted on validation; classwise ECE in metrics.json) and uncertainty referral "
+            "temperature fitted on validation by NLL, so it can worsen ECE, as the fifth column says; "
+            "classwise ECE in metrics.json) and uncertainty referral "
             f"(AUROCs with 95% percentile bootstrap intervals over {unit})",
             calibration_table(runs),
             "",

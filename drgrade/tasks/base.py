@@ -80,6 +80,9 @@ class BaseTask(L.LightningModule):
     #: Folder name of this model's runs (``runs/<run_name>``) and its column in reports.
     run_name: ClassVar[str] = "model"
     display_name: ClassVar[str] = "Model"
+    #: What this model's probabilities already are before its own temperature (empty: plain softmax
+    #: of its logits), so a calibration "before" is never read as uncalibrated when it is not.
+    before_temperature: ClassVar[str] = ""
 
     def __init__(
         self,
