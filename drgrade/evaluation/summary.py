@@ -83,7 +83,7 @@ def calibration_section(result: SplitResult, temperature: float, before: str = "
             own temperature); empty for the softmax of the model's logits.
     """
     targets = result.targets.numpy()
-    before = softmax(result.logits.double().numpy(), axis=1).astype(np.float32).astype(np.float64)
+    uncalibrated = softmax(result.logits.double().numpy(), axis=1).astype(np.float32).astype(np.float64)
     after = result.probs.double().numpy()
     return {
         "bins": ECE_BINS,
@@ -91,9 +91,9 @@ def calibration_section(result: SplitResult, temperature: float, before: str = "
         "before": before or PLAIN_BEFORE,
         "measures": "top-label: the max probability against the argmax's accuracy; classwise: each "
         "grade's probability against that grade's truth (the calibration a thresholded rule uses)",
-        "ece_before": expected_calibration_error(before, targets),
+        "ece_before": expected_calibration_error(uncalibrated, targets),
         "ece_after": expected_calibration_error(after, targets),
-        "classwise_ece_before": classwise_calibration_error(before, targets),
+        "classwise_ece_before": classwise_calibration_error(uncalibrated, targets),
         "classwise_ece_after": classwise_calibration_error(after, targets),
     }
 
