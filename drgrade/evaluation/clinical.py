@@ -181,27 +181,46 @@ def table_calibration_error(table: dict[str, np.ndarray]) -> float:
 
 
 def referral_curves(
-    probs: np.ndarray, targets: np.ndarray, preds: np.ndarray, uncertainty: np.ndarray
+    probs: np.ndarray,
+    targets: np.ndarray,
+    preds: np.ndarray,
+    uncertainty: np.ndarray,
+    cutoff: float | None = None,
 ) -> dict:
     """Metrics of the images kept when the x% least certain are referred, x in ``REFERRAL_FRACTIONS``.
 
     Uncertainty by predictive entropy (the rule's ``uncertainty``) and by 1 - max probability.
     ``auc_accuracy`` is the area under the accuracy-referral curve over x in [0, 0.5], divided by
-    0.5 (a mean accuracy).
+    0.5 (a mean accuracy). ``kept`` counts the images kept at each x; ``deployed`` is what the
+    rule's own entropy cut (fitted on validation) refers on this split.
+
+    Args:
+        probs: probabilities [N, K].
+        targets: true grades [N].
+        preds: decided grades [N].
+        uncertainty: the rule's entropy per image [N].
+        cutoff: the rule's entropy cut (None: never refers).
     """
     n = len(targets)
     measures = {"entropy": uncertainty, "max_probability": -probs.max(1)}
     fractions = np.asarray(REFERRAL_FRACTIONS)
-    curves: dict = {"fractions": list(REFERRAL_FRACTIONS)}
+    kept = [max(1, n - round(float(fraction) * n)) for fraction in fractions]
+    curves: dict = {"fractions": list(REFERRAL_FRACTIONS), "kept": kept}
     auc = {}
     for name, measure in measures.items():
         order = np.argsort(measure, kind="stable")  # most certain first
         weights = np.zeros((len(fractions), n))
-        for row, fraction in enumerate(fractions):
-            weights[row, order[: max(1, n - round(float(fraction) * n))]] = 1.0
+        for row, count in enumerate(kept):
+            weights[row, order[:count]] = 1.0
         values = confusion_metrics(weighted_confusion(weights, targets, preds))
         keys = ("accuracy", "qwk", "referable_sensitivity", "referable_specificity")
         curves[name] = {key: [None if np.isnan(v) else float(v) for v in values[key]] for key in keys}
         auc[name] = float(np.trapezoid(values["accuracy"], fractions) / (fractions[-1] - fractions[0]))
     curves["auc_accuracy"] = auc
+    referred = 0 if cutoff is None else int((uncertainty > cutoff).sum())
+    curves["deployed"] = {
+        "uncertainty_cutoff": cutoff,
+        "referred": referred,
+        "referred_fraction": referred / n if n else None,
+    }
     return curves

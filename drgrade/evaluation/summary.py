@@ -128,7 +128,9 @@ def clinical_sections(
         "bootstrap": spec.describe(units),
         "operating_points": points,
         "calibration_error": calibration_section(result, rule["temperature"], before_temperature),
-        "referral": referral_curves(probs, targets, preds, result.uncertainty.double().numpy()),
+        "referral": referral_curves(
+            probs, targets, preds, result.uncertainty.double().numpy(), rule.get("uncertainty_cutoff")
+        ),
         "per_source": per_source(result, patients, sources, spec),
     }
     if result.argmax_evaluation is not None:

@@ -25,6 +25,7 @@ from drgrade.reporting.figures import write_model_figures
 from drgrade.reporting.plots import confusion_sheet
 from drgrade.reporting.provenance import provenance_block
 from drgrade.reporting.tables import (
+    PER_SOURCE_KEYS,
     calibration_table,
     choices_table,
     first_columns,
@@ -238,15 +239,51 @@ def undefined_note(runs: Sequence[RunResult]) -> str:
         overlap = run.document.get("pretraining_overlap")
         if overlap:
             note += f" **{run.label}: {overlap['note']}.**"
+    note += macro_note(runs)
     if left_out:
-        note += (
-            " Intervals are over the resamples where the figure is defined; resamples left out: "
-            + "; ".join(left_out)
-            + ". The macro AUROC of a resample averages the grades of the whole split, so a resample "
-            "missing one of them is left out rather than averaged over fewer grades; per-grade counts "
-            "are in each run's metrics.json (`undefined_resamples`)."
-        )
+        note += " " + resamples_note(left_out)
     return note
+
+
+def macro_note(runs: Sequence[RunResult]) -> str:
+    """How many grades each column's macro precision and recall average (undefined ones are left out)."""
+    counted = [
+        f"{run.label}: {run.metrics['macro_precision_grades']} and {run.metrics['macro_recall_grades']}"
+        for run in runs
+        if "macro_precision_grades" in run.metrics
+    ]
+    if not counted:
+        return ""
+    return (
+        " Macro precision averages the grades a column decided at least once and macro recall the "
+        f"grades present in the split, of {len(GRADES)} (precision and recall: " + "; ".join(counted) + "); "
+        "a grade without the figure is left out, never counted as 0."
+    )
+
+
+def resamples_note(left_out: Sequence[str]) -> str:
+    """Which bootstrap intervals leave out resamples where their figure is undefined, and why."""
+    return (
+        "Intervals are over the resamples where the figure is defined; resamples left out: "
+        + "; ".join(left_out)
+        + ". A macro figure of a resample averages the grades of the whole split (AUROC: present; "
+        "precision: decided; recall: present), so a resample missing one of them is left out rather "
+        "than averaged over fewer grades; per-grade counts are in each run's metrics.json "
+        "(`undefined_resamples`)."
+    )
+
+
+def per_source_note(runs: Sequence[RunResult]) -> str:
+    """The per-source table's footnote: its intervals' resamples left out, as Table 3's."""
+    shown = set(PER_SOURCE_KEYS)
+    left_out = [
+        f"{key} {count} of {run.document.get('bootstrap', {}).get('resamples', 0)} ({run.label}, {source})"
+        for run in first_columns(runs)
+        for source, part in run.document.get("per_source", {}).items()
+        for key, count in (part.get("undefined_resamples") or {}).items()
+        if key in shown and part["metrics"].get(key) is not None
+    ]
+    return resamples_note(left_out) if left_out else ""
 
 
 def report_tables(
@@ -297,7 +334,11 @@ def report_tables(
             choices_table(runs),
             "",
         ),
-        "per_source": (f"Per data source ({shown}); {methods}", per_source_table(runs), ""),
+        "per_source": (
+            f"Per data source ({shown}); {methods}",
+            per_source_table(runs),
+            per_source_note(runs),
+        ),
     }
 
 

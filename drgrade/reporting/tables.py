@@ -163,10 +163,20 @@ def calibration_table(runs: Sequence) -> list[list[str]]:
     return rows
 
 
+#: The per-source table's figures and their headers (the referable figures are of the decided grades).
+PER_SOURCE_KEYS = {
+    "accuracy": "Accuracy",
+    "qwk": "QWK",
+    "auroc_macro": "AUROC (macro)",
+    "referable_sensitivity": "Referable sensitivity (by grade)",
+    "referable_specificity": "Referable specificity (by grade)",
+}
+
+
 def per_source_table(runs: Sequence) -> list[list[str]]:
     """Accuracy, QWK and macro AUROC of each run on each data source, with intervals."""
-    keys = ("accuracy", "qwk", "auroc_macro", "referable_sensitivity", "referable_specificity")
-    rows = [["Model", "Source", "Images", *keys]]
+    keys = tuple(PER_SOURCE_KEYS)
+    rows = [["Model", "Source", "Images", *PER_SOURCE_KEYS.values()]]
     for run in first_columns(runs):
         for source, result in run.document.get("per_source", {}).items():
             metrics, intervals = result["metrics"], result["confidence_intervals"]
