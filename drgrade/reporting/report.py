@@ -18,10 +18,11 @@ import numpy as np
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import unit_phrase
 from drgrade.evaluation.proportions import METHODS
-from drgrade.files import atomic_open, atomic_write_text
+from drgrade.files import atomic_open, atomic_write_text, neutralise
 from drgrade.grades import GRADES
 from drgrade.reporting import paper
 from drgrade.reporting.figures import write_model_figures
+from drgrade.reporting.markup import bounds_of, md, number, valid
 from drgrade.reporting.plots import confusion_sheet
 from drgrade.reporting.provenance import provenance_block
 from drgrade.reporting.tables import (
@@ -181,23 +182,26 @@ def build_tables(runs: Sequence[RunResult], with_paper: bool) -> tuple[list[list
     header3 = ["Metric", *(r.label for r in runs), *(f"{n} (paper)" for n in paper_columns)]
     table3 = [header3]
     for label, key in table3_rows():
-        ours = [with_interval(r.metrics.get(key), r.intervals.get(key)) for r in runs]
+        ours = [with_interval(r.metrics.get(key), r.intervals.get(key), bounds=bounds_of(key)) for r in runs]
         published = [with_interval(paper.TABLE3.get(key, {}).get(n), None) for n in paper_columns]
         table3.append([label, *ours, *published])
     table4 = [["Model", "Exact match", "Off-by-one", "Off-by-two+"]]
     for r in runs:
-        table4.append(
-            [r.label, *(f"{100 * r.metrics[k]:.1f}%" for k in ("exact", "off_by_one", "off_by_two_plus"))]
-        )
+        table4.append([r.label, *(percent(r.metrics[k]) for k in ("exact", "off_by_one", "off_by_two_plus"))])
     for name in paper_columns:
         table4.append([f"{name} (paper)", *(f"{100 * v:.0f}%" for v in paper.TABLE4[name])])
     return table3, table4
 
 
+def percent(value: object) -> str:
+    """A share as ``12.5%``, or ``invalid`` when it is not a number in 0..1."""
+    return f"{100 * value:.1f}%" if valid(value) else number(value)
+
+
 def markdown(rows: list[list[str]]) -> str:
-    """Rows (header first) as a Markdown table."""
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    """Rows (header first) as a Markdown table; every cell is literal text (``md``)."""
+    lines = ["| " + " | ".join(md(c) for c in rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows[1:]]
     return "\n".join(lines)
 
 
@@ -226,7 +230,7 @@ def undefined_note(runs: Sequence[RunResult]) -> str:
     summary = {key for _, key in table3_rows()} - {f"{m}_{g.short}" for g in GRADES for m in PER_GRADE}
     resamples = runs[0].document.get("bootstrap", {}).get("resamples", 0)
     left_out = [
-        f"{key} {count} of {resamples} ({run.label})"
+        f"{key} {count} of {resamples} ({md(run.label)})"
         for run in runs
         for key, count in run.undefined.items()
         if key in summary and run.metrics.get(key) is not None
@@ -238,7 +242,7 @@ def undefined_note(runs: Sequence[RunResult]) -> str:
     for run in first_columns(runs):
         overlap = run.document.get("pretraining_overlap")
         if overlap:
-            note += f" **{run.label}: {overlap['note']}.**"
+            note += f" **{md(run.label)}: {md(overlap['note'])}.**"
     note += macro_note(runs)
     if left_out:
         note += " " + resamples_note(left_out)
@@ -248,7 +252,8 @@ def undefined_note(runs: Sequence[RunResult]) -> str:
 def macro_note(runs: Sequence[RunResult]) -> str:
     """How many grades each column's macro precision and recall average (undefined ones are left out)."""
     counted = [
-        f"{run.label}: {run.metrics['macro_precision_grades']} and {run.metrics['macro_recall_grades']}"
+        f"{md(run.label)}: {md(run.metrics['macro_precision_grades'])} and "
+        f"{md(run.metrics['macro_recall_grades'])}"
         for run in runs
         if "macro_precision_grades" in run.metrics
     ]
@@ -277,7 +282,8 @@ def per_source_note(runs: Sequence[RunResult]) -> str:
     """The per-source table's footnote: its intervals' resamples left out, as Table 3's."""
     shown = set(PER_SOURCE_KEYS)
     left_out = [
-        f"{key} {count} of {run.document.get('bootstrap', {}).get('resamples', 0)} ({run.label}, {source})"
+        f"{md(key)} {md(count)} of {md(run.document.get('bootstrap', {}).get('resamples', 0))} "
+        f"({md(run.label)}, {md(source)})"
         for run in first_columns(runs)
         for source, part in run.document.get("per_source", {}).items()
         for key, count in (part.get("undefined_resamples") or {}).items()
@@ -298,7 +304,7 @@ def report_tables(
     """
     table3, table4 = build_tables(runs, with_paper)
     shown = {"val": "validation", "test": "test"}.get(stage, "validation and test")
-    unit = resampled_unit(runs[0].document)
+    unit = md(resampled_unit(runs[0].document))
     methods = interval_methods(runs[0].document, unit)
     return {
         "table3": (
@@ -367,7 +373,7 @@ def write_report(
     sections.append(provenance_block(first_columns(runs), with_paper))
     for name, (caption, rows, note) in tables.items():
         with atomic_open(out / f"{name}.csv", "w", newline="") as f:
-            csv.writer(f).writerows(rows)
+            csv.writer(f).writerows([[neutralise(cell) for cell in row] for row in rows])
         if len(rows) > 1:
             sections.append(f"{caption}\n\n{markdown(rows)}\n" + (f"\n{note}\n" if note else ""))
     text = "\n".join(sections)
