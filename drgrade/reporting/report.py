@@ -282,7 +282,7 @@ def per_source_note(runs: Sequence[RunResult]) -> str:
     """The per-source table's footnote: its intervals' resamples left out, as Table 3's."""
     shown = set(PER_SOURCE_KEYS)
     left_out = [
-        f"{md(key)} {md(count)} of {md(run.document.get('bootstrap', {}).get('resamples', 0))} "
+        f"{key} {md(count)} of {md(run.document.get('bootstrap', {}).get('resamples', 0))} "
         f"({md(run.label)}, {md(source)})"
         for run in first_columns(runs)
         for source, part in run.document.get("per_source", {}).items()
