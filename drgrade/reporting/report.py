@@ -17,6 +17,7 @@ import numpy as np
 
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import unit_phrase
+from drgrade.evaluation.proportions import METHODS
 from drgrade.files import atomic_open, atomic_write_text, neutralise
 from drgrade.grades import GRADES
 from drgrade.reporting import paper
@@ -25,7 +26,9 @@ from drgrade.reporting.markup import bounds_of, md, number, valid
 from drgrade.reporting.plots import confusion_sheet
 from drgrade.reporting.provenance import provenance_block
 from drgrade.reporting.tables import (
+    PER_SOURCE_KEYS,
     calibration_table,
+    choices_table,
     first_columns,
     operating_point_table,
     paired_table,
@@ -184,9 +187,7 @@ def build_tables(runs: Sequence[RunResult], with_paper: bool) -> tuple[list[list
         table3.append([label, *ours, *published])
     table4 = [["Model", "Exact match", "Off-by-one", "Off-by-two+"]]
     for r in runs:
-        table4.append(
-            [r.label, *(percent(r.metrics[k]) for k in ("exact", "off_by_one", "off_by_two_plus"))]
-        )
+        table4.append([r.label, *(percent(r.metrics[k]) for k in ("exact", "off_by_one", "off_by_two_plus"))])
     for name in paper_columns:
         table4.append([f"{name} (paper)", *(f"{100 * v:.0f}%" for v in paper.TABLE4[name])])
     return table3, table4
@@ -210,6 +211,20 @@ def resampled_unit(document: dict) -> str:
     return unit_phrase(setting["units"]) if "units" in setting else f"{setting.get('unit', 'image')}s"
 
 
+def interval_methods(document: dict, unit: str) -> str:
+    """What the brackets of a table hold: Wilson for proportions, bootstrap for the rest.
+
+    A run written before proportions had their own method says so: its brackets are all bootstrap.
+    """
+    if "interval_methods" not in document:
+        return f"95% bootstrap intervals over {unit} in brackets"
+    return (
+        f"95% intervals in brackets: {METHODS['wilson']} for proportions (per-grade precision and "
+        "recall, accuracy, referable sensitivity and specificity; they do not collapse at 0 or 1), "
+        f"{METHODS['bootstrap']} over {unit} for the rest (F1, macro figures, AUROC, QWK)"
+    )
+
+
 def undefined_note(runs: Sequence[RunResult]) -> str:
     """Table 3's footnote: what ``-`` means, and which intervals leave out undefined resamples."""
     summary = {key for _, key in table3_rows()} - {f"{m}_{g.short}" for g in GRADES for m in PER_GRADE}
@@ -228,15 +243,53 @@ def undefined_note(runs: Sequence[RunResult]) -> str:
         overlap = run.document.get("pretraining_overlap")
         if overlap:
             note += f" **{md(run.label)}: {md(overlap['note'])}.**"
+    note += macro_note(runs)
     if left_out:
-        note += (
-            " Intervals are over the resamples where the figure is defined; resamples left out: "
-            + "; ".join(left_out)
-            + ". The macro AUROC of a resample averages the grades of the whole split, so a resample "
-            "missing one of them is left out rather than averaged over fewer grades; per-grade counts "
-            "are in each run's metrics.json (`undefined_resamples`)."
-        )
+        note += " " + resamples_note(left_out)
     return note
+
+
+def macro_note(runs: Sequence[RunResult]) -> str:
+    """How many grades each column's macro precision and recall average (undefined ones are left out)."""
+    counted = [
+        f"{md(run.label)}: {md(run.metrics['macro_precision_grades'])} and "
+        f"{md(run.metrics['macro_recall_grades'])}"
+        for run in runs
+        if "macro_precision_grades" in run.metrics
+    ]
+    if not counted:
+        return ""
+    return (
+        " Macro precision averages the grades a column decided at least once and macro recall the "
+        f"grades present in the split, of {len(GRADES)} (precision and recall: " + "; ".join(counted) + "); "
+        "a grade without the figure is left out, never counted as 0."
+    )
+
+
+def resamples_note(left_out: Sequence[str]) -> str:
+    """Which bootstrap intervals leave out resamples where their figure is undefined, and why."""
+    return (
+        "Intervals are over the resamples where the figure is defined; resamples left out: "
+        + "; ".join(left_out)
+        + ". A macro figure of a resample averages the grades of the whole split (AUROC: present; "
+        "precision: decided; recall: present), so a resample missing one of them is left out rather "
+        "than averaged over fewer grades; per-grade counts are in each run's metrics.json "
+        "(`undefined_resamples`)."
+    )
+
+
+def per_source_note(runs: Sequence[RunResult]) -> str:
+    """The per-source table's footnote: its intervals' resamples left out, as Table 3's."""
+    shown = set(PER_SOURCE_KEYS)
+    left_out = [
+        f"{key} {md(count)} of {md(run.document.get('bootstrap', {}).get('resamples', 0))} "
+        f"({md(run.label)}, {md(source)})"
+        for run in first_columns(runs)
+        for source, part in run.document.get("per_source", {}).items()
+        for key, count in (part.get("undefined_resamples") or {}).items()
+        if key in shown and part["metrics"].get(key) is not None
+    ]
+    return resamples_note(left_out) if left_out else ""
 
 
 def report_tables(
@@ -252,10 +305,11 @@ def report_tables(
     table3, table4 = build_tables(runs, with_paper)
     shown = {"val": "validation", "test": "test"}.get(stage, "validation and test")
     unit = md(resampled_unit(runs[0].document))
+    methods = interval_methods(runs[0].document, unit)
     return {
         "table3": (
             f"Table 3: per-class and overall {shown} metrics (columns: model [stage, decision rule]); "
-            f"95% bootstrap intervals over {unit} in brackets",
+            f"{methods}",
             table3,
             undefined_note(runs),
         ),
@@ -274,11 +328,23 @@ def report_tables(
         ),
         "calibration": (
             "Calibration (15-bin top-label ECE: the max probability against the argmax's accuracy; "
-            "temperature fitted on validation; classwise ECE in metrics.json) and uncertainty referral",
+            "temperature fitted on validation by NLL, so it can worsen ECE, as the fifth column says; "
+            "classwise ECE in metrics.json) and uncertainty referral "
+            f"(AUROCs with 95% percentile bootstrap intervals over {unit})",
             calibration_table(runs),
             "",
         ),
-        "per_source": (f"Per data source ({shown})", per_source_table(runs), ""),
+        "choices": (
+            "Choices made on validation: a fitted threshold rule is kept only when its cross-fitted "
+            "gain over argmax is beyond noise; tied template sets are named, with the tie-break",
+            choices_table(runs),
+            "",
+        ),
+        "per_source": (
+            f"Per data source ({shown}); {methods}",
+            per_source_table(runs),
+            per_source_note(runs),
+        ),
     }
 
 

@@ -19,11 +19,20 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
 from scipy.special import softmax
 from torch import nn
 
-from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, SplitWriter, TrainingSummary
+from drgrade.callbacks import (
+    EvaluationWriter,
+    PredictionWriter,
+    SplitGuard,
+    SplitWriter,
+    TrainingSummary,
+    ValidationPredictionsWriter,
+)
 from drgrade.callbacks.resume import confine_resumed_state
+from drgrade.decision.choices import choice_text
 from drgrade.decision.rule import DecisionRule, ThresholdObjective
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
@@ -72,6 +81,9 @@ class BaseTask(L.LightningModule):
     #: Folder name of this model's runs (``runs/<run_name>``) and its column in reports.
     run_name: ClassVar[str] = "model"
     display_name: ClassVar[str] = "Model"
+    #: What this model's probabilities already are before its own temperature (empty: plain softmax
+    #: of its logits), so a calibration "before" is never read as uncalibrated when it is not.
+    before_temperature: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -158,7 +170,14 @@ class BaseTask(L.LightningModule):
 
     def configure_callbacks(self) -> list[Callback]:
         """Return the result writers (evaluation, predictions, split audit) and the split guard."""
-        return [EvaluationWriter(), PredictionWriter(), SplitWriter(), SplitGuard(), TrainingSummary()]
+        return [
+            EvaluationWriter(),
+            PredictionWriter(),
+            SplitWriter(),
+            SplitGuard(),
+            TrainingSummary(),
+            ValidationPredictionsWriter(),
+        ]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Name the task class (so ``load_task`` can rebuild any checkpoint) and record the split."""
@@ -277,8 +296,9 @@ class BaseTask(L.LightningModule):
     def fit_untrained(self, trainer: L.Trainer, datamodule: L.LightningDataModule, checkpoint: Path) -> None:
         """``drgrade fit`` of a model with nothing to train: make its validation choices and save them.
 
-        The validation pass fits the decision rule (and a zero-shot model's template set); the
-        checkpoint then serves ``test``, ``predict``, ``explain`` and ``export`` like any other.
+        The validation pass fits the decision rule (and a zero-shot model's template set), written
+        beside the checkpoint as ``val_predictions.csv``; the checkpoint then serves ``test``,
+        ``predict``, ``explain`` and ``export`` like any other.
 
         Args:
             trainer: the configured trainer.
@@ -291,6 +311,9 @@ class BaseTask(L.LightningModule):
         finally:
             self._fitting_untrained = False
         trainer.save_checkpoint(checkpoint)
+        for callback in trainer.callbacks:
+            if isinstance(callback, ValidationPredictionsWriter):
+                callback.write_beside(Path(checkpoint))
 
     def finish_split(self, stage: str) -> None:
         """Gather the split's stored logits (all ranks) and evaluate them."""
@@ -310,7 +333,10 @@ class BaseTask(L.LightningModule):
     ) -> None:
         """Fit the rule when due, decide, compute the split's metrics, log scalars, keep the result."""
         logits = self.split_logits(stage, logits.cpu(), targets)
-        outputs = self.rule.fit(logits, targets, groups) if self.should_fit_rule(stage) else self.rule(logits)
+        fitting = self.should_fit_rule(stage)
+        outputs = self.rule.fit(logits, targets, groups) if fitting else self.rule(logits)
+        if fitting and self.rule.choice:
+            rank_zero_info(f"{type(self).__name__} threshold_objective auto: {choice_text(self.rule.choice)}")
         probs, preds = outputs.probabilities, outputs.grade
         thresholded = bool(self.rule.thresholded)
         evaluation = compute_metrics(probs, targets, preds)
