@@ -23,6 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from drgrade.evaluation.kappa import qwk
 from drgrade.grades import NUM_GRADES
@@ -63,7 +64,7 @@ class LinearProbe:
 
     def __init__(self, seed: int = 0):
         self.seed = seed
-        self.model = None
+        self.model = self.scaler = None
         self.choices: dict = {}
 
     def fit(self, train: np.ndarray, train_grades: np.ndarray, val: np.ndarray, val_grades: np.ndarray, **_):
@@ -75,23 +76,27 @@ class LinearProbe:
             val: validation embeddings.
             val_grades: their grades.
         """
+        with threadpool_limits(1):  # a small problem: parallel BLAS threads only contend
+            return self.fit_grid(train, train_grades, val, val_grades)
+
+    def fit_grid(self, train: np.ndarray, train_grades: np.ndarray, val: np.ndarray, val_grades: np.ndarray):
+        """``fit``'s search over ``C_GRID``."""
         from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        grades = np.asarray(train_grades)
+        self.scaler = StandardScaler().fit(train)
+        x, grades = self.scaler.transform(train), np.asarray(train_grades)
+        # C from strongest to weakest, each fit starting from the last solution (warm start)
+        regression = LogisticRegression(class_weight="balanced", max_iter=1000, warm_start=True)
         fitted = {}
 
         def score(c: float) -> float:
-            regression = LogisticRegression(
-                C=c, class_weight="balanced", max_iter=2000, random_state=self.seed
-            )
-            fitted[c] = make_pipeline(StandardScaler(), regression).fit(train, grades)
-            self.model = fitted[c]
+            self.model = regression.set_params(C=c).fit(x, grades)
+            fitted[c] = (self.model.coef_.copy(), self.model.intercept_.copy())
             return validation_score(self.logits(val), np.asarray(val_grades))
 
         chosen, value = best_of(self.C_GRID, score)
-        self.model = fitted[chosen]
+        self.model.coef_, self.model.intercept_ = fitted[chosen]
         self.choices = {"C": chosen, "val_qwk": value}
         return self
 
@@ -101,7 +106,8 @@ class LinearProbe:
         if len(self.model.classes_) == 1:  # one grade trained: it is certain
             out[:, int(self.model.classes_[0])] = 0.0
             return out
-        out[:, self.model.classes_.astype(int)] = self.model.predict_log_proba(embeddings)
+        scaled = self.scaler.transform(embeddings)
+        out[:, self.model.classes_.astype(int)] = self.model.predict_log_proba(scaled)
         return np.maximum(out, ABSENT_LOG_PROBABILITY)
 
 

@@ -87,8 +87,9 @@ def plan_runs(protocol: Protocol, records: Sequence[Record]) -> list[Run]:
                 splits = few_shot_draw(records, base, shots, seed)
                 runs.append(Run(f"shots{shots}-seed{seed}", seed, splits, shots=shots))
     for run in runs:
-        for i in held_out_leaks(records, run.splits):
-            run.splits[i] = UNUSED
+        used = [i for i, split in enumerate(run.splits) if split != UNUSED]
+        for j in held_out_leaks([records[i] for i in used], [run.splits[i] for i in used]):
+            run.splits[used[j]] = UNUSED
     return runs
 
 
