@@ -18,17 +18,8 @@ def test_embed_writes_a_folder_s_embeddings_that_pandas_reads(
 ):
     folder = synthetic / "messidor2" / "IMAGES"
     out = tmp_path / "embeddings.parquet"
-    main(
-        [
-            "embed",
-            "--ckpt_path",
-            str(zero_shot_checkpoint),
-            "--data.predict_dir",
-            str(folder),
-            "--out",
-            str(out),
-        ]
-    )
+    embed = ["embed", "--ckpt_path", str(zero_shot_checkpoint), "--data.predict_dir", str(folder)]
+    main([*embed, "--out", str(out)])
     frame = pd.read_parquet(out)
     assert list(frame.columns) == ["file", "image", "source", "patient", "grade", "split", "embedding"]
     records, _ = folder_records(folder)
@@ -54,17 +45,7 @@ def test_embed_writes_a_folder_s_embeddings_that_pandas_reads(
     np.testing.assert_allclose(np.asarray(first["embedding"]), expected, rtol=1e-4, atol=1e-5)
 
     stamp = out.stat().st_mtime_ns
-    main(
-        [
-            "embed",
-            "--ckpt_path",
-            str(zero_shot_checkpoint),
-            "--data.predict_dir",
-            str(folder),
-            "--out",
-            str(out),
-        ]
-    )
+    main([*embed, "--out", str(out)])
     assert "cached" in capsys.readouterr().out and out.stat().st_mtime_ns == stamp
 
 

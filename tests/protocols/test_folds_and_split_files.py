@@ -14,11 +14,15 @@ from drgrade.data.splits import image_key
 from drgrade.errors import DataValidationError
 
 
+def data(synthetic, **options) -> DRDataModule:
+    return DRDataModule(
+        str(synthetic / "aptos2019"), str(synthetic / "messidor2"), image_size=64, num_workers=0, **options
+    )
+
+
 @pytest.fixture(scope="module")
 def loaded(synthetic):
-    datamodule = DRDataModule(
-        str(synthetic / "aptos2019"), str(synthetic / "messidor2"), image_size=64, num_workers=0
-    )
+    datamodule = data(synthetic)
     datamodule.load_records()
     return datamodule
 
@@ -57,13 +61,7 @@ def test_split_file_is_read_back_with_unused_images_left_out(loaded, synthetic, 
     splits = fold_splits(records, 3, seed=0)[1]
     splits[0] = "unused"
     path = write_split_file(tmp_path / "splits" / "fold1.csv", records, splits)
-    again = DRDataModule(
-        str(synthetic / "aptos2019"),
-        str(synthetic / "messidor2"),
-        image_size=64,
-        num_workers=0,
-        split_file=str(path),
-    )
+    again = data(synthetic, split_file=str(path))
     again.load_records()
     given = {image_key(r): s for r, s in zip(records, splits, strict=True)}
     assert {image_key(r): s for r, s in zip(again.records, again.splits, strict=True)} == {
@@ -80,13 +78,7 @@ def test_split_file_problems_name_the_row_and_the_image(loaded, synthetic, tmp_p
     missing = rows.pop(5)[0]
     with path.open("w", newline="") as f:
         csv.writer(f).writerows(rows)
-    datamodule = DRDataModule(
-        str(synthetic / "aptos2019"),
-        str(synthetic / "messidor2"),
-        image_size=64,
-        num_workers=0,
-        split_file=str(path),
-    )
+    datamodule = data(synthetic, split_file=str(path))
     with pytest.raises(DataValidationError) as error:
         datamodule.load_records()
     assert "row 4: split 'holdout'" in str(error.value)
