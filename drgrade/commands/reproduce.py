@@ -197,7 +197,20 @@ def run_protocol_file(opts, data: Path | None, handed: list[str]) -> None:
     protocol = load_protocol(opts.protocol)
     out = opts.out or Path("reports") / protocol.name
     overlay, train_overlay = data_overlays(data, opts.configs)
-    print(run_protocol(DRGradeCLI, protocol, overlay, train_overlay, opts.configs, out, handed))
+
+    def stage_args(model: str) -> list[str]:
+        config = opts.configs / f"{model}.yaml"
+        trained = train_overlay if model != "zero_shot" else []
+        return [
+            "--config",
+            str(config),
+            *overlay,
+            *trained,
+            *stage_options(handed, config, out / "handed-configs"),
+        ]
+
+    fit_then_test = partial(_fit_then_test, DRGradeCLI)
+    print(run_protocol(DRGradeCLI, protocol, out, stage_args, fit_then_test, synthetic=data is None))
     print(f"report written to {out}/")
 
 

@@ -7,7 +7,7 @@ the embedding-based models, ``statistics`` and ``report`` turn the runs into the
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 
 from drgrade.protocols.report import write_protocol_report
@@ -20,48 +20,24 @@ __all__ = ["Protocol", "load_protocol", "run_protocol"]
 def run_protocol(
     cli_class,
     protocol: Protocol,
-    overlay: list[str],
-    train_overlay: list[str],
-    configs: Path,
     out: Path,
-    handed,
+    stage_args: Callable[[str], list[str]],
+    fit_then_test: Callable[[list[str], list[str]], str],
+    synthetic: bool,
 ) -> str:
     """Run ``protocol`` and write its report under ``out``; returns the report's Markdown.
 
     Args:
-        cli_class: the CLI class each stage runs through.
+        cli_class: the CLI class (instantiates the data and the frozen backbone).
         protocol: the protocol.
-        overlay: the data arguments of every stage (the demo config, or the real data's roots).
-        train_overlay: extra arguments of the models that train (the demo's training overlay).
-        configs: the folder of model configs.
         out: the report folder.
-        handed: config options for every stage (each model takes those it has).
+        stage_args: a model's CLI arguments (its config, the data overlay, handed-on options).
+        fit_then_test: runs ``fit`` then ``test`` of CLI arguments, appending the test run folder.
+        synthetic: the demo's synthetic data (said in the report's title).
     """
-    from drgrade.commands.reproduce import _fit_then_test, stage_options
-
-    def stage_args(model: str) -> list[str]:
-        config = configs / f"{model}.yaml"
-        trained = train_overlay if model != "zero_shot" else []
-        return [
-            "--config",
-            str(config),
-            *overlay,
-            *trained,
-            *stage_options(list(handed), config, out / "handed-configs"),
-        ]
-
-    runner = ProtocolRunner(
-        protocol,
-        out,
-        stage_args("zero_shot"),
-        stage_args,
-        partial(_fit_then_test, cli_class),
-        cli_class,
-    )
+    runner = ProtocolRunner(protocol, out, stage_args("zero_shot"), stage_args, fit_then_test, cli_class)
     rows = runner.run()
     title = f"# drgrade protocol {protocol.name}" + (
-        " on SYNTHETIC data, tiny random-weight CLIP (pipeline check, not a result)"
-        if overlay[:1] == ["--config"]
-        else ""
+        " on SYNTHETIC data, tiny random-weight CLIP (pipeline check, not a result)" if synthetic else ""
     )
     return write_protocol_report(protocol, rows, out, title)

@@ -46,6 +46,18 @@ def patient_codes(records: Sequence[Record]) -> torch.Tensor:
     return torch.from_numpy(np.unique([r.patient_id for r in records], return_inverse=True)[1]).long()
 
 
+def fit_adapter(adapter, embeddings: Embeddings, grades: np.ndarray, train: np.ndarray, val: np.ndarray):
+    """``adapter`` fitted on the ``train`` rows, its choices made on the ``val`` rows."""
+    return adapter.fit(
+        embeddings.vectors(train),
+        grades[train],
+        embeddings.vectors(val),
+        grades[val],
+        text_classifiers=embeddings.metadata.get("text_classifiers"),
+        logit_scale=embeddings.metadata.get("logit_scale", 100.0),
+    )
+
+
 def evaluate_adapter(
     model: str,
     embeddings: Embeddings,
@@ -64,28 +76,20 @@ def evaluate_adapter(
         seed: the model's seed.
         spec: the bootstrap of the test intervals.
     """
-    spec = spec or BootstrapSpec()
     adapter_class = ADAPTERS[model]
     train, val, test = (rows_of(splits, s) for s in ("train", "val", "test"))
     grades = embeddings.frame["grade"].to_numpy(dtype=np.int64, na_value=-1)
-    adapter = adapter_class(seed).fit(
-        embeddings.vectors(train),
-        grades[train],
-        embeddings.vectors(val),
-        grades[val],
-        text_classifiers=embeddings.metadata.get("text_classifiers"),
-        logit_scale=embeddings.metadata.get("logit_scale", 100.0),
-    )
-    val_records, test_records = records_of(embeddings, val), records_of(embeddings, test)
+    adapter = fit_adapter(adapter_class(seed), embeddings, grades, train, val)
     rule = DecisionRule("none")
     rule.fit(
         torch.from_numpy(adapter.logits(embeddings.vectors(val))).float(),
         torch.from_numpy(grades[val]),
-        patient_codes(val_records),
+        patient_codes(records_of(embeddings, val)),
     )
+    test_records = records_of(embeddings, test)
     logits = torch.from_numpy(adapter.logits(embeddings.vectors(test))).float()
-    targets = torch.from_numpy(grades[test])
     outputs = rule(logits)
+    targets = torch.from_numpy(grades[test])
     result = SplitResult(
         "test",
         logits,
@@ -97,24 +101,42 @@ def evaluate_adapter(
         compute_metrics(outputs.probabilities, targets, outputs.grade),
         extras={"adaptation": adapter.choices | {"train_images": len(train), "val_images": len(val)}},
     )
+    extra = {"embeddings": embeddings.metadata["identity"]}
+    return write_evaluation(result, rule, test_records, adapter_class, out, spec or BootstrapSpec(), extra)
+
+
+def write_evaluation(
+    result: SplitResult,
+    rule: DecisionRule,
+    records: list[Record],
+    adapter_class,
+    out: Path,
+    spec,
+    extra: dict,
+) -> dict:
+    """metrics.json and predictions.csv of a test result, as ``EvaluationWriter`` writes them.
+
+    Args:
+        result: the test split's logits, decisions and metrics.
+        rule: the decision rule fitted on validation.
+        records: the test images, in ``result`` order.
+        adapter_class: the model's class (its name and display name).
+        out: the run folder.
+        spec: the bootstrap of the intervals.
+        extra: further metrics.json entries.
+    """
     described = rule.describe()
-    clinical = clinical_sections(
-        result,
-        [r.patient_id for r in test_records],
-        [r.source for r in test_records],
-        described,
-        spec,
-        NAMES_PATIENTS,
-    )
+    patients, sources = [r.patient_id for r in records], [r.source for r in records]
+    clinical = clinical_sections(result, patients, sources, described, spec, NAMES_PATIENTS)
     document = metrics_document(
         result,
         adapter_class.__name__,
         None,
         adapter_class.display_name,
-        clinical | {"decision_rule": described, "embeddings": embeddings.metadata["identity"]},
+        clinical | {"decision_rule": described} | extra,
     )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "metrics.json", json.dumps(_finite(document), indent=2))
-    rows = prediction_rows(result, test_records, described["thresholds"])
+    rows = prediction_rows(result, records, described["thresholds"])
     write_predictions(out / "predictions.csv", rows, adapter_class.display_name)
     return document
