@@ -112,8 +112,19 @@ def task_backbone(task):
     return backbone
 
 
+def embedding_file(folder: Path, identity: dict) -> Path:
+    """Where a shared cache keeps the embeddings of ``identity``: one file per backbone, images, splits."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return folder / f"{digest}.parquet"
+
+
 def cached_embeddings(
-    path: Path, task, records: Sequence[Record], splits: Sequence[str], dataset: FundusDataset
+    path: Path,
+    task,
+    records: Sequence[Record],
+    splits: Sequence[str],
+    dataset: FundusDataset,
+    identity: dict | None = None,
 ) -> Embeddings:
     """The embeddings at ``path`` when they are of this backbone, these images and splits; else new ones.
 
@@ -123,8 +134,9 @@ def cached_embeddings(
         records: the images.
         splits: each image's split.
         dataset: ``records`` as a dataset with the model's evaluation transform.
+        identity: ``embedding_identity`` when the caller has it.
     """
-    identity = embedding_identity(task_backbone(task), records, splits, dataset.image_size)
+    identity = identity or embedding_identity(task_backbone(task), records, splits, dataset.image_size)
     if stored_identity(path) == identity:
         print(f"embeddings of this backbone and these images are cached: {path}")
         return read_embeddings(path)

@@ -22,10 +22,11 @@ import numpy as np
 
 from drgrade.data.dataset import FundusDataset
 from drgrade.data.folds import fold_splits
+from drgrade.data.intake import default_cache_dir
 from drgrade.data.sources import Record
 from drgrade.data.split_file import UNUSED, write_split_file
 from drgrade.data.splits import held_out_leaks, image_key, split_records
-from drgrade.embeddings import cached_embeddings
+from drgrade.embeddings import cached_embeddings, embedding_file, embedding_identity
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
 from drgrade.protocols.adapters import ADAPTERS
@@ -177,9 +178,9 @@ class ProtocolRunner:
             dataset = FundusDataset(
                 records, datamodule.hparams.image_size, datamodule.eval_transform(), intake=datamodule.intake
             )
-            embeddings = cached_embeddings(
-                self.out / "embeddings" / "backbone.parquet", task, records, datamodule.splits, dataset
-            )
+            identity = embedding_identity(task.backbone, records, datamodule.splits, dataset.image_size)
+            path = embedding_file(self.embedding_folder(), identity)
+            embeddings = cached_embeddings(path, task, records, datamodule.splits, dataset, identity)
             position = {key: i for i, key in enumerate(embeddings.frame["image"])}
         rows = []
         for model in self.protocol.models:
@@ -208,6 +209,17 @@ class ProtocolRunner:
                 rows.append(self.row(model, run, document))
                 print(f"protocol {self.protocol.name}: {model} {run.name} done")
         return rows
+
+    def embedding_folder(self) -> Path:
+        """Where the backbone's embeddings are cached.
+
+        Beside the intake cache (shared by every protocol of the same backbone and images), or in
+        the report folder when the cache is off.
+        """
+        hp = self.base.datamodule.hparams
+        return (
+            Path(hp.cache_dir or default_cache_dir()) / "embeddings" if hp.cache else self.out / "embeddings"
+        )
 
     def row(self, model: str, run: Run, document: dict) -> dict:
         """One line of runs.csv: what the run varied, its sizes, each metric and its bootstrap interval."""
