@@ -146,6 +146,7 @@ class DRGradeCLI(LightningCLI):
                 data["split_seed"],
                 data["test_sources"] or (),
                 data["split"] == "official",
+                data.get("split_file"),
             )
             path = resolve_checkpoint(self.checkpoint_entry, root, split)
             checkpoint = read_checkpoint(path)

@@ -49,8 +49,9 @@ class Exclusion:
     """An image left out of training and evaluation, and why (listed in split.csv and on the console).
 
     ``kind`` is one of ``dataset`` (ungradable by the dataset's own labels), ``quality`` (refused by
-    the quality gate) or ``duplicate`` (the same photograph or patient as an image in a more
-    held-out split: external test sources, published test parts).
+    the quality gate), ``duplicate`` (the same photograph or patient as an image in a more
+    held-out split: external test sources, published test parts) or ``split_file`` (marked
+    unused by ``data.split_file``).
     """
 
     record: Record
