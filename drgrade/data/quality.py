@@ -89,13 +89,23 @@ class UngradableImage(ImageReadError):
         self.features = features or {}
 
 
+#: How far from a file's end its end marker may lie: cameras and phones append bytes after it
+#: (``\r\n``, padding, a maker's trailer), which every decoder ignores.
+TRAILER_BYTES = 4096
+
+
 def file_is_complete(data: bytes) -> bool:
-    """False when a JPEG lacks its end-of-image marker or a PNG its IEND chunk (a cut-off file)."""
-    tail = data[-64:].rstrip(b"\x00")
+    """False when a JPEG lacks its end-of-image marker or a PNG its IEND chunk (a cut-off file).
+
+    The marker is looked for near the end rather than at it: bytes after the end marker are
+    common and harmless. A JPEG's compressed data cannot hold the end marker (a 0xFF byte there
+    is always followed by 0x00 or a restart code), so finding it means the picture data ended.
+    """
+    tail = data[-TRAILER_BYTES:]
     if data.startswith(b"\xff\xd8"):
-        return tail.endswith(b"\xff\xd9")
+        return b"\xff\xd9" in tail
     if data.startswith(b"\x89PNG"):
-        return b"IEND" in tail[-16:]
+        return b"IEND" in tail
     return True
 
 
