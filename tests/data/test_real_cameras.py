@@ -18,6 +18,7 @@ from drgrade.data.field import find_field
 from drgrade.data.images import read_rgb, write_rgb
 from drgrade.data.intake import judge, take_in
 from drgrade.data.quality import assess
+from drgrade.data.synthetic import CAMERAS, encode_jpeg, render_fundus
 
 RETINA = skdata.retina()
 
@@ -158,3 +159,30 @@ def test_look_alikes_get_no_grade(name):
         assert quality.reason.startswith("two photographs in one image"), quality.reason
     else:  # the evidence is named: which of the retina's signs the picture lacks
         assert "retina" in quality.reason or "not a fundus" in quality.reason, quality.reason
+
+
+@pytest.mark.parametrize("name", CAMERAS)
+def test_every_synthetic_camera_profile_is_written_as_its_camera_would_and_graded(name, tmp_path):
+    camera = CAMERAS[name]
+    for grade in (0, 3):
+        image, mask = render_fundus(grade, 384, np.random.default_rng([grade, 5]), name)
+        assert image.shape[:2] == mask.shape and image.shape[0] == 384
+        path = tmp_path / f"{name}_{grade}.jpg"
+        path.write_bytes(encode_jpeg(image, camera))
+        assert path.read_bytes().endswith(b"\xff\xd9" + camera.trailer)
+        facts = take_in(path, 224)[1]
+        assert judge(facts) == "", (name, grade, judge(facts))
+    lit = image.max(axis=2) > 10
+    if camera.layout == "cropped":  # the field runs off the top and bottom, the sides stay dark
+        assert lit[0].any() and lit[-1].any() and not lit[:, 0].any()
+    elif camera.layout == "filling":  # only the corners are dark
+        assert lit[0].any() and lit[:, 0].any() and not lit[0, 0]
+    elif camera.layout == "phone":  # a small disc in a wide black frame
+        assert image.shape[1] == 512 and lit.mean() < 0.15
+    red, green, blue = (image[..., i][lit].mean() for i in range(3))
+    if name == "yellow":
+        assert green > 0.5 * red and blue < green
+    elif name == "green-grey":
+        assert red < 1.45 * (green + blue) / 2
+    elif name == "dark-orange":
+        assert image[lit].mean() < 80
