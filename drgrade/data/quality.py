@@ -190,9 +190,9 @@ def field_square(image: np.ndarray, found: Field) -> tuple[np.ndarray, np.ndarra
     return square, circle & (brightest_channel(square) > found.level).astype(np.uint8)
 
 
-def _smooth(channel: np.ndarray, sigma: float) -> np.ndarray:
-    """A Gaussian blur of a 512-px channel at ``sigma`` pixels (float32), done at a quarter of the size."""
-    small = cv2.resize(channel, (ANALYSIS_SIZE // 4, ANALYSIS_SIZE // 4), interpolation=cv2.INTER_AREA)
+def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of a 512-px picture at ``sigma`` pixels (float32), done at a quarter of the size."""
+    small = cv2.resize(image, (ANALYSIS_SIZE // 4, ANALYSIS_SIZE // 4), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small.astype(np.float32), (0, 0), sigma / 4)
     return cv2.resize(small, (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=cv2.INTER_LINEAR)
 
@@ -205,13 +205,14 @@ def retina_signs(square: np.ndarray, inner: np.ndarray) -> dict[str, float]:
         inner: the field's mask, eroded away from its rim (bool).
     """
     vessel_scale = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))
+    surround = _smooth(square, 10)  # each channel's local level, in one pass
     ridges = {}
-    for name, channel in (("red", square[..., 0]), ("green", square[..., 1])):
+    for name, i in (("red", 0), ("green", 1)):
         # dark thin detail relative to its surround (uint8 morphology: several times faster)
-        dark = cv2.morphologyEx(np.ascontiguousarray(channel), cv2.MORPH_BLACKHAT, vessel_scale)
-        ridges[name] = dark.astype(np.float32) / (_smooth(channel, 10) + 4)
+        dark = cv2.morphologyEx(np.ascontiguousarray(square[..., i]), cv2.MORPH_BLACKHAT, vessel_scale)
+        ridges[name] = dark.astype(np.float32) / (surround[..., i] + 4)
     luminance = cv2.cvtColor(square, cv2.COLOR_RGB2GRAY)
-    illumination = _smooth(luminance, 10)
+    illumination = surround @ np.float32([0.299, 0.587, 0.114])  # luminance is linear in the channels
     # colour is judged where the field is well lit: in a shadow or at a dim rim the red channel
     # sits near its floor and its relative contrast is noise
     lit = inner & (illumination > 0.6 * float(np.median(illumination[inner])))
