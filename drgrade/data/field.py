@@ -111,6 +111,12 @@ def robust_circle(points: np.ndarray, tries: int = 64) -> tuple[float, float, fl
     return fit_circle(points)
 
 
+def _off_the_border(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which points lie inside the frame, more than ``CUT_MARGIN`` pixels from its border."""
+    h, w = shape
+    return (xs > CUT_MARGIN) & (xs < w - 1 - CUT_MARGIN) & (ys > CUT_MARGIN) & (ys < h - 1 - CUT_MARGIN)
+
+
 def arc_coverage(edge: np.ndarray, circle: tuple[float, float, float], shape: tuple[int, int]) -> float:
     """Share of the circle's course inside the frame that the field's edge follows.
 
@@ -118,13 +124,12 @@ def arc_coverage(edge: np.ndarray, circle: tuple[float, float, float], shape: tu
     0 when the lit region's edge is ragged, straight or elsewhere (a wall, a page, grass).
     """
     cx, cy, r = circle
-    h, w = shape
     angles = np.linspace(0, 2 * np.pi, 720, endpoint=False)
     xs, ys = cx + r * np.cos(angles), cy + r * np.sin(angles)
-    inside = (xs > CUT_MARGIN) & (xs < w - 1 - CUT_MARGIN) & (ys > CUT_MARGIN) & (ys < h - 1 - CUT_MARGIN)
+    inside = _off_the_border(xs, ys, shape)
     if not inside.any():
         return 0.0
-    drawn = np.full((h, w), 255, np.uint8)
+    drawn = np.full(shape, 255, np.uint8)
     drawn[edge[:, 1].astype(int), edge[:, 0].astype(int)] = 0
     distance = cv2.distanceTransform(drawn, cv2.DIST_L2, 3)
     near = distance[ys[inside].astype(int), xs[inside].astype(int)] <= max(1.5, ON_CIRCLE * r)
@@ -159,12 +164,7 @@ def find_field(image: np.ndarray) -> Field | None:
     )
     edge = max(contours, key=len)[:, 0, :].astype(float)
     h, w = lit.shape
-    free = edge[
-        (edge[:, 0] > CUT_MARGIN)
-        & (edge[:, 0] < w - 1 - CUT_MARGIN)
-        & (edge[:, 1] > CUT_MARGIN)
-        & (edge[:, 1] < h - 1 - CUT_MARGIN)
-    ]
+    free = edge[_off_the_border(edge[:, 0], edge[:, 1], (h, w))]  # the frame's cut is not the field's edge
     filled = np.zeros_like(lit)
     cv2.drawContours(filled, [edge.astype(np.int32)[:, None, :]], -1, 1, -1)
     if len(free) >= 12:
