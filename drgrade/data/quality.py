@@ -88,12 +88,14 @@ class QualityLimits:
             field (blurred at a disc's scale) over the field's median luminance. Below the first
             the sign is missing; below the second it is contradicted (a flat disc).
         max_vessel_colour / worst_vessel_colour: the vessel sign: the dark ridges' contrast in
-            red over their contrast in green (vessels 0.2-0.6; achromatic lines, fur, a grid 0.8-1.2).
+            red over their contrast in green (vessels 0.2-0.6, up to 0.9 in dark photographs;
+            achromatic lines, fur, a grid 0.8-1.2).
         max_texture / worst_texture: the texture sign: spread of the green channel's fine
             detail away from the vessels, in grey levels (a retina 2-8; fur, a cup, a grid 11-20).
-        min_vessel_density / max_vessel_density: the ridge sign: the share of the field on thin
-            dark ridges of the green channel; below the first there are no vessels, above the
-            second the ridges are texture (grass, gravel, cells), not vessels.
+        min_vessel_density / usual_vessel_density / max_vessel_density: the ridge sign: the
+            share of the field on thin dark ridges of the green channel; below the first there
+            are no vessels, above the second the sign is missing, above the third the ridges are
+            texture (grass, gravel, cells), not vessels.
         max_grey_fill: most share of rows at the bottom that may be uniform decoder grey.
     """
 
@@ -113,6 +115,7 @@ class QualityLimits:
     max_texture: float = 8.0
     worst_texture: float = 10.0
     min_vessel_density: float = 0.02
+    usual_vessel_density: float = 0.45
     max_vessel_density: float = 0.5
     max_grey_fill: float = 0.02
 
@@ -279,36 +282,25 @@ def size_problem(width: int, height: int, limits: QualityLimits) -> str | None:
 
 
 def retina_missing(measured: dict[str, float], limits: QualityLimits) -> list[str]:
-    """The retina's signs that the measurements lack ("contradicted" ones count twice)."""
+    """The retina's signs that the measurements lack, with their values.
+
+    A sign outside its usual range is missing; outside its wider range it is contradicted and
+    counts twice (a flat disc with no bright spot at all is no retina, whatever else it shows).
+    """
+    ranges = {  # sign: (usual range, wider range)
+        "optic_disc": ((limits.min_optic_disc, math.inf), (limits.weakest_optic_disc, math.inf)),
+        "vessel_colour": ((0.0, limits.max_vessel_colour), (0.0, limits.worst_vessel_colour)),
+        "texture": ((0.0, limits.max_texture), (0.0, limits.worst_texture)),
+        "vessel_density": (
+            (limits.min_vessel_density, limits.usual_vessel_density),
+            (limits.min_vessel_density, limits.max_vessel_density),
+        ),
+    }
     missing = []
-    for sign, value, weak, contradicted in (
-        (
-            "optic disc",
-            measured["optic_disc"],
-            measured["optic_disc"] < limits.min_optic_disc,
-            measured["optic_disc"] < limits.weakest_optic_disc,
-        ),
-        (
-            "vessel colour",
-            measured["vessel_colour"],
-            measured["vessel_colour"] > limits.max_vessel_colour,
-            measured["vessel_colour"] > limits.worst_vessel_colour,
-        ),
-        (
-            "texture",
-            measured["texture"],
-            measured["texture"] > limits.max_texture,
-            measured["texture"] > limits.worst_texture,
-        ),
-        (
-            "vessel density",
-            measured["vessel_density"],
-            not limits.min_vessel_density <= measured["vessel_density"] <= 0.45,
-            not limits.min_vessel_density <= measured["vessel_density"] <= limits.max_vessel_density,
-        ),
-    ):
-        if weak:
-            missing += [f"{sign} {value:.3g}"] * (2 if contradicted else 1)
+    for sign, ((low, high), (lowest, highest)) in ranges.items():
+        value = measured[sign]
+        if not low <= value <= high:
+            missing += [f"{sign.replace('_', ' ')} {value:.3g}"] * (1 if lowest <= value <= highest else 2)
     return missing
 
 

@@ -17,7 +17,7 @@ from skimage import data as skdata
 from drgrade.data.field import find_field
 from drgrade.data.images import read_rgb, write_rgb
 from drgrade.data.intake import judge, take_in
-from drgrade.data.quality import assess
+from drgrade.data.quality import assess, verdict
 from drgrade.data.synthetic import CAMERAS, encode_jpeg, render_fundus
 
 RETINA = skdata.retina()
@@ -186,3 +186,23 @@ def test_every_synthetic_camera_profile_is_written_as_its_camera_would_and_grade
         assert red < 1.45 * (green + blue) / 2
     elif name == "dark-orange":
         assert image[lit].mean() < 80
+
+
+def test_colour_alone_never_says_not_a_fundus():
+    """A real photograph turned grey-green (a camera's odd white balance) goes to a human as a
+    quality problem, with its red ratio: the old gate called it "not a fundus photograph"."""
+    grey_green = np.clip(RETINA * np.array([0.3, 1.1, 1.1]), 0, 255).astype(np.uint8)  # red ratio 0.8
+    quality = assess(grey_green)
+    assert not quality.gradable and quality.reason.startswith("unusual colour"), quality.reason
+    assert "red ratio" in quality.reason and "not a fundus" not in quality.reason
+
+
+def test_not_a_fundus_needs_no_round_field_and_two_missing_signs():
+    retina = assess(RETINA).features | {"grey_fill": 0.0, "field_pixels": 1400.0}
+    assert verdict(retina) == ""
+    flat = {"optic_disc": 1.0}  # no bright optic disc at all: a contradicted sign counts twice
+    assert verdict(retina | flat).startswith("no retina recognised in the field (optic disc 1 ")
+    assert verdict(retina | flat | {"field_roundness": 0.1}).startswith("not a fundus photograph")
+    one_weak = {"vessel_colour": 0.8}  # one sign outside its usual range, within its wider one
+    assert verdict(retina | one_weak) == ""  # a round field and three signs: a retina
+    assert verdict(retina | one_weak | {"field_roundness": 0.1}).startswith("no retina recognised")
