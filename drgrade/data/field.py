@@ -136,6 +136,16 @@ def arc_coverage(edge: np.ndarray, circle: tuple[float, float, float], shape: tu
     return float(near.mean())
 
 
+def _circle_of(edge: np.ndarray, shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """(cx, cy, radius, roundness) of the field whose edge is ``edge`` in a frame of ``shape``."""
+    h, w = shape
+    free = edge[_off_the_border(edge[:, 0], edge[:, 1], shape)]  # the frame's cut is not the field's edge
+    if len(free) < 12:  # the lit region fills the frame: its circle is the frame's
+        return (w - 1) / 2, (h - 1) / 2, math.hypot(w, h) / 2, 0.0
+    cx, cy, radius = robust_circle(free)
+    return cx, cy, radius, arc_coverage(free, (cx, cy, radius), shape)
+
+
 def find_field(image: np.ndarray) -> Field | None:
     """The field of view of an RGB picture, or None when nothing in it is lit.
 
@@ -163,16 +173,10 @@ def find_field(image: np.ndarray) -> Field | None:
         (labels == largest).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
     )
     edge = max(contours, key=len)[:, 0, :].astype(float)
-    h, w = lit.shape
-    free = edge[_off_the_border(edge[:, 0], edge[:, 1], (h, w))]  # the frame's cut is not the field's edge
-    filled = np.zeros_like(lit)
+    filled = np.zeros_like(lit)  # the field with its dark details (vessels, lesions) filled in
     cv2.drawContours(filled, [edge.astype(np.int32)[:, None, :]], -1, 1, -1)
-    if len(free) >= 12:
-        cx, cy, radius = robust_circle(free)
-        roundness = arc_coverage(free, (cx, cy, radius), (h, w))
-    else:  # the lit region fills the frame: its circle is the frame's
-        cx, cy, radius, roundness = (w - 1) / 2, (h - 1) / 2, math.hypot(w, h) / 2, 0.0
-    radius = min(radius, 2 * math.hypot(w, h))
+    cx, cy, radius, roundness = _circle_of(edge, lit.shape)
+    radius = min(radius, 2 * math.hypot(*lit.shape))
     top, bottom = max(0, int((cy - radius) / scale)), min(height, math.ceil((cy + radius) / scale) + 1)
     left, right = max(0, int((cx - radius) / scale)), min(width, math.ceil((cx + radius) / scale) + 1)
     if bottom - top < 2 or right - left < 2:

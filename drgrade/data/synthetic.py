@@ -203,23 +203,25 @@ def encode_jpeg(image: np.ndarray, camera: Camera = CAMERAS["reference"], qualit
     return encoded.tobytes() + camera.trailer
 
 
+def _through_camera(
+    grade: int, size: int, rng: np.random.Generator, camera: Camera
+) -> tuple[np.ndarray, np.ndarray]:
+    """``render_fundus`` through ``camera``: rendered at the layout's scale, coloured, exposed, framed."""
+    image, mask = render_fundus(grade, round(size * _FIELD_SCALE[camera.layout]), rng)
+    gain = np.asarray(camera.gains) * rng.uniform(*camera.exposure)
+    image = np.clip(image * gain, 0, 255).astype(np.uint8)
+    return _frame(image, mask, camera.layout, size)
+
+
 def render_fundus(
     grade: int, size: int, rng: np.random.Generator, camera: Camera | str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic fundus photograph of ``grade`` (RGB, ``size`` high) and its lesion mask.
 
-    Args:
-        grade: 0-4.
-        size: the photograph's height in pixels (the reference framing is ~1.25 x size wide).
-        rng: the photograph's generator.
-        camera: a ``CAMERAS`` profile (or its name) to colour and frame it; None: the reference.
+    ``camera``: a ``CAMERAS`` profile or its name; None, the reference framing (~1.25 x size wide).
     """
     if camera is not None:
-        camera = CAMERAS[camera] if isinstance(camera, str) else camera
-        image, mask = render_fundus(grade, round(size * _FIELD_SCALE[camera.layout]), rng)
-        gain = np.asarray(camera.gains) * rng.uniform(*camera.exposure)
-        image = np.clip(image * gain, 0, 255).astype(np.uint8)
-        return _frame(image, mask, camera.layout, size)
+        return _through_camera(grade, size, rng, CAMERAS[camera] if isinstance(camera, str) else camera)
     width, height = int(size * 1.25), size
     radius = int(size * 0.49)
     centre = (width // 2 + int(rng.integers(-size // 40, size // 40 + 1)), height // 2)
