@@ -200,6 +200,12 @@ def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=cv2.INTER_LINEAR)
 
 
+def _median_u8(values: np.ndarray) -> float:
+    """The median of uint8 values from their histogram (several times faster than sorting)."""
+    counts = np.cumsum(np.bincount(values, minlength=256))
+    return float(np.searchsorted(counts, counts[-1] / 2))
+
+
 def retina_signs(square: np.ndarray, inner: np.ndarray) -> dict[str, float]:
     """The four measured signs of a retina inside the field (see the module's docstring).
 
@@ -218,7 +224,8 @@ def retina_signs(square: np.ndarray, inner: np.ndarray) -> dict[str, float]:
     illumination = surround @ np.float32([0.299, 0.587, 0.114])  # luminance is linear in the channels
     # colour is judged where the field is well lit: in a shadow or at a dim rim the red channel
     # sits near its floor and its relative contrast is noise
-    lit = inner & (illumination > 0.6 * float(np.median(illumination[inner])))
+    typical = float(np.median(illumination[::4, ::4][inner[::4, ::4]]))  # smooth: every 16th pixel tells
+    lit = inner & (illumination > 0.6 * typical)
     judged = ridges["green"][lit]
     strongest = judged > np.percentile(judged, 97) if judged.size else judged
     green_contrast = float(np.median(judged[strongest])) if strongest.any() else 0.0
@@ -227,7 +234,7 @@ def retina_signs(square: np.ndarray, inner: np.ndarray) -> dict[str, float]:
     fine = (green - cv2.GaussianBlur(green, (0, 0), 4))[inner & (ridges["green"] < 0.04)]
     return {
         "vessel_density": float(np.mean(ridges["green"][inner] > 0.08)),
-        "optic_disc": float(illumination[inner].max()) / max(float(np.median(luminance[inner])), 1.0),
+        "optic_disc": float(illumination[inner].max()) / max(_median_u8(luminance[inner]), 1.0),
         "vessel_colour": red_contrast / green_contrast if green_contrast > 0 else 1.0,
         "texture": float(fine.std()) if fine.size else 0.0,
     }
