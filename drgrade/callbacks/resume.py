@@ -6,8 +6,10 @@ restores those paths, so a file you did not write could name any file on the mac
 checks the name textually against its folder (``Path.absolute()`` keeps ``..``), and
 ``<run>/checkpoints/../../../victim.txt`` passes. Before any callback restores its state, every
 path it holds is resolved (links and ``..`` followed) and must lie inside the folder that
-callback writes now; a state naming anything else is dropped whole, with a warning, and the run
-continues as a fresh checkpoint history.
+callback writes now; a state naming anything else is dropped whole and the run continues as a
+fresh checkpoint history. Resuming into a new run folder (the usual case: the history names the
+old run's files) drops it quietly; a history that claims this very folder yet names files
+elsewhere can only have been crafted, and is dropped with a warning.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ def held_paths(state: dict[str, Any]) -> list[str]:
     return [str(p) for p in paths if p]
 
 
-def inside(path: str, folder: Path) -> bool:
-    """Whether ``path``, resolved, is a file inside ``folder`` (resolved)."""
+def inside(path: str, folder: Path, itself: bool = False) -> bool:
+    """Whether ``path``, resolved, lies inside ``folder`` (resolved); with ``itself``, is that folder."""
     try:
-        return Path(path).resolve().is_relative_to(folder)
+        resolved = Path(path).resolve()
     except (OSError, RuntimeError, ValueError):  # a link loop or an unusable name
         return False
+    return resolved == folder if itself else resolved.is_relative_to(folder)
 
 
 def confine_resumed_state(
@@ -64,10 +67,13 @@ def confine_resumed_state(
         if not isinstance(state, dict) or not any(name in state for name in (*PATH_ENTRIES, "best_k_models")):
             continue
         folder = folders.get(key)
+        written_here = folder is not None and inside(str(state.get("dirpath") or ""), folder, itself=True)
         outside = sorted({p for p in held_paths(state) if folder is None or not inside(p, folder)})
-        if outside:
-            del states[key]
-            dropped.append(key)
+        if not outside:
+            continue
+        del states[key]
+        dropped.append(key)
+        if written_here:  # a history claiming this very folder, naming files elsewhere: crafted
             warnings.warn(
                 f"{source} names checkpoint files outside this run's checkpoint folder ({outside[0]!r}"
                 f"{f' and {len(outside) - 1} more' if len(outside) > 1 else ''}); its checkpoint history "

@@ -27,7 +27,7 @@ def test_two_sessions_sharing_an_upload_and_a_second_press_all_grade(
     again, _ = answer_batch(grade, upload, "session-b")  # the same person presses Grade twice
     for table in (first, second, again):
         assert "gradable" in table and "not found" not in table
-    assert again == second
+    assert again.split("</p>", 1)[1] == second.split("</p>", 1)[1]  # all but when it answered
 
     UPLOADS.release("session-a")  # the first person closes the page: the second still holds it
     assert shared.is_file()

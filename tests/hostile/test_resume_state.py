@@ -8,7 +8,7 @@ from drgrade.cli import main
 from tests.conftest import cli_args
 
 
-def test_resumed_checkpoint_naming_files_outside_the_run_deletes_nothing(synthetic, tmp_path):
+def test_resumed_checkpoint_naming_files_outside_the_run_deletes_nothing(synthetic, tmp_path, recwarn):
     runs = tmp_path / "runs"
     main(cli_args("fit", "fcn_clip", synthetic, runs, "--trainer.max_epochs", "1"))
     victim = tmp_path / "victim.txt"
@@ -43,4 +43,12 @@ def test_resumed_checkpoint_naming_files_outside_the_run_deletes_nothing(synthet
     )
 
     assert victim.read_text() == "precious"
+    assert any("outside this run's checkpoint folder" in str(w.message) for w in recwarn)
     assert (next_run / "last.ckpt").is_file()  # the resumed run still saves its own checkpoints
+
+    recwarn.clear()  # an ordinary resume into a new run folder: quiet, and the old run keeps its files
+    genuine = runs / "version_0" / "checkpoints" / "last.ckpt"
+    main(
+        cli_args("fit", "fcn_clip", synthetic, runs, "--trainer.max_epochs", "2", "--ckpt_path", str(genuine))
+    )
+    assert genuine.is_file() and not any("outside this run" in str(w.message) for w in recwarn)
