@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from drgrade.data.dicom import Exam
 from drgrade.data.duplicates import difference_hash
 from drgrade.data.images import MAX_PIXELS, ImageReadError, decode, read_bytes, read_header
 from drgrade.data.preprocess import preprocess_fundus
@@ -61,7 +62,8 @@ class Facts:
 
     ``error`` says why it could not be decoded (empty when it was); ``measured`` are the gate's
     measurements (None without a decode); ``digest`` is the BLAKE2b of the file's bytes and
-    ``dhash`` the 256-bit difference hash of its fundus (hexadecimal).
+    ``dhash`` the 256-bit difference hash of its fundus (hexadecimal); ``patient_id``, ``eye`` and
+    ``study_date`` the exam a DICOM file names (empty for other files).
     """
 
     error: str
@@ -70,6 +72,9 @@ class Facts:
     measured: dict[str, float] | None = None
     digest: str = ""
     dhash: str = ""
+    patient_id: str = ""
+    eye: str = ""
+    study_date: str = ""
 
     def features(self) -> list[float]:
         """The gate's features in ``FEATURES`` order (NaN where not measured)."""
@@ -112,20 +117,38 @@ def take_in(path: str | Path, size: int, hashes: bool = True) -> tuple[np.ndarra
         data = read_bytes(path)
     except ImageReadError as error:
         return None, Facts(str(error).removeprefix(f"{path}: "))
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest() if hashes else ""
+    digest = content_digest(data) if hashes else ""
+    exam = Exam()
     try:
         header = read_header(data, path)
+        exam = header.exam or exam
         if not file_is_complete(data):
-            return None, Facts("ungradable: incomplete file (cut off before its end)", digest=digest)
+            reason = "ungradable: incomplete file (cut off before its end)"
+            return None, Facts(reason, digest=digest, **asdict(exam))
         if header.width * header.height > MAX_PIXELS:
-            return None, Facts("", header.width, header.height, None, digest)
+            return None, Facts("", header.width, header.height, None, digest, **asdict(exam))
         image = decode(data, path, decode_target(size), header=header)
     except ImageReadError as error:
-        return None, Facts(str(error).removeprefix(f"{path}: "), digest=digest)
+        return None, Facts(str(error).removeprefix(f"{path}: "), digest=digest, **asdict(exam))
     crop = preprocess_fundus(image, size)
     bits = np.packbits(difference_hash(crop)).tobytes().hex() if hashes else ""  # from the crop
-    facts = Facts("", header.width, header.height, measure(image), digest, bits)
+    facts = Facts("", header.width, header.height, measure(image), digest, bits, **asdict(exam))
     return crop, facts
+
+
+def file_identity(path: Path) -> str:
+    """A file version's identity: resolved path, size, modification and change times, inode.
+
+    An edited file gets a new identity even if its modification time was restored (its change
+    time cannot be). Raises ``OSError`` for a file that cannot be examined.
+    """
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
+
+
+def content_digest(data: bytes) -> str:
+    """The content digest of a file's bytes (BLAKE2b, 128 bits, hexadecimal)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -147,10 +170,8 @@ class IntakeCache:
 
     def entry(self, source: Path) -> Path:
         """The cache file of ``source`` (its identity, the input size and the intake version)."""
-        stat = source.stat()
-        identity = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
         key = hashlib.sha1(
-            f"{identity}|{self.size}|v{INTAKE_VERSION}".encode(errors="surrogateescape")
+            f"{file_identity(source)}|{self.size}|v{INTAKE_VERSION}".encode(errors="surrogateescape")
         ).hexdigest()
         return self.root / key[:2] / f"{key}.npz"
 
