@@ -247,6 +247,8 @@ class BaseTask(L.LightningModule):
             "outputs": [o.cpu() for o in self.rule(self(batch["image"]))],
             "error": batch["error"],
             "quality": batch["quality"].cpu() if "quality" in batch else None,
+            "digest": batch["digest"],
+            "exam": batch["exam"],
         }
 
     # -- split-level evaluation -----------------------------------------------------------------
