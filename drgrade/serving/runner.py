@@ -123,6 +123,7 @@ def read_metadata(meta: dict[str, str]) -> dict:
         # where the graph came from, for the prediction file's model and checkpoint columns
         "model": meta.get("model_name", meta.get("drgrade_model", ""))[:100],
         "checkpoint": meta.get("checkpoint", "")[:200],
+        "card": json.loads(meta["model_card"]) if "model_card" in meta else None,
     }
 
 
@@ -158,6 +159,8 @@ class OnnxGrader:
         self.std = np.asarray(checked["std"], np.float32) * 255
         self.rule = checked["rule"]
         self.model, self.checkpoint = checked["model"], checked["checkpoint"]
+        #: the model card's facts (``drgrade.serving.card``), None for a model exported without one
+        self.card: dict | None = checked["card"]
         self.thresholds = [float(t) for t in self.rule["thresholds"]]
         options = ort.SessionOptions()
         if threads:
