@@ -133,6 +133,8 @@ class PredictionWriter(BasePredictionWriter):
                     f"are graded already ({self.store.folder})"
                 )
         self.progress = Progress(len(self.records), before) if trainer.is_global_zero else None
+        if not missing:  # Lightning runs no prediction loop over no batches: the file is written now
+            self.finish(trainer, pl_module)
 
     def write_on_batch_end(
         self, trainer: L.Trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
@@ -164,6 +166,10 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         """When every process has written its shard, merge the shards into predictions.csv (rank 0)."""
         trainer.strategy.barrier("prediction shards written")
+        self.finish(trainer, pl_module)
+
+    def finish(self, trainer: L.Trainer, pl_module) -> None:
+        """Merge the shards into predictions.csv on rank 0 (every rank calls it: a collective)."""
         path = run_dir(trainer) / "predictions.csv"  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
             return

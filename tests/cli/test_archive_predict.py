@@ -93,6 +93,9 @@ def test_a_killed_predict_resumes_and_grades_each_photograph_once(
     assert newest_rows(tmp_path) == uninterrupted
     graded = Counter(row["digest"] for row in shard_lines(tmp_path))
     assert len(graded) == 180 and set(graded.values()) == {1}  # each photograph graded once
+    main(args)  # once more: nothing is left to grade, and the file is written all the same
+    assert "resuming: 180 of 180 photographs" in capsys.readouterr().out
+    assert newest_rows(tmp_path) == uninterrupted and len(shard_lines(tmp_path)) == 180
 
 
 def test_two_processes_write_the_file_one_process_writes(

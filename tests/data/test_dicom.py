@@ -154,3 +154,20 @@ def test_predict_grades_a_dicom_like_its_png_and_names_the_exam(synthetic, zero_
     assert (dicom["patient_id"], dicom["eye"], dicom["study_date"]) == ("P-7", "right", "2025-01-02")
     assert (png["patient_id"], png["eye"]) == ("", "")
     assert "DICOM of modality CT" in ct["error"] and ct["grade"] == ""
+
+
+def test_the_onnx_runner_grades_a_dicom_like_its_png_and_names_the_exam(tmp_path):
+    from drgrade.serving.export import export_onnx
+    from drgrade.serving.runner import OnnxGrader
+    from drgrade.tasks import FCNCLIP
+
+    grader = OnnxGrader(
+        export_onnx(FCNCLIP("RN-tiny", None, 96, decoder_widths=(32, 16, 8)), tmp_path / "m.onnx", 96)
+    )
+    small = RETINA[::4, ::4]
+    write_dicom(tmp_path / "eye.dcm", small, PatientID="P-9", ImageLaterality="L", StudyDate="20230405")
+    write_rgb(tmp_path / "eye.png", small)
+    dicom, png = grader.grade_files([tmp_path / "eye.dcm", tmp_path / "eye.png"])
+    assert dicom.error == "" and dicom.decision == png.decision and dicom.quality == png.quality
+    assert (dicom.patient_id, dicom.eye, dicom.study_date) == ("P-9", "left", "2023-04-05")
+    assert (png.patient_id, png.eye, png.study_date) == ("", "", "")
