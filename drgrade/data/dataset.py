@@ -98,6 +98,18 @@ class FundusDataset(Dataset):
             raise UngradableImage(reason or "not decodable", facts.features())
         return load_mask(record, read_rgb(record.path), self.image_size) if self.with_masks else None
 
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None, list[float]]:
+        """The network-size fundus crop of record ``index``, its lesion mask, the gate's features.
+
+        Raises ``UngradableImage`` (with ``quality``) or ``ImageReadError`` for an image not graded.
+
+        Args:
+            index: the record's position.
+        """
+        record = self.records[index]
+        image, facts = self.intake.get(record.path)
+        return image, self.checked(record, image, facts), facts.features()
+
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         error = ""

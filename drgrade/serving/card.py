@@ -201,7 +201,7 @@ def card_markdown(facts: dict) -> str:
     lines += [
         "",
         "## Decision rule",
-        f"- temperature {rule['temperature']:.4g}; thresholds {rule['thresholds']}",
+        f"- temperature {rule['temperature']:.4g}; thresholds {[round(t, 4) for t in rule['thresholds']]}",
     ]
     for point in rule["operating_points"]:
         cut = "not fitted" if point["cut"] is None else f"cut {point['cut']:.4g}"

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
-import subprocess
-import sys
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -22,6 +19,7 @@ import pytest
 
 from drgrade.cli import main
 from drgrade.shards import Result, ShardStore
+from tests.cli.test_ddp import run_drgrade
 from tests.conftest import ROOT, cli_args
 
 BATCH = 16
@@ -40,18 +38,6 @@ def predict_args(synthetic, root, checkpoint, *extra):
         "--data.batch_size",
         str(BATCH),
         *extra,
-    )
-
-
-def drgrade(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "drgrade", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
 
 
@@ -84,7 +70,7 @@ def test_a_killed_predict_resumes_and_grades_each_photograph_once(
 ):
     args = predict_args(synthetic, tmp_path, zero_shot_checkpoint)
     killer = "--trainer.callbacks+=tests.cli.killer.KillAfterBatches"
-    killed = drgrade(*args, killer, "--trainer.callbacks.batches", "5")
+    killed = run_drgrade(*args, killer, "--trainer.callbacks.batches", "5", cwd=ROOT)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not list(tmp_path.rglob("predictions.csv"))
     assert len(shard_lines(tmp_path)) == 4 * BATCH  # the 5th batch died before its writer ran
@@ -102,7 +88,7 @@ def test_two_processes_write_the_file_one_process_writes(
     synthetic, zero_shot_checkpoint, uninterrupted, tmp_path
 ):
     ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
-    done = drgrade(*predict_args(synthetic, tmp_path, zero_shot_checkpoint, *ddp))
+    done = run_drgrade(*predict_args(synthetic, tmp_path, zero_shot_checkpoint, *ddp), cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert newest_rows(tmp_path) == uninterrupted  # input order, each photograph once, no padding
     shards = sorted(p.name for p in tmp_path.glob("shards/*/rank-*.jsonl"))
