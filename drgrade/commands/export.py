@@ -10,7 +10,7 @@ from drgrade.commands.options import add_switch
 from drgrade.data.images import list_images
 from drgrade.data.sources import LAYOUTS
 from drgrade.errors import DrgradeError
-from drgrade.files import atomic_write_text
+from drgrade.files import atomic_write_text, check_writable
 from drgrade.serving.card import card_facts, card_markdown, card_path, find_evaluation
 from drgrade.serving.export import export_onnx
 from drgrade.serving.quantize import quantize_onnx
@@ -53,6 +53,7 @@ def run(cli) -> None:
         cli: the running ``DRGradeCLI``.
     """
     opts = cli.config
+    check_writable(opts.out, [opts.ckpt_path, opts.calibration_images])
     task = load_task(opts.ckpt_path)
     size = cli.datamodule.hparams.image_size
     evaluation = find_evaluation(opts.ckpt_path, task.origin.partition(" sha256:")[2])

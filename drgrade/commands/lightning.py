@@ -160,6 +160,10 @@ class DRGradeCLI(LightningCLI):
             read_checkpoint(member)  # ensemble members: refused before any run folder exists
         if self.checkpoint_entry and MEMBERS_KEY in checkpoint:
             check_members(checkpoint, members, [file_sha256(m) for m in members], str(path))
+        if self.predictions_out is not None:  # predict --out: never one of the files it reads
+            data = config["data"]
+            sources = [data.get(source.option) for source in SOURCES.values()]
+            check_writable(self.predictions_out, [config.get("ckpt_path"), data.get("predict_dir"), *sources])
         if "weights_only" in config:
             config["weights_only"] = True  # Lightning's own restore of --ckpt_path loads tensors only too
         if self.config.get("subcommand"):

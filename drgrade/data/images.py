@@ -2,7 +2,8 @@
 
 - From bytes (``np.fromfile`` + ``cv2.imdecode``), so any file name works, non-UTF-8 included.
 - Width and height are read from the header first (PIL's lazy open): an image over the pixel
-  limit is refused before a byte is decoded (a 400 KB PNG can claim 20000 x 20000 pixels).
+  limit, or too thin or elongated to be a photograph, is refused before a byte is decoded (a
+  400 KB PNG can claim 20000 x 20000 pixels, a 372-byte one 1 x 40000).
 - A JPEG much larger than needed is decoded at reduced scale by libjpeg's DCT scaling
   (``IMREAD_REDUCED_COLOR_2/4/8``), never below ``target`` pixels on its shorter side.
 - EXIF orientation is applied the same way everywhere (training, predict, the runner, the page).
@@ -40,6 +41,9 @@ from drgrade.errors import OptionError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", *DICOM_SUFFIXES)
 #: Most pixels an image may claim (no fundus camera comes near): refused from the header.
 MAX_PIXELS = 40_000_000
+#: The shortest side, and the most elongation (long side over short), of an image drgrade
+#: decodes: a 1 x 40000 strip is a 372-byte PNG whose square padding would need 4.8 GB.
+MIN_DECODE_SIDE, MAX_ASPECT = 16, 4.0
 #: OpenCV's reduced-scale JPEG decodes by factor.
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 #: EXIF orientation -> (number of 90-degree counter-clockwise turns, mirror left-right first).
@@ -149,6 +153,15 @@ def read_header(data: bytes, path: str | Path) -> Header:
         Image.MAX_IMAGE_PIXELS = limit
 
 
+def shape_problem(width: int, height: int) -> str | None:
+    """Why an image of this size is no photograph to grade (judged from its header), or None."""
+    if min(width, height) < MIN_DECODE_SIDE:
+        return f"too small to grade ({width}x{height})"
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        return f"not shaped like a photograph ({width}x{height}: over {MAX_ASPECT:g} times longer than wide)"
+    return None
+
+
 def reduction(header: Header, target: int | None) -> int:
     """The JPEG decode scale (1, 2, 4 or 8) keeping the shorter side at least ``target`` pixels."""
     if target is None or header.format != "JPEG":
@@ -199,6 +212,9 @@ def decode(
             f"{path}: too large ({header.width}x{header.height}: over {max_pixels:,} pixels); "
             "not decoded, as no fundus camera writes images this size"
         )
+    problem = shape_problem(header.width, header.height)
+    if problem:
+        raise ImageReadError(f"{path}: {problem}; not decoded")
     if header.format == "DICOM":
         try:
             return read_pixels(data)

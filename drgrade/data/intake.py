@@ -33,12 +33,13 @@ from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from drgrade.data.dicom import Exam
 from drgrade.data.duplicates import difference_hash
-from drgrade.data.images import MAX_PIXELS, ImageReadError, decode, read_bytes, read_header
+from drgrade.data.images import MAX_PIXELS, ImageReadError, decode, read_bytes, read_header, shape_problem
 from drgrade.data.preprocess import preprocess_fundus
 from drgrade.data.quality import (
     ANALYSIS_SIZE,
@@ -127,10 +128,17 @@ def take_in(path: str | Path, size: int, hashes: bool = True) -> tuple[np.ndarra
             return None, Facts(reason, digest=digest, **asdict(exam))
         if header.width * header.height > MAX_PIXELS:
             return None, Facts("", header.width, header.height, None, digest, **asdict(exam))
+        problem = shape_problem(header.width, header.height)
+        if problem:  # judged from the header: nothing is allocated for it
+            reason = f"ungradable: {problem}"
+            return None, Facts(reason, header.width, header.height, digest=digest, **asdict(exam))
         image = decode(data, path, decode_target(size), header=header)
+        crop = preprocess_fundus(image, size)
     except ImageReadError as error:
         return None, Facts(str(error).removeprefix(f"{path}: "), digest=digest, **asdict(exam))
-    crop = preprocess_fundus(image, size)
+    except (cv2.error, MemoryError) as error:  # one file never costs a batch its other rows
+        said = f"{type(error).__name__}: {str(error).strip()[:120]}"
+        return None, Facts(f"could not be decoded ({said})", digest=digest, **asdict(exam))
     bits = np.packbits(difference_hash(crop)).tobytes().hex() if hashes else ""  # from the crop
     facts = Facts("", header.width, header.height, measure(image), digest, bits, **asdict(exam))
     return crop, facts

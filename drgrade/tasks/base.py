@@ -23,6 +23,7 @@ from scipy.special import softmax
 from torch import nn
 
 from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, SplitWriter, TrainingSummary
+from drgrade.callbacks.resume import confine_resumed_state
 from drgrade.decision.rule import DecisionRule, ThresholdObjective
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
@@ -192,7 +193,14 @@ class BaseTask(L.LightningModule):
         return None if value is None else {"monitor": monitor, "mode": mode, "value": float(value)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Remember the split the checkpoint was fitted on and how its thresholds were chosen."""
+        """Remember the split the checkpoint was fitted on and how its thresholds were chosen.
+
+        When a trainer resumes from it, the checkpoint callbacks' saved paths are confined to this
+        run's checkpoint folders first (Lightning restores callbacks after this hook), so a crafted
+        file cannot make drgrade delete anything outside the run.
+        """
+        if self.attached():
+            confine_resumed_state(checkpoint, self.trainer.callbacks)
         self.split_identity = checkpoint.get(SPLIT_KEY)
         self.rule.choice = checkpoint.get(CHOICE_KEY)
         self.weights_record = (checkpoint.get(TRAINING_KEY) or {}).get("weights")
