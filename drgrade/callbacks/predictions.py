@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -135,6 +136,8 @@ class PredictionWriter(BasePredictionWriter):
         self.progress = Progress(len(self.records), before) if trainer.is_global_zero else None
         if not missing:  # Lightning runs no prediction loop over no batches: the file is written now
             self.finish(trainer, pl_module)
+            # and the empty loader is intended: Lightning's warning about it would only alarm
+            warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
 
     def write_on_batch_end(
         self, trainer: L.Trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
