@@ -6,7 +6,8 @@
 - Permissions: ``mkstemp`` creates files readable by their owner only; the finished file gets the
   mode any other new file of the user would (``0666`` less the umask).
 - CSV injection: a cell starting with ``= + - @`` (or a tab or carriage return) is run as a formula
-  by spreadsheet programs; such cells are prefixed with a single quote, and ``restore`` undoes that
+  by spreadsheet programs; such cells are prefixed with a single quote, control characters (an
+  ESC in a file name) are written as their visible Unicode pictures, and ``restore`` undoes both
   when drgrade reads its own files. File names that are not valid UTF-8 are written losslessly
   (``surrogateescape``: the original bytes).
 """
@@ -194,13 +195,26 @@ def save_figure(figure, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
+#: Control characters (C0 and DEL) and the visible Unicode "control pictures" written for them:
+#: an ESC byte in a file name would otherwise reach a terminal showing the CSV.
+_CONTROLS = {code: 0x2400 + code for code in range(32)} | {0x7F: 0x2421}
+_PICTURES = {picture: code for code, picture in _CONTROLS.items()}
+
+
 def neutralise(cell: object) -> object:
-    """A CSV cell a spreadsheet cannot run: text starting with a formula character gets a leading quote."""
-    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) and not _NUMBER.match(cell):
-        return "'" + cell
-    return cell
+    """A CSV cell a spreadsheet cannot run and a terminal can show safely.
+
+    Text starting with a formula character gets a leading quote (a lone character, the ``-`` of
+    an undefined figure, is no formula); control characters become their visible pictures
+    (ESC as U+241B). ``restore`` undoes both.
+    """
+    if not isinstance(cell, str):
+        return cell
+    formula = len(cell) > 1 and cell.startswith(FORMULA_STARTS) and not _NUMBER.match(cell)
+    return ("'" + cell if formula else cell).translate(_CONTROLS)
 
 
 def restore(cell: str) -> str:
     """The text ``neutralise`` was given, from the cell it wrote."""
+    cell = cell.translate(_PICTURES)
     return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell

@@ -8,7 +8,8 @@
   (``IMREAD_REDUCED_COLOR_2/4/8``), never below ``target`` pixels on its shorter side.
 - EXIF orientation is applied the same way everywhere (training, predict, the runner, the page).
 - Grayscale, RGBA and 16-bit images are converted to 8-bit RGB rather than rejected: screening
-  archives mix all of them, and the model only needs 8-bit colour.
+  archives mix all of them, and the model only needs 8-bit colour. A 16-bit file holding 10-, 12-
+  or 14-bit values is scaled by its real depth, not by 16 bits.
 - A file that cannot be read says why (missing, permission denied, not an image, too large).
 - DICOM photographs (``.dcm``, or no suffix and a ``DICM`` preamble) are read by
   ``drgrade.data.dicom`` behind the same two calls (``read_header``, ``decode``); their header
@@ -106,10 +107,17 @@ def list_images(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]
             elif path.is_file():
                 found.append(path)
             else:
-                skipped.append(
-                    (path, "dangling symbolic link" if path.is_symlink() else "not a regular file")
-                )
+                skipped.append((path, not_a_file(path)))
     return sorted(found), sorted(skipped)
+
+
+def not_a_file(path: Path) -> str:
+    """What an entry that is not a regular file is: a dangling link, a link to something else, or neither."""
+    if not path.is_symlink():
+        return "not a regular file"
+    if not path.exists():
+        return "dangling symbolic link"
+    return f"a symbolic link to {os.path.realpath(path)}, which is not a regular file"
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -177,10 +185,21 @@ def orient(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, turns))
 
 
+def significant_bits(image: np.ndarray) -> int:
+    """How many of a 16-bit image's bits carry data: 10, 12, 14 or 16.
+
+    Cameras and converters store 10-, 12- and 14-bit sensor values in 16-bit PNG and TIFF files
+    without scaling them up; taking the top 8 of 16 bits would turn a well-exposed 12-bit
+    photograph into a nearly black one. The brightest value tells the container's real depth.
+    """
+    used = int(image.max()).bit_length()
+    return next(bits for bits in (10, 12, 14, 16) if used <= bits)
+
+
 def to_rgb8(image: np.ndarray) -> np.ndarray:
-    """OpenCV's decoded pixels (BGR, BGRA or grey; 8 or 16 bits) as 8-bit RGB."""
+    """OpenCV's decoded pixels (BGR, BGRA or grey; 8 or 16 bits) as 8-bit RGB (see ``significant_bits``)."""
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        image = (image >> (significant_bits(image) - 8)).astype(np.uint8)
     elif image.dtype != np.uint8:
         image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if image.ndim == 2:

@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt
 from drgrade.console import quiet_console
 from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import PROB_COLUMNS, PredictionRow, csv_text
+from drgrade.reporting.markup import md
 from drgrade.reporting.overlays import answer_card
 from drgrade.serving.screening import Screening
 
@@ -232,7 +233,7 @@ def build_app(grade: Callable[[list[Path]], list[Screening]], model_name: str) -
     """
     quiet_console()
     with gr.Blocks(title="drgrade screening") as page:
-        gr.Markdown(f"# drgrade: diabetic retinopathy grading ({model_name})\n\n{NOTICE}")
+        gr.Markdown(f"# drgrade: diabetic retinopathy grading ({md(model_name)})\n\n{NOTICE}")
         files = gr.File(label="fundus photographs", file_count="multiple", elem_id="drgrade-upload")
         button = gr.Button("Grade", variant="primary", elem_id="drgrade-grade")
         table = gr.HTML(elem_id="drgrade-table")
