@@ -102,7 +102,9 @@ class ShardStore:
         try:
             header = json.dumps({"drgrade_shard": json.loads(self.header)}) + "\n"
             opening = header if os.fstat(descriptor).st_size == 0 else ""
-            os.write(descriptor, f"\n{opening}{rows}{end}\n".encode())
+            block = memoryview(f"\n{opening}{rows}{end}\n".encode())
+            while block:  # a regular file takes it in one write; a short write is continued, not lost
+                block = block[os.write(descriptor, block) :]
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
