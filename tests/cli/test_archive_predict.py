@@ -84,6 +84,7 @@ def test_a_killed_predict_resumes_and_grades_each_photograph_once(
     assert newest_rows(tmp_path) == uninterrupted and len(shard_lines(tmp_path)) == 180
 
 
+@pytest.mark.slow
 def test_two_processes_write_the_file_one_process_writes(
     synthetic, zero_shot_checkpoint, uninterrupted, tmp_path
 ):
