@@ -39,11 +39,14 @@ DECISION_COLUMNS = (
     "uncertainty",
     "refer_to_grader",
 )
-#: Every prediction file's columns, in order (``model`` and ``checkpoint``: where the row came from).
+#: Every prediction file's columns, in order (``model`` and ``checkpoint``: where the row came from;
+#: ``eye`` and ``study_date``: the exam a DICOM photograph names).
 COLUMNS = (
     "file",
     "source",
     "patient_id",
+    "eye",
+    "study_date",
     "true_grade",
     *DECISION_COLUMNS,
     *FEATURES,
@@ -131,7 +134,9 @@ class PredictionRow:
         source: the data source the image came from (empty for a plain folder).
         error: why the image was not graded (empty when it was).
         extra: further columns of this file (e.g. ``lesion_mass`` in explain.csv).
-        patient_id: the patient the image belongs to, when its dataset names one (empty for a folder).
+        patient_id: the patient the image belongs to, when its dataset or its DICOM header names one.
+        eye: ``right`` or ``left`` when the image's DICOM header says (empty otherwise).
+        study_date: the exam's date (ISO) when the image's DICOM header says.
         quality: what the quality gate measured (``FEATURES``), when it ran.
         model: the model's display name.
         checkpoint: the checkpoint it was loaded from (``checkpoint_label``), or the exported graph's.
@@ -147,6 +152,8 @@ class PredictionRow:
     quality: Sequence[float] | None = None
     model: str = ""
     checkpoint: str = ""
+    eye: str = ""
+    study_date: str = ""
 
     def cells(self) -> list[object]:
         """The row's values in ``COLUMNS`` order, then ``extra``'s."""
@@ -155,6 +162,8 @@ class PredictionRow:
             self.file,
             self.source,
             self.patient_id,
+            self.eye,
+            self.study_date,
             "" if self.true_grade is None or self.true_grade < 0 else self.true_grade,
             *decided,
             *(_feature(v) for v in (self.quality or [math.nan] * len(FEATURES))),

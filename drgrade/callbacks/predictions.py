@@ -1,75 +1,184 @@
-"""``PredictionWriter``: ``drgrade predict``'s predictions.csv, in the shared prediction schema."""
+"""``PredictionWriter``: ``drgrade predict``'s one predictions.csv, from per-process shards, resumable.
+
+Every process (DDP rank, on one machine or many) appends each batch's results to its own shard
+(``drgrade.shards``) as the batch ends; when all processes are done, rank 0 merges the shards into
+one predictions.csv in input order, each photograph once. A run that was killed is resumed by the
+same command: at setup, the photographs the shards already hold are taken out of the prediction
+dataset (on every rank alike, before any rank writes), so only what is missing is graded, and the
+merged file is the one an uninterrupted run writes.
+"""
 
 from __future__ import annotations
 
-import lightning as L
-import torch.distributed as dist
-from lightning.pytorch.callbacks import BasePredictionWriter
+import hashlib
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
 
+import lightning as L
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import Subset
+
+from drgrade.data.dataset import EXAM_SEPARATOR
+from drgrade.data.intake import INTAKE_VERSION, file_identity
 from drgrade.errors import DrgradeError
 from drgrade.predictions import (
+    Decision,
     PredictionRow,
     checked_decisions,
-    decided_row,
     ungradable_summary,
     write_predictions,
 )
 from drgrade.runs import run_dir
+from drgrade.shards import Result, ShardStore
+
+#: Seconds between two progress lines.
+PROGRESS_EVERY = 10.0
 
 
-def _gather(items: list) -> list:
-    """Every rank's items on every rank (identity outside DDP)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return items
-    gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, items)
-    return [item for part in gathered for item in part]
+def identity_of(path: Path) -> str:
+    """A file version's identity for the shards (``missing:<path>`` when it cannot be examined)."""
+    try:
+        return file_identity(Path(path))
+    except OSError:
+        return f"missing:{path}"
+
+
+def weights_digest(module: L.LightningModule) -> str:
+    """SHA-256 of a model's parameters and buffers (its decision rule included), by name."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return f"weights sha256:{digest.hexdigest()}"
+
+
+def shard_identity(trainer: L.Trainer, task) -> dict:
+    """What makes a shard's results valid: the checkpoint (or the weights), the options, the data settings."""
+    data = trainer.datamodule.hparams if trainer.datamodule is not None else {}
+    return {
+        "model": type(task).__name__,
+        "checkpoint": task.origin or weights_digest(task),
+        "options": dict(task.hparams),
+        "image_size": data.get("image_size"),
+        "quality_gate": data.get("quality_gate"),
+        "intake_version": INTAKE_VERSION,
+    }
+
+
+class Progress:
+    """done / total, rate and time left, printed at most every ``PROGRESS_EVERY`` seconds (rank 0)."""
+
+    def __init__(self, total: int, before: int):
+        self.total, self.before, self.done = total, before, before
+        self.start = self.printed = time.monotonic()
+
+    def update(self, graded: int, final: bool = False) -> None:
+        """Count ``graded`` more photographs (all ranks together); print when due."""
+        self.done = min(self.total, self.done + graded)
+        now = time.monotonic()
+        if not final and now - self.printed < PROGRESS_EVERY:
+            return
+        self.printed = now
+        rate = (self.done - self.before) / max(now - self.start, 1e-9)
+        left = (self.total - self.done) / rate if rate > 0 else float("inf")
+        when = "done" if self.done == self.total else f"about {_duration(left)} left"
+        earlier = f" ({self.before:,} from an earlier run)" if self.before else ""
+        print(f"graded {self.done:,}/{self.total:,} photographs{earlier}, {rate:.1f}/s, {when}", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "unknown time"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 class PredictionWriter(BasePredictionWriter):
     """One row per input image: grade, probabilities, referable flag, or the error.
 
-    Rows are in dataset order, each image once even when DDP padding repeats it.
+    Rows are in dataset order, each image once; shards live in
+    ``<trainer.default_root_dir>/shards/<model key>/``.
     """
 
     def __init__(self) -> None:
-        """Write once, at the end of the prediction epoch."""
-        super().__init__(write_interval="epoch")
+        """Write each batch as it ends."""
+        super().__init__(write_interval="batch")
+        self.store: ShardStore | None = None
+        self.records: list = []
+        self.identities: list[str] = []
+        self.progress: Progress | None = None
 
-    def write_on_epoch_end(self, trainer: L.Trainer, pl_module, predictions, batch_indices) -> None:
-        """Collect the batches' outputs from every rank and write predictions.csv on rank 0."""
-        thresholds = pl_module.rule.thresholds.tolist()
-        outputs = []
-        for batch in predictions:
-            quality = (
-                batch["quality"].tolist()
-                if batch.get("quality") is not None
-                else [None] * len(batch["error"])
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Open the model's shards and leave out of the prediction dataset what they hold already."""
+        if stage != "predict":
+            return
+        trainer.predict_loop.return_predictions = False  # the rows are in the shards, not in memory
+        self.store = ShardStore(trainer.default_root_dir, shard_identity(trainer, pl_module))
+        datamodule = trainer.datamodule
+        if datamodule is None:  # dataloaders given directly (explain): nothing to resume
+            return
+        dataset = datamodule.datasets["predict"]
+        self.records = dataset.records
+        self.identities = [identity_of(r.path) for r in self.records]
+        done = {result.identity for result in self.store.results()}
+        missing = [i for i, identity in enumerate(self.identities) if identity not in done]
+        before = len(self.records) - len(missing)
+        if before:
+            datamodule.datasets["predict"] = Subset(dataset, missing)
+            if trainer.is_global_zero:
+                print(
+                    f"resuming: {before:,} of {len(self.records):,} photographs "
+                    f"are graded already ({self.store.folder})"
+                )
+        self.progress = Progress(len(self.records), before) if trainer.is_global_zero else None
+        if not missing:  # Lightning runs no prediction loop over no batches: the file is written now
+            self.finish(trainer, pl_module)
+            # and the empty loader is intended: Lightning's warning about it would only alarm
+            warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
+
+    def write_on_batch_end(
+        self, trainer: L.Trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        """Append the batch's results to this process's shard."""
+        if not self.records:  # dataloaders given directly: their dataset's records
+            self.records = trainer.predict_dataloaders.dataset.records
+            self.identities = [identity_of(r.path) for r in self.records]
+        decided = checked_decisions(prediction["outputs"], pl_module.rule.thresholds.tolist())
+        qualities = prediction["quality"].tolist() if prediction.get("quality") is not None else None
+        results = []
+        for i, index in enumerate(prediction["index"].tolist()):
+            decision = decided[i]
+            error = prediction["error"][i] or (decision if isinstance(decision, str) else "")
+            results.append(
+                Result(
+                    self.identities[index],
+                    prediction["digest"][i],
+                    error,
+                    None if error else asdict(decision),
+                    None if qualities is None else qualities[i],
+                    tuple(prediction["exam"][i].split(EXAM_SEPARATOR)),
+                )
             )
-            decided = checked_decisions(batch["outputs"], thresholds)
-            outputs += zip(batch["index"].tolist(), decided, batch["error"], quality, strict=True)
-        outputs = _gather(outputs)
+        self.store.append(trainer.global_rank, results)
+        if self.progress is not None:
+            self.progress.update(len(results) * trainer.world_size)
+
+    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        """When every process has written its shard, merge the shards into predictions.csv (rank 0)."""
+        trainer.strategy.barrier("prediction shards written")
+        self.finish(trainer, pl_module)
+
+    def finish(self, trainer: L.Trainer, pl_module) -> None:
+        """Merge the shards into predictions.csv on rank 0 (every rank calls it: a collective)."""
         path = run_dir(trainer) / "predictions.csv"  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
-        records = trainer.predict_dataloaders.dataset.records
-        by_index = {index: rest for index, *rest in outputs}  # DDP padding repeats images: once each
-        rows = []
-        for index in sorted(by_index):
-            decision, error, quality = by_index[index]
-            record = records[index]
-            row = PredictionRow(
-                str(record.path),
-                None,
-                record.grade,
-                record.source,
-                error,
-                patient_id=record.patient_id if record.source else "",  # a folder names no patients
-                quality=quality,
-            )
-            rows.append(row if error else decided_row(row, decision))
-        skipped = trainer.datamodule.skipped if trainer.datamodule is not None else []
-        rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
+        if self.progress is not None:
+            self.progress.update(0, final=True)
+        rows = self.merged(trainer)
         write_predictions(path, rows, pl_module.display_name, pl_module.origin)
         if pl_module.predictions_out:
             write_predictions(pl_module.predictions_out, rows)
@@ -77,3 +186,34 @@ class PredictionWriter(BasePredictionWriter):
         print(f"predictions for {len(rows)} image(s) written to {path}: {ungradable_summary(rows)}")
         if rows and all(row.error for row in rows):
             raise DrgradeError(f"no image could be graded; every reason is in {path}")
+
+    def merged(self, trainer: L.Trainer) -> list[PredictionRow]:
+        """One row per input record, in input order, from the shards; then the skipped folder entries."""
+        found = {result.identity: result for result in self.store.results()}
+        rows = []
+        for record, identity in zip(self.records, self.identities, strict=True):
+            result = found.get(identity)
+            if result is None:  # cannot happen unless a shard was removed while the run went on
+                rows.append(
+                    PredictionRow(str(record.path), error=f"not graded: no result in {self.store.folder}")
+                )
+                continue
+            patient, eye, date = result.exam
+            row = PredictionRow(
+                str(record.path),
+                None if result.decision is None else _decision(result.decision),
+                record.grade,
+                record.source,
+                result.error,
+                patient_id=record.patient_id if record.source else patient,  # a folder names no patients
+                quality=result.quality,
+                eye=eye,
+                study_date=date,
+            )
+            rows.append(row)
+        skipped = trainer.datamodule.skipped if trainer.datamodule is not None else []
+        return rows + [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
+
+
+def _decision(fields: dict) -> Decision:
+    return Decision(**{**fields, "probabilities": tuple(fields["probabilities"])})

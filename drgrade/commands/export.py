@@ -10,7 +10,8 @@ from drgrade.commands.options import add_switch
 from drgrade.data.images import list_images
 from drgrade.data.sources import LAYOUTS
 from drgrade.errors import DrgradeError
-from drgrade.files import check_writable
+from drgrade.files import atomic_write_text, check_writable
+from drgrade.serving.card import card_facts, card_markdown, card_path, find_evaluation
 from drgrade.serving.export import export_onnx
 from drgrade.serving.quantize import quantize_onnx
 from drgrade.tasks import load_task
@@ -53,8 +54,15 @@ def run(cli) -> None:
     """
     opts = cli.config
     check_writable(opts.out, [opts.ckpt_path, opts.calibration_images])
-    written = export_onnx(load_task(opts.ckpt_path), opts.out, cli.datamodule.hparams.image_size)
-    print(f"exported {opts.ckpt_path} to {written}")
+    task = load_task(opts.ckpt_path)
+    size = cli.datamodule.hparams.image_size
+    evaluation = find_evaluation(opts.ckpt_path, task.origin.partition(" sha256:")[2])
+    facts = card_facts(task, size, evaluation)
+    written = export_onnx(task, opts.out, size, card=facts)
+    card = atomic_write_text(card_path(written), card_markdown(facts))
+    print(f"exported {opts.ckpt_path} to {written}, its model card to {card}")
+    if evaluation is None:
+        print("  the card has no test figures: no evaluation of this checkpoint was found (drgrade test)")
     if opts.quantize == "int8":
         with tempfile.TemporaryDirectory() as spare:
             paths, source = calibration_images(cli, opts.calibration_images, Path(spare))

@@ -34,11 +34,24 @@ def grader_of(opts):
         from drgrade.serving.runner import OnnxGrader
 
         grader = OnnxGrader(opts.onnx)
+        print(onnx_card_summary(grader.card))
         return partial(screen_files_onnx, grader), f"{grader.model or 'model'}, ONNX {Path(opts.onnx).name}"
     from drgrade.tasks import load_task
 
     task = load_task(opts.ckpt_path).eval()
     return partial(screen_files, task, image_size=task.hparams.image_size), task.display_name
+
+
+def onnx_card_summary(card: dict | None) -> str:
+    """The summary of an ONNX model's card, or why there is none (the card is the file's data)."""
+    from drgrade.serving.card import card_summary
+
+    if card is None:
+        return "model card: none in this model (exported before drgrade wrote cards); use with care"
+    try:
+        return card_summary(card)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return "model card: present but not readable; use with care"
 
 
 def run(opts) -> None:

@@ -11,15 +11,17 @@ import torch
 from torch.utils.data import Dataset
 
 from drgrade.data.images import IMAGE_SUFFIXES, ImageReadError, list_images, read_rgb
-from drgrade.data.intake import IntakeCache, judge
+from drgrade.data.intake import Facts, IntakeCache, judge
 from drgrade.data.preprocess import crop_fundus, fundus_box, resize_square
-from drgrade.data.quality import QualityLimits, UngradableImage, unmeasured
+from drgrade.data.quality import QualityLimits, UngradableImage
 from drgrade.data.sources import Record
 from drgrade.errors import OptionError
 
 Transform = Callable[[np.ndarray, int], torch.Tensor]
 #: Label of an image whose grade is unknown (prediction on an unlabelled folder).
 UNKNOWN = -1
+#: Joins a sample's exam parts (patient, eye, study date) into one collatable string.
+EXAM_SEPARATOR = "\x1f"
 
 
 def load_mask(record: Record, image: np.ndarray, size: int) -> np.ndarray:
@@ -40,7 +42,11 @@ def load_mask(record: Record, image: np.ndarray, size: int) -> np.ndarray:
 
 
 class FundusDataset(Dataset):
-    """Records -> ``{"image", "label", "index", "error"}`` samples (plus ``"mask"`` with masks).
+    """Records -> ``{"image", "label", "index", "error", "exam", "digest"}`` samples (plus ``"mask"``).
+
+    ``exam`` is what a DICOM header says of the photograph (PatientID, eye, study date), joined by
+    ``EXAM_SEPARATOR`` so that batches collate it as one string (empty parts for other files);
+    ``digest`` is the content digest of the file (empty when it could not be read).
 
     Args:
         records: the images.
@@ -77,33 +83,44 @@ class FundusDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def checked(self, record: Record, image: np.ndarray | None, facts: Facts) -> np.ndarray | None:
+        """The record's lesion mask (None without masks), once its photograph is known gradable.
+
+        With ``quality``, an image the gate refuses raises ``UngradableImage`` with the reason.
+
+        Args:
+            record: the image's record.
+            image: its network-size fundus crop from the file's one intake (None: not decoded).
+            facts: what that intake established.
+        """
+        reason = judge(facts, self.quality) if self.quality is not None else facts.error
+        if reason or image is None:
+            raise UngradableImage(reason or "not decodable", facts.features())
+        return load_mask(record, read_rgb(record.path), self.image_size) if self.with_masks else None
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None, list[float]]:
         """The network-size fundus crop of record ``index``, its lesion mask, the gate's features.
 
-        The crop and the features come from the file's one intake (stored, or taken in now);
-        with ``quality``, an image the gate refuses raises ``UngradableImage`` with the reason.
+        Raises ``UngradableImage`` (with ``quality``) or ``ImageReadError`` for an image not graded.
 
         Args:
             index: the record's position.
         """
         record = self.records[index]
         image, facts = self.intake.get(record.path)
-        reason = judge(facts, self.quality) if self.quality is not None else facts.error
-        if reason or image is None:
-            raise UngradableImage(reason or "not decodable", facts.features())
-        mask = load_mask(record, read_rgb(record.path), self.image_size) if self.with_masks else None
-        return image, mask, facts.features()
+        return image, self.checked(record, image, facts), facts.features()
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         error = ""
         size = self.image_size
+        image, facts = self.intake.get(record.path)  # the file's one intake: stored, or taken in now
         try:
-            image, mask, features = self.load(index)
+            mask = self.checked(record, image, facts)
         except ImageReadError as exc:
             if not self.keep_errors:
                 raise ImageReadError(f"{record.path}: {exc}") from None
-            error, features = str(exc), getattr(exc, "features", None) or unmeasured()
+            error = str(exc)
             image, mask = np.zeros((size, size, 3), np.uint8), np.zeros((size, size), np.uint8)
         sample = {
             "image": self.transform(image, record.grade),
@@ -111,11 +128,13 @@ class FundusDataset(Dataset):
             "index": index,
             "group": self.groups[index],
             "error": error,
+            "exam": EXAM_SEPARATOR.join((facts.patient_id, facts.eye, facts.study_date)),
+            "digest": facts.digest,
         }
         if self.with_masks:
             sample["mask"] = torch.from_numpy(mask > 0)
         if self.quality is not None:  # what the gate measured, NaN where it could not measure
-            sample["quality"] = torch.tensor(features, dtype=torch.float32)
+            sample["quality"] = torch.tensor(facts.features(), dtype=torch.float32)
         return sample
 
 

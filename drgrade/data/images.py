@@ -11,6 +11,9 @@
   archives mix all of them, and the model only needs 8-bit colour. A 16-bit file holding 10-, 12-
   or 14-bit values is scaled by its real depth, not by 16 bits.
 - A file that cannot be read says why (missing, permission denied, not an image, too large).
+- DICOM photographs (``.dcm``, or no suffix and a ``DICM`` preamble) are read by
+  ``drgrade.data.dicom`` behind the same two calls (``read_header``, ``decode``); their header
+  also names the exam (patient, eye, study date).
 """
 
 from __future__ import annotations
@@ -24,10 +27,19 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from drgrade.data.dicom import (
+    DICOM_SUFFIXES,
+    DicomProblem,
+    Exam,
+    has_dicom_preamble,
+    is_dicom,
+    read_exam,
+    read_pixels,
+)
 from drgrade.errors import OptionError
 
 #: File suffixes a folder of fundus photographs may hold (matched case-insensitively).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", *DICOM_SUFFIXES)
 #: Most pixels an image may claim (no fundus camera comes near): refused from the header.
 MAX_PIXELS = 40_000_000
 #: The shortest side, and the most elongation (long side over short), of an image drgrade
@@ -59,6 +71,8 @@ class Header:
     height: int
     format: str
     orientation: int
+    #: whose photograph it is (DICOM files only)
+    exam: Exam | None = None
 
 
 def list_images(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -88,7 +102,7 @@ def list_images(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]
             path = Path(top) / name
             if name.startswith("."):
                 continue
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.suffix.lower() not in IMAGE_SUFFIXES and (path.suffix or not has_dicom_preamble(path)):
                 skipped.append((path, f"not an image type drgrade reads ({', '.join(IMAGE_SUFFIXES)})"))
             elif path.is_file():
                 found.append(path)
@@ -126,8 +140,14 @@ def read_header(data: bytes, path: str | Path) -> Header:
 
     PIL's own decompression-bomb limit is lifted while the header is read: only the header is
     read, and drgrade's limit (``MAX_PIXELS``) is applied to the size it gives, with a message
-    naming that size.
+    naming that size. A DICOM file's header is its DICOM header (``format`` ``DICOM``).
     """
+    if is_dicom(data):
+        try:
+            width, height, exam = read_exam(data)
+        except DicomProblem as problem:
+            raise ImageReadError(f"{path}: {problem}") from None
+        return Header(width, height, "DICOM", 1, exam)
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -214,6 +234,11 @@ def decode(
     problem = shape_problem(header.width, header.height)
     if problem:
         raise ImageReadError(f"{path}: {problem}; not decoded")
+    if header.format == "DICOM":
+        try:
+            return read_pixels(data)
+        except DicomProblem as problem:
+            raise ImageReadError(f"{path}: {problem}") from None
     factor = reduction(header, target)
     flags = (_REDUCED[factor] if factor > 1 else cv2.IMREAD_UNCHANGED) | cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)

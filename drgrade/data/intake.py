@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from drgrade.data.dicom import Exam
 from drgrade.data.duplicates import difference_hash
 from drgrade.data.images import MAX_PIXELS, ImageReadError, decode, read_bytes, read_header, shape_problem
 from drgrade.data.preprocess import preprocess_fundus
@@ -65,7 +66,8 @@ class Facts:
 
     ``error`` says why it could not be decoded (empty when it was); ``measured`` are the gate's
     measurements (None without a decode); ``digest`` is the BLAKE2b of the file's bytes and
-    ``dhash`` the 256-bit difference hash of its fundus (hexadecimal).
+    ``dhash`` the 256-bit difference hash of its fundus (hexadecimal); ``patient_id``, ``eye`` and
+    ``study_date`` the exam a DICOM file names (empty for other files).
     """
 
     error: str
@@ -74,6 +76,9 @@ class Facts:
     measured: dict[str, float] | None = None
     digest: str = ""
     dhash: str = ""
+    patient_id: str = ""
+    eye: str = ""
+    study_date: str = ""
 
     def features(self) -> list[float]:
         """The gate's features in ``FEATURES`` order (NaN where not measured)."""
@@ -116,26 +121,45 @@ def take_in(path: str | Path, size: int, hashes: bool = True) -> tuple[np.ndarra
         data = read_bytes(path)
     except ImageReadError as error:
         return None, Facts(str(error).removeprefix(f"{path}: "))
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest() if hashes else ""
+    digest = content_digest(data) if hashes else ""
+    exam = Exam()
     try:
         header = read_header(data, path)
+        exam = header.exam or exam
         if not file_is_complete(data):
-            return None, Facts("ungradable: incomplete file (cut off before its end)", digest=digest)
+            reason = "ungradable: incomplete file (cut off before its end)"
+            return None, Facts(reason, digest=digest, **asdict(exam))
         if header.width * header.height > MAX_PIXELS:
-            return None, Facts("", header.width, header.height, None, digest)
+            return None, Facts("", header.width, header.height, None, digest, **asdict(exam))
         problem = shape_problem(header.width, header.height)
         if problem:  # judged from the header: nothing is allocated for it
-            return None, Facts(f"ungradable: {problem}", header.width, header.height, digest=digest)
+            reason = f"ungradable: {problem}"
+            return None, Facts(reason, header.width, header.height, digest=digest, **asdict(exam))
         image = decode(data, path, decode_target(size), header=header)
         crop = preprocess_fundus(image, size)
     except ImageReadError as error:
-        return None, Facts(str(error).removeprefix(f"{path}: "), digest=digest)
+        return None, Facts(str(error).removeprefix(f"{path}: "), digest=digest, **asdict(exam))
     except (cv2.error, MemoryError) as error:  # one file never costs a batch its other rows
         said = f"{type(error).__name__}: {str(error).strip()[:120]}"
-        return None, Facts(f"could not be decoded ({said})", digest=digest)
+        return None, Facts(f"could not be decoded ({said})", digest=digest, **asdict(exam))
     bits = np.packbits(difference_hash(crop)).tobytes().hex() if hashes else ""  # from the crop
-    facts = Facts("", header.width, header.height, measure(image), digest, bits)
+    facts = Facts("", header.width, header.height, measure(image), digest, bits, **asdict(exam))
     return crop, facts
+
+
+def file_identity(path: Path) -> str:
+    """A file version's identity: resolved path, size, modification and change times, inode.
+
+    An edited file gets a new identity even if its modification time was restored (its change
+    time cannot be). Raises ``OSError`` for a file that cannot be examined.
+    """
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
+
+
+def content_digest(data: bytes) -> str:
+    """The content digest of a file's bytes (BLAKE2b, 128 bits, hexadecimal)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def default_cache_dir() -> Path:
@@ -157,9 +181,7 @@ class IntakeCache:
 
     def identity(self, source: Path) -> str:
         """What makes an entry this file's: its version (resolved path, size, times, inode) and settings."""
-        stat = source.stat()
-        version = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
-        return f"{version}|{self.size}|v{INTAKE_VERSION}"
+        return f"{file_identity(source)}|{self.size}|v{INTAKE_VERSION}"
 
     def entry(self, identity: str) -> Path:
         """The cache file of the file version ``identity`` names."""

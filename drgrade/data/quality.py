@@ -364,8 +364,3 @@ def assess(image: np.ndarray, limits: QualityLimits = QualityLimits()) -> Qualit
     reason = verdict(measured, limits)
     features = {name: measured[name] for name in FEATURES}
     return Quality(not reason, reason, features)
-
-
-def unmeasured() -> list[float]:
-    """The feature columns of an image the gate could not measure."""
-    return [math.nan] * len(FEATURES)

@@ -72,8 +72,10 @@ def attention_as_matmuls():
         torch.backends.mha.set_fastpath_enabled(before)
 
 
-def export_onnx(task: BaseTask, out: str | Path, image_size: int) -> Path:
+def export_onnx(task: BaseTask, out: str | Path, image_size: int, card: dict | None = None) -> Path:
     """Write ``task`` as ONNX to ``out`` (dynamic batch) with drgrade metadata; returns the path.
+
+    ``card`` (``drgrade.serving.card.card_facts``) goes into the metadata as ``model_card``.
 
     The file is written beside ``out`` and renamed over it once complete, so an interrupted
     export never leaves a broken model where a good one was.
@@ -108,7 +110,8 @@ def export_onnx(task: BaseTask, out: str | Path, image_size: int) -> Path:
             )
         model = onnx.load(str(traced))
     mean, std = task.normalisation()
-    for key, value in metadata(task, image_size, mean, std).items():
+    entries = metadata(task, image_size, mean, std) | ({"model_card": json.dumps(card)} if card else {})
+    for key, value in entries.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)

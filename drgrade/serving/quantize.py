@@ -53,7 +53,7 @@ class _Images(CalibrationDataReader):
 
     def __init__(self, grader: OnnxGrader, paths: Sequence[Path]):
         prepare = partial(prepared, size=grader.size, mean=grader.mean, std=grader.std)
-        self.batches = ({"image": tensor[None]} for tensor, error, _ in map(prepare, paths) if not error)
+        self.batches = ({"image": tensor[None]} for tensor, error, *_ in map(prepare, paths) if not error)
 
     def get_next(self) -> dict | None:
         return next(self.batches, None)

@@ -199,6 +199,7 @@ def read_metadata(meta: dict[str, str]) -> dict:
         # where the graph came from, for the prediction file's model and checkpoint columns
         "model": meta.get("model_name", meta.get("drgrade_model", ""))[:100],
         "checkpoint": meta.get("checkpoint", "")[:200],
+        "card": json.loads(meta["model_card"]) if "model_card" in meta else None,
     }
 
 
@@ -239,6 +240,8 @@ class OnnxGrader:
         self.std = np.asarray(checked["std"], np.float32) * 255
         self.rule = checked["rule"]
         self.model, self.checkpoint = checked["model"], checked["checkpoint"]
+        #: the model card's facts (``drgrade.serving.card``), None for a model exported without one
+        self.card: dict | None = checked["card"]
         self.thresholds = [float(t) for t in self.rule["thresholds"]]
         options = ort.SessionOptions()
         if threads:
@@ -280,10 +283,11 @@ class OnnxGrader:
         rows = [PredictionRow(str(path), model=self.model, checkpoint=self.checkpoint) for path in paths]
         pending: list[tuple[int, np.ndarray]] = []  # (row, network input) waiting for a batch
         with _pool(workers) as pool, tqdm(total=len(paths), desc="grading", unit="image") as bar:
-            for index, (tensor, error, quality) in enumerate(
+            for index, (tensor, error, quality, exam) in enumerate(
                 _ordered(pool, prepare, paths, depth=4 * batch_size)
             ):
                 rows[index].error, rows[index].quality = error, quality
+                rows[index].patient_id, rows[index].eye, rows[index].study_date = exam
                 if inputs is not None:
                     inputs.append(tensor)
                 if not error:
@@ -313,17 +317,22 @@ def normalise(crop: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray
     return ((crop.astype(np.float32) - mean) / std).transpose(2, 0, 1)
 
 
-def prepared(path: Path, size: int, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray | None, str, list]:
-    """(network input, "", gate features) or (None, why it is not graded, features): one worker's job.
+def prepared(
+    path: Path, size: int, mean: np.ndarray, std: np.ndarray
+) -> tuple[np.ndarray | None, str, list, tuple[str, str, str]]:
+    """(network input or None, why it is not graded or "", gate features, exam): one worker's job.
+
+    The exam is a DICOM photograph's patient, eye and study date (empty strings for other files).
 
     The same one-decode intake as training (``drgrade.data.intake.take_in``): a large JPEG is
     decoded at reduced scale, the gate measures at its fixed working size.
     """
     crop, facts = take_in(path, size, hashes=False)
     reason = judge(facts)
+    exam = (facts.patient_id, facts.eye, facts.study_date)
     if reason or crop is None:
-        return None, reason or "not decodable", facts.features()
-    return normalise(crop, mean, std), "", facts.features()
+        return None, reason or "not decodable", facts.features(), exam
+    return normalise(crop, mean, std), "", facts.features(), exam
 
 
 class _InProcess:

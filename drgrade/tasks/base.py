@@ -283,6 +283,8 @@ class BaseTask(L.LightningModule):
             "outputs": [o.cpu() for o in self.rule(self.decision_logits(batch["image"]))],
             "error": batch["error"],
             "quality": batch["quality"].cpu() if "quality" in batch else None,
+            "digest": batch["digest"],
+            "exam": batch["exam"],
         }
 
     # -- split-level evaluation -----------------------------------------------------------------

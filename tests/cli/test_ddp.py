@@ -15,9 +15,10 @@ from drgrade.cli import main
 from tests.conftest import cli_args
 
 
-def drgrade(*args: str, cwd) -> None:
+def run_drgrade(*args: str, cwd) -> subprocess.CompletedProcess:
+    """``python -m drgrade ARGS`` as its own process (W&B off), its output captured."""
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "drgrade", *args],
         cwd=cwd,
         env=env,
@@ -25,6 +26,10 @@ def drgrade(*args: str, cwd) -> None:
         text=True,
         timeout=600,
     )
+
+
+def drgrade(*args: str, cwd) -> None:
+    done = run_drgrade(*args, cwd=cwd)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 

@@ -76,7 +76,7 @@ def test_training_and_deploy_preprocessing_agree(tmp_path):
         0
     ]
     mean, std = (np.asarray(c, np.float32) * 255 for c in (CLIP_MEAN, CLIP_STD))  # as export's metadata
-    deployed, error, features = prepared(path, SIZE, mean, std)  # what the ONNX runner feeds its model
+    deployed, error, features, _ = prepared(path, SIZE, mean, std)  # what the ONNX runner feeds its model
     assert error == "" and np.abs(sample["image"].numpy() - deployed).max() < 1e-4
     assert sample["quality"].tolist() == pytest.approx(features)
     fraction, brightness, focus = features[:3]

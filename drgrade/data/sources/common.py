@@ -16,6 +16,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from drgrade.data.dicom import has_dicom_preamble
+from drgrade.data.images import ImageReadError, read_bytes, read_header
 from drgrade.errors import DataValidationError
 from drgrade.grades import check_grade
 
@@ -258,6 +260,12 @@ def files_in(folder: Path) -> dict[str, Path]:
 
 def check_decodes(path: Path) -> str | None:
     """Why ``path`` is not a readable image, or None. Verifies the file without a full decode."""
+    if has_dicom_preamble(path):  # PIL does not read DICOM: its header is checked by drgrade's reader
+        try:
+            read_header(read_bytes(path), path)
+        except ImageReadError as error:
+            return f"{path}: image does not decode ({str(error).removeprefix(f'{path}: ')})"
+        return None
     try:
         with Image.open(path) as image:
             image.verify()
