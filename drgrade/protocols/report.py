@@ -163,7 +163,7 @@ def spread_figure(protocol: Protocol, rows: Sequence[dict], summary: Sequence[di
     """Each model's mean as a bar with its t interval, every run's value as a point over it, per group."""
     names = groups(rows)
     fig, ax = plt.subplots(
-        figsize=(max(4.0, 1.2 * len(names) * len(protocol.models)), 3.6), constrained_layout=True
+        figsize=(min(12.0, max(4.0, 0.8 * len(names) * len(protocol.models))), 3.6), constrained_layout=True
     )
     width = 0.8 / len(protocol.models)
     rng = np.random.default_rng(0)
