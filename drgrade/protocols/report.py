@@ -228,8 +228,10 @@ def heat_map_figure(protocol: Protocol, summary: Sequence[dict], metric: str):
         figsize=(1.6 * len(protocol.models) + 2, 0.5 * len(sources) + 1.6), constrained_layout=True
     )
     image = ax.imshow(grid, cmap="viridis", aspect="auto")
-    for (i, j), value in np.ndenumerate(grid):
-        ax.text(j, i, fmt(float(value)), ha="center", va="center", color="white", fontsize=8)
+    middle = np.nanmean([np.nanmin(grid), np.nanmax(grid)]) if np.isfinite(grid).any() else 0.0
+    for (i, j), value in np.ndenumerate(grid):  # dark text on the bright half of the colour map
+        colour = "black" if value > middle else "white"
+        ax.text(j, i, fmt(float(value)), ha="center", va="center", color=colour, fontsize=8)
     ax.set_xticks(range(len(protocol.models)), protocol.models)
     ax.set_yticks(range(len(sources)), [f"{s} held out" for s in sources])
     fig.colorbar(image, ax=ax, label=f"mean {metric}")
