@@ -33,9 +33,6 @@ from drgrade.protocols.adapters import ADAPTERS
 from drgrade.protocols.evaluate import evaluate_adapter
 from drgrade.protocols.spec import Protocol
 
-#: The image models a protocol may name (their configs in the configs folder).
-IMAGE_MODELS = ("zero_shot", "fcn_clip", "ranking")
-
 
 @dataclass
 class Run:
@@ -151,12 +148,6 @@ class ProtocolRunner:
     """
 
     def __init__(self, protocol: Protocol, out: Path, setup: list[str], stage_args, fit_then_test, cli_class):
-        unknown = [m for m in protocol.models if m not in ADAPTERS and m not in IMAGE_MODELS]
-        if unknown:
-            raise OptionError(
-                f"protocol {protocol.name}: unknown model(s) {unknown}; choose from "
-                f"{list(IMAGE_MODELS) + list(ADAPTERS)}"
-            )
         self.protocol, self.out = protocol, out
         self.stage_args, self.fit_then_test = stage_args, fit_then_test
         self.base = cli_class(setup, run=False)

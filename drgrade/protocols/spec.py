@@ -29,6 +29,10 @@ from drgrade.errors import OptionError
 
 SHIPPED = Path(__file__).parent / "files"
 DESIGNS = ("folds", "leave_one_source_out", "few_shot")
+#: The image models a protocol may name (their configs in the configs folder).
+IMAGE_MODELS = ("zero_shot", "fcn_clip", "ranking")
+#: The adaptation models over embeddings (``drgrade.protocols.adapters.ADAPTERS``).
+ADAPTATION_MODELS = ("linear_probe", "tip_adapter", "tip_adapter_f")
 
 
 @dataclass
@@ -104,6 +108,10 @@ def check(protocol: Protocol, path: Path) -> None:
         raise OptionError(f"protocol {path}: design {protocol.design!r} is not one of {list(DESIGNS)}")
     if not protocol.models or not protocol.seeds:
         raise OptionError(f"protocol {path}: models and seeds must each list at least one entry")
+    models = IMAGE_MODELS + ADAPTATION_MODELS
+    unknown = [m for m in protocol.models if m not in models]
+    if unknown:
+        raise OptionError(f"protocol {path}: unknown model(s) {unknown}; choose from {list(models)}")
     if protocol.design == "folds" and protocol.folds is not None and protocol.folds < 2:
         raise OptionError(f"protocol {path}: folds must be at least 2 (leave it out for seeds alone)")
     if protocol.test not in ("rotated", "fixed"):
