@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
@@ -248,6 +249,8 @@ def write_protocol_report(protocol: Protocol, rows: Sequence[dict], out: Path, t
         out: the report folder.
         title: the report's first line.
     """
+    # the models as run: an image model tested with tta is a column of its own (<model>+flip)
+    protocol = replace(protocol, models=list(dict.fromkeys(r["model"] for r in rows)))
     summary, comparisons = summarise(protocol, rows), compare(protocol, rows)
     write_csv(out / "runs.csv", rows)
     write_csv(out / "summary.csv", summary)

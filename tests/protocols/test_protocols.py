@@ -181,3 +181,25 @@ def test_shipped_protocols_load_and_bad_files_are_named(tmp_path):
     bad.write_text("design: folds\nmodels: [resnet]\n")
     with pytest.raises(OptionError, match=r"unknown model\(s\) \['resnet'\]"):
         load_protocol(bad)
+
+
+def test_an_image_model_runs_on_its_split_file_and_tta_is_reported_beside_it(synthetic, tmp_path):
+    protocol = {
+        "design": "folds",
+        "models": ["zero_shot"],
+        "seeds": [3],
+        "tta": "flip",
+        "metrics": ["qwk", "auroc_macro"],
+        "bootstrap_resamples": 0,
+    }
+    out = reproduce(protocol, synthetic, tmp_path / "report", tmp_path)
+    runs = {r["model"]: r for r in read_csv(out / "runs.csv")}
+    assert set(runs) == {"zero_shot", "zero_shot+flip"} and runs["zero_shot"]["run"] == "seed3"
+    tested = sorted((out / "runs" / "zero_shot" / "seed3").rglob("metrics.json"))
+    documents = [d for d in (json.loads(p.read_text()) for p in tested) if d["stage"] == "test"]
+    assert [d.get("tta") for d in documents] == [None, "flip"]
+    split = Counter(r["split"] for r in read_csv(out / "splits" / "seed3.csv"))
+    for document in documents:  # each test read the run's split file back
+        assert document["split"]["split"] == "file:seed3.csv"
+        assert document["metrics"]["num_images"] == split["test"] == int(runs["zero_shot"]["n_test"])
+    assert "zero_shot - zero_shot+flip" in (out / "report.md").read_text()
