@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def spread_figure(protocol: Protocol, rows: Sequence[dict], summary: Sequence[di
     """Each model's mean as a bar with its t interval, every run's value as a point over it, per group."""
     names = groups(rows)
     fig, ax = plt.subplots(
-        figsize=(max(4.0, 1.2 * len(names) * len(protocol.models)), 3.6), constrained_layout=True
+        figsize=(min(12.0, max(4.0, 0.8 * len(names) * len(protocol.models))), 3.6), constrained_layout=True
     )
     width = 0.8 / len(protocol.models)
     rng = np.random.default_rng(0)
@@ -228,8 +229,10 @@ def heat_map_figure(protocol: Protocol, summary: Sequence[dict], metric: str):
         figsize=(1.6 * len(protocol.models) + 2, 0.5 * len(sources) + 1.6), constrained_layout=True
     )
     image = ax.imshow(grid, cmap="viridis", aspect="auto")
-    for (i, j), value in np.ndenumerate(grid):
-        ax.text(j, i, fmt(float(value)), ha="center", va="center", color="white", fontsize=8)
+    middle = np.nanmean([np.nanmin(grid), np.nanmax(grid)]) if np.isfinite(grid).any() else 0.0
+    for (i, j), value in np.ndenumerate(grid):  # dark text on the bright half of the colour map
+        colour = "black" if value > middle else "white"
+        ax.text(j, i, fmt(float(value)), ha="center", va="center", color=colour, fontsize=8)
     ax.set_xticks(range(len(protocol.models)), protocol.models)
     ax.set_yticks(range(len(sources)), [f"{s} held out" for s in sources])
     fig.colorbar(image, ax=ax, label=f"mean {metric}")
@@ -246,6 +249,8 @@ def write_protocol_report(protocol: Protocol, rows: Sequence[dict], out: Path, t
         out: the report folder.
         title: the report's first line.
     """
+    # the models as run: an image model tested with tta is a column of its own (<model>+flip)
+    protocol = replace(protocol, models=list(dict.fromkeys(r["model"] for r in rows)))
     summary, comparisons = summarise(protocol, rows), compare(protocol, rows)
     write_csv(out / "runs.csv", rows)
     write_csv(out / "summary.csv", summary)

@@ -26,15 +26,12 @@ from drgrade.data.intake import default_cache_dir
 from drgrade.data.sources import Record
 from drgrade.data.split_file import UNUSED, write_split_file
 from drgrade.data.splits import held_out_leaks, image_key, split_records
-from drgrade.embeddings import cached_embeddings, embedding_file, embedding_identity
+from drgrade.embeddings import Embeddings, cached_embeddings, embedding_file, embedding_identity
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
 from drgrade.protocols.adapters import ADAPTERS
 from drgrade.protocols.evaluate import evaluate_adapter
 from drgrade.protocols.spec import Protocol
-
-#: The image models a protocol may name (their configs in the configs folder).
-IMAGE_MODELS = ("zero_shot", "fcn_clip", "ranking")
 
 
 @dataclass
@@ -146,20 +143,16 @@ class ProtocolRunner:
         setup: ``DRGradeCLI`` arguments configuring the data and the frozen backbone (the zero-shot
             config with the data overlay and handed-on options).
         stage_args: for an image model, its ``fit`` / ``test`` arguments before the run's own.
-        fit_then_test: runs ``fit`` then ``test`` of CLI arguments, appending the test run folder.
-        cli_class: the CLI class (instantiates the backbone and data for the embeddings).
+        fit_then_test: runs ``fit`` then ``test`` of CLI arguments, appending the test run folder;
+            returns the checkpoint tested.
+        cli_class: the CLI class (the backbone and data for the embeddings; a second test with ``tta``).
     """
 
     def __init__(self, protocol: Protocol, out: Path, setup: list[str], stage_args, fit_then_test, cli_class):
-        unknown = [m for m in protocol.models if m not in ADAPTERS and m not in IMAGE_MODELS]
-        if unknown:
-            raise OptionError(
-                f"protocol {protocol.name}: unknown model(s) {unknown}; choose from "
-                f"{list(IMAGE_MODELS) + list(ADAPTERS)}"
-            )
         self.protocol, self.out = protocol, out
-        self.stage_args, self.fit_then_test = stage_args, fit_then_test
+        self.stage_args, self.fit_then_test, self.cli_class = stage_args, fit_then_test, cli_class
         self.base = cli_class(setup, run=False)
+        self.embeddings: Embeddings | None = None
         self.spec = BootstrapSpec(resamples=protocol.bootstrap_resamples)
 
     def run(self) -> list[dict]:
@@ -172,42 +165,64 @@ class ProtocolRunner:
         split_files = {
             r.name: write_split_file(self.out / "splits" / f"{r.name}.csv", records, r.splits) for r in runs
         }
-        embeddings = None
         if any(m in ADAPTERS for m in self.protocol.models):
-            task = self.base.model
-            dataset = FundusDataset(
-                records, datamodule.hparams.image_size, datamodule.eval_transform(), intake=datamodule.intake
-            )
-            identity = embedding_identity(task.backbone, records, datamodule.splits, dataset.image_size)
-            path = embedding_file(self.embedding_folder(), identity)
-            embeddings = cached_embeddings(path, task, records, datamodule.splits, dataset, identity)
-            position = {key: i for i, key in enumerate(embeddings.frame["image"])}
+            self.embeddings = self.backbone_embeddings(records)
         rows = []
         for model in self.protocol.models:
             for run in runs:
                 folder = self.out / "runs" / model / run.name
                 if model in ADAPTERS:
-                    frame_splits = [UNUSED] * len(embeddings.frame)
-                    for record, split in zip(records, run.splits, strict=True):
-                        frame_splits[position[image_key(record)]] = split
-                    document = evaluate_adapter(model, embeddings, frame_splits, folder, run.seed, self.spec)
+                    rows.append(self.adapter_row(model, run, records, folder))
                 else:
-                    test_dirs: list[str] = []
-                    args = [
-                        *self.stage_args(model),
-                        "--data.split_file",
-                        str(split_files[run.name]),
-                        "--trainer.default_root_dir",
-                        str(folder),
-                        "--seed_everything",
-                        str(run.seed),
-                        "--model.init_args.bootstrap_resamples",
-                        str(self.spec.resamples),
-                    ]
-                    self.fit_then_test(args, test_dirs)
-                    document = json.loads((Path(test_dirs[-1]) / "metrics.json").read_text())
-                rows.append(self.row(model, run, document))
+                    rows += self.image_model_rows(model, run, split_files[run.name], folder)
                 print(f"protocol {self.protocol.name}: {model} {run.name} done")
+        return rows
+
+    def backbone_embeddings(self, records: list[Record]) -> Embeddings:
+        """The frozen backbone's embeddings of every image, from the shared cache when it has them."""
+        datamodule, task = self.base.datamodule, self.base.model
+        dataset = FundusDataset(
+            records, datamodule.hparams.image_size, datamodule.eval_transform(), intake=datamodule.intake
+        )
+        identity = embedding_identity(task.backbone, records, datamodule.splits, dataset.image_size)
+        path = embedding_file(self.embedding_folder(), identity)
+        return cached_embeddings(path, task, records, datamodule.splits, dataset, identity)
+
+    def adapter_row(self, model: str, run: Run, records: list[Record], folder: Path) -> dict:
+        """Fit and evaluate an adaptation model on the run's split of the embeddings."""
+        position = {key: i for i, key in enumerate(self.embeddings.frame["image"])}
+        frame_splits = [UNUSED] * len(self.embeddings.frame)
+        for record, split in zip(records, run.splits, strict=True):
+            frame_splits[position[image_key(record)]] = split
+        document = evaluate_adapter(model, self.embeddings, frame_splits, folder, run.seed, self.spec)
+        return self.row(model, run, document)
+
+    def image_model_rows(self, model: str, run: Run, split_file: Path, folder: Path) -> list[dict]:
+        """``fit`` then ``test`` on the run's split file; with the protocol's ``tta``, a second test.
+
+        The second test is of the same checkpoint with test-time augmentation, reported as
+        ``<model>+<tta>``, so the pair is compared on the same runs like any two models.
+        """
+        args = [
+            *self.stage_args(model),
+            "--data.split_file",
+            str(split_file),
+            "--trainer.default_root_dir",
+            str(folder),
+            "--seed_everything",
+            str(run.seed),
+            "--model.init_args.bootstrap_resamples",
+            str(self.spec.resamples),
+        ]
+        test_dirs: list[str] = []
+        best = self.fit_then_test(args, test_dirs)
+        rows = [self.row(model, run, json.loads((Path(test_dirs[-1]) / "metrics.json").read_text()))]
+        if self.protocol.tta:
+            test = self.cli_class(
+                ["test", *args, "--ckpt_path", best, "--model.init_args.tta", self.protocol.tta]
+            )
+            document = json.loads((Path(test.trainer.log_dir) / "metrics.json").read_text())
+            rows.append(self.row(f"{model}+{self.protocol.tta}", run, document))
         return rows
 
     def embedding_folder(self) -> Path:

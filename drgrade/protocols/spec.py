@@ -14,7 +14,9 @@ by their stem (``--protocol seeds_folds``); any other file is named by its path.
 - ``sources``: the sources left out one at a time (default: every source read);
 - ``shots``: training images per grade, drawn by patient;
 - ``split_ratios``: train/val/test fractions; ``test_seed``: the seed of fixed splits;
-- ``metrics``: the figures reported; ``bootstrap_resamples``: each run's test intervals.
+- ``metrics``: the figures reported; ``bootstrap_resamples``: each run's test intervals;
+- ``tta``: also test every image model's checkpoint with this test-time augmentation
+  (``flip``), reported as ``<model>+flip`` beside it (its effect, paired on the same runs).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from drgrade.errors import OptionError
 
 SHIPPED = Path(__file__).parent / "files"
 DESIGNS = ("folds", "leave_one_source_out", "few_shot")
+#: The image models a protocol may name (their configs in the configs folder).
+IMAGE_MODELS = ("zero_shot", "fcn_clip", "ranking")
+#: The adaptation models over embeddings (``drgrade.protocols.adapters.ADAPTERS``).
+ADAPTATION_MODELS = ("linear_probe", "tip_adapter", "tip_adapter_f")
 
 
 @dataclass
@@ -47,6 +53,7 @@ class Protocol:
     test_seed: int = 42
     metrics: list[str] = field(default_factory=lambda: ["qwk", "auroc_macro", "accuracy", "macro_f1"])
     bootstrap_resamples: int = 200
+    tta: str | None = None
     description: str = ""
 
 
@@ -104,11 +111,17 @@ def check(protocol: Protocol, path: Path) -> None:
         raise OptionError(f"protocol {path}: design {protocol.design!r} is not one of {list(DESIGNS)}")
     if not protocol.models or not protocol.seeds:
         raise OptionError(f"protocol {path}: models and seeds must each list at least one entry")
+    models = IMAGE_MODELS + ADAPTATION_MODELS
+    unknown = [m for m in protocol.models if m not in models]
+    if unknown:
+        raise OptionError(f"protocol {path}: unknown model(s) {unknown}; choose from {list(models)}")
     if protocol.design == "folds" and protocol.folds is not None and protocol.folds < 2:
         raise OptionError(f"protocol {path}: folds must be at least 2 (leave it out for seeds alone)")
     if protocol.test not in ("rotated", "fixed"):
         raise OptionError(f"protocol {path}: test must be rotated or fixed, got {protocol.test!r}")
     if protocol.design == "few_shot" and (not protocol.shots or min(protocol.shots) < 1):
         raise OptionError(f"protocol {path}: few_shot needs shots, e.g. [1, 2, 4, 8, 16]")
+    if protocol.tta not in (None, "flip"):
+        raise OptionError(f"protocol {path}: tta must be flip (or left out), got {protocol.tta!r}")
     if protocol.bootstrap_resamples < 0:
         raise OptionError(f"protocol {path}: bootstrap_resamples must be >= 0")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +18,10 @@ from drgrade.tasks import load_task
 def test_embed_writes_a_folder_s_embeddings_that_pandas_reads(
     zero_shot_checkpoint, synthetic, tmp_path, capsys
 ):
-    folder = synthetic / "messidor2" / "IMAGES"
+    folder = tmp_path / "photos"  # a dozen photographs: the intake of a whole folder is not what is tested
+    folder.mkdir()
+    for image in sorted((synthetic / "messidor2" / "IMAGES").iterdir())[:12]:
+        shutil.copy(image, folder)
     out = tmp_path / "embeddings.parquet"
     embed = ["embed", "--ckpt_path", str(zero_shot_checkpoint), "--data.predict_dir", str(folder)]
     main([*embed, "--out", str(out)])
@@ -30,7 +35,7 @@ def test_embed_writes_a_folder_s_embeddings_that_pandas_reads(
         if line.startswith("not embedded")
     }
     assert sorted(frame["file"]) == sorted(str(r.path) for r in records if str(r.path) not in refused)
-    assert len(refused) < len(records) // 10
+    assert len(refused) <= 2
     assert frame["grade"].isna().all() and set(frame["split"]) == {"predict"}
     # the pooled embedding is the backbone's, on the image as the model sees it
     task = load_task(zero_shot_checkpoint).eval()

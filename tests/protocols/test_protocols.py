@@ -15,7 +15,8 @@ from scipy import stats
 from drgrade.cli import main
 from drgrade.data.sources import write_layouts
 from drgrade.errors import OptionError
-from drgrade.protocols.spec import load_protocol, shipped_protocols
+from drgrade.protocols.adapters import ADAPTERS
+from drgrade.protocols.spec import ADAPTATION_MODELS, load_protocol, shipped_protocols
 from tests.conftest import ROOT, TINY
 
 
@@ -169,6 +170,7 @@ def test_few_shot_budgets_draw_whole_patients_and_write_the_curve(synthetic, tmp
 
 def test_shipped_protocols_load_and_bad_files_are_named(tmp_path):
     assert set(shipped_protocols()) >= {"seeds_folds", "leave_one_source_out", "few_shot"}
+    assert set(ADAPTATION_MODELS) == set(ADAPTERS)
     seeds_folds = load_protocol("seeds_folds")
     assert seeds_folds.models == ["fcn_clip", "linear_probe"] and seeds_folds.seeds == [0, 1, 2]
     assert seeds_folds.folds == 3
@@ -177,5 +179,27 @@ def test_shipped_protocols_load_and_bad_files_are_named(tmp_path):
     with pytest.raises(OptionError, match=r"bad.yaml: unknown key 'seed'; did you mean 'seeds'"):
         load_protocol(bad)
     bad.write_text("design: folds\nmodels: [resnet]\n")
-    with pytest.raises(SystemExit):
-        main(["reproduce", "--protocol", str(bad), "--demo"])
+    with pytest.raises(OptionError, match=r"unknown model\(s\) \['resnet'\]"):
+        load_protocol(bad)
+
+
+def test_an_image_model_runs_on_its_split_file_and_tta_is_reported_beside_it(synthetic, tmp_path):
+    protocol = {
+        "design": "folds",
+        "models": ["zero_shot"],
+        "seeds": [3],
+        "tta": "flip",
+        "metrics": ["qwk", "auroc_macro"],
+        "bootstrap_resamples": 0,
+    }
+    out = reproduce(protocol, synthetic, tmp_path / "report", tmp_path)
+    runs = {r["model"]: r for r in read_csv(out / "runs.csv")}
+    assert set(runs) == {"zero_shot", "zero_shot+flip"} and runs["zero_shot"]["run"] == "seed3"
+    tested = sorted((out / "runs" / "zero_shot" / "seed3").rglob("metrics.json"))
+    documents = [d for d in (json.loads(p.read_text()) for p in tested) if d["stage"] == "test"]
+    assert [d.get("tta") for d in documents] == [None, "flip"]
+    split = Counter(r["split"] for r in read_csv(out / "splits" / "seed3.csv"))
+    for document in documents:  # each test read the run's split file back
+        assert document["split"]["split"] == "file:seed3.csv"
+        assert document["metrics"]["num_images"] == split["test"] == int(runs["zero_shot"]["n_test"])
+    assert "zero_shot - zero_shot+flip" in (out / "report.md").read_text()
