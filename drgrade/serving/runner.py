@@ -70,9 +70,11 @@ MAX_MODEL_BYTES = 2 << 30
 IMAGE_SIZES = (32, 2048)
 
 
-#: Operators whose output size is set by the values of a tensor rather than by the image: their
-#: output must have a size known before running (a ConstantOfShape can ask for 32 GB).
-SIZING_OPS = frozenset({"ConstantOfShape", "Expand", "Range", "Resize", "Pad"})
+#: Operators that make a tensor from values alone (a ConstantOfShape can ask for 32 GB from a
+#: 2 KB file): their output must have a size known before running. Operators that grow an input
+#: (Expand, Pad, Resize) are bounded whenever shape inference knows their size; drgrade's own ViT
+#: exports have an Expand whose size it cannot follow, so an unknown one is not refused.
+SIZING_OPS = frozenset({"ConstantOfShape", "Range"})
 #: Most elements any one tensor may have for one image (4 GiB of float32).
 MAX_ELEMENTS = 1 << 30
 #: Node domains ``drgrade export`` writes (the standard operator set).
@@ -132,8 +134,8 @@ def size_problems(model: onnx.ModelProto) -> list[str]:
     """Tensors that would be too large for one image, from shape inference before anything runs.
 
     The batch is fixed to one image and ONNX's shape inference propagates constant values, so a
-    size computed from constants or from the image's shape is known; a ``SIZING_OPS`` output whose
-    size stays unknown is refused too, as what it would allocate cannot be told in advance.
+    size computed from constants or from the image's shape is known and bounded; a ``SIZING_OPS``
+    output whose size stays unknown is refused too, as what it would allocate cannot be told.
     """
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
