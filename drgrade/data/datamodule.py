@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -104,11 +105,16 @@ class DRDataModule(L.LightningDataModule):
         cache: store each image's intake (gate measurements, hashes, network-size crop), taken
             in once (``prepare_data``, one process per node) and read by every later run and rank.
         cache_dir: where (default ``$DRGRADE_CACHE_DIR`` or ``~/.cache/drgrade/intake``).
-        quality_gate: refuse ungradable images (incomplete, too small, no fundus, badly exposed,
-            out of focus; see ``drgrade.data.quality``) in every split and in ``predict``.
+        quality_gate: what the quality gate (``drgrade.data.quality``) does to *labelled*
+            photographs: ``keep`` (default) keeps what the graders graded and records the gate's
+            verdict (split.csv's ``gate`` column, counted per source on the console and in the
+            report's provenance), so the dataset's n is the published one; ``flag`` also lists each
+            such photograph on the console; ``exclude`` leaves them out (listed). A labelled
+            photograph is otherwise excluded only by the dataset's own gradability label, or when it
+            cannot be decoded. Unlabelled input (``predict``'s folder) is always gated.
         dedupe: keep exact and near-duplicate photographs in one split (hashed in the intake).
-        ungradable: ``exclude`` lists ungradable labelled images and leaves them out;
-            ``error`` stops setup with the list, like any other bad input.
+        ungradable: ``error`` stops setup with the list when the gate refuses any labelled
+            photograph, like any other bad input; ``exclude`` goes on as ``quality_gate`` says.
         predict_dir: a folder of images for ``drgrade predict``.
         normalisation: the model's input (mean, std) per channel, 0-1 scale; the CLI sets it from
             the model's backbone (FLAIR: none; CLIP's otherwise), None means CLIP's.
@@ -140,7 +146,7 @@ class DRDataModule(L.LightningDataModule):
         cache: bool = True,
         cache_dir: str | None = None,
         predict_dir: str | None = None,
-        quality_gate: bool = True,
+        quality_gate: Literal["keep", "flag", "exclude"] = "keep",
         dedupe: bool = True,
         ungradable: Literal["exclude", "error"] = "exclude",
         normalisation: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
@@ -158,6 +164,8 @@ class DRDataModule(L.LightningDataModule):
         self.excluded: list[Exclusion] = []
         #: Which image went to which split (a fingerprint) and the split settings; checkpoints carry it.
         self.split_identity: dict | None = None
+        #: The gate's verdict on each labelled photograph kept although the gate refuses it (by path).
+        self.gate_verdicts: dict[Path, str] = {}
         #: Groups of identical or near-identical photographs found at setup.
         self.duplicate_groups: list[list[Record]] = []
 
@@ -185,14 +193,13 @@ class DRDataModule(L.LightningDataModule):
         hp = self.hparams
         if stage == "predict" and hp.predict_dir is not None:
             records, self.skipped = folder_records(hp.predict_dir)
-            quality = QualityLimits() if hp.quality_gate else None
             self.datasets["predict"] = FundusDataset(
                 records,
                 hp.image_size,
                 self.eval_transform(),
                 keep_errors=True,
                 intake=self.intake,
-                quality=quality,
+                quality=QualityLimits(),  # unlabelled input is always gated
             )
             return
         if not self.records:
@@ -229,7 +236,7 @@ class DRDataModule(L.LightningDataModule):
         )
         rank_zero_info(
             f"DR data: {len(records)} images\n{count_table(records, self.splits)}\n"
-            f"{source_table(records, self.splits, self.excluded)}"
+            f"{source_table(records, self.splits, self.excluded, self.gate_flagged())}"
         )
 
     def leave_out_leaks(self, records: list[Record], splits: list[str]) -> tuple[list[Record], list[str]]:
@@ -250,17 +257,18 @@ class DRDataModule(L.LightningDataModule):
         return [records[i] for i in kept], [splits[i] for i in kept]
 
     def gate(self, records: list[Record], facts: list[Facts]) -> tuple[list[Record], list[Facts]]:
-        """Leave out images that do not decode (an error with ``verify_images``) or the gate refuses.
+        """Leave out images that do not decode (an error with ``verify_images``); judge the rest.
 
-        Every refused image is listed (``excluded``, split.csv); with ``ungradable: error`` any
-        refusal stops setup like other bad input.
+        What graders graded stays (``quality_gate: keep`` or ``flag``): the gate's verdict on a
+        photograph it would refuse is kept in ``gate_verdicts`` (split.csv, the console's
+        per-source table, the report's provenance). ``quality_gate: exclude`` leaves such
+        photographs out instead (``excluded``, split.csv); ``ungradable: error`` stops setup.
 
         Args:
             records: the labelled images.
             facts: each one's intake.
         """
         hp = self.hparams
-        limits = QualityLimits() if hp.quality_gate else None
         unreadable = [
             f"{r.path}: {f.error}"
             for r, f in zip(records, facts, strict=True)
@@ -268,24 +276,49 @@ class DRDataModule(L.LightningDataModule):
         ]
         if unreadable and hp.verify_images:
             raise DataValidationError(unreadable)
-        kept, refused = [], []
-        for record, fact in zip(records, facts, strict=True):
-            reason = judge(fact, limits) if limits is not None else fact.error
-            (refused if reason else kept).append((record, fact, reason))
-        if refused and hp.ungradable == "error":
-            raise DataValidationError([f"{record.path}: {reason}" for record, _, reason in refused])
-        if refused:
-            listed = "\n".join(f"  - {record.path}: {reason}" for record, _, reason in refused)
+        verdicts = [judge(fact, QualityLimits()) for fact in facts]
+        # no pixels to train on (cut off, too large to decode): left out whatever the mode
+        undecoded = [bool(fact.error) or fact.measured is None for fact in facts]
+        refused = [
+            (record, reason)
+            for record, reason, lost in zip(records, verdicts, undecoded, strict=True)
+            if reason and not lost
+        ]
+        if hp.ungradable == "error" and any(verdicts):
+            raise DataValidationError(
+                [
+                    f"{record.path}: {reason}"
+                    for record, reason in zip(records, verdicts, strict=True)
+                    if reason
+                ]
+            )
+        if refused and hp.quality_gate != "keep":
+            action = "left out" if hp.quality_gate == "exclude" else "kept (quality_gate: flag)"
+            listed = "\n".join(f"  - {record.path}: {reason}" for record, reason in refused)
             rank_zero_warn(
-                f"quality gate: {len(refused)} of {len(records)} images left out "
+                f"quality gate: {len(refused)} of {len(records)} labelled images {action} "
                 f"({len(refused) / len(records):.1%}):\n{listed}"
             )
-        self.excluded += [Exclusion(record, "quality", reason) for record, _, reason in refused]
+        excluding = hp.quality_gate == "exclude"
+        self.gate_verdicts = {} if excluding else {record.path: reason for record, reason in refused}
+        leave_out = [
+            lost or (excluding and bool(reason)) for reason, lost in zip(verdicts, undecoded, strict=True)
+        ]
+        self.excluded += [
+            Exclusion(record, "quality", reason)
+            for record, reason, out in zip(records, verdicts, leave_out, strict=True)
+            if out
+        ]
+        kept = [(r, f) for r, f, out in zip(records, facts, leave_out, strict=True) if not out]
         if not kept:
             raise DataValidationError(
                 [f"all {len(records)} images are unusable (see above); nothing to split"]
             )
-        return [record for record, _, _ in kept], [fact for _, fact, _ in kept]
+        return [record for record, _ in kept], [fact for _, fact in kept]
+
+    def gate_flagged(self) -> Counter:
+        """Per source, the kept labelled photographs the gate would refuse (``quality_gate`` keep/flag)."""
+        return Counter(r.source for r in self.records if r.path in self.gate_verdicts)
 
     def dedupe(self, records: list[Record], facts: list[Facts]) -> list[Record]:
         """Put exact and near-duplicate photographs in one patient group; report grade conflicts.
