@@ -65,7 +65,7 @@ def test_exclude_leaves_them_out_and_error_stops(graded_sheet):
     assert all(e.kind == "quality" for e in data.excluded)
     flagged = datamodule(graded_sheet, quality_gate="flag")
     assert len(flagged.records) == 10 and len(flagged.gate_verdicts) == 2
-    with pytest.raises(DataValidationError, match="astronaut.png"):
+    with pytest.raises(DataValidationError, match=r"astronaut\.png"):
         datamodule(graded_sheet, ungradable="error")
 
 
@@ -80,7 +80,7 @@ def test_unlabelled_folder_is_always_gated(graded_sheet):
 
 
 def test_fit_on_labelled_data_keeps_the_datasets_n(synthetic, graded_sheet, tmp_path):
-    """``drgrade fit`` trains on every graded photograph; split.csv and the console say which the gate doubts."""
+    """``drgrade fit`` trains on every graded photograph; split.csv says which ones the gate doubts."""
     main(cli_args("fit", "zero_shot", synthetic, tmp_path, "--data.csv_sources", f"[{graded_sheet}]"))
     with next(tmp_path.rglob("split.csv")).open(newline="") as f:
         rows = list(csv.DictReader(f))

@@ -32,7 +32,8 @@ class Record:
     ``patient_id`` groups images that must share a split; ``masks`` are its lesion masks when the
     source has them (one file per lesion type or one for all; explain scores attention against
     their union); ``official_split`` is the dataset's published split (``train``, ``val``,
-    ``test``) when it has one, used by ``data.split: official``.
+    ``test``) when it has one, used by ``data.split: official``; ``gradability`` is the dataset's
+    own image-quality label where it has one (``GRADABILITY``), empty where it has none.
     """
 
     path: Path
@@ -41,6 +42,12 @@ class Record:
     patient_id: str
     masks: tuple[Path, ...] = ()
     official_split: str = ""
+    gradability: str = ""
+
+
+#: The gradability labels datasets give: EyeQ's three levels, and a two-level label (Messidor-2's
+#: ``adjudicated_gradable``, DDR's grade 5) whose ``gradable`` is EyeQ's good or usable.
+GRADABILITY = ("good", "usable", "reject", "gradable")
 
 
 @dataclass(frozen=True)
