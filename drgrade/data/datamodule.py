@@ -428,6 +428,19 @@ class DRDataModule(L.LightningDataModule):
         """The predict folder's batches (the test split when no folder is given)."""
         return self._loader("predict")
 
+    def typicality_loader(self, limit: int) -> DataLoader:
+        """Up to ``limit`` training photographs, evenly spaced through the split, unaugmented.
+
+        What the model's typicality check is fitted on (``drgrade.decision.typicality``).
+
+        Args:
+            limit: most photographs.
+        """
+        records = self.datasets["train"].records
+        chosen = records[:: max(1, -(-len(records) // limit))] if limit else []
+        dataset = FundusDataset(chosen, self.hparams.image_size, self.eval_transform(), intake=self.intake)
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers)
+
     def records_of(self, split: str) -> list[Record]:
         """The records behind a split's loader, in loader order (index -> record).
 
