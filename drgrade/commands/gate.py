@@ -3,7 +3,8 @@
     drgrade gate --data.messidor_root data/messidor2 --out reports/gate
 
 Reads the configured sources like ``fit`` does, keeps the photographs their dataset labels for
-gradability (EyeQ, Messidor-2, DDR), runs the gate on each (the one intake every path uses) and
+gradability (EyeQ, Messidor-2, DDR), runs the gate on each (the one intake every path uses; with
+``--data.quality_model``, the learned gate too) and
 writes into ``--out``: ``gate.json`` (sensitivity and specificity for "reject" with Wilson
 intervals, the confusion, per verdict), ``gate_confusion.csv``, ``gate_images.csv`` (every
 photograph with both verdicts) and ``gate_misjudged.png`` (a sheet of the disagreements).
@@ -18,14 +19,14 @@ from pathlib import Path
 from drgrade.data import DRDataModule
 from drgrade.data.intake import judge, take_in_all
 from drgrade.data.quality import QualityLimits
-from drgrade.data.sources.common import GRADABILITY
+from drgrade.data.sources.common import GRADABILITY, gradability_labelled
 from drgrade.errors import OptionError
-from drgrade.evaluation.gate import Judged, agreement, gradability_labelled, summary_text
+from drgrade.evaluation.gate import Judged, agreement, summary_text
 from drgrade.files import atomic_open, atomic_write_text, neutralise
 from drgrade.reporting.misjudged import misjudged_sheet
 
 #: The sources whose downloads say which photographs are ungradable, for the error message.
-LABELLED_SOURCES = "Messidor-2 (data.messidor_root), DDR (data.ddr_root)"
+LABELLED_SOURCES = "EyeQ (data.eyeq_root), Messidor-2 (data.messidor_root), DDR (data.ddr_root)"
 
 
 def add_arguments(parser) -> None:
@@ -55,11 +56,13 @@ def run(opts) -> None:
             f"that has them: {LABELLED_SOURCES}"
         )
     facts = take_in_all([record.path for record, _ in labelled], data.intake, data.hparams.num_workers)
-    limits = QualityLimits()
-    judged = [
-        Judged(record, human, judge(fact, limits))
-        for (record, human), fact in zip(labelled, facts, strict=True)
-    ]
+    limits, model = QualityLimits(), data.quality_model()
+    judged = []
+    for (record, human), fact in zip(labelled, facts, strict=True):
+        verdict = judge(fact, limits)
+        if not verdict and model is not None:  # the learned gate, on the crop the intake stored
+            verdict = model.verdict(data.intake.get(record.path)[0])
+        judged.append(Judged(record, human, verdict))
     result = agreement(judged)
     write_results(judged, result, opts.out, opts.sheet)
     print(summary_text(result))

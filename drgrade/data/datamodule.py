@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import lightning as L
 import torch
@@ -18,6 +19,7 @@ from drgrade.data.intake import Facts, IntakeCache, default_cache_dir, judge, ta
 from drgrade.data.quality import QualityLimits
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
 from drgrade.data.sources import SOURCES, Exclusion, Record, SourceData, ensure_synthetic, load_sources
+from drgrade.data.sources.common import GRADABILITY, gradability_labelled
 from drgrade.data.splits import (
     SPLITS,
     count_table,
@@ -28,6 +30,9 @@ from drgrade.data.splits import (
 )
 from drgrade.errors import DataValidationError, OptionError
 from drgrade.grades import NUM_GRADES
+
+if TYPE_CHECKING:
+    from drgrade.tasks.quality import QualityModel
 
 
 def check_options(
@@ -68,6 +73,26 @@ def check_options(
         raise OptionError(
             f"data.cache_dir {cache_dir} is a file, not a folder; pass a folder (or data.cache false)"
         )
+
+
+def gradability_data(found: SourceData) -> SourceData:
+    """The photographs labelled for gradability, each with its label as ``grade`` (``GRADABILITY`` index).
+
+    What the ``quality`` model learns from (``target: gradability``): the rejects a dataset
+    excludes from DR grading are its positives here. Exclusions for other reasons stay excluded.
+
+    Args:
+        found: what the sources' readers found.
+    """
+    labelled = gradability_labelled(found)
+    if not labelled:
+        raise DataValidationError(
+            ["data.target gradability: no configured source labels gradability (EyeQ, Messidor-2, DDR)"]
+        )
+    records = [replace(record, grade=GRADABILITY.index(label)) for record, label in labelled]
+    return SourceData(
+        records, [e for e in found.excluded if not (e.kind == "dataset" and e.record.gradability)]
+    )
 
 
 class DRDataModule(L.LightningDataModule):
@@ -118,6 +143,12 @@ class DRDataModule(L.LightningDataModule):
         ungradable: ``error`` stops setup with the list when the gate refuses any labelled
             photograph, like any other bad input; ``exclude`` goes on as ``quality_gate`` says.
         predict_dir: a folder of images for ``drgrade predict``.
+        target: ``grade`` (DR grading) or ``gradability``: the photographs their datasets label
+            for gradability (EyeQ, Messidor-2, DDR; the rejects included), labelled 0 good,
+            1 usable, 2 reject, 3 gradable (good or usable), for the ``quality`` model.
+        quality_model: a ``quality`` model's checkpoint (``configs/quality.yaml``): unlabelled
+            photographs it calls "reject" are not graded, beside the rule gate (``predict``,
+            ``drgrade gate``).
         normalisation: the model's input (mean, std) per channel, 0-1 scale; the CLI sets it from
             the model's backbone (FLAIR: none; CLIP's otherwise), None means CLIP's.
     """
@@ -152,6 +183,8 @@ class DRDataModule(L.LightningDataModule):
         quality_gate: Literal["keep", "flag", "exclude"] = "keep",
         dedupe: bool = True,
         ungradable: Literal["exclude", "error"] = "exclude",
+        target: Literal["grade", "gradability"] = "grade",
+        quality_model: str | None = None,
         normalisation: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
     ):
         super().__init__()
@@ -203,6 +236,7 @@ class DRDataModule(L.LightningDataModule):
                 keep_errors=True,
                 intake=self.intake,
                 quality=QualityLimits(),  # unlabelled input is always gated
+                quality_model=self.quality_model(),
             )
             return
         if not self.records:
@@ -224,6 +258,8 @@ class DRDataModule(L.LightningDataModule):
         """Read every configured source, take in its images, leave out what cannot be used, split."""
         hp = self.hparams
         found = self.read_sources()
+        if hp.target == "gradability":
+            found = gradability_data(found)
         self.excluded = list(found.excluded)
         facts = take_in_all([r.path for r in found.records], self.intake, hp.num_workers)
         records, facts = self.gate(found.records, facts)
@@ -430,6 +466,12 @@ class DRDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """The predict folder's batches (the test split when no folder is given)."""
         return self._loader("predict")
+
+    def quality_model(self) -> QualityModel | None:
+        """The learned gate of ``quality_model`` (None: the rule gate alone)."""
+        from drgrade.tasks.quality import QualityModel  # the tasks import the data, not the reverse
+
+        return QualityModel(self.hparams.quality_model) if self.hparams.quality_model else None
 
     def typicality_loader(self, limit: int) -> DataLoader:
         """Up to ``limit`` training photographs, evenly spaced through the split, unaugmented.

@@ -52,6 +52,8 @@ class FundusDataset(Dataset):
         with_masks: also yield each record's lesion mask, preprocessed like its image.
         quality: pass every image through the quality gate with these limits (an ungradable
             image is an error, kept as the sample's message with ``keep_errors``).
+        quality_model: a learned gate (``drgrade.tasks.quality.QualityModel``) the photographs
+            the rule gate passes must pass too.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class FundusDataset(Dataset):
         intake: IntakeCache | None = None,
         with_masks: bool = False,
         quality: QualityLimits | None = None,
+        quality_model=None,
     ):
         self.records = list(records)
         # each image's patient as a small integer, so evaluation can keep fellow eyes together
@@ -73,6 +76,7 @@ class FundusDataset(Dataset):
         self.intake = intake or IntakeCache(None, image_size)
         self.with_masks = with_masks
         self.quality = quality
+        self.quality_model = quality_model
 
     def __len__(self) -> int:
         return len(self.records)
@@ -89,6 +93,8 @@ class FundusDataset(Dataset):
         record = self.records[index]
         image, facts = self.intake.get(record.path)
         reason = judge(facts, self.quality) if self.quality is not None else facts.error
+        if not reason and image is not None and self.quality_model is not None:
+            reason = self.quality_model.verdict(image)
         if reason or image is None:
             raise UngradableImage(reason or "not decodable", facts.features())
         mask = load_mask(record, read_rgb(record.path), self.image_size) if self.with_masks else None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drgrade.data.sources import Exclusion, Record, SourceData
+from drgrade.data.sources import Record
 from drgrade.data.sources.common import GRADABILITY
 from drgrade.evaluation.clinical import sensitivity_specificity, wilson_interval
 
@@ -63,20 +63,6 @@ def verdict_kind(reason: str) -> str:
     text = reason.removeprefix("ungradable: ")
     stripped = _EVIDENCE.sub("", text)
     return stripped or text
-
-
-def gradability_labelled(found: SourceData) -> list[tuple[Record, str]]:
-    """(photograph, human label) of every photograph its dataset labels for gradability.
-
-    The graded records carry their label; the ones a dataset itself excludes as ungradable
-    (``Exclusion`` of kind ``dataset``) are the human rejects.
-
-    Args:
-        found: what the sources' readers found.
-    """
-    labelled = [(r, r.gradability) for r in found.records if r.gradability in GRADABILITY]
-    rejects: list[Exclusion] = [e for e in found.excluded if e.kind == "dataset" and e.record.gradability]
-    return labelled + [(e.record, e.record.gradability) for e in rejects]
 
 
 def agreement(judged: Sequence[Judged]) -> dict:

@@ -293,7 +293,7 @@ class BaseTask(L.LightningModule):
 
     def fitting_typicality(self, stage: str) -> bool:
         """Whether this pass collects validation embeddings to fit the typicality check."""
-        return self.hparams.typicality_images > 0 and self.should_fit_rule(stage)
+        return self.hparams.typicality_images > 0 and self.attached() and self.should_fit_rule(stage)
 
     def keep_embeddings(self, index: torch.Tensor, embedding: torch.Tensor) -> None:
         """Keep a validation batch's pooled embeddings (by image index) for the typicality fit."""

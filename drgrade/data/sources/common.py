@@ -100,6 +100,20 @@ class Source:
     patients: bool = False
 
 
+def gradability_labelled(found: SourceData) -> list[tuple[Record, str]]:
+    """(photograph, human label) of every photograph its dataset labels for gradability.
+
+    The graded records carry their label; the ones a dataset itself excludes as ungradable
+    (``Exclusion`` of kind ``dataset``) are the human rejects.
+
+    Args:
+        found: what the sources' readers found.
+    """
+    labelled = [(r, r.gradability) for r in found.records if r.gradability in GRADABILITY]
+    rejects = [e for e in found.excluded if e.kind == "dataset" and e.record.gradability]
+    return labelled + [(e.record, e.record.gradability) for e in rejects]
+
+
 def source_root(root: str | Path, name: str) -> Path:
     """``root`` as a Path, or a ``DataValidationError`` naming the dataset whose folder is missing."""
     root = Path(root)

@@ -94,7 +94,7 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
             image = cv2.GaussianBlur(image, (0, 0), 1.0)
         elif level == 2:
             image = degrade(image, rng)
-        part = "test" if i % 5 == 4 else "train"
+        part = "test" if (i // 2) % 5 == 4 else "train"  # both eyes of a patient in one part
         name = f"{20 + i // 2}_{'left' if i % 2 == 0 else 'right'}.jpeg"
         write_rgb(root / part / name, image)
         rows[part].append([len(rows[part]), name, level, grade])
