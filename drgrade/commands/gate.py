@@ -24,6 +24,7 @@ from drgrade.errors import OptionError
 from drgrade.evaluation.gate import Judged, agreement, summary_text
 from drgrade.files import atomic_open, atomic_write_text, neutralise
 from drgrade.reporting.misjudged import misjudged_sheet
+from drgrade.tasks.quality import QualityModel
 
 #: The sources whose downloads say which photographs are ungradable, for the error message.
 LABELLED_SOURCES = "EyeQ (data.eyeq_root), Messidor-2 (data.messidor_root), DDR (data.ddr_root)"
@@ -56,7 +57,8 @@ def run(opts) -> None:
             f"that has them: {LABELLED_SOURCES}"
         )
     facts = take_in_all([record.path for record, _ in labelled], data.intake, data.hparams.num_workers)
-    limits, model = QualityLimits(), data.quality_model()
+    model = QualityModel(data.hparams.quality_model) if data.hparams.quality_model else None
+    limits = QualityLimits()
     judged = []
     for (record, human), fact in zip(labelled, facts, strict=True):
         verdict = judge(fact, limits)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import lightning as L
 import torch
@@ -30,9 +30,6 @@ from drgrade.data.splits import (
 )
 from drgrade.errors import DataValidationError, OptionError
 from drgrade.grades import NUM_GRADES
-
-if TYPE_CHECKING:
-    from drgrade.tasks.quality import QualityModel
 
 
 def check_options(
@@ -202,6 +199,8 @@ class DRDataModule(L.LightningDataModule):
         self.split_identity: dict | None = None
         #: The gate's verdict on each labelled photograph kept although the gate refuses it (by path).
         self.gate_verdicts: dict[Path, str] = {}
+        #: The loaded ``quality_model`` (set by the CLI, which loads checkpoints), or None.
+        self.quality_gate_model = None
         #: Groups of identical or near-identical photographs found at setup.
         self.duplicate_groups: list[list[Record]] = []
 
@@ -236,7 +235,7 @@ class DRDataModule(L.LightningDataModule):
                 keep_errors=True,
                 intake=self.intake,
                 quality=QualityLimits(),  # unlabelled input is always gated
-                quality_model=self.quality_model(),
+                quality_model=self.learned_gate(),
             )
             return
         if not self.records:
@@ -467,11 +466,18 @@ class DRDataModule(L.LightningDataModule):
         """The predict folder's batches (the test split when no folder is given)."""
         return self._loader("predict")
 
-    def quality_model(self) -> QualityModel | None:
-        """The learned gate of ``quality_model`` (None: the rule gate alone)."""
-        from drgrade.tasks.quality import QualityModel  # the tasks import the data, not the reverse
+    def learned_gate(self):
+        """The loaded ``quality_model`` (``drgrade.tasks.quality.QualityModel``), None without one.
 
-        return QualityModel(self.hparams.quality_model) if self.hparams.quality_model else None
+        The data does not load models (the tasks import the data, not the reverse): the CLI
+        loads it into ``quality_gate_model`` before the stage runs.
+        """
+        if self.hparams.quality_model and self.quality_gate_model is None:
+            raise OptionError(
+                f"data.quality_model {self.hparams.quality_model} was not loaded: pass it to "
+                "`drgrade predict` or `drgrade gate`"
+            )
+        return self.quality_gate_model
 
     def typicality_loader(self, limit: int) -> DataLoader:
         """Up to ``limit`` training photographs, evenly spaced through the split, unaugmented.

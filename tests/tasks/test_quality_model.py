@@ -13,8 +13,12 @@ from sklearn.metrics import roc_auc_score
 
 from drgrade.cli import main
 from drgrade.data import DRDataModule
+from drgrade.data.augment import EvalTransform
+from drgrade.data.dataset import UNKNOWN, FundusDataset
+from drgrade.data.images import write_rgb
 from drgrade.data.preprocess import preprocess_fundus
-from drgrade.data.sources import write_layouts
+from drgrade.data.quality import QualityLimits
+from drgrade.data.sources import Record, write_layouts
 from drgrade.data.sources.eyeq import degrade
 from drgrade.data.sources.eyeq import read as read_eyeq
 from drgrade.data.synthetic import render_fundus, seeded_rng
@@ -52,6 +56,22 @@ def test_a_two_level_label_counts_good_or_usable():
     loss = GradabilityLoss()(logits, torch.tensor([3, 2]))  # gradable, reject
     expected = -(math.log(probabilities[0, 0] + probabilities[0, 1]) + math.log(probabilities[1, 2])) / 2
     assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_dataset_asks_the_learned_gate(tmp_path):
+    """What the rule gate passes, a quality model may still refuse (``data.quality_model``)."""
+
+    class Refuses:
+        def verdict(self, crop: np.ndarray) -> str:
+            return f"ungradable: the quality model rejects it ({crop.shape[0]} px crop)"
+
+    image, _ = render_fundus(0, 128, seeded_rng(1, 2, 3))
+    write_rgb(tmp_path / "photo.png", image)
+    records = [Record(tmp_path / "photo.png", UNKNOWN, "", "photo")]
+    dataset = FundusDataset(records, 64, EvalTransform(), keep_errors=True, quality=QualityLimits())
+    assert dataset[0]["error"] == ""  # the rule gate passes it
+    dataset.quality_model = Refuses()
+    assert dataset[0]["error"] == "ungradable: the quality model rejects it (64 px crop)"
 
 
 def test_quality_model_learns_rejects_and_gates(eyeq, tmp_path):
