@@ -82,6 +82,12 @@ def test_gate_needs_gradability_labels(synthetic, tmp_path, capsys):
     assert exit_.value.code == 2 and "gradability label" in capsys.readouterr().err
 
 
+def test_a_misspelt_data_option_is_answered(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["gate", "--data.messidr_root", "x"])
+    assert exit_.value.code == 2 and "did you mean --data.messidor_root" in capsys.readouterr().err
+
+
 def test_verdict_kind_drops_the_evidence():
     assert verdict_kind("") == "passed"
     reason = "ungradable: not a fundus photograph (not red-dominant) (fundus fraction 0.8, red ratio 1.1)"
