@@ -72,6 +72,16 @@ def check_options(
         )
 
 
+def list_refused(refused: list[tuple[Record, str]], total: int, mode: str) -> None:
+    """Warn with every labelled photograph the gate refuses (``quality_gate`` flag or exclude)."""
+    action = "left out" if mode == "exclude" else "kept (quality_gate: flag)"
+    listed = "\n".join(f"  - {record.path}: {reason}" for record, reason in refused)
+    rank_zero_warn(
+        f"quality gate: {len(refused)} of {total} labelled images {action} "
+        f"({len(refused) / total:.1%}):\n{listed}"
+    )
+
+
 def gradability_data(found: SourceData) -> SourceData:
     """The photographs labelled for gradability, each with its label as ``grade`` (``GRADABILITY`` index).
 
@@ -150,6 +160,9 @@ class DRDataModule(L.LightningDataModule):
             the model's backbone (FLAIR: none; CLIP's otherwise), None means CLIP's.
     """
 
+    #: The loaded ``quality_model`` (the CLI loads it; see ``learned_gate``).
+    quality_gate_model = None
+
     def __init__(
         self,
         aptos_root: str | None = None,
@@ -192,15 +205,12 @@ class DRDataModule(L.LightningDataModule):
         self.datasets: dict[str, FundusDataset] = {}
         #: Folder entries ``predict`` could not read as images, with why (reported, not dropped).
         self.skipped: list[tuple[Path, str]] = []
-        #: Images left out, with why (the dataset's own ungradable labels, the quality gate, duplicates
-        #: of held-out images): listed in split.csv and counted on the console, never trained on.
+        #: Images left out, with why (the dataset's own labels, undecodable, held-out duplicates):
+        #: listed in split.csv and counted on the console, never trained on.
         self.excluded: list[Exclusion] = []
         #: Which image went to which split (a fingerprint) and the split settings; checkpoints carry it.
         self.split_identity: dict | None = None
-        #: The gate's verdict on each labelled photograph kept although the gate refuses it (by path).
-        self.gate_verdicts: dict[Path, str] = {}
-        #: The loaded ``quality_model`` (set by the CLI, which loads checkpoints), or None.
-        self.quality_gate_model = None
+        self.gate_verdicts: dict[Path, str] = {}  # labelled, kept, refused by the gate: path -> why
         #: Groups of identical or near-identical photographs found at setup.
         self.duplicate_groups: list[list[Record]] = []
 
@@ -297,10 +307,8 @@ class DRDataModule(L.LightningDataModule):
     def gate(self, records: list[Record], facts: list[Facts]) -> tuple[list[Record], list[Facts]]:
         """Leave out images that do not decode (an error with ``verify_images``); judge the rest.
 
-        What graders graded stays (``quality_gate: keep`` or ``flag``): the gate's verdict on a
-        photograph it would refuse is kept in ``gate_verdicts`` (split.csv, the console's
-        per-source table, the report's provenance). ``quality_gate: exclude`` leaves such
-        photographs out instead (``excluded``, split.csv); ``ungradable: error`` stops setup.
+        What graders graded stays (``quality_gate`` keep, flag), the gate's verdict in
+        ``gate_verdicts``; ``exclude`` leaves it out, ``ungradable: error`` stops setup.
 
         Args:
             records: the labelled images.
@@ -318,9 +326,7 @@ class DRDataModule(L.LightningDataModule):
         # no pixels to train on (cut off, too large to decode): left out whatever the mode
         undecoded = [bool(fact.error) or fact.measured is None for fact in facts]
         refused = [
-            (record, reason)
-            for record, reason, lost in zip(records, verdicts, undecoded, strict=True)
-            if reason and not lost
+            (r, why) for r, why, lost in zip(records, verdicts, undecoded, strict=True) if why and not lost
         ]
         if hp.ungradable == "error" and any(verdicts):
             raise DataValidationError(
@@ -331,12 +337,7 @@ class DRDataModule(L.LightningDataModule):
                 ]
             )
         if refused and hp.quality_gate != "keep":
-            action = "left out" if hp.quality_gate == "exclude" else "kept (quality_gate: flag)"
-            listed = "\n".join(f"  - {record.path}: {reason}" for record, reason in refused)
-            rank_zero_warn(
-                f"quality gate: {len(refused)} of {len(records)} labelled images {action} "
-                f"({len(refused) / len(records):.1%}):\n{listed}"
-            )
+            list_refused(refused, len(records), hp.quality_gate)
         excluding = hp.quality_gate == "exclude"
         self.gate_verdicts = {} if excluding else {record.path: reason for record, reason in refused}
         leave_out = [

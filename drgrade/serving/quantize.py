@@ -100,9 +100,9 @@ def quantize_onnx(
     out = int8_path(model)
     float_model = onnx.load(str(model))
     with tempfile.TemporaryDirectory() as work:
-        prepared_model = Path(work) / "prepared.onnx"
-        graded, graded_model = onnx.load(str(model)), Path(work) / "graded.onnx"
-        dropped = drop_distance_branch(graded)
+        prepared_model, graded_model = Path(work) / "prepared.onnx", Path(work) / "graded.onnx"
+        graded = onnx.load(str(model))
+        dropped = drop_distance_branch(graded)  # see NO_INT8_TYPICALITY
         onnx.save(graded, str(graded_model))
         quant_pre_process(str(graded_model), str(prepared_model), skip_symbolic_shape=True)
         quantize_static(
@@ -117,18 +117,25 @@ def quantize_onnx(
             op_types_to_quantize=OPS,
         )
     quantised = onnx.load(str(out))
+    carry_metadata(
+        float_model, quantised, f"int8-static, calibrated on {len(paths)} images: {source}", dropped
+    )
+    onnx.save(quantised, str(out))
+    refuse_if_slower(model, out, keep_slower)
+    return out
+
+
+def carry_metadata(float_model: onnx.ModelProto, quantised: onnx.ModelProto, how: str, dropped: bool) -> None:
+    """The float model's metadata on the INT8 one, with how it was quantized (and without the check)."""
     del quantised.metadata_props[:]
     quantised.metadata_props.extend(float_model.metadata_props)
     if dropped:
         for entry in quantised.metadata_props:
             if entry.key == "typicality":
                 entry.value = json.dumps({"fitted": False, "cut": None, "note": NO_INT8_TYPICALITY})
-        warnings.warn(NO_INT8_TYPICALITY, stacklevel=2)
+        warnings.warn(NO_INT8_TYPICALITY, stacklevel=3)
     entry = quantised.metadata_props.add()
-    entry.key, entry.value = "quantization", f"int8-static, calibrated on {len(paths)} images: {source}"
-    onnx.save(quantised, str(out))
-    refuse_if_slower(model, out, keep_slower)
-    return out
+    entry.key, entry.value = "quantization", how
 
 
 def distance_only(model: onnx.ModelProto) -> set[str]:
