@@ -7,6 +7,7 @@ decoded at all) unless ``data.quality_gate: exclude`` is asked for; unlabelled i
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from drgrade.data import DRDataModule
 from drgrade.data.images import write_rgb
 from drgrade.data.synthetic import render_fundus, seeded_rng
 from drgrade.errors import DataValidationError
+from drgrade.reporting.provenance import data_text
 from tests.conftest import cli_args
 
 #: Photographs a grader graded that the rule gate refuses: a very dark one and a non-fundus picture.
@@ -87,6 +89,10 @@ def test_fit_on_labelled_data_keeps_the_datasets_n(synthetic, graded_sheet, tmp_
     sheet = [r for r in rows if r["source"] == "graded"]
     assert len(sheet) == 10 and all(r["split"] != "excluded" for r in sheet)
     assert sorted(Path(r["path"]).name for r in sheet if r["gate"]) == sorted(REFUSED)
+    # the run's provenance counts them per source, and the report says so
+    data = json.loads(next(tmp_path.rglob("metrics.json")).read_text())["provenance"]["data"]
+    assert data["quality_gate"] == {"mode": "keep", "kept_refused": {"graded": 2}}
+    assert "kept though the quality gate refuses them (keep): 2 graded" in data_text(data)
     # only the dataset's own labels exclude: Messidor-2's adjudicated-ungradable photographs
     excluded = [r for r in rows if r["split"] == "excluded"]
     assert excluded and all("adjudicated_gradable 0" in r["note"] and not r["gate"] for r in excluded)
