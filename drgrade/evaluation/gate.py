@@ -19,7 +19,8 @@ import numpy as np
 
 from drgrade.data.sources import Record
 from drgrade.data.sources.common import GRADABILITY
-from drgrade.evaluation.clinical import sensitivity_specificity, wilson_interval
+from drgrade.evaluation.clinical import sensitivity_specificity
+from drgrade.evaluation.proportions import wilson_interval
 
 #: The verdict of a photograph the gate passes.
 PASSED = "passed"

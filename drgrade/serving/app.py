@@ -3,20 +3,23 @@
 Built on Gradio (``pip install drgrade[app]``); started by ``drgrade serve``. It binds to
 127.0.0.1 unless told otherwise and says on the page that it is not a medical device.
 
-What the page keeps: nothing. Each upload is deleted (with the folder Gradio made for it) as
-soon as it is answered, and any left at exit are removed; the answer is served from memory (the
-cards as inline pictures, the CSV as an inline download), so no picture or result is written to
-disk. Uploads are limited in size (``MAX_UPLOAD``). The CSV has the prediction-file columns, with
-the uploaded file's own name (never the server's path).
+What the page keeps: nothing beyond a session. An upload is deleted (with the folder Gradio made
+for it) when every session holding it has removed it from the field or closed the page, and any
+left at exit are removed; the answer is served from memory (the cards as inline pictures, the
+CSV as an inline download), so no picture or result is written to disk. Uploads are limited in
+size (``MAX_UPLOAD``). The CSV has the prediction-file columns, with the uploaded file's own
+name (never the server's path).
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import html
 import io
-import shutil
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +29,7 @@ import matplotlib.pyplot as plt
 from drgrade.console import quiet_console
 from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import PROB_COLUMNS, PredictionRow, csv_text
+from drgrade.reporting.markup import md
 from drgrade.reporting.overlays import answer_card
 from drgrade.serving.screening import Screening
 
@@ -142,48 +146,81 @@ def download_link(rows: list[PredictionRow]) -> str:
     )
 
 
-#: The folders of uploads not yet removed (removed at exit, whatever happened).
-_UPLOAD_FOLDERS: set[Path] = set()
+class Uploads:
+    """Which page sessions hold each uploaded file; a file is deleted when none holds it any more.
+
+    Gradio stores an upload under a folder named by its content, so two people uploading the same
+    photograph (or one person pressing Grade twice) share one server path. A request therefore
+    never deletes what it graded: the file belongs to the sessions that uploaded it, and goes when
+    the last of them removes it from the upload field or closes the page (and at exit, whatever
+    happened).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._holders: dict[Path, set[str]] = {}
+
+    def hold(self, session: str, paths: list[Path]) -> None:
+        """Record that ``session`` holds ``paths``."""
+        with self._lock:
+            for path in paths:
+                self._holders.setdefault(path, set()).add(session)
+
+    def release(self, session: str, keep: list[Path] = ()) -> None:
+        """``session`` lets go of every file but ``keep``; files nobody holds are deleted."""
+        with self._lock:
+            for path, holders in list(self._holders.items()):
+                if session in holders and path not in keep:
+                    holders.discard(session)
+                    if not holders:
+                        del self._holders[path]
+                        remove_upload(path)
+
+    def remove_all(self) -> None:
+        """Delete every file still held (the server is stopping)."""
+        with self._lock:
+            for path in self._holders:
+                remove_upload(path)
+            self._holders.clear()
 
 
-def forget(paths: list[Path]) -> None:
-    """Delete uploaded files and the folders Gradio made for them."""
-    for path in paths:
-        path.unlink(missing_ok=True)
-        _UPLOAD_FOLDERS.add(path.parent)
-    for folder in list(_UPLOAD_FOLDERS):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-        if not folder.exists():
-            _UPLOAD_FOLDERS.discard(folder)
+def remove_upload(path: Path) -> None:
+    """Delete an uploaded file and the folder Gradio made for it, once that folder is empty."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty (another upload shares it) or already gone
+        path.parent.rmdir()
 
 
-@atexit.register
-def _remove_upload_folders() -> None:
-    for folder in _UPLOAD_FOLDERS:
-        shutil.rmtree(folder, ignore_errors=True)
+#: The uploads of every page this process serves.
+UPLOADS = Uploads()
+atexit.register(UPLOADS.remove_all)
+
+
+def upload_paths(uploads: list[dict] | None) -> list[Path]:
+    """The server paths of the upload field's raw value."""
+    return [Path(upload["path"]) for upload in uploads or []]
 
 
 def answer_batch(
-    grade: Callable[[list[Path]], list[Screening]], uploads: list[dict] | None
+    grade: Callable[[list[Path]], list[Screening]], uploads: list[dict] | None, session: str
 ) -> tuple[str, str]:
-    """Grade the uploaded files, then delete them; returns (table and CSV download, cards), as HTML.
+    """Grade the uploaded files; returns (table and CSV download, cards), as HTML.
 
     Args:
         grade: files -> answers (``screen_files`` bound to a model).
         uploads: the upload field's raw value, one ``{"path", "orig_name", ...}`` per file. Taken
             raw (``preprocess=False``) because the File component's own preprocessing leaves an
             empty temporary file on the server per upload (Gradio 6), which would never be removed.
+        session: the page session asking; it holds the files until it lets them go (``Uploads``).
     """
     uploads = uploads or []
-    paths = [Path(upload["path"]) for upload in uploads]
-    try:
-        answers = grade(paths)
-    finally:
-        forget(paths)
+    paths = upload_paths(uploads)
+    UPLOADS.hold(session, paths)
+    answers = grade(paths)
     for answer, upload in zip(answers, uploads, strict=True):  # the user's name, not the server's path
         answer.row.file = upload.get("orig_name") or Path(upload["path"]).name
-    table = results_table(answers) + "<p>" + download_link([a.row for a in answers]) + "</p>"
+    when = f'<p id="drgrade-when">{len(answers)} file(s) graded at {time.strftime("%H:%M:%S")}</p>'
+    table = when + results_table(answers) + "<p>" + download_link([a.row for a in answers]) + "</p>"
     return table, cards(answers)
 
 
@@ -196,15 +233,26 @@ def build_app(grade: Callable[[list[Path]], list[Screening]], model_name: str) -
     """
     quiet_console()
     with gr.Blocks(title="drgrade screening") as page:
-        gr.Markdown(f"# drgrade: diabetic retinopathy grading ({model_name})\n\n{NOTICE}")
+        gr.Markdown(f"# drgrade: diabetic retinopathy grading ({md(model_name)})\n\n{NOTICE}")
         files = gr.File(label="fundus photographs", file_count="multiple", elem_id="drgrade-upload")
         button = gr.Button("Grade", variant="primary", elem_id="drgrade-grade")
         table = gr.HTML(elem_id="drgrade-table")
         shown = gr.HTML(elem_id="drgrade-pictures")
-        button.click(
-            lambda uploads: answer_batch(grade, uploads),
-            inputs=files,
-            outputs=[table, shown],
-            preprocess=False,
-        )
+        # the field's files belong to this session until removed from it or the page closes
+        def keep_field(uploads: list[dict] | None, request: gr.Request) -> None:
+            UPLOADS.release(request.session_hash, keep=upload_paths(uploads))
+
+        def hold_field(uploads: list[dict] | None, request: gr.Request) -> None:
+            UPLOADS.hold(request.session_hash, upload_paths(uploads))
+
+        def answer(uploads: list[dict] | None, request: gr.Request) -> tuple[str, str]:
+            return answer_batch(grade, uploads, request.session_hash)
+
+        def close(request: gr.Request) -> None:
+            UPLOADS.release(request.session_hash)
+
+        files.change(keep_field, inputs=files, preprocess=False)
+        files.upload(hold_field, inputs=files, preprocess=False)
+        button.click(answer, inputs=files, outputs=[table, shown], preprocess=False)
+        page.unload(close)
     return page

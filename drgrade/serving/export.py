@@ -26,7 +26,7 @@ from torch import nn
 from drgrade.decision.outputs import DISTANCE, OUTPUT_NAMES
 from drgrade.files import atomic_open
 from drgrade.grades import GRADE_NAMES
-from drgrade.tasks.base import BaseTask
+from drgrade.tasks.base import AugmentedLogits, BaseTask
 
 OPSET = 17
 
@@ -47,7 +47,8 @@ class ExportGraph(nn.Module):
 
     def __init__(self, task: BaseTask):
         super().__init__()
-        self.logits = task.export_module()
+        tta = task.hparams.tta
+        self.logits = task.export_module() if tta == "none" else AugmentedLogits(task.export_module(), tta)
         self.rule = task.rule
         fitted = task.typicality.fitted
         self.typicality = task.typicality if fitted else None

@@ -53,6 +53,8 @@ def screen_files(
     answers: list[Screening] = []
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):
         maps, logits, method = task.attention_maps(batch["image"])  # Grad-CAM needs autograd: no no_grad
+        if task.hparams.tta != "none":  # decide on the augmented views (the map stays the image's own)
+            logits = task.decision_logits(batch["image"])
         decided = checked_decisions(task.rule(logits.detach()), thresholds)
         with torch.no_grad():  # inputs unlike any training photograph get the reason, not a grade
             atypical = task.typicality.reasons(task.typicality(task.embedding(batch["image"])))

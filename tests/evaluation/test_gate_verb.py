@@ -14,8 +14,8 @@ from skimage import data as skdata
 from drgrade.cli import main
 from drgrade.data.images import write_rgb
 from drgrade.data.synthetic import render_fundus, seeded_rng
-from drgrade.evaluation.clinical import wilson_interval
 from drgrade.evaluation.gate import verdict_kind
+from drgrade.evaluation.proportions import wilson_interval
 
 
 @pytest.fixture(scope="module")

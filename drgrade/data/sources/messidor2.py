@@ -39,7 +39,7 @@ def _image_dir(root: Path) -> Path:
     return root
 
 
-def _exams(path: Path) -> dict[str, str]:
+def _exams(path: Path, problems: list[str]) -> dict[str, str]:
     """Lower-cased image name -> exam id from the exam-pairs sheet (one exam per row).
 
     The sheet is read leniently (``;`` or ``,`` separated, header optional) because its
@@ -49,7 +49,8 @@ def _exams(path: Path) -> dict[str, str]:
     if not path.is_file():
         log.warning("%s not found: each Messidor-2 image becomes its own patient group", path)
         return exams
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    text = common.read_sheet_text(path, problems) or ""
+    for number, line in enumerate(text.splitlines(), start=1):
         for cell in (c.strip() for c in line.replace(",", ";").split(";")):
             if Path(cell).suffix.lower() in IMAGE_SUFFIXES:
                 exams[cell.lower()] = f"messidor:exam{number}"
@@ -62,7 +63,7 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
     problems: list[str] = []
     image_dir = _image_dir(root)
     files = {p.name.lower(): p for p in image_dir.iterdir() if p.is_file()}
-    exams = _exams(root / PAIRS)
+    exams = _exams(root / PAIRS, problems)
     records: list[Record] = []
     excluded: list[Exclusion] = []
     columns = ("image_id", "adjudicated_dr_grade", "adjudicated_gradable")
