@@ -210,8 +210,7 @@ class DRDataModule(L.LightningDataModule):
         self.datasets: dict[str, FundusDataset] = {}
         #: Folder entries ``predict`` could not read as images, with why (reported, not dropped).
         self.skipped: list[tuple[Path, str]] = []
-        #: Images left out, with why (the dataset's own labels, undecodable, held-out duplicates):
-        #: listed in split.csv and counted on the console, never trained on.
+        #: Images left out, with why: listed in split.csv and counted on the console, never trained on.
         self.excluded: list[Exclusion] = []
         #: Which image went to which split (a fingerprint) and the split settings; checkpoints carry it.
         self.split_identity: dict | None = None

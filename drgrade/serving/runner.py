@@ -214,6 +214,13 @@ def typicality_cut(meta: dict[str, str]) -> float | None:
     return float(cut)
 
 
+def typicality_problems(model: onnx.ModelProto, cut: float | None) -> list[str]:
+    """A ``distance`` output without a typicality cut in the metadata, or a cut without the output."""
+    if (cut is not None) == (DISTANCE in [o.name for o in model.graph.output]):
+        return []
+    return [f"its typicality cut and its {DISTANCE!r} output do not come together"]
+
+
 class OnnxGrader:
     """An exported drgrade model in an onnxruntime session, checked before it is trusted to grade."""
 
@@ -240,6 +247,7 @@ class OnnxGrader:
                 raise ValueError("; ".join(problems))
             checked = read_metadata({p.key: p.value for p in proto.metadata_props})
             problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
+            problems = problems or typicality_problems(proto, checked["typicality_cut"])
             if problems:
                 raise ValueError("; ".join(problems))
         except RecursionError:
@@ -247,12 +255,7 @@ class OnnxGrader:
         except (ValueError, KeyError, TypeError) as error:
             raise ModelFileError(f"{model} was refused: {error}") from None
         self.size = checked["image_size"]
-        #: Inputs whose ``distance`` output exceeds this are not graded (None: no check in the graph).
-        self.cut = checked["typicality_cut"]
-        if (self.cut is not None) != (len(proto.graph.output) > len(OUTPUT_NAMES)):
-            raise ModelFileError(
-                f"{model} was refused: its typicality cut and its {DISTANCE!r} output do not come together"
-            )
+        self.cut = checked["typicality_cut"]  # a larger ``distance`` is not graded (None: no check)
         self.mean = np.asarray(checked["mean"], np.float32) * 255
         self.std = np.asarray(checked["std"], np.float32) * 255
         self.rule = checked["rule"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from skimage import data as skdata
@@ -20,6 +21,7 @@ from drgrade.data.images import write_rgb
 from drgrade.data.preprocess import preprocess_fundus
 from drgrade.data.synthetic import render_fundus, seeded_rng
 from drgrade.decision.typicality import Typicality, ledoit_wolf
+from drgrade.errors import ModelFileError
 from drgrade.serving.export import export_onnx
 from drgrade.serving.runner import OnnxGrader
 from drgrade.serving.screening import screen_files
@@ -132,3 +134,8 @@ def test_onnx_graph_carries_the_check(task, photographs, tmp_path):
     refused = grader.grade_files(sorted(photographs.iterdir()))
     assert all(row.error.startswith(REFUSED) and row.decision is None for row in refused)
     assert sum(row.decision is not None for row in graded) >= 2  # held-out photographs graded
+    model = onnx.load(str(tmp_path / "m.onnx"))  # a distance output whose cut went missing
+    next(p for p in model.metadata_props if p.key == "typicality").value = '{"fitted": false}'
+    onnx.save(model, str(tmp_path / "no_cut.onnx"))
+    with pytest.raises(ModelFileError, match="typicality cut and its 'distance' output"):
+        OnnxGrader(tmp_path / "no_cut.onnx")
