@@ -26,7 +26,7 @@ from drgrade.serving.export import export_onnx
 from drgrade.serving.runner import OnnxGrader
 from drgrade.serving.screening import screen_files
 from drgrade.tasks import load_task
-from tests.conftest import predict_folder
+from tests.conftest import predict_folder, with_typicality_cut
 
 SIZE = 96  # tests/conf/tiny.yaml's image size
 NOT_FUNDUS = {
@@ -69,6 +69,8 @@ def test_fitted_check_refuses_non_fundus_and_passes_held_out_photographs(task):
     cut = float(task.typicality.cut)
     others = distances(task, list(NOT_FUNDUS.values()))
     assert (others > cut).all(), dict(zip(NOT_FUNDUS, others.tolist(), strict=True))
+    # a real photograph is unlike every synthetic one this model was fitted on: refused too
+    assert float(distances(task, [skdata.retina()])[0]) > cut
     fundus = distances(task, held_out(20))
     assert (fundus <= cut).float().mean() >= 0.9  # the cut is the 99.5th percentile of validation's
     reasons = task.typicality.reasons(torch.cat([others, fundus]))
@@ -89,11 +91,7 @@ def test_a_checkpoint_without_the_check_loads_and_refuses_nothing():
 @pytest.fixture(scope="module")
 def strict_checkpoint(zero_shot_checkpoint, tmp_path_factory):
     """The zero-shot checkpoint with its cut lowered so far that every photograph is atypical."""
-    checkpoint = torch.load(zero_shot_checkpoint, map_location="cpu", weights_only=True)
-    checkpoint["state_dict"]["typicality.cut"] = torch.tensor(1e-6)
-    path = tmp_path_factory.mktemp("strict") / "strict.ckpt"
-    torch.save(checkpoint, path)
-    return path
+    return with_typicality_cut(zero_shot_checkpoint, tmp_path_factory.mktemp("strict") / "strict.ckpt", 1e-6)
 
 
 @pytest.fixture(scope="module")
