@@ -37,7 +37,7 @@ from drgrade.data.images import list_images
 from drgrade.data.intake import judge, take_in
 from drgrade.data.preprocess import preprocess_fundus
 from drgrade.decision.checks import rule_problems
-from drgrade.decision.outputs import OUTPUT_NAMES
+from drgrade.decision.outputs import ATYPICAL, DISTANCE, OUTPUT_NAMES
 from drgrade.errors import DrgradeError, ModelFileError, OptionError
 from drgrade.files import check_writable
 from drgrade.grades import GRADE_NAMES, NUM_GRADES
@@ -111,8 +111,8 @@ def graph_problems(model: onnx.ModelProto) -> list[str]:
     if inputs != ["image"]:
         problems.append(f"inputs {inputs}, not ['image']")
     outputs = [o.name for o in model.graph.output]
-    if outputs != list(OUTPUT_NAMES):
-        problems.append(f"outputs {outputs}, not {list(OUTPUT_NAMES)}")
+    if outputs not in (list(OUTPUT_NAMES), [*OUTPUT_NAMES, DISTANCE]):
+        problems.append(f"outputs {outputs}, not {list(OUTPUT_NAMES)} (and optionally {DISTANCE!r})")
     else:
         dims = model.graph.output[0].type.tensor_type.shape.dim
         if len(dims) != 2 or dims[1].dim_value != NUM_GRADES:
@@ -195,6 +195,7 @@ def read_metadata(meta: dict[str, str]) -> dict:
         raise ValueError(f"its decision rule is broken ({'; '.join(problems)})")
     return {
         "image_size": size,
+        "typicality_cut": typicality_cut(meta),
         "mean": _floats(meta, "mean", 3, 0.0, 1.0),
         "std": _floats(meta, "std", 3, 0.0, 1.0, strict_low=True),
         "rule": rule,
@@ -203,6 +204,24 @@ def read_metadata(meta: dict[str, str]) -> dict:
         "checkpoint": meta.get("checkpoint", "")[:200],
         "card": json.loads(meta["model_card"]) if "model_card" in meta else None,
     }
+
+
+def typicality_cut(meta: dict[str, str]) -> float | None:
+    """The typicality check's cut from the metadata (None: the model has no fitted check)."""
+    described = json.loads(meta.get("typicality", "null")) or {}
+    cut = described.get("cut") if described.get("fitted") else None
+    if cut is None:
+        return None
+    if not isinstance(cut, int | float) or not 0 < cut < float("inf"):
+        raise ValueError(f"typicality cut {cut!r} is not a positive finite number")
+    return float(cut)
+
+
+def typicality_problems(model: onnx.ModelProto, cut: float | None) -> list[str]:
+    """A ``distance`` output without a typicality cut in the metadata, or a cut without the output."""
+    if (cut is not None) == (DISTANCE in [o.name for o in model.graph.output]):
+        return []
+    return [f"its typicality cut and its {DISTANCE!r} output do not come together"]
 
 
 class OnnxGrader:
@@ -231,6 +250,7 @@ class OnnxGrader:
                 raise ValueError("; ".join(problems))
             checked = read_metadata({p.key: p.value for p in proto.metadata_props})
             problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
+            problems = problems or typicality_problems(proto, checked["typicality_cut"])
             if problems:
                 raise ValueError("; ".join(problems))
         except RecursionError:
@@ -238,6 +258,7 @@ class OnnxGrader:
         except (ValueError, KeyError, TypeError) as error:
             raise ModelFileError(f"{model} was refused: {error}") from None
         self.size = checked["image_size"]
+        self.cut = checked["typicality_cut"]  # a larger ``distance`` is not graded (None: no check)
         self.mean = np.asarray(checked["mean"], np.float32) * 255
         self.std = np.asarray(checked["std"], np.float32) * 255
         self.rule = checked["rule"]
@@ -304,9 +325,23 @@ class OnnxGrader:
     def _grade_batch(self, pending: list[tuple[int, np.ndarray]], rows: list[PredictionRow]) -> None:
         """Run one batch and fill in its rows with the checked decisions; empties ``pending``."""
         outputs = self.run(np.stack([tensor for _, tensor in pending]))
-        for (index, _), decision in zip(pending, checked_decisions(outputs, self.thresholds), strict=True):
-            decided_row(rows[index], decision)
+        decisions = checked_decisions(outputs[: len(OUTPUT_NAMES)], self.thresholds)
+        for row, (index, _), decision in zip(range(len(pending)), pending, decisions, strict=True):
+            atypical = self.atypical(outputs, row)
+            if atypical:
+                rows[index].error = atypical
+            else:
+                decided_row(rows[index], decision)
         pending.clear()
+
+    def atypical(self, outputs: list[np.ndarray], row: int) -> str:
+        """Why image ``row`` of a batch is unlike any training photograph ("" when it is not)."""
+        if self.cut is None:
+            return ""
+        distance = float(outputs[len(OUTPUT_NAMES)][row])
+        if not distance <= self.cut:  # NaN included: not shown to be typical
+            return ATYPICAL.format(distance=distance, cut=self.cut)
+        return ""
 
 
 def normalised(image: np.ndarray, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -35,7 +35,8 @@ class Record:
     ``patient_id`` groups images that must share a split; ``masks`` are its lesion masks when the
     source has them (one file per lesion type or one for all; explain scores attention against
     their union); ``official_split`` is the dataset's published split (``train``, ``val``,
-    ``test``) when it has one, used by ``data.split: official``.
+    ``test``) when it has one, used by ``data.split: official``; ``gradability`` is the dataset's
+    own image-quality label where it has one (``GRADABILITY``), empty where it has none.
     """
 
     path: Path
@@ -44,6 +45,12 @@ class Record:
     patient_id: str
     masks: tuple[Path, ...] = ()
     official_split: str = ""
+    gradability: str = ""
+
+
+#: The gradability labels datasets give: EyeQ's three levels, and a two-level label (Messidor-2's
+#: ``adjudicated_gradable``, DDR's grade 5) whose ``gradable`` is EyeQ's good or usable.
+GRADABILITY = ("good", "usable", "reject", "gradable")
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,20 @@ class Source:
     download: str
     lesion_images: Callable[[Path], list[Record]] | None = None
     patients: bool = False
+
+
+def gradability_labelled(found: SourceData) -> list[tuple[Record, str]]:
+    """(photograph, human label) of every photograph its dataset labels for gradability.
+
+    The graded records carry their label; the ones a dataset itself excludes as ungradable
+    (``Exclusion`` of kind ``dataset``) are the human rejects.
+
+    Args:
+        found: what the sources' readers found.
+    """
+    labelled = [(r, r.gradability) for r in found.records if r.gradability in GRADABILITY]
+    rejects = [e for e in found.excluded if e.kind == "dataset" and e.record.gradability]
+    return labelled + [(e.record, e.record.gradability) for e in rejects]
 
 
 def source_root(root: str | Path, name: str) -> Path:

@@ -74,7 +74,9 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
         path = files.get(key)
         patient = exams.get(key, f"messidor:{key}")
         if row["adjudicated_gradable"] in ("0", "0.0"):
-            ungradable = Record(path or image_dir / image_id, common.UNKNOWN, "messidor2", patient)
+            ungradable = Record(
+                path or image_dir / image_id, common.UNKNOWN, "messidor2", patient, gradability="reject"
+            )
             reason = "ungradable by the adjudicators (adjudicated_gradable 0)"
             excluded.append(Exclusion(ungradable, "dataset", reason))
             continue
@@ -84,7 +86,7 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
         if path is None:
             problems.append(f"{where}: no image named {image_id!r} in {image_dir}")
             continue
-        records.append(Record(path, grade, "messidor2", patient))
+        records.append(Record(path, grade, "messidor2", patient, gradability="gradable"))
     return common.finish_source(records, problems, verify_images, root, excluded)
 
 
