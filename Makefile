@@ -11,7 +11,7 @@ QUIET := { grep -v "is ignored" || true; }
 
 LINTED := drgrade tests benchmarks docs
 
-.PHONY: help install test test-newest-lightning lint demo explain-demo reproduce-table3 bench docs clean clean-runs
+.PHONY: help install test test-slow test-newest-lightning lint demo explain-demo reproduce-table3 bench docs clean clean-runs
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,9 +24,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install drgrade (editable) with dev extras
 
-test: $(STAMP)  ## ruff, then the whole test suite (offline, CPU, one worker per core; slow tests included)
+test: $(STAMP)  ## ruff, then the test suite but its slow end-to-end scenarios (offline, CPU, one worker per core; under 3 minutes on 2 cores)
 	$(BIN)/ruff check $(LINTED)
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q -n auto --durations=10
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -n auto --durations=10 -m "not slow"
+
+test-slow: $(STAMP)  ## the slow end-to-end scenarios alone (CI runs them after make test; minutes)
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -n auto --durations=10 -m slow
 
 NEWEST := .newest-lightning
 test-newest-lightning: $(STAMP)  ## the CLI tests on the newest Lightning the registry offers (CI, after make test)

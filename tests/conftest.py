@@ -29,6 +29,45 @@ TINY_TRAIN = TESTS / "conf" / "tiny_train.yaml"
 TRAINABLE = ("fcn_clip", "ranking")
 
 
+#: End-to-end scenarios taking ten seconds or more on two cores (training runs, DDP, the browser,
+#: subprocess kills). ``make test`` leaves them out to stay under three minutes; ``make test-slow``
+#: runs them, and CI runs both.
+SLOW = {
+    "test_flair_through_every_model_with_the_overlap_said",
+    "test_vit_clip_through_every_model",
+    "test_kill_9_then_resume_loses_at_most_the_epoch_in_progress",
+    "test_last_checkpoint_follows_every_epoch_not_the_best",
+    "test_a_killed_predict_resumes_and_grades_each_photograph_once",
+    "test_protocol_in_miniature",
+    "test_upload_two_photographs_and_a_broken_file",
+    "test_fcn_clip_fit_test_predict_learns",
+    "test_ranking_fit_calibrates_and_test_reports_both",
+    "test_fit_resumes_from_last_and_validate_calibrates_any_model",
+    "test_wandb_offline_run_is_named_grouped_configured_and_has_native_charts",
+    "test_explain_cli_overlays_comparison_and_unreadable_file",
+    "test_a_run_that_fails_on_bad_data_leaves_no_run_folder_and_no_wandb_run",
+    "test_offline_with_missing_data_and_weights_fails_in_seconds_listing_everything",
+    "test_what_was_run_travels_with_every_number",
+    "test_resumed_checkpoint_naming_files_outside_the_run_deletes_nothing",
+    "test_a_checkpoint_asking_for_gigabytes_is_refused_by_name_without_them",
+    "test_loader_workers_augment_differently_and_reproducibly",
+    "test_fit_and_test_on_all_five_sources_then_explain_real_layout_masks",
+    "test_a_checkpoint_naming_a_weights_file_makes_drgrade_read_none",
+    "test_an_image_model_runs_on_its_split_file_and_tta_is_reported_beside_it",
+    "test_quality_model_learns_rejects_and_gates",
+    "test_ensemble_is_calibrated_on_validation_and_its_checkpoint_carries_the_thresholds",
+    "test_an_ensemble_refuses_members_it_was_not_fitted_on",
+    "test_cli_imports_and_helps_without_the_optional_extras",
+}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark the ``SLOW`` scenarios ``slow`` (by test function name, parameters included)."""
+    for item in items:
+        if item.originalname in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _offline_wandb(tmp_path_factory, monkeypatch):
     wandb_dir = tmp_path_factory.getbasetemp() / "wandb"
