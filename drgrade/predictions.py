@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from drgrade.data.quality import FEATURES
+from drgrade.decision.actions import photo_action
 from drgrade.decision.checks import output_problem
 from drgrade.files import atomic_open, file_sha256, neutralise, restore
 from drgrade.grades import GRADE_NAMES, GRADES
@@ -39,12 +40,17 @@ DECISION_COLUMNS = (
     "uncertainty",
     "refer_to_grader",
 )
-#: Every prediction file's columns, in order (``model`` and ``checkpoint``: where the row came from).
+#: Every prediction file's columns, in order (``model`` and ``checkpoint``: where the row came from;
+#: ``eye`` and ``field``: which eye and which photograph of it, where the data says, for exams;
+#: ``action``: where the photograph goes, never empty, see ``drgrade.decision.actions``).
 COLUMNS = (
     "file",
     "source",
     "patient_id",
+    "eye",
+    "field",
     "true_grade",
+    "action",
     *DECISION_COLUMNS,
     *FEATURES,
     "error",
@@ -76,6 +82,11 @@ class Decision:
     referable_by_score: bool
     uncertainty: float
     refer_to_grader: bool
+
+    @property
+    def refers(self) -> bool:
+        """Whether the referral rule refers this photograph to an eye specialist."""
+        return self.referable_by_score
 
     def cells(self) -> list[object]:
         """The decision columns' values."""
@@ -132,6 +143,8 @@ class PredictionRow:
         error: why the image was not graded (empty when it was).
         extra: further columns of this file (e.g. ``lesion_mass`` in explain.csv).
         patient_id: the patient the image belongs to, when its dataset names one (empty for a folder).
+        eye: ``left`` or ``right`` when known.
+        field: which photograph of the eye (``macula``, ``disc``, ``1``, ...) when known.
         quality: what the quality gate measured (``FEATURES``), when it ran.
         model: the model's display name.
         checkpoint: the checkpoint it was loaded from (``checkpoint_label``), or the exported graph's.
@@ -147,15 +160,35 @@ class PredictionRow:
     quality: Sequence[float] | None = None
     model: str = ""
     checkpoint: str = ""
+    eye: str = ""
+    field: str = ""
+
+    @property
+    def action(self) -> str:
+        """``refer``, ``no refer`` or ``to grader``: never empty (``drgrade.decision.actions``)."""
+        decision = self.decision
+        if decision is None:
+            return photo_action(False, False, True)
+        return photo_action(True, decision.refers, decision.refer_to_grader)
 
     def cells(self) -> list[object]:
-        """The row's values in ``COLUMNS`` order, then ``extra``'s."""
-        decided = self.decision.cells() if self.decision is not None else [""] * len(DECISION_COLUMNS)
+        """The row's values in ``COLUMNS`` order, then ``extra``'s.
+
+        A row without a grade has ``refer_to_grader`` 1: a clinic filtering on it finds every
+        photograph a human must see.
+        """
+        if self.decision is not None:
+            decided = self.decision.cells()
+        else:
+            decided = [1 if column == "refer_to_grader" else "" for column in DECISION_COLUMNS]
         return [
             self.file,
             self.source,
             self.patient_id,
+            self.eye,
+            self.field,
             "" if self.true_grade is None or self.true_grade < 0 else self.true_grade,
+            self.action,
             *decided,
             *(_feature(v) for v in (self.quality or [math.nan] * len(FEATURES))),
             self.error,

@@ -24,9 +24,11 @@ import gradio as gr
 import matplotlib.pyplot as plt
 
 from drgrade.console import quiet_console
+from drgrade.decision.actions import NO_REFER, REFER, TO_GRADER, screener_reason
 from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import PROB_COLUMNS, PredictionRow, csv_text
 from drgrade.reporting.overlays import answer_card
+from drgrade.serving.model_card import CONFIDENT_PROBABILITY, ModelCard
 from drgrade.serving.screening import Screening
 
 NOTICE = (
@@ -38,11 +40,13 @@ MAX_UPLOAD = "50mb"
 #: The results table's columns (every decision column of the prediction files).
 COLUMNS = (
     "file",
+    "action",
     "grade",
     "grade name",
     "referable (by score)",
     "referable (by grade)",
     "P(referable)",
+    "referral cut",
     "certainty",
     "uncertainty (nats)",
     "refer to grader",
@@ -54,14 +58,20 @@ STYLE = """
 #drgrade-cards .card {display:inline-block; vertical-align:top; margin:4px; padding:6px;
   border:1px solid #ccc; border-radius:6px; max-width:560px; font-size:13px}
 #drgrade-cards .card img {display:block; width:100%}
-#drgrade-cards .refer {color:#b00020; font-weight:bold}
+#drgrade-cards .action {font-weight:bold}
+#drgrade-cards .refer {color:#b00020}
 </style>
 """
 
 
-def certainty(row: PredictionRow) -> str:
-    """The model's certainty in words: above the validation uncertainty cut, a grader should look."""
-    return "uncertain: refer to a grader" if row.decision.refer_to_grader else "confident"
+def certainty(row: PredictionRow, card: ModelCard) -> str:
+    """Confident only when it is (``ModelCard.confident``); otherwise which of the two tests failed."""
+    decision = row.decision
+    if card.confident(decision.probabilities, decision.uncertainty):
+        return "confident"
+    if decision.uncertainty > card.uncertainty_cut():
+        return "uncertain: refer to a grader"
+    return f"not confident (top probability under {CONFIDENT_PROBABILITY:.2f})"
 
 
 def quality_text(row: PredictionRow) -> str:
@@ -71,25 +81,66 @@ def quality_text(row: PredictionRow) -> str:
     return row.error if row.error.startswith(("ungradable", "not graded")) else f"unreadable: {row.error}"
 
 
-def results_table(answers: list[Screening]) -> str:
+def cut_text(card: ModelCard) -> str:
+    """The referral cut as shown beside each P(referable): value and the sensitivity it was fitted for."""
+    cut, goal = card.referable_cut()
+    if cut is None:
+        return "none (validation had no referable eye: the grade decides)"
+    return f"{cut:.3f} (fitted on validation for {goal:.0%} sensitivity)"
+
+
+def action_text(row: PredictionRow, card: ModelCard) -> str:
+    """What to do with the photograph, in a screener's words, with the reason (the card's lead)."""
+    decision = row.decision
+    if decision is None:
+        why, then = screener_reason(row.error)
+        return f"Send to a grader: {why}. {then}"
+    if row.action == TO_GRADER:
+        return (
+            f"Send to a grader: the model is unsure about this photograph (uncertainty "
+            f"{decision.uncertainty:.2f} nats, over the validation cut {card.uncertainty_cut():.2f})."
+        )
+    cut, goal = card.referable_cut()
+    grade = GRADE_NAMES[decision.grade]
+    if cut is None:  # validation fitted no cut: the grade decides
+        verdict = "is referable" if row.action == REFER else "is not referable"
+        said = f"the grade {grade} {verdict} (validation fitted no referral cut)"
+    else:
+        side = "at or over" if row.action == REFER else "under"
+        said = f"P(referable) {decision.p_referable:.3f} is {side} the cut {cut:.3f}"
+    if row.action == NO_REFER:
+        return f"No referral: {said}. Rescreen as scheduled."
+    if not decision.referable_by_grade:  # never "No DR" and "refer" without the reason
+        said += (
+            f"; the most likely grade alone ({grade}) would not refer, but the score rule refers it "
+            f"to reach the programme's {goal:.0%} sensitivity"
+        )
+    return f"Refer to an eye specialist: {said}."
+
+
+def results_table(answers: list[Screening], card: ModelCard) -> str:
     """The batch as an HTML table (``id="drgrade-results"``, one ``tr`` per file, in upload order)."""
     lines = [
         '<div style="overflow-x:auto"><table id="drgrade-results">',
         "<tr>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr>",
     ]
+    cut = card.referable_cut()[0]
+    shown_cut = "" if cut is None else f"{cut:.3f}"
     for answer in answers:
         row, decision = answer.row, answer.row.decision
         if decision is None:
-            cells = [row.file, "", "", "", "", "", "", "", "", quality_text(row), *([""] * len(PROB_COLUMNS))]
+            cells = [row.file, row.action, *[""] * 8, "yes", quality_text(row), *([""] * len(PROB_COLUMNS))]
         else:
             cells = [
                 row.file,
+                row.action,
                 str(decision.grade),
                 GRADE_NAMES[decision.grade],
                 "yes" if decision.referable_by_score else "no",
                 "yes" if decision.referable_by_grade else "no",
                 f"{decision.p_referable:.3f}",
-                certainty(row),
+                shown_cut,
+                certainty(row, card),
                 f"{decision.uncertainty:.2f}",
                 "yes" if decision.refer_to_grader else "no",
                 "gradable",
@@ -106,29 +157,26 @@ def _inline_png(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def cards(answers: list[Screening]) -> str:
-    """One compact card per image: the verdict in words; input, attention (with its bar), probabilities."""
+def cards(answers: list[Screening], card: ModelCard) -> str:
+    """One card per image, led by the action in words; then grade, P(referable) against its cut, certainty."""
     parts = [STYLE, '<div id="drgrade-cards">']
     for answer in answers:
         row, name = answer.row, html.escape(answer.row.file)
+        style = "action refer" if row.action == REFER else "action"
+        said = html.escape(action_text(row, card))
+        lead = f'<div class="card"><span class="{style}">{said}</span><br><b>{name}</b>'
         if row.decision is None:
-            parts.append(
-                f'<div class="card"><b>{name}</b>: not graded<br>{html.escape(quality_text(row))}</div>'
-            )
+            parts.append(f"{lead}: not graded ({html.escape(quality_text(row))})</div>")
             continue
         decision = row.decision
-        referral = (
-            '<span class="refer">REFERABLE: refer to an eye specialist</span>'
-            if decision.referable_by_score
-            else "not referable"
-        )
         picture = _inline_png(
             answer_card(decision.probabilities, decision.grade, answer.image, answer.attention)
         )
         caption = "" if answer.attention is None else f" (attention: {html.escape(answer.method)})"
         parts.append(
-            f'<div class="card"><b>{name}</b>: {GRADE_NAMES[decision.grade]}, {referral}; '
-            f'{certainty(row)}{caption}<img src="{picture}" alt="{name}"></div>'
+            f"{lead}: {GRADE_NAMES[decision.grade]}; P(referable) {decision.p_referable:.3f}, "
+            f"referral cut {html.escape(cut_text(card))}; {html.escape(certainty(row, card))}{caption}"
+            f'<img src="{picture}" alt="{name}"></div>'
         )
     return "\n".join([*parts, "</div>"])
 
@@ -165,12 +213,13 @@ def _remove_upload_folders() -> None:
 
 
 def answer_batch(
-    grade: Callable[[list[Path]], list[Screening]], uploads: list[dict] | None
+    grade: Callable[[list[Path]], list[Screening]], card: ModelCard, uploads: list[dict] | None
 ) -> tuple[str, str]:
     """Grade the uploaded files, then delete them; returns (table and CSV download, cards), as HTML.
 
     Args:
         grade: files -> answers (``screen_files`` bound to a model).
+        card: the model's card (the cuts each card shows).
         uploads: the upload field's raw value, one ``{"path", "orig_name", ...}`` per file. Taken
             raw (``preprocess=False``) because the File component's own preprocessing leaves an
             empty temporary file on the server per upload (Gradio 6), which would never be removed.
@@ -183,26 +232,31 @@ def answer_batch(
         forget(paths)
     for answer, upload in zip(answers, uploads, strict=True):  # the user's name, not the server's path
         answer.row.file = upload.get("orig_name") or Path(upload["path"]).name
-    table = results_table(answers) + "<p>" + download_link([a.row for a in answers]) + "</p>"
-    return table, cards(answers)
+    table = results_table(answers, card) + "<p>" + download_link([a.row for a in answers]) + "</p>"
+    return table, cards(answers, card)
 
 
-def build_app(grade: Callable[[list[Path]], list[Screening]], model_name: str) -> gr.Blocks:
-    """The page: upload, grade button, results table with the CSV download, one card per image.
+def build_app(grade: Callable[[list[Path]], list[Screening]], card: ModelCard) -> gr.Blocks:
+    """The page: model line, upload, grade button, results table with the CSV download, one card per image.
 
     Args:
         grade: files -> answers.
-        model_name: shown in the heading.
+        card: the model's card (its line opens the page; its cuts are shown on each card).
     """
     quiet_console()
+    legend = (
+        f'Referral cut: {cut_text(card)}. "Confident" means uncertainty under the validation cut '
+        f"({card.uncertainty_cut():.2f} nats) and top probability at least {CONFIDENT_PROBABILITY:.2f}."
+    )
     with gr.Blocks(title="drgrade screening") as page:
-        gr.Markdown(f"# drgrade: diabetic retinopathy grading ({model_name})\n\n{NOTICE}")
+        gr.HTML(f'<p id="drgrade-model">{html.escape(card.line())}</p>')
+        gr.Markdown(f"# drgrade: diabetic retinopathy grading ({card.name})\n\n{NOTICE}\n\n{legend}")
         files = gr.File(label="fundus photographs", file_count="multiple", elem_id="drgrade-upload")
         button = gr.Button("Grade", variant="primary", elem_id="drgrade-grade")
         table = gr.HTML(elem_id="drgrade-table")
         shown = gr.HTML(elem_id="drgrade-pictures")
         button.click(
-            lambda uploads: answer_batch(grade, uploads),
+            lambda uploads: answer_batch(grade, card, uploads),
             inputs=files,
             outputs=[table, shown],
             preprocess=False,

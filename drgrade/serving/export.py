@@ -24,6 +24,7 @@ from torch import nn
 from drgrade.decision.outputs import OUTPUT_NAMES
 from drgrade.files import atomic_open
 from drgrade.grades import GRADE_NAMES
+from drgrade.serving.model_card import card_of_task
 from drgrade.tasks.base import BaseTask
 
 OPSET = 17
@@ -53,6 +54,7 @@ def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[s
         "std": json.dumps(list(std)),
         "grade_names": json.dumps(GRADE_NAMES),
         "decision_rule": json.dumps(task.rule.describe()),
+        "model_card": card_of_task(task).to_json(),
     }
 
 

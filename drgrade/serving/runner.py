@@ -123,6 +123,7 @@ def read_metadata(meta: dict[str, str]) -> dict:
         # where the graph came from, for the prediction file's model and checkpoint columns
         "model": meta.get("model_name", meta.get("drgrade_model", ""))[:100],
         "checkpoint": meta.get("checkpoint", "")[:200],
+        "model_card": meta.get("model_card", "")[:4000],  # the page's model line (``ModelCard``)
     }
 
 
@@ -158,6 +159,7 @@ class OnnxGrader:
         self.std = np.asarray(checked["std"], np.float32) * 255
         self.rule = checked["rule"]
         self.model, self.checkpoint = checked["model"], checked["checkpoint"]
+        self.model_card = checked["model_card"]
         self.thresholds = [float(t) for t in self.rule["thresholds"]]
         options = ort.SessionOptions()
         if threads:

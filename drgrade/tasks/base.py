@@ -31,7 +31,7 @@ from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
 from drgrade.grades import NUM_GRADES
 from drgrade.models.backbones import Backbone, build_backbone
-from drgrade.provenance import code_version, weights_record
+from drgrade.provenance import code_version, training_sources, weights_record
 from drgrade.runs import (
     CHOICE_KEY,
     SCORE_KEY,
@@ -99,6 +99,8 @@ class BaseTask(L.LightningModule):
         self.weights_record: dict | None = None
         #: The epoch the loaded checkpoint was saved at (None: not loaded, or not trained).
         self.checkpoint_epoch: int | None = None
+        #: The sources the checkpoint was fitted on, each with whether it was synthetic (model card).
+        self.training_data: dict[str, bool] | None = None
         #: ``predict --out``: where predictions.csv is also written (None: the run folder only).
         self.predictions_out: Path | None = None
         self._fitting_untrained = False
@@ -174,6 +176,7 @@ class BaseTask(L.LightningModule):
             "code": code_version(),
             "trained": self.trainable,
             "seed": os.environ.get("PL_GLOBAL_SEED"),
+            "data": training_sources(self.trainer.datamodule) if attached else self.training_data,
         }
 
     def attached(self) -> bool:
@@ -196,6 +199,7 @@ class BaseTask(L.LightningModule):
         self.split_identity = checkpoint.get(SPLIT_KEY)
         self.rule.choice = checkpoint.get(CHOICE_KEY)
         self.weights_record = (checkpoint.get(TRAINING_KEY) or {}).get("weights")
+        self.training_data = (checkpoint.get(TRAINING_KEY) or {}).get("data")
         self.checkpoint_epoch = checkpoint.get("epoch") if self.trainable else None
 
     @classmethod

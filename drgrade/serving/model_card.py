@@ -1,0 +1,124 @@
+"""The model card line a screening page opens with, and the cuts its cards compare scores with.
+
+Whoever reads a grade must know what gave it: which model, from which weights, trained how long
+on what (synthetic data flagged in capitals), and which checkpoint file (its digest). The same
+facts travel in an exported ONNX file's metadata (``model_card``), so a page serving the ONNX
+file says the same. Torch-free: the ONNX path uses it without PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+#: The top probability a graded photograph needs, beside an uncertainty under the validation
+#: cut, before the page calls the model "confident" (stated on the page).
+CONFIDENT_PROBABILITY = 0.6
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a page says about its model, and the decision rule's cuts it shows beside each score.
+
+    Args:
+        name: the model's display name.
+        backbone: the backbone and the weights it started from.
+        training: how long it was trained (or that it was not).
+        data: the sources it was fitted on, synthetic ones flagged.
+        checkpoint: the checkpoint file and its SHA-256 (shortened).
+        rule: the decision rule's description (``DecisionRule.describe()``, or an ONNX file's).
+    """
+
+    name: str
+    backbone: str = "unknown"
+    training: str = "unknown"
+    data: str = "unknown"
+    checkpoint: str = "unknown"
+    rule: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One line: model, backbone and weights, training, data, checkpoint."""
+        return (
+            f"Model: {self.name} | backbone: {self.backbone} | training: {self.training} | "
+            f"data: {self.data} | checkpoint: {self.checkpoint}"
+        )
+
+    def to_json(self) -> str:
+        """The card without its rule (an ONNX file carries its rule in its own entry)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "rule"})
+
+    @classmethod
+    def from_json(cls, text: str, rule: dict, fallback_name: str) -> ModelCard:
+        """The card an ONNX file stores (``to_json``); ``unknown`` for what it lacks (older exports)."""
+        try:
+            stored = json.loads(text) if text else {}
+        except ValueError:
+            stored = {}
+        stored = stored if isinstance(stored, dict) else {}
+        known = ("name", "backbone", "training", "data", "checkpoint")
+        values = {k: str(stored[k])[:300] for k in known if isinstance(stored.get(k), str)}
+        return cls(**({"name": fallback_name} | values), rule=rule)
+
+    # -- the cuts the page shows ----------------------------------------------------------------
+    def referable_cut(self) -> tuple[float | None, float | None]:
+        """(the cut P(referable) is compared with, the sensitivity it was fitted for), None if undefined."""
+        for point in self.rule.get("operating_points", []):
+            if point["level"] == "referable" and point["target"] == "sensitivity":
+                return point["cut"], point["goal"]
+        return None, None
+
+    def uncertainty_cut(self) -> float:
+        """The validation uncertainty cut in nats (infinity: none)."""
+        cut = self.rule.get("uncertainty_cutoff")
+        return math.inf if cut is None else float(cut)
+
+    def confident(self, probabilities, uncertainty: float) -> bool:
+        """Uncertainty at most the validation cut AND top probability at least ``CONFIDENT_PROBABILITY``."""
+        return uncertainty <= self.uncertainty_cut() and max(probabilities) >= CONFIDENT_PROBABILITY
+
+
+def short_digest(label: str) -> str:
+    """``best.ckpt sha256:0123456789ab`` from a ``checkpoint_label`` (the digest's first 12 digits)."""
+    name, _, digest = label.partition(" sha256:")
+    return f"{name} sha256:{digest[:12]}" if digest else (label or "unknown")
+
+
+def backbone_words(weights: dict | None) -> str:
+    """``RN50, weights openai`` / ``RN50, random weights (not pretrained)`` from a weights record."""
+    if not weights:
+        return "none of its own"
+    if weights.get("weights") == "random":
+        return f"{weights['backbone']}, random weights (not pretrained)"
+    digest = f" sha256:{weights['sha256'][:12]}" if weights.get("sha256") else ""
+    return f"{weights['backbone']}, weights {weights['weights']}{digest}"
+
+
+def data_words(data: dict[str, bool] | None) -> str:
+    """``aptos2019 (SYNTHETIC), messidor2 (SYNTHETIC)`` from the sources a checkpoint was fitted on."""
+    if not data:
+        return "not recorded"
+    return ", ".join(f"{name} (SYNTHETIC)" if synthetic else name for name, synthetic in data.items())
+
+
+def card_of_task(task) -> ModelCard:
+    """The card of a loaded task (its checkpoint's records)."""
+    members = getattr(task, "members", None)
+    if members is not None:
+        backbone = "ensemble of " + "; ".join(backbone_words(m.weights_record) for m in members)
+    else:
+        backbone = backbone_words(task.weights_record)
+    if not task.trainable:
+        training = "not trained (zero-shot; only its decision rule fitted on validation)"
+    elif task.checkpoint_epoch is not None:
+        training = f"{task.checkpoint_epoch + 1} epoch(s)"
+    else:
+        training = "unknown"
+    return ModelCard(
+        task.display_name,
+        backbone,
+        training,
+        data_words(task.training_data),
+        short_digest(task.origin),
+        task.rule.describe(),
+    )
