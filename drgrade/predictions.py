@@ -171,6 +171,10 @@ class PredictionRow:
             return photo_action(False, False, True)
         return photo_action(True, decision.refers, decision.refer_to_grader)
 
+    def as_dict(self) -> dict[str, str]:
+        """The row as a prediction file's reader sees it (``COLUMNS`` -> text), for exam decisions."""
+        return {column: str(cell) for column, cell in zip(COLUMNS, self.cells(), strict=False)}
+
     def cells(self) -> list[object]:
         """The row's values in ``COLUMNS`` order, then ``extra``'s.
 

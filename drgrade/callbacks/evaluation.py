@@ -3,7 +3,8 @@
 Files are written for every ``validate`` and ``test`` run, whatever loggers are configured, so
 results never live only in a dashboard: ``metrics.json`` (point metrics with patient-level
 bootstrap intervals, operating points, calibration, referral curves, per-source and per-patient
-results), ``predictions.csv`` (the shared prediction schema), ``confusion_matrix.png``,
+results, the exam decisions' ``patient_level`` figures), ``predictions.csv`` (the shared
+prediction schema), ``exams.csv`` (per patient and eye: ``drgrade.exams``), ``confusion_matrix.png``,
 ``roc_curves.png``, ``reliability_diagram.png`` and ``referral_curves.png``.
 """
 
@@ -23,8 +24,11 @@ from scipy.special import softmax
 
 from drgrade.data.sources import NAMES_PATIENTS
 from drgrade.data.splits import images_identity
+from drgrade.evaluation.clinical import REFERRAL_FRACTIONS
 from drgrade.evaluation.metrics import SplitResult
+from drgrade.evaluation.patients import patient_level, patient_referral_curve
 from drgrade.evaluation.summary import clinical_sections
+from drgrade.exams import write_exams
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADES
 from drgrade.predictions import PredictionRow, checked_decisions, decided_row, write_predictions
@@ -80,7 +84,12 @@ def prediction_rows(result: SplitResult, records, thresholds: list[float]) -> li
     for i, target, decision in zip(result.index.tolist(), result.targets.tolist(), decided, strict=True):
         record = records[i]
         row = PredictionRow(
-            str(record.path), true_grade=target, source=record.source, patient_id=record.patient_id
+            str(record.path),
+            true_grade=target,
+            source=record.source,
+            patient_id=record.patient_id,
+            eye=record.eye,
+            field=record.field,
         )
         rows.append(decided_row(row, decision))
     return rows
@@ -130,6 +139,9 @@ class EvaluationWriter(Callback):
         if overlap:
             identity["pretraining_overlap"] = overlap
             rank_zero_warn(f"pretraining overlap: {overlap['note']}")
+        rows = prediction_rows(result, split_records, rule["thresholds"])
+        write_predictions(out / "predictions.csv", rows, pl_module.display_name, pl_module.origin)
+        patients = exam_sections(out / "exams.csv", [row.as_dict() for row in rows], rule)
         document = metrics_document(
             result,
             type(pl_module).__name__,
@@ -137,19 +149,38 @@ class EvaluationWriter(Callback):
             pl_module.display_name,
             clinical | {"decision_rule": rule} | identity,
         )
+        document["patient_level"] = patients["patient_level"]
+        document["referral"]["patients"] = patients["curve"]
         atomic_write_text(out / "metrics.json", json.dumps(_finite(document), indent=2))
-        write_predictions(
-            out / "predictions.csv",
-            prediction_rows(result, split_records, rule["thresholds"]),
-            pl_module.display_name,
-            pl_module.origin,
-        )
         figures = split_figures(result, document, f"{pl_module.display_name}, {split}")
         for name, figure in figures.items():
             save_figure(figure, out / f"{name}.png", dpi=120)
             plt.close(figure)
         _log_wandb(trainer, result, document, out, list(figures))
         print(f"evaluation files written to {out}")
+
+
+def exam_sections(path: Path, rows: list[dict[str, str]], rule: dict) -> dict:
+    """Write the split's exams.csv; its patient-level figures at the rule's referral cut, and their curve.
+
+    Args:
+        path: where exams.csv goes.
+        rows: the split's prediction rows (``COLUMNS`` keys).
+        rule: the decision rule's description (its referral cut is reported beside the figures).
+    """
+    exams = write_exams(path, rows)
+    cut = next(
+        (
+            p["cut"]
+            for p in rule["operating_points"]
+            if (p["level"], p["target"]) == ("referable", "sensitivity")
+        ),
+        None,
+    )
+    return {
+        "patient_level": patient_level(exams, cut),
+        "curve": patient_referral_curve(rows, REFERRAL_FRACTIONS),
+    }
 
 
 def split_figures(result: SplitResult, document: dict, name: str) -> dict:

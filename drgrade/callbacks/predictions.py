@@ -7,6 +7,7 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from drgrade.errors import DrgradeError
+from drgrade.exams import exam_summary, write_exams
 from drgrade.predictions import (
     PredictionRow,
     checked_decisions,
@@ -15,6 +16,11 @@ from drgrade.predictions import (
     write_predictions,
 )
 from drgrade.runs import run_dir
+
+
+def named_patient(record) -> str:
+    """The record's patient when its data or the exam manifest names one (else empty: a plain file)."""
+    return "" if not record.source and record.patient_id == str(record.path) else record.patient_id
 
 
 def _gather(items: list) -> list:
@@ -64,16 +70,20 @@ class PredictionWriter(BasePredictionWriter):
                 record.grade,
                 record.source,
                 error,
-                patient_id=record.patient_id if record.source else "",  # a folder names no patients
+                patient_id=named_patient(record),
                 quality=quality,
+                eye=record.eye,
+                field=record.field,
             )
             rows.append(row if error else decided_row(row, decision))
         skipped = trainer.datamodule.skipped if trainer.datamodule is not None else []
         rows += [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped]
         write_predictions(path, rows, pl_module.display_name, pl_module.origin)
+        exams = write_exams(path.with_name("exams.csv"), [row.as_dict() for row in rows])
         if pl_module.predictions_out:
             write_predictions(pl_module.predictions_out, rows)
             print(f"and to {pl_module.predictions_out}")
         print(f"predictions for {len(rows)} image(s) written to {path}: {ungradable_summary(rows)}")
+        print(f"{exam_summary(exams)} in {path.with_name('exams.csv')}")
         if rows and all(row.error for row in rows):
             raise DrgradeError(f"no image could be graded; every reason is in {path}")

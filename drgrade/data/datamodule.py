@@ -110,6 +110,10 @@ class DRDataModule(L.LightningDataModule):
         ungradable: ``exclude`` lists ungradable labelled images and leaves them out;
             ``error`` stops setup with the list, like any other bad input.
         predict_dir: a folder of images for ``drgrade predict``.
+        exam_manifest: a CSV ``file,patient_id,eye,field`` grouping ``predict_dir``'s photographs
+            into exams (patients and eyes) for exams.csv.
+        exam_pattern: or a regular expression on file stems with groups ``patient`` and ``eye``
+            (and optionally ``field``), e.g. ``(?P<patient>[0-9]+)_(?P<eye>left|right)``.
         normalisation: the model's input (mean, std) per channel, 0-1 scale; the CLI sets it from
             the model's backbone (FLAIR: none; CLIP's otherwise), None means CLIP's.
     """
@@ -140,6 +144,8 @@ class DRDataModule(L.LightningDataModule):
         cache: bool = True,
         cache_dir: str | None = None,
         predict_dir: str | None = None,
+        exam_manifest: str | None = None,
+        exam_pattern: str | None = None,
         quality_gate: bool = True,
         dedupe: bool = True,
         ungradable: Literal["exclude", "error"] = "exclude",
@@ -184,7 +190,7 @@ class DRDataModule(L.LightningDataModule):
         """Read and split the sources once, then build each split's dataset (or the predict folder's)."""
         hp = self.hparams
         if stage == "predict" and hp.predict_dir is not None:
-            records, self.skipped = folder_records(hp.predict_dir)
+            records, self.skipped = folder_records(hp.predict_dir, hp.exam_manifest, hp.exam_pattern)
             quality = QualityLimits() if hp.quality_gate else None
             self.datasets["predict"] = FundusDataset(
                 records,

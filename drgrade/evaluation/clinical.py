@@ -37,7 +37,8 @@ def wilson_interval(successes: int, trials: int, level: float = 0.95) -> list[fl
     return [float(interval.low), float(interval.high)]
 
 
-def _sensitivity_specificity(flagged: np.ndarray, positive: np.ndarray) -> dict:
+def sensitivity_specificity(flagged: np.ndarray, positive: np.ndarray) -> dict:
+    """Sensitivity and specificity of ``flagged`` for ``positive``, each with its Wilson 95% interval."""
     true_pos, positives = int((flagged & positive).sum()), int(positive.sum())
     true_neg, negatives = int((~flagged & ~positive).sum()), int((~positive).sum())
     return {
@@ -67,7 +68,7 @@ def apply_operating_points(flags: np.ndarray, targets: np.ndarray, points: Seque
         {
             "name": operating_point_name(point),
             "threshold": point["cut"],
-            **_sensitivity_specificity(flags[:, i], targets >= REFERRAL_LEVELS[point["level"]]),
+            **sensitivity_specificity(flags[:, i], targets >= REFERRAL_LEVELS[point["level"]]),
         }
         for i, point in enumerate(points)
         if point["cut"] is not None
@@ -100,7 +101,7 @@ def per_patient_operating_points(
             {
                 "name": operating_point_name(point),
                 "threshold": point["cut"],
-                **_sensitivity_specificity(referred, positive),
+                **sensitivity_specificity(referred, positive),
             }
         )
     return {"num_patients": count, "operating_points": out}

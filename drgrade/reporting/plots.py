@@ -183,8 +183,28 @@ def reliability_figure(before: np.ndarray, after: np.ndarray, targets: np.ndarra
     return fig
 
 
+def patient_panel(ax, curve: dict) -> None:
+    """Patients: imageability and referable-DR sensitivity / specificity of the exam decisions."""
+    shares = 100 * np.asarray(curve["fractions"])
+    for key, style in (
+        ("imageability", "-o"),
+        ("referable_sensitivity", "-s"),
+        ("referable_specificity", "-^"),
+    ):
+        values = [np.nan if v is None else v for v in curve[key]]
+        ax.plot(shares, values, style, markersize=3, label=key.replace("_", " "))
+    ax.set_title("patients (exam decisions)")
+    ax.set_xlabel("least certain photographs to a grader (%)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def referral_figure(referral: dict, title: str) -> Figure:
     """Accuracy, QWK and referable sensitivity / specificity of the kept images vs the referred share.
+
+    With ``referral["patients"]`` a last panel shows the patient level: imageability and the exam
+    decisions' sensitivity / specificity as more uncertain photographs go to a grader.
 
     Args:
         referral: the ``referral`` section of metrics.json.
@@ -192,9 +212,11 @@ def referral_figure(referral: dict, title: str) -> Figure:
     """
     fractions = 100 * np.asarray(referral["fractions"])
     keys = ("accuracy", "qwk", "referable_sensitivity", "referable_specificity")
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6), squeeze=False)
+    patients = referral.get("patients")
+    panels = len(keys) + (patients is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.6), squeeze=False)
     styles = {"entropy": "-o", "max_probability": "--s"}
-    for ax, key in zip(axes[0], keys, strict=True):
+    for ax, key in zip(axes[0][: len(keys)], keys, strict=True):
         for measure, style in styles.items():
             values = [np.nan if v is None else v for v in referral[measure][key]]
             ax.plot(fractions, values, style, markersize=3, label=f"by {measure.replace('_', ' ')}")
@@ -204,6 +226,8 @@ def referral_figure(referral: dict, title: str) -> Figure:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("on the images kept")
     axes[0][0].legend(fontsize=8)
+    if patients is not None:
+        patient_panel(axes[0][-1], patients)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -15,6 +15,7 @@ from drgrade.cli import main
 from drgrade.commands.lightning import DRGradeCLI
 from drgrade.console import quiet_console
 from tests.conftest import cli_args, predict_folder
+from tests.evaluation.test_exams import check_exams_and_patient_level
 
 
 def latest_run(root):
@@ -64,6 +65,7 @@ def test_zero_shot_test_writes_evaluation_files(synthetic, zero_shot_checkpoint,
     for name in ("reliability_diagram.png", "referral_curves.png"):
         assert (run / name).stat().st_size > 0, name
     check_predictions_reproduce_metrics(run, document)
+    check_exams_and_patient_level(run)
 
 
 def check_predictions_reproduce_metrics(run, document: dict) -> None:

@@ -29,10 +29,11 @@ UNKNOWN = -1
 class Record:
     """One labelled image.
 
-    ``patient_id`` groups images that must share a split; ``masks`` are its lesion masks when the
-    source has them (one file per lesion type or one for all; explain scores attention against
-    their union); ``official_split`` is the dataset's published split (``train``, ``val``,
-    ``test``) when it has one, used by ``data.split: official``.
+    ``patient_id`` groups images that must share a split; ``eye`` (``left`` / ``right``) and
+    ``field`` (which photograph of the eye) group them into exams where the dataset says; ``masks``
+    are its lesion masks when the source has them (one file per lesion type or one for all;
+    explain scores attention against their union); ``official_split`` is the dataset's published
+    split (``train``, ``val``, ``test``) when it has one, used by ``data.split: official``.
     """
 
     path: Path
@@ -41,6 +42,8 @@ class Record:
     patient_id: str
     masks: tuple[Path, ...] = ()
     official_split: str = ""
+    eye: str = ""
+    field: str = ""
 
 
 @dataclass(frozen=True)

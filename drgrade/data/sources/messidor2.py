@@ -39,20 +39,22 @@ def _image_dir(root: Path) -> Path:
     return root
 
 
-def _exams(path: Path) -> dict[str, str]:
-    """Lower-cased image name -> exam id from the exam-pairs sheet (one exam per row).
+def _exams(path: Path) -> dict[str, tuple[str, str]]:
+    """Lower-cased image name -> (exam id, eye) from the exam-pairs sheet (one exam per row).
 
     The sheet is read leniently (``;`` or ``,`` separated, header optional) because its
-    distributed form has varied; any cell that looks like an image name counts.
+    distributed form has varied; any cell that looks like an image name counts, the first of a
+    row being the left eye and the second the right (the sheet's ``left;right`` header).
     """
-    exams: dict[str, str] = {}
+    exams: dict[str, tuple[str, str]] = {}
     if not path.is_file():
         log.warning("%s not found: each Messidor-2 image becomes its own patient group", path)
         return exams
     for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        for cell in (c.strip() for c in line.replace(",", ";").split(";")):
+        cells = [c.strip() for c in line.replace(",", ";").split(";")]
+        for cell, eye in zip(cells, ("left", "right"), strict=False):
             if Path(cell).suffix.lower() in IMAGE_SUFFIXES:
-                exams[cell.lower()] = f"messidor:exam{number}"
+                exams[cell.lower()] = (f"messidor:exam{number}", eye)
     return exams
 
 
@@ -71,9 +73,9 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
     ):
         key = image_id.lower()
         path = files.get(key)
-        patient = exams.get(key, f"messidor:{key}")
+        patient, eye = exams.get(key, (f"messidor:{key}", ""))
         if row["adjudicated_gradable"] in ("0", "0.0"):
-            ungradable = Record(path or image_dir / image_id, common.UNKNOWN, "messidor2", patient)
+            ungradable = Record(path or image_dir / image_id, common.UNKNOWN, "messidor2", patient, eye=eye)
             reason = "ungradable by the adjudicators (adjudicated_gradable 0)"
             excluded.append(Exclusion(ungradable, "dataset", reason))
             continue
@@ -83,7 +85,7 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
         if path is None:
             problems.append(f"{where}: no image named {image_id!r} in {image_dir}")
             continue
-        records.append(Record(path, grade, "messidor2", patient))
+        records.append(Record(path, grade, "messidor2", patient, eye=eye))
     return common.finish_source(records, problems, verify_images, root, excluded)
 
 
