@@ -28,6 +28,7 @@ from drgrade.reporting.tables import (
     first_columns,
     operating_point_table,
     paired_table,
+    patient_level_table,
     per_source_table,
     with_interval,
 )
@@ -264,6 +265,15 @@ def report_tables(
             "(sensitivity / specificity with Wilson 95% intervals; a patient is referred when any of "
             f"their images is, and counted by their worst eye; patient rows count {unit})",
             operating_point_table(runs),
+            "",
+        ),
+        "patient_level": (
+            "Patients: exam decisions (refer if either eye refers; an eye whose photographs are all "
+            "ungradable, or whose worst photograph is too uncertain, is insufficient) at the validation "
+            "cut; imageability is the share of patients decided; sensitivity / specificity among them, "
+            "truth the worst eye (Wilson 95% intervals). Vision-threatening DR: the same referral "
+            "decision against severe NPDR or worse",
+            patient_level_table(runs),
             "",
         ),
         "calibration": (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -151,7 +152,7 @@ def check_exams_and_patient_level(out: Path) -> None:
     assert len(exams) == expected["num_patients"]
     curve = document["referral"]["patients"]
     shares = curve["imageability"]  # every graded photograph decided at 0%; fewer as more are deferred
-    assert shares[0] == 1.0 and all(a >= b for a, b in zip(shares, shares[1:], strict=False))
+    assert shares[0] == 1.0 and all(a >= b for a, b in itertools.pairwise(shares))
 
 
 def test_predict_writes_exams_from_a_manifest(synthetic, zero_shot_checkpoint, tmp_path):
@@ -177,3 +178,31 @@ def test_predict_writes_exams_from_a_manifest(synthetic, zero_shot_checkpoint, t
     assert {(r["patient_id"], r["eye"], r["field"]) for r in predictions} >= {("p2", "right", "macula")}
     if exams["p2"]["left"] != "refer":
         assert exams["p2"]["decision"] == "insufficient"
+
+
+def test_report_shows_patient_figures_beside_the_labelled_published_trials(tmp_path):
+    import torch
+
+    from drgrade.evaluation.patients import patient_level
+    from tests.evaluation.test_report_and_protocol import fake_run
+
+    targets = torch.tensor([0, 0, 1, 2, 3, 4])
+    run = fake_run(tmp_path / "a", "FCNCLIP", targets.clone(), targets)
+    rows = [
+        row("1_l", "1", "left", "refer", 0.8, "2", true="2"),
+        row("1_r", "1", "right", "no refer", 0.1, true="0"),
+        row("2_l", "2", "left", "no refer", 0.1, true="0"),
+        row("3_l", "3", "left", "to grader", error="ungradable: out of focus", true="3"),
+    ]
+    document = json.loads((run / "metrics.json").read_text())
+    document["patient_level"] = patient_level(decide_exams(rows), 0.3)
+    assert document["patient_level"]["imageability"] == pytest.approx(2 / 3)
+    (run / "metrics.json").write_text(json.dumps(document))
+    main(["report", str(run), "--out", str(tmp_path / "out")])
+    table = list(csv.reader((tmp_path / "out" / "patient_level.csv").read_text().splitlines()))
+    assert table[0] == ["Model", "Patients", "Imageability", "Level", "Sensitivity", "Specificity"]
+    referable = table[1]
+    assert referable[1:4] == ["3", "0.667 (0.208-0.939)", "referable"] and referable[4].startswith("1.000")
+    published = [r for r in table if "published trial results on other patients" in r[0]]
+    assert published[0][0].startswith("IDx-DR") and published[0][2] == "0.961 (0.946-0.973)"
+    assert "Patients: exam decisions" in (tmp_path / "out" / "report.md").read_text()
