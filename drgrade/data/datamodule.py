@@ -78,6 +78,7 @@ class DRDataModule(L.LightningDataModule):
         eyepacs_root: EyePACS (Kaggle 2015) folder (``trainLabels.csv``, ``train/``), or None.
         idrid_root: IDRiD folder (``B. Disease Grading/``, ``A. Segmentation/``), or None.
         ddr_root: DDR folder (``DR_grading/``, ``lesion_segmentation/``), or None.
+        deepdrid_root: DeepDRiD folder (``regular_fundus_images/``), or None.
         csv_sources: extra CSVs with ``path,grade[,patient_id]`` columns.
         synthesize_if_missing: write the synthetic default into the roots when they do not exist
             (the demo and tests use this; a real-data config leaves it off so a typo in a path
@@ -125,6 +126,7 @@ class DRDataModule(L.LightningDataModule):
         eyepacs_root: str | None = None,
         idrid_root: str | None = None,
         ddr_root: str | None = None,
+        deepdrid_root: str | None = None,
         csv_sources: list[str] | None = None,
         synthesize_if_missing: bool = False,
         synthetic_size: int = 384,
