@@ -31,7 +31,13 @@ from drgrade.evaluation.summary import clinical_sections
 from drgrade.exams import write_exams
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADES
-from drgrade.predictions import PredictionRow, checked_decisions, decided_row, write_predictions
+from drgrade.predictions import (
+    PredictionRow,
+    checked_decisions,
+    decided_row,
+    operating_cut,
+    write_predictions,
+)
 from drgrade.provenance import evaluation_record, pretraining_overlap
 from drgrade.reporting.plots import confusion_figure, referral_figure, reliability_figure, roc_figure
 from drgrade.runs import run_dir
@@ -71,15 +77,19 @@ def metrics_document(
     return document
 
 
-def prediction_rows(result: SplitResult, records, thresholds: list[float]) -> list[PredictionRow]:
+def prediction_rows(
+    result: SplitResult, records, thresholds: list[float], cuts: dict[str, float | None] | None = None
+) -> list[PredictionRow]:
     """One row per evaluated image, in dataset order, with the rule's checked decision.
 
     Args:
-        result: the split's logits and the rule's outputs.
+        result: the split's logits and the rule's outputs (and P(DME) with a DME output).
         records: the split's records (dataset index -> record).
         thresholds: the rule's thresholds (each output is checked against them).
+        cuts: the vtDR and DME cuts (``BaseTask.clinical_cuts``).
     """
-    decided = checked_decisions(result.outputs, thresholds)
+    p_dme = None if result.p_dme is None else result.p_dme.tolist()
+    decided = checked_decisions(result.outputs, thresholds, p_dme=p_dme, **(cuts or {}))
     rows = []
     for i, target, decision in zip(result.index.tolist(), result.targets.tolist(), decided, strict=True):
         record = records[i]
@@ -139,7 +149,7 @@ class EvaluationWriter(Callback):
         if overlap:
             identity["pretraining_overlap"] = overlap
             rank_zero_warn(f"pretraining overlap: {overlap['note']}")
-        rows = prediction_rows(result, split_records, rule["thresholds"])
+        rows = prediction_rows(result, split_records, rule["thresholds"], pl_module.clinical_cuts())
         write_predictions(out / "predictions.csv", rows, pl_module.display_name, pl_module.origin)
         patients = exam_sections(out / "exams.csv", [row.as_dict() for row in rows], rule)
         document = metrics_document(
@@ -169,16 +179,8 @@ def exam_sections(path: Path, rows: list[dict[str, str]], rule: dict) -> dict:
         rule: the decision rule's description (its referral cut is reported beside the figures).
     """
     exams = write_exams(path, rows)
-    cut = next(
-        (
-            p["cut"]
-            for p in rule["operating_points"]
-            if (p["level"], p["target"]) == ("referable", "sensitivity")
-        ),
-        None,
-    )
     return {
-        "patient_level": patient_level(exams, cut),
+        "patient_level": patient_level(exams, operating_cut(rule, "referable")),
         "curve": patient_referral_curve(rows, REFERRAL_FRACTIONS),
     }
 

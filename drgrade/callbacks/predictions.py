@@ -44,7 +44,7 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module, predictions, batch_indices) -> None:
         """Collect the batches' outputs from every rank and write predictions.csv on rank 0."""
-        thresholds = pl_module.rule.thresholds.tolist()
+        thresholds, cuts = pl_module.rule.thresholds.tolist(), pl_module.clinical_cuts()
         outputs = []
         for batch in predictions:
             quality = (
@@ -52,7 +52,9 @@ class PredictionWriter(BasePredictionWriter):
                 if batch.get("quality") is not None
                 else [None] * len(batch["error"])
             )
-            decided = checked_decisions(batch["outputs"], thresholds)
+            p_dme = batch.get("p_dme")
+            p_dme = None if p_dme is None else p_dme.tolist()
+            decided = checked_decisions(batch["outputs"], thresholds, p_dme=p_dme, **cuts)
             outputs += zip(batch["index"].tolist(), decided, batch["error"], quality, strict=True)
         outputs = _gather(outputs)
         path = run_dir(trainer) / "predictions.csv"  # a collective under DDP: every rank must ask

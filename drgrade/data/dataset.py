@@ -112,6 +112,7 @@ class FundusDataset(Dataset):
             "index": index,
             "group": self.groups[index],
             "error": error,
+            "dme": record.dme,  # 1 / 0, or UNKNOWN where the source grades no macular edema
         }
         if self.with_masks:
             sample["mask"] = torch.from_numpy(mask > 0)

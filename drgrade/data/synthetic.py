@@ -4,7 +4,8 @@ Real data cannot be downloaded everywhere (CI, air-gapped machines), yet the who
 from the native readers to the report, should run and *learn*. Each image is a dark surround
 with an orange fundus disc, optic disc, macula and branching vessels; lesions follow the
 clinical scale (1: microaneurysms; 2: + haemorrhages, hard exudates; 3: many haemorrhages,
-cotton-wool spots, venous beading; 4: + neovascularisation, pre-retinal haemorrhage). A lesion
+cotton-wool spots, venous beading; 4: + neovascularisation, pre-retinal haemorrhage); diabetic
+macular edema adds hard exudates around the macula. A lesion
 mask is written beside each image so attention maps can be scored against known lesions.
 Every image is drawn from its own generator seeded by (seed, dataset, index): same seed, same
 bytes, whatever the order or parallelism.
@@ -52,8 +53,20 @@ class _Canvas:
         a = self.rng.random() * 2 * math.pi
         return int(self.centre[0] + r * math.cos(a)), int(self.centre[1] + r * math.sin(a))
 
-    def blob(self, colour, radius: float, lesion: bool = True, blur: bool = False) -> None:
-        x, y = self.point_in_disc()
+    def point_near(self, centre: tuple[int, int], distance: float) -> tuple[int, int]:
+        r = distance * math.sqrt(self.rng.random())
+        a = self.rng.random() * 2 * math.pi
+        return int(centre[0] + r * math.cos(a)), int(centre[1] + r * math.sin(a))
+
+    def blob(
+        self,
+        colour,
+        radius: float,
+        lesion: bool = True,
+        blur: bool = False,
+        at: tuple[int, int] | None = None,
+    ) -> None:
+        x, y = at if at is not None else self.point_in_disc()
         size = max(1, int(radius))
         axes = (size, max(1, int(size * self.rng.uniform(0.6, 1.0))))
         if blur:
@@ -127,8 +140,15 @@ def _neovascularisation(canvas: _Canvas, near: tuple[int, int]) -> None:
             cv2.line(canvas.mask, p0, p1, 255, 3)
 
 
-def render_fundus(grade: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic fundus photograph of ``grade`` (RGB, width ~1.25 x size) and its lesion mask."""
+def render_fundus(
+    grade: int, size: int, rng: np.random.Generator, dme: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic fundus photograph of ``grade`` (RGB, width ~1.25 x size) and its lesion mask.
+
+    With ``dme``, diabetic macular edema as screening programmes grade it from a photograph
+    (Gulshan et al. 2016): hard exudates within about one disc diameter of the macula centre,
+    drawn after everything else, so the rest of the picture is the one ``dme=False`` draws.
+    """
     width, height = int(size * 1.25), size
     radius = int(size * 0.49)
     centre = (width // 2 + int(rng.integers(-size // 40, size // 40 + 1)), height // 2)
@@ -167,6 +187,9 @@ def render_fundus(grade: int, size: int, rng: np.random.Generator) -> tuple[np.n
     if grade == 4:
         _neovascularisation(canvas, disc)
         canvas.blob(_DARK_RED, rng.uniform(14, 20) * r)  # pre-retinal haemorrhage
+    if dme:
+        for _ in range(int(rng.integers(6, 11))):
+            canvas.blob(_EXUDATE, rng.uniform(1.5, 3) * r, at=canvas.point_near(macula, radius * 0.2))
     canvas.mask[dist > 1] = 0
     smooth = cv2.GaussianBlur(canvas.image, (0, 0), max(0.5, size / 512))
     return smooth, canvas.mask
@@ -182,6 +205,14 @@ def write_mask(path: Path, mask: np.ndarray) -> None:
 def seeded_rng(seed: int, dataset: int, index: int) -> np.random.Generator:
     """The generator of one image: same (seed, dataset, index), same image."""
     return np.random.default_rng([seed, dataset, index])
+
+
+def draws_dme(grade: int, seed: int, dataset: int, index: int) -> bool:
+    """Whether a synthetic photograph of ``grade`` has DME: half of those moderate or worse.
+
+    Drawn from a generator of its own, so the photograph's other draws stay as they were.
+    """
+    return grade >= 2 and bool(np.random.default_rng([seed, dataset, index, 7]).random() < 0.5)
 
 
 def grade_sequence(total: int, frequencies: tuple[int, ...], seed: int, dataset: int) -> list[int]:

@@ -98,7 +98,7 @@ def patient_referral_curve(rows: Sequence[dict[str, str]], fractions: Sequence[f
     for fraction in fractions:
         deferred = set(order[: round(fraction * len(graded))])
         routed = [
-            row | {"action": photo_action(True, row["referable_by_score"] == "1", i in deferred)}
+            row | {"action": photo_action(True, row["referable_dr"] == "1", i in deferred)}
             if i in graded
             else row
             for i, row in enumerate(rows)

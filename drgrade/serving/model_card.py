@@ -12,6 +12,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from drgrade.predictions import operating_cut
+
 #: The top probability a graded photograph needs, beside an uncertainty under the validation
 #: cut, before the page calls the model "confident" (stated on the page).
 CONFIDENT_PROBABILITY = 0.6
@@ -63,10 +65,10 @@ class ModelCard:
     # -- the cuts the page shows ----------------------------------------------------------------
     def referable_cut(self) -> tuple[float | None, float | None]:
         """(the cut P(referable) is compared with, the sensitivity it was fitted for), None if undefined."""
-        for point in self.rule.get("operating_points", []):
-            if point["level"] == "referable" and point["target"] == "sensitivity":
-                return point["cut"], point["goal"]
-        return None, None
+        goal = next(
+            (p["goal"] for p in self.rule.get("operating_points", []) if p["level"] == "referable"), None
+        )
+        return operating_cut(self.rule, "referable"), goal
 
     def uncertainty_cut(self) -> float:
         """The validation uncertainty cut in nats (infinity: none)."""

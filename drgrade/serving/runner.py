@@ -44,6 +44,7 @@ from drgrade.predictions import (
     PredictionRow,
     checked_decisions,
     decided_row,
+    operating_cut,
     ungradable_summary,
     write_predictions,
 )
@@ -162,6 +163,7 @@ class OnnxGrader:
         self.model, self.checkpoint = checked["model"], checked["checkpoint"]
         self.model_card = checked["model_card"]
         self.thresholds = [float(t) for t in self.rule["thresholds"]]
+        self.vtdr_cut = operating_cut(self.rule, "vtdr")  # the graph has no DME output
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -220,7 +222,9 @@ class OnnxGrader:
     def _grade_batch(self, pending: list[tuple[int, np.ndarray]], rows: list[PredictionRow]) -> None:
         """Run one batch and fill in its rows with the checked decisions; empties ``pending``."""
         outputs = self.run(np.stack([tensor for _, tensor in pending]))
-        for (index, _), decision in zip(pending, checked_decisions(outputs, self.thresholds), strict=True):
+        for (index, _), decision in zip(
+            pending, checked_decisions(outputs, self.thresholds, self.vtdr_cut), strict=True
+        ):
             decided_row(rows[index], decision)
         pending.clear()
 

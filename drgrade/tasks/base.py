@@ -26,11 +26,14 @@ from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, Sp
 from drgrade.decision.rule import DecisionRule, ThresholdObjective
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
+from drgrade.evaluation.dme import dme_section, fit_dme_cut
 from drgrade.evaluation.kappa import qwk
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
 from drgrade.grades import NUM_GRADES
 from drgrade.models.backbones import Backbone, build_backbone
+from drgrade.models.losses import masked_dme_loss
+from drgrade.predictions import operating_cut
 from drgrade.provenance import code_version, training_sources, weights_record
 from drgrade.runs import (
     CHOICE_KEY,
@@ -68,6 +71,8 @@ class BaseTask(L.LightningModule):
     """
 
     trainable: ClassVar[bool] = False
+    #: Whether the model has a DME output (``forward_with_dme``; its cut is the ``dme_cut`` buffer).
+    has_dme: ClassVar[bool] = False
     #: Folder name of this model's runs (``runs/<run_name>``) and its column in reports.
     run_name: ClassVar[str] = "model"
     display_name: ClassVar[str] = "Model"
@@ -137,6 +142,19 @@ class BaseTask(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits [B, K] of normalised images [B, 3, S, S]."""
         raise NotImplementedError
+
+    def forward_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Grade logits [B, K] and, with a DME output, the DME logits [B] (else None), in one pass."""
+        return self(images), None
+
+    def clinical_cuts(self) -> dict[str, float | None]:
+        """The cuts a prediction row needs beside the thresholds (``checked_decisions``): vtDR and DME."""
+        return {"vtdr_cut": operating_cut(self.rule.describe(), "vtdr"), "dme_cut": self.dme_cut_value()}
+
+    def dme_cut_value(self) -> float | None:
+        """The validation DME cut (None: no DME output, or validation had no DME eye to fit it on)."""
+        cut = float(self.dme_cut) if self.has_dme else float("nan")
+        return None if cut != cut else cut
 
     def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
         """Where the model looks: (maps [B, S, S] in [0, 1], logits [B, K] of the same pass, method)."""
@@ -230,10 +248,12 @@ class BaseTask(L.LightningModule):
     # -- steps ----------------------------------------------------------------------------------
     def evaluation_step(self, batch: dict, stage: str) -> None:
         """Store one batch's logits (and log its loss when the task has one)."""
-        logits = self(batch["image"])
+        logits, dme = self.forward_with_dme(batch["image"])
         if self.criterion is not None:
             loss = self.criterion(logits, batch["label"])
             self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(logits))
+        if dme is not None:  # the DME logit and label travel as two more columns (``dme_columns``)
+            logits = torch.cat([logits, dme[:, None], batch["dme"][:, None].to(logits)], dim=1)
         self.store.update(logits, batch["label"], batch["index"], batch["group"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -245,10 +265,12 @@ class BaseTask(L.LightningModule):
         self.evaluation_step(batch, "test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """The rule's decisions on one batch, for ``PredictionWriter``."""
+        """The rule's decisions on one batch (and P(DME) with a DME output), for ``PredictionWriter``."""
+        logits, dme = self.forward_with_dme(batch["image"])
         return {
             "index": batch["index"].cpu(),
-            "outputs": [o.cpu() for o in self.rule(self(batch["image"]))],
+            "outputs": [o.cpu() for o in self.rule(logits)],
+            "p_dme": None if dme is None else torch.sigmoid(dme.float()).cpu(),
             "error": batch["error"],
             "quality": batch["quality"].cpu() if "quality" in batch else None,
         }
@@ -294,7 +316,28 @@ class BaseTask(L.LightningModule):
         self.store.reset()
         if self.trainer.sanity_checking or len(targets) == 0:
             return
+        dme = None
+        if self.has_dme:  # the two DME columns evaluation_step appended
+            logits, dme = logits[:, :NUM_GRADES], logits[:, NUM_GRADES:]
         self.evaluate(stage, logits, targets, index, groups)
+        if dme is not None:
+            self.evaluate_dme(stage, dme[:, 0], dme[:, 1].long())
+
+    def evaluate_dme(self, stage: str, logits: torch.Tensor, truth: torch.Tensor) -> None:
+        """P(DME) of the split, its cut fitted on validation when the rule is, and its figures.
+
+        Args:
+            stage: ``val`` or ``test``.
+            logits: the DME logits [N].
+            truth: 1 / 0, negative where the source grades no DME [N].
+        """
+        p_dme = torch.sigmoid(logits.double())
+        target = self.rule.targets["sensitivity"]
+        if self.should_fit_rule(stage):
+            self.dme_cut.fill_(fit_dme_cut(p_dme.numpy(), truth.numpy(), target))
+        result = self.results[stage]
+        result.p_dme = p_dme.float()
+        result.extras["dme"] = dme_section(p_dme.numpy(), truth.numpy(), self.dme_cut_value(), target)
 
     def evaluate(
         self,
@@ -402,10 +445,15 @@ class TrainableTask(BaseTask):
             self.hparams.finetune_image if finetune_image is None else finetune_image
         )
 
+    #: Weight of the masked DME loss beside the grade loss (tasks with a DME output set it).
+    dme_weight: float = 0.0
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """Loss of one (resampled, augmented) training batch."""
-        logits = self(batch["image"])
+        """Loss of one (resampled, augmented) training batch; plus the masked DME loss with a DME output."""
+        logits, dme = self.forward_with_dme(batch["image"])
         loss = self.criterion(logits, batch["label"])
+        if dme is not None:
+            loss = loss + self.dme_weight * masked_dme_loss(dme, batch["dme"])
         size = len(logits)
         self.log(
             "train/loss", loss, prog_bar=True, batch_size=size, on_step=True, on_epoch=True, sync_dist=True

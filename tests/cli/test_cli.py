@@ -16,6 +16,7 @@ from drgrade.commands.lightning import DRGradeCLI
 from drgrade.console import quiet_console
 from tests.conftest import cli_args, predict_folder
 from tests.evaluation.test_exams import check_exams_and_patient_level
+from tests.tasks.test_dme import check_dme_outputs
 
 
 def latest_run(root):
@@ -165,6 +166,7 @@ def test_fcn_clip_fit_test_predict_learns(synthetic, tmp_path):
     test_run = latest_run(tmp_path)
     evaluated = list(csv.DictReader((test_run / "predictions.csv").read_text().splitlines()))
     check_clinical_sections(read_metrics(test_run), evaluated, best, min_clear=0.8)
+    check_dme_outputs(test_run)
     metrics = read_metrics(test_run)["metrics"]
     # chance QWK is 0; an untrained model predicts one grade (accuracy = that grade's share)
     assert metrics["qwk"] > 0.35, metrics  # observed 0.53-0.64 over runs

@@ -8,6 +8,7 @@ dataset itself marks ungradable are returned as exclusions with the reason, neve
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,8 @@ class Record:
     official_split: str = ""
     eye: str = ""
     field: str = ""
+    #: Diabetic macular edema: 1 / 0 where the dataset grades it (Messidor-2, IDRiD), else ``UNKNOWN``.
+    dme: int = -1
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,28 @@ def keyed_rows(
             continue
         seen[fold(value)] = line
         yield where, value, row
+
+
+def parse_dme(value: str, where: str, problems: list[str], present_from: int = 1) -> int:
+    """A DME cell as 1 / 0 (``UNKNOWN`` when empty or the column is absent); problems recorded.
+
+    Args:
+        value: the cell (an integer grade of macular edema).
+        where: file and row, for the messages.
+        problems: where problems are collected.
+        present_from: the smallest value that counts as DME (IDRiD: 2, exudates within one disc
+            diameter of the macula centre, Gulshan et al.'s definition of referable DME).
+    """
+    if value == "":
+        return UNKNOWN
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not number.is_integer() or number < 0:
+        problems.append(f"{where}: macular edema {value!r} is not a non-negative integer")
+        return UNKNOWN
+    return int(number >= present_from)
 
 
 def parse_grade(value: str, where: str, problems: list[str]) -> int | None:
