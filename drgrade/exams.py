@@ -26,6 +26,7 @@ from pathlib import Path
 from drgrade.decision.actions import REFER, TO_GRADER, screener_reason
 from drgrade.errors import OptionError
 from drgrade.files import atomic_open, neutralise
+from drgrade.grades import REFERRAL_LEVELS
 
 INSUFFICIENT = "insufficient"
 NO_REFER = "no refer"
@@ -41,8 +42,10 @@ EXAM_COLUMNS = (
     "right",
     "eye_unknown",
     "decision",
+    "vtdr",
     "reasons",
     "true_worst_grade",
+    "true_dme",
 )
 
 
@@ -147,7 +150,12 @@ def exam_ids(
 # -- deciding ---------------------------------------------------------------------------------------
 @dataclass
 class Exam:
-    """One patient's exam: each eye's decision and reason, the patient's, and the truth when known."""
+    """One patient's exam: each eye's decision and reason, the patient's, and the truth when known.
+
+    ``vtdr`` is 1 when a graded photograph is flagged vision-threatening (its ``vtdr`` column:
+    severe or worse by score, or DME): the urgent referral. ``true_dme`` is 1 when a photograph's
+    reference says DME, 0 when the source grades DME and none has it, None when it grades none.
+    """
 
     patient_id: str
     source: str
@@ -155,6 +163,14 @@ class Exam:
     eyes: dict[str, tuple[str, str]]
     decision: str
     true_worst_grade: int | None
+    vtdr: bool = False
+    true_dme: int | None = None
+
+    def truth(self, level: str) -> bool | None:
+        """Whether the patient has ``referable`` DR (moderate+ or DME) or ``vtdr`` (severe+ or DME)."""
+        if self.true_worst_grade is None:
+            return None
+        return self.true_worst_grade >= REFERRAL_LEVELS[level] or self.true_dme == 1
 
     def cells(self) -> list[object]:
         """The row in ``EXAM_COLUMNS`` order."""
@@ -165,8 +181,10 @@ class Exam:
             self.photographs,
             *(self.eyes.get(eye, ("", ""))[0] for eye in ("left", "right", "")),
             self.decision,
+            int(self.vtdr),
             reasons,
             "" if self.true_worst_grade is None else self.true_worst_grade,
+            "" if self.true_dme is None else self.true_dme,
         ]
 
 
@@ -219,6 +237,7 @@ def decide_exams(rows: Sequence[dict[str, str]]) -> list[Exam]:
             by_eye.setdefault(row["eye"], []).append(row)
         eyes = {eye: eye_decision(by_eye[eye]) for eye in sorted(by_eye, key=lambda e: (e == "", e))}
         truths = [int(row["true_grade"]) for row in photographs if row["true_grade"] != ""]
+        dme = [int(row["true_dme"]) for row in photographs if row["true_dme"] != ""]
         exams.append(
             Exam(
                 patient,
@@ -227,6 +246,8 @@ def decide_exams(rows: Sequence[dict[str, str]]) -> list[Exam]:
                 eyes,
                 patient_decision(decision for decision, _ in eyes.values()),
                 max(truths) if truths else None,
+                any(row["vtdr"] == "1" for row in photographs),
+                max(dme) if dme else None,
             )
         )
     return exams

@@ -54,6 +54,7 @@ COLUMNS = (
     "eye",
     "field",
     "true_grade",
+    "true_dme",
     "action",
     *DECISION_COLUMNS,
     *FEATURES,
@@ -205,6 +206,7 @@ class PredictionRow:
         patient_id: the patient the image belongs to, when its dataset names one (empty for a folder).
         eye: ``left`` or ``right`` when known.
         field: which photograph of the eye (``macula``, ``disc``, ``1``, ...) when known.
+        true_dme: the reference DME label (1 / 0) where the source grades it.
         quality: what the quality gate measured (``FEATURES``), when it ran.
         model: the model's display name.
         checkpoint: the checkpoint it was loaded from (``checkpoint_label``), or the exported graph's.
@@ -222,6 +224,7 @@ class PredictionRow:
     checkpoint: str = ""
     eye: str = ""
     field: str = ""
+    true_dme: int | None = None
 
     @property
     def action(self) -> str:
@@ -252,6 +255,7 @@ class PredictionRow:
             self.eye,
             self.field,
             "" if self.true_grade is None or self.true_grade < 0 else self.true_grade,
+            "" if self.true_dme is None or self.true_dme < 0 else self.true_dme,
             self.action,
             *decided,
             *(_feature(v) for v in (self.quality or [math.nan] * len(FEATURES))),

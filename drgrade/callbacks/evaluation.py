@@ -100,6 +100,7 @@ def prediction_rows(
             patient_id=record.patient_id,
             eye=record.eye,
             field=record.field,
+            true_dme=record.dme,
         )
         rows.append(decided_row(row, decision))
     return rows

@@ -6,9 +6,11 @@ the referral cut chosen on validation),
 
 - **imageability**: the share of patients who got a decision (``refer`` or ``no refer``; the
   rest are ``insufficient``), with its Wilson 95% interval;
-- **sensitivity and specificity** of ``refer`` among the decided patients, for referable DR
-  (worst eye moderate NPDR or worse) and for vision-threatening DR (worst eye severe or worse),
-  each with its Wilson 95% interval.
+- **sensitivity and specificity** among the decided patients of ``refer`` for referable DR
+  (worst eye moderate NPDR or worse, or DME) and of the vtDR flag (any photograph severe or
+  worse by score, or DME) for vision-threatening DR (worst eye severe or worse, or DME), each
+  with its Wilson 95% interval. DME counts in the truth where the source grades it (Messidor-2,
+  IDRiD); elsewhere the truth is the grade alone.
 
 The published trial figures are kept beside ours, labelled: they were measured on other patients,
 cameras and reference standards, so they frame our numbers and are not a comparison.
@@ -62,8 +64,10 @@ def patient_level(exams: Sequence[Exam], cut: float | None) -> dict:
     """
     known = [exam for exam in exams if exam.true_worst_grade is not None]
     decided = [exam for exam in known if exam.decision != INSUFFICIENT]
-    referred = np.array([exam.decision == REFER for exam in decided], dtype=bool)
-    worst = np.array([exam.true_worst_grade for exam in decided], dtype=int)
+    called = {
+        "referable": np.array([exam.decision == REFER for exam in decided], dtype=bool),
+        "vtdr": np.array([exam.vtdr for exam in decided], dtype=bool),
+    }
     return {
         "unit": "patient (all photographs of both eyes; worst eye is the truth)",
         "cut": cut,
@@ -72,8 +76,10 @@ def patient_level(exams: Sequence[Exam], cut: float | None) -> dict:
         "imageability": len(decided) / len(known) if known else None,
         "imageability_ci": wilson_interval(len(decided), len(known)),
         **{
-            level: sensitivity_specificity(referred, worst >= start)
-            for level, start in REFERRAL_LEVELS.items()
+            level: sensitivity_specificity(
+                called[level], np.array([bool(exam.truth(level)) for exam in decided], dtype=bool)
+            )
+            for level in REFERRAL_LEVELS
         },
         "published": {"note": PUBLISHED_NOTE, "results": list(PUBLISHED)},
     }

@@ -271,8 +271,8 @@ def report_tables(
             "Patients: exam decisions (refer if either eye refers; an eye whose photographs are all "
             "ungradable, or whose worst photograph is too uncertain, is insufficient) at the validation "
             "cut; imageability is the share of patients decided; sensitivity / specificity among them, "
-            "truth the worst eye (Wilson 95% intervals). Vision-threatening DR: the same referral "
-            "decision against severe NPDR or worse",
+            "truth the worst eye, or DME where graded (Wilson 95% intervals). Vision-threatening DR: "
+            "the vtDR flag (severe NPDR or worse by score, or DME) against severe or worse, or DME",
             patient_level_table(runs),
             "",
         ),

@@ -89,6 +89,11 @@ def cut_text(card: ModelCard) -> str:
     return f"{cut:.3f} (fitted on validation for {goal:.0%} sensitivity)"
 
 
+def dme_cut_text(card: ModelCard) -> str:
+    """The DME cut as shown beside P(DME) (none: validation had no DME eye to fit it on)."""
+    return "none (validation had no DME eye)" if card.dme_cut is None else f"{card.dme_cut:.3f}"
+
+
 def action_text(row: PredictionRow, card: ModelCard) -> str:
     """What to do with the photograph, in a screener's words, with the reason (the card's lead)."""
     decision = row.decision
@@ -103,13 +108,18 @@ def action_text(row: PredictionRow, card: ModelCard) -> str:
     cut, goal = card.referable_cut()
     grade = GRADE_NAMES[decision.grade]
     if cut is None:  # validation fitted no cut: the grade decides
-        verdict = "is referable" if row.action == REFER else "is not referable"
+        verdict = "is referable" if decision.referable_by_score else "is not referable"
         said = f"the grade {grade} {verdict} (validation fitted no referral cut)"
     else:
-        side = "at or over" if row.action == REFER else "under"
+        side = "at or over" if decision.referable_by_score else "under"
         said = f"P(referable) {decision.p_referable:.3f} is {side} the cut {cut:.3f}"
     if row.action == NO_REFER:
         return f"No referral: {said}. Rescreen as scheduled."
+    if not decision.referable_by_score:  # referred for diabetic macular edema alone
+        return (
+            f"Refer to an eye specialist: likely diabetic macular edema (P(DME) {decision.p_dme:.3f} "
+            f"is at or over its cut {card.dme_cut:.3f}), although {said}."
+        )
     if not decision.referable_by_grade:  # never "No DR" and "refer" without the reason
         said += (
             f"; the most likely grade alone ({grade}) would not refer, but the score rule refers it "
@@ -173,9 +183,10 @@ def cards(answers: list[Screening], card: ModelCard) -> str:
             answer_card(decision.probabilities, decision.grade, answer.image, answer.attention)
         )
         caption = "" if answer.attention is None else f" (attention: {html.escape(answer.method)})"
+        dme = "" if decision.p_dme is None else f"; P(DME) {decision.p_dme:.3f}, DME cut {dme_cut_text(card)}"
         parts.append(
             f"{lead}: {GRADE_NAMES[decision.grade]}; P(referable) {decision.p_referable:.3f}, "
-            f"referral cut {html.escape(cut_text(card))}; {html.escape(certainty(row, card))}{caption}"
+            f"referral cut {html.escape(cut_text(card))}{dme}; {html.escape(certainty(row, card))}{caption}"
             f'<img src="{picture}" alt="{name}"></div>'
         )
     return "\n".join([*parts, "</div>"])

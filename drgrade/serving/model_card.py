@@ -30,6 +30,7 @@ class ModelCard:
         data: the sources it was fitted on, synthetic ones flagged.
         checkpoint: the checkpoint file and its SHA-256 (shortened).
         rule: the decision rule's description (``DecisionRule.describe()``, or an ONNX file's).
+        dme_cut: the validation cut on P(DME) of a model with a DME output (None: none).
     """
 
     name: str
@@ -38,6 +39,7 @@ class ModelCard:
     data: str = "unknown"
     checkpoint: str = "unknown"
     rule: dict = field(default_factory=dict)
+    dme_cut: float | None = None
 
     def line(self) -> str:
         """One line: model, backbone and weights, training, data, checkpoint."""
@@ -48,7 +50,7 @@ class ModelCard:
 
     def to_json(self) -> str:
         """The card without its rule (an ONNX file carries its rule in its own entry)."""
-        return json.dumps({k: v for k, v in asdict(self).items() if k != "rule"})
+        return json.dumps({k: v for k, v in asdict(self).items() if k not in ("rule", "dme_cut")})
 
     @classmethod
     def from_json(cls, text: str, rule: dict, fallback_name: str) -> ModelCard:
@@ -123,4 +125,5 @@ def card_of_task(task) -> ModelCard:
         data_words(task.training_data),
         short_digest(task.origin),
         task.rule.describe(),
+        task.dme_cut_value(),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -88,6 +89,14 @@ def test_cards_lead_with_the_action_show_the_cut_and_say_confident_only_when_it_
     assert (
         action_text(sure, CARD)
         == "No referral: P(referable) 0.050 is under the cut 0.300. Rescreen as scheduled."
+    )
+    # referred for DME alone: says so, with P(DME) against its cut, and that P(referable) is under its own
+    macular = PredictionRow("m.png", sure.decision.clinical(None, 0.82, 0.5))
+    assert macular.action == "refer"
+    dme_card = replace(CARD, dme_cut=0.5)
+    assert action_text(macular, dme_card) == (
+        "Refer to an eye specialist: likely diabetic macular edema (P(DME) 0.820 is at or over its cut "
+        "0.500), although P(referable) 0.050 is under the cut 0.300."
     )
     answers = [Screening(dark), Screening(unsure, np.zeros((32, 32, 3), np.uint8))]
     page = cards(answers, CARD)

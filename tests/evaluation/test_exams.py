@@ -102,25 +102,24 @@ def recomputed(rows: list[dict]) -> dict:
             eye_state[key] = "insufficient" if worst["action"] == "to grader" else "no refer"
     patients: dict[str, dict] = {}
     for (patient, _), state in eye_state.items():
-        patients.setdefault(patient, {"states": [], "worst": -1})["states"].append(state)
+        patients.setdefault(patient, {"states": [], "worst": -1, "dme": False, "vtdr": False})
+        patients[patient]["states"].append(state)
     for r in rows:
         entry = patients[r["patient_id"] or r["file"]]
         entry["worst"] = max(entry["worst"], int(r["true_grade"]))
+        entry["dme"] |= r["true_dme"] == "1"
+        entry["vtdr"] |= r["vtdr"] == "1"
     decided = {
-        p: e
-        for p, e in patients.items()
-        if all(s != "insufficient" for s in e["states"]) or "refer" in e["states"]
+        p: e for p, e in patients.items() if "refer" in e["states"] or "insufficient" not in e["states"]
     }
     out = {"num_patients": len(patients), "decided": len(decided)}
-    for level, start in (("referable", 2), ("vtdr", 3)):
-        pos = [e for e in decided.values() if e["worst"] >= start]
-        neg = [e for e in decided.values() if e["worst"] < start]
-        out[level] = (
-            sum("refer" in e["states"] for e in pos),
-            len(pos),
-            sum("refer" not in e["states"] for e in neg),
-            len(neg),
-        )
+    for level, start, called in (
+        ("referable", 2, lambda e: "refer" in e["states"]),
+        ("vtdr", 3, lambda e: e["vtdr"]),
+    ):
+        pos = [e for e in decided.values() if e["worst"] >= start or e["dme"]]
+        neg = [e for e in decided.values() if not (e["worst"] >= start or e["dme"])]
+        out[level] = (sum(map(called, pos)), len(pos), sum(not called(e) for e in neg), len(neg))
     return out
 
 
