@@ -140,14 +140,20 @@ def _neovascularisation(canvas: _Canvas, near: tuple[int, int]) -> None:
             cv2.line(canvas.mask, p0, p1, 255, 3)
 
 
+def _macular_exudates(canvas: _Canvas, macula: tuple[int, int]) -> None:
+    """Hard exudates within about one disc diameter of the macula: DME as Gulshan et al. 2016 grade it."""
+    rng, radius = canvas.rng, canvas.radius
+    for _ in range(int(rng.integers(6, 11))):
+        size = rng.uniform(1.5, 3) * radius / 200
+        canvas.blob(_EXUDATE, size, at=canvas.point_near(macula, radius * 0.2))
+
+
 def render_fundus(
     grade: int, size: int, rng: np.random.Generator, dme: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic fundus photograph of ``grade`` (RGB, width ~1.25 x size) and its lesion mask.
 
-    With ``dme``, diabetic macular edema as screening programmes grade it from a photograph
-    (Gulshan et al. 2016): hard exudates within about one disc diameter of the macula centre,
-    drawn after everything else, so the rest of the picture is the one ``dme=False`` draws.
+    ``dme`` adds exudates around the macula last (``_macular_exudates``): the rest is unchanged.
     """
     width, height = int(size * 1.25), size
     radius = int(size * 0.49)
@@ -188,8 +194,7 @@ def render_fundus(
         _neovascularisation(canvas, disc)
         canvas.blob(_DARK_RED, rng.uniform(14, 20) * r)  # pre-retinal haemorrhage
     if dme:
-        for _ in range(int(rng.integers(6, 11))):
-            canvas.blob(_EXUDATE, rng.uniform(1.5, 3) * r, at=canvas.point_near(macula, radius * 0.2))
+        _macular_exudates(canvas, macula)
     canvas.mask[dist > 1] = 0
     smooth = cv2.GaussianBlur(canvas.image, (0, 0), max(0.5, size / 512))
     return smooth, canvas.mask

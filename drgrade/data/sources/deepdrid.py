@@ -34,6 +34,17 @@ COLUMNS = ("patient_id", "image_id", "Overall quality", "left_eye_DR_Level", "ri
 QUALITY = ("Clarity", "Field definition", "Artifact")
 #: The synthetic layout's grade frequencies (chosen for the tests; not DeepDRiD's own counts).
 COUNTS = (4, 2, 2, 1, 1)
+#: The published sheets' columns.
+HEADER = (
+    "patient_id",
+    "image_id",
+    "image_path",
+    "Overall quality",
+    "left_eye_DR_Level",
+    "right_eye_DR_Level",
+    "patient_DR_Level",
+    *QUALITY,
+)
 _IMAGE = re.compile(r"^(?P<patient>.+)_(?P<eye>[lr])(?P<field>[12])$")
 
 
@@ -116,19 +127,9 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
                         1 if poor else 5,
                     ]
                 )
-    header = (
-        "patient_id",
-        "image_id",
-        "image_path",
-        "Overall quality",
-        "left_eye_DR_Level",
-        "right_eye_DR_Level",
-        "patient_DR_Level",
-        *QUALITY,
-    )
     for part, _ in PARTS:
         with sheet(root, part).open("w", newline="") as f:
-            csv.writer(f).writerows([header, *rows[part]])
+            csv.writer(f).writerows([HEADER, *rows[part]])
     return root
 
 
