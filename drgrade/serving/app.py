@@ -25,9 +25,11 @@ import matplotlib.pyplot as plt
 
 from drgrade.console import quiet_console
 from drgrade.decision.actions import NO_REFER, REFER, TO_GRADER, screener_reason
+from drgrade.errors import OptionError
 from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import PROB_COLUMNS, PredictionRow, csv_text
 from drgrade.reporting.overlays import answer_card
+from drgrade.serving.exam_page import exam_table, manifest_ids, split_manifest, upload_name
 from drgrade.serving.model_card import CONFIDENT_PROBABILITY, ModelCard
 from drgrade.serving.screening import Screening
 
@@ -226,7 +228,10 @@ def _remove_upload_folders() -> None:
 def answer_batch(
     grade: Callable[[list[Path]], list[Screening]], card: ModelCard, uploads: list[dict] | None
 ) -> tuple[str, str]:
-    """Grade the uploaded files, then delete them; returns (table and CSV download, cards), as HTML.
+    """Grade the uploaded files, then delete them; returns (tables and CSV download, cards), as HTML.
+
+    A ``.csv`` among the uploads is the batch's exam manifest (``file,patient_id,eye,field``): the
+    photographs are grouped into exams and a table of per-eye and per-patient decisions is shown.
 
     Args:
         grade: files -> answers (``screen_files`` bound to a model).
@@ -236,14 +241,22 @@ def answer_batch(
             empty temporary file on the server per upload (Gradio 6), which would never be removed.
     """
     uploads = uploads or []
-    paths = [Path(upload["path"]) for upload in uploads]
     try:
-        answers = grade(paths)
+        photos, manifest = split_manifest(uploads)
+        ids = manifest_ids(photos, manifest)
+        answers = grade([Path(upload["path"]) for upload in photos])
+    except OptionError as error:  # a manifest that cannot be used: say why, grade nothing
+        return f'<p id="drgrade-error">{html.escape(str(error))}</p>', ""
     finally:
-        forget(paths)
-    for answer, upload in zip(answers, uploads, strict=True):  # the user's name, not the server's path
-        answer.row.file = upload.get("orig_name") or Path(upload["path"]).name
-    table = results_table(answers, card) + "<p>" + download_link([a.row for a in answers]) + "</p>"
+        forget([Path(upload["path"]) for upload in uploads])
+    for answer, upload, found in zip(answers, photos, ids, strict=True):  # the user's name, not the server's
+        answer.row.file = upload_name(upload)
+        if found is not None:
+            answer.row.patient_id, answer.row.eye, answer.row.field = found.patient_id, found.eye, found.field
+    rows = [a.row for a in answers]
+    table = results_table(answers, card) + "<p>" + download_link(rows) + "</p>"
+    if manifest is not None:
+        table += exam_table(rows)
     return table, cards(answers, card)
 
 

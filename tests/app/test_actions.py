@@ -6,6 +6,7 @@ import csv
 import io
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +121,46 @@ def test_model_card_line_names_model_weights_training_data_and_checkpoint(zero_s
     assert math.isfinite(card.uncertainty_cut())
     again = ModelCard.from_json(card.to_json(), card.rule, "fallback")
     assert again == card and data_words(None) == "not recorded"
+
+
+def test_a_batch_uploaded_with_its_manifest_is_decided_per_eye_and_patient(synthetic, tmp_path):
+    pytest.importorskip("gradio")
+    import shutil
+
+    from drgrade.serving.app import answer_batch
+    from drgrade.serving.screening import Screening
+
+    photos = sorted((synthetic / "aptos2019" / "train_images").iterdir())[:3]
+    server = tmp_path / "server"  # where the page finds uploads (emptied folders are removed)
+    server.mkdir()
+    uploads = []
+    for source, name in zip(photos, ("a_l.png", "a_r.png", "b_l.png"), strict=True):
+        shutil.copy(source, server / f"upload{len(uploads)}")
+        uploads.append({"path": str(server / f"upload{len(uploads)}"), "orig_name": name})
+    (server / "m").write_text("file,patient_id,eye\na_l.png,A,left\na_r.png,A,right\nb_l.png,B,left\n")
+    uploads.append({"path": str(server / "m"), "orig_name": "manifest.csv"})
+    scores = {"a_l.png": 0.1, "a_r.png": 0.9, "b_l.png": 0.2}
+
+    def grade(paths):  # a stand-in model: refers what scores over 0.5
+        assert len(paths) == 3  # the manifest is not a photograph
+        names = [u["orig_name"] for u in uploads[:3]]
+        return [
+            Screening(
+                PredictionRow(str(p), decision([0.5, 0.1, 0.2, 0.1, 0.1], scores[n] > 0.5, 0.3)),
+                np.zeros((16, 16, 3), np.uint8),
+            )
+            for p, n in zip(paths, names, strict=True)
+        ]
+
+    table, _ = answer_batch(grade, CARD, uploads)
+    assert '<table id="drgrade-exams">' in table
+    assert "<td>A</td><td>no refer</td><td>refer</td><td>refer</td>" in table
+    assert "<td>B</td><td>no refer</td><td>no photograph</td><td>no refer</td>" in table
+    assert not any(Path(u["path"]).exists() for u in uploads)  # every upload removed, the manifest too
+    assert not server.exists()
+    server.mkdir()
+    (server / "m2").write_text("file,patient_id,eye\na_l.png,A,middle\n")
+    bad = [{"path": str(server / "m2"), "orig_name": "manifest.csv"}]
+    table, shown = answer_batch(grade, CARD, bad)
+    assert "manifest.csv row 2: eye &#x27;middle&#x27;" in table  # its uploaded name
+    assert str(tmp_path) not in table and shown == ""
