@@ -2,9 +2,12 @@
 
     .venv/bin/python docs/realism.py        # (make docs) writes docs/realism.png, prints the table
 
-The real photograph is scikit-image's ``retina.jpg`` (a normal left eye, public domain). The
-synthetic columns are means over 16 generated No DR images (and Moderate for the figure). See
-``drgrade.data.realism`` for what each statistic measures.
+The real photograph of the table is scikit-image's ``retina.jpg`` (a normal left eye, public
+domain); the synthetic column is the mean over 16 generated No DR images. See
+``drgrade.data.realism`` for what each statistic measures. The figure sets real photographs from
+several cameras (tests/data/real_photos, provenance in its PROVENANCE.md) above the generator's
+camera profiles (``drgrade.data.synthetic.CAMERAS``), each as a whole frame: colour, exposure and
+how the field is framed are what the profiles imitate.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from skimage import data
 
-from drgrade.data.preprocess import preprocess_fundus
+from drgrade.data.images import read_rgb
 from drgrade.data.realism import STATISTICS, fundus_statistics, mean_statistics
-from drgrade.data.synthetic import render_fundus
+from drgrade.data.synthetic import CAMERAS, render_fundus
 
 OUT = Path(__file__).parent / "realism.png"
 
@@ -34,20 +37,33 @@ def table() -> str:
     return "\n".join(lines)
 
 
+#: Real photographs for the figure: (file in tests/data/real_photos or None for scikit-image's, title).
+REAL = (
+    (None, "scikit-image retina"),
+    ("chasedb1_08L.jpg", "CHASE_DB1: yellow"),
+    ("fundusprep_cropped.jpg", "unknown camera: lilac"),
+    ("palm_p0185.jpg", "PALM: dark-orange"),
+    ("hrf_04_g.jpg", "HRF: cut top and bottom"),
+    ("fundusprep_issue_1.jpg", "unknown: cropped field"),
+    ("fundusprep_sample_dark.jpg", "unknown: small dark disc"),
+)
+
+
 def figure() -> Path:
-    """Real photograph, synthetic No DR and synthetic Moderate, each as the model sees it (cropped)."""
-    images = {
-        "real photograph (skimage retina.jpg)": data.retina(),
-        "synthetic No DR": render_fundus(0, 768, np.random.default_rng(3))[0],
-        "synthetic Moderate": render_fundus(2, 768, np.random.default_rng(4))[0],
-    }
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
-    for ax, (title, image) in zip(axes, images.items(), strict=True):
-        ax.imshow(preprocess_fundus(image, 512))
-        ax.set_title(title, fontsize=10)
+    """Real photographs from several cameras above the synthetic camera profiles, whole frames."""
+    folder = Path(__file__).parent.parent / "tests" / "data" / "real_photos"
+    real = [(data.retina() if name is None else read_rgb(folder / name), title) for name, title in REAL]
+    synthetic = [
+        (render_fundus(2, 512, np.random.default_rng(4), camera), f"synthetic: {camera}")
+        for camera in CAMERAS
+    ]
+    fig, axes = plt.subplots(2, len(CAMERAS), figsize=(2.4 * len(CAMERAS), 5.4))
+    for ax, (image, title) in zip(axes.ravel(), [*real, *((i, t) for (i, _), t in synthetic)], strict=True):
+        ax.imshow(image)
+        ax.set_title(title, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(OUT, dpi=90)
+    fig.savefig(OUT, dpi=80)
     plt.close(fig)
     return OUT
 

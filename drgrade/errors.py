@@ -23,11 +23,17 @@ class DataValidationError(DrgradeError, ValueError):
         problems: one line per problem, each naming its file and row.
     """
 
+    #: Problems listed in the message (the rest are counted), and the longest line shown of each:
+    #: a sheet of a million garbage rows must not make a message of a hundred megabytes.
+    LISTED, LINE = 30, 300
+
     def __init__(self, problems: list[str]):
         self.problems = problems
-        listed = "\n".join(f"  - {p}" for p in problems)
+        shown = [p if len(p) <= self.LINE else p[: self.LINE] + "..." for p in problems[: self.LISTED]]
+        listed = "\n".join(f"  - {p}" for p in shown)
+        more = f"\n  ... and {len(problems) - self.LISTED} more" if len(problems) > self.LISTED else ""
         super().__init__(
-            f"{len(problems)} problem(s) in the input data:\n{listed}\n"
+            f"{len(problems)} problem(s) in the input data:\n{listed}{more}\n"
             "Fix or remove these entries (no file was changed) and run again."
         )
 

@@ -60,17 +60,46 @@ def peek_checkpoint(path: str | Path) -> dict:
 def checkpoint_score(entries: dict) -> dict | None:
     """The validation score a checkpoint was saved with (``monitor``, ``mode``, ``value``), or None.
 
+    Anything but a well-formed score (a dict with a finite number, a mode of max or min and a
+    metric name) is no score: a checkpoint is untrusted input.
+
     Args:
         entries: the checkpoint (``peek_checkpoint``).
     """
-    score = entries.get(SCORE_KEY)
-    if not score or score.get("value") is None or not math.isfinite(score["value"]):
+    score = entries.get(SCORE_KEY) if isinstance(entries, dict) else None
+    if not isinstance(score, dict):
+        return None
+    value = score.get("value")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    if score.get("mode", "max") not in ("max", "min") or not isinstance(score.get("monitor"), str):
         return None
     return score
 
 
-def find_checkpoint(root: str | Path, which: str, split: dict | None = None) -> Path | None:
-    """The checkpoint ``which`` means among the runs under ``root`` (see the module docstring).
+def scored_candidate(path: Path, split: dict | None) -> tuple[dict | None, str]:
+    """(score, "") of a ``best`` candidate, or (None, why it is passed over)."""
+    try:
+        entries = peek_checkpoint(path)
+    except Exception as error:  # torch raises many types for a file that is not a safe checkpoint
+        return None, f"not a readable checkpoint ({type(error).__name__})"
+    score = checkpoint_score(entries)
+    if score is None:
+        return None, "no valid validation score"
+    identity = entries.get(SPLIT_KEY)
+    identity = identity if isinstance(identity, dict) else {}
+    if split is not None and {key: identity.get(key) for key in SPLIT_SETTINGS} != split:
+        return None, "another split"
+    return score, ""
+
+
+def find_checkpoint(
+    root: str | Path, which: str, split: dict | None = None
+) -> tuple[Path | None, dict | None]:
+    """The checkpoint ``which`` means among the runs under ``root``, and its score for ``best``.
+
+    For ``best``, a candidate that cannot be read, has no valid score or was fitted on another
+    split is passed over (the unreadable and unscored ones are named on the console).
 
     Args:
         root: the config's run folder (``trainer.default_root_dir``).
@@ -80,34 +109,32 @@ def find_checkpoint(root: str | Path, which: str, split: dict | None = None) -> 
     pattern = "last.ckpt" if which == "last" else "best-*.ckpt"
     found = sorted(Path(root).rglob(f"checkpoints/{pattern}"), key=lambda p: p.stat().st_mtime)
     if which != "best":
-        return found[-1] if found else None
+        return (found[-1] if found else None), None
     scored = []
     for path in found:
-        try:
-            entries = peek_checkpoint(path)
-        except (RuntimeError, OSError, ValueError, EOFError):
-            continue  # not a readable checkpoint: resolving "best" ignores it (loading it would refuse it)
-        score = checkpoint_score(entries)
-        identity = entries.get(SPLIT_KEY) or {}
-        same_split = split is None or {key: identity.get(key) for key in SPLIT_SETTINGS} == split
-        if score is not None and same_split:
+        score, why = scored_candidate(path, split)
+        if score is not None:
             better = score["value"] if score.get("mode", "max") == "max" else -score["value"]
-            scored.append((better, path.stat().st_mtime, path))
-    return max(scored)[2] if scored else None
+            scored.append((better, path.stat().st_mtime, str(path), score))
+        elif why != "another split":
+            print(f"--ckpt_path best: passed over {path}: {why}")
+    if not scored:
+        return None, None
+    best = max(scored, key=lambda candidate: candidate[:3])
+    return Path(best[2]), best[3]
 
 
 def resolve_checkpoint(entry: str, root: str | Path, split: dict | None = None) -> str:
     """``entry`` itself, or for ``last`` / ``best`` / ``newest`` that checkpoint under ``root`` (printed)."""
     if entry not in CHECKPOINT_CHOICES:
         return entry
-    found = find_checkpoint(root, entry, split)
+    found, score = find_checkpoint(root, entry, split)
     if found is None:
         hint = " with a validation score and the same split settings" if entry == "best" else ""
         raise CheckpointError(
             f"--ckpt_path {entry}: no {entry} checkpoint{hint} under {root}; "
             "train first with `drgrade fit` and the same config (or pass a .ckpt path)"
         )
-    score = checkpoint_score(peek_checkpoint(found)) if entry == "best" else None
     said = f" ({score['monitor']} {score['value']:.4f}, the best of the runs under {root})" if score else ""
     print(f"--ckpt_path {entry}: using {found}{said}")
     return str(found)

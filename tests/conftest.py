@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -103,6 +104,15 @@ def predict_folder(model: str, synthetic: Path, run_root: Path, checkpoint, fold
     newest = max(Path(run_root).rglob("predictions.csv"), key=lambda p: p.stat().st_mtime_ns)
     with newest.open(newline="") as f:
         return {Path(row["file"]).name: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture
+def one_photograph(synthetic, tmp_path) -> Path:
+    """A folder holding one synthetic photograph, ``eye.png``."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(next((synthetic / "aptos2019" / "train_images").iterdir()), folder / "eye.png")
+    return folder
 
 
 @pytest.fixture(scope="session")

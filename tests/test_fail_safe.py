@@ -248,14 +248,6 @@ SANE = {
 }
 
 
-@pytest.fixture
-def one_photograph(synthetic, tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    shutil.copy(next((synthetic / "aptos2019" / "train_images").iterdir()), folder / "eye.png")
-    return folder
-
-
 @pytest.mark.parametrize(
     ("change", "said"),
     [

@@ -131,8 +131,11 @@ def test_auto_calibration_chooses_the_objective_by_cross_fitted_qwk():
 
     probs, targets = overfit_prone(seed=2)
     groups = torch.arange(len(targets))
-    chosen, scores = choose_objective(probs, targets, groups)
-    assert set(scores) == {"none", "youden", "f1", "qwk"} and scores[chosen] == max(scores.values())
+    chosen, record = choose_objective(probs, targets, groups)
+    scores = record["crossfit_qwk"]
+    assert set(scores) == {"none", "youden", "f1", "qwk"}
+    assert scores[record["candidate"]] == max(scores[m] for m in ("youden", "f1", "qwk"))
+    assert chosen == (record["candidate"] if record["kept"] else "none")
     assert scores["none"] == pytest.approx(qwk(probs.argmax(1), targets, 5))  # argmax fits nothing
     for method in ("youden", "f1", "qwk"):
         decided = crossfit_decisions(probs, targets, method, groups)

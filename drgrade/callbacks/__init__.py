@@ -13,6 +13,7 @@ from drgrade.callbacks.performance import ChannelsLast
 from drgrade.callbacks.predictions import PredictionWriter
 from drgrade.callbacks.split import SplitGuard, SplitWriter
 from drgrade.callbacks.training import TrainingSummary
+from drgrade.callbacks.validation_predictions import ValidationPredictionsWriter
 
 __all__ = [
     "AttentionWriter",
@@ -23,4 +24,5 @@ __all__ = [
     "SplitGuard",
     "SplitWriter",
     "TrainingSummary",
+    "ValidationPredictionsWriter",
 ]

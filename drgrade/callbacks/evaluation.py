@@ -27,7 +27,7 @@ from drgrade.data.splits import images_identity
 from drgrade.evaluation.clinical import REFERRAL_FRACTIONS
 from drgrade.evaluation.metrics import SplitResult
 from drgrade.evaluation.patients import patient_level, patient_referral_curve
-from drgrade.evaluation.summary import clinical_sections
+from drgrade.evaluation.summary import PLAIN_BEFORE, clinical_sections
 from drgrade.exams import write_exams
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADES
@@ -140,6 +140,7 @@ class EvaluationWriter(Callback):
             rule,
             pl_module.bootstrap(),
             NAMES_PATIENTS,
+            pl_module.before_temperature,
         )
         identity = {
             "split": trainer.datamodule.split_identity,
@@ -201,10 +202,20 @@ def split_figures(result: SplitResult, document: dict, name: str) -> dict:
         "confusion_matrix": confusion_figure(evaluation.confusion, f"{name}: {document['decision']}"),
         "roc_curves": roc_figure(evaluation.roc, aurocs, f"{name}: one-vs-rest ROC"),
         "reliability_diagram": reliability_figure(
-            before, result.probs.double().numpy(), result.targets.numpy(), name
+            before,
+            result.probs.double().numpy(),
+            result.targets.numpy(),
+            name,
+            decided=result.preds.numpy() if result.argmax_evaluation is not None else None,
+            before_label=before_label(document.get("calibration_error", {}).get("before", "")),
         ),
         "referral_curves": referral_figure(document["referral"], f"{name}: uncertainty referral"),
     }
+
+
+def before_label(before: str) -> str:
+    """The reliability diagram's name for "before": an ensemble's is after its members' temperatures."""
+    return "before temperature scaling" + (f" ({before})" if before and before != PLAIN_BEFORE else "")
 
 
 def _finite(value):

@@ -50,7 +50,7 @@ def evaluation_entries(
     columns = ["grade", "precision", "recall", "f1", "auroc"]
     rows = [[g.name, *(metrics[f"{key}_{g.short}"] for key in columns[1:])] for g in GRADES]
     points = document.get("operating_points", [])
-    point_columns = ["name", "threshold", "sensitivity", "specificity"]
+    point_columns = ["name", "threshold", "near_cut", "sensitivity", "specificity"]
     return {
         f"{split}/per_class": wandb.Table(columns=columns, data=rows),
         f"{split}/confusion_matrix_chart": wandb.plot.confusion_matrix(
@@ -61,7 +61,7 @@ def evaluation_entries(
         ),
         f"{split}/roc_chart": roc_chart(result, split),
         f"{split}/operating_points": wandb.Table(
-            columns=point_columns, data=[[p[c] for c in point_columns] for p in points]
+            columns=point_columns, data=[[p.get(c) for c in point_columns] for p in points]
         ),
         **{f"{split}/{name}": wandb.Image(str(out / f"{name}.png")) for name in figures},
     }

@@ -10,6 +10,7 @@ from drgrade.commands.options import add_switch
 from drgrade.data.images import list_images
 from drgrade.data.sources import LAYOUTS
 from drgrade.errors import DrgradeError
+from drgrade.files import check_writable
 from drgrade.serving.export import export_onnx
 from drgrade.serving.quantize import quantize_onnx
 from drgrade.tasks import load_task
@@ -51,6 +52,7 @@ def run(cli) -> None:
         cli: the running ``DRGradeCLI``.
     """
     opts = cli.config
+    check_writable(opts.out, [opts.ckpt_path, opts.calibration_images])
     written = export_onnx(load_task(opts.ckpt_path), opts.out, cli.datamodule.hparams.image_size)
     print(f"exported {opts.ckpt_path} to {written}")
     if opts.quantize == "int8":

@@ -21,6 +21,7 @@ checks that no other (LightningCLI's ``_add_subcommands``, ``_run_subcommand``, 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -135,6 +136,7 @@ class DRGradeCLI(LightningCLI):
         """Settle the run directory and W&B names; resolve and check checkpoints before any data is read."""
         config = self.section()
         root = settle_run_dir(config)
+        drop_disabled_wandb(config)
         name_wandb_runs(config, self.config.get("subcommand") or "run", self.wandb_group)
         init_args = config["model"].get("init_args") or {}
         if self.checkpoint_entry:
@@ -144,6 +146,7 @@ class DRGradeCLI(LightningCLI):
                 data["split_seed"],
                 data["test_sources"] or (),
                 data["split"] == "official",
+                data.get("split_file"),
             )
             path = resolve_checkpoint(self.checkpoint_entry, root, split)
             checkpoint = read_checkpoint(path)
@@ -160,6 +163,10 @@ class DRGradeCLI(LightningCLI):
             read_checkpoint(member)  # ensemble members: refused before any run folder exists
         if self.checkpoint_entry and MEMBERS_KEY in checkpoint:
             check_members(checkpoint, members, [file_sha256(m) for m in members], str(path))
+        if self.predictions_out is not None:  # predict --out: never one of the files it reads
+            data = config["data"]
+            sources = [data.get(source.option) for source in SOURCES.values()]
+            check_writable(self.predictions_out, [config.get("ckpt_path"), data.get("predict_dir"), *sources])
         if "weights_only" in config:
             config["weights_only"] = True  # Lightning's own restore of --ckpt_path loads tensors only too
         if self.config.get("subcommand"):
@@ -239,6 +246,21 @@ def settle_run_dir(config: Any) -> str:
         if "init_args" in logger and logger["init_args"] is not None:
             logger["init_args"]["save_dir"] = trainer["default_root_dir"]
     return trainer["default_root_dir"]
+
+
+def drop_disabled_wandb(config: Any) -> None:
+    """``WANDB_MODE=disabled`` turns W&B off entirely: the configured W&B loggers are left out.
+
+    The shipped configs ask for ``offline: true``, which wandb honours over the environment, so
+    without this an offline run would still be written under the run folder.
+    """
+    if os.environ.get("WANDB_MODE", "").lower() != "disabled":
+        return
+    loggers = config["trainer"].get("logger")
+    if isinstance(loggers, list):
+        config["trainer"]["logger"] = [
+            logger for logger in loggers if not str(logger.get("class_path", "")).endswith("WandbLogger")
+        ]
 
 
 def name_wandb_runs(config: Any, stage: str, group: str | None) -> None:

@@ -162,6 +162,13 @@ def add_arguments(parser) -> None:
         help="external validation: train and validate on the other sources, test on this one "
         "(e.g. messidor2); runs go under runs/external-<source>/",
     )
+    parser.add_argument(
+        "--protocol",
+        type=str | None,
+        default=None,
+        help="run a protocol file instead (seeds x folds, leave one source out, few-shot): a path, or "
+        "a shipped one: seeds_folds, leave_one_source_out, few_shot; report in reports/<its name>",
+    )
 
 
 def run(opts, handed: list[str]) -> None:
@@ -173,11 +180,45 @@ def run(opts, handed: list[str]) -> None:
     """
     if opts.demo == (opts.data is not None):
         raise OptionError("reproduce needs exactly one of --data DIR or --demo")
+    data = None if opts.demo else opts.data
+    if opts.protocol:
+        run_protocol_file(opts, data, handed)
+        return
     name = ("demo" if opts.demo else "paper") + (f"-external-{opts.external}" if opts.external else "")
     out = opts.out or Path("reports") / name
-    data = None if opts.demo else opts.data
     print(reproduce(DRGradeCLI, data, opts.configs, out, opts.paper, opts.external, handed))
     print(f"report written to {out}/")
+
+
+def run_protocol_file(opts, data: Path | None, handed: list[str]) -> None:
+    """``reproduce --protocol FILE``: the protocol's runs on the demo or the real data, and its report."""
+    from drgrade.protocols import load_protocol, run_protocol
+
+    protocol = load_protocol(opts.protocol)
+    out = opts.out or Path("reports") / protocol.name
+    overlay, train_overlay = data_overlays(data, opts.configs)
+
+    def stage_args(model: str) -> list[str]:
+        config = opts.configs / f"{model}.yaml"
+        trained = train_overlay if model != "zero_shot" else []
+        return [
+            "--config",
+            str(config),
+            *overlay,
+            *trained,
+            *stage_options(handed, config, out / "handed-configs"),
+        ]
+
+    fit_then_test = partial(_fit_then_test, DRGradeCLI)
+    print(run_protocol(DRGradeCLI, protocol, out, stage_args, fit_then_test, synthetic=data is None))
+    print(f"report written to {out}/")
+
+
+def data_overlays(data: Path | None, configs: Path) -> tuple[list[str], list[str]]:
+    """The data arguments of every stage and the training overlay: the demo's configs, or the downloads."""
+    if data is None:
+        return ["--config", str(configs / "demo.yaml")], ["--config", str(configs / "demo_train.yaml")]
+    return _real_data_args(data), []
 
 
 def external_args(source: str | None, model: str) -> list[str]:
@@ -260,11 +301,7 @@ def reproduce(
     """
     # every stage's W&B run in one group per invocation, so a dashboard shows the protocol together
     cli_class = partial(cli_class, wandb_group=f"reproduce-{datetime.now():%Y%m%d-%H%M%S}")
-    if data is None:
-        overlay = ["--config", str(configs / "demo.yaml")]
-        train_overlay = ["--config", str(configs / "demo_train.yaml")]
-    else:
-        overlay, train_overlay = _real_data_args(data), []
+    overlay, train_overlay = data_overlays(data, configs)
     run_dirs: list[str] = []
     best: list[str] = []
     for model in ("zero_shot", "fcn_clip", "ranking"):

@@ -17,6 +17,7 @@ from drgrade.data.intake import Facts, IntakeCache, default_cache_dir, judge, ta
 from drgrade.data.quality import QualityLimits
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
 from drgrade.data.sources import SOURCES, Exclusion, Record, SourceData, ensure_synthetic, load_sources
+from drgrade.data.split_file import UNUSED, read_split_file
 from drgrade.data.splits import (
     SPLITS,
     count_table,
@@ -99,6 +100,9 @@ class DRDataModule(L.LightningDataModule):
             the official training set where none is published); other sources split as grouped.
         test_sources: external validation: these sources (e.g. ``[messidor2]``) are the whole
             test split; the others are split into train and validation by the train:val ratio.
+        split_file: a split file (``drgrade.data.split_file``: image, source, split) giving every
+            image its split, e.g. one a protocol wrote or a published one; replaces the options
+            above that draw a split. Images it marks ``unused`` are left out (and listed).
         augment: class-tiered augmentation of training images (off gives eval transforms).
         verify_images: an image that does not decode stops setup with the list of every such
             file (off: such images are left out and listed, like ungradable ones).
@@ -141,6 +145,7 @@ class DRDataModule(L.LightningDataModule):
         split_seed: int = 42,
         split: Literal["grouped", "official"] = "grouped",
         test_sources: list[str] | None = None,
+        split_file: str | None = None,
         augment: bool = True,
         verify_images: bool = True,
         cache: bool = True,
@@ -229,16 +234,35 @@ class DRDataModule(L.LightningDataModule):
             records = self.dedupe(records, facts)
         held_out = hp.test_sources or ()
         official = hp.split == "official"
-        splits = split_records(records, hp.split_ratios, hp.split_seed, held_out, official)
+        if hp.split_file:
+            records, splits = self.read_split_file(records)
+        else:
+            splits = split_records(records, hp.split_ratios, hp.split_seed, held_out, official)
         self.records, self.splits = self.leave_out_leaks(records, splits)
         records = self.records
         self.split_identity = split_identity(
-            records, self.splits, hp.split_ratios, hp.split_seed, held_out, official
+            records, self.splits, hp.split_ratios, hp.split_seed, held_out, official, hp.split_file
         )
         rank_zero_info(
             f"DR data: {len(records)} images\n{count_table(records, self.splits)}\n"
             f"{source_table(records, self.splits, self.excluded)}"
         )
+
+    def read_split_file(self, records: list[Record]) -> tuple[list[Record], list[str]]:
+        """The splits ``data.split_file`` gives; the images it marks unused are left out and listed.
+
+        Args:
+            records: the gradable, deduplicated images.
+        """
+        name = self.hparams.split_file
+        splits = read_split_file(name, records)
+        self.excluded += [
+            Exclusion(r, "split_file", f"marked {UNUSED} by {name}")
+            for r, s in zip(records, splits, strict=True)
+            if s == UNUSED
+        ]
+        kept = [i for i, s in enumerate(splits) if s != UNUSED]
+        return [records[i] for i in kept], [splits[i] for i in kept]
 
     def leave_out_leaks(self, records: list[Record], splits: list[str]) -> tuple[list[Record], list[str]]:
         """Leave out images whose copy or fellow eye is in a more held-out split (``held_out_leaks``).

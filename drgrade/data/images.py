@@ -2,12 +2,14 @@
 
 - From bytes (``np.fromfile`` + ``cv2.imdecode``), so any file name works, non-UTF-8 included.
 - Width and height are read from the header first (PIL's lazy open): an image over the pixel
-  limit is refused before a byte is decoded (a 400 KB PNG can claim 20000 x 20000 pixels).
+  limit, or too thin or elongated to be a photograph, is refused before a byte is decoded (a
+  400 KB PNG can claim 20000 x 20000 pixels, a 372-byte one 1 x 40000).
 - A JPEG much larger than needed is decoded at reduced scale by libjpeg's DCT scaling
   (``IMREAD_REDUCED_COLOR_2/4/8``), never below ``target`` pixels on its shorter side.
 - EXIF orientation is applied the same way everywhere (training, predict, the runner, the page).
 - Grayscale, RGBA and 16-bit images are converted to 8-bit RGB rather than rejected: screening
-  archives mix all of them, and the model only needs 8-bit colour.
+  archives mix all of them, and the model only needs 8-bit colour. A 16-bit file holding 10-, 12-
+  or 14-bit values is scaled by its real depth, not by 16 bits.
 - A file that cannot be read says why (missing, permission denied, not an image, too large).
 """
 
@@ -28,6 +30,9 @@ from drgrade.errors import OptionError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 #: Most pixels an image may claim (no fundus camera comes near): refused from the header.
 MAX_PIXELS = 40_000_000
+#: The shortest side, and the most elongation (long side over short), of an image drgrade
+#: decodes: a 1 x 40000 strip is a 372-byte PNG whose square padding would need 4.8 GB.
+MIN_DECODE_SIDE, MAX_ASPECT = 16, 4.0
 #: OpenCV's reduced-scale JPEG decodes by factor.
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 #: EXIF orientation -> (number of 90-degree counter-clockwise turns, mirror left-right first).
@@ -88,10 +93,17 @@ def list_images(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]
             elif path.is_file():
                 found.append(path)
             else:
-                skipped.append(
-                    (path, "dangling symbolic link" if path.is_symlink() else "not a regular file")
-                )
+                skipped.append((path, not_a_file(path)))
     return sorted(found), sorted(skipped)
+
+
+def not_a_file(path: Path) -> str:
+    """What an entry that is not a regular file is: a dangling link, a link to something else, or neither."""
+    if not path.is_symlink():
+        return "not a regular file"
+    if not path.exists():
+        return "dangling symbolic link"
+    return f"a symbolic link to {os.path.realpath(path)}, which is not a regular file"
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -129,6 +141,15 @@ def read_header(data: bytes, path: str | Path) -> Header:
         Image.MAX_IMAGE_PIXELS = limit
 
 
+def shape_problem(width: int, height: int) -> str | None:
+    """Why an image of this size is no photograph to grade (judged from its header), or None."""
+    if min(width, height) < MIN_DECODE_SIDE:
+        return f"too small to grade ({width}x{height})"
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        return f"not shaped like a photograph ({width}x{height}: over {MAX_ASPECT:g} times longer than wide)"
+    return None
+
+
 def reduction(header: Header, target: int | None) -> int:
     """The JPEG decode scale (1, 2, 4 or 8) keeping the shorter side at least ``target`` pixels."""
     if target is None or header.format != "JPEG":
@@ -144,10 +165,21 @@ def orient(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, turns))
 
 
+def significant_bits(image: np.ndarray) -> int:
+    """How many of a 16-bit image's bits carry data: 10, 12, 14 or 16.
+
+    Cameras and converters store 10-, 12- and 14-bit sensor values in 16-bit PNG and TIFF files
+    without scaling them up; taking the top 8 of 16 bits would turn a well-exposed 12-bit
+    photograph into a nearly black one. The brightest value tells the container's real depth.
+    """
+    used = int(image.max()).bit_length()
+    return next(bits for bits in (10, 12, 14, 16) if used <= bits)
+
+
 def to_rgb8(image: np.ndarray) -> np.ndarray:
-    """OpenCV's decoded pixels (BGR, BGRA or grey; 8 or 16 bits) as 8-bit RGB."""
+    """OpenCV's decoded pixels (BGR, BGRA or grey; 8 or 16 bits) as 8-bit RGB (see ``significant_bits``)."""
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        image = (image >> (significant_bits(image) - 8)).astype(np.uint8)
     elif image.dtype != np.uint8:
         image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if image.ndim == 2:
@@ -179,6 +211,9 @@ def decode(
             f"{path}: too large ({header.width}x{header.height}: over {max_pixels:,} pixels); "
             "not decoded, as no fundus camera writes images this size"
         )
+    problem = shape_problem(header.width, header.height)
+    if problem:
+        raise ImageReadError(f"{path}: {problem}; not decoded")
     factor = reduction(header, target)
     flags = (_REDUCED[factor] if factor > 1 else cv2.IMREAD_UNCHANGED) | cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)

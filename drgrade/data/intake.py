@@ -10,7 +10,9 @@ are stored together in the intake cache (``$DRGRADE_CACHE_DIR``, default
 - keyed by the file's identity (resolved path, size, modification and change times, inode) and
   the settings, so an edited file is taken in again, even if its modification time was restored
   (its change time cannot be);
-- checked on read by a checksum of the stored pixels (a damaged entry is recomputed, never served);
+- checked on read by a checksum binding the stored pixels and facts to that file version (a
+  damaged entry, or another file's entry put in its place, is recomputed, never served), and
+  opened without blocking (a pipe put in its place never hangs a run);
 - written to a temporary file and renamed (a reader never sees half an entry); a full disk only
   turns the cache off for the rest of the run (with one warning), nothing fails.
 
@@ -32,12 +34,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from stat import S_ISREG
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from drgrade.data.duplicates import difference_hash
-from drgrade.data.images import MAX_PIXELS, ImageReadError, decode, read_bytes, read_header
+from drgrade.data.images import MAX_PIXELS, ImageReadError, decode, read_bytes, read_header, shape_problem
 from drgrade.data.preprocess import preprocess_fundus
 from drgrade.data.quality import (
     ANALYSIS_SIZE,
@@ -51,7 +55,7 @@ from drgrade.data.quality import (
 )
 
 #: Bump when what an entry holds changes meaning, to retire every existing entry.
-INTAKE_VERSION = 4
+INTAKE_VERSION = 6
 ENV_CACHE_DIR = "DRGRADE_CACHE_DIR"
 
 
@@ -119,10 +123,16 @@ def take_in(path: str | Path, size: int, hashes: bool = True) -> tuple[np.ndarra
             return None, Facts("ungradable: incomplete file (cut off before its end)", digest=digest)
         if header.width * header.height > MAX_PIXELS:
             return None, Facts("", header.width, header.height, None, digest)
+        problem = shape_problem(header.width, header.height)
+        if problem:  # judged from the header: nothing is allocated for it
+            return None, Facts(f"ungradable: {problem}", header.width, header.height, digest=digest)
         image = decode(data, path, decode_target(size), header=header)
+        crop = preprocess_fundus(image, size)
     except ImageReadError as error:
         return None, Facts(str(error).removeprefix(f"{path}: "), digest=digest)
-    crop = preprocess_fundus(image, size)
+    except (cv2.error, MemoryError) as error:  # one file never costs a batch its other rows
+        said = f"{type(error).__name__}: {str(error).strip()[:120]}"
+        return None, Facts(f"could not be decoded ({said})", digest=digest)
     bits = np.packbits(difference_hash(crop)).tobytes().hex() if hashes else ""  # from the crop
     facts = Facts("", header.width, header.height, measure(image), digest, bits)
     return crop, facts
@@ -145,13 +155,15 @@ class IntakeCache:
         self.root = None if root is None else Path(root).expanduser()
         self.size = size
 
-    def entry(self, source: Path) -> Path:
-        """The cache file of ``source`` (its identity, the input size and the intake version)."""
+    def identity(self, source: Path) -> str:
+        """What makes an entry this file's: its version (resolved path, size, times, inode) and settings."""
         stat = source.stat()
-        identity = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
-        key = hashlib.sha1(
-            f"{identity}|{self.size}|v{INTAKE_VERSION}".encode(errors="surrogateescape")
-        ).hexdigest()
+        version = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
+        return f"{version}|{self.size}|v{INTAKE_VERSION}"
+
+    def entry(self, identity: str) -> Path:
+        """The cache file of the file version ``identity`` names."""
+        key = hashlib.sha1(identity.encode(errors="surrogateescape")).hexdigest()
         return self.root / key[:2] / f"{key}.npz"
 
     def get(self, source: str | Path) -> tuple[np.ndarray | None, Facts]:
@@ -160,14 +172,14 @@ class IntakeCache:
         if self.root is None:
             return take_in(source, self.size)
         try:
-            entry = self.entry(source)
+            identity = self.identity(source)
         except OSError:
             return take_in(source, self.size)  # gone or unreadable: take_in says which
-        stored = self._read(entry)
+        stored = self._read(identity)
         if stored is not None:
             return stored
         image, facts = take_in(source, self.size)
-        self._store(entry, image, facts)
+        self._store(identity, image, facts)
         return image, facts
 
     def stored_facts(self, source: str | Path) -> Facts | None:
@@ -180,30 +192,45 @@ class IntakeCache:
         if self.root is None:
             return None
         try:
-            with np.load(self.entry(Path(source)), allow_pickle=False) as stored:
-                return Facts(**json.loads(str(stored["facts"]))["facts"])
+            identity = self.identity(Path(source))
+            record = self._load(identity, with_image=False)[0]
+            return Facts(**record["facts"]) if record["identity"] == identity else None
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
             return None
 
-    def _read(self, entry: Path) -> tuple[np.ndarray | None, Facts] | None:
-        """A stored entry whose pixels match their checksum; None for a missing, torn or damaged one."""
-        try:
-            with np.load(entry, allow_pickle=False) as stored:
+    def _load(self, identity: str, with_image: bool = True) -> tuple[dict, np.ndarray | None]:
+        """An entry's record and pixels, opened without blocking (a FIFO put in its place never hangs)."""
+        descriptor = os.open(self.entry(identity), os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(descriptor, "rb") as f:
+            if not S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise OSError(f"{self.entry(identity)} is not a regular file")
+            with np.load(f, allow_pickle=False) as stored:
                 record = json.loads(str(stored["facts"]))
-                image = stored["image"] if record["has_image"] else None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                image = stored["image"] if with_image and record["has_image"] else None
+        return record, image
+
+    def _read(self, identity: str) -> tuple[np.ndarray | None, Facts] | None:
+        """This file's stored entry, whole and undamaged; None for a missing, torn, damaged or foreign one."""
+        try:
+            record, image = self._load(identity)
+            checksum = entry_checksum(identity, record["facts"], image)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
             return None
-        checksum = hashlib.blake2b(b"" if image is None else image.tobytes(), digest_size=16).hexdigest()
         if checksum != record["checksum"] or (image is not None and image.shape != (self.size, self.size, 3)):
-            return None  # damaged: recomputed by the caller
+            return None  # damaged, or another file's entry: recomputed by the caller
         return image, Facts(**record["facts"])
 
-    def _store(self, entry: Path, image: np.ndarray | None, facts: Facts) -> None:
+    def _store(self, identity: str, image: np.ndarray | None, facts: Facts) -> None:
         if self.root is None:
             return
         pixels = np.zeros((0,), np.uint8) if image is None else image
-        checksum = hashlib.blake2b(b"" if image is None else image.tobytes(), digest_size=16).hexdigest()
-        record = {"facts": asdict(facts), "checksum": checksum, "has_image": image is not None}
+        record = {
+            "identity": identity,
+            "facts": asdict(facts),
+            "checksum": entry_checksum(identity, asdict(facts), image),
+            "has_image": image is not None,
+        }
+        entry = self.entry(identity)
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
@@ -220,6 +247,19 @@ class IntakeCache:
                 stacklevel=2,
             )
             self.root = None
+
+
+def entry_checksum(identity: str, facts: dict, image: np.ndarray | None) -> str:
+    """The checksum binding an entry's pixels and facts to the file version they came from.
+
+    An entry copied over another file's (both genuine) fails it, so a crop is never served for
+    the wrong photograph.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(identity.encode(errors="surrogateescape"))
+    digest.update(json.dumps(facts, sort_keys=True).encode())
+    digest.update(b"" if image is None else image.tobytes())
+    return digest.hexdigest()
 
 
 def _take_in_one(job: tuple[IntakeCache, Path]) -> Facts:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +40,21 @@ def split_records(
         return _external_split(records, ratios, seed, set(test_sources))
     if official:
         return _official_split(records, ratios, seed)
+    return [SPLITS[part] for part in grouped_parts(records, ratios, seed)]
+
+
+def grouped_parts(records: Sequence[Record], shares: Sequence[float], seed: int) -> list[int]:
+    """Deal patients into ``len(shares)`` parts, stratified by grade; one part index per record.
+
+    Patients (groups) are the unit; they are stratified by their worst grade, shuffled within
+    each stratum, and each goes to the part furthest below its image quota. Train/val/test splits
+    (three shares) and k folds (k equal shares) are both dealt this way.
+
+    Args:
+        records: the images (``patient_id`` already merged across duplicates).
+        shares: each part's fraction of the images.
+        seed: seeds the shuffle.
+    """
     groups: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
         groups[record.patient_id].append(i)
@@ -47,18 +63,18 @@ def split_records(
         strata[max(records[i].grade for i in members)].append(patient)
 
     rng = np.random.default_rng(seed)
-    assignment = [""] * len(records)
+    assignment = [0] * len(records)
     for grade in sorted(strata):
         patients = sorted(strata[grade])
         rng.shuffle(patients)
         total = sum(len(groups[p]) for p in patients)
-        quota = np.asarray(ratios, dtype=float) * total
-        filled = np.zeros(3)
+        quota = np.asarray(shares, dtype=float) * total
+        filled = np.zeros(len(shares))
         for patient in patients:
             target = int(np.argmax(quota - filled))
             filled[target] += len(groups[patient])
             for i in groups[patient]:
-                assignment[i] = SPLITS[target]
+                assignment[i] = target
     return assignment
 
 
@@ -173,6 +189,7 @@ EXCLUSION_KINDS = {
     "dataset": "ungradable by the dataset",
     "quality": "refused by the quality gate",
     "duplicate": "same photograph or patient as a held-out image",
+    "split_file": "left out by the split file",
 }
 
 
@@ -199,18 +216,29 @@ def source_table(records: list[Record], splits: list[str], excluded: Sequence) -
     return "\n".join(lines)
 
 
-def split_settings(ratios, seed: int, test_sources=(), official: bool = False) -> dict:
-    """The settings that decide a split, normalised; checkpoints record them, ``best`` compares them."""
+def split_settings(
+    ratios, seed: int, test_sources=(), official: bool = False, split_file: str | None = None
+) -> dict:
+    """The settings that decide a split, normalised; checkpoints record them, ``best`` compares them.
+
+    A split file decides alone: its name stands in ``split`` (``file:<name>``).
+    """
     return {
         "split_ratios": [float(r) for r in ratios],
         "split_seed": int(seed),
         "test_sources": sorted(test_sources) or None,
-        "split": "official" if official else "grouped",
+        "split": f"file:{Path(split_file).name}" if split_file else "official" if official else "grouped",
     }
 
 
 def split_identity(
-    records: list[Record], splits: list[str], ratios, seed: int, test_sources=(), official: bool = False
+    records: list[Record],
+    splits: list[str],
+    ratios,
+    seed: int,
+    test_sources=(),
+    official: bool = False,
+    split_file: str | None = None,
 ) -> dict:
     """A fingerprint of the split (every image's source, folder, file name and split) and its settings.
 
@@ -225,12 +253,13 @@ def split_identity(
         seed: the split seed.
         test_sources: the sources held out as the test split (external validation).
         official: whether published splits were used.
+        split_file: the split file read, if any.
     """
     items = [f"{image_key(r)}:{s}" for r, s in zip(records, splits, strict=True)]
     return {
         "fingerprint": _digest(items),
         "images": len(items),
-        **split_settings(ratios, seed, test_sources, official),
+        **split_settings(ratios, seed, test_sources, official, split_file),
     }
 
 

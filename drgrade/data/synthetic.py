@@ -9,12 +9,19 @@ macular edema adds hard exudates around the macula. A lesion
 mask is written beside each image so attention maps can be scored against known lesions.
 Every image is drawn from its own generator seeded by (seed, dataset, index): same seed, same
 bytes, whatever the order or parallelism.
+
+Real archives mix cameras, and each frames and colours the fundus its own way: ``CAMERAS`` holds
+profiles seen in real data (yellow, green-grey and dark-orange white balance, an exposure
+spread, fields cut at the top and bottom, fields filling the frame, a phone adapter's small
+disc in a large black frame, bytes written after the JPEG's end marker). ``render_fundus(...,
+camera=...)`` draws a photograph through one of them and ``encode_jpeg`` writes its file; the
+default ("reference") is the generator's own framing, which the dataset layouts use.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -148,13 +155,96 @@ def _macular_exudates(canvas: _Canvas, macula: tuple[int, int]) -> None:
         canvas.blob(_EXUDATE, size, at=canvas.point_near(macula, radius * 0.2))
 
 
-def render_fundus(
-    grade: int, size: int, rng: np.random.Generator, dme: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic fundus photograph of ``grade`` (RGB, width ~1.25 x size) and its lesion mask.
+@dataclass(frozen=True)
+class Camera:
+    """How one kind of camera colours and frames its photographs.
 
+    Args:
+        name: the profile's name.
+        gains: per-channel (R, G, B) gain: the sensor's colour and white balance.
+        exposure: range the overall gain of each photograph is drawn from.
+        layout: "disc" (the whole field on a dark frame), "cropped" (the field cut at the top and
+            bottom), "filling" (the field larger than the frame: only the corners dark) or "phone"
+            (a small disc in a 4:3 black frame, as a phone on an adapter takes it).
+        trailer: bytes the camera writes after the JPEG's end marker.
+    """
+
+    name: str
+    gains: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    exposure: tuple[float, float] = (1.0, 1.0)
+    layout: str = "disc"
+    trailer: bytes = field(default=b"")
+
+
+#: Camera profiles seen in real archives (see the module's docstring).
+CAMERAS = {
+    camera.name: camera
+    for camera in (
+        Camera("reference"),
+        Camera("yellow", (1.0, 1.3, 0.8), (0.85, 1.1)),
+        Camera("green-grey", (0.62, 1.2, 1.3), (0.8, 1.05)),
+        Camera("dark-orange", (1.0, 0.8, 0.55), (0.55, 0.8)),
+        Camera("cropped", layout="cropped", trailer=b"\r\n"),
+        Camera("filling", (1.0, 1.1, 1.0), layout="filling"),
+        Camera("phone", (1.05, 0.95, 0.9), (0.8, 1.0), layout="phone", trailer=b"\x00" * 32),
+    )
+}
+#: Share of the frame's height the field's diameter spans, per layout (the field is rendered at
+#: this multiple of the asked size, then framed).
+_FIELD_SCALE = {"disc": 1.0, "cropped": 1.25, "filling": 1.3, "phone": 0.4}
+
+
+def _frame(image: np.ndarray, mask: np.ndarray, layout: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame a rendered photograph as ``layout`` does, at ``size`` pixels high."""
+    height, width = image.shape[:2]
+    if layout in ("cropped", "filling"):  # keep the middle rows (and, filling the frame, a square)
+        top = (height - size) // 2
+        keep = width if layout == "cropped" else size
+        left = (width - keep) // 2
+        return image[top : top + size, left : left + keep], mask[top : top + size, left : left + keep]
+    if layout == "phone":
+        frame, frame_mask = (
+            np.zeros((size, size * 4 // 3, 3), np.uint8),
+            np.zeros((size, size * 4 // 3), np.uint8),
+        )
+        top, left = (size - height) // 2, (size * 4 // 3 - width) // 2
+        frame[top : top + height, left : left + width] = image
+        frame_mask[top : top + height, left : left + width] = mask
+        return frame, frame_mask
+    return image, mask
+
+
+def encode_jpeg(image: np.ndarray, camera: Camera = CAMERAS["reference"], quality: int = 92) -> bytes:
+    """The JPEG file a camera writes of ``image`` (RGB), with its trailer after the end marker."""
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise ValueError("the image could not be encoded as JPEG")
+    return encoded.tobytes() + camera.trailer
+
+
+def _through_camera(
+    grade: int, size: int, rng: np.random.Generator, camera: Camera, dme: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``render_fundus`` through ``camera``: rendered at the layout's scale, coloured, exposed, framed."""
+    image, mask = render_fundus(grade, round(size * _FIELD_SCALE[camera.layout]), rng, dme=dme)
+    gain = np.asarray(camera.gains) * rng.uniform(*camera.exposure)
+    image = np.clip(image * gain, 0, 255).astype(np.uint8)
+    return _frame(image, mask, camera.layout, size)
+
+
+def render_fundus(
+    grade: int, size: int, rng: np.random.Generator, camera: Camera | str | None = None, dme: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic fundus photograph of ``grade`` (RGB, ``size`` high) and its lesion mask.
+
+    ``camera``: a ``CAMERAS`` profile or its name; None, the reference framing (~1.25 x size wide).
     ``dme`` adds exudates around the macula last (``_macular_exudates``): the rest is unchanged.
     """
+    if camera is not None:
+        profile = CAMERAS[camera] if isinstance(camera, str) else camera
+        return _through_camera(grade, size, rng, profile, dme)
     width, height = int(size * 1.25), size
     radius = int(size * 0.49)
     centre = (width // 2 + int(rng.integers(-size // 40, size // 40 + 1)), height // 2)

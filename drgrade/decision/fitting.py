@@ -5,8 +5,10 @@
   minimiser over log T in [1e-3, 1e3] finds it deterministically (logit scales differ by orders
   of magnitude: a random-weight zero-shot model's logits differ by thousandths).
 - **Operating cuts** (Gulshan et al., JAMA 2016; IDx-DR, Abramoff et al. 2018): for a referral
-  score, the highest cut reaching a target sensitivity and the lowest keeping a target
-  specificity on validation, placed midway to the neighbouring score (robust to tiny shifts).
+  score, among the cuts reaching a target sensitivity on validation, the one with the best
+  specificity and then the best sensitivity (and the mirror image for a specificity target), so
+  no operating point is dominated by another cut; placed in the middle of the gap between the
+  neighbouring validation scores, never on a score (robust to tiny shifts).
 - **Uncertainty cut** (Leibig et al. 2017): the entropy above which the ``refer_fraction`` least
   certain validation images lie.
 
@@ -71,22 +73,68 @@ def midway(value: float, scores: np.ndarray, above: bool) -> float:
     return float((value + nearest) / 2)
 
 
-def cut_for_sensitivity(scores: np.ndarray, positive: np.ndarray, target: float) -> float | None:
-    """The highest cut whose rule ``score >= cut`` reaches ``target`` sensitivity on these images."""
-    hits = np.sort(scores[positive])[::-1]
-    if hits.size == 0:
+def operating_candidates(scores: np.ndarray, positive: np.ndarray) -> list[tuple[float, int, int]]:
+    """Every distinct way ``score >= cut`` can split these images: (cut, true positives, true negatives).
+
+    Two cuts between the same two neighbouring scores flag the same images, so each way is one gap
+    between sorted distinct scores, and its cut is the middle of that gap (a score a hair away on
+    another split does not flip). Below the lowest score: half of it (every image flagged); above
+    the highest: halfway to 1 (none flagged).
+    """
+    values = np.unique(scores)
+    if values.size == 0:
+        return []
+    # the images flagged by a cut just below values[j] are those with a score >= values[j]
+    position = np.searchsorted(values, scores)
+    pos_at = np.bincount(position[positive], minlength=values.size)
+    neg_at = np.bincount(position[~positive], minlength=values.size)
+    hits = np.cumsum(pos_at[::-1])[::-1]  # positives with score >= values[j]
+    false_alarms = np.cumsum(neg_at[::-1])[::-1]
+    negatives = int((~positive).sum())
+    cuts = np.concatenate(([values[0] / 2], (values[:-1] + values[1:]) / 2, [(values[-1] + 1) / 2]))
+    hits = np.concatenate((hits, [0]))
+    kept = negatives - np.concatenate((false_alarms, [0]))
+    return [(float(c), int(h), int(k)) for c, h, k in zip(cuts, hits, kept, strict=True)]
+
+
+def best_cut(scores: np.ndarray, positive: np.ndarray, target: float, kind: str) -> float | None:
+    """The cut meeting ``target`` for ``kind`` that gives nothing away on these images.
+
+    Among the cuts whose sensitivity (``kind="sensitivity"``) or specificity reaches ``target``,
+    the one with the best *other* figure, then the best targeted one: a cut that caught fewer
+    positives at the same specificity (or falsely flagged more negatives at the same sensitivity)
+    would be dominated. The cut sits in the middle of its gap between validation scores.
+
+    Args:
+        scores: the referral score of every validation image [N].
+        positive: whether each image is at or above the referral level [N].
+        target: the sensitivity or specificity to reach.
+        kind: ``sensitivity`` or ``specificity``.
+
+    Returns:
+        The cut, or None when the targeted class is absent (nothing to measure it on).
+    """
+    positives, negatives = int(positive.sum()), int((~positive).sum())
+    if (positives if kind == "sensitivity" else negatives) == 0:
         return None
-    needed = math.ceil(target * hits.size - 1e-9)
-    return midway(float(hits[max(needed, 1) - 1]), scores, above=False)
+    candidates = []
+    for cut, hits, kept in operating_candidates(scores, positive):
+        sensitivity = hits / positives if positives else 1.0
+        specificity = kept / negatives if negatives else 1.0
+        targeted, other = (sensitivity, specificity) if kind == "sensitivity" else (specificity, sensitivity)
+        if targeted >= target - 1e-12:
+            candidates.append((other, targeted, cut))
+    return max(candidates)[2] if candidates else None
+
+
+def cut_for_sensitivity(scores: np.ndarray, positive: np.ndarray, target: float) -> float | None:
+    """The cut reaching ``target`` sensitivity with the best specificity, then sensitivity (``best_cut``)."""
+    return best_cut(scores, positive, target, "sensitivity")
 
 
 def cut_for_specificity(scores: np.ndarray, positive: np.ndarray, target: float) -> float | None:
-    """The lowest cut whose rule ``score >= cut`` keeps ``target`` specificity on these images."""
-    negatives = np.sort(scores[~positive])
-    if negatives.size == 0:
-        return None
-    needed = math.ceil(target * negatives.size - 1e-9)
-    return midway(float(negatives[max(needed, 1) - 1]), scores, above=True)
+    """The cut keeping ``target`` specificity with the best sensitivity, then specificity (``best_cut``)."""
+    return best_cut(scores, positive, target, "specificity")
 
 
 def fit_operating_points(

@@ -54,8 +54,9 @@ class DecisionRule(nn.Module):
 
     Args:
         objective: the per-class thresholds' objective: ``none`` (argmax), ``youden`` / ``f1``
-            (one class at a time), ``qwk`` (coordinate search), or ``auto`` (whichever, argmax
-            included, has the best cross-fitted validation QWK).
+            (one class at a time), ``qwk`` (coordinate search), or ``auto`` (the objective with
+            the best cross-fitted validation QWK when its gain over argmax is beyond noise, else
+            argmax; see ``thresholds.choose_objective``).
         target_sensitivity: the sensitivity the high-sensitivity operating cuts reach on validation.
         target_specificity: the specificity the high-specificity operating cuts keep on validation.
         refer_fraction: the share of validation images whose entropy marks them for a human grader.
@@ -109,8 +110,8 @@ class DecisionRule(nn.Module):
         probabilities = self(logits).probabilities
         method = self.objective
         if method == "auto":
-            method, scores = choose_objective(probabilities, targets, groups)
-            self.choice = {"objective": method, "crossfit_qwk": scores}
+            method, record = choose_objective(probabilities, targets, groups)
+            self.choice = {"objective": method, **record}
         self.thresholds.copy_(calibrate_thresholds(probabilities, targets, method, groups))
         self.thresholded.fill_(method != "none")
         numpy_probs = probabilities.double().numpy()

@@ -8,8 +8,9 @@ resamples at once:
 - the confusion matrix of a resample is the weighted count of each (true, predicted) cell, from
   which accuracy, per-class and macro precision / recall / F1, QWK, the error margins and the
   referable sensitivity / specificity follow with the exact definitions of ``metrics.py``
-  (an undefined per-class value is NaN in that resample; macro averages count it 0 over the
-  classes present, as scikit-learn does);
+  (an undefined per-class value is NaN in that resample). Like the macro AUROC below, a macro
+  precision / recall / F1 of a resample averages a *fixed* set of grades, those the whole split
+  defines it for (decided, present, either), and is NaN when the resample leaves one undefined;
 - AUROC is the weighted Mann-Whitney statistic (ties count one half), which equals the
   trapezoidal ROC area torchmetrics and scikit-learn compute; a class absent from a resample
   gives NaN. The macro AUROC of a resample averages a *fixed* set of grades, those with a
@@ -118,10 +119,31 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray, undefined: floa
     return out
 
 
-def confusion_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
+def macro_grades(targets: np.ndarray, preds: np.ndarray) -> dict[str, np.ndarray]:
+    """The grades each macro average of a split covers: decided (precision), present (recall), either (F1)."""
+    decided = np.bincount(preds, minlength=NUM_GRADES) > 0
+    true = np.bincount(targets, minlength=NUM_GRADES) > 0
+    return {"precision": decided, "recall": true, "f1": decided | true}
+
+
+def _fixed_mean(values: np.ndarray, grades: np.ndarray) -> np.ndarray:
+    """Per resample, the mean of ``values`` [b, K] over ``grades``; NaN where one of them is undefined."""
+    if not grades.any():
+        return np.full(len(values), np.nan)
+    return values[:, grades].mean(1)
+
+
+def confusion_metrics(
+    confusion: np.ndarray, grades: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
     """Every confusion-derived metric of ``metrics.py`` for a stack of confusion matrices [b, K, K].
 
     Rows are true grades, columns decided grades.
+
+    Args:
+        confusion: the stack.
+        grades: the grades each macro average covers (``macro_grades`` of the whole split);
+            default: those of the summed stack (one matrix: its own).
     """
     k = confusion.shape[-1]
     true_counts, pred_counts = confusion.sum(2), confusion.sum(1)
@@ -130,16 +152,18 @@ def confusion_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
     precision = _safe_divide(hits, pred_counts, np.nan)
     recall = _safe_divide(hits, true_counts, np.nan)
     f1 = _safe_divide(2 * hits, pred_counts + true_counts, np.nan)
-    present = (true_counts > 0) | (pred_counts > 0)
-    counted = {name: np.nan_to_num(v) * present for name, v in (("p", precision), ("r", recall), ("f", f1))}
-    grades = np.arange(k)
-    gap = np.abs(grades[:, None] - grades[None, :])
-    referable = grades >= REFERABLE_FROM
+    if grades is None:
+        summed = confusion.sum(0)
+        grades = {"precision": summed.sum(0) > 0, "recall": summed.sum(1) > 0}
+        grades["f1"] = grades["precision"] | grades["recall"]
+    index = np.arange(k)
+    gap = np.abs(index[:, None] - index[None, :])
+    referable = index >= REFERABLE_FROM
     out = {
         "accuracy": _safe_divide(hits.sum(1), total, np.nan),
-        "macro_precision": _safe_divide(counted["p"].sum(1), present.sum(1), np.nan),
-        "macro_recall": _safe_divide(counted["r"].sum(1), present.sum(1), np.nan),
-        "macro_f1": _safe_divide(counted["f"].sum(1), present.sum(1), np.nan),
+        "macro_precision": _fixed_mean(precision, grades["precision"]),
+        "macro_recall": _fixed_mean(recall, grades["recall"]),
+        "macro_f1": _fixed_mean(f1, grades["f1"]),
         "qwk": quadratic_weighted_kappa(confusion),
         "referable_sensitivity": _safe_divide(
             confusion[:, referable][:, :, referable].sum((1, 2)), true_counts[:, referable].sum(1), np.nan
@@ -204,7 +228,8 @@ def resampled_metrics(
     weights: np.ndarray, probs: np.ndarray, targets: np.ndarray, preds: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Every bootstrapped metric [b] for weight rows [b, N]."""
-    return confusion_metrics(weighted_confusion(weights, targets, preds)) | auroc_metrics(
+    grades = macro_grades(targets, preds)
+    return confusion_metrics(weighted_confusion(weights, targets, preds), grades) | auroc_metrics(
         weights, probs, targets
     )
 

@@ -18,23 +18,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import binomtest
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
 from drgrade.evaluation.bootstrap import confusion_metrics, weighted_confusion
-from drgrade.grades import NUM_GRADES, REFERRAL_LEVELS
+from drgrade.evaluation.proportions import wilson_interval
+from drgrade.grades import NUM_GRADES, REFERRAL_LEVELS, referral_score
 
 #: Fractions of images referred to a human along a referral curve.
 REFERRAL_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(11))
 ECE_BINS = 15
-
-
-def wilson_interval(successes: int, trials: int, level: float = 0.95) -> list[float] | None:
-    """Wilson score interval of a proportion (None when there are no trials)."""
-    if trials == 0:
-        return None
-    interval = binomtest(successes, trials).proportion_ci(confidence_level=level, method="wilson")
-    return [float(interval.low), float(interval.high)]
 
 
 def sensitivity_specificity(flagged: np.ndarray, positive: np.ndarray) -> dict:
@@ -56,23 +48,41 @@ def operating_point_name(point: dict) -> str:
     return f"{point['level']}@{point['target']}{point['goal']:.2f}"
 
 
-def apply_operating_points(flags: np.ndarray, targets: np.ndarray, points: Sequence[dict]) -> list[dict]:
+#: How near a cut (on the referral score's 0-1 scale) an image counts as "a hair away": one that
+#: close would flip with a tiny change of weights, hardware or preprocessing.
+NEAR_CUT_MARGIN = 1e-3
+
+
+def apply_operating_points(
+    flags: np.ndarray, targets: np.ndarray, points: Sequence[dict], probs: np.ndarray
+) -> list[dict]:
     """Sensitivity and specificity (Wilson 95%) of each operating point with a defined cut.
+
+    Each point also counts the images whose referral score lies within ``NEAR_CUT_MARGIN`` of
+    its cut (``near_cut``): how much of the result rests on a hair's breadth.
 
     Args:
         flags: [N, P] the rule's referral flags per operating point.
         targets: true grades [N].
         points: the rule's operating points (``DecisionRule.describe()["operating_points"]``).
+        probs: the rule's probabilities [N, K], for each point's referral score.
     """
-    return [
-        {
-            "name": operating_point_name(point),
-            "threshold": point["cut"],
-            **sensitivity_specificity(flags[:, i], targets >= REFERRAL_LEVELS[point["level"]]),
-        }
-        for i, point in enumerate(points)
-        if point["cut"] is not None
-    ]
+    out = []
+    for i, point in enumerate(points):
+        if point["cut"] is None:
+            continue
+        start = REFERRAL_LEVELS[point["level"]]
+        near = np.abs(referral_score(np.asarray(probs, np.float64), start) - point["cut"]) <= NEAR_CUT_MARGIN
+        out.append(
+            {
+                "name": operating_point_name(point),
+                "threshold": point["cut"],
+                **sensitivity_specificity(flags[:, i], targets >= start),
+                "near_cut": int(near.sum()),
+                "near_cut_margin": NEAR_CUT_MARGIN,
+            }
+        )
+    return out
 
 
 def per_patient_operating_points(
@@ -141,10 +151,21 @@ def classwise_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: in
     )
 
 
-def reliability_table(probs: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
-    """Per confidence bin ([lo, hi), as the ECE): image count, mean confidence and accuracy (NaN if empty)."""
-    confidence = probs.max(1)
-    correct = probs.argmax(1) == targets
+def reliability_table(
+    probs: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS, decided: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Per confidence bin ([lo, hi), as the ECE): image count, mean confidence and accuracy (NaN if empty).
+
+    Args:
+        probs: probabilities [N, K].
+        targets: true grades [N].
+        bins: equal-width bins over [0, 1].
+        decided: the grades a rule decided [N]; the confidence is then each decided grade's
+            probability and the accuracy that of the decided grades (default: the argmax's).
+    """
+    decided = probs.argmax(1) if decided is None else np.asarray(decided)
+    confidence = probs[np.arange(len(decided)), decided]
+    correct = decided == targets
     which = np.clip(np.floor(confidence * bins).astype(int), 0, bins - 1)
     count = np.bincount(which, minlength=bins).astype(float)
     with np.errstate(invalid="ignore"):
@@ -153,28 +174,54 @@ def reliability_table(probs: np.ndarray, targets: np.ndarray, bins: int = ECE_BI
     return {"count": count, "confidence": mean_confidence, "accuracy": accuracy}
 
 
+def table_calibration_error(table: dict[str, np.ndarray]) -> float:
+    """The ECE a reliability table shows: the count-weighted mean gap between accuracy and confidence."""
+    filled = table["count"] > 0
+    gaps = np.abs(table["accuracy"][filled] - table["confidence"][filled])
+    return float((table["count"][filled] * gaps).sum() / table["count"].sum())
+
+
 def referral_curves(
-    probs: np.ndarray, targets: np.ndarray, preds: np.ndarray, uncertainty: np.ndarray
+    probs: np.ndarray,
+    targets: np.ndarray,
+    preds: np.ndarray,
+    uncertainty: np.ndarray,
+    cutoff: float | None = None,
 ) -> dict:
     """Metrics of the images kept when the x% least certain are referred, x in ``REFERRAL_FRACTIONS``.
 
     Uncertainty by predictive entropy (the rule's ``uncertainty``) and by 1 - max probability.
     ``auc_accuracy`` is the area under the accuracy-referral curve over x in [0, 0.5], divided by
-    0.5 (a mean accuracy).
+    0.5 (a mean accuracy). ``kept`` counts the images kept at each x; ``deployed`` is what the
+    rule's own entropy cut (fitted on validation) refers on this split.
+
+    Args:
+        probs: probabilities [N, K].
+        targets: true grades [N].
+        preds: decided grades [N].
+        uncertainty: the rule's entropy per image [N].
+        cutoff: the rule's entropy cut (None: never refers).
     """
     n = len(targets)
     measures = {"entropy": uncertainty, "max_probability": -probs.max(1)}
     fractions = np.asarray(REFERRAL_FRACTIONS)
-    curves: dict = {"fractions": list(REFERRAL_FRACTIONS)}
+    kept = [max(1, n - round(float(fraction) * n)) for fraction in fractions]
+    curves: dict = {"fractions": list(REFERRAL_FRACTIONS), "kept": kept}
     auc = {}
     for name, measure in measures.items():
         order = np.argsort(measure, kind="stable")  # most certain first
         weights = np.zeros((len(fractions), n))
-        for row, fraction in enumerate(fractions):
-            weights[row, order[: max(1, n - round(float(fraction) * n))]] = 1.0
+        for row, count in enumerate(kept):
+            weights[row, order[:count]] = 1.0
         values = confusion_metrics(weighted_confusion(weights, targets, preds))
         keys = ("accuracy", "qwk", "referable_sensitivity", "referable_specificity")
         curves[name] = {key: [None if np.isnan(v) else float(v) for v in values[key]] for key in keys}
         auc[name] = float(np.trapezoid(values["accuracy"], fractions) / (fractions[-1] - fractions[0]))
     curves["auc_accuracy"] = auc
+    referred = 0 if cutoff is None else int((uncertainty > cutoff).sum())
+    curves["deployed"] = {
+        "uncertainty_cutoff": cutoff,
+        "referred": referred,
+        "referred_fraction": referred / n if n else None,
+    }
     return curves

@@ -4,8 +4,11 @@ Everything is computed once over the whole split (never averaged per batch). An 
 figure is reported as undefined (None in metrics.json, ``-`` in reports), never as a number:
 - per-class precision of a grade never decided, recall of a grade absent from the split, and F1
   of a grade in neither, are None (a "0.000" there would read as a measured failure);
-- macro precision / recall / F1 follow scikit-learn: the mean over the grades present in targets
-  *or* decisions, an undefined per-grade value counting 0 (``zero_division=0``);
+- macro precision averages the grades with a defined precision (decided at least once) and
+  macro recall those with a defined recall (present in the split), each saying how many
+  (``macro_precision_grades``, ``macro_recall_grades``): an undefined grade is left out, never
+  counted as a 0 (scikit-learn's ``zero_division=0`` would read 0.545 over 5 grades as 0.109);
+  macro F1 averages the grades present in targets *or* decisions (each has a defined F1);
 - AUROC of a grade absent from the targets is None and left out of the macro AUROC.
 """
 
@@ -70,6 +73,8 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Ten
     recall = multiclass_recall(preds, targets, k, average=None, zero_division=0)
     f1 = multiclass_f1_score(preds, targets, k, average=None, zero_division=0)
     present = _present(preds, targets)
+    decided = torch.bincount(preds, minlength=k) > 0
+    true = torch.bincount(targets, minlength=k) > 0
 
     with warnings.catch_warnings():  # a class absent from (or alone in) the targets: AUROC None below
         warnings.filterwarnings("ignore", message="No (positive|negative) samples in targets")
@@ -87,8 +92,10 @@ def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Ten
     referable_pred = preds >= REFERABLE_FROM
     metrics: dict[str, float | list | None] = {
         "accuracy": float(multiclass_accuracy(preds, targets, k, average="micro")),
-        "macro_precision": float(precision[present].mean()),
-        "macro_recall": float(recall[present].mean()),
+        "macro_precision": _defined_mean(precision, decided),
+        "macro_precision_grades": int(decided.sum()),
+        "macro_recall": _defined_mean(recall, true),
+        "macro_recall_grades": int(true.sum()),
         "macro_f1": float(f1[present].mean()),
         "auroc_macro": sum(defined) / len(defined) if defined else None,
         "qwk": qwk(targets.numpy(), preds.numpy(), k),
@@ -116,6 +123,11 @@ def _per_grade(precision, recall, f1, aurocs: list, preds: torch.Tensor, targets
         out[f"f1_{grade.short}"] = float(f1[i]) if decided[i] or true[i] else None
         out[f"auroc_{grade.short}"] = aurocs[i]
     return out
+
+
+def _defined_mean(values: torch.Tensor, defined: torch.Tensor) -> float | None:
+    """The mean of the defined per-grade values (None when none is)."""
+    return float(values[defined].mean()) if defined.any() else None
 
 
 def _auroc(scores: torch.Tensor, positive: torch.Tensor) -> float | None:

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from drgrade.decision.actions import REFER, photo_action
-from drgrade.evaluation.clinical import sensitivity_specificity, wilson_interval
+from drgrade.evaluation.clinical import sensitivity_specificity
+from drgrade.evaluation.proportions import wilson_interval
 from drgrade.exams import INSUFFICIENT, Exam, decide_exams
 from drgrade.grades import REFERRAL_LEVELS
 

@@ -11,6 +11,7 @@ tables are, so a figure can be redrawn from an archived run folder.
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from collections import defaultdict
@@ -24,6 +25,7 @@ from drgrade.evaluation.metrics import compute_metrics
 from drgrade.files import save_figure
 from drgrade.grades import GRADES
 from drgrade.predictions import read_predictions
+from drgrade.provenance import TRAINING_FILE
 from drgrade.reporting.plots import confusion_figure, curves_figure, roc_figure
 
 
@@ -87,7 +89,14 @@ def write_model_figures(runs: Sequence, folder: Path) -> list[Path]:
         fitted = Path(run.checkpoint).parent.parent / "metrics.csv" if run.checkpoint else None
         curves = epoch_curves(fitted) if fitted is not None and fitted.is_file() else {}
         if curves.get("train/loss_epoch"):  # zero-shot and the ensemble have no training to draw
-            figure = curves_figure(curves, f"{run.name}: training and validation")
+            summary = fitted.parent / TRAINING_FILE
+            training = json.loads(summary.read_text()) if summary.is_file() else {}
+            figure = curves_figure(
+                curves,
+                f"{run.name}: training and validation",
+                training.get("best_epoch"),
+                training.get("monitor"),
+            )
             written.append(save_figure(figure, folder / f"{slug(run.name)}_curves.png"))
             plt.close(figure)
     return written

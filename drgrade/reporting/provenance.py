@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from drgrade.reporting import paper
+from drgrade.reporting.markup import md
 
 
 def _short(digest: str | None) -> str:
@@ -70,10 +71,10 @@ def code_text(code: dict) -> str:
 
 def _shared(label: str, values: list[tuple[str, str]]) -> str:
     """One line when every run agrees, else one line per run."""
-    distinct = list(dict.fromkeys(text for _, text in values))
+    distinct = list(dict.fromkeys(md(text) for _, text in values))
     if len(distinct) == 1:
         return f"- {label}: {distinct[0]}"
-    return f"- {label}:\n" + "\n".join(f"  - {run}: {text}" for run, text in values)
+    return f"- {label}:\n" + "\n".join(f"  - {md(run)}: {md(text)}" for run, text in values)
 
 
 #: The lines every column shares (one line when the runs agree): label -> text of a provenance.
@@ -94,10 +95,8 @@ def column_row(label: str, provenance: dict) -> str:
     name, _, digest = checkpoint.partition(" sha256:")
     shown = f"{name} ({_short(digest)})" if digest else name
     weights = weights_text(provenance.get("weights"), provenance.get("members"))
-    return (
-        f"| {label} | {shown} | {weights} | {training_text(provenance)} | "
-        f"{provenance['data']['image_size']} |"
-    )
+    cells = [label, shown, weights, training_text(provenance), provenance["data"]["image_size"]]
+    return "| " + " | ".join(md(cell) for cell in cells) + " |"
 
 
 def paper_note(recorded: list[dict]) -> str:
@@ -108,7 +107,7 @@ def paper_note(recorded: list[dict]) -> str:
         if found
         else "No difference from the paper's setup was found in the recorded provenance."
     )
-    return f"The (paper) columns are the published numbers of {paper.CITATION}. {differs}"
+    return f"The (paper) columns are the published numbers of {paper.CITATION}. {md(differs)}"
 
 
 def provenance_block(runs: Sequence, with_paper: bool) -> str:
@@ -130,17 +129,19 @@ def provenance_block(runs: Sequence, with_paper: bool) -> str:
         lines.append("")
         lines += [_shared(name, [(label, text(p)) for label, p in recorded]) for name, text in SHARED.items()]
         dates = sorted(p["date"] for _, p in recorded)
-        lines.append(f"- Date (UTC): {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else ""))
+        until = f" to {md(dates[-1])}" if dates[-1] != dates[0] else ""
+        lines.append(f"- Date (UTC): {md(dates[0])}{until}")
     overlaps = [
         (run.label, run.document["pretraining_overlap"])
         for run in runs
         if run.document.get("pretraining_overlap")
     ]
     for label, overlap in overlaps:
-        lines.append(f"- **Pretraining overlap** ({label}): {overlap['note']}.")
+        lines.append(f"- **Pretraining overlap** ({md(label)}): {md(overlap['note'])}.")
     missing = [label for label, p in known if not p]
     if missing:
-        lines.append(f"- not recorded for: {', '.join(missing)} (written before drgrade kept provenance)")
+        listed = ", ".join(md(label) for label in missing)
+        lines.append(f"- not recorded for: {listed} (written before drgrade kept provenance)")
     if with_paper and recorded:
         lines += ["", paper_note([p for _, p in recorded])]
     return "\n".join(lines) + "\n"

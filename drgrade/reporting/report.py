@@ -17,14 +17,18 @@ import numpy as np
 
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import unit_phrase
-from drgrade.files import atomic_open, atomic_write_text
+from drgrade.evaluation.proportions import METHODS
+from drgrade.files import atomic_open, atomic_write_text, neutralise
 from drgrade.grades import GRADES
 from drgrade.reporting import paper
 from drgrade.reporting.figures import write_model_figures
+from drgrade.reporting.markup import bounds_of, md, number, valid
 from drgrade.reporting.plots import confusion_sheet
 from drgrade.reporting.provenance import provenance_block
 from drgrade.reporting.tables import (
+    PER_SOURCE_KEYS,
     calibration_table,
+    choices_table,
     first_columns,
     operating_point_table,
     paired_table,
@@ -179,23 +183,26 @@ def build_tables(runs: Sequence[RunResult], with_paper: bool) -> tuple[list[list
     header3 = ["Metric", *(r.label for r in runs), *(f"{n} (paper)" for n in paper_columns)]
     table3 = [header3]
     for label, key in table3_rows():
-        ours = [with_interval(r.metrics.get(key), r.intervals.get(key)) for r in runs]
+        ours = [with_interval(r.metrics.get(key), r.intervals.get(key), bounds=bounds_of(key)) for r in runs]
         published = [with_interval(paper.TABLE3.get(key, {}).get(n), None) for n in paper_columns]
         table3.append([label, *ours, *published])
     table4 = [["Model", "Exact match", "Off-by-one", "Off-by-two+"]]
     for r in runs:
-        table4.append(
-            [r.label, *(f"{100 * r.metrics[k]:.1f}%" for k in ("exact", "off_by_one", "off_by_two_plus"))]
-        )
+        table4.append([r.label, *(percent(r.metrics[k]) for k in ("exact", "off_by_one", "off_by_two_plus"))])
     for name in paper_columns:
         table4.append([f"{name} (paper)", *(f"{100 * v:.0f}%" for v in paper.TABLE4[name])])
     return table3, table4
 
 
+def percent(value: object) -> str:
+    """A share as ``12.5%``, or ``invalid`` when it is not a number in 0..1."""
+    return f"{100 * value:.1f}%" if valid(value) else number(value)
+
+
 def markdown(rows: list[list[str]]) -> str:
-    """Rows (header first) as a Markdown table."""
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    """Rows (header first) as a Markdown table; every cell is literal text (``md``)."""
+    lines = ["| " + " | ".join(md(c) for c in rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows[1:]]
     return "\n".join(lines)
 
 
@@ -205,12 +212,26 @@ def resampled_unit(document: dict) -> str:
     return unit_phrase(setting["units"]) if "units" in setting else f"{setting.get('unit', 'image')}s"
 
 
+def interval_methods(document: dict, unit: str) -> str:
+    """What the brackets of a table hold: Wilson for proportions, bootstrap for the rest.
+
+    A run written before proportions had their own method says so: its brackets are all bootstrap.
+    """
+    if "interval_methods" not in document:
+        return f"95% bootstrap intervals over {unit} in brackets"
+    return (
+        f"95% intervals in brackets: {METHODS['wilson']} for proportions (per-grade precision and "
+        "recall, accuracy, referable sensitivity and specificity; they do not collapse at 0 or 1), "
+        f"{METHODS['bootstrap']} over {unit} for the rest (F1, macro figures, AUROC, QWK)"
+    )
+
+
 def undefined_note(runs: Sequence[RunResult]) -> str:
     """Table 3's footnote: what ``-`` means, and which intervals leave out undefined resamples."""
     summary = {key for _, key in table3_rows()} - {f"{m}_{g.short}" for g in GRADES for m in PER_GRADE}
     resamples = runs[0].document.get("bootstrap", {}).get("resamples", 0)
     left_out = [
-        f"{key} {count} of {resamples} ({run.label})"
+        f"{key} {count} of {resamples} ({md(run.label)})"
         for run in runs
         for key, count in run.undefined.items()
         if key in summary and run.metrics.get(key) is not None
@@ -222,16 +243,54 @@ def undefined_note(runs: Sequence[RunResult]) -> str:
     for run in first_columns(runs):
         overlap = run.document.get("pretraining_overlap")
         if overlap:
-            note += f" **{run.label}: {overlap['note']}.**"
+            note += f" **{md(run.label)}: {md(overlap['note'])}.**"
+    note += macro_note(runs)
     if left_out:
-        note += (
-            " Intervals are over the resamples where the figure is defined; resamples left out: "
-            + "; ".join(left_out)
-            + ". The macro AUROC of a resample averages the grades of the whole split, so a resample "
-            "missing one of them is left out rather than averaged over fewer grades; per-grade counts "
-            "are in each run's metrics.json (`undefined_resamples`)."
-        )
+        note += " " + resamples_note(left_out)
     return note
+
+
+def macro_note(runs: Sequence[RunResult]) -> str:
+    """How many grades each column's macro precision and recall average (undefined ones are left out)."""
+    counted = [
+        f"{md(run.label)}: {md(run.metrics['macro_precision_grades'])} and "
+        f"{md(run.metrics['macro_recall_grades'])}"
+        for run in runs
+        if "macro_precision_grades" in run.metrics
+    ]
+    if not counted:
+        return ""
+    return (
+        " Macro precision averages the grades a column decided at least once and macro recall the "
+        f"grades present in the split, of {len(GRADES)} (precision and recall: " + "; ".join(counted) + "); "
+        "a grade without the figure is left out, never counted as 0."
+    )
+
+
+def resamples_note(left_out: Sequence[str]) -> str:
+    """Which bootstrap intervals leave out resamples where their figure is undefined, and why."""
+    return (
+        "Intervals are over the resamples where the figure is defined; resamples left out: "
+        + "; ".join(left_out)
+        + ". A macro figure of a resample averages the grades of the whole split (AUROC: present; "
+        "precision: decided; recall: present), so a resample missing one of them is left out rather "
+        "than averaged over fewer grades; per-grade counts are in each run's metrics.json "
+        "(`undefined_resamples`)."
+    )
+
+
+def per_source_note(runs: Sequence[RunResult]) -> str:
+    """The per-source table's footnote: its intervals' resamples left out, as Table 3's."""
+    shown = set(PER_SOURCE_KEYS)
+    left_out = [
+        f"{key} {md(count)} of {md(run.document.get('bootstrap', {}).get('resamples', 0))} "
+        f"({md(run.label)}, {md(source)})"
+        for run in first_columns(runs)
+        for source, part in run.document.get("per_source", {}).items()
+        for key, count in (part.get("undefined_resamples") or {}).items()
+        if key in shown and part["metrics"].get(key) is not None
+    ]
+    return resamples_note(left_out) if left_out else ""
 
 
 def report_tables(
@@ -246,11 +305,12 @@ def report_tables(
     """
     table3, table4 = build_tables(runs, with_paper)
     shown = {"val": "validation", "test": "test"}.get(stage, "validation and test")
-    unit = resampled_unit(runs[0].document)
+    unit = md(resampled_unit(runs[0].document))
+    methods = interval_methods(runs[0].document, unit)
     return {
         "table3": (
             f"Table 3: per-class and overall {shown} metrics (columns: model [stage, decision rule]); "
-            f"95% bootstrap intervals over {unit} in brackets",
+            f"{methods}",
             table3,
             undefined_note(runs),
         ),
@@ -278,11 +338,23 @@ def report_tables(
         ),
         "calibration": (
             "Calibration (15-bin top-label ECE: the max probability against the argmax's accuracy; "
-            "temperature fitted on validation; classwise ECE in metrics.json) and uncertainty referral",
+            "temperature fitted on validation by NLL, so it can worsen ECE, as the fifth column says; "
+            "classwise ECE in metrics.json) and uncertainty referral "
+            f"(AUROCs with 95% percentile bootstrap intervals over {unit})",
             calibration_table(runs),
             "",
         ),
-        "per_source": (f"Per data source ({shown})", per_source_table(runs), ""),
+        "choices": (
+            "Choices made on validation: a fitted threshold rule is kept only when its cross-fitted "
+            "gain over argmax is beyond noise; tied template sets are named, with the tie-break",
+            choices_table(runs),
+            "",
+        ),
+        "per_source": (
+            f"Per data source ({shown}); {methods}",
+            per_source_table(runs),
+            per_source_note(runs),
+        ),
     }
 
 
@@ -311,7 +383,7 @@ def write_report(
     sections.append(provenance_block(first_columns(runs), with_paper))
     for name, (caption, rows, note) in tables.items():
         with atomic_open(out / f"{name}.csv", "w", newline="") as f:
-            csv.writer(f).writerows(rows)
+            csv.writer(f).writerows([[neutralise(cell) for cell in row] for row in rows])
         if len(rows) > 1:
             sections.append(f"{caption}\n\n{markdown(rows)}\n" + (f"\n{note}\n" if note else ""))
     text = "\n".join(sections)

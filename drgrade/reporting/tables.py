@@ -7,23 +7,35 @@ predictions with the *same* resamples for both models, and only for runs on the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from drgrade.decision.choices import choice_text, tie_text
 from drgrade.evaluation.bootstrap import PAIRED_METRICS, BootstrapSpec, paired_differences
 from drgrade.evaluation.patients import PUBLISHED, PUBLISHED_NOTE
+from drgrade.evaluation.summary import PLAIN_BEFORE
 from drgrade.predictions import SavedPredictions, read_predictions
+from drgrade.reporting.markup import PROPORTION, bounds_of, number, valid
 
 
-def with_interval(value: float | None, interval: Sequence[float] | None, digits: int = 3) -> str:
-    """``0.873 (0.840-0.901)``; the value alone without an interval, ``-`` without a value."""
+def with_interval(
+    value: float | None, interval: Sequence[float] | None, digits: int = 3, bounds: tuple = PROPORTION
+) -> str:
+    """``0.873 (0.840-0.901)``; the value alone without an interval, ``-`` without a value.
+
+    A value or endpoint that is not a finite number within ``bounds`` shows as ``invalid``.
+    """
     if value is None:
         return "-"
+    shown = number(value, bounds, digits)
     if not interval:
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({interval[0]:.{digits}f}-{interval[1]:.{digits}f})"
+        return shown
+    if not isinstance(interval, Sequence) or len(interval) != 2:
+        return f"{shown} (invalid interval)"
+    return f"{shown} ({number(interval[0], bounds, digits)}-{number(interval[1], bounds, digits)})"
 
 
 def first_columns(runs: Sequence) -> list:
@@ -83,9 +95,46 @@ def _signed(value: float, interval: Sequence[float] | None) -> str:
     return f"{text} ({interval[0]:+.3f} to {interval[1]:+.3f})" if interval else text
 
 
+def full_precision(value: object) -> str:
+    """A cut as the shortest text that reads back as the same number (``invalid`` outside 0-1)."""
+    return repr(float(value)) if valid(value) else number(value)
+
+
+def near_cut_text(point: dict) -> str:
+    """``12 (±0.001)``: the images scoring within the stated margin of a cut (``-`` where not counted)."""
+    near, margin = point.get("near_cut"), point.get("near_cut_margin")
+    if near is None:
+        return "-"
+    shown = f"{margin:g}" if valid(margin) else number(margin)
+    return f"{number(near, (0, math.inf), digits=0)} (±{shown})"
+
+
+def scaling_effect(before: object, after: object) -> str:
+    """Whether the temperature made this split's ECE worse or better, and by how much."""
+    if not (valid(before) and valid(after)):
+        return "-"
+    change = "worsened ECE" if after > before else "improved ECE" if after < before else "no change"
+    return f"{change} ({after - before:+.3f})"
+
+
 def operating_point_table(runs: Sequence) -> list[list[str]]:
-    """Each run's validation-chosen operating points on the evaluated split (Wilson 95% intervals)."""
-    rows = [["Model", "Operating point", "Unit", "Cut (from validation)", "Sensitivity", "Specificity"]]
+    """Each run's validation-chosen operating points on the evaluated split (Wilson 95% intervals).
+
+    Cuts are written in full (the shortest text that reads back as the same number), so a printed
+    cut applied to the same scores gives the same flags; beside each, how many of the split's
+    images score within the stated margin of it.
+    """
+    rows = [
+        [
+            "Model",
+            "Operating point",
+            "Unit",
+            "Cut (from validation, full precision)",
+            "Images within margin of the cut",
+            "Sensitivity",
+            "Specificity",
+        ]
+    ]
     for run in first_columns(runs):
         per_patient = run.document.get("per_patient", {}).get("operating_points", [])
         for unit, points in (("image", run.document.get("operating_points", [])), ("patient", per_patient)):
@@ -95,7 +144,8 @@ def operating_point_table(runs: Sequence) -> list[list[str]]:
                         run.label,
                         point["name"],
                         unit,
-                        f"{point['threshold']:.3f}",
+                        full_precision(point["threshold"]),
+                        near_cut_text(point),
                         with_interval(point["sensitivity"], point["sensitivity_ci"]),
                         with_interval(point["specificity"], point["specificity_ci"]),
                     ]
@@ -104,13 +154,18 @@ def operating_point_table(runs: Sequence) -> list[list[str]]:
 
 
 def calibration_table(runs: Sequence) -> list[list[str]]:
-    """Temperature, ECE before and after it, referral AUROCs and the accuracy-referral area."""
+    """Temperature, ECE before and after it (and whether it helped), referral AUROCs, referral area.
+
+    Temperature scaling minimises validation NLL, not ECE: on test it can make ECE worse, and the
+    table says so. An ensemble's "before" is already after its members' own temperatures.
+    """
     rows = [
         [
             "Model",
             "Temperature",
             "ECE before",
             "ECE after",
+            "Temperature scaling on this split",
             "Referable AUROC",
             "VTDR AUROC",
             "Accuracy-referral area (entropy)",
@@ -122,12 +177,15 @@ def calibration_table(runs: Sequence) -> list[list[str]]:
             continue
         intervals = run.intervals
         referral = run.document.get("referral", {}).get("auc_accuracy", {})
+        before, after = calibration["ece_before"], calibration["ece_after"]
+        plain = calibration.get("before", PLAIN_BEFORE) == PLAIN_BEFORE
         rows.append(
             [
                 run.label,
-                f"{calibration['temperature']:.3f}",
-                f"{calibration['ece_before']:.3f}",
-                f"{calibration['ece_after']:.3f}",
+                number(calibration["temperature"], (0.0, math.inf)),
+                number(before) + ("" if plain else f" ({calibration['before']})"),
+                number(after),
+                scaling_effect(before, after),
                 with_interval(run.metrics.get("referable_auroc"), intervals.get("referable_auroc")),
                 with_interval(run.metrics.get("vtdr_auroc"), intervals.get("vtdr_auroc")),
                 with_interval(referral.get("entropy"), None),
@@ -136,10 +194,20 @@ def calibration_table(runs: Sequence) -> list[list[str]]:
     return rows
 
 
+#: The per-source table's figures and their headers (the referable figures are of the decided grades).
+PER_SOURCE_KEYS = {
+    "accuracy": "Accuracy",
+    "qwk": "QWK",
+    "auroc_macro": "AUROC (macro)",
+    "referable_sensitivity": "Referable sensitivity (by grade)",
+    "referable_specificity": "Referable specificity (by grade)",
+}
+
+
 def per_source_table(runs: Sequence) -> list[list[str]]:
     """Accuracy, QWK and macro AUROC of each run on each data source, with intervals."""
-    keys = ("accuracy", "qwk", "auroc_macro", "referable_sensitivity", "referable_specificity")
-    rows = [["Model", "Source", "Images", *keys]]
+    keys = tuple(PER_SOURCE_KEYS)
+    rows = [["Model", "Source", "Images", *PER_SOURCE_KEYS.values()]]
     for run in first_columns(runs):
         for source, result in run.document.get("per_source", {}).items():
             metrics, intervals = result["metrics"], result["confidence_intervals"]
@@ -147,8 +215,8 @@ def per_source_table(runs: Sequence) -> list[list[str]]:
                 [
                     run.label,
                     source,
-                    str(metrics["num_images"]),
-                    *(with_interval(metrics.get(k), intervals.get(k)) for k in keys),
+                    number(metrics["num_images"], (0, math.inf), digits=0),
+                    *(with_interval(metrics.get(k), intervals.get(k), bounds=bounds_of(k)) for k in keys),
                 ]
             )
     return rows
@@ -192,3 +260,35 @@ def patient_level_table(runs: Sequence) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def choices_table(runs: Sequence) -> list[list[str]]:
+    """What each run chose on validation and on what evidence: ``auto``'s margin, zero-shot's template set.
+
+    The records come from the runs' metrics.json: one that cannot be told (a field missing or not
+    a number) shows as ``invalid record``, never stops the report.
+    """
+    rows = [["Model", "Choice on validation", "How it was made"]]
+    for run in first_columns(runs):
+        document = run.document
+        choice = document.get("threshold_choice")
+        if isinstance(choice, dict) and choice.get("setting") == "auto":
+            rows.append([run.label, f"thresholds: {choice.get('objective')}", _told(choice_text, choice)])
+        if document.get("template_set"):
+            tie = document.get("template_tie")
+            how = _told(tie_text, tie) if tie else _told(_ahead, document.get("template_scores") or {})
+            rows.append([run.label, f"template set: {document['template_set']}", how])
+    return rows
+
+
+def _ahead(scores: dict) -> str:
+    shown = (f"{name} {'-' if value is None else f'{value:.4f}'}" for name, value in scores.items())
+    return "ahead of every other set: " + ", ".join(shown)
+
+
+def _told(describe, record) -> str:
+    """``describe(record)``, or ``invalid record`` when the file's record is not what was written."""
+    try:
+        return describe(record)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return "invalid record"

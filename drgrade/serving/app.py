@@ -3,20 +3,23 @@
 Built on Gradio (``pip install drgrade[app]``); started by ``drgrade serve``. It binds to
 127.0.0.1 unless told otherwise and says on the page that it is not a medical device.
 
-What the page keeps: nothing. Each upload is deleted (with the folder Gradio made for it) as
-soon as it is answered, and any left at exit are removed; the answer is served from memory (the
-cards as inline pictures, the CSV as an inline download), so no picture or result is written to
-disk. Uploads are limited in size (``MAX_UPLOAD``). The CSV has the prediction-file columns, with
-the uploaded file's own name (never the server's path).
+What the page keeps: nothing beyond a session. An upload is deleted (with the folder Gradio made
+for it) when every session holding it has removed it from the field or closed the page, and any
+left at exit are removed; the answer is served from memory (the cards as inline pictures, the
+CSV as an inline download), so no picture or result is written to disk. Uploads are limited in
+size (``MAX_UPLOAD``). The CSV has the prediction-file columns, with the uploaded file's own
+name (never the server's path).
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import html
 import io
-import shutil
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from drgrade.decision.actions import NO_REFER, REFER, TO_GRADER, screener_reason
 from drgrade.errors import OptionError
 from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import PROB_COLUMNS, PredictionRow, csv_text
+from drgrade.reporting.markup import md
 from drgrade.reporting.overlays import answer_card
 from drgrade.serving.exam_page import exam_table, manifest_ids, split_manifest, upload_name
 from drgrade.serving.model_card import CONFIDENT_PROBABILITY, ModelCard
@@ -203,32 +207,65 @@ def download_link(rows: list[PredictionRow]) -> str:
     )
 
 
-#: The folders of uploads not yet removed (removed at exit, whatever happened).
-_UPLOAD_FOLDERS: set[Path] = set()
+class Uploads:
+    """Which page sessions hold each uploaded file; a file is deleted when none holds it any more.
+
+    Gradio stores an upload under a folder named by its content, so two people uploading the same
+    photograph (or one person pressing Grade twice) share one server path. A request therefore
+    never deletes what it graded: the file belongs to the sessions that uploaded it, and goes when
+    the last of them removes it from the upload field or closes the page (and at exit, whatever
+    happened).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._holders: dict[Path, set[str]] = {}
+
+    def hold(self, session: str, paths: list[Path]) -> None:
+        """Record that ``session`` holds ``paths``."""
+        with self._lock:
+            for path in paths:
+                self._holders.setdefault(path, set()).add(session)
+
+    def release(self, session: str, keep: list[Path] = ()) -> None:
+        """``session`` lets go of every file but ``keep``; files nobody holds are deleted."""
+        with self._lock:
+            for path, holders in list(self._holders.items()):
+                if session in holders and path not in keep:
+                    holders.discard(session)
+                    if not holders:
+                        del self._holders[path]
+                        remove_upload(path)
+
+    def remove_all(self) -> None:
+        """Delete every file still held (the server is stopping)."""
+        with self._lock:
+            for path in self._holders:
+                remove_upload(path)
+            self._holders.clear()
 
 
-def forget(paths: list[Path]) -> None:
-    """Delete uploaded files and the folders Gradio made for them."""
-    for path in paths:
-        path.unlink(missing_ok=True)
-        _UPLOAD_FOLDERS.add(path.parent)
-    for folder in list(_UPLOAD_FOLDERS):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-        if not folder.exists():
-            _UPLOAD_FOLDERS.discard(folder)
+def remove_upload(path: Path) -> None:
+    """Delete an uploaded file and the folder Gradio made for it, once that folder is empty."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty (another upload shares it) or already gone
+        path.parent.rmdir()
 
 
-@atexit.register
-def _remove_upload_folders() -> None:
-    for folder in _UPLOAD_FOLDERS:
-        shutil.rmtree(folder, ignore_errors=True)
+#: The uploads of every page this process serves.
+UPLOADS = Uploads()
+atexit.register(UPLOADS.remove_all)
+
+
+def upload_paths(uploads: list[dict] | None) -> list[Path]:
+    """The server paths of the upload field's raw value."""
+    return [Path(upload["path"]) for upload in uploads or []]
 
 
 def answer_batch(
-    grade: Callable[[list[Path]], list[Screening]], card: ModelCard, uploads: list[dict] | None
+    grade: Callable[[list[Path]], list[Screening]], card: ModelCard, uploads: list[dict] | None, session: str
 ) -> tuple[str, str]:
-    """Grade the uploaded files, then delete them; returns (tables and CSV download, cards), as HTML.
+    """Grade the uploaded files; returns (tables and CSV download, cards), as HTML.
 
     A ``.csv`` among the uploads is the batch's exam manifest (``file,patient_id,eye,field``): the
     photographs are grouped into exams and a table of per-eye and per-patient decisions is shown.
@@ -239,22 +276,23 @@ def answer_batch(
         uploads: the upload field's raw value, one ``{"path", "orig_name", ...}`` per file. Taken
             raw (``preprocess=False``) because the File component's own preprocessing leaves an
             empty temporary file on the server per upload (Gradio 6), which would never be removed.
+        session: the page session asking; it holds the files until it lets them go (``Uploads``).
     """
     uploads = uploads or []
+    UPLOADS.hold(session, upload_paths(uploads))
     try:
         photos, manifest = split_manifest(uploads)
         ids = manifest_ids(photos, manifest)
-        answers = grade([Path(upload["path"]) for upload in photos])
     except OptionError as error:  # a manifest that cannot be used: say why, grade nothing
         return f'<p id="drgrade-error">{html.escape(str(error))}</p>', ""
-    finally:
-        forget([Path(upload["path"]) for upload in uploads])
+    answers = grade(upload_paths(photos))
     for answer, upload, found in zip(answers, photos, ids, strict=True):  # the user's name, not the server's
         answer.row.file = upload_name(upload)
         if found is not None:
             answer.row.patient_id, answer.row.eye, answer.row.field = found.patient_id, found.eye, found.field
     rows = [a.row for a in answers]
-    table = results_table(answers, card) + "<p>" + download_link(rows) + "</p>"
+    when = f'<p id="drgrade-when">{len(answers)} file(s) graded at {time.strftime("%H:%M:%S")}</p>'
+    table = when + results_table(answers, card) + "<p>" + download_link(rows) + "</p>"
     if manifest is not None:
         table += exam_table(rows)
     return table, cards(answers, card)
@@ -274,15 +312,27 @@ def build_app(grade: Callable[[list[Path]], list[Screening]], card: ModelCard) -
     )
     with gr.Blocks(title="drgrade screening") as page:
         gr.HTML(f'<p id="drgrade-model">{html.escape(card.line())}</p>')
-        gr.Markdown(f"# drgrade: diabetic retinopathy grading ({card.name})\n\n{NOTICE}\n\n{legend}")
+        gr.Markdown(f"# drgrade: diabetic retinopathy grading ({md(card.name)})\n\n{NOTICE}\n\n{legend}")
         files = gr.File(label="fundus photographs", file_count="multiple", elem_id="drgrade-upload")
         button = gr.Button("Grade", variant="primary", elem_id="drgrade-grade")
         table = gr.HTML(elem_id="drgrade-table")
         shown = gr.HTML(elem_id="drgrade-pictures")
-        button.click(
-            lambda uploads: answer_batch(grade, card, uploads),
-            inputs=files,
-            outputs=[table, shown],
-            preprocess=False,
-        )
+
+        # the field's files belong to this session until removed from it or the page closes
+        def keep_field(uploads: list[dict] | None, request: gr.Request) -> None:
+            UPLOADS.release(request.session_hash, keep=upload_paths(uploads))
+
+        def hold_field(uploads: list[dict] | None, request: gr.Request) -> None:
+            UPLOADS.hold(request.session_hash, upload_paths(uploads))
+
+        def answer(uploads: list[dict] | None, request: gr.Request) -> tuple[str, str]:
+            return answer_batch(grade, card, uploads, request.session_hash)
+
+        def close(request: gr.Request) -> None:
+            UPLOADS.release(request.session_hash)
+
+        files.change(keep_field, inputs=files, preprocess=False)
+        files.upload(hold_field, inputs=files, preprocess=False)
+        button.click(answer, inputs=files, outputs=[table, shown], preprocess=False)
+        page.unload(close)
     return page

@@ -25,7 +25,7 @@ from drgrade.decision.outputs import OUTPUT_NAMES
 from drgrade.files import atomic_open
 from drgrade.grades import GRADE_NAMES
 from drgrade.serving.model_card import card_of_task
-from drgrade.tasks.base import BaseTask
+from drgrade.tasks.base import AugmentedLogits, BaseTask
 
 OPSET = 17
 
@@ -35,7 +35,8 @@ class ExportGraph(nn.Module):
 
     def __init__(self, task: BaseTask):
         super().__init__()
-        self.logits = task.export_module()
+        tta = task.hparams.tta
+        self.logits = task.export_module() if tta == "none" else AugmentedLogits(task.export_module(), tta)
         self.rule = task.rule
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -7,9 +7,11 @@ normalisation stored in the model's metadata. The graph's outputs are the decisi
 rule is inside the graph); each is checked before it is written.
 
 An ONNX file is data too: before a session is created the file's size, its operators (only those
-``drgrade export`` writes; no control flow, so a hostile graph cannot loop forever), its inputs
-and outputs and its metadata (input size 32..2048, positive standard deviations, the grade names,
-a sane decision rule) are checked, and a file that fails is refused naming the problem.
+``drgrade export`` writes, however deeply nested; no control flow and no model-local functions,
+so a hostile graph cannot loop forever), the size of every tensor it would make for one image
+(from shape inference), its inputs and outputs and its metadata (input size 32..2048 and equal to
+the graph's, positive standard deviations, the grade names, a sane decision rule) are checked,
+and a file that fails is refused naming the problem.
 """
 
 from __future__ import annotations
@@ -70,10 +72,41 @@ MAX_MODEL_BYTES = 2 << 30
 IMAGE_SIZES = (32, 2048)
 
 
+#: Operators whose output size is set by the values of a tensor rather than by the image: their
+#: output must have a size known before running (a ConstantOfShape can ask for 32 GB).
+SIZING_OPS = frozenset({"ConstantOfShape", "Expand", "Range", "Resize", "Pad"})
+#: Most elements any one tensor may have for one image (4 GiB of float32).
+MAX_ELEMENTS = 1 << 30
+#: Node domains ``drgrade export`` writes (the standard operator set).
+DOMAINS = frozenset({"", "ai.onnx"})
+#: Longest metadata entry read (a decision rule is a few kilobytes).
+MAX_METADATA = 1 << 20
+
+
+def all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
+    """Every node of ``graph`` and of the subgraphs its nodes carry, however deep."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                yield from all_nodes(sub)
+
+
 def graph_problems(model: onnx.ModelProto) -> list[str]:
-    """Operators outside ``ALLOWED_OPS`` (control flow included) and inputs/outputs not drgrade's."""
-    ops = {node.op_type for node in model.graph.node}
+    """Operators outside ``ALLOWED_OPS`` (control flow included) and inputs/outputs not drgrade's.
+
+    Every node counts, however it is reached: nested in a subgraph attribute, or through a
+    model-local function (refused outright: ``drgrade export`` writes none).
+    """
+    nodes = list(all_nodes(model.graph))
+    ops = {node.op_type for node in nodes}
     problems = [f"operators drgrade does not write: {sorted(ops - ALLOWED_OPS)}"] if ops - ALLOWED_OPS else []
+    domains = {node.domain for node in nodes} - DOMAINS
+    if domains:
+        problems.append(f"operator domains drgrade does not write: {sorted(domains)}")
+    if model.functions:
+        names = sorted(f"{f.domain}.{f.name}" for f in model.functions)[:5]
+        problems.append(f"model-local functions, which drgrade does not write: {names}")
     inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     if inputs != ["image"]:
         problems.append(f"inputs {inputs}, not ['image']")
@@ -85,6 +118,46 @@ def graph_problems(model: onnx.ModelProto) -> list[str]:
         if len(dims) != 2 or dims[1].dim_value != NUM_GRADES:
             problems.append(f"probabilities are not [batch, {NUM_GRADES}]")
     return problems
+
+
+def input_problems(model: onnx.ModelProto, size: int) -> list[str]:
+    """An image input whose fixed sides disagree with the metadata's ``image_size``."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    sides = [d.dim_value for d in dims[2:] if d.HasField("dim_value")]
+    if len(dims) != 4 or any(side != size for side in sides):
+        shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+        return [f"its image input is {shape}, but its metadata says image_size {size}"]
+    return []
+
+
+def size_problems(model: onnx.ModelProto) -> list[str]:
+    """Tensors that would be too large for one image, from shape inference before anything runs.
+
+    The batch is fixed to one image and ONNX's shape inference propagates constant values, so a
+    size computed from constants or from the image's shape is known; a ``SIZING_OPS`` output whose
+    size stays unknown is refused too, as what it would allocate cannot be told in advance.
+    """
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    try:
+        inferred = onnx.shape_inference.infer_shapes(probe, data_prop=True)
+    except Exception as error:  # onnx raises its own types for inconsistent graphs
+        return [f"its tensor shapes cannot be inferred ({str(error).splitlines()[0][:120]})"]
+    shapes = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    problems = []
+    for node in inferred.graph.node:
+        for name in node.output:
+            shape = shapes.get(name)
+            known = shape is not None and None not in shape
+            if known and int(np.prod(shape, dtype=np.float64)) > MAX_ELEMENTS:
+                problems.append(f"{node.op_type} output {name!r} of shape {shape} (over {MAX_ELEMENTS:,})")
+            elif not known and node.op_type in SIZING_OPS:
+                problems.append(f"{node.op_type} output {name!r} has a size unknown before running")
+    return problems[:3]
 
 
 def _floats(
@@ -102,6 +175,9 @@ def _floats(
 def read_metadata(meta: dict[str, str]) -> dict:
     """The model's metadata, checked with bounds (``ValueError`` naming the entry otherwise)."""
     missing = [k for k in ("image_size", "mean", "std", "grade_names", "decision_rule") if k not in meta]
+    long = [k for k, v in meta.items() if len(v) > MAX_METADATA]
+    if long:
+        raise ValueError(f"metadata {long[0]} is over {MAX_METADATA:,} characters")
     if missing:
         raise ValueError(
             f"no drgrade metadata ({', '.join(missing)} missing): not written by `drgrade export`"
@@ -154,6 +230,11 @@ class OnnxGrader:
             if problems:
                 raise ValueError("; ".join(problems))
             checked = read_metadata({p.key: p.value for p in proto.metadata_props})
+            problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
+            if problems:
+                raise ValueError("; ".join(problems))
+        except RecursionError:
+            raise ModelFileError(f"{model} was refused: its metadata is nested too deeply to read") from None
         except (ValueError, KeyError, TypeError) as error:
             raise ModelFileError(f"{model} was refused: {error}") from None
         self.size = checked["image_size"]
@@ -327,7 +408,7 @@ def grade_folder(opts: argparse.Namespace) -> tuple[list[PredictionRow], float]:
     """Check everything, then grade the folder: (rows, images per second)."""
     if opts.batch_size < 1 or opts.workers < 0 or (opts.threads is not None and opts.threads < 1):
         raise OptionError("--batch_size and --threads must be at least 1, --workers at least 0")
-    check_writable(opts.out)
+    check_writable(opts.out, [opts.model, opts.images])
     grader = OnnxGrader(opts.model, threads=opts.threads)
     paths, skipped = list_images(opts.images)
     if not paths and not skipped:

@@ -53,6 +53,8 @@ def screen_files(
     answers: list[Screening] = []
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):
         maps, logits, method = task.attention_maps(batch["image"])  # Grad-CAM needs autograd: no no_grad
+        if task.hparams.tta != "none":  # decide on the augmented views (the map stays the image's own)
+            logits = task.decision_logits(batch["image"])
         p_dme = None
         if task.has_dme:  # the attention pass gives grade logits only
             with torch.no_grad():

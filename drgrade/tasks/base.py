@@ -13,16 +13,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
 from scipy.special import softmax
 from torch import nn
 
-from drgrade.callbacks import EvaluationWriter, PredictionWriter, SplitGuard, SplitWriter, TrainingSummary
+from drgrade.callbacks import (
+    EvaluationWriter,
+    PredictionWriter,
+    SplitGuard,
+    SplitWriter,
+    TrainingSummary,
+    ValidationPredictionsWriter,
+)
+from drgrade.callbacks.resume import confine_resumed_state
+from drgrade.decision.choices import choice_text
 from drgrade.decision.rule import DecisionRule, ThresholdObjective
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
@@ -65,6 +75,10 @@ class BaseTask(L.LightningModule):
             a human grader; the entropy cut travels in the checkpoint to ``predict``.
         bootstrap_resamples: patient-level bootstrap resamples for the confidence intervals of
             a validate/test run (0: none).
+        tta: test-time augmentation of every evaluation, prediction and export: ``none``, or
+            ``flip`` (logits averaged over the image and its left-right mirror; a fundus
+            photograph's mirror is the fellow eye's geometry, an image the model has learnt
+            to grade). Set it when fitting too, so the decision rule is fitted on the same logits.
 
     Every fitting validation pass also fits a temperature (NLL on validation) applied to the
     logits before thresholds, operating points and export: the whole rule is ``self.rule``.
@@ -76,6 +90,9 @@ class BaseTask(L.LightningModule):
     #: Folder name of this model's runs (``runs/<run_name>``) and its column in reports.
     run_name: ClassVar[str] = "model"
     display_name: ClassVar[str] = "Model"
+    #: What this model's probabilities already are before its own temperature (empty: plain softmax
+    #: of its logits), so a calibration "before" is never read as uncalibrated when it is not.
+    before_temperature: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -85,6 +102,7 @@ class BaseTask(L.LightningModule):
         target_specificity: float = 0.95,
         refer_fraction: float = 0.1,
         bootstrap_resamples: int = 2000,
+        tta: Literal["none", "flip"] = "none",
     ):
         if bootstrap_resamples < 0:
             raise OptionError(f"model.init_args.bootstrap_resamples must be >= 0, got {bootstrap_resamples}")
@@ -177,7 +195,14 @@ class BaseTask(L.LightningModule):
 
     def configure_callbacks(self) -> list[Callback]:
         """Return the result writers (evaluation, predictions, split audit) and the split guard."""
-        return [EvaluationWriter(), PredictionWriter(), SplitWriter(), SplitGuard(), TrainingSummary()]
+        return [
+            EvaluationWriter(),
+            PredictionWriter(),
+            SplitWriter(),
+            SplitGuard(),
+            TrainingSummary(),
+            ValidationPredictionsWriter(),
+        ]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Name the task class (so ``load_task`` can rebuild any checkpoint) and record the split."""
@@ -213,7 +238,14 @@ class BaseTask(L.LightningModule):
         return None if value is None else {"monitor": monitor, "mode": mode, "value": float(value)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Remember the split the checkpoint was fitted on and how its thresholds were chosen."""
+        """Remember the split the checkpoint was fitted on and how its thresholds were chosen.
+
+        When a trainer resumes from it, the checkpoint callbacks' saved paths are confined to this
+        run's checkpoint folders first (Lightning restores callbacks after this hook), so a crafted
+        file cannot make drgrade delete anything outside the run.
+        """
+        if self.attached():
+            confine_resumed_state(checkpoint, self.trainer.callbacks)
         self.split_identity = checkpoint.get(SPLIT_KEY)
         self.rule.choice = checkpoint.get(CHOICE_KEY)
         self.weights_record = (checkpoint.get(TRAINING_KEY) or {}).get("weights")
@@ -237,6 +269,16 @@ class BaseTask(L.LightningModule):
         """The module ONNX export traces: images -> logits (override to fold constants in)."""
         return self
 
+    def decision_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits decisions are made on: ``forward``'s, averaged over the ``tta`` views."""
+        return augmented_logits(self, images, self.hparams.tta)
+
+    def decision_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``decision_logits`` and, with a DME output, the image's own DME logits (no TTA for DME)."""
+        if self.hparams.tta == "none":
+            return self.forward_with_dme(images)
+        return self.decision_logits(images), self.forward_with_dme(images)[1]
+
     def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The (mean, std) per channel, on a 0-1 scale, that this model's inputs are normalised with."""
         return self.backbone.normalisation
@@ -248,7 +290,7 @@ class BaseTask(L.LightningModule):
     # -- steps ----------------------------------------------------------------------------------
     def evaluation_step(self, batch: dict, stage: str) -> None:
         """Store one batch's logits (and log its loss when the task has one)."""
-        logits, dme = self.forward_with_dme(batch["image"])
+        logits, dme = self.decision_outputs(batch["image"])
         if self.criterion is not None:
             loss = self.criterion(logits, batch["label"])
             self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(logits))
@@ -266,7 +308,7 @@ class BaseTask(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """The rule's decisions on one batch (and P(DME) with a DME output), for ``PredictionWriter``."""
-        logits, dme = self.forward_with_dme(batch["image"])
+        logits, dme = self.decision_outputs(batch["image"])
         return {
             "index": batch["index"].cpu(),
             "outputs": [o.cpu() for o in self.rule(logits)],
@@ -295,8 +337,9 @@ class BaseTask(L.LightningModule):
     def fit_untrained(self, trainer: L.Trainer, datamodule: L.LightningDataModule, checkpoint: Path) -> None:
         """``drgrade fit`` of a model with nothing to train: make its validation choices and save them.
 
-        The validation pass fits the decision rule (and a zero-shot model's template set); the
-        checkpoint then serves ``test``, ``predict``, ``explain`` and ``export`` like any other.
+        The validation pass fits the decision rule (and a zero-shot model's template set), written
+        beside the checkpoint as ``val_predictions.csv``; the checkpoint then serves ``test``,
+        ``predict``, ``explain`` and ``export`` like any other.
 
         Args:
             trainer: the configured trainer.
@@ -309,6 +352,9 @@ class BaseTask(L.LightningModule):
         finally:
             self._fitting_untrained = False
         trainer.save_checkpoint(checkpoint)
+        for callback in trainer.callbacks:
+            if isinstance(callback, ValidationPredictionsWriter):
+                callback.write_beside(Path(checkpoint))
 
     def finish_split(self, stage: str) -> None:
         """Gather the split's stored logits (all ranks) and evaluate them."""
@@ -349,12 +395,17 @@ class BaseTask(L.LightningModule):
     ) -> None:
         """Fit the rule when due, decide, compute the split's metrics, log scalars, keep the result."""
         logits = self.split_logits(stage, logits.cpu(), targets)
-        outputs = self.rule.fit(logits, targets, groups) if self.should_fit_rule(stage) else self.rule(logits)
+        fitting = self.should_fit_rule(stage)
+        outputs = self.rule.fit(logits, targets, groups) if fitting else self.rule(logits)
+        if fitting and self.rule.choice:
+            rank_zero_info(f"{type(self).__name__} threshold_objective auto: {choice_text(self.rule.choice)}")
         probs, preds = outputs.probabilities, outputs.grade
         thresholded = bool(self.rule.thresholded)
         evaluation = compute_metrics(probs, targets, preds)
         argmax = compute_metrics(probs, targets, probs.argmax(1)) if thresholded else None
         extras = self.split_extras(stage)
+        if self.hparams.tta != "none":
+            extras["tta"] = self.hparams.tta
         if thresholded or self.rule.choice:
             extras["threshold_choice"] = {"setting": self.rule.objective, **(self.rule.choice or {})}
         self.results[stage] = SplitResult(
@@ -400,6 +451,31 @@ class BaseTask(L.LightningModule):
     def uncalibrated_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """softmax(logits) without the fitted temperature (for the calibration error before it)."""
         return torch.from_numpy(softmax(logits.double().numpy(), axis=1)).float()
+
+
+def augmented_logits(logits_of: nn.Module, images: torch.Tensor, tta: str) -> torch.Tensor:
+    """``logits_of(images)``, averaged with the mirrored images' logits for ``tta`` ``flip``.
+
+    Logits, not probabilities, are averaged: the decision rule (temperature, thresholds) then
+    applies to them exactly as to a single view's.
+    """
+    logits = logits_of(images)
+    if tta == "flip":
+        logits = (logits + logits_of(images.flip(-1))) / 2
+    return logits
+
+
+class AugmentedLogits(nn.Module):
+    """A logits module with ``tta`` applied: what ONNX export traces, so the graph holds the views."""
+
+    def __init__(self, logits: nn.Module, tta: str):
+        super().__init__()
+        self.logits = logits
+        self.tta = tta
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits averaged over the views."""
+        return augmented_logits(self.logits, images, self.tta)
 
 
 class TrainableTask(BaseTask):

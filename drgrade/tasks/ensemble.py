@@ -102,6 +102,7 @@ class EnsembleCLIP(BaseTask):
     trainable = False
     run_name = "ensemble"
     display_name = "Ensemble"
+    before_temperature = "after each member's own temperature"
 
     def __init__(
         self,

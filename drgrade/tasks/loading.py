@@ -20,6 +20,7 @@ from drgrade.errors import CheckpointError
 from drgrade.files import archive_problem
 from drgrade.predictions import checkpoint_label
 from drgrade.runs import TASK_KEY
+from drgrade.tasks.architecture import check_architecture
 from drgrade.tasks.base import BaseTask
 
 #: Options that name a file the weights would come from. A checkpoint holds every weight, so a model
@@ -143,6 +144,7 @@ def load_task(
     # LightningCLI adds private entries (``_class_path``, ``_instantiator``) to the hyperparameters
     options = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
     options = task_class.options_from_checkpoint(without_weight_sources(options), checkpoint, Path(path))
+    check_architecture(options, checkpoint["state_dict"], path)
     try:
         task = task_class(**options)
     except TypeError as error:

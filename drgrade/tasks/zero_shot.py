@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from drgrade.decision.choices import TIE_BREAK, choose_template_set, tie_text
 from drgrade.errors import OptionError
 from drgrade.evaluation.metrics import compute_metrics
 from drgrade.grades import GRADES, PROMPT_SETS, TEMPLATE_SETS, grade_prompts
@@ -64,6 +63,8 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         self.register_buffer("selected", torch.tensor(-1))
         #: Every template set's validation score (from ``select``, or the loaded checkpoint).
         self.scores: dict[str, float | None] | None = None
+        #: The template sets tied on the selection metric and how the tie was broken (None: no tie).
+        self.tie: dict | None = None
 
     def default_sets(self) -> list[str]:
         """Every template set, and FLAIR's expert descriptions when the backbone is FLAIR."""
@@ -117,42 +118,43 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
     def select(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Score every template set on the validation split and keep the best.
 
+        Sets tied on ``selection_metric`` are told apart by ``TIE_BREAK`` (validation macro AUROC,
+        which needs no decision), then by list order; the tie is recorded (``self.tie``) and shown
+        in the report rather than passed off as a choice.
+
         Args:
             logits: [N, sets, K] logits of every set.
             targets: validation grades.
         """
         metric = self.hparams.selection_metric
-        scores = {}
+        scores, secondary = {}, {}
         for i, name in enumerate(self.set_names):
             probs = logits[:, i].softmax(-1)
-            scores[name] = compute_metrics(probs, targets, probs.argmax(1)).metrics[metric]
+            values = compute_metrics(probs, targets, probs.argmax(1)).metrics
+            scores[name], secondary[name] = values[metric], values[TIE_BREAK]
         self.scores = scores
-        # a score of exactly 0.0 is a score; only an undefined one (None) ranks last
-        best = max(
-            range(len(self.set_names)),
-            key=lambda i: (
-                -math.inf if self.scores[self.set_names[i]] is None else self.scores[self.set_names[i]]
-            ),
-        )
-        self.selected.fill_(best)
+        best, self.tie = choose_template_set(scores, secondary, metric)
+        self.selected.fill_(self.set_names.index(best))
         table = ", ".join(f"{n}: {'undefined' if s is None else f'{s:.4f}'}" for n, s in self.scores.items())
-        rank_zero_info(
-            f"zero-shot template sets by validation {metric}: {table}; using {self.set_names[best]!r}"
-        )
+        tied = f"; {tie_text(self.tie)}" if self.tie else ""
+        rank_zero_info(f"zero-shot template sets by validation {metric}: {table}; using {best!r}{tied}")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep every template set's validation score beside the choice."""
         super().on_save_checkpoint(checkpoint)
         checkpoint["template_scores"] = self.scores
+        checkpoint["template_tie"] = self.tie
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the validation scores of the template sets."""
         super().on_load_checkpoint(checkpoint)
         self.scores = checkpoint.get("template_scores")
+        self.tie = checkpoint.get("template_tie")
 
     def split_extras(self, stage: str) -> dict:
         """The chosen template set and every set's validation score."""
         return {
             "template_set": self.set_names[self.selected_index()],
             "template_scores": self.scores,
+            "template_tie": self.tie,
         }

@@ -127,7 +127,7 @@ def test_a_batch_uploaded_with_its_manifest_is_decided_per_eye_and_patient(synth
     pytest.importorskip("gradio")
     import shutil
 
-    from drgrade.serving.app import answer_batch
+    from drgrade.serving.app import UPLOADS, answer_batch
     from drgrade.serving.screening import Screening
 
     photos = sorted((synthetic / "aptos2019" / "train_images").iterdir())[:3]
@@ -152,15 +152,15 @@ def test_a_batch_uploaded_with_its_manifest_is_decided_per_eye_and_patient(synth
             for p, n in zip(paths, names, strict=True)
         ]
 
-    table, _ = answer_batch(grade, CARD, uploads)
+    table, _ = answer_batch(grade, CARD, uploads, "session-1")
     assert '<table id="drgrade-exams">' in table
     assert "<td>A</td><td>no refer</td><td>refer</td><td>refer</td>" in table
     assert "<td>B</td><td>no refer</td><td>no photograph</td><td>no refer</td>" in table
-    assert not any(Path(u["path"]).exists() for u in uploads)  # every upload removed, the manifest too
-    assert not server.exists()
-    server.mkdir()
+    UPLOADS.release("session-1")  # the page closed: every upload removed, the manifest too
+    assert not any(Path(u["path"]).exists() for u in uploads)
+    server.mkdir(exist_ok=True)
     (server / "m2").write_text("file,patient_id,eye\na_l.png,A,middle\n")
     bad = [{"path": str(server / "m2"), "orig_name": "manifest.csv"}]
-    table, shown = answer_batch(grade, CARD, bad)
+    table, shown = answer_batch(grade, CARD, bad, "session-2")
     assert "manifest.csv row 2: eye &#x27;middle&#x27;" in table  # its uploaded name
     assert str(tmp_path) not in table and shown == ""

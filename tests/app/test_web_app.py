@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
 from functools import partial
 
 import pytest
@@ -90,8 +91,23 @@ def test_upload_two_photographs_and_a_broken_file(synthetic, zero_shot_checkpoin
         ]
         download = driver.find_element(By.ID, "drgrade-csv").get_attribute("href")
         driver.save_screenshot(str(tmp_path / "screening_page.png"))
+        assert [p for p in server_files.rglob("*") if p.is_file()]  # held while the page is open
+        graded_at = driver.find_element(By.ID, "drgrade-when").text
+        time.sleep(1.1)  # the page says when it answered, to the second
+        driver.find_element(By.ID, "drgrade-grade").click()  # a second press grades the same files
+        wait.until(lambda d: d.find_element(By.ID, "drgrade-when").text != graded_at)
+        again = [
+            [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+            for row in driver.find_elements(By.CSS_SELECTOR, "#drgrade-results tr")[1:]
+        ]
+        assert again == rows
     finally:
         driver.quit()
+    try:  # closing the page lets go of its uploads
+        deadline = time.monotonic() + 30
+        while [p for p in server_files.rglob("*") if p.is_file()] and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
         page.close()
     from drgrade.serving.app import COLUMNS
 

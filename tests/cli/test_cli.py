@@ -14,6 +14,7 @@ from drgrade import __version__
 from drgrade.cli import main
 from drgrade.commands.lightning import DRGradeCLI
 from drgrade.console import quiet_console
+from tests.cli.test_val_predictions import check_reproduced
 from tests.conftest import cli_args, predict_folder
 from tests.evaluation.test_exams import check_exams_and_patient_level
 from tests.tasks.test_dme import check_dme_outputs
@@ -92,7 +93,7 @@ def check_predictions_reproduce_metrics(run, document: dict) -> None:
 def check_clinical_sections(document: dict, rows: list[dict], checkpoint, min_clear: float = 0.0) -> None:
     """metrics.json's clinical entries are complete, and predictions use the checkpoint's cuts."""
     metrics, intervals = document["metrics"], document["confidence_intervals"]
-    assert set(intervals) == set(metrics) - {"num_images"}
+    assert set(intervals) == set(metrics) - {"num_images", "macro_precision_grades", "macro_recall_grades"}
     low, high = intervals["accuracy"]
     assert low <= metrics["accuracy"] <= high
     setting = document["bootstrap"]
@@ -194,6 +195,7 @@ def test_ranking_fit_calibrates_and_test_reports_both(synthetic, tmp_path):
     assert bool(state["rule.thresholded"]) and not torch.allclose(
         state["rule.thresholds"], torch.full((5,), 0.2)
     )
+    check_reproduced(best, "youden")  # val_predictions.csv beside it reproduces every cut and threshold
     main(cli_args("test", "ranking", synthetic, tmp_path, "--ckpt_path", str(best), *youden))
     document = read_metrics(latest_run(tmp_path))
     assert document["decision"] == "thresholded"

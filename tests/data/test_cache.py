@@ -68,7 +68,7 @@ def test_a_source_rewritten_with_its_old_modification_time_is_not_served_stale(s
 def test_torn_or_damaged_entries_are_recomputed_not_served(source, tmp_path):
     cache = IntakeCache(tmp_path / "c", 48)
     good = cache.get(source)[0]
-    entry = cache.entry(source)
+    entry = cache.entry(cache.identity(source))
     entry.write_bytes(entry.read_bytes()[:100])  # a torn write
     assert np.array_equal(cache.get(source)[0], good)
     with np.load(entry) as stored:  # and the entry was rewritten whole

@@ -105,12 +105,14 @@ def test_weighted_auroc_equals_sklearn_on_the_repeated_sample():
 def _brute_force(probs, targets, preds, weights) -> dict[str, np.ndarray]:
     """Materialise every resample and score it with scikit-learn."""
     out = {"accuracy": [], "qwk": [], "macro_recall": [], "auroc_no": []}
+    true = sorted(set(targets.tolist()))  # macro recall averages the split's grades in every resample
     for row in weights:
         picked = np.repeat(np.arange(len(targets)), row.astype(int))
         t, p = targets[picked], preds[picked]
         out["accuracy"].append(accuracy_score(t, p))
         out["qwk"].append(cohen_kappa_score(t, p, weights="quadratic"))
-        out["macro_recall"].append(precision_recall_fscore_support(t, p, average="macro", zero_division=0)[1])
+        recall = precision_recall_fscore_support(t, p, labels=true, average="macro", zero_division=0)[1]
+        out["macro_recall"].append(recall if set(true) <= set(t.tolist()) else np.nan)
         out["auroc_no"].append(roc_auc_score(t == 0, probs[picked, 0]))
     return {k: np.asarray(v) for k, v in out.items()}
 
@@ -200,20 +202,17 @@ def test_wilson_interval_matches_the_closed_form(successes, trials):
     assert wilson_interval(0, 0) is None
 
 
-def test_operating_cuts_meet_their_targets_and_are_the_tightest():
+def test_operating_cuts_meet_their_targets():
+    """That no other cut does better is tested in test_operating_cuts.py."""
     probs, targets, _ = _toy(n=300, seed=6)
     scores, positive = probs[:, 2:].sum(1), targets >= 2
     cut = cut_for_sensitivity(scores, positive, 0.9)
     assert (scores[positive] >= cut).mean() >= 0.9
-    above = np.sort(scores[positive & (scores >= cut)])[0]  # raising the cut past it loses a hit
-    assert (scores[positive] >= above + 1e-9).mean() < 0.9
     cut = cut_for_specificity(scores, positive, 0.95)
     assert (scores[~positive] < cut).mean() >= 0.95
-    below = np.sort(scores[~positive & (scores < cut)])[-1]
-    assert (scores[~positive] < below).mean() < 0.95
     cuts = fit_operating_points(probs, targets, 0.9, 0.95)
     flags, described = flags_and_points(probs, cuts)
-    points = apply_operating_points(flags, targets, described)
+    points = apply_operating_points(flags, targets, described, probs)
     assert [p["name"] for p in points] == [
         "referable@sensitivity0.90",
         "referable@specificity0.95",

@@ -39,9 +39,18 @@ def test_metrics_equal_scikit_learn(absent):
         assert m.metrics[f"precision_{g.short}"] == pytest.approx(precision[g.index], abs=1e-6)
         assert m.metrics[f"recall_{g.short}"] == pytest.approx(recall[g.index], abs=1e-6)
         assert m.metrics[f"f1_{g.short}"] == pytest.approx(f1[g.index], abs=1e-6)
-    macro = precision_recall_fscore_support(y, p, average="macro", zero_division=0)
-    assert m.metrics["macro_precision"] == pytest.approx(macro[0], abs=1e-6)
-    assert m.metrics["macro_recall"] == pytest.approx(macro[1], abs=1e-6)
+    # macro precision over the decided grades, macro recall over the present ones: never a 0 for "undefined"
+    decided, true = sorted(set(p.tolist())), sorted(set(y.tolist()))
+    macro_p = precision_recall_fscore_support(y, p, labels=decided, average="macro", zero_division=0)[0]
+    macro_r = precision_recall_fscore_support(y, p, labels=true, average="macro", zero_division=0)[1]
+    assert m.metrics["macro_precision"] == pytest.approx(macro_p, abs=1e-6)
+    assert m.metrics["macro_recall"] == pytest.approx(macro_r, abs=1e-6)
+    assert (m.metrics["macro_precision_grades"], m.metrics["macro_recall_grades"]) == (
+        len(decided),
+        len(true),
+    )
+    macro_f1 = precision_recall_fscore_support(y, p, average="macro", zero_division=0)[2]
+    assert m.metrics["macro_f1"] == pytest.approx(macro_f1, abs=1e-6)
     assert m.metrics["accuracy"] == pytest.approx((y == p).mean(), abs=1e-6)
     assert m.metrics["qwk"] == pytest.approx(
         cohen_kappa_score(y, p, labels=list(range(5)), weights="quadratic"), abs=1e-5
@@ -56,6 +65,15 @@ def test_metrics_equal_scikit_learn(absent):
     present = [g.index for g in GRADES if g.index != absent]
     expected_macro = np.mean([roc_auc_score(y == k, probs[:, k].numpy()) for k in present])
     assert m.metrics["auroc_macro"] == pytest.approx(expected_macro, abs=1e-5)
+
+
+def test_macro_precision_leaves_out_grades_never_decided():
+    """Zero-shot decided one grade: its macro precision is that grade's, not a fifth of it."""
+    targets = torch.tensor([0, 0, 1, 2, 3, 4, 0, 2])
+    preds = torch.zeros(8).long()
+    m = compute_metrics(torch.eye(5)[preds], targets, preds).metrics
+    assert m["macro_precision"] == pytest.approx(3 / 8) and m["macro_precision_grades"] == 1
+    assert m["macro_recall"] == pytest.approx(1 / 5) and m["macro_recall_grades"] == 5
 
 
 def test_error_margins_and_referable():

@@ -167,9 +167,9 @@ def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):
     assert "ranking_test_argmax_confusion.png" in figures and "ensemble_test_argmax_confusion.png" in figures
     ranking = json.loads(max((tmp_path / "runs" / "ranking").glob("version_*/metrics.json")).read_text())
     choice = ranking["threshold_choice"]  # auto: which of argmax / youden / f1 / qwk, and why
-    assert choice["setting"] == "auto" and choice["crossfit_qwk"][choice["objective"]] == max(
-        choice["crossfit_qwk"].values()
-    )
+    fitted = {m: q for m, q in choice["crossfit_qwk"].items() if m != "none"}
+    assert choice["setting"] == "auto" and fitted[choice["candidate"]] == max(fitted.values())
+    assert choice["objective"] == (choice["candidate"] if choice["kept"] else "none")
     assert ranking["decision"] == ("argmax" if choice["objective"] == "none" else "thresholded")
     ensemble = json.loads(max((tmp_path / "runs" / "ensemble").glob("version_*/metrics.json")).read_text())
     assert len(ensemble["members"]) == 2 and ensemble["model"] == "EnsembleCLIP"

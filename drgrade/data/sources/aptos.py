@@ -34,7 +34,7 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
         root / SHEET, ("id_code", "diagnosis"), "id_code", problems
     ):
         grade = common.parse_grade(row["diagnosis"], where, problems)
-        if grade is None:
+        if grade is None or not common.plain_name(image_id, where, problems):
             continue
         path = root / IMAGES / f"{image_id}.png"
         if not path.is_file():

@@ -8,6 +8,7 @@ dataset itself marks ungradable are returned as exclusions with the reason, neve
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -54,8 +55,9 @@ class Exclusion:
     """An image left out of training and evaluation, and why (listed in split.csv and on the console).
 
     ``kind`` is one of ``dataset`` (ungradable by the dataset's own labels), ``quality`` (refused by
-    the quality gate) or ``duplicate`` (the same photograph or patient as an image in a more
-    held-out split: external test sources, published test parts).
+    the quality gate), ``duplicate`` (the same photograph or patient as an image in a more
+    held-out split: external test sources, published test parts) or ``split_file`` (marked
+    unused by ``data.split_file``).
     """
 
     record: Record
@@ -107,27 +109,60 @@ def source_root(root: str | Path, name: str) -> Path:
     return root
 
 
+#: Largest dataset sheet read (EyePACS's biggest is about 1 MB).
+MAX_SHEET_BYTES = 64 << 20
+#: Byte-order marks a sheet may start with, and the text encodings they announce.
+BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def read_sheet_text(path: Path, problems: list[str]) -> str | None:
+    """A dataset sheet's text, or None after recording why it cannot be read.
+
+    Sheets are UTF-8 (with or without a byte-order mark) or UTF-16 with its mark, as spreadsheet
+    programs save them; anything else (a cp1252 export, say) is named with where decoding failed,
+    rather than guessed.
+    """
+    if not path.is_file():
+        problems.append(f"{path}: file not found")
+        return None
+    if path.stat().st_size > MAX_SHEET_BYTES:
+        size = path.stat().st_size
+        problems.append(f"{path}: {size:,} bytes, over the {MAX_SHEET_BYTES:,} a dataset sheet may have")
+        return None
+    data = path.read_bytes()
+    encoding = next((name for mark, name in BOMS if data.startswith(mark)), "utf-8")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        problems.append(
+            f"{path} line {line}: not {encoding.upper()} text (byte {data[error.start]:#04x}); "
+            'save the sheet as UTF-8 (a spreadsheet\'s "CSV UTF-8") and run again'
+        )
+        return None
+
+
 def read_csv_rows(
     path: Path, required: Iterable[str], problems: list[str]
 ) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) of a CSV's data rows (keys stripped), or [] after recording why it is unusable.
 
-    A row with more cells than the header is a problem (the cells would shift), not silently kept.
+    A row with more cells than the header is a problem (the cells would shift), not silently kept;
+    a cell past the csv module's size limit ends the reading with the row named.
     """
-    if not path.is_file():
-        problems.append(f"{path}: file not found")
+    text = read_sheet_text(path, problems)
+    if text is None:
         return []
     before = len(problems)
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    try:
         columns = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in required if c not in columns]
         if missing:
-            problems.append(
-                f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}"
-            )
+            found = ", ".join(columns)[:200] or "none"
+            problems.append(f"{path}: missing column(s) {', '.join(missing)}; found {found}")
             return []
-        rows = []
         for line, row in enumerate(reader, start=2):
             if None in row:  # DictReader files surplus cells under the key None
                 problems.append(
@@ -135,6 +170,9 @@ def read_csv_rows(
                 )
                 continue
             rows.append((line, {(k or "").strip(): (v or "").strip() for k, v in row.items()}))
+    except csv.Error as error:
+        problems.append(f"{path} line {reader.line_num + 1}: not a readable CSV row ({error})")
+        return []
     if not rows and len(problems) == before:
         problems.append(f"{path}: no data rows (only a header); is this the right file?")
     return rows
@@ -197,6 +235,18 @@ def parse_dme(value: str, where: str, problems: list[str], present_from: int = 1
         problems.append(f"{where}: macular edema {value!r} is not a non-negative integer")
         return UNKNOWN
     return int(number >= present_from)
+
+
+def plain_name(value: str, where: str, problems: list[str]) -> bool:
+    """Whether a sheet's image id is a bare file name; records a problem otherwise.
+
+    An id is joined to the dataset's image folder, so ``../../x`` (or ``/etc/x``) would read a
+    file outside the dataset.
+    """
+    if value in (".", "..") or "\\" in value or Path(value).name != value:
+        problems.append(f"{where}: image id {value!r} is not a plain file name (it would leave its folder)")
+        return False
+    return True
 
 
 def parse_grade(value: str, where: str, problems: list[str]) -> int | None:

@@ -36,11 +36,11 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
     seen: dict[str, str] = {}  # no image may be listed twice, in any of the three lists
     for folder, split in SPLITS:
         path = root / "DR_grading" / f"{folder}.txt"
-        if not path.is_file():
-            problems.append(f"{path}: file not found")
+        sheet = common.read_sheet_text(path, problems)
+        if sheet is None:
             continue
         files = common.files_in(root / "DR_grading" / folder)
-        for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        for line, text in enumerate(sheet.splitlines(), start=1):
             where = f"{path} line {line}"
             cells = text.split()
             if not cells:
@@ -49,6 +49,8 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
                 problems.append(f"{where}: expected '<image name> <grade>', got {text!r}")
                 continue
             name, label = cells
+            if not common.plain_name(name, where, problems):
+                continue
             if name in seen:
                 problems.append(f"{where}: duplicate image {name!r} (first on {seen[name]})")
                 continue

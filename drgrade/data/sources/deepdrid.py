@@ -62,6 +62,11 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
     seen: dict[str, int] = {}
     for part, split in PARTS:
         for where, image_id, row in common.keyed_rows(sheet(root, part), COLUMNS, "image_id", problems, seen):
+            if not (
+                common.plain_name(row["patient_id"], where, problems)
+                and common.plain_name(image_id, where, problems)
+            ):
+                continue  # a folder name must not lead out of the dataset
             named = _IMAGE.match(image_id)
             if named is None:
                 problems.append(f"{where}: image_id {image_id!r} is not <patient>_<l|r><1|2>")

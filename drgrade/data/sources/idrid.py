@@ -95,7 +95,7 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
         for number, i in enumerate(tqdm(chosen, desc=f"synth idrid {folder}"), start=1):
             name = f"IDRiD_{number:03d}"
             dme = draws_dme(grades[i], seed, 3, i)
-            image, _ = render_fundus(grades[i], size, seeded_rng(seed, 3, i), dme)
+            image, _ = render_fundus(grades[i], size, seeded_rng(seed, 3, i), dme=dme)
             write_rgb(root / GRADING / "1. Original Images" / folder / f"{name}.jpg", image)
             # risk of macular edema: 2 exudates near the macula (DME), 1 exudates elsewhere, 0 none
             risk = 2 if dme else int(grades[i] >= 2)

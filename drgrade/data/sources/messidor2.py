@@ -39,7 +39,7 @@ def _image_dir(root: Path) -> Path:
     return root
 
 
-def _exams(path: Path) -> dict[str, tuple[str, str]]:
+def _exams(path: Path, problems: list[str]) -> dict[str, tuple[str, str]]:
     """Lower-cased image name -> (exam id, eye) from the exam-pairs sheet (one exam per row).
 
     The sheet is read leniently (``;`` or ``,`` separated, header optional) because its
@@ -50,7 +50,8 @@ def _exams(path: Path) -> dict[str, tuple[str, str]]:
     if not path.is_file():
         log.warning("%s not found: each Messidor-2 image becomes its own patient group", path)
         return exams
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    text = common.read_sheet_text(path, problems) or ""
+    for number, line in enumerate(text.splitlines(), start=1):
         cells = [c.strip() for c in line.replace(",", ";").split(";")]
         for cell, eye in zip(cells, ("left", "right"), strict=False):
             if Path(cell).suffix.lower() in IMAGE_SUFFIXES:
@@ -64,7 +65,7 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
     problems: list[str] = []
     image_dir = _image_dir(root)
     files = {p.name.lower(): p for p in image_dir.iterdir() if p.is_file()}
-    exams = _exams(root / PAIRS)
+    exams = _exams(root / PAIRS, problems)
     records: list[Record] = []
     excluded: list[Exclusion] = []
     columns = ("image_id", "adjudicated_dr_grade", "adjudicated_gradable")
@@ -109,7 +110,7 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
             stored = listed = f"2005{1000 + exam % 300:04d}_{40000 + exam:05d}_0{i % 2}00_PP.png"
         ungradable = rng.random() < 0.02 or (i == 2 and num > 4)
         dme = draws_dme(grade, seed, 1, i)
-        image, mask = render_fundus(grade, size, rng, dme)
+        image, mask = render_fundus(grade, size, rng, dme=dme)
         if ungradable:  # ungradable photographs are badly exposed
             image = (image * 0.25).astype(np.uint8)
         write_rgb(root / "IMAGES" / stored, image)

@@ -124,7 +124,9 @@ def create_clip(model_name: str, pretrained: str | None, image_size: int | None)
     """
     register_tiny_configs()
     if pretrained is None:
-        return open_clip.create_model(model_name, pretrained=None, force_image_size=image_size)
+        return open_clip.create_model(
+            model_name, pretrained=None, force_image_size=image_size, device=torch.get_default_device()
+        )
     path = Path(pretrained).expanduser()
     if path.is_file():
         # OpenAI's CLIP weights were trained with QuickGELU; other activations silently degrade them.

@@ -1,0 +1,114 @@
+"""A protocol file: which runs (seeds, folds, held-out sources, shot budgets) and which models.
+
+A protocol is a YAML file, not code. The shipped ones (``drgrade/protocols/files/``) are named
+by their stem (``--protocol seeds_folds``); any other file is named by its path. Keys:
+
+- ``name``: the report folder's name (default: the file's stem);
+- ``design``: ``folds`` (seeds x k folds, or seeds alone without ``folds``),
+  ``leave_one_source_out`` or ``few_shot``;
+- ``models``: image models by config name (``fcn_clip``, ``ranking``, ``zero_shot``: fit then
+  test through the CLI, one run folder each) and adaptation models over the frozen backbone's
+  embeddings (``linear_probe``, ``tip_adapter``, ``tip_adapter_f``);
+- ``seeds``: the seeds (each draws the folds or split and seeds training);
+- ``folds``: k; ``test``: ``rotated`` (each fold tests once) or ``fixed`` (one test split);
+- ``sources``: the sources left out one at a time (default: every source read);
+- ``shots``: training images per grade, drawn by patient;
+- ``split_ratios``: train/val/test fractions; ``test_seed``: the seed of fixed splits;
+- ``metrics``: the figures reported; ``bootstrap_resamples``: each run's test intervals.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from drgrade.errors import OptionError
+
+SHIPPED = Path(__file__).parent / "files"
+DESIGNS = ("folds", "leave_one_source_out", "few_shot")
+
+
+@dataclass
+class Protocol:
+    """A parsed protocol file (see the module docstring)."""
+
+    name: str
+    design: str
+    models: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    folds: int | None = None
+    test: str = "rotated"
+    sources: list[str] | None = None
+    shots: list[int] = field(default_factory=list)
+    split_ratios: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    test_seed: int = 42
+    metrics: list[str] = field(default_factory=lambda: ["qwk", "auroc_macro", "accuracy", "macro_f1"])
+    bootstrap_resamples: int = 200
+    description: str = ""
+
+
+def shipped_protocols() -> list[str]:
+    """The names of the protocol files drgrade ships."""
+    return sorted(p.stem for p in SHIPPED.glob("*.yaml"))
+
+
+def protocol_path(entry: str | Path) -> Path:
+    """The file ``entry`` names: a path, or a shipped protocol's name."""
+    path = Path(entry)
+    if path.is_file():
+        return path
+    shipped = SHIPPED / f"{entry}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise OptionError(
+        f"--protocol {entry}: no such file and no shipped protocol of that name "
+        f"(shipped: {', '.join(shipped_protocols())})"
+    )
+
+
+def load_protocol(entry: str | Path) -> Protocol:
+    """Read and check a protocol file; every problem names the file and the key.
+
+    Args:
+        entry: a protocol file, or the name of a shipped one.
+    """
+    path = protocol_path(entry)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise OptionError(f"protocol {path} is not valid YAML ({error})") from None
+    if not isinstance(raw, dict):
+        raise OptionError(f"protocol {path}: expected a mapping of keys (design, models, seeds, ...)")
+    known = [f.name for f in fields(Protocol)]
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            raise OptionError(
+                f"protocol {path}: unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+            )
+    raw.setdefault("name", path.stem)
+    for key in ("design", "models"):
+        if key not in raw:
+            raise OptionError(f"protocol {path}: {key!r} is required")
+    protocol = Protocol(**raw)
+    check(protocol, path)
+    return protocol
+
+
+def check(protocol: Protocol, path: Path) -> None:
+    """Refuse values that cannot run, naming the file and key."""
+    if protocol.design not in DESIGNS:
+        raise OptionError(f"protocol {path}: design {protocol.design!r} is not one of {list(DESIGNS)}")
+    if not protocol.models or not protocol.seeds:
+        raise OptionError(f"protocol {path}: models and seeds must each list at least one entry")
+    if protocol.design == "folds" and protocol.folds is not None and protocol.folds < 2:
+        raise OptionError(f"protocol {path}: folds must be at least 2 (leave it out for seeds alone)")
+    if protocol.test not in ("rotated", "fixed"):
+        raise OptionError(f"protocol {path}: test must be rotated or fixed, got {protocol.test!r}")
+    if protocol.design == "few_shot" and (not protocol.shots or min(protocol.shots) < 1):
+        raise OptionError(f"protocol {path}: few_shot needs shots, e.g. [1, 2, 4, 8, 16]")
+    if protocol.bootstrap_resamples < 0:
+        raise OptionError(f"protocol {path}: bootstrap_resamples must be >= 0")
