@@ -234,37 +234,11 @@ def _through_camera(
     return _frame(image, mask, camera.layout, size)
 
 
-def render_fundus(
-    grade: int, size: int, rng: np.random.Generator, camera: Camera | str | None = None, dme: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic fundus photograph of ``grade`` (RGB, ``size`` high) and its lesion mask.
-
-    ``camera``: a ``CAMERAS`` profile or its name; None, the reference framing (~1.25 x size wide).
-    ``dme`` adds exudates around the macula last (``_macular_exudates``): the rest is unchanged.
-    """
-    if camera is not None:
-        profile = CAMERAS[camera] if isinstance(camera, str) else camera
-        return _through_camera(grade, size, rng, profile, dme)
-    width, height = int(size * 1.25), size
-    radius = int(size * 0.49)
-    centre = (width // 2 + int(rng.integers(-size // 40, size // 40 + 1)), height // 2)
-    yy, xx = np.mgrid[0:height, 0:width]
-    dist = np.hypot(xx - centre[0], yy - centre[1]) / radius
-    base = np.array([rng.uniform(215, 245), rng.uniform(78, 105), rng.uniform(52, 80)])
-    shade = np.clip(1.0 - rng.uniform(0.18, 0.28) * dist**2, 0, None)[..., None]
-    texture = 2.5 * _background(height, width, size, rng)[..., None]
-    image = np.clip(base * shade + texture, 0, 255)
-    image[dist > 1] = 0
-    canvas = _Canvas(image.astype(np.uint8), np.zeros((height, width), np.uint8), rng, centre, radius)
-
-    side = 1 if rng.random() < 0.5 else -1  # left or right eye: optic disc on either side
-    disc = (centre[0] + side * int(radius * 0.5), centre[1] + int(rng.normal(0, radius * 0.05)))
-    macula = (centre[0] - side * int(radius * 0.1), centre[1])
-    _soft_spot(canvas.image, macula, radius * 0.14, (150, 55, 25), 0.45)  # the macula: a faint darkening
-    _vessel_tree(canvas, disc, beading=grade >= 3)
-    cv2.circle(canvas.image, disc, int(radius * 0.15), (245, 210, 140), -1, cv2.LINE_AA)
-
-    r = radius / 200  # lesion sizes scale with the image
+def _draw_lesions(
+    canvas: _Canvas, grade: int, disc: tuple[int, int], macula: tuple[int, int], dme: bool
+) -> None:
+    """The lesions of ``grade`` (and DME's exudates around the macula, drawn last)."""
+    rng, r = canvas.rng, canvas.radius / 200  # lesion sizes scale with the image
     counts = {  # (microaneurysms, haemorrhages, exudates, cotton-wool spots) per grade
         0: (0, 0, 0, 0),
         1: (rng.integers(3, 7), 0, 0, 0),
@@ -285,6 +259,38 @@ def render_fundus(
         canvas.blob(_DARK_RED, rng.uniform(14, 20) * r)  # pre-retinal haemorrhage
     if dme:
         _macular_exudates(canvas, macula)
+
+
+def render_fundus(
+    grade: int, size: int, rng: np.random.Generator, camera: Camera | str | None = None, dme: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic fundus photograph of ``grade`` (RGB, ``size`` high) and its lesion mask.
+
+    ``camera``: a ``CAMERAS`` profile or its name; None, the reference framing (~1.25 x size wide).
+    ``dme`` adds exudates around the macula last (``_macular_exudates``): the rest is unchanged.
+    """
+    if camera is not None:
+        return _through_camera(grade, size, rng, CAMERAS[camera] if isinstance(camera, str) else camera, dme)
+    width, height = int(size * 1.25), size
+    radius = int(size * 0.49)
+    centre = (width // 2 + int(rng.integers(-size // 40, size // 40 + 1)), height // 2)
+    yy, xx = np.mgrid[0:height, 0:width]
+    dist = np.hypot(xx - centre[0], yy - centre[1]) / radius
+    base = np.array([rng.uniform(215, 245), rng.uniform(78, 105), rng.uniform(52, 80)])
+    shade = np.clip(1.0 - rng.uniform(0.18, 0.28) * dist**2, 0, None)[..., None]
+    texture = 2.5 * _background(height, width, size, rng)[..., None]
+    image = np.clip(base * shade + texture, 0, 255)
+    image[dist > 1] = 0
+    canvas = _Canvas(image.astype(np.uint8), np.zeros((height, width), np.uint8), rng, centre, radius)
+
+    side = 1 if rng.random() < 0.5 else -1  # left or right eye: optic disc on either side
+    disc = (centre[0] + side * int(radius * 0.5), centre[1] + int(rng.normal(0, radius * 0.05)))
+    macula = (centre[0] - side * int(radius * 0.1), centre[1])
+    _soft_spot(canvas.image, macula, radius * 0.14, (150, 55, 25), 0.45)  # the macula: a faint darkening
+    _vessel_tree(canvas, disc, beading=grade >= 3)
+    cv2.circle(canvas.image, disc, int(radius * 0.15), (245, 210, 140), -1, cv2.LINE_AA)
+
+    _draw_lesions(canvas, grade, disc, macula, dme)
     canvas.mask[dist > 1] = 0
     smooth = cv2.GaussianBlur(canvas.image, (0, 0), max(0.5, size / 512))
     return smooth, canvas.mask

@@ -26,6 +26,7 @@ from drgrade.reporting.markup import bounds_of, md, number, valid
 from drgrade.reporting.plots import confusion_sheet
 from drgrade.reporting.provenance import provenance_block
 from drgrade.reporting.tables import (
+    PATIENT_LEVEL_CAPTION,
     PER_SOURCE_KEYS,
     calibration_table,
     choices_table,
@@ -327,15 +328,7 @@ def report_tables(
             operating_point_table(runs),
             "",
         ),
-        "patient_level": (
-            "Patients: exam decisions (refer if either eye refers; an eye whose photographs are all "
-            "ungradable, or whose worst photograph is too uncertain, is insufficient) at the validation "
-            "cut; imageability is the share of patients decided; sensitivity / specificity among them, "
-            "truth the worst eye, or DME where graded (Wilson 95% intervals). Vision-threatening DR: "
-            "the vtDR flag (severe NPDR or worse by score, or DME) against severe or worse, or DME",
-            patient_level_table(runs),
-            "",
-        ),
+        "patient_level": (PATIENT_LEVEL_CAPTION, patient_level_table(runs), ""),
         "calibration": (
             "Calibration (15-bin top-label ECE: the max probability against the argmax's accuracy; "
             "temperature fitted on validation by NLL, so it can worsen ECE, as the fifth column says; "

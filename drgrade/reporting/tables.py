@@ -222,6 +222,16 @@ def per_source_table(runs: Sequence) -> list[list[str]]:
     return rows
 
 
+#: The report's caption of ``patient_level_table``.
+PATIENT_LEVEL_CAPTION = (
+    "Patients: exam decisions (refer if either eye refers; an eye whose photographs are all "
+    "ungradable, or whose worst photograph is too uncertain, is insufficient) at the validation "
+    "cut; imageability is the share of patients decided; sensitivity / specificity among them, "
+    "truth the worst eye, or DME where graded (Wilson 95% intervals). Vision-threatening DR: "
+    "the vtDR flag (severe NPDR or worse by score, or DME) against severe or worse, or DME"
+)
+
+
 def patient_level_table(runs: Sequence) -> list[list[str]]:
     """Each run's exam decisions per patient (Wilson 95% intervals), then the published trial figures.
 
