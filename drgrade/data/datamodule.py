@@ -79,6 +79,7 @@ class DRDataModule(L.LightningDataModule):
         eyepacs_root: EyePACS (Kaggle 2015) folder (``trainLabels.csv``, ``train/``), or None.
         idrid_root: IDRiD folder (``B. Disease Grading/``, ``A. Segmentation/``), or None.
         ddr_root: DDR folder (``DR_grading/``, ``lesion_segmentation/``), or None.
+        deepdrid_root: DeepDRiD folder (``regular_fundus_images/``), or None.
         csv_sources: extra CSVs with ``path,grade[,patient_id]`` columns.
         synthesize_if_missing: write the synthetic default into the roots when they do not exist
             (the demo and tests use this; a real-data config leaves it off so a typo in a path
@@ -114,6 +115,10 @@ class DRDataModule(L.LightningDataModule):
         ungradable: ``exclude`` lists ungradable labelled images and leaves them out;
             ``error`` stops setup with the list, like any other bad input.
         predict_dir: a folder of images for ``drgrade predict``.
+        exam_manifest: a CSV ``file,patient_id,eye,field`` grouping ``predict_dir``'s photographs
+            into exams (patients and eyes) for exams.csv.
+        exam_pattern: or a regular expression on file stems with groups ``patient`` and ``eye``
+            (and optionally ``field``), e.g. ``(?P<patient>[0-9]+)_(?P<eye>left|right)``.
         normalisation: the model's input (mean, std) per channel, 0-1 scale; the CLI sets it from
             the model's backbone (FLAIR: none; CLIP's otherwise), None means CLIP's.
     """
@@ -125,6 +130,7 @@ class DRDataModule(L.LightningDataModule):
         eyepacs_root: str | None = None,
         idrid_root: str | None = None,
         ddr_root: str | None = None,
+        deepdrid_root: str | None = None,
         csv_sources: list[str] | None = None,
         synthesize_if_missing: bool = False,
         synthetic_size: int = 384,
@@ -145,6 +151,8 @@ class DRDataModule(L.LightningDataModule):
         cache: bool = True,
         cache_dir: str | None = None,
         predict_dir: str | None = None,
+        exam_manifest: str | None = None,
+        exam_pattern: str | None = None,
         quality_gate: bool = True,
         dedupe: bool = True,
         ungradable: Literal["exclude", "error"] = "exclude",
@@ -189,7 +197,7 @@ class DRDataModule(L.LightningDataModule):
         """Read and split the sources once, then build each split's dataset (or the predict folder's)."""
         hp = self.hparams
         if stage == "predict" and hp.predict_dir is not None:
-            records, self.skipped = folder_records(hp.predict_dir)
+            records, self.skipped = folder_records(hp.predict_dir, hp.exam_manifest, hp.exam_pattern)
             quality = QualityLimits() if hp.quality_gate else None
             self.datasets["predict"] = FundusDataset(
                 records,

@@ -29,7 +29,8 @@ REFERRAL_FRACTIONS = tuple(round(0.05 * i, 2) for i in range(11))
 ECE_BINS = 15
 
 
-def _sensitivity_specificity(flagged: np.ndarray, positive: np.ndarray) -> dict:
+def sensitivity_specificity(flagged: np.ndarray, positive: np.ndarray) -> dict:
+    """Sensitivity and specificity of ``flagged`` for ``positive``, each with its Wilson 95% interval."""
     true_pos, positives = int((flagged & positive).sum()), int(positive.sum())
     true_neg, negatives = int((~flagged & ~positive).sum()), int((~positive).sum())
     return {
@@ -76,7 +77,7 @@ def apply_operating_points(
             {
                 "name": operating_point_name(point),
                 "threshold": point["cut"],
-                **_sensitivity_specificity(flags[:, i], targets >= start),
+                **sensitivity_specificity(flags[:, i], targets >= start),
                 "near_cut": int(near.sum()),
                 "near_cut_margin": NEAR_CUT_MARGIN,
             }
@@ -110,7 +111,7 @@ def per_patient_operating_points(
             {
                 "name": operating_point_name(point),
                 "threshold": point["cut"],
-                **_sensitivity_specificity(referred, positive),
+                **sensitivity_specificity(referred, positive),
             }
         )
     return {"num_patients": count, "operating_points": out}

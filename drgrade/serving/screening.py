@@ -49,13 +49,17 @@ def screen_files(
     records = [Record(Path(p), UNKNOWN, "", str(p)) for p in paths]
     transform = EvalTransform(task.normalisation())
     dataset = FundusDataset(records, image_size, transform, keep_errors=True, quality=QualityLimits())
-    thresholds = task.rule.thresholds.tolist()
+    thresholds, cuts = task.rule.thresholds.tolist(), task.clinical_cuts()
     answers: list[Screening] = []
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):
         maps, logits, method = task.attention_maps(batch["image"])  # Grad-CAM needs autograd: no no_grad
         if task.hparams.tta != "none":  # decide on the augmented views (the map stays the image's own)
             logits = task.decision_logits(batch["image"])
-        decided = checked_decisions(task.rule(logits.detach()), thresholds)
+        p_dme = None
+        if task.has_dme:  # the attention pass gives grade logits only
+            with torch.no_grad():
+                p_dme = torch.sigmoid(task.forward_with_dme(batch["image"])[1]).tolist()
+        decided = checked_decisions(task.rule(logits.detach()), thresholds, p_dme=p_dme, **cuts)
         pictures = display_images(batch["image"], *task.normalisation())
         for i, index in enumerate(batch["index"].tolist()):
             path, error, quality = str(records[index].path), batch["error"][i], batch["quality"][i].tolist()

@@ -36,12 +36,15 @@ from drgrade.decision.choices import choice_text
 from drgrade.decision.rule import DecisionRule, ThresholdObjective
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
+from drgrade.evaluation.dme import dme_section, fit_dme_cut
 from drgrade.evaluation.kappa import qwk
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
 from drgrade.grades import NUM_GRADES
 from drgrade.models.backbones import Backbone, build_backbone
-from drgrade.provenance import code_version, weights_record
+from drgrade.models.losses import masked_dme_loss
+from drgrade.predictions import operating_cut
+from drgrade.provenance import code_version, training_sources, weights_record
 from drgrade.runs import (
     CHOICE_KEY,
     SCORE_KEY,
@@ -82,6 +85,8 @@ class BaseTask(L.LightningModule):
     """
 
     trainable: ClassVar[bool] = False
+    #: Whether the model has a DME output (``forward_with_dme``; its cut is the ``dme_cut`` buffer).
+    has_dme: ClassVar[bool] = False
     #: Folder name of this model's runs (``runs/<run_name>``) and its column in reports.
     run_name: ClassVar[str] = "model"
     display_name: ClassVar[str] = "Model"
@@ -117,6 +122,8 @@ class BaseTask(L.LightningModule):
         self.weights_record: dict | None = None
         #: The epoch the loaded checkpoint was saved at (None: not loaded, or not trained).
         self.checkpoint_epoch: int | None = None
+        #: The sources the checkpoint was fitted on, each with whether it was synthetic (model card).
+        self.training_data: dict[str, bool] | None = None
         #: ``predict --out``: where predictions.csv is also written (None: the run folder only).
         self.predictions_out: Path | None = None
         self._fitting_untrained = False
@@ -153,6 +160,19 @@ class BaseTask(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits [B, K] of normalised images [B, 3, S, S]."""
         raise NotImplementedError
+
+    def forward_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Grade logits [B, K] and, with a DME output, the DME logits [B] (else None), in one pass."""
+        return self(images), None
+
+    def clinical_cuts(self) -> dict[str, float | None]:
+        """The cuts a prediction row needs beside the thresholds (``checked_decisions``): vtDR and DME."""
+        return {"vtdr_cut": operating_cut(self.rule.describe(), "vtdr"), "dme_cut": self.dme_cut_value()}
+
+    def dme_cut_value(self) -> float | None:
+        """The validation DME cut (None: no DME output, or validation had no DME eye to fit it on)."""
+        cut = float(self.dme_cut) if self.has_dme else float("nan")
+        return None if cut != cut else cut
 
     def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
         """Where the model looks: (maps [B, S, S] in [0, 1], logits [B, K] of the same pass, method)."""
@@ -199,6 +219,7 @@ class BaseTask(L.LightningModule):
             "code": code_version(),
             "trained": self.trainable,
             "seed": os.environ.get("PL_GLOBAL_SEED"),
+            "data": training_sources(self.trainer.datamodule) if attached else self.training_data,
         }
 
     def attached(self) -> bool:
@@ -228,6 +249,7 @@ class BaseTask(L.LightningModule):
         self.split_identity = checkpoint.get(SPLIT_KEY)
         self.rule.choice = checkpoint.get(CHOICE_KEY)
         self.weights_record = (checkpoint.get(TRAINING_KEY) or {}).get("weights")
+        self.training_data = (checkpoint.get(TRAINING_KEY) or {}).get("data")
         self.checkpoint_epoch = checkpoint.get("epoch") if self.trainable else None
 
     @classmethod
@@ -251,6 +273,12 @@ class BaseTask(L.LightningModule):
         """The logits decisions are made on: ``forward``'s, averaged over the ``tta`` views."""
         return augmented_logits(self, images, self.hparams.tta)
 
+    def decision_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``decision_logits`` and, with a DME output, the image's own DME logits (no TTA for DME)."""
+        if self.hparams.tta == "none":
+            return self.forward_with_dme(images)
+        return self.decision_logits(images), self.forward_with_dme(images)[1]
+
     def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The (mean, std) per channel, on a 0-1 scale, that this model's inputs are normalised with."""
         return self.backbone.normalisation
@@ -262,10 +290,12 @@ class BaseTask(L.LightningModule):
     # -- steps ----------------------------------------------------------------------------------
     def evaluation_step(self, batch: dict, stage: str) -> None:
         """Store one batch's logits (and log its loss when the task has one)."""
-        logits = self.decision_logits(batch["image"])
+        logits, dme = self.decision_outputs(batch["image"])
         if self.criterion is not None:
             loss = self.criterion(logits, batch["label"])
             self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(logits))
+        if dme is not None:  # the DME logit and label travel as two more columns (``dme_columns``)
+            logits = torch.cat([logits, dme[:, None], batch["dme"][:, None].to(logits)], dim=1)
         self.store.update(logits, batch["label"], batch["index"], batch["group"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -277,10 +307,12 @@ class BaseTask(L.LightningModule):
         self.evaluation_step(batch, "test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """The rule's decisions on one batch, for ``PredictionWriter``."""
+        """The rule's decisions on one batch (and P(DME) with a DME output), for ``PredictionWriter``."""
+        logits, dme = self.decision_outputs(batch["image"])
         return {
             "index": batch["index"].cpu(),
-            "outputs": [o.cpu() for o in self.rule(self.decision_logits(batch["image"]))],
+            "outputs": [o.cpu() for o in self.rule(logits)],
+            "p_dme": None if dme is None else torch.sigmoid(dme.float()).cpu(),
             "error": batch["error"],
             "quality": batch["quality"].cpu() if "quality" in batch else None,
             "digest": batch["digest"],
@@ -332,7 +364,28 @@ class BaseTask(L.LightningModule):
         self.store.reset()
         if self.trainer.sanity_checking or len(targets) == 0:
             return
+        dme = None
+        if self.has_dme:  # the two DME columns evaluation_step appended
+            logits, dme = logits[:, :NUM_GRADES], logits[:, NUM_GRADES:]
         self.evaluate(stage, logits, targets, index, groups)
+        if dme is not None:
+            self.evaluate_dme(stage, dme[:, 0], dme[:, 1].long())
+
+    def evaluate_dme(self, stage: str, logits: torch.Tensor, truth: torch.Tensor) -> None:
+        """P(DME) of the split, its cut fitted on validation when the rule is, and its figures.
+
+        Args:
+            stage: ``val`` or ``test``.
+            logits: the DME logits [N].
+            truth: 1 / 0, negative where the source grades no DME [N].
+        """
+        p_dme = torch.sigmoid(logits.double())
+        target = self.rule.targets["sensitivity"]
+        if self.should_fit_rule(stage):
+            self.dme_cut.fill_(fit_dme_cut(p_dme.numpy(), truth.numpy(), target))
+        result = self.results[stage]
+        result.p_dme = p_dme.float()
+        result.extras["dme"] = dme_section(p_dme.numpy(), truth.numpy(), self.dme_cut_value(), target)
 
     def evaluate(
         self,
@@ -470,10 +523,15 @@ class TrainableTask(BaseTask):
             self.hparams.finetune_image if finetune_image is None else finetune_image
         )
 
+    #: Weight of the masked DME loss beside the grade loss (tasks with a DME output set it).
+    dme_weight: float = 0.0
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """Loss of one (resampled, augmented) training batch."""
-        logits = self(batch["image"])
+        """Loss of one (resampled, augmented) training batch; plus the masked DME loss with a DME output."""
+        logits, dme = self.forward_with_dme(batch["image"])
         loss = self.criterion(logits, batch["label"])
+        if dme is not None:
+            loss = loss + self.dme_weight * masked_dme_loss(dme, batch["dme"])
         size = len(logits)
         self.log(
             "train/loss", loss, prog_bar=True, batch_size=size, on_step=True, on_epoch=True, sync_dist=True
