@@ -173,7 +173,8 @@ def known_options(name: str, verb: Verb | None) -> list[str]:
         return []
     module = importlib.import_module(verb.module)
     if verb.kind == "plain":
-        return [f"--{key}" for key in plain_parser(name, verb, module).get_defaults()]
+        defaults = plain_parser(name, verb, module).get_defaults()
+        return [f"--{key}" for key in defaults.keys()]  # noqa: SIM118 (a Namespace: keys() flattens --data.*)
     from lightning import Trainer
 
     from drgrade.data import DRDataModule

@@ -122,6 +122,8 @@ def data_record(datamodule) -> dict:
     return {
         "sources": sources,
         "excluded": len(datamodule.excluded),
+        # labelled photographs kept although the quality gate refuses them, per source
+        "quality_gate": {"mode": hp.quality_gate, "kept_refused": dict(datamodule.gate_flagged())},
         "image_size": hp.image_size,
         "split": identity.get("split"),
         "split_fingerprint": identity.get("fingerprint"),

@@ -125,6 +125,20 @@ def zero_shot_checkpoint(synthetic, tmp_path_factory) -> Path:
     return next(root.rglob("best-validated.ckpt"))
 
 
+def with_typicality_cut(checkpoint: Path, out: Path, cut: float) -> Path:
+    """A copy of ``checkpoint`` whose typicality check refuses beyond ``cut`` (inf: the check is off).
+
+    The tests' models are fitted on synthetic photographs only, so their check rightly finds a real
+    photograph unlike any they saw; tests of what the rule gate alone decides turn it off.
+    """
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state["state_dict"]["typicality.cut"] = torch.tensor(float(cut))
+    torch.save(state, out)
+    return out
+
+
 class RunsCode:
     """Unpickling this object runs a shell command: a crafted file's payload (drgrade must never run it)."""
 

@@ -10,7 +10,7 @@ from drgrade.tasks import BaseTask
 from tests.conftest import ROOT, TINY
 
 PACKAGE = ROOT / "drgrade"
-MODEL_CONFIGS = ["zero_shot", "fcn_clip", "ranking", "ensemble"]
+MODEL_CONFIGS = ["zero_shot", "fcn_clip", "ranking", "ensemble", "quality"]
 
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)

@@ -20,7 +20,9 @@ from drgrade.runs import run_dir
 class SplitWriter(Callback):
     """After the datamodule's setup, write path, source, patient_id, grade and split per image.
 
-    Images left out by the quality gate appear with split ``excluded`` and the reason in ``note``.
+    Images left out appear with split ``excluded`` and the reason in ``note``; ``gate`` holds the
+    quality gate's verdict on a labelled image kept although the gate refuses it
+    (``data.quality_gate: keep`` or ``flag``), empty when the gate passes it.
     """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -33,14 +35,17 @@ class SplitWriter(Callback):
             return
         with atomic_open(out / "split.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["path", "source", "patient_id", "grade", "split", "note"])
+            writer.writerow(["path", "source", "patient_id", "grade", "split", "note", "gate"])
+            verdicts = datamodule.gate_verdicts
             for record, split in zip(datamodule.records, datamodule.splits, strict=True):
-                writer.writerow([record.path, record.source, record.patient_id, record.grade, split, ""])
+                row = [record.path, record.source, record.patient_id, record.grade, split, ""]
+                writer.writerow([*row, verdicts.get(record.path, "")])
             for excluded in datamodule.excluded:
                 record = excluded.record
                 grade = "" if record.grade < 0 else record.grade
+                gate = excluded.reason if excluded.kind == "quality" else ""
                 writer.writerow(
-                    [record.path, record.source, record.patient_id, grade, "excluded", excluded.reason]
+                    [record.path, record.source, record.patient_id, grade, "excluded", excluded.reason, gate]
                 )
         print(f"split written to {out / 'split.csv'}")
 

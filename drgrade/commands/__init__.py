@@ -7,7 +7,7 @@ Three kinds of verb:
 - ``model``: drgrade's verbs that take the same config files (``explain``, ``cache``, ``export``):
   ``DRGradeCLI`` parses and instantiates them, then the verb's ``run(cli)`` works with the result;
 - ``plain``: verbs with options of their own only (``synth``, ``report``, ``reproduce``,
-  ``serve``, ``embed``): a plain jsonargparse parser, then ``run(options)``.
+  ``serve``, ``embed``, ``gate``): a plain jsonargparse parser, then ``run(options)``.
 
 The table is read by ``drgrade --help`` without importing any verb (so the help is instant and
 needs no optional dependency); a verb's module is imported only when it runs.
@@ -72,6 +72,12 @@ VERBS: dict[str, Verb] = {
     "report": Verb(
         "drgrade.commands.report",
         "Build Table 3, Table 4, the clinical tables and the figures from test run folders.",
+        "plain",
+    ),
+    "gate": Verb(
+        "drgrade.commands.gate",
+        "Measure the quality gate against a dataset's own gradability labels: sensitivity and specificity "
+        "for reject, per verdict, and a sheet of the misjudged photographs.",
         "plain",
     ),
     "embed": Verb(

@@ -106,7 +106,9 @@ def _dataset(datamodule, limit: int | None, segmentation: bool) -> FundusDataset
     else:
         datamodule.setup("test")
         records = datamodule.records_of("test")
-    quality = QualityLimits() if datamodule.hparams.quality_gate else None
+    # unlabelled images are always gated; labelled ones as data.quality_gate says
+    labelled = not segmentation and not datamodule.hparams.predict_dir
+    quality = None if labelled and datamodule.hparams.quality_gate != "exclude" else QualityLimits()
     return FundusDataset(
         records[:limit],
         datamodule.hparams.image_size,

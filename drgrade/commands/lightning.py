@@ -46,6 +46,7 @@ from drgrade.runs import CHECKPOINT_CHOICES, architecture_options, resolve_check
 from drgrade.tasks import BaseTask, read_checkpoint
 from drgrade.tasks.ensemble import MEMBERS_KEY, check_members, recorded_members
 from drgrade.tasks.loading import WEIGHT_SOURCES, task_classes
+from drgrade.tasks.quality import QualityModel
 
 #: Private Lightning names drgrade relies on, and why (an upgrade that changes one breaks only these).
 PRIVATE_NAMES = {
@@ -211,6 +212,8 @@ class DRGradeCLI(LightningCLI):
         if checkpoint:
             self.model.origin = checkpoint_label(checkpoint)
         self.model.predictions_out = self.predictions_out
+        if self.datamodule.hparams.quality_model:  # the learned gate beside the rule gate
+            self.datamodule.quality_gate_model = QualityModel(self.datamodule.hparams.quality_model)
         loggers = [logger for logger in self.trainer.loggers if isinstance(logger, WandbLogger)]
         if loggers:
             config = json.loads(json.dumps(self.config[subcommand].as_dict(), default=str))

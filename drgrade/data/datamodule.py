@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +19,7 @@ from drgrade.data.intake import Facts, IntakeCache, default_cache_dir, judge, ta
 from drgrade.data.quality import QualityLimits
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
 from drgrade.data.sources import SOURCES, Exclusion, Record, SourceData, ensure_synthetic, load_sources
+from drgrade.data.sources.common import GRADABILITY, gradability_labelled
 from drgrade.data.split_file import UNUSED, read_split_file
 from drgrade.data.splits import (
     SPLITS,
@@ -70,6 +73,36 @@ def check_options(
         )
 
 
+def list_refused(refused: list[tuple[Record, str]], total: int, mode: str) -> None:
+    """Warn with every labelled photograph the gate refuses (``quality_gate`` flag or exclude)."""
+    action = "left out" if mode == "exclude" else "kept (quality_gate: flag)"
+    listed = "\n".join(f"  - {record.path}: {reason}" for record, reason in refused)
+    rank_zero_warn(
+        f"quality gate: {len(refused)} of {total} labelled images {action} "
+        f"({len(refused) / total:.1%}):\n{listed}"
+    )
+
+
+def gradability_data(found: SourceData) -> SourceData:
+    """The photographs labelled for gradability, each with its label as ``grade`` (``GRADABILITY`` index).
+
+    What the ``quality`` model learns from (``target: gradability``): the rejects a dataset
+    excludes from DR grading are its positives here. Exclusions for other reasons stay excluded.
+
+    Args:
+        found: what the sources' readers found.
+    """
+    labelled = gradability_labelled(found)
+    if not labelled:
+        raise DataValidationError(
+            ["data.target gradability: no configured source labels gradability (EyeQ, Messidor-2, DDR)"]
+        )
+    records = [replace(record, grade=GRADABILITY.index(label)) for record, label in labelled]
+    return SourceData(
+        records, [e for e in found.excluded if not (e.kind == "dataset" and e.record.gradability)]
+    )
+
+
 class DRDataModule(L.LightningDataModule):
     """APTOS 2019 + Messidor-2 (+ any CSV source) for DR grading.
 
@@ -80,6 +113,8 @@ class DRDataModule(L.LightningDataModule):
         idrid_root: IDRiD folder (``B. Disease Grading/``, ``A. Segmentation/``), or None.
         ddr_root: DDR folder (``DR_grading/``, ``lesion_segmentation/``), or None.
         deepdrid_root: DeepDRiD folder (``regular_fundus_images/``), or None.
+        eyeq_root: an EyePACS folder with EyeQ's quality sheets (``Label_EyeQ_train.csv``,
+            ``Label_EyeQ_test.csv``, ``train/``, ``test/``), or None.
         csv_sources: extra CSVs with ``path,grade[,patient_id]`` columns.
         synthesize_if_missing: write the synthetic default into the roots when they do not exist
             (the demo and tests use this; a real-data config leaves it off so a typo in a path
@@ -109,19 +144,41 @@ class DRDataModule(L.LightningDataModule):
         cache: store each image's intake (gate measurements, hashes, network-size crop), taken
             in once (``prepare_data``, one process per node) and read by every later run and rank.
         cache_dir: where (default ``$DRGRADE_CACHE_DIR`` or ``~/.cache/drgrade/intake``).
-        quality_gate: refuse ungradable images (incomplete, too small, no fundus, badly exposed,
-            out of focus; see ``drgrade.data.quality``) in every split and in ``predict``.
+        quality_gate: what the quality gate (``drgrade.data.quality``) does to *labelled*
+            photographs: ``keep`` (default) keeps what the graders graded and records the gate's
+            verdict (split.csv's ``gate`` column, counted per source on the console and in the
+            report's provenance), so the dataset's n is the published one; ``flag`` also lists each
+            such photograph on the console; ``exclude`` leaves them out (listed). A labelled
+            photograph is otherwise excluded only by the dataset's own gradability label, or when it
+            cannot be decoded. Unlabelled input (``predict``'s folder) is always gated.
         dedupe: keep exact and near-duplicate photographs in one split (hashed in the intake).
-        ungradable: ``exclude`` lists ungradable labelled images and leaves them out;
-            ``error`` stops setup with the list, like any other bad input.
+        ungradable: ``error`` stops setup with the list when the gate refuses any labelled
+            photograph, like any other bad input; ``exclude`` goes on as ``quality_gate`` says.
         predict_dir: a folder of images for ``drgrade predict``.
         exam_manifest: a CSV ``file,patient_id,eye,field`` grouping ``predict_dir``'s photographs
             into exams (patients and eyes) for exams.csv.
         exam_pattern: or a regular expression on file stems with groups ``patient`` and ``eye``
             (and optionally ``field``), e.g. ``(?P<patient>[0-9]+)_(?P<eye>left|right)``.
+        target: ``grade`` (DR grading) or ``gradability``: the photographs their datasets label
+            for gradability (EyeQ, Messidor-2, DDR; the rejects included), labelled 0 good,
+            1 usable, 2 reject, 3 gradable (good or usable), for the ``quality`` model.
+        quality_model: a ``quality`` model's checkpoint (``configs/quality.yaml``): unlabelled
+            photographs it calls "reject" are not graded, beside the rule gate (``predict``,
+            ``drgrade gate``).
         normalisation: the model's input (mean, std) per channel, 0-1 scale; the CLI sets it from
             the model's backbone (FLAIR: none; CLIP's otherwise), None means CLIP's.
     """
+
+    #: The loaded ``quality_model`` (the CLI loads it; see ``learned_gate``).
+    quality_gate_model = None
+    #: Folder entries ``predict`` could not read as images, with why (reported, not dropped).
+    skipped: list[tuple[Path, str]]
+    #: Images left out, with why: listed in split.csv and counted on the console, never trained on.
+    excluded: list[Exclusion]
+    #: Which image went to which split (a fingerprint) and the split settings; checkpoints carry it.
+    split_identity: dict | None
+    #: Groups of identical or near-identical photographs found at setup.
+    duplicate_groups: list[list[Record]]
 
     def __init__(
         self,
@@ -131,6 +188,7 @@ class DRDataModule(L.LightningDataModule):
         idrid_root: str | None = None,
         ddr_root: str | None = None,
         deepdrid_root: str | None = None,
+        eyeq_root: str | None = None,
         csv_sources: list[str] | None = None,
         synthesize_if_missing: bool = False,
         synthetic_size: int = 384,
@@ -153,9 +211,11 @@ class DRDataModule(L.LightningDataModule):
         predict_dir: str | None = None,
         exam_manifest: str | None = None,
         exam_pattern: str | None = None,
-        quality_gate: bool = True,
+        quality_gate: Literal["keep", "flag", "exclude"] = "keep",
         dedupe: bool = True,
         ungradable: Literal["exclude", "error"] = "exclude",
+        target: Literal["grade", "gradability"] = "grade",
+        quality_model: str | None = None,
         normalisation: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
     ):
         super().__init__()
@@ -164,15 +224,11 @@ class DRDataModule(L.LightningDataModule):
         self.records: list[Record] = []
         self.splits: list[str] = []
         self.datasets: dict[str, FundusDataset] = {}
-        #: Folder entries ``predict`` could not read as images, with why (reported, not dropped).
-        self.skipped: list[tuple[Path, str]] = []
-        #: Images left out, with why (the dataset's own ungradable labels, the quality gate, duplicates
-        #: of held-out images): listed in split.csv and counted on the console, never trained on.
-        self.excluded: list[Exclusion] = []
-        #: Which image went to which split (a fingerprint) and the split settings; checkpoints carry it.
-        self.split_identity: dict | None = None
-        #: Groups of identical or near-identical photographs found at setup.
-        self.duplicate_groups: list[list[Record]] = []
+        self.skipped = []
+        self.excluded = []
+        self.split_identity = None
+        self.gate_verdicts: dict[Path, str] = {}  # labelled, kept, refused by the gate: path -> why
+        self.duplicate_groups = []
 
     # -- stages ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -198,14 +254,14 @@ class DRDataModule(L.LightningDataModule):
         hp = self.hparams
         if stage == "predict" and hp.predict_dir is not None:
             records, self.skipped = folder_records(hp.predict_dir, hp.exam_manifest, hp.exam_pattern)
-            quality = QualityLimits() if hp.quality_gate else None
             self.datasets["predict"] = FundusDataset(
                 records,
                 hp.image_size,
                 self.eval_transform(),
                 keep_errors=True,
                 intake=self.intake,
-                quality=quality,
+                quality=QualityLimits(),  # unlabelled input is always gated
+                quality_model=self.learned_gate(),
             )
             return
         if not self.records:
@@ -227,6 +283,8 @@ class DRDataModule(L.LightningDataModule):
         """Read every configured source, take in its images, leave out what cannot be used, split."""
         hp = self.hparams
         found = self.read_sources()
+        if hp.target == "gradability":
+            found = gradability_data(found)
         self.excluded = list(found.excluded)
         facts = take_in_all([r.path for r in found.records], self.intake, hp.num_workers)
         records, facts = self.gate(found.records, facts)
@@ -245,7 +303,7 @@ class DRDataModule(L.LightningDataModule):
         )
         rank_zero_info(
             f"DR data: {len(records)} images\n{count_table(records, self.splits)}\n"
-            f"{source_table(records, self.splits, self.excluded)}"
+            f"{source_table(records, self.splits, self.excluded, self.gate_flagged())}"
         )
 
     def read_split_file(self, records: list[Record]) -> tuple[list[Record], list[str]]:
@@ -282,17 +340,16 @@ class DRDataModule(L.LightningDataModule):
         return [records[i] for i in kept], [splits[i] for i in kept]
 
     def gate(self, records: list[Record], facts: list[Facts]) -> tuple[list[Record], list[Facts]]:
-        """Leave out images that do not decode (an error with ``verify_images``) or the gate refuses.
+        """Leave out images that do not decode (an error with ``verify_images``); judge the rest.
 
-        Every refused image is listed (``excluded``, split.csv); with ``ungradable: error`` any
-        refusal stops setup like other bad input.
+        What graders graded stays (``quality_gate`` keep, flag), the gate's verdict in
+        ``gate_verdicts``; ``exclude`` leaves it out, ``ungradable: error`` stops setup.
 
         Args:
             records: the labelled images.
             facts: each one's intake.
         """
         hp = self.hparams
-        limits = QualityLimits() if hp.quality_gate else None
         unreadable = [
             f"{r.path}: {f.error}"
             for r, f in zip(records, facts, strict=True)
@@ -300,24 +357,42 @@ class DRDataModule(L.LightningDataModule):
         ]
         if unreadable and hp.verify_images:
             raise DataValidationError(unreadable)
-        kept, refused = [], []
-        for record, fact in zip(records, facts, strict=True):
-            reason = judge(fact, limits) if limits is not None else fact.error
-            (refused if reason else kept).append((record, fact, reason))
-        if refused and hp.ungradable == "error":
-            raise DataValidationError([f"{record.path}: {reason}" for record, _, reason in refused])
-        if refused:
-            listed = "\n".join(f"  - {record.path}: {reason}" for record, _, reason in refused)
-            rank_zero_warn(
-                f"quality gate: {len(refused)} of {len(records)} images left out "
-                f"({len(refused) / len(records):.1%}):\n{listed}"
+        verdicts = [judge(fact, QualityLimits()) for fact in facts]
+        # no pixels to train on (cut off, too large to decode): left out whatever the mode
+        undecoded = [bool(fact.error) or fact.measured is None for fact in facts]
+        refused = [
+            (r, why) for r, why, lost in zip(records, verdicts, undecoded, strict=True) if why and not lost
+        ]
+        if hp.ungradable == "error" and any(verdicts):
+            raise DataValidationError(
+                [
+                    f"{record.path}: {reason}"
+                    for record, reason in zip(records, verdicts, strict=True)
+                    if reason
+                ]
             )
-        self.excluded += [Exclusion(record, "quality", reason) for record, _, reason in refused]
+        if refused and hp.quality_gate != "keep":
+            list_refused(refused, len(records), hp.quality_gate)
+        excluding = hp.quality_gate == "exclude"
+        self.gate_verdicts = {} if excluding else {record.path: reason for record, reason in refused}
+        leave_out = [
+            lost or (excluding and bool(reason)) for reason, lost in zip(verdicts, undecoded, strict=True)
+        ]
+        self.excluded += [
+            Exclusion(record, "quality", reason)
+            for record, reason, out in zip(records, verdicts, leave_out, strict=True)
+            if out
+        ]
+        kept = [(r, f) for r, f, out in zip(records, facts, leave_out, strict=True) if not out]
         if not kept:
             raise DataValidationError(
                 [f"all {len(records)} images are unusable (see above); nothing to split"]
             )
-        return [record for record, _, _ in kept], [fact for _, fact, _ in kept]
+        return [record for record, _ in kept], [fact for _, fact in kept]
+
+    def gate_flagged(self) -> Counter:
+        """Per source, the kept labelled photographs the gate would refuse (``quality_gate`` keep/flag)."""
+        return Counter(r.source for r in self.records if r.path in self.gate_verdicts)
 
     def dedupe(self, records: list[Record], facts: list[Facts]) -> list[Record]:
         """Put exact and near-duplicate photographs in one patient group; report grade conflicts.
@@ -426,6 +501,32 @@ class DRDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """The predict folder's batches (the test split when no folder is given)."""
         return self._loader("predict")
+
+    def learned_gate(self):
+        """The loaded ``quality_model`` (``drgrade.tasks.quality.QualityModel``), None without one.
+
+        The data does not load models (the tasks import the data, not the reverse): the CLI
+        loads it into ``quality_gate_model`` before the stage runs.
+        """
+        if self.hparams.quality_model and self.quality_gate_model is None:
+            raise OptionError(
+                f"data.quality_model {self.hparams.quality_model} was not loaded: pass it to "
+                "`drgrade predict` or `drgrade gate`"
+            )
+        return self.quality_gate_model
+
+    def typicality_loader(self, limit: int) -> DataLoader:
+        """Up to ``limit`` training photographs, evenly spaced through the split, unaugmented.
+
+        What the model's typicality check is fitted on (``drgrade.decision.typicality``).
+
+        Args:
+            limit: most photographs.
+        """
+        records = self.datasets["train"].records
+        chosen = records[:: max(1, -(-len(records) // limit))] if limit else []
+        dataset = FundusDataset(chosen, self.hparams.image_size, self.eval_transform(), intake=self.intake)
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers)
 
     def records_of(self, split: str) -> list[Record]:
         """The records behind a split's loader, in loader order (index -> record).

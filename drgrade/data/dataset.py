@@ -59,6 +59,8 @@ class FundusDataset(Dataset):
         with_masks: also yield each record's lesion mask, preprocessed like its image.
         quality: pass every image through the quality gate with these limits (an ungradable
             image is an error, kept as the sample's message with ``keep_errors``).
+        quality_model: a learned gate (``drgrade.tasks.quality.QualityModel``) the photographs
+            the rule gate passes must pass too.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class FundusDataset(Dataset):
         intake: IntakeCache | None = None,
         with_masks: bool = False,
         quality: QualityLimits | None = None,
+        quality_model=None,
     ):
         self.records = list(records)
         # each image's patient as a small integer, so evaluation can keep fellow eyes together
@@ -80,6 +83,7 @@ class FundusDataset(Dataset):
         self.intake = intake or IntakeCache(None, image_size)
         self.with_masks = with_masks
         self.quality = quality
+        self.quality_model = quality_model
 
     def __len__(self) -> int:
         return len(self.records)
@@ -87,7 +91,8 @@ class FundusDataset(Dataset):
     def checked(self, record: Record, image: np.ndarray | None, facts: Facts) -> np.ndarray | None:
         """The record's lesion mask (None without masks), once its photograph is known gradable.
 
-        With ``quality``, an image the gate refuses raises ``UngradableImage`` with the reason.
+        With ``quality``, an image the gate (or the learned ``quality_model``) refuses raises
+        ``UngradableImage`` with the reason.
 
         Args:
             record: the image's record.
@@ -95,6 +100,8 @@ class FundusDataset(Dataset):
             facts: what that intake established.
         """
         reason = judge(facts, self.quality) if self.quality is not None else facts.error
+        if not reason and image is not None and self.quality_model is not None:
+            reason = self.quality_model.verdict(image)
         if reason or image is None:
             raise UngradableImage(reason or "not decodable", facts.features())
         return load_mask(record, read_rgb(record.path), self.image_size) if self.with_masks else None

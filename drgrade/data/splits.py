@@ -193,14 +193,18 @@ EXCLUSION_KINDS = {
 }
 
 
-def source_table(records: list[Record], splits: list[str], excluded: Sequence) -> str:
-    """Per source: images kept in each split, and images left out by reason (one line per source).
+def source_table(
+    records: list[Record], splits: list[str], excluded: Sequence, flagged: Counter | None = None
+) -> str:
+    """Per source: images kept in each split, images left out by reason, images the gate flagged.
 
     Args:
         records: the kept images.
         splits: each kept image's split.
         excluded: ``Exclusion`` entries (record, kind, reason).
+        flagged: per source, kept images the quality gate would refuse (``data.quality_gate: keep``).
     """
+    flagged = flagged or Counter()
     kept = Counter(zip((r.source for r in records), splits, strict=True))
     left_out = Counter((e.record.source, e.kind) for e in excluded)
     sources = sorted({r.source for r in records} | {e.record.source for e in excluded})
@@ -212,7 +216,8 @@ def source_table(records: list[Record], splits: list[str], excluded: Sequence) -
             if left_out[source, kind]
         )
         counts = "".join(str(kept[source, split]).rjust(7) for split in SPLITS)
-        lines.append(source.ljust(12) + counts + "  " + (reasons or "none"))
+        gate = f"; kept although the quality gate refuses them: {flagged[source]}" if flagged[source] else ""
+        lines.append(source.ljust(12) + counts + "  " + (reasons or "none") + gate)
     return "\n".join(lines)
 
 

@@ -33,3 +33,10 @@ class RuleOutput(NamedTuple):
 
 #: The exported graph's output names, in ``RuleOutput`` order.
 OUTPUT_NAMES = RuleOutput._fields
+
+
+#: The extra output of an exported graph whose model has a fitted typicality check
+#: (``drgrade.decision.typicality``): each input's distance from the training photographs.
+DISTANCE = "distance"
+#: The reason an input beyond the typicality cut is given (PyTorch and the ONNX runner alike).
+ATYPICAL = "ungradable: unlike any training photograph (distance {distance:.3g}, cut {cut:.3g})"

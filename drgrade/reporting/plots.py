@@ -162,6 +162,18 @@ def curves_figure(
 SPARSE_BIN = 5
 
 
+def reliability_bars(ax, x: np.ndarray, table: dict, colour: str, label: str) -> None:
+    """One set of reliability bars: filled, or hollow with the count above for sparse bins."""
+    width = 1.0 / ECE_BINS
+    sparse = table["count"] < SPARSE_BIN
+    heights = np.nan_to_num(table["accuracy"])
+    ax.bar(x[~sparse], heights[~sparse], width=width / 2, color=colour, alpha=0.8, label=label)
+    ax.bar(x[sparse], heights[sparse], width=width / 2, facecolor="none", edgecolor=colour, linewidth=1)
+    for xi, height, n in zip(x[sparse], heights[sparse], table["count"][sparse], strict=True):
+        if n:
+            ax.text(xi, height + 0.02, f"{int(n)}", ha="center", fontsize=6, color=colour)
+
+
 def reliability_figure(
     before: np.ndarray,
     after: np.ndarray,
@@ -197,21 +209,8 @@ def reliability_figure(
         table = reliability_table(probs, targets, decided=grades)
         # the argmax's ECE as every table gives it; a decided grade's from its own bins
         ece = expected_calibration_error(probs, targets) if grades is None else table_calibration_error(table)
-        sparse = table["count"] < SPARSE_BIN
         x = centres + shift * width
-        heights = np.nan_to_num(table["accuracy"])
-        ax.bar(
-            x[~sparse],
-            heights[~sparse],
-            width=width / 2,
-            color=colour,
-            alpha=0.8,
-            label=f"{label} (ECE {ece:.3f})",
-        )
-        ax.bar(x[sparse], heights[sparse], width=width / 2, facecolor="none", edgecolor=colour, linewidth=1)
-        for xi, height, n in zip(x[sparse], heights[sparse], table["count"][sparse], strict=True):
-            if n:
-                ax.text(xi, height + 0.02, f"{int(n)}", ha="center", fontsize=6, color=colour)
+        reliability_bars(ax, x, table, colour, f"{label} (ECE {ece:.3f})")
         counts.bar(x, table["count"], width=width / 2, color=colour, alpha=0.8)
     ax.set_ylabel("accuracy in bin" + (" (blue: of the decided grade)" if decided is not None else ""))
     ax.set_ylim(0, 1.08)

@@ -48,6 +48,10 @@ def data_text(data: dict) -> str:
         parts.append(f"{name}{kind} {source['train']}/{source['val']}/{source['test']}")
     excluded = data.get("excluded")
     left = f"; {excluded} image(s) left out (listed in split.csv)" if excluded else ""
+    gate = data.get("quality_gate") or {}
+    kept = ", ".join(f"{n} {name}" for name, n in sorted((gate.get("kept_refused") or {}).items()))
+    if kept:
+        left += f"; kept though the quality gate refuses them ({gate['mode']}): {kept} (split.csv, gate)"
     return "; ".join(parts) + " (train/val/test)" + left
 
 

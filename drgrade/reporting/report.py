@@ -294,6 +294,18 @@ def per_source_note(runs: Sequence[RunResult]) -> str:
     return resamples_note(left_out) if left_out else ""
 
 
+CALIBRATION_CAPTION = (
+    "Calibration (15-bin top-label ECE: the max probability against the argmax's accuracy; "
+    "temperature fitted on validation by NLL, so it can worsen ECE, as the fifth column says; "
+    "classwise ECE in metrics.json) and uncertainty referral "
+    "(AUROCs with 95% percentile bootstrap intervals"
+)
+CHOICES_CAPTION = (
+    "Choices made on validation: a fitted threshold rule is kept only when its cross-fitted "
+    "gain over argmax is beyond noise; tied template sets are named, with the tie-break"
+)
+
+
 def report_tables(
     runs: Sequence[RunResult], stage: str, with_paper: bool
 ) -> dict[str, tuple[str, list[list[str]], str]]:
@@ -329,20 +341,8 @@ def report_tables(
             "",
         ),
         "patient_level": (PATIENT_LEVEL_CAPTION, patient_level_table(runs), ""),
-        "calibration": (
-            "Calibration (15-bin top-label ECE: the max probability against the argmax's accuracy; "
-            "temperature fitted on validation by NLL, so it can worsen ECE, as the fifth column says; "
-            "classwise ECE in metrics.json) and uncertainty referral "
-            f"(AUROCs with 95% percentile bootstrap intervals over {unit})",
-            calibration_table(runs),
-            "",
-        ),
-        "choices": (
-            "Choices made on validation: a fitted threshold rule is kept only when its cross-fitted "
-            "gain over argmax is beyond noise; tied template sets are named, with the tie-break",
-            choices_table(runs),
-            "",
-        ),
+        "calibration": (f"{CALIBRATION_CAPTION} over {unit})", calibration_table(runs), ""),
+        "choices": (CHOICES_CAPTION, choices_table(runs), ""),
         "per_source": (
             f"Per data source ({shown}); {methods}",
             per_source_table(runs),

@@ -4,9 +4,11 @@ The graph is the task's logits followed by its ``DecisionRule`` (temperature, th
 referable operating cut, the uncertainty cut), traced from the very module that decides in
 PyTorch, so a deployment cannot forget or re-implement any of it. Its outputs are the rule's
 (``probabilities``, ``grade``, ``p_referable``, ``referable_by_grade``, ``referable_by_score``,
-``uncertainty``, ``refer_to_grader``). Preprocessing (fundus crop, resize, normalisation) stays
-outside the graph: the runner does it with OpenCV and NumPy; the input size, normalisation
-constants and the rule's description travel in the model's metadata.
+``uncertainty``, ``refer_to_grader``), then, for a model with a fitted typicality check,
+``distance``: the Mahalanobis distance of the input's pooled embedding from the training
+photographs' (its cut is in the metadata, ``typicality``). Preprocessing (fundus crop, resize,
+normalisation) stays outside the graph: the runner does it with OpenCV and NumPy; the input
+size, normalisation constants and the rule's description travel in the model's metadata.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import onnx
 import torch
 from torch import nn
 
-from drgrade.decision.outputs import OUTPUT_NAMES
+from drgrade.decision.outputs import DISTANCE, OUTPUT_NAMES
 from drgrade.files import atomic_open
 from drgrade.grades import GRADE_NAMES
 from drgrade.tasks.base import AugmentedLogits, BaseTask
@@ -29,18 +31,39 @@ from drgrade.tasks.base import AugmentedLogits, BaseTask
 OPSET = 17
 
 
+class _Embedding(nn.Module):
+    """images -> the task's pooled embedding (a module, so tracing finds the task's weights)."""
+
+    def __init__(self, task: BaseTask):
+        super().__init__()
+        self.task = task
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.task.embedding(images)
+
+
 class ExportGraph(nn.Module):
-    """images -> the decision rule's outputs, with the task's rule applied to its logits."""
+    """images -> the decision rule's outputs (and the typicality distance, when fitted)."""
 
     def __init__(self, task: BaseTask):
         super().__init__()
         tta = task.hparams.tta
         self.logits = task.export_module() if tta == "none" else AugmentedLogits(task.export_module(), tta)
         self.rule = task.rule
+        fitted = task.typicality.fitted
+        self.typicality = task.typicality if fitted else None
+        self.embedding = _Embedding(task) if fitted else None
+
+    def output_names(self) -> list[str]:
+        """The graph's output names: the rule's, then ``distance`` when the check is fitted."""
+        return [*OUTPUT_NAMES, *([DISTANCE] if self.typicality is not None else [])]
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The rule's outputs (``RuleOutput`` order) for normalised images."""
-        return tuple(self.rule(self.logits(images)))
+        """The rule's outputs (``RuleOutput`` order) for normalised images, then the distance."""
+        outputs = tuple(self.rule(self.logits(images)))
+        if self.typicality is None:
+            return outputs
+        return (*outputs, self.typicality(self.embedding(images)))
 
 
 def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[str, str]:
@@ -54,6 +77,7 @@ def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[s
         "std": json.dumps(list(std)),
         "grade_names": json.dumps(GRADE_NAMES),
         "decision_rule": json.dumps(task.rule.describe()),
+        "typicality": json.dumps(task.typicality.describe()),
     }
 
 
@@ -83,7 +107,7 @@ def export_onnx(task: BaseTask, out: str | Path, image_size: int, card: dict | N
     out = Path(out)
     graph = ExportGraph(task.eval()).eval()
     example = torch.randn(2, 3, image_size, image_size)
-    axes = {name: {0: "batch"} for name in ("image", *OUTPUT_NAMES)}
+    axes = {name: {0: "batch"} for name in ("image", *graph.output_names())}
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.is_dir() else None) as work:
         traced = Path(work) / "graph.onnx"
         # TracerWarnings flag Python-side shape arithmetic in open_clip's attention pool; the graph is
@@ -105,7 +129,7 @@ def export_onnx(task: BaseTask, out: str | Path, image_size: int, card: dict | N
                 dynamo=False,
                 opset_version=OPSET,
                 input_names=["image"],
-                output_names=list(OUTPUT_NAMES),
+                output_names=graph.output_names(),
                 dynamic_axes=axes,
             )
         model = onnx.load(str(traced))

@@ -18,6 +18,7 @@ that is slower is deleted and reported as an error rather than shipped as the fa
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import warnings
@@ -36,6 +37,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from drgrade.decision.outputs import DISTANCE
 from drgrade.errors import QuantizationError
 from drgrade.serving.runner import OnnxGrader, prepared
 
@@ -98,8 +100,11 @@ def quantize_onnx(
     out = int8_path(model)
     float_model = onnx.load(str(model))
     with tempfile.TemporaryDirectory() as work:
-        prepared_model = Path(work) / "prepared.onnx"
-        quant_pre_process(str(model), str(prepared_model), skip_symbolic_shape=True)
+        prepared_model, graded_model = Path(work) / "prepared.onnx", Path(work) / "graded.onnx"
+        graded = onnx.load(str(model))
+        dropped = drop_distance_branch(graded)  # see NO_INT8_TYPICALITY
+        onnx.save(graded, str(graded_model))
+        quant_pre_process(str(graded_model), str(prepared_model), skip_symbolic_shape=True)
         quantize_static(
             str(prepared_model),
             str(out),
@@ -112,13 +117,68 @@ def quantize_onnx(
             op_types_to_quantize=OPS,
         )
     quantised = onnx.load(str(out))
-    del quantised.metadata_props[:]
-    quantised.metadata_props.extend(float_model.metadata_props)
-    entry = quantised.metadata_props.add()
-    entry.key, entry.value = "quantization", f"int8-static, calibrated on {len(paths)} images: {source}"
+    carry_metadata(
+        float_model, quantised, f"int8-static, calibrated on {len(paths)} images: {source}", dropped
+    )
     onnx.save(quantised, str(out))
     refuse_if_slower(model, out, keep_slower)
     return out
+
+
+def carry_metadata(float_model: onnx.ModelProto, quantised: onnx.ModelProto, how: str, dropped: bool) -> None:
+    """The float model's metadata on the INT8 one, with how it was quantized (and without the check)."""
+    del quantised.metadata_props[:]
+    quantised.metadata_props.extend(float_model.metadata_props)
+    if dropped:
+        for entry in quantised.metadata_props:
+            if entry.key == "typicality":
+                entry.value = json.dumps({"fitted": False, "cut": None, "note": NO_INT8_TYPICALITY})
+        warnings.warn(NO_INT8_TYPICALITY, stacklevel=3)
+    entry = quantised.metadata_props.add()
+    entry.key, entry.value = "quantization", how
+
+
+def distance_only(model: onnx.ModelProto) -> set[str]:
+    """The nodes only the typicality ``distance`` output needs (none without that output)."""
+    outputs = [o.name for o in model.graph.output]
+    if DISTANCE not in outputs:
+        return set()
+    producers = {output: node for node in model.graph.node for output in node.output}
+
+    def ancestors(names: list[str]) -> set[str]:
+        found: set[str] = set()
+        pending = [producers[n] for n in names if n in producers]
+        while pending:
+            node = pending.pop()
+            if node.name not in found:
+                found.add(node.name)
+                pending.extend(producers[i] for i in node.input if i in producers)
+        return found
+
+    return ancestors([DISTANCE]) - ancestors([o for o in outputs if o != DISTANCE])
+
+
+#: Why an INT8 model has no typicality check (its metadata and the warning say so).
+NO_INT8_TYPICALITY = (
+    "the INT8 model has no typicality check: its cut was fitted on float embeddings, and a "
+    "Mahalanobis distance magnifies INT8 noise along directions where the training photographs "
+    "hardly vary (in-sample photographs land far past the cut), while keeping that branch in float "
+    "would cost the speed INT8 is for; grade with the float model to keep the check"
+)
+
+
+def drop_distance_branch(model: onnx.ModelProto) -> bool:
+    """Remove the typicality ``distance`` output and the nodes only it needs; whether there was one."""
+    only = distance_only(model)
+    kept = [o for o in model.graph.output if o.name != DISTANCE]
+    if len(kept) == len(model.graph.output):
+        return False
+    nodes = [node for node in model.graph.node if node.name not in only]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return True
 
 
 def refuse_if_slower(float_model: Path, int8_model: Path, keep_slower: bool) -> None:

@@ -37,7 +37,7 @@ from drgrade.data.images import list_images
 from drgrade.data.intake import judge, take_in
 from drgrade.data.preprocess import preprocess_fundus
 from drgrade.decision.checks import rule_problems
-from drgrade.decision.outputs import OUTPUT_NAMES
+from drgrade.decision.outputs import ATYPICAL, DISTANCE, OUTPUT_NAMES
 from drgrade.errors import DrgradeError, ModelFileError, OptionError
 from drgrade.exams import exam_ids, exam_summary, write_exams
 from drgrade.files import check_writable
@@ -72,9 +72,11 @@ MAX_MODEL_BYTES = 2 << 30
 IMAGE_SIZES = (32, 2048)
 
 
-#: Operators whose output size is set by the values of a tensor rather than by the image: their
-#: output must have a size known before running (a ConstantOfShape can ask for 32 GB).
-SIZING_OPS = frozenset({"ConstantOfShape", "Expand", "Range", "Resize", "Pad"})
+#: Operators that make a tensor from values alone (a ConstantOfShape can ask for 32 GB from a
+#: 2 KB file): their output must have a size known before running. Operators that grow an input
+#: (Expand, Pad, Resize) are bounded whenever shape inference knows their size; drgrade's own ViT
+#: exports have an Expand whose size it cannot follow, so an unknown one is not refused.
+SIZING_OPS = frozenset({"ConstantOfShape", "Range"})
 #: Most elements any one tensor may have for one image (4 GiB of float32).
 MAX_ELEMENTS = 1 << 30
 #: Node domains ``drgrade export`` writes (the standard operator set).
@@ -111,8 +113,8 @@ def graph_problems(model: onnx.ModelProto) -> list[str]:
     if inputs != ["image"]:
         problems.append(f"inputs {inputs}, not ['image']")
     outputs = [o.name for o in model.graph.output]
-    if outputs != list(OUTPUT_NAMES):
-        problems.append(f"outputs {outputs}, not {list(OUTPUT_NAMES)}")
+    if outputs not in (list(OUTPUT_NAMES), [*OUTPUT_NAMES, DISTANCE]):
+        problems.append(f"outputs {outputs}, not {list(OUTPUT_NAMES)} (and optionally {DISTANCE!r})")
     else:
         dims = model.graph.output[0].type.tensor_type.shape.dim
         if len(dims) != 2 or dims[1].dim_value != NUM_GRADES:
@@ -134,8 +136,8 @@ def size_problems(model: onnx.ModelProto) -> list[str]:
     """Tensors that would be too large for one image, from shape inference before anything runs.
 
     The batch is fixed to one image and ONNX's shape inference propagates constant values, so a
-    size computed from constants or from the image's shape is known; a ``SIZING_OPS`` output whose
-    size stays unknown is refused too, as what it would allocate cannot be told in advance.
+    size computed from constants or from the image's shape is known and bounded; a ``SIZING_OPS``
+    output whose size stays unknown is refused too, as what it would allocate cannot be told.
     """
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -195,6 +197,7 @@ def read_metadata(meta: dict[str, str]) -> dict:
         raise ValueError(f"its decision rule is broken ({'; '.join(problems)})")
     return {
         "image_size": size,
+        "typicality_cut": typicality_cut(meta),
         "mean": _floats(meta, "mean", 3, 0.0, 1.0),
         "std": _floats(meta, "std", 3, 0.0, 1.0, strict_low=True),
         "rule": rule,
@@ -205,39 +208,65 @@ def read_metadata(meta: dict[str, str]) -> dict:
     }
 
 
+def typicality_cut(meta: dict[str, str]) -> float | None:
+    """The typicality check's cut from the metadata (None: the model has no fitted check)."""
+    described = json.loads(meta.get("typicality", "null")) or {}
+    cut = described.get("cut") if described.get("fitted") else None
+    if cut is None:
+        return None
+    if not isinstance(cut, int | float) or not 0 < cut < float("inf"):
+        raise ValueError(f"typicality cut {cut!r} is not a positive finite number")
+    return float(cut)
+
+
+def typicality_problems(model: onnx.ModelProto, cut: float | None) -> list[str]:
+    """A ``distance`` output without a typicality cut in the metadata, or a cut without the output."""
+    if (cut is not None) == (DISTANCE in [o.name for o in model.graph.output]):
+        return []
+    return [f"its typicality cut and its {DISTANCE!r} output do not come together"]
+
+
+def checked_model(model: Path) -> tuple[onnx.ModelProto, dict]:
+    """The ONNX file ``model`` and its checked metadata, or ``ModelFileError`` saying why it is refused."""
+    if not model.is_file() or model.stat().st_size == 0:
+        raise ModelFileError(
+            f"{model}: {'empty file' if model.is_file() else 'no such file'}; "
+            "pass the .onnx file `drgrade export` wrote"
+        )
+    if model.stat().st_size > MAX_MODEL_BYTES:
+        raise ModelFileError(
+            f"{model}: {model.stat().st_size:,} bytes, over the {MAX_MODEL_BYTES:,} accepted"
+        )
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except Exception as error:  # protobuf raises its own types for malformed files
+        raise ModelFileError(
+            f"{model} is not a valid ONNX model ({str(error).splitlines()[0][:200]})"
+        ) from None
+    try:
+        problems = graph_problems(proto)
+        if problems:
+            raise ValueError("; ".join(problems))
+        checked = read_metadata({p.key: p.value for p in proto.metadata_props})
+        problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
+        problems = problems or typicality_problems(proto, checked["typicality_cut"])
+        if problems:
+            raise ValueError("; ".join(problems))
+    except RecursionError:
+        raise ModelFileError(f"{model} was refused: its metadata is nested too deeply to read") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelFileError(f"{model} was refused: {error}") from None
+    return proto, checked
+
+
 class OnnxGrader:
     """An exported drgrade model in an onnxruntime session, checked before it is trusted to grade."""
 
     def __init__(self, model: str | Path, providers: list[str] | None = None, threads: int | None = None):
         model = Path(model)
-        if not model.is_file() or model.stat().st_size == 0:
-            raise ModelFileError(
-                f"{model}: {'empty file' if model.is_file() else 'no such file'}; "
-                "pass the .onnx file `drgrade export` wrote"
-            )
-        if model.stat().st_size > MAX_MODEL_BYTES:
-            raise ModelFileError(
-                f"{model}: {model.stat().st_size:,} bytes, over the {MAX_MODEL_BYTES:,} accepted"
-            )
-        try:
-            proto = onnx.load(str(model), load_external_data=False)
-        except Exception as error:  # protobuf raises its own types for malformed files
-            raise ModelFileError(
-                f"{model} is not a valid ONNX model ({str(error).splitlines()[0][:200]})"
-            ) from None
-        try:
-            problems = graph_problems(proto)
-            if problems:
-                raise ValueError("; ".join(problems))
-            checked = read_metadata({p.key: p.value for p in proto.metadata_props})
-            problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
-            if problems:
-                raise ValueError("; ".join(problems))
-        except RecursionError:
-            raise ModelFileError(f"{model} was refused: its metadata is nested too deeply to read") from None
-        except (ValueError, KeyError, TypeError) as error:
-            raise ModelFileError(f"{model} was refused: {error}") from None
+        proto, checked = checked_model(model)
         self.size = checked["image_size"]
+        self.cut = checked["typicality_cut"]  # a larger ``distance`` is not graded (None: no check)
         self.mean = np.asarray(checked["mean"], np.float32) * 255
         self.std = np.asarray(checked["std"], np.float32) * 255
         self.rule = checked["rule"]
@@ -305,11 +334,23 @@ class OnnxGrader:
     def _grade_batch(self, pending: list[tuple[int, np.ndarray]], rows: list[PredictionRow]) -> None:
         """Run one batch and fill in its rows with the checked decisions; empties ``pending``."""
         outputs = self.run(np.stack([tensor for _, tensor in pending]))
-        for (index, _), decision in zip(
-            pending, checked_decisions(outputs, self.thresholds, self.vtdr_cut), strict=True
-        ):
-            decided_row(rows[index], decision)
+        decisions = checked_decisions(outputs[: len(OUTPUT_NAMES)], self.thresholds, self.vtdr_cut)
+        for row, (index, _), decision in zip(range(len(pending)), pending, decisions, strict=True):
+            atypical = self.atypical(outputs, row)
+            if atypical:
+                rows[index].error = atypical
+            else:
+                decided_row(rows[index], decision)
         pending.clear()
+
+    def atypical(self, outputs: list[np.ndarray], row: int) -> str:
+        """Why image ``row`` of a batch is unlike any training photograph ("" when it is not)."""
+        if self.cut is None:
+            return ""
+        distance = float(outputs[len(OUTPUT_NAMES)][row])
+        if not distance <= self.cut:  # NaN included: not shown to be typical
+            return ATYPICAL.format(distance=distance, cut=self.cut)
+        return ""
 
 
 def normalised(image: np.ndarray, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

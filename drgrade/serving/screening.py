@@ -38,7 +38,7 @@ class Screening:
 def screen_files(
     task: BaseTask, paths: Sequence[Path], image_size: int, batch_size: int = 8
 ) -> list[Screening]:
-    """Grade ``paths`` (quality gate on) with ``task``; unreadable or ungradable files get the reason.
+    """Grade ``paths`` (quality gate and typicality check on) with ``task``; refused files get the reason.
 
     Args:
         task: a trained task in eval mode.
@@ -56,13 +56,16 @@ def screen_files(
         if task.hparams.tta != "none":  # decide on the augmented views (the map stays the image's own)
             logits = task.decision_logits(batch["image"])
         p_dme = None
-        if task.has_dme:  # the attention pass gives grade logits only
-            with torch.no_grad():
+        with torch.no_grad():  # the attention pass gives grade logits only
+            if task.has_dme:
                 p_dme = torch.sigmoid(task.forward_with_dme(batch["image"])[1]).tolist()
+            # inputs unlike any training photograph get the reason, not a grade
+            atypical = task.typicality.reasons(task.typicality(task.embedding(batch["image"])))
         decided = checked_decisions(task.rule(logits.detach()), thresholds, p_dme=p_dme, **cuts)
         pictures = display_images(batch["image"], *task.normalisation())
         for i, index in enumerate(batch["index"].tolist()):
-            path, error, quality = str(records[index].path), batch["error"][i], batch["quality"][i].tolist()
+            path, quality = str(records[index].path), batch["quality"][i].tolist()
+            error = batch["error"][i] or atypical[i]
             row = PredictionRow(
                 path, error=error, quality=quality, model=task.display_name, checkpoint=task.origin
             )

@@ -4,6 +4,7 @@ from drgrade.tasks.base import BaseTask, TrainableTask
 from drgrade.tasks.ensemble import EnsembleCLIP
 from drgrade.tasks.fcn_clip import FCNCLIP
 from drgrade.tasks.loading import load_task, read_checkpoint
+from drgrade.tasks.quality import QualityTask
 from drgrade.tasks.ranking import RankingCLIP
 from drgrade.tasks.zero_shot import ZeroShotCLIP
 
@@ -11,6 +12,7 @@ __all__ = [
     "FCNCLIP",
     "BaseTask",
     "EnsembleCLIP",
+    "QualityTask",
     "RankingCLIP",
     "TrainableTask",
     "ZeroShotCLIP",

@@ -70,6 +70,11 @@ class GradCAMAttention:
     ``cam_activations`` (a ResNet's last stage, a ViT's last block), through ``cam_embedding``.
     """
 
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the pooled embedding they come from, in one pass of the image tower."""
+        embedding = self.embedding(images)
+        return self.embedding_logits(F.normalize(embedding, dim=-1)), embedding
+
     def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
         """(Grad-CAM maps [B, S, S], logits [B, K], method) of the predicted grade."""
         backbone = self.backbone

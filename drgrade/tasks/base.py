@@ -34,6 +34,7 @@ from drgrade.callbacks import (
 from drgrade.callbacks.resume import confine_resumed_state
 from drgrade.decision.choices import choice_text
 from drgrade.decision.rule import DecisionRule, ThresholdObjective
+from drgrade.decision.typicality import QUANTILE, Typicality
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
 from drgrade.evaluation.dme import dme_section, fit_dme_cut
@@ -79,9 +80,13 @@ class BaseTask(L.LightningModule):
             ``flip`` (logits averaged over the image and its left-right mirror; a fundus
             photograph's mirror is the fellow eye's geometry, an image the model has learnt
             to grade). Set it when fitting too, so the decision rule is fitted on the same logits.
+        typicality_images: training photographs (evenly spaced through the split) whose pooled
+            embeddings the typicality check is fitted on at each fitting validation pass
+            (``drgrade.decision.typicality``; 0 turns the check off).
 
     Every fitting validation pass also fits a temperature (NLL on validation) applied to the
-    logits before thresholds, operating points and export: the whole rule is ``self.rule``.
+    logits before thresholds, operating points and export: the whole rule is ``self.rule``; and
+    the typicality check (``self.typicality``), which refuses inputs unlike any training photograph.
     """
 
     trainable: ClassVar[bool] = False
@@ -103,14 +108,20 @@ class BaseTask(L.LightningModule):
         refer_fraction: float = 0.1,
         bootstrap_resamples: int = 2000,
         tta: Literal["none", "flip"] = "none",
+        typicality_images: int = 2000,
     ):
         if bootstrap_resamples < 0:
             raise OptionError(f"model.init_args.bootstrap_resamples must be >= 0, got {bootstrap_resamples}")
+        if typicality_images < 0:
+            raise OptionError(f"model.init_args.typicality_images must be >= 0, got {typicality_images}")
         super().__init__()
         # collects the init args of the whole subclass chain, so configure_models can read them
         self.save_hyperparameters()
         self.rule = DecisionRule(threshold_objective, target_sensitivity, target_specificity, refer_fraction)
         self.store = PredictionStore()
+        self.typicality = Typicality()
+        #: (index, pooled embedding) of the validation images of a fitting pass, for ``typicality``.
+        self.embeddings: list[tuple[torch.Tensor, torch.Tensor]] = []
         #: The latest evaluation of each split ("val", "test"), read by ``EvaluationWriter``.
         self.results: dict[str, SplitResult] = {}
         self.criterion: nn.Module | None = None
@@ -173,6 +184,14 @@ class BaseTask(L.LightningModule):
         """The validation DME cut (None: no DME output, or validation had no DME eye to fit it on)."""
         cut = float(self.dme_cut) if self.has_dme else float("nan")
         return None if cut != cut else cut
+
+    def embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled embedding [B, D] that the typicality check measures."""
+        return self.backbone.encode_image(images, normalize=False)
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, pooled embedding); tasks that get both from one pass override this."""
+        return self(images), self.embedding(images)
 
     def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
         """Where the model looks: (maps [B, S, S] in [0, 1], logits [B, K] of the same pass, method)."""
@@ -273,11 +292,29 @@ class BaseTask(L.LightningModule):
         """The logits decisions are made on: ``forward``'s, averaged over the ``tta`` views."""
         return augmented_logits(self, images, self.hparams.tta)
 
-    def decision_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``decision_logits`` and, with a DME output, the image's own DME logits (no TTA for DME)."""
+    def decide_and_embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decision logits and the pooled embedding (of the image as given); one pass without tta."""
         if self.hparams.tta == "none":
-            return self.forward_with_dme(images)
-        return self.decision_logits(images), self.forward_with_dme(images)[1]
+            return self.embed(images)
+        return self.decision_logits(images), self.embedding(images)
+
+    def decision_outputs(
+        self, images: torch.Tensor, embed: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``decision_logits``, the DME logits and the pooled embedding, in as few passes as may be.
+
+        The DME logits are the image's own (no TTA for DME), None without a DME output; the embedding
+        (what the typicality check measures) only when ``embed``, else None.
+        """
+        if not self.has_dme:
+            if not embed:
+                return self.decision_logits(images), None, None
+            logits, embedding = self.decide_and_embed(images)
+            return logits, None, embedding
+        logits, dme = self.forward_with_dme(images)
+        if self.hparams.tta != "none":
+            logits = self.decision_logits(images)
+        return logits, dme, self.embedding(images) if embed else None
 
     def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The (mean, std) per channel, on a 0-1 scale, that this model's inputs are normalised with."""
@@ -290,7 +327,10 @@ class BaseTask(L.LightningModule):
     # -- steps ----------------------------------------------------------------------------------
     def evaluation_step(self, batch: dict, stage: str) -> None:
         """Store one batch's logits (and log its loss when the task has one)."""
-        logits, dme = self.decision_outputs(batch["image"])
+        fitting = self.fitting_typicality(stage)
+        logits, dme, embedding = self.decision_outputs(batch["image"], embed=fitting)
+        if fitting:
+            self.keep_embeddings(batch["index"], embedding)
         if self.criterion is not None:
             loss = self.criterion(logits, batch["label"])
             self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(logits))
@@ -307,13 +347,17 @@ class BaseTask(L.LightningModule):
         self.evaluation_step(batch, "test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """The rule's decisions on one batch (and P(DME) with a DME output), for ``PredictionWriter``."""
-        logits, dme = self.decision_outputs(batch["image"])
+        """The rule's decisions (and P(DME) with a DME output) on one batch, for ``PredictionWriter``.
+
+        Inputs unlike any training photograph get the reason instead of a grade.
+        """
+        logits, dme, embedding = self.decision_outputs(batch["image"], embed=True)
+        atypical = self.typicality.reasons(self.typicality(embedding))
         return {
             "index": batch["index"].cpu(),
             "outputs": [o.cpu() for o in self.rule(logits)],
             "p_dme": None if dme is None else torch.sigmoid(dme.float()).cpu(),
-            "error": batch["error"],
+            "error": [error or reason for error, reason in zip(batch["error"], atypical, strict=True)],
             "quality": batch["quality"].cpu() if "quality" in batch else None,
             "digest": batch["digest"],
             "exam": batch["exam"],
@@ -335,6 +379,39 @@ class BaseTask(L.LightningModule):
         fn = self.trainer.state.fn
         refit = self.hparams.fit_rule_on_validate or self._fitting_untrained
         return fn == TrainerFn.FITTING or (fn == TrainerFn.VALIDATING and refit)
+
+    def fitting_typicality(self, stage: str) -> bool:
+        """Whether this pass collects validation embeddings to fit the typicality check."""
+        return self.hparams.typicality_images > 0 and self.attached() and self.should_fit_rule(stage)
+
+    def keep_embeddings(self, index: torch.Tensor, embedding: torch.Tensor) -> None:
+        """Keep a validation batch's pooled embeddings (by image index) for the typicality fit."""
+        self.embeddings.append((index.detach(), embedding.detach().float()))
+
+    def fit_typicality(self) -> None:
+        """Fit the typicality check: training embeddings (mean, covariance), validation ones (the cut).
+
+        The validation embeddings were kept during the pass (every rank's, each image once);
+        the training photographs are read once more, unaugmented, up to ``typicality_images``.
+        """
+        index = torch.cat([i for i, _ in self.embeddings])
+        embedding = torch.cat([e for _, e in self.embeddings])
+        self.embeddings = []
+        datamodule = self.trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "typicality_loader"):
+            return  # validation batches given without drgrade's data: no training split to fit on
+        if self.trainer.world_size > 1:  # DDP pads every rank to the same count: gather, then once each
+            index, embedding = self.all_gather(index).flatten(0, 1), self.all_gather(embedding).flatten(0, 1)
+        order = {int(i): row for row, i in enumerate(index.tolist())}
+        validation = embedding[list(order.values())]
+        loader = datamodule.typicality_loader(self.hparams.typicality_images)
+        training = torch.cat([self.embedding(batch["image"].to(self.device)).float() for batch in loader])
+        self.typicality.fit(training, validation)
+        cut = f"{float(self.typicality.cut):.3g}" if self.typicality.fitted else "not fitted (too few images)"
+        self.print(
+            f"typicality check: fitted on {len(training)} training photographs; cut {cut} "
+            f"({QUANTILE:.1%} of {len(validation)} validation photographs within it)"
+        )
 
     def fit_untrained(self, trainer: L.Trainer, datamodule: L.LightningDataModule, checkpoint: Path) -> None:
         """``drgrade fit`` of a model with nothing to train: make its validation choices and save them.
@@ -397,6 +474,9 @@ class BaseTask(L.LightningModule):
     ) -> None:
         """Fit the rule when due, decide, compute the split's metrics, log scalars, keep the result."""
         logits = self.split_logits(stage, logits.cpu(), targets)
+        if self.embeddings:
+            with torch.no_grad():
+                self.fit_typicality()
         fitting = self.should_fit_rule(stage)
         outputs = self.rule.fit(logits, targets, groups) if fitting else self.rule(logits)
         if fitting and self.rule.choice:

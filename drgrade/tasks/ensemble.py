@@ -212,6 +212,15 @@ class EnsembleCLIP(BaseTask):
         """Logits [B, K]: the log of the members' weighted mean probability."""
         return self.mean_logits([m(images) for m in self.members])
 
+    def embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """The members' pooled embeddings side by side."""
+        return torch.cat([m.embedding(images).float() for m in self.members], -1)
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ensemble's logits and the members' embeddings, from one pass of each member."""
+        outputs = [m.embed(images) for m in self.members]
+        return self.mean_logits([z for z, _ in outputs]), torch.cat([e.float() for _, e in outputs], -1)
+
     def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
         """The members' maps averaged with the ensemble weights, and the ensemble's logits."""
         outputs = [m.attention_maps(images) for m in self.members]

@@ -131,6 +131,15 @@ class FCNCLIP(TrainableTask):
         logits, dme, _ = self.head.forward_all(self.features(images).float())
         return logits, dme
 
+    def embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """The decoder's input feature map, average-pooled: what the head sees, as one vector."""
+        return self.features(images).float().mean((2, 3))
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and pooled features from one pass of the image tower."""
+        features = self.features(images).float()
+        return self.head(features)[0], features.mean((2, 3))
+
     @torch.no_grad()
     def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
         """CBAM's spatial attention at input resolution, with the logits of the same pass."""

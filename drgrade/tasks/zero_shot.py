@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 
 from drgrade.decision.choices import TIE_BREAK, choose_template_set, tie_text
@@ -70,9 +71,15 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         """Every template set, and FLAIR's expert descriptions when the backbone is FLAIR."""
         return list(TEMPLATE_SETS) + (["flair"] if self.hparams.backbone == FLAIR else [])
 
-    def all_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """[sets, batch, grades]: CLIP logits (logit_scale * cosine) under every template set."""
-        features = self.backbone.encode_image(images, normalize=True)
+    def all_logits(self, images: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """[sets, batch, grades]: CLIP logits (logit_scale * cosine) under every template set.
+
+        Args:
+            images: normalised images.
+            embedding: their pooled embedding when already computed (not computed again).
+        """
+        embedding = self.embedding(images) if embedding is None else embedding
+        features = F.normalize(embedding, dim=-1)
         return self.backbone.logit_scale * torch.einsum("bd,sdk->sbk", features, self.classifiers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -98,7 +105,10 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         """On validation, store every template set's logits side by side."""
         if stage != "val":
             return super().evaluation_step(batch, stage)
-        logits = self.all_logits(batch["image"])  # [sets, batch, grades]
+        embedding = self.embedding(batch["image"])
+        if self.fitting_typicality(stage):
+            self.keep_embeddings(batch["index"], embedding)
+        logits = self.all_logits(batch["image"], embedding)  # [sets, batch, grades]
         self.store.update(logits.permute(1, 0, 2).flatten(1), batch["label"], batch["index"], batch["group"])
 
     def split_logits(self, stage: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

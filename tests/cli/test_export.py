@@ -104,6 +104,9 @@ def test_export_and_deploy_cli(synthetic, tmp_path, capsys, monkeypatch):
     int8_meta = quantised.session.get_modelmeta().custom_metadata_map
     quantization = int8_meta.pop("quantization")
     assert quantization == "int8-static, calibrated on 32 images: the configured training split"
+    # the typicality check stays with the float model (INT8 noise would move photographs past its cut)
+    assert json.loads(float_meta.pop("typicality"))["fitted"] and grader.cut is not None
+    assert not json.loads(int8_meta.pop("typicality"))["fitted"] and quantised.cut is None
     assert int8_meta == float_meta
 
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}

@@ -28,7 +28,13 @@ def test_flip_averages_the_logits_of_both_views_in_evaluation_prediction_and_exp
         flipped = task
         flipped.hparams.tta = "flip"
         assert torch.allclose(flipped.decision_logits(images), expected, atol=1e-5)
-        batch = {"image": images, "index": torch.arange(3), "error": [""] * 3}
+        batch = {
+            "image": images,
+            "index": torch.arange(3),
+            "error": [""] * 3,
+            "digest": [""] * 3,
+            "exam": [""] * 3,
+        }
         predicted = flipped.predict_step(batch, 0)["outputs"]
         assert torch.allclose(predicted[0], flipped.rule(expected).probabilities, atol=1e-5)
         exported = ExportGraph(flipped)(images)

@@ -37,7 +37,9 @@ class Record:
     ``field`` (which photograph of the eye) group them into exams where the dataset says; ``masks``
     are its lesion masks when the source has them (one file per lesion type or one for all;
     explain scores attention against their union); ``official_split`` is the dataset's published
-    split (``train``, ``val``, ``test``) when it has one, used by ``data.split: official``.
+    split (``train``, ``val``, ``test``) when it has one, used by ``data.split: official``;
+    ``gradability`` is the dataset's own image-quality label where it has one (``GRADABILITY``),
+    empty where it has none.
     """
 
     path: Path
@@ -50,6 +52,12 @@ class Record:
     field: str = ""
     #: Diabetic macular edema: 1 / 0 where the dataset grades it (Messidor-2, IDRiD), else ``UNKNOWN``.
     dme: int = -1
+    gradability: str = ""
+
+
+#: The gradability labels datasets give: EyeQ's three levels, and a two-level label (Messidor-2's
+#: ``adjudicated_gradable``, DDR's grade 5) whose ``gradable`` is EyeQ's good or usable.
+GRADABILITY = ("good", "usable", "reject", "gradable")
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,20 @@ class Source:
     download: str
     lesion_images: Callable[[Path], list[Record]] | None = None
     patients: bool = False
+
+
+def gradability_labelled(found: SourceData) -> list[tuple[Record, str]]:
+    """(photograph, human label) of every photograph its dataset labels for gradability.
+
+    The graded records carry their label; the ones a dataset itself excludes as ungradable
+    (``Exclusion`` of kind ``dataset``) are the human rejects.
+
+    Args:
+        found: what the sources' readers found.
+    """
+    labelled = [(r, r.gradability) for r in found.records if r.gradability in GRADABILITY]
+    rejects = [e for e in found.excluded if e.kind == "dataset" and e.record.gradability]
+    return labelled + [(e.record, e.record.gradability) for e in rejects]
 
 
 def source_root(root: str | Path, name: str) -> Path:

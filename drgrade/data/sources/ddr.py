@@ -58,7 +58,12 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
             image_path = files.get(name, root / "DR_grading" / folder / name)
             if label == str(UNGRADABLE):
                 record = Record(
-                    image_path, common.UNKNOWN, "ddr", f"ddr:{Path(name).stem}", official_split=split
+                    image_path,
+                    common.UNKNOWN,
+                    "ddr",
+                    f"ddr:{Path(name).stem}",
+                    official_split=split,
+                    gradability="reject",
                 )
                 excluded.append(
                     Exclusion(record, "dataset", f"ungradable by the dataset (grade {UNGRADABLE})")
@@ -68,7 +73,8 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
             grade = common.grade_and_image(label, image, f"no image {image_path}", where, problems)
             if grade is None:
                 continue
-            records.append(Record(image, grade, "ddr", f"ddr:{Path(name).stem}", official_split=split))
+            patient = f"ddr:{Path(name).stem}"
+            records.append(Record(image, grade, "ddr", patient, official_split=split, gradability="gradable"))
     return common.finish_source(records, problems, verify_images, excluded=excluded)
 
 

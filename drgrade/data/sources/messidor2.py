@@ -76,7 +76,14 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
         path = files.get(key)
         patient, eye = exams.get(key, (f"messidor:{key}", ""))
         if row["adjudicated_gradable"] in ("0", "0.0"):
-            ungradable = Record(path or image_dir / image_id, common.UNKNOWN, "messidor2", patient, eye=eye)
+            ungradable = Record(
+                path or image_dir / image_id,
+                common.UNKNOWN,
+                "messidor2",
+                patient,
+                eye=eye,
+                gradability="reject",
+            )
             reason = "ungradable by the adjudicators (adjudicated_gradable 0)"
             excluded.append(Exclusion(ungradable, "dataset", reason))
             continue
@@ -87,7 +94,7 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
             problems.append(f"{where}: no image named {image_id!r} in {image_dir}")
             continue
         dme = common.parse_dme(row.get("adjudicated_dme", ""), where, problems)
-        records.append(Record(path, grade, "messidor2", patient, eye=eye, dme=dme))
+        records.append(Record(path, grade, "messidor2", patient, eye=eye, dme=dme, gradability="gradable"))
     return common.finish_source(records, problems, verify_images, root, excluded)
 
 
