@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import shutil
 import struct
 import time
@@ -163,6 +164,9 @@ def test_fcn_clip_fit_test_predict_learns(synthetic, tmp_path):
     fit_run = latest_run(tmp_path)
     best = next((fit_run / "checkpoints").glob("best-*.ckpt"))
     assert (fit_run / "checkpoints" / "last.ckpt").is_file()
+    state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+    # validation's pass with the DME head also fitted the typicality check on the pooled features
+    assert math.isfinite(float(state["typicality.cut"])) and state["typicality.precision"].ndim == 2
     main(cli_args("test", "fcn_clip", synthetic, tmp_path, "--ckpt_path", str(best)))
     test_run = latest_run(tmp_path)
     evaluated = list(csv.DictReader((test_run / "predictions.csv").read_text().splitlines()))
