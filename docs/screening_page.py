@@ -39,7 +39,7 @@ def batch(folder: Path, images: Path) -> list[Path]:
     return [*chosen, folder / "real_retina.jpg", folder / "not_a_fundus.jpg", folder / "broken.png"]
 
 
-def screenshot(grade, title: str, files: list[Path], out: Path) -> None:
+def screenshot(grade, card, files: list[Path], out: Path) -> None:
     """Serve the page, upload ``files``, press Grade, save the page to ``out``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -52,7 +52,7 @@ def screenshot(grade, title: str, files: list[Path], out: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    page = build_app(grade, title)
+    page = build_app(grade, card)
     page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -89,11 +89,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         files = batch(Path(folder), opts.images)
-        grade, name = grader_of(argparse.Namespace(ckpt_path=str(opts.checkpoint), onnx=None))
-        screenshot(grade, name, files, opts.out / "screening_page.png")
+        grade, card = grader_of(argparse.Namespace(ckpt_path=str(opts.checkpoint), onnx=None))
+        screenshot(grade, card, files, opts.out / "screening_page.png")
         if opts.onnx is not None:
-            grade, name = grader_of(argparse.Namespace(ckpt_path=None, onnx=str(opts.onnx)))
-            screenshot(grade, name, files, opts.out / "screening_page_onnx.png")
+            grade, card = grader_of(argparse.Namespace(ckpt_path=None, onnx=str(opts.onnx)))
+            screenshot(grade, card, files, opts.out / "screening_page_onnx.png")
 
 
 if __name__ == "__main__":

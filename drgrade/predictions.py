@@ -16,15 +16,16 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from drgrade.data.quality import FEATURES
+from drgrade.decision.actions import photo_action
 from drgrade.decision.checks import output_problem
 from drgrade.files import atomic_open, file_sha256, neutralise, restore
-from drgrade.grades import GRADE_NAMES, GRADES
+from drgrade.grades import GRADE_NAMES, GRADES, VISION_THREATENING_FROM
 
 #: One probability column per grade: ``p_no``, ``p_mild``, ``p_moderate``, ``p_severe``, ``p_proliferative``.
 PROB_COLUMNS = tuple(f"p_{g.short}" for g in GRADES)
@@ -38,16 +39,25 @@ DECISION_COLUMNS = (
     "referable_by_score",
     "uncertainty",
     "refer_to_grader",
+    "p_dme",
+    "dme",
+    "referable_dr",
+    "vtdr",
 )
 #: Every prediction file's columns, in order (``model`` and ``checkpoint``: where the row came from;
-#: ``eye`` and ``study_date``: the exam a DICOM photograph names).
+#: ``eye`` and ``field``: which eye and which photograph of it, where the data or a DICOM header says,
+#: for exams; ``study_date``: the exam's date a DICOM photograph names;
+#: ``action``: where the photograph goes, never empty, see ``drgrade.decision.actions``).
 COLUMNS = (
     "file",
     "source",
     "patient_id",
     "eye",
+    "field",
     "study_date",
     "true_grade",
+    "true_dme",
+    "action",
     *DECISION_COLUMNS,
     *FEATURES,
     "error",
@@ -79,6 +89,45 @@ class Decision:
     referable_by_score: bool
     uncertainty: float
     refer_to_grader: bool
+    #: P(grade >= severe) at or over the validation vtDR cut (the grade decides without a cut).
+    vtdr_by_score: bool = False
+    #: P(DME) from a model with a DME output (None: it has none).
+    p_dme: float | None = None
+    #: ``p_dme`` at or over the validation DME cut (None: no DME output, or no cut).
+    dme: bool | None = None
+
+    @property
+    def referable_dr(self) -> bool:
+        """Referable DR as programmes define it: moderate NPDR or worse (by score) or DME."""
+        return self.referable_by_score or bool(self.dme)
+
+    @property
+    def vtdr(self) -> bool:
+        """Vision-threatening DR: severe NPDR or worse (by score) or DME."""
+        return self.vtdr_by_score or bool(self.dme)
+
+    @property
+    def refers(self) -> bool:
+        """Whether the referral rule refers this photograph to an eye specialist (``referable_dr``)."""
+        return self.referable_dr
+
+    def clinical(
+        self, vtdr_cut: float | None, p_dme: float | None = None, dme_cut: float | None = None
+    ) -> Decision:
+        """This decision with its vtDR flag and DME output.
+
+        Args:
+            vtdr_cut: the validation cut on P(grade >= severe) for the target sensitivity (None:
+                validation had no vtDR eye, so the grade decides, as for ``referable_by_score``).
+            p_dme: the model's P(DME), when it has a DME output.
+            dme_cut: the validation cut on P(DME) for the target sensitivity (None: undefined).
+        """
+        if vtdr_cut is None or math.isnan(vtdr_cut):
+            vtdr = self.grade >= VISION_THREATENING_FROM
+        else:
+            vtdr = sum(self.probabilities[VISION_THREATENING_FROM:]) >= vtdr_cut
+        known = p_dme is not None and dme_cut is not None and not math.isnan(dme_cut)
+        return replace(self, vtdr_by_score=vtdr, p_dme=p_dme, dme=p_dme >= dme_cut if known else None)
 
     def cells(self) -> list[object]:
         """The decision columns' values."""
@@ -91,19 +140,41 @@ class Decision:
             int(self.referable_by_score),
             _number(self.uncertainty),
             int(self.refer_to_grader),
+            "" if self.p_dme is None else _number(self.p_dme),
+            "" if self.dme is None else int(self.dme),
+            int(self.referable_dr),
+            int(self.vtdr),
         ]
 
 
-def checked_decisions(outputs: Sequence, thresholds: Sequence[float]) -> list[Decision | str]:
+def operating_cut(rule: dict, level: str, target: str = "sensitivity") -> float | None:
+    """One operating point's cut in a rule's description (``DecisionRule.describe()``); None: undefined."""
+    for point in rule.get("operating_points", []):
+        if (point["level"], point["target"]) == (level, target):
+            return point["cut"]
+    return None
+
+
+def checked_decisions(
+    outputs: Sequence,
+    thresholds: Sequence[float],
+    vtdr_cut: float | None = None,
+    p_dme: Sequence[float] | None = None,
+    dme_cut: float | None = None,
+) -> list[Decision | str]:
     """One ``Decision`` per image of a batch of rule outputs, or why that image's output is unusable.
 
     Args:
         outputs: the rule's outputs in ``RuleOutput`` order, torch tensors or NumPy arrays.
         thresholds: the rule's thresholds, to check each grade against.
+        vtdr_cut: the rule's vtDR cut (``Decision.clinical``).
+        p_dme: each image's P(DME) when the model has a DME output.
+        dme_cut: the validation DME cut.
     """
     columns = [column.tolist() for column in outputs]
+    dme = list(p_dme) if p_dme is not None else [None] * len(columns[0])
     decided: list[Decision | str] = []
-    for probabilities, grade, *flags in zip(*columns, strict=True):
+    for (probabilities, grade, *flags), p in zip(zip(*columns, strict=True), dme, strict=True):
         problem = output_problem(probabilities, int(grade), thresholds)
         if problem:
             decided.append(f"not graded: {problem}")
@@ -118,7 +189,7 @@ def checked_decisions(outputs: Sequence, thresholds: Sequence[float]) -> list[De
                 bool(by_score),
                 float(uncertainty),
                 bool(refer),
-            )
+            ).clinical(vtdr_cut, None if p is None else float(p), dme_cut)
         )
     return decided
 
@@ -134,9 +205,12 @@ class PredictionRow:
         source: the data source the image came from (empty for a plain folder).
         error: why the image was not graded (empty when it was).
         extra: further columns of this file (e.g. ``lesion_mass`` in explain.csv).
-        patient_id: the patient the image belongs to, when its dataset or its DICOM header names one.
-        eye: ``right`` or ``left`` when the image's DICOM header says (empty otherwise).
+        patient_id: the patient the image belongs to, when its dataset, the exam manifest or its
+            DICOM header names one (empty for a plain folder).
+        eye: ``left`` or ``right`` when the data, the manifest or the DICOM header says.
+        field: which photograph of the eye (``macula``, ``disc``, ``1``, ...) when known.
         study_date: the exam's date (ISO) when the image's DICOM header says.
+        true_dme: the reference DME label (1 / 0) where the source grades it.
         quality: what the quality gate measured (``FEATURES``), when it ran.
         model: the model's display name.
         checkpoint: the checkpoint it was loaded from (``checkpoint_label``), or the exported graph's.
@@ -153,18 +227,42 @@ class PredictionRow:
     model: str = ""
     checkpoint: str = ""
     eye: str = ""
+    field: str = ""
     study_date: str = ""
+    true_dme: int | None = None
+
+    @property
+    def action(self) -> str:
+        """``refer``, ``no refer`` or ``to grader``: never empty (``drgrade.decision.actions``)."""
+        decision = self.decision
+        if decision is None:
+            return photo_action(False, False, True)
+        return photo_action(True, decision.refers, decision.refer_to_grader)
+
+    def as_dict(self) -> dict[str, str]:
+        """The row as a prediction file's reader sees it (``COLUMNS`` -> text), for exam decisions."""
+        return {column: str(cell) for column, cell in zip(COLUMNS, self.cells(), strict=False)}
 
     def cells(self) -> list[object]:
-        """The row's values in ``COLUMNS`` order, then ``extra``'s."""
-        decided = self.decision.cells() if self.decision is not None else [""] * len(DECISION_COLUMNS)
+        """The row's values in ``COLUMNS`` order, then ``extra``'s.
+
+        A row without a grade has ``refer_to_grader`` 1: a clinic filtering on it finds every
+        photograph a human must see.
+        """
+        if self.decision is not None:
+            decided = self.decision.cells()
+        else:
+            decided = [1 if column == "refer_to_grader" else "" for column in DECISION_COLUMNS]
         return [
             self.file,
             self.source,
             self.patient_id,
             self.eye,
+            self.field,
             self.study_date,
             "" if self.true_grade is None or self.true_grade < 0 else self.true_grade,
+            "" if self.true_dme is None or self.true_dme < 0 else self.true_dme,
+            self.action,
             *decided,
             *(_feature(v) for v in (self.quality or [math.nan] * len(FEATURES))),
             self.error,

@@ -131,6 +131,13 @@ def data_record(datamodule) -> dict:
     }
 
 
+def training_sources(datamodule) -> dict[str, bool] | None:
+    """The sources a model is fitted on, each with whether it is drgrade's synthetic data (None: no data)."""
+    if datamodule is None or not getattr(datamodule, "records", None):
+        return None
+    return {name: entry["synthetic"] for name, entry in data_record(datamodule)["sources"].items()}
+
+
 def evaluation_record(trainer, task) -> dict:
     """The ``provenance`` entry of a validate / test run's metrics.json.
 

@@ -39,7 +39,9 @@ class AttentionWriter(Callback):
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         """Compute the batch's maps and keep one row per image, with the rule's decision."""
         maps, logits, method = pl_module.attention_maps(batch["image"])
-        decided = checked_decisions(pl_module.rule(logits), pl_module.rule.thresholds.tolist())
+        decided = checked_decisions(
+            pl_module.rule(logits), pl_module.rule.thresholds.tolist(), **pl_module.clinical_cuts()
+        )
         records = trainer.predict_dataloaders.dataset.records
         masks = batch.get("mask")
         for i, index in enumerate(batch["index"].tolist()):

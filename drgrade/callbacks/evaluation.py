@@ -3,7 +3,8 @@
 Files are written for every ``validate`` and ``test`` run, whatever loggers are configured, so
 results never live only in a dashboard: ``metrics.json`` (point metrics with patient-level
 bootstrap intervals, operating points, calibration, referral curves, per-source and per-patient
-results), ``predictions.csv`` (the shared prediction schema), ``confusion_matrix.png``,
+results, the exam decisions' ``patient_level`` figures), ``predictions.csv`` (the shared
+prediction schema), ``exams.csv`` (per patient and eye: ``drgrade.exams``), ``confusion_matrix.png``,
 ``roc_curves.png``, ``reliability_diagram.png`` and ``referral_curves.png``.
 """
 
@@ -23,11 +24,20 @@ from scipy.special import softmax
 
 from drgrade.data.sources import NAMES_PATIENTS
 from drgrade.data.splits import images_identity
+from drgrade.evaluation.clinical import REFERRAL_FRACTIONS
 from drgrade.evaluation.metrics import SplitResult
+from drgrade.evaluation.patients import patient_level, patient_referral_curve
 from drgrade.evaluation.summary import PLAIN_BEFORE, clinical_sections
+from drgrade.exams import write_exams
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADES
-from drgrade.predictions import PredictionRow, checked_decisions, decided_row, write_predictions
+from drgrade.predictions import (
+    PredictionRow,
+    checked_decisions,
+    decided_row,
+    operating_cut,
+    write_predictions,
+)
 from drgrade.provenance import evaluation_record, pretraining_overlap
 from drgrade.reporting.plots import confusion_figure, referral_figure, reliability_figure, roc_figure
 from drgrade.runs import run_dir
@@ -67,20 +77,30 @@ def metrics_document(
     return document
 
 
-def prediction_rows(result: SplitResult, records, thresholds: list[float]) -> list[PredictionRow]:
+def prediction_rows(
+    result: SplitResult, records, thresholds: list[float], cuts: dict[str, float | None] | None = None
+) -> list[PredictionRow]:
     """One row per evaluated image, in dataset order, with the rule's checked decision.
 
     Args:
-        result: the split's logits and the rule's outputs.
+        result: the split's logits and the rule's outputs (and P(DME) with a DME output).
         records: the split's records (dataset index -> record).
         thresholds: the rule's thresholds (each output is checked against them).
+        cuts: the vtDR and DME cuts (``BaseTask.clinical_cuts``).
     """
-    decided = checked_decisions(result.outputs, thresholds)
+    p_dme = None if result.p_dme is None else result.p_dme.tolist()
+    decided = checked_decisions(result.outputs, thresholds, p_dme=p_dme, **(cuts or {}))
     rows = []
     for i, target, decision in zip(result.index.tolist(), result.targets.tolist(), decided, strict=True):
         record = records[i]
         row = PredictionRow(
-            str(record.path), true_grade=target, source=record.source, patient_id=record.patient_id
+            str(record.path),
+            true_grade=target,
+            source=record.source,
+            patient_id=record.patient_id,
+            eye=record.eye,
+            field=record.field,
+            true_dme=record.dme,
         )
         rows.append(decided_row(row, decision))
     return rows
@@ -131,6 +151,9 @@ class EvaluationWriter(Callback):
         if overlap:
             identity["pretraining_overlap"] = overlap
             rank_zero_warn(f"pretraining overlap: {overlap['note']}")
+        rows = prediction_rows(result, split_records, rule["thresholds"], pl_module.clinical_cuts())
+        write_predictions(out / "predictions.csv", rows, pl_module.display_name, pl_module.origin)
+        patients = exam_sections(out / "exams.csv", [row.as_dict() for row in rows], rule)
         document = metrics_document(
             result,
             type(pl_module).__name__,
@@ -138,19 +161,30 @@ class EvaluationWriter(Callback):
             pl_module.display_name,
             clinical | {"decision_rule": rule} | identity,
         )
+        document["patient_level"] = patients["patient_level"]
+        document["referral"]["patients"] = patients["curve"]
         atomic_write_text(out / "metrics.json", json.dumps(_finite(document), indent=2))
-        write_predictions(
-            out / "predictions.csv",
-            prediction_rows(result, split_records, rule["thresholds"]),
-            pl_module.display_name,
-            pl_module.origin,
-        )
         figures = split_figures(result, document, f"{pl_module.display_name}, {split}")
         for name, figure in figures.items():
             save_figure(figure, out / f"{name}.png", dpi=120)
             plt.close(figure)
         _log_wandb(trainer, result, document, out, list(figures))
         print(f"evaluation files written to {out}")
+
+
+def exam_sections(path: Path, rows: list[dict[str, str]], rule: dict) -> dict:
+    """Write the split's exams.csv; its patient-level figures at the rule's referral cut, and their curve.
+
+    Args:
+        path: where exams.csv goes.
+        rows: the split's prediction rows (``COLUMNS`` keys).
+        rule: the decision rule's description (its referral cut is reported beside the figures).
+    """
+    exams = write_exams(path, rows)
+    return {
+        "patient_level": patient_level(exams, operating_cut(rule, "referable")),
+        "curve": patient_referral_curve(rows, REFERRAL_FRACTIONS),
+    }
 
 
 def split_figures(result: SplitResult, document: dict, name: str) -> dict:

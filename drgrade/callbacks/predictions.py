@@ -5,7 +5,9 @@ Every process (DDP rank, on one machine or many) appends each batch's results to
 one predictions.csv in input order, each photograph once. A run that was killed is resumed by the
 same command: at setup, the photographs the shards already hold are taken out of the prediction
 dataset (on every rank alike, before any rank writes), so only what is missing is graded, and the
-merged file is the one an uninterrupted run writes.
+merged file is the one an uninterrupted run writes. Each shard result keeps the whole decision
+(P(DME), the DME and vtDR flags included), so a resumed merge writes the same actions; the exams
+(``drgrade.exams``) are decided from the merged rows into exams.csv beside predictions.csv.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch.utils.data import Subset
 from drgrade.data.dataset import EXAM_SEPARATOR
 from drgrade.data.intake import INTAKE_VERSION, file_identity
 from drgrade.errors import DrgradeError
+from drgrade.exams import exam_summary, write_exams
 from drgrade.predictions import (
     Decision,
     PredictionRow,
@@ -35,6 +38,11 @@ from drgrade.shards import Result, ShardStore
 
 #: Seconds between two progress lines.
 PROGRESS_EVERY = 10.0
+
+
+def named_patient(record) -> str:
+    """The record's patient when its data or the exam manifest names one (else empty: a plain file)."""
+    return "" if not record.source and record.patient_id == str(record.path) else record.patient_id
 
 
 def identity_of(path: Path) -> str:
@@ -146,7 +154,13 @@ class PredictionWriter(BasePredictionWriter):
         if not self.records:  # dataloaders given directly: their dataset's records
             self.records = trainer.predict_dataloaders.dataset.records
             self.identities = [identity_of(r.path) for r in self.records]
-        decided = checked_decisions(prediction["outputs"], pl_module.rule.thresholds.tolist())
+        p_dme = prediction.get("p_dme")
+        decided = checked_decisions(
+            prediction["outputs"],
+            pl_module.rule.thresholds.tolist(),
+            p_dme=None if p_dme is None else p_dme.tolist(),
+            **pl_module.clinical_cuts(),
+        )
         qualities = prediction["quality"].tolist() if prediction.get("quality") is not None else None
         results = []
         for i, index in enumerate(prediction["index"].tolist()):
@@ -180,10 +194,12 @@ class PredictionWriter(BasePredictionWriter):
             self.progress.update(0, final=True)
         rows = self.merged(trainer)
         write_predictions(path, rows, pl_module.display_name, pl_module.origin)
+        exams = write_exams(path.with_name("exams.csv"), [row.as_dict() for row in rows])
         if pl_module.predictions_out:
             write_predictions(pl_module.predictions_out, rows)
             print(f"and to {pl_module.predictions_out}")
         print(f"predictions for {len(rows)} image(s) written to {path}: {ungradable_summary(rows)}")
+        print(f"{exam_summary(exams)} in {path.with_name('exams.csv')}")
         if rows and all(row.error for row in rows):
             raise DrgradeError(f"no image could be graded; every reason is in {path}")
 
@@ -198,16 +214,17 @@ class PredictionWriter(BasePredictionWriter):
                     PredictionRow(str(record.path), error=f"not graded: no result in {self.store.folder}")
                 )
                 continue
-            patient, eye, date = result.exam
+            patient, eye, date = result.exam  # a DICOM header's; the dataset's or manifest's first
             row = PredictionRow(
                 str(record.path),
                 None if result.decision is None else _decision(result.decision),
                 record.grade,
                 record.source,
                 result.error,
-                patient_id=record.patient_id if record.source else patient,  # a folder names no patients
+                patient_id=named_patient(record) or patient,
                 quality=result.quality,
-                eye=eye,
+                eye=record.eye or eye,
+                field=record.field,
                 study_date=date,
             )
             rows.append(row)

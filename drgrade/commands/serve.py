@@ -25,9 +25,10 @@ def add_arguments(parser) -> None:
 
 
 def grader_of(opts):
-    """(files -> answers, model name) for the checkpoint or ONNX file the options name."""
+    """(files -> answers, model card) for the checkpoint or ONNX file the options name."""
     if (opts.ckpt_path is None) == (opts.onnx is None):
         raise OptionError("drgrade serve needs exactly one of --ckpt_path FILE.ckpt or --onnx FILE.onnx")
+    from drgrade.serving.model_card import ModelCard, card_of_task
     from drgrade.serving.screening import screen_files, screen_files_onnx
 
     if opts.onnx is not None:
@@ -35,11 +36,12 @@ def grader_of(opts):
 
         grader = OnnxGrader(opts.onnx)
         print(onnx_card_summary(grader.card))
-        return partial(screen_files_onnx, grader), f"{grader.model or 'model'}, ONNX {Path(opts.onnx).name}"
+        name = f"{grader.model or 'model'}, ONNX {Path(opts.onnx).name}"
+        return partial(screen_files_onnx, grader), ModelCard.from_facts(grader.card, grader.rule, name)
     from drgrade.tasks import load_task
 
     task = load_task(opts.ckpt_path).eval()
-    return partial(screen_files, task, image_size=task.hparams.image_size), task.display_name
+    return partial(screen_files, task, image_size=task.hparams.image_size), card_of_task(task)
 
 
 def onnx_card_summary(card: dict | None) -> str:
@@ -66,9 +68,9 @@ def run(opts) -> None:
         raise MissingExtraError(
             f"drgrade serve needs the web-app extra ({error.name} is missing): pip install 'drgrade[app]'"
         ) from None
-    grade, name = grader_of(opts)
-    print(f"serving {name} on http://{opts.host}:{opts.port} (Ctrl+C stops)")
+    grade, card = grader_of(opts)
+    print(f"serving {card.name} on http://{opts.host}:{opts.port} (Ctrl+C stops)")
     # quiet: Gradio's own banner (and its share=True hint) would say less than the line above
-    build_app(grade, name).launch(
+    build_app(grade, card).launch(
         server_name=opts.host, server_port=opts.port, max_file_size=MAX_UPLOAD, quiet=True
     )

@@ -1,4 +1,4 @@
-"""Write synthetic datasets in their native download layouts (APTOS 2019, Messidor-2, EyePACS, IDRiD, DDR)."""
+"""Write synthetic datasets in their native download layouts (every source in ``drgrade.data.sources``)."""
 
 from __future__ import annotations
 

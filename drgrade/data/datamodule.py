@@ -112,6 +112,7 @@ class DRDataModule(L.LightningDataModule):
         eyepacs_root: EyePACS (Kaggle 2015) folder (``trainLabels.csv``, ``train/``), or None.
         idrid_root: IDRiD folder (``B. Disease Grading/``, ``A. Segmentation/``), or None.
         ddr_root: DDR folder (``DR_grading/``, ``lesion_segmentation/``), or None.
+        deepdrid_root: DeepDRiD folder (``regular_fundus_images/``), or None.
         eyeq_root: an EyePACS folder with EyeQ's quality sheets (``Label_EyeQ_train.csv``,
             ``Label_EyeQ_test.csv``, ``train/``, ``test/``), or None.
         csv_sources: extra CSVs with ``path,grade[,patient_id]`` columns.
@@ -154,6 +155,10 @@ class DRDataModule(L.LightningDataModule):
         ungradable: ``error`` stops setup with the list when the gate refuses any labelled
             photograph, like any other bad input; ``exclude`` goes on as ``quality_gate`` says.
         predict_dir: a folder of images for ``drgrade predict``.
+        exam_manifest: a CSV ``file,patient_id,eye,field`` grouping ``predict_dir``'s photographs
+            into exams (patients and eyes) for exams.csv.
+        exam_pattern: or a regular expression on file stems with groups ``patient`` and ``eye``
+            (and optionally ``field``), e.g. ``(?P<patient>[0-9]+)_(?P<eye>left|right)``.
         target: ``grade`` (DR grading) or ``gradability``: the photographs their datasets label
             for gradability (EyeQ, Messidor-2, DDR; the rejects included), labelled 0 good,
             1 usable, 2 reject, 3 gradable (good or usable), for the ``quality`` model.
@@ -166,6 +171,14 @@ class DRDataModule(L.LightningDataModule):
 
     #: The loaded ``quality_model`` (the CLI loads it; see ``learned_gate``).
     quality_gate_model = None
+    #: Folder entries ``predict`` could not read as images, with why (reported, not dropped).
+    skipped: list[tuple[Path, str]]
+    #: Images left out, with why: listed in split.csv and counted on the console, never trained on.
+    excluded: list[Exclusion]
+    #: Which image went to which split (a fingerprint) and the split settings; checkpoints carry it.
+    split_identity: dict | None
+    #: Groups of identical or near-identical photographs found at setup.
+    duplicate_groups: list[list[Record]]
 
     def __init__(
         self,
@@ -174,6 +187,7 @@ class DRDataModule(L.LightningDataModule):
         eyepacs_root: str | None = None,
         idrid_root: str | None = None,
         ddr_root: str | None = None,
+        deepdrid_root: str | None = None,
         eyeq_root: str | None = None,
         csv_sources: list[str] | None = None,
         synthesize_if_missing: bool = False,
@@ -195,6 +209,8 @@ class DRDataModule(L.LightningDataModule):
         cache: bool = True,
         cache_dir: str | None = None,
         predict_dir: str | None = None,
+        exam_manifest: str | None = None,
+        exam_pattern: str | None = None,
         quality_gate: Literal["keep", "flag", "exclude"] = "keep",
         dedupe: bool = True,
         ungradable: Literal["exclude", "error"] = "exclude",
@@ -208,15 +224,11 @@ class DRDataModule(L.LightningDataModule):
         self.records: list[Record] = []
         self.splits: list[str] = []
         self.datasets: dict[str, FundusDataset] = {}
-        #: Folder entries ``predict`` could not read as images, with why (reported, not dropped).
-        self.skipped: list[tuple[Path, str]] = []
-        #: Images left out, with why: listed in split.csv and counted on the console, never trained on.
-        self.excluded: list[Exclusion] = []
-        #: Which image went to which split (a fingerprint) and the split settings; checkpoints carry it.
-        self.split_identity: dict | None = None
+        self.skipped = []
+        self.excluded = []
+        self.split_identity = None
         self.gate_verdicts: dict[Path, str] = {}  # labelled, kept, refused by the gate: path -> why
-        #: Groups of identical or near-identical photographs found at setup.
-        self.duplicate_groups: list[list[Record]] = []
+        self.duplicate_groups = []
 
     # -- stages ---------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -241,7 +253,7 @@ class DRDataModule(L.LightningDataModule):
         """Read and split the sources once, then build each split's dataset (or the predict folder's)."""
         hp = self.hparams
         if stage == "predict" and hp.predict_dir is not None:
-            records, self.skipped = folder_records(hp.predict_dir)
+            records, self.skipped = folder_records(hp.predict_dir, hp.exam_manifest, hp.exam_pattern)
             self.datasets["predict"] = FundusDataset(
                 records,
                 hp.image_size,

@@ -16,6 +16,7 @@ from drgrade.data.preprocess import crop_fundus, fundus_box, resize_square
 from drgrade.data.quality import QualityLimits, UngradableImage
 from drgrade.data.sources import Record
 from drgrade.errors import OptionError
+from drgrade.exams import exam_ids
 
 Transform = Callable[[np.ndarray, int], torch.Tensor]
 #: Label of an image whose grade is unknown (prediction on an unlabelled folder).
@@ -42,7 +43,7 @@ def load_mask(record: Record, image: np.ndarray, size: int) -> np.ndarray:
 
 
 class FundusDataset(Dataset):
-    """Records -> ``{"image", "label", "index", "error", "exam", "digest"}`` samples (plus ``"mask"``).
+    """Records -> ``{"image", "label", "index", "error", "exam", "digest", "dme"}`` samples (+ ``"mask"``).
 
     ``exam`` is what a DICOM header says of the photograph (PatientID, eye, study date), joined by
     ``EXAM_SEPARATOR`` so that batches collate it as one string (empty parts for other files);
@@ -137,6 +138,7 @@ class FundusDataset(Dataset):
             "error": error,
             "exam": EXAM_SEPARATOR.join((facts.patient_id, facts.eye, facts.study_date)),
             "digest": facts.digest,
+            "dme": record.dme,  # 1 / 0, or UNKNOWN where the source grades no macular edema
         }
         if self.with_masks:
             sample["mask"] = torch.from_numpy(mask > 0)
@@ -145,13 +147,23 @@ class FundusDataset(Dataset):
         return sample
 
 
-def folder_records(folder: str | Path) -> tuple[list[Record], list[tuple[Path, str]]]:
+def folder_records(
+    folder: str | Path, manifest: str | Path | None = None, pattern: str | None = None
+) -> tuple[list[Record], list[tuple[Path, str]]]:
     """Every image under ``folder`` as an unlabelled record, and the entries skipped with why.
 
     Args:
         folder: the folder to grade.
+        manifest: an exam manifest (``file,patient_id,eye,field``) naming each file's patient and eye.
+        pattern: or a file-name pattern with groups ``patient`` and ``eye`` (``drgrade.exams``).
     """
     paths, skipped = list_images(folder)
     if not paths and not skipped:
         raise OptionError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-    return [Record(p, UNKNOWN, "", str(p)) for p in paths], skipped
+    records = []
+    for path, ids in zip(paths, exam_ids(paths, manifest, pattern), strict=True):
+        if ids is None:  # its own patient
+            records.append(Record(path, UNKNOWN, "", str(path)))
+        else:
+            records.append(Record(path, UNKNOWN, "", ids.patient_id, eye=ids.eye, field=ids.field))
+    return records, skipped

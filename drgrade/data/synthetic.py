@@ -4,7 +4,8 @@ Real data cannot be downloaded everywhere (CI, air-gapped machines), yet the who
 from the native readers to the report, should run and *learn*. Each image is a dark surround
 with an orange fundus disc, optic disc, macula and branching vessels; lesions follow the
 clinical scale (1: microaneurysms; 2: + haemorrhages, hard exudates; 3: many haemorrhages,
-cotton-wool spots, venous beading; 4: + neovascularisation, pre-retinal haemorrhage). A lesion
+cotton-wool spots, venous beading; 4: + neovascularisation, pre-retinal haemorrhage); diabetic
+macular edema adds hard exudates around the macula. A lesion
 mask is written beside each image so attention maps can be scored against known lesions.
 Every image is drawn from its own generator seeded by (seed, dataset, index): same seed, same
 bytes, whatever the order or parallelism.
@@ -59,8 +60,20 @@ class _Canvas:
         a = self.rng.random() * 2 * math.pi
         return int(self.centre[0] + r * math.cos(a)), int(self.centre[1] + r * math.sin(a))
 
-    def blob(self, colour, radius: float, lesion: bool = True, blur: bool = False) -> None:
-        x, y = self.point_in_disc()
+    def point_near(self, centre: tuple[int, int], distance: float) -> tuple[int, int]:
+        r = distance * math.sqrt(self.rng.random())
+        a = self.rng.random() * 2 * math.pi
+        return int(centre[0] + r * math.cos(a)), int(centre[1] + r * math.sin(a))
+
+    def blob(
+        self,
+        colour,
+        radius: float,
+        lesion: bool = True,
+        blur: bool = False,
+        at: tuple[int, int] | None = None,
+    ) -> None:
+        x, y = at if at is not None else self.point_in_disc()
         size = max(1, int(radius))
         axes = (size, max(1, int(size * self.rng.uniform(0.6, 1.0))))
         if blur:
@@ -134,6 +147,14 @@ def _neovascularisation(canvas: _Canvas, near: tuple[int, int]) -> None:
             cv2.line(canvas.mask, p0, p1, 255, 3)
 
 
+def _macular_exudates(canvas: _Canvas, macula: tuple[int, int]) -> None:
+    """Hard exudates within about one disc diameter of the macula: DME as Gulshan et al. 2016 grade it."""
+    rng, radius = canvas.rng, canvas.radius
+    for _ in range(int(rng.integers(6, 11))):
+        size = rng.uniform(1.5, 3) * radius / 200
+        canvas.blob(_EXUDATE, size, at=canvas.point_near(macula, radius * 0.2))
+
+
 @dataclass(frozen=True)
 class Camera:
     """How one kind of camera colours and frames its photographs.
@@ -204,24 +225,52 @@ def encode_jpeg(image: np.ndarray, camera: Camera = CAMERAS["reference"], qualit
 
 
 def _through_camera(
-    grade: int, size: int, rng: np.random.Generator, camera: Camera
+    grade: int, size: int, rng: np.random.Generator, camera: Camera, dme: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """``render_fundus`` through ``camera``: rendered at the layout's scale, coloured, exposed, framed."""
-    image, mask = render_fundus(grade, round(size * _FIELD_SCALE[camera.layout]), rng)
+    image, mask = render_fundus(grade, round(size * _FIELD_SCALE[camera.layout]), rng, dme=dme)
     gain = np.asarray(camera.gains) * rng.uniform(*camera.exposure)
     image = np.clip(image * gain, 0, 255).astype(np.uint8)
     return _frame(image, mask, camera.layout, size)
 
 
+def _draw_lesions(
+    canvas: _Canvas, grade: int, disc: tuple[int, int], macula: tuple[int, int], dme: bool
+) -> None:
+    """The lesions of ``grade`` (and DME's exudates around the macula, drawn last)."""
+    rng, r = canvas.rng, canvas.radius / 200  # lesion sizes scale with the image
+    counts = {  # (microaneurysms, haemorrhages, exudates, cotton-wool spots) per grade
+        0: (0, 0, 0, 0),
+        1: (rng.integers(3, 7), 0, 0, 0),
+        2: (rng.integers(5, 9), rng.integers(3, 7), rng.integers(4, 10), 0),
+        3: (rng.integers(6, 10), rng.integers(12, 20), rng.integers(6, 12), rng.integers(2, 5)),
+        4: (rng.integers(6, 10), rng.integers(10, 16), rng.integers(5, 10), rng.integers(2, 4)),
+    }[grade]
+    for _ in range(counts[0]):
+        canvas.blob(_RED, 1.6 * r)
+    for _ in range(counts[1]):
+        canvas.blob(_DARK_RED, rng.uniform(4, 7) * r)
+    for _ in range(counts[2]):
+        canvas.blob(_EXUDATE, rng.uniform(1.5, 3) * r)
+    for _ in range(counts[3]):
+        canvas.blob(_COTTON, rng.uniform(6, 9) * r, blur=True)
+    if grade == 4:
+        _neovascularisation(canvas, disc)
+        canvas.blob(_DARK_RED, rng.uniform(14, 20) * r)  # pre-retinal haemorrhage
+    if dme:
+        _macular_exudates(canvas, macula)
+
+
 def render_fundus(
-    grade: int, size: int, rng: np.random.Generator, camera: Camera | str | None = None
+    grade: int, size: int, rng: np.random.Generator, camera: Camera | str | None = None, dme: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic fundus photograph of ``grade`` (RGB, ``size`` high) and its lesion mask.
 
     ``camera``: a ``CAMERAS`` profile or its name; None, the reference framing (~1.25 x size wide).
+    ``dme`` adds exudates around the macula last (``_macular_exudates``): the rest is unchanged.
     """
     if camera is not None:
-        return _through_camera(grade, size, rng, CAMERAS[camera] if isinstance(camera, str) else camera)
+        return _through_camera(grade, size, rng, CAMERAS[camera] if isinstance(camera, str) else camera, dme)
     width, height = int(size * 1.25), size
     radius = int(size * 0.49)
     centre = (width // 2 + int(rng.integers(-size // 40, size // 40 + 1)), height // 2)
@@ -241,25 +290,7 @@ def render_fundus(
     _vessel_tree(canvas, disc, beading=grade >= 3)
     cv2.circle(canvas.image, disc, int(radius * 0.15), (245, 210, 140), -1, cv2.LINE_AA)
 
-    r = radius / 200  # lesion sizes scale with the image
-    counts = {  # (microaneurysms, haemorrhages, exudates, cotton-wool spots) per grade
-        0: (0, 0, 0, 0),
-        1: (rng.integers(3, 7), 0, 0, 0),
-        2: (rng.integers(5, 9), rng.integers(3, 7), rng.integers(4, 10), 0),
-        3: (rng.integers(6, 10), rng.integers(12, 20), rng.integers(6, 12), rng.integers(2, 5)),
-        4: (rng.integers(6, 10), rng.integers(10, 16), rng.integers(5, 10), rng.integers(2, 4)),
-    }[grade]
-    for _ in range(counts[0]):
-        canvas.blob(_RED, 1.6 * r)
-    for _ in range(counts[1]):
-        canvas.blob(_DARK_RED, rng.uniform(4, 7) * r)
-    for _ in range(counts[2]):
-        canvas.blob(_EXUDATE, rng.uniform(1.5, 3) * r)
-    for _ in range(counts[3]):
-        canvas.blob(_COTTON, rng.uniform(6, 9) * r, blur=True)
-    if grade == 4:
-        _neovascularisation(canvas, disc)
-        canvas.blob(_DARK_RED, rng.uniform(14, 20) * r)  # pre-retinal haemorrhage
+    _draw_lesions(canvas, grade, disc, macula, dme)
     canvas.mask[dist > 1] = 0
     smooth = cv2.GaussianBlur(canvas.image, (0, 0), max(0.5, size / 512))
     return smooth, canvas.mask
@@ -275,6 +306,14 @@ def write_mask(path: Path, mask: np.ndarray) -> None:
 def seeded_rng(seed: int, dataset: int, index: int) -> np.random.Generator:
     """The generator of one image: same (seed, dataset, index), same image."""
     return np.random.default_rng([seed, dataset, index])
+
+
+def draws_dme(grade: int, seed: int, dataset: int, index: int) -> bool:
+    """Whether a synthetic photograph of ``grade`` has DME: half of those moderate or worse.
+
+    Drawn from a generator of its own, so the photograph's other draws stay as they were.
+    """
+    return grade >= 2 and bool(np.random.default_rng([seed, dataset, index, 7]).random() < 0.5)
 
 
 def grade_sequence(total: int, frequencies: tuple[int, ...], seed: int, dataset: int) -> list[int]:

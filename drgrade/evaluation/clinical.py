@@ -30,7 +30,7 @@ ECE_BINS = 15
 
 
 def sensitivity_specificity(flagged: np.ndarray, positive: np.ndarray) -> dict:
-    """Sensitivity and specificity of boolean ``flagged`` for boolean ``positive``, with Wilson 95%."""
+    """Sensitivity and specificity of ``flagged`` for ``positive``, each with its Wilson 95% interval."""
     true_pos, positives = int((flagged & positive).sum()), int(positive.sum())
     true_neg, negatives = int((~flagged & ~positive).sum()), int((~positive).sum())
     return {

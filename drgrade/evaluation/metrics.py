@@ -163,6 +163,8 @@ class SplitResult:
     argmax_evaluation: Evaluation | None = None
     thresholds: list[float] | None = None
     extras: dict = field(default_factory=dict)
+    #: [N] P(DME) of a model with a DME output (None: it has none).
+    p_dme: torch.Tensor | None = None
 
     @property
     def probs(self) -> torch.Tensor:

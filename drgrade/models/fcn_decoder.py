@@ -22,6 +22,7 @@ class FCNHead(nn.Module):
         num_classes: int = 5,
         reduction: int = 16,
         dropout: float = 0.3,
+        dme: bool = False,
     ):
         super().__init__()
         if not widths or any(b > a for a, b in itertools.pairwise(widths)):
@@ -42,8 +43,17 @@ class FCNHead(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(channels, num_classes)
+        #: A second head on the same pooled features: the DME logit (``dme``).
+        self.dme_classifier = nn.Linear(channels, 1) if dme else None
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (logits [B, K], CBAM spatial attention [B, 1, h, w])."""
+        logits, _, spatial = self.forward_all(features)
+        return logits, spatial
+
+    def forward_all(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Return (grade logits [B, K], DME logits [B] or None, CBAM spatial attention [B, 1, h, w])."""
         x, spatial = self.cbam(self.decoder(features))
-        return self.classifier(self.dropout(self.pool(x).flatten(1))), spatial
+        pooled = self.dropout(self.pool(x).flatten(1))
+        dme = None if self.dme_classifier is None else self.dme_classifier(pooled)[:, 0]
+        return self.classifier(pooled), dme, spatial

@@ -51,6 +51,22 @@ class WeightedCEFocalLoss(nn.Module):
         return self.ce_weight * ce + self.focal_weight * focal_loss(logits, targets, self.gamma)
 
 
+def masked_dme_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the DME logits over the images whose source grades DME (target 0 / 1).
+
+    Images without a DME label (target < 0: APTOS, EyePACS, DDR, DeepDRiD) add nothing; a batch
+    with none gives a zero that keeps the graph (so every rank's backward matches under DDP).
+
+    Args:
+        logits: [B] DME logits.
+        targets: [B] 1, 0, or negative for unknown.
+    """
+    known = targets >= 0
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[known].float(), targets[known].float())
+
+
 def ordinal_pairs(num_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For every true grade y, the adjacent pairs (higher, lower) whose scores must be ordered.
 

@@ -226,6 +226,23 @@ def reliability_figure(
     return fig
 
 
+def patient_panel(ax, curve: dict) -> None:
+    """Patients: imageability and referable-DR sensitivity / specificity of the exam decisions."""
+    shares = 100 * np.asarray(curve["fractions"])
+    for key, style in (
+        ("imageability", "-o"),
+        ("referable_sensitivity", "-s"),
+        ("referable_specificity", "-^"),
+    ):
+        values = [np.nan if v is None else v for v in curve[key]]
+        ax.plot(shares, values, style, markersize=3, label=key.replace("_", " "))
+    ax.set_title("patients (exam decisions)")
+    ax.set_xlabel("least certain photographs to a grader (%)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 #: The referral curves' panels: (metric key, title); the referable figures are of the decided grades.
 REFERRAL_PANELS = (
     ("accuracy", "accuracy"),
@@ -238,6 +255,8 @@ REFERRAL_PANELS = (
 def referral_figure(referral: dict, title: str) -> Figure:
     """Accuracy, QWK and referable sensitivity / specificity of the kept images vs the referred share.
 
+    With ``referral["patients"]`` a last panel shows the patient level: imageability and the exam
+    decisions' sensitivity / specificity as more uncertain photographs go to a grader.
     Each panel marks the share the rule's own entropy cut (fitted on validation) refers on this
     split, and its top axis gives how many images are kept.
 
@@ -246,11 +265,13 @@ def referral_figure(referral: dict, title: str) -> Figure:
         title: the figure title.
     """
     fractions = 100 * np.asarray(referral["fractions"])
-    fig, axes = plt.subplots(1, len(REFERRAL_PANELS), figsize=(4 * len(REFERRAL_PANELS), 3.9), squeeze=False)
+    patients = referral.get("patients")
+    panels = len(REFERRAL_PANELS) + (patients is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.9), squeeze=False)
     styles = {"entropy": "-o", "max_probability": "--s"}
     deployed = (referral.get("deployed") or {}).get("referred_fraction")
     kept = referral.get("kept")
-    for ax, (key, name) in zip(axes[0], REFERRAL_PANELS, strict=True):
+    for ax, (key, name) in zip(axes[0][: len(REFERRAL_PANELS)], REFERRAL_PANELS, strict=True):
         for measure, style in styles.items():
             values = [np.nan if v is None else v for v in referral[measure][key]]
             ax.plot(fractions, values, style, markersize=3, label=f"by {measure.replace('_', ' ')}")
@@ -271,6 +292,8 @@ def referral_figure(referral: dict, title: str) -> Figure:
             top.set_xlabel("images kept", fontsize=8)
     axes[0][0].set_ylabel("on the images kept")
     axes[0][0].legend(fontsize=7)
+    if patients is not None:
+        patient_panel(axes[0][-1], patients)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -26,12 +26,14 @@ from drgrade.reporting.markup import bounds_of, md, number, valid
 from drgrade.reporting.plots import confusion_sheet
 from drgrade.reporting.provenance import provenance_block
 from drgrade.reporting.tables import (
+    PATIENT_LEVEL_CAPTION,
     PER_SOURCE_KEYS,
     calibration_table,
     choices_table,
     first_columns,
     operating_point_table,
     paired_table,
+    patient_level_table,
     per_source_table,
     with_interval,
 )
@@ -338,6 +340,7 @@ def report_tables(
             operating_point_table(runs),
             "",
         ),
+        "patient_level": (PATIENT_LEVEL_CAPTION, patient_level_table(runs), ""),
         "calibration": (f"{CALIBRATION_CAPTION} over {unit})", calibration_table(runs), ""),
         "choices": (CHOICES_CAPTION, choices_table(runs), ""),
         "per_source": (

@@ -15,6 +15,7 @@ import numpy as np
 
 from drgrade.decision.choices import choice_text, tie_text
 from drgrade.evaluation.bootstrap import PAIRED_METRICS, BootstrapSpec, paired_differences
+from drgrade.evaluation.patients import PUBLISHED, PUBLISHED_NOTE
 from drgrade.evaluation.summary import PLAIN_BEFORE
 from drgrade.predictions import SavedPredictions, read_predictions
 from drgrade.reporting.markup import PROPORTION, bounds_of, number, valid
@@ -218,6 +219,56 @@ def per_source_table(runs: Sequence) -> list[list[str]]:
                     *(with_interval(metrics.get(k), intervals.get(k), bounds=bounds_of(k)) for k in keys),
                 ]
             )
+    return rows
+
+
+#: The report's caption of ``patient_level_table``.
+PATIENT_LEVEL_CAPTION = (
+    "Patients: exam decisions (refer if either eye refers; an eye whose photographs are all "
+    "ungradable, or whose worst photograph is too uncertain, is insufficient) at the validation "
+    "cut; imageability is the share of patients decided; sensitivity / specificity among them, "
+    "truth the worst eye, or DME where graded (Wilson 95% intervals). Vision-threatening DR: "
+    "the vtDR flag (severe NPDR or worse by score, or DME) against severe or worse, or DME"
+)
+
+
+def patient_level_table(runs: Sequence) -> list[list[str]]:
+    """Each run's exam decisions per patient (Wilson 95% intervals), then the published trial figures.
+
+    The published rows are labelled as what they are: trial results on other patients and data.
+    """
+    header = ["Model", "Patients", "Imageability", "Level", "Sensitivity", "Specificity"]
+    rows = [header]
+    for run in first_columns(runs):
+        figures = run.document.get("patient_level")
+        if not figures:
+            continue
+        shown = with_interval(figures["imageability"], figures["imageability_ci"])
+        for level in ("referable", "vtdr"):
+            entry = figures[level]
+            rows.append(
+                [
+                    run.label,
+                    str(figures["num_patients"]),
+                    shown,
+                    level,
+                    with_interval(entry["sensitivity"], entry["sensitivity_ci"]),
+                    with_interval(entry["specificity"], entry["specificity_ci"]),
+                ]
+            )
+    if len(rows) == 1:
+        return rows
+    for result in PUBLISHED:
+        rows.append(
+            [
+                f"{result['system']}: {PUBLISHED_NOTE}",
+                "-",
+                with_interval(result.get("imageability"), result.get("imageability_ci")),
+                result["level"],
+                with_interval(result["sensitivity"], result.get("sensitivity_ci")),
+                with_interval(result["specificity"], result.get("specificity_ci")),
+            ]
+        )
     return rows
 
 

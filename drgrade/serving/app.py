@@ -27,10 +27,14 @@ import gradio as gr
 import matplotlib.pyplot as plt
 
 from drgrade.console import quiet_console
+from drgrade.decision.actions import NO_REFER, REFER, TO_GRADER, screener_reason
+from drgrade.errors import OptionError
 from drgrade.grades import GRADE_NAMES
 from drgrade.predictions import PROB_COLUMNS, PredictionRow, csv_text
 from drgrade.reporting.markup import md
 from drgrade.reporting.overlays import answer_card
+from drgrade.serving.exam_page import exam_table, manifest_ids, split_manifest, upload_name
+from drgrade.serving.model_card import CONFIDENT_PROBABILITY, ModelCard
 from drgrade.serving.screening import Screening
 
 NOTICE = (
@@ -42,11 +46,13 @@ MAX_UPLOAD = "50mb"
 #: The results table's columns (every decision column of the prediction files).
 COLUMNS = (
     "file",
+    "action",
     "grade",
     "grade name",
     "referable (by score)",
     "referable (by grade)",
     "P(referable)",
+    "referral cut",
     "certainty",
     "uncertainty (nats)",
     "refer to grader",
@@ -58,14 +64,20 @@ STYLE = """
 #drgrade-cards .card {display:inline-block; vertical-align:top; margin:4px; padding:6px;
   border:1px solid #ccc; border-radius:6px; max-width:560px; font-size:13px}
 #drgrade-cards .card img {display:block; width:100%}
-#drgrade-cards .refer {color:#b00020; font-weight:bold}
+#drgrade-cards .action {font-weight:bold}
+#drgrade-cards .refer {color:#b00020}
 </style>
 """
 
 
-def certainty(row: PredictionRow) -> str:
-    """The model's certainty in words: above the validation uncertainty cut, a grader should look."""
-    return "uncertain: refer to a grader" if row.decision.refer_to_grader else "confident"
+def certainty(row: PredictionRow, card: ModelCard) -> str:
+    """Confident only when it is (``ModelCard.confident``); otherwise which of the two tests failed."""
+    decision = row.decision
+    if card.confident(decision.probabilities, decision.uncertainty):
+        return "confident"
+    if decision.uncertainty > card.uncertainty_cut():
+        return "uncertain: refer to a grader"
+    return f"not confident (top probability under {CONFIDENT_PROBABILITY:.2f})"
 
 
 def quality_text(row: PredictionRow) -> str:
@@ -75,25 +87,76 @@ def quality_text(row: PredictionRow) -> str:
     return row.error if row.error.startswith(("ungradable", "not graded")) else f"unreadable: {row.error}"
 
 
-def results_table(answers: list[Screening]) -> str:
+def cut_text(card: ModelCard) -> str:
+    """The referral cut as shown beside each P(referable): value and the sensitivity it was fitted for."""
+    cut, goal = card.referable_cut()
+    if cut is None:
+        return "none (validation had no referable eye: the grade decides)"
+    return f"{cut:.3f} (fitted on validation for {goal:.0%} sensitivity)"
+
+
+def dme_cut_text(card: ModelCard) -> str:
+    """The DME cut as shown beside P(DME) (none: validation had no DME eye to fit it on)."""
+    return "none (validation had no DME eye)" if card.dme_cut is None else f"{card.dme_cut:.3f}"
+
+
+def action_text(row: PredictionRow, card: ModelCard) -> str:
+    """What to do with the photograph, in a screener's words, with the reason (the card's lead)."""
+    decision = row.decision
+    if decision is None:
+        why, then = screener_reason(row.error)
+        return f"Send to a grader: {why}. {then}"
+    if row.action == TO_GRADER:
+        return (
+            f"Send to a grader: the model is unsure about this photograph (uncertainty "
+            f"{decision.uncertainty:.2f} nats, over the validation cut {card.uncertainty_cut():.2f})."
+        )
+    cut, goal = card.referable_cut()
+    grade = GRADE_NAMES[decision.grade]
+    if cut is None:  # validation fitted no cut: the grade decides
+        verdict = "is referable" if decision.referable_by_score else "is not referable"
+        said = f"the grade {grade} {verdict} (validation fitted no referral cut)"
+    else:
+        side = "at or over" if decision.referable_by_score else "under"
+        said = f"P(referable) {decision.p_referable:.3f} is {side} the cut {cut:.3f}"
+    if row.action == NO_REFER:
+        return f"No referral: {said}. Rescreen as scheduled."
+    if not decision.referable_by_score:  # referred for diabetic macular edema alone
+        return (
+            f"Refer to an eye specialist: likely diabetic macular edema (P(DME) {decision.p_dme:.3f} "
+            f"is at or over its cut {card.dme_cut:.3f}), although {said}."
+        )
+    if not decision.referable_by_grade:  # never "No DR" and "refer" without the reason
+        said += (
+            f"; the most likely grade alone ({grade}) would not refer, but the score rule refers it "
+            f"to reach the programme's {goal:.0%} sensitivity"
+        )
+    return f"Refer to an eye specialist: {said}."
+
+
+def results_table(answers: list[Screening], card: ModelCard) -> str:
     """The batch as an HTML table (``id="drgrade-results"``, one ``tr`` per file, in upload order)."""
     lines = [
         '<div style="overflow-x:auto"><table id="drgrade-results">',
         "<tr>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr>",
     ]
+    cut = card.referable_cut()[0]
+    shown_cut = "" if cut is None else f"{cut:.3f}"
     for answer in answers:
         row, decision = answer.row, answer.row.decision
         if decision is None:
-            cells = [row.file, "", "", "", "", "", "", "", "", quality_text(row), *([""] * len(PROB_COLUMNS))]
+            cells = [row.file, row.action, *[""] * 8, "yes", quality_text(row), *([""] * len(PROB_COLUMNS))]
         else:
             cells = [
                 row.file,
+                row.action,
                 str(decision.grade),
                 GRADE_NAMES[decision.grade],
                 "yes" if decision.referable_by_score else "no",
                 "yes" if decision.referable_by_grade else "no",
                 f"{decision.p_referable:.3f}",
-                certainty(row),
+                shown_cut,
+                certainty(row, card),
                 f"{decision.uncertainty:.2f}",
                 "yes" if decision.refer_to_grader else "no",
                 "gradable",
@@ -110,29 +173,27 @@ def _inline_png(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def cards(answers: list[Screening]) -> str:
-    """One compact card per image: the verdict in words; input, attention (with its bar), probabilities."""
+def cards(answers: list[Screening], card: ModelCard) -> str:
+    """One card per image, led by the action in words; then grade, P(referable) against its cut, certainty."""
     parts = [STYLE, '<div id="drgrade-cards">']
     for answer in answers:
         row, name = answer.row, html.escape(answer.row.file)
+        style = "action refer" if row.action == REFER else "action"
+        said = html.escape(action_text(row, card))
+        lead = f'<div class="card"><span class="{style}">{said}</span><br><b>{name}</b>'
         if row.decision is None:
-            parts.append(
-                f'<div class="card"><b>{name}</b>: not graded<br>{html.escape(quality_text(row))}</div>'
-            )
+            parts.append(f"{lead}: not graded ({html.escape(quality_text(row))})</div>")
             continue
         decision = row.decision
-        referral = (
-            '<span class="refer">REFERABLE: refer to an eye specialist</span>'
-            if decision.referable_by_score
-            else "not referable"
-        )
         picture = _inline_png(
             answer_card(decision.probabilities, decision.grade, answer.image, answer.attention)
         )
         caption = "" if answer.attention is None else f" (attention: {html.escape(answer.method)})"
+        dme = "" if decision.p_dme is None else f"; P(DME) {decision.p_dme:.3f}, DME cut {dme_cut_text(card)}"
         parts.append(
-            f'<div class="card"><b>{name}</b>: {GRADE_NAMES[decision.grade]}, {referral}; '
-            f'{certainty(row)}{caption}<img src="{picture}" alt="{name}"></div>'
+            f"{lead}: {GRADE_NAMES[decision.grade]}; P(referable) {decision.p_referable:.3f}, "
+            f"referral cut {html.escape(cut_text(card))}{dme}; {html.escape(certainty(row, card))}{caption}"
+            f'<img src="{picture}" alt="{name}"></div>'
         )
     return "\n".join([*parts, "</div>"])
 
@@ -202,42 +263,61 @@ def upload_paths(uploads: list[dict] | None) -> list[Path]:
 
 
 def answer_batch(
-    grade: Callable[[list[Path]], list[Screening]], uploads: list[dict] | None, session: str
+    grade: Callable[[list[Path]], list[Screening]], card: ModelCard, uploads: list[dict] | None, session: str
 ) -> tuple[str, str]:
-    """Grade the uploaded files; returns (table and CSV download, cards), as HTML.
+    """Grade the uploaded files; returns (tables and CSV download, cards), as HTML.
+
+    A ``.csv`` among the uploads is the batch's exam manifest (``file,patient_id,eye,field``): the
+    photographs are grouped into exams and a table of per-eye and per-patient decisions is shown.
 
     Args:
         grade: files -> answers (``screen_files`` bound to a model).
+        card: the model's card (the cuts each card shows).
         uploads: the upload field's raw value, one ``{"path", "orig_name", ...}`` per file. Taken
             raw (``preprocess=False``) because the File component's own preprocessing leaves an
             empty temporary file on the server per upload (Gradio 6), which would never be removed.
         session: the page session asking; it holds the files until it lets them go (``Uploads``).
     """
     uploads = uploads or []
-    paths = upload_paths(uploads)
-    UPLOADS.hold(session, paths)
-    answers = grade(paths)
-    for answer, upload in zip(answers, uploads, strict=True):  # the user's name, not the server's path
-        answer.row.file = upload.get("orig_name") or Path(upload["path"]).name
+    UPLOADS.hold(session, upload_paths(uploads))
+    try:
+        photos, manifest = split_manifest(uploads)
+        ids = manifest_ids(photos, manifest)
+    except OptionError as error:  # a manifest that cannot be used: say why, grade nothing
+        return f'<p id="drgrade-error">{html.escape(str(error))}</p>', ""
+    answers = grade(upload_paths(photos))
+    for answer, upload, found in zip(answers, photos, ids, strict=True):  # the user's name, not the server's
+        answer.row.file = upload_name(upload)
+        if found is not None:
+            answer.row.patient_id, answer.row.eye, answer.row.field = found.patient_id, found.eye, found.field
+    rows = [a.row for a in answers]
     when = f'<p id="drgrade-when">{len(answers)} file(s) graded at {time.strftime("%H:%M:%S")}</p>'
-    table = when + results_table(answers) + "<p>" + download_link([a.row for a in answers]) + "</p>"
-    return table, cards(answers)
+    table = when + results_table(answers, card) + "<p>" + download_link(rows) + "</p>"
+    if manifest is not None:
+        table += exam_table(rows)
+    return table, cards(answers, card)
 
 
-def build_app(grade: Callable[[list[Path]], list[Screening]], model_name: str) -> gr.Blocks:
-    """The page: upload, grade button, results table with the CSV download, one card per image.
+def build_app(grade: Callable[[list[Path]], list[Screening]], card: ModelCard) -> gr.Blocks:
+    """The page: model line, upload, grade button, results table with the CSV download, one card per image.
 
     Args:
         grade: files -> answers.
-        model_name: shown in the heading.
+        card: the model's card (its line opens the page; its cuts are shown on each card).
     """
     quiet_console()
+    legend = (
+        f'Referral cut: {cut_text(card)}. "Confident" means uncertainty under the validation cut '
+        f"({card.uncertainty_cut():.2f} nats) and top probability at least {CONFIDENT_PROBABILITY:.2f}."
+    )
     with gr.Blocks(title="drgrade screening") as page:
-        gr.Markdown(f"# drgrade: diabetic retinopathy grading ({md(model_name)})\n\n{NOTICE}")
+        gr.HTML(f'<p id="drgrade-model">{html.escape(card.line())}</p>')
+        gr.Markdown(f"# drgrade: diabetic retinopathy grading ({md(card.name)})\n\n{NOTICE}\n\n{legend}")
         files = gr.File(label="fundus photographs", file_count="multiple", elem_id="drgrade-upload")
         button = gr.Button("Grade", variant="primary", elem_id="drgrade-grade")
         table = gr.HTML(elem_id="drgrade-table")
         shown = gr.HTML(elem_id="drgrade-pictures")
+
         # the field's files belong to this session until removed from it or the page closes
         def keep_field(uploads: list[dict] | None, request: gr.Request) -> None:
             UPLOADS.release(request.session_hash, keep=upload_paths(uploads))
@@ -246,7 +326,7 @@ def build_app(grade: Callable[[list[Path]], list[Screening]], model_name: str) -
             UPLOADS.hold(request.session_hash, upload_paths(uploads))
 
         def answer(uploads: list[dict] | None, request: gr.Request) -> tuple[str, str]:
-            return answer_batch(grade, uploads, request.session_hash)
+            return answer_batch(grade, card, uploads, request.session_hash)
 
         def close(request: gr.Request) -> None:
             UPLOADS.release(request.session_hash)

@@ -20,6 +20,7 @@ from pathlib import Path
 from drgrade.data.sources import SOURCES
 from drgrade.provenance import code_version, now
 from drgrade.reporting.provenance import code_text, weights_text
+from drgrade.serving.model_card import training_words
 
 NOT_A_MEDICAL_DEVICE = (
     "Research software, not a medical device: its grades have not been validated for clinical use, "
@@ -94,6 +95,9 @@ def card_facts(task, image_size: int, evaluation: Path | None) -> dict:
         "checkpoint": task.origin,
         "weights": task.weights_record,
         "members": [m.weights_record for m in members] if members is not None else None,
+        # the checkpoint's own record of its training (the page's model line, ``ModelCard``)
+        "training": training_words(task),
+        "training_data": task.training_data,
         "data_source": data.get("sources") or {},
         "decision_rule": task.rule.describe(),
         "evaluation": _evaluation(document, evaluation),

@@ -39,12 +39,14 @@ from drgrade.data.preprocess import preprocess_fundus
 from drgrade.decision.checks import rule_problems
 from drgrade.decision.outputs import ATYPICAL, DISTANCE, OUTPUT_NAMES
 from drgrade.errors import DrgradeError, ModelFileError, OptionError
+from drgrade.exams import exam_ids, exam_summary, write_exams
 from drgrade.files import check_writable
 from drgrade.grades import GRADE_NAMES, NUM_GRADES
 from drgrade.predictions import (
     PredictionRow,
     checked_decisions,
     decided_row,
+    operating_cut,
     ungradable_summary,
     write_predictions,
 )
@@ -224,39 +226,45 @@ def typicality_problems(model: onnx.ModelProto, cut: float | None) -> list[str]:
     return [f"its typicality cut and its {DISTANCE!r} output do not come together"]
 
 
+def checked_model(model: Path) -> tuple[onnx.ModelProto, dict]:
+    """The ONNX file ``model`` and its checked metadata, or ``ModelFileError`` saying why it is refused."""
+    if not model.is_file() or model.stat().st_size == 0:
+        raise ModelFileError(
+            f"{model}: {'empty file' if model.is_file() else 'no such file'}; "
+            "pass the .onnx file `drgrade export` wrote"
+        )
+    if model.stat().st_size > MAX_MODEL_BYTES:
+        raise ModelFileError(
+            f"{model}: {model.stat().st_size:,} bytes, over the {MAX_MODEL_BYTES:,} accepted"
+        )
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except Exception as error:  # protobuf raises its own types for malformed files
+        raise ModelFileError(
+            f"{model} is not a valid ONNX model ({str(error).splitlines()[0][:200]})"
+        ) from None
+    try:
+        problems = graph_problems(proto)
+        if problems:
+            raise ValueError("; ".join(problems))
+        checked = read_metadata({p.key: p.value for p in proto.metadata_props})
+        problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
+        problems = problems or typicality_problems(proto, checked["typicality_cut"])
+        if problems:
+            raise ValueError("; ".join(problems))
+    except RecursionError:
+        raise ModelFileError(f"{model} was refused: its metadata is nested too deeply to read") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelFileError(f"{model} was refused: {error}") from None
+    return proto, checked
+
+
 class OnnxGrader:
     """An exported drgrade model in an onnxruntime session, checked before it is trusted to grade."""
 
     def __init__(self, model: str | Path, providers: list[str] | None = None, threads: int | None = None):
         model = Path(model)
-        if not model.is_file() or model.stat().st_size == 0:
-            raise ModelFileError(
-                f"{model}: {'empty file' if model.is_file() else 'no such file'}; "
-                "pass the .onnx file `drgrade export` wrote"
-            )
-        if model.stat().st_size > MAX_MODEL_BYTES:
-            raise ModelFileError(
-                f"{model}: {model.stat().st_size:,} bytes, over the {MAX_MODEL_BYTES:,} accepted"
-            )
-        try:
-            proto = onnx.load(str(model), load_external_data=False)
-        except Exception as error:  # protobuf raises its own types for malformed files
-            raise ModelFileError(
-                f"{model} is not a valid ONNX model ({str(error).splitlines()[0][:200]})"
-            ) from None
-        try:
-            problems = graph_problems(proto)
-            if problems:
-                raise ValueError("; ".join(problems))
-            checked = read_metadata({p.key: p.value for p in proto.metadata_props})
-            problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
-            problems = problems or typicality_problems(proto, checked["typicality_cut"])
-            if problems:
-                raise ValueError("; ".join(problems))
-        except RecursionError:
-            raise ModelFileError(f"{model} was refused: its metadata is nested too deeply to read") from None
-        except (ValueError, KeyError, TypeError) as error:
-            raise ModelFileError(f"{model} was refused: {error}") from None
+        proto, checked = checked_model(model)
         self.size = checked["image_size"]
         self.cut = checked["typicality_cut"]  # a larger ``distance`` is not graded (None: no check)
         self.mean = np.asarray(checked["mean"], np.float32) * 255
@@ -266,6 +274,7 @@ class OnnxGrader:
         #: the model card's facts (``drgrade.serving.card``), None for a model exported without one
         self.card: dict | None = checked["card"]
         self.thresholds = [float(t) for t in self.rule["thresholds"]]
+        self.vtdr_cut = operating_cut(self.rule, "vtdr")  # the graph has no DME output
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -325,7 +334,7 @@ class OnnxGrader:
     def _grade_batch(self, pending: list[tuple[int, np.ndarray]], rows: list[PredictionRow]) -> None:
         """Run one batch and fill in its rows with the checked decisions; empties ``pending``."""
         outputs = self.run(np.stack([tensor for _, tensor in pending]))
-        decisions = checked_decisions(outputs[: len(OUTPUT_NAMES)], self.thresholds)
+        decisions = checked_decisions(outputs[: len(OUTPUT_NAMES)], self.thresholds, self.vtdr_cut)
         for row, (index, _), decision in zip(range(len(pending)), pending, decisions, strict=True):
             atypical = self.atypical(outputs, row)
             if atypical:
@@ -419,15 +428,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="preprocessing processes")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: its own)")
     parser.add_argument("--batch_size", type=int, default=16, help="images per onnxruntime call")
+    parser.add_argument(
+        "--manifest", type=Path, default=None, help="exam manifest: file,patient_id,eye,field"
+    )
+    parser.add_argument("--pattern", default=None, help="or a file-stem pattern with groups patient and eye")
     opts = parser.parse_args(argv)
     printable_names()
+    exams_out = opts.out.with_name("exams.csv")
     try:
         rows, rate = grade_folder(opts)
         write_predictions(opts.out, rows)
+        exams = write_exams(exams_out, [row.as_dict() for row in rows])
     except DrgradeError as error:
         print(f"python -m drgrade.deploy: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"{len(rows)} image(s) into {opts.out} at {rate:.1f} images/s; {ungradable_summary(rows)}")
+    print(f"{exam_summary(exams)} in {exams_out}")
     if rows and all(row.error for row in rows):
         print(
             "python -m drgrade.deploy: error: no image could be graded (see the error column)",
@@ -445,7 +461,12 @@ def grade_folder(opts: argparse.Namespace) -> tuple[list[PredictionRow], float]:
     paths, skipped = list_images(opts.images)
     if not paths and not skipped:
         raise OptionError(f"{opts.images} holds no files to grade")
+    ids = exam_ids(paths, opts.manifest, opts.pattern)
     start = time.perf_counter()
     rows = grader.grade_files(paths, opts.batch_size, opts.workers)
     rate = len(paths) / max(time.perf_counter() - start, 1e-9)
+    for row, found in zip(rows, ids, strict=True):
+        if found is not None:  # the manifest's word first, a DICOM header's where it says nothing
+            row.patient_id, row.eye = found.patient_id or row.patient_id, found.eye or row.eye
+            row.field = found.field
     return rows + [PredictionRow(str(path), error=f"skipped: {reason}") for path, reason in skipped], rate

@@ -49,15 +49,19 @@ def screen_files(
     records = [Record(Path(p), UNKNOWN, "", str(p)) for p in paths]
     transform = EvalTransform(task.normalisation())
     dataset = FundusDataset(records, image_size, transform, keep_errors=True, quality=QualityLimits())
-    thresholds = task.rule.thresholds.tolist()
+    thresholds, cuts = task.rule.thresholds.tolist(), task.clinical_cuts()
     answers: list[Screening] = []
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):
         maps, logits, method = task.attention_maps(batch["image"])  # Grad-CAM needs autograd: no no_grad
         if task.hparams.tta != "none":  # decide on the augmented views (the map stays the image's own)
             logits = task.decision_logits(batch["image"])
-        decided = checked_decisions(task.rule(logits.detach()), thresholds)
-        with torch.no_grad():  # inputs unlike any training photograph get the reason, not a grade
+        p_dme = None
+        with torch.no_grad():  # the attention pass gives grade logits only
+            if task.has_dme:
+                p_dme = torch.sigmoid(task.forward_with_dme(batch["image"])[1]).tolist()
+            # inputs unlike any training photograph get the reason, not a grade
             atypical = task.typicality.reasons(task.typicality(task.embedding(batch["image"])))
+        decided = checked_decisions(task.rule(logits.detach()), thresholds, p_dme=p_dme, **cuts)
         pictures = display_images(batch["image"], *task.normalisation())
         for i, index in enumerate(batch["index"].tolist()):
             path, quality = str(records[index].path), batch["quality"][i].tolist()

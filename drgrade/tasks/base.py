@@ -37,12 +37,15 @@ from drgrade.decision.rule import DecisionRule, ThresholdObjective
 from drgrade.decision.typicality import QUANTILE, Typicality
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
+from drgrade.evaluation.dme import dme_section, fit_dme_cut
 from drgrade.evaluation.kappa import qwk
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
 from drgrade.grades import NUM_GRADES
 from drgrade.models.backbones import Backbone, build_backbone
-from drgrade.provenance import code_version, weights_record
+from drgrade.models.losses import masked_dme_loss
+from drgrade.predictions import operating_cut
+from drgrade.provenance import code_version, training_sources, weights_record
 from drgrade.runs import (
     CHOICE_KEY,
     SCORE_KEY,
@@ -87,6 +90,8 @@ class BaseTask(L.LightningModule):
     """
 
     trainable: ClassVar[bool] = False
+    #: Whether the model has a DME output (``forward_with_dme``; its cut is the ``dme_cut`` buffer).
+    has_dme: ClassVar[bool] = False
     #: Folder name of this model's runs (``runs/<run_name>``) and its column in reports.
     run_name: ClassVar[str] = "model"
     display_name: ClassVar[str] = "Model"
@@ -128,6 +133,8 @@ class BaseTask(L.LightningModule):
         self.weights_record: dict | None = None
         #: The epoch the loaded checkpoint was saved at (None: not loaded, or not trained).
         self.checkpoint_epoch: int | None = None
+        #: The sources the checkpoint was fitted on, each with whether it was synthetic (model card).
+        self.training_data: dict[str, bool] | None = None
         #: ``predict --out``: where predictions.csv is also written (None: the run folder only).
         self.predictions_out: Path | None = None
         self._fitting_untrained = False
@@ -164,6 +171,19 @@ class BaseTask(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits [B, K] of normalised images [B, 3, S, S]."""
         raise NotImplementedError
+
+    def forward_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Grade logits [B, K] and, with a DME output, the DME logits [B] (else None), in one pass."""
+        return self(images), None
+
+    def clinical_cuts(self) -> dict[str, float | None]:
+        """The cuts a prediction row needs beside the thresholds (``checked_decisions``): vtDR and DME."""
+        return {"vtdr_cut": operating_cut(self.rule.describe(), "vtdr"), "dme_cut": self.dme_cut_value()}
+
+    def dme_cut_value(self) -> float | None:
+        """The validation DME cut (None: no DME output, or validation had no DME eye to fit it on)."""
+        cut = float(self.dme_cut) if self.has_dme else float("nan")
+        return None if cut != cut else cut
 
     def embedding(self, images: torch.Tensor) -> torch.Tensor:
         """The backbone's pooled embedding [B, D] that the typicality check measures."""
@@ -218,6 +238,7 @@ class BaseTask(L.LightningModule):
             "code": code_version(),
             "trained": self.trainable,
             "seed": os.environ.get("PL_GLOBAL_SEED"),
+            "data": training_sources(self.trainer.datamodule) if attached else self.training_data,
         }
 
     def attached(self) -> bool:
@@ -247,6 +268,7 @@ class BaseTask(L.LightningModule):
         self.split_identity = checkpoint.get(SPLIT_KEY)
         self.rule.choice = checkpoint.get(CHOICE_KEY)
         self.weights_record = (checkpoint.get(TRAINING_KEY) or {}).get("weights")
+        self.training_data = (checkpoint.get(TRAINING_KEY) or {}).get("data")
         self.checkpoint_epoch = checkpoint.get("epoch") if self.trainable else None
 
     @classmethod
@@ -276,6 +298,24 @@ class BaseTask(L.LightningModule):
             return self.embed(images)
         return self.decision_logits(images), self.embedding(images)
 
+    def decision_outputs(
+        self, images: torch.Tensor, embed: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``decision_logits``, the DME logits and the pooled embedding, in as few passes as may be.
+
+        The DME logits are the image's own (no TTA for DME), None without a DME output; the embedding
+        (what the typicality check measures) only when ``embed``, else None.
+        """
+        if not self.has_dme:
+            if not embed:
+                return self.decision_logits(images), None, None
+            logits, embedding = self.decide_and_embed(images)
+            return logits, None, embedding
+        logits, dme = self.forward_with_dme(images)
+        if self.hparams.tta != "none":
+            logits = self.decision_logits(images)
+        return logits, dme, self.embedding(images) if embed else None
+
     def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The (mean, std) per channel, on a 0-1 scale, that this model's inputs are normalised with."""
         return self.backbone.normalisation
@@ -287,14 +327,15 @@ class BaseTask(L.LightningModule):
     # -- steps ----------------------------------------------------------------------------------
     def evaluation_step(self, batch: dict, stage: str) -> None:
         """Store one batch's logits (and log its loss when the task has one)."""
-        if self.fitting_typicality(stage):
-            logits, embedding = self.decide_and_embed(batch["image"])
+        fitting = self.fitting_typicality(stage)
+        logits, dme, embedding = self.decision_outputs(batch["image"], embed=fitting)
+        if fitting:
             self.keep_embeddings(batch["index"], embedding)
-        else:
-            logits = self.decision_logits(batch["image"])
         if self.criterion is not None:
             loss = self.criterion(logits, batch["label"])
             self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(logits))
+        if dme is not None:  # the DME logit and label travel as two more columns (``dme_columns``)
+            logits = torch.cat([logits, dme[:, None], batch["dme"][:, None].to(logits)], dim=1)
         self.store.update(logits, batch["label"], batch["index"], batch["group"])
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -306,12 +347,16 @@ class BaseTask(L.LightningModule):
         self.evaluation_step(batch, "test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """The rule's decisions on one batch, for ``PredictionWriter``; atypical inputs get the reason."""
-        logits, embedding = self.decide_and_embed(batch["image"])
+        """The rule's decisions (and P(DME) with a DME output) on one batch, for ``PredictionWriter``.
+
+        Inputs unlike any training photograph get the reason instead of a grade.
+        """
+        logits, dme, embedding = self.decision_outputs(batch["image"], embed=True)
         atypical = self.typicality.reasons(self.typicality(embedding))
         return {
             "index": batch["index"].cpu(),
             "outputs": [o.cpu() for o in self.rule(logits)],
+            "p_dme": None if dme is None else torch.sigmoid(dme.float()).cpu(),
             "error": [error or reason for error, reason in zip(batch["error"], atypical, strict=True)],
             "quality": batch["quality"].cpu() if "quality" in batch else None,
             "digest": batch["digest"],
@@ -396,7 +441,28 @@ class BaseTask(L.LightningModule):
         self.store.reset()
         if self.trainer.sanity_checking or len(targets) == 0:
             return
+        dme = None
+        if self.has_dme:  # the two DME columns evaluation_step appended
+            logits, dme = logits[:, :NUM_GRADES], logits[:, NUM_GRADES:]
         self.evaluate(stage, logits, targets, index, groups)
+        if dme is not None:
+            self.evaluate_dme(stage, dme[:, 0], dme[:, 1].long())
+
+    def evaluate_dme(self, stage: str, logits: torch.Tensor, truth: torch.Tensor) -> None:
+        """P(DME) of the split, its cut fitted on validation when the rule is, and its figures.
+
+        Args:
+            stage: ``val`` or ``test``.
+            logits: the DME logits [N].
+            truth: 1 / 0, negative where the source grades no DME [N].
+        """
+        p_dme = torch.sigmoid(logits.double())
+        target = self.rule.targets["sensitivity"]
+        if self.should_fit_rule(stage):
+            self.dme_cut.fill_(fit_dme_cut(p_dme.numpy(), truth.numpy(), target))
+        result = self.results[stage]
+        result.p_dme = p_dme.float()
+        result.extras["dme"] = dme_section(p_dme.numpy(), truth.numpy(), self.dme_cut_value(), target)
 
     def evaluate(
         self,
@@ -537,10 +603,15 @@ class TrainableTask(BaseTask):
             self.hparams.finetune_image if finetune_image is None else finetune_image
         )
 
+    #: Weight of the masked DME loss beside the grade loss (tasks with a DME output set it).
+    dme_weight: float = 0.0
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """Loss of one (resampled, augmented) training batch."""
-        logits = self(batch["image"])
+        """Loss of one (resampled, augmented) training batch; plus the masked DME loss with a DME output."""
+        logits, dme = self.forward_with_dme(batch["image"])
         loss = self.criterion(logits, batch["label"])
+        if dme is not None:
+            loss = loss + self.dme_weight * masked_dme_loss(dme, batch["dme"])
         size = len(logits)
         self.log(
             "train/loss", loss, prog_bar=True, batch_size=size, on_step=True, on_epoch=True, sync_dist=True

@@ -39,11 +39,14 @@ class FCNCLIP(TrainableTask):
         weight_decay: see ``TrainableTask``.
         threshold_objective: see ``BaseTask``.
         text_encoder: ``flair`` only: its text model's folder (``drgrade.models.backbones.flair``).
+        dme_weight: weight of the DME head's loss (binary cross-entropy, masked where the source
+            grades no DME) beside the grade loss.
         **kwargs: the remaining options of ``TrainableTask`` and ``BaseTask``.
     """
 
     run_name = "fcn_clip"
     display_name = "FCN-CLIP"
+    has_dme = True
 
     def __init__(
         self,
@@ -64,12 +67,16 @@ class FCNCLIP(TrainableTask):
         weight_decay: float = 1e-3,
         threshold_objective: ThresholdObjective = "none",
         text_encoder: str | dict | None = None,
+        dme_weight: float = 1.0,
         **kwargs,
     ):
+        if not dme_weight >= 0:
+            raise OptionError(f"model.init_args.dme_weight must be >= 0, got {dme_weight}")
         super().__init__(lr, weight_decay, finetune_image, image_lr, threshold_objective, **kwargs)
+        self.dme_weight = dme_weight
 
     def configure_models(self) -> None:
-        """The backbone (frozen up to ``feature_layer``) and the decoder head."""
+        """The backbone (frozen up to ``feature_layer``), the decoder head with its DME head, the DME cut."""
         hp = self.hparams
         self.backbone = self.build_backbone()
         self.backbone.freeze_after(hp.feature_layer)
@@ -79,7 +86,9 @@ class FCNCLIP(TrainableTask):
             NUM_GRADES,
             hp.reduction,
             hp.dropout,
+            dme=True,
         )
+        self.register_buffer("dme_cut", torch.tensor(float("nan")))  # fitted on validation
 
     def configure_losses(self) -> None:
         """Class-weighted CE + focal loss."""
@@ -116,6 +125,11 @@ class FCNCLIP(TrainableTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits [B, K]."""
         return self.head(self.features(images).float())[0]
+
+    def forward_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Grade logits [B, K] and DME logits [B] from one pass (the two heads share the decoder)."""
+        logits, dme, _ = self.head.forward_all(self.features(images).float())
+        return logits, dme
 
     def embedding(self, images: torch.Tensor) -> torch.Tensor:
         """The decoder's input feature map, average-pooled: what the head sees, as one vector."""

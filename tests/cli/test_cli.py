@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import shutil
 import struct
 import time
@@ -16,6 +17,8 @@ from drgrade.commands.lightning import DRGradeCLI
 from drgrade.console import quiet_console
 from tests.cli.test_val_predictions import check_reproduced
 from tests.conftest import cli_args, predict_folder
+from tests.evaluation.test_exams import check_exams_and_patient_level
+from tests.tasks.test_dme import check_dme_outputs
 
 
 def latest_run(root):
@@ -65,6 +68,7 @@ def test_zero_shot_test_writes_evaluation_files(synthetic, zero_shot_checkpoint,
     for name in ("reliability_diagram.png", "referral_curves.png"):
         assert (run / name).stat().st_size > 0, name
     check_predictions_reproduce_metrics(run, document)
+    check_exams_and_patient_level(run)
 
 
 def check_predictions_reproduce_metrics(run, document: dict) -> None:
@@ -160,10 +164,14 @@ def test_fcn_clip_fit_test_predict_learns(synthetic, tmp_path):
     fit_run = latest_run(tmp_path)
     best = next((fit_run / "checkpoints").glob("best-*.ckpt"))
     assert (fit_run / "checkpoints" / "last.ckpt").is_file()
+    state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+    # validation's pass with the DME head also fitted the typicality check on the pooled features
+    assert math.isfinite(float(state["typicality.cut"])) and state["typicality.precision"].ndim == 2
     main(cli_args("test", "fcn_clip", synthetic, tmp_path, "--ckpt_path", str(best)))
     test_run = latest_run(tmp_path)
     evaluated = list(csv.DictReader((test_run / "predictions.csv").read_text().splitlines()))
     check_clinical_sections(read_metrics(test_run), evaluated, best, min_clear=0.8)
+    check_dme_outputs(test_run)
     metrics = read_metrics(test_run)["metrics"]
     # chance QWK is 0; an untrained model predicts one grade (accuracy = that grade's share)
     assert metrics["qwk"] > 0.35, metrics  # observed 0.53-0.64 over runs
@@ -180,6 +188,12 @@ def test_fcn_clip_fit_test_predict_learns(synthetic, tmp_path):
     assert "not a decodable image" in corrupt["error"] and corrupt["grade"] == ""
     graded = [r for r in rows.values() if not r["error"]]
     assert all(r["grade_name"] and r["referable_by_score"] in ("0", "1") for r in graded)
+    # the DME head's output reaches the archive writer's rows, and its actions and exams.csv
+    assert all(0 <= float(r["p_dme"]) <= 1 and r["vtdr"] in ("0", "1") for r in graded)
+    assert all(r["action"] in ("refer", "no refer", "to grader") for r in rows.values())
+    # a second run is merged from the shards alone: P(DME) and every decision survive the round trip
+    again = predict_folder("fcn_clip", synthetic, tmp_path, best, images)
+    assert again == rows and (latest_run(tmp_path) / "exams.csv").is_file()
 
 
 def test_ranking_fit_calibrates_and_test_reports_both(synthetic, tmp_path):

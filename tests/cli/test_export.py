@@ -79,6 +79,10 @@ def test_export_and_deploy_cli(synthetic, tmp_path, capsys, monkeypatch):
     deploy_main([str(tmp_path / "ranking.onnx"), str(folder), "--out", str(tmp_path / "p.csv")])
     rows = list(csv.DictReader((tmp_path / "p.csv").read_text().splitlines()))
     assert len(rows) == 4 and "not a decodable image" in rows[-1]["error"]
+    assert all(r["action"] in ("refer", "no refer", "to grader") for r in rows)  # never empty
+    assert (rows[-1]["action"], rows[-1]["refer_to_grader"]) == ("to grader", "1")
+    exams = list(csv.DictReader((tmp_path / "exams.csv").read_text().splitlines()))  # beside --out
+    assert len(exams) == 4 and exams[-1]["decision"] == "insufficient"  # each file its own patient
     task = load_task(next((tmp_path / "runs").rglob("best-*.ckpt"))).eval()
     grader = OnnxGrader(tmp_path / "ranking.onnx")
     from drgrade.data.images import read_rgb

@@ -39,7 +39,9 @@ def test_export_writes_the_card_from_the_checkpoints_own_evaluation(
     main(cli_args("test", "zero_shot", synthetic, runs, "--ckpt_path", str(checkpoint)))
     metrics = json.loads(next(runs.glob("version_*/metrics.json")).read_text())
     model, card = export("model.onnx")
-    stored = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    props = onnx.load(str(model), load_external_data=False).metadata_props
+    assert [p.key for p in props].count("model_card") == 1  # one card, one writer
+    stored = {p.key: p.value for p in props}
     facts = json.loads(stored["model_card"])
     # the same facts in the metadata as in the Markdown, read from the run, not recomputed
     assert facts["medical_device"].startswith("Research software, not a medical device")

@@ -98,3 +98,60 @@ def test_ddr_three_folders_three_lists_and_grade_5(published):
     found = load_sources({"ddr": published / "ddr"}, verify_images=False)
     assert Counter(r.official_split for r in found.records).keys() == {"train", "val", "test"}
     assert found.excluded and all("grade 5" in e.reason for e in found.excluded)
+
+
+def test_deepdrid_four_photographs_per_patient_grade_in_its_eyes_column(published):
+    from drgrade.data.sources.deepdrid import read, sheet
+
+    root = published / "deepdrid"
+    training = sheet(root, "regular-fundus-training")
+    assert header(training) == [
+        "patient_id",
+        "image_id",
+        "image_path",
+        "Overall quality",
+        "left_eye_DR_Level",
+        "right_eye_DR_Level",
+        "patient_DR_Level",
+        "Clarity",
+        "Field definition",
+        "Artifact",
+    ]
+    rows = list(csv.DictReader(training.open(newline="")))
+    assert rows[0]["image_path"].startswith("\\regular_fundus_images\\regular-fundus-training\\Images\\")
+    assert rows[0]["right_eye_DR_Level"] == "" and rows[2]["left_eye_DR_Level"] == ""  # l1 l2 r1 r2
+    found = read(root)
+    photographs = found.records + [e.record for e in found.excluded]
+    assert len(photographs) == 4 * 7  # 30 // 4 patients, two fields of each eye
+    by_patient = Counter((r.patient_id, r.eye, r.field) for r in photographs)
+    assert set(by_patient.values()) == {1} and {(r.eye, r.field) for r in photographs} == {
+        ("left", "1"),
+        ("left", "2"),
+        ("right", "1"),
+        ("right", "2"),
+    }
+    listed = {row["image_id"]: row for row in rows}
+    for record in found.records:
+        row = listed.get(record.path.stem)
+        if row is not None:  # the grade is the one in its own eye's column
+            assert record.grade == int(row[f"{record.eye}_eye_DR_Level"])
+    assert {r.official_split for r in found.records} == {"train", "val"}
+    assert all("poor quality by the graders (Clarity" in e.reason for e in found.excluded)
+
+
+def test_deepdrid_bad_rows_are_named(published, tmp_path):
+    import shutil
+
+    from drgrade.data.sources.deepdrid import read, sheet
+    from drgrade.errors import DataValidationError
+
+    root = tmp_path / "deepdrid"
+    shutil.copytree(published / "deepdrid", root)
+    path = sheet(root, "regular-fundus-validation")
+    lines = path.read_text().splitlines()
+    first = lines[1].split(",")
+    lines[1] = ",".join([first[0], "oops", *first[2:]])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataValidationError) as error:
+        read(root)
+    assert f"{path} row 2: image_id 'oops' is not <patient>_<l|r><1|2>" in str(error.value)

@@ -6,6 +6,7 @@ import shutil
 from functools import partial
 
 from drgrade.serving.app import UPLOADS, answer_batch
+from drgrade.serving.model_card import card_of_task
 from drgrade.serving.screening import screen_files
 from drgrade.tasks import load_task
 
@@ -21,17 +22,18 @@ def test_two_sessions_sharing_an_upload_and_a_second_press_all_grade(
     upload = [{"path": str(shared), "orig_name": "eye.png"}]
     task = load_task(zero_shot_checkpoint).eval()
     grade = partial(screen_files, task, image_size=96)
+    card = card_of_task(task)
 
-    first, _ = answer_batch(grade, upload, "session-a")
-    second, _ = answer_batch(grade, upload, "session-b")
-    again, _ = answer_batch(grade, upload, "session-b")  # the same person presses Grade twice
+    first, _ = answer_batch(grade, card, upload, "session-a")
+    second, _ = answer_batch(grade, card, upload, "session-b")
+    again, _ = answer_batch(grade, card, upload, "session-b")  # the same person presses Grade twice
     for table in (first, second, again):
         assert "gradable" in table and "not found" not in table
     assert again.split("</p>", 1)[1] == second.split("</p>", 1)[1]  # all but when it answered
 
     UPLOADS.release("session-a")  # the first person closes the page: the second still holds it
     assert shared.is_file()
-    answer_batch(grade, upload, "session-b")
+    answer_batch(grade, card, upload, "session-b")
     UPLOADS.release("session-b", keep=[shared])  # still in b's upload field
     assert shared.is_file()
     UPLOADS.release("session-b")  # b removes it from the field (or closes the page)

@@ -112,6 +112,8 @@ def test_predict_and_the_page_refuse_atypical_inputs(
         rows = {row["file"]: row for row in csv.DictReader(f)}
     assert len(rows) == 3
     assert all(r["error"].startswith(REFUSED) and r["grade"] == "" for r in rows.values())
+    # the refusal is a row without a grade: it goes to a human grader (``drgrade.decision.actions``)
+    assert all(r["action"] == "to grader" and r["refer_to_grader"] == "1" for r in rows.values())
     cut = float(task.typicality.cut)
     task.typicality.cut.fill_(1e-6)  # as the strict checkpoint's
     try:
@@ -119,6 +121,7 @@ def test_predict_and_the_page_refuse_atypical_inputs(
     finally:
         task.typicality.cut.fill_(cut)
     assert all(a.row.error.startswith(REFUSED) and a.row.decision is None for a in answers)
+    assert {a.row.action for a in answers} == {"to grader"}
 
 
 def test_onnx_graph_carries_the_check(task, photographs, tmp_path):
@@ -131,6 +134,7 @@ def test_onnx_graph_carries_the_check(task, photographs, tmp_path):
     grader.cut = 1e-6  # as the strict checkpoint's cut: the runner refuses every photograph
     refused = grader.grade_files(sorted(photographs.iterdir()))
     assert all(row.error.startswith(REFUSED) and row.decision is None for row in refused)
+    assert {row.action for row in refused} == {"to grader"}
     assert sum(row.decision is not None for row in graded) >= 2  # held-out photographs graded
     model = onnx.load(str(tmp_path / "m.onnx"))  # a distance output whose cut went missing
     next(p for p in model.metadata_props if p.key == "typicality").value = '{"fitted": false}'

@@ -1,7 +1,7 @@
 """Every dataset drgrade reads, one module each, registered here (the one place the rest reads).
 
-Each module (``aptos``, ``messidor2``, ``eyepacs``, ``idrid``, ``ddr``, ``eyeq``) declares a ``Source``: its
-reader of the published download, its published layout written with synthetic photographs
+Each module (``aptos``, ``messidor2``, ``eyepacs``, ``idrid``, ``ddr``, ``deepdrid``, ``eyeq``) declares
+a ``Source``: its reader of the published download, its published layout written with synthetic photographs
 (``drgrade synth --layout``), its download help and its lesion-segmentation images; ``csv`` reads
 your own ``path,grade[,patient_id]`` sheets. The datamodule, ``reproduce`` and ``synth`` take
 everything from ``SOURCES``, so adding a dataset is adding a module and a line here.
@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from drgrade.data.sources import aptos, ddr, eyepacs, eyeq, idrid, messidor2
+from drgrade.data.sources import aptos, ddr, deepdrid, eyepacs, eyeq, idrid, messidor2
 from drgrade.data.sources import csv as csv_source
 from drgrade.data.sources.common import MASK_DIR, UNKNOWN, Exclusion, Record, Source, SourceData
 from drgrade.errors import DataValidationError, OptionError
@@ -26,7 +26,9 @@ from drgrade.errors import DataValidationError, OptionError
 __all__ = ["MASK_DIR", "NAMES_PATIENTS", "SOURCES", "UNKNOWN", "Exclusion", "Record", "Source", "SourceData"]
 
 #: Every native source by name, in the order reports list them.
-SOURCES: dict[str, Source] = {m.SOURCE.name: m.SOURCE for m in (aptos, messidor2, eyepacs, idrid, ddr, eyeq)}
+SOURCES: dict[str, Source] = {
+    m.SOURCE.name: m.SOURCE for m in (aptos, messidor2, eyepacs, idrid, ddr, deepdrid, eyeq)
+}
 #: Whether each native source names patients (else each image is its own bootstrap unit).
 NAMES_PATIENTS: dict[str, bool] = {name: source.patients for name, source in SOURCES.items()}
 #: ``synth --layout`` names (the folder names, with ``aptos`` for APTOS 2019).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -32,11 +33,13 @@ UNKNOWN = -1
 class Record:
     """One labelled image.
 
-    ``patient_id`` groups images that must share a split; ``masks`` are its lesion masks when the
-    source has them (one file per lesion type or one for all; explain scores attention against
-    their union); ``official_split`` is the dataset's published split (``train``, ``val``,
-    ``test``) when it has one, used by ``data.split: official``; ``gradability`` is the dataset's
-    own image-quality label where it has one (``GRADABILITY``), empty where it has none.
+    ``patient_id`` groups images that must share a split; ``eye`` (``left`` / ``right``) and
+    ``field`` (which photograph of the eye) group them into exams where the dataset says; ``masks``
+    are its lesion masks when the source has them (one file per lesion type or one for all;
+    explain scores attention against their union); ``official_split`` is the dataset's published
+    split (``train``, ``val``, ``test``) when it has one, used by ``data.split: official``;
+    ``gradability`` is the dataset's own image-quality label where it has one (``GRADABILITY``),
+    empty where it has none.
     """
 
     path: Path
@@ -45,6 +48,10 @@ class Record:
     patient_id: str
     masks: tuple[Path, ...] = ()
     official_split: str = ""
+    eye: str = ""
+    field: str = ""
+    #: Diabetic macular edema: 1 / 0 where the dataset grades it (Messidor-2, IDRiD), else ``UNKNOWN``.
+    dme: int = -1
     gradability: str = ""
 
 
@@ -154,7 +161,7 @@ def read_sheet_text(path: Path, problems: list[str]) -> str | None:
         line = data[: error.start].count(b"\n") + 1
         problems.append(
             f"{path} line {line}: not {encoding.upper()} text (byte {data[error.start]:#04x}); "
-            "save the sheet as UTF-8 (a spreadsheet's \"CSV UTF-8\") and run again"
+            'save the sheet as UTF-8 (a spreadsheet\'s "CSV UTF-8") and run again'
         )
         return None
 
@@ -230,6 +237,28 @@ def keyed_rows(
             continue
         seen[fold(value)] = line
         yield where, value, row
+
+
+def parse_dme(value: str, where: str, problems: list[str], present_from: int = 1) -> int:
+    """A DME cell as 1 / 0 (``UNKNOWN`` when empty or the column is absent); problems recorded.
+
+    Args:
+        value: the cell (an integer grade of macular edema).
+        where: file and row, for the messages.
+        problems: where problems are collected.
+        present_from: the smallest value that counts as DME (IDRiD: 2, exudates within one disc
+            diameter of the macula centre, Gulshan et al.'s definition of referable DME).
+    """
+    if value == "":
+        return UNKNOWN
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not number.is_integer() or number < 0:
+        problems.append(f"{where}: macular edema {value!r} is not a non-negative integer")
+        return UNKNOWN
+    return int(number >= present_from)
 
 
 def plain_name(value: str, where: str, problems: list[str]) -> bool:

@@ -23,7 +23,7 @@ from drgrade.data.synthetic import grade_sequence, render_fundus, seeded_rng
 SHEETS = (("trainLabels.csv", "train", "train"), ("retinopathy_solution.csv", "test", "test"))
 #: The published per-grade counts of the training part, used as synthetic class frequencies.
 COUNTS = (25810, 2443, 5292, 873, 708)
-_EYE = re.compile(r"^(?P<patient>.+)_(left|right)$")
+_EYE = re.compile(r"^(?P<patient>.+)_(?P<eye>left|right)$")
 
 
 def read(root: str | Path, verify_images: bool = True) -> SourceData:
@@ -44,8 +44,9 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
             if grade is None:
                 continue
             eye = _EYE.match(name)
-            patient = eye["patient"] if eye else name
-            records.append(Record(image, grade, "eyepacs", f"eyepacs:{patient}", official_split=split))
+            patient, side = (eye["patient"], eye["eye"]) if eye else (name, "")
+            patient_id = f"eyepacs:{patient}"
+            records.append(Record(image, grade, "eyepacs", patient_id, official_split=split, eye=side))
     return common.finish_source(records, problems, verify_images)
 
 

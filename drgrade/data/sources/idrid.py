@@ -21,7 +21,7 @@ from tqdm import tqdm
 import drgrade.data.sources.common as common
 from drgrade.data.images import write_rgb
 from drgrade.data.sources.common import Record, Source, SourceData
-from drgrade.data.synthetic import grade_sequence, render_fundus, seeded_rng, write_mask
+from drgrade.data.synthetic import draws_dme, grade_sequence, render_fundus, seeded_rng, write_mask
 
 GRADING = Path("B. Disease Grading")
 #: (image folder, sheet, published split) of each grading part.
@@ -58,7 +58,10 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
             grade = common.grade_and_image(row["Retinopathy grade"], image, missing, where, problems)
             if grade is None:
                 continue
-            records.append(Record(image, grade, "idrid", f"idrid:{split}/{name}", official_split=split))
+            # "Risk of macular edema " (0-2, its header with a trailing space, read stripped)
+            dme = common.parse_dme(row.get("Risk of macular edema", ""), where, problems, present_from=2)
+            patient = f"idrid:{split}/{name}"
+            records.append(Record(image, grade, "idrid", patient, official_split=split, dme=dme))
     return common.finish_source(records, problems, verify_images)
 
 
@@ -91,9 +94,12 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
         rows = []
         for number, i in enumerate(tqdm(chosen, desc=f"synth idrid {folder}"), start=1):
             name = f"IDRiD_{number:03d}"
-            image, _ = render_fundus(grades[i], size, seeded_rng(seed, 3, i))
+            dme = draws_dme(grades[i], seed, 3, i)
+            image, _ = render_fundus(grades[i], size, seeded_rng(seed, 3, i), dme=dme)
             write_rgb(root / GRADING / "1. Original Images" / folder / f"{name}.jpg", image)
-            rows.append([name, grades[i], int(grades[i] >= 2), "", ""])
+            # risk of macular edema: 2 exudates near the macula (DME), 1 exudates elsewhere, 0 none
+            risk = 2 if dme else int(grades[i] >= 2)
+            rows.append([name, grades[i], risk, "", ""])
         path = root / GRADING / "2. Groundtruths" / sheet
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open(

@@ -20,7 +20,7 @@ from tqdm import tqdm
 import drgrade.data.sources.common as common
 from drgrade.data.images import IMAGE_SUFFIXES, write_rgb
 from drgrade.data.sources.common import Exclusion, Record, Source, SourceData
-from drgrade.data.synthetic import grade_sequence, render_fundus, seeded_rng, write_mask
+from drgrade.data.synthetic import draws_dme, grade_sequence, render_fundus, seeded_rng, write_mask
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +39,23 @@ def _image_dir(root: Path) -> Path:
     return root
 
 
-def _exams(path: Path, problems: list[str]) -> dict[str, str]:
-    """Lower-cased image name -> exam id from the exam-pairs sheet (one exam per row).
+def _exams(path: Path, problems: list[str]) -> dict[str, tuple[str, str]]:
+    """Lower-cased image name -> (exam id, eye) from the exam-pairs sheet (one exam per row).
 
     The sheet is read leniently (``;`` or ``,`` separated, header optional) because its
-    distributed form has varied; any cell that looks like an image name counts.
+    distributed form has varied; any cell that looks like an image name counts, the first of a
+    row being the left eye and the second the right (the sheet's ``left;right`` header).
     """
-    exams: dict[str, str] = {}
+    exams: dict[str, tuple[str, str]] = {}
     if not path.is_file():
         log.warning("%s not found: each Messidor-2 image becomes its own patient group", path)
         return exams
     text = common.read_sheet_text(path, problems) or ""
     for number, line in enumerate(text.splitlines(), start=1):
-        for cell in (c.strip() for c in line.replace(",", ";").split(";")):
+        cells = [c.strip() for c in line.replace(",", ";").split(";")]
+        for cell, eye in zip(cells, ("left", "right"), strict=False):
             if Path(cell).suffix.lower() in IMAGE_SUFFIXES:
-                exams[cell.lower()] = f"messidor:exam{number}"
+                exams[cell.lower()] = (f"messidor:exam{number}", eye)
     return exams
 
 
@@ -72,10 +74,15 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
     ):
         key = image_id.lower()
         path = files.get(key)
-        patient = exams.get(key, f"messidor:{key}")
+        patient, eye = exams.get(key, (f"messidor:{key}", ""))
         if row["adjudicated_gradable"] in ("0", "0.0"):
             ungradable = Record(
-                path or image_dir / image_id, common.UNKNOWN, "messidor2", patient, gradability="reject"
+                path or image_dir / image_id,
+                common.UNKNOWN,
+                "messidor2",
+                patient,
+                eye=eye,
+                gradability="reject",
             )
             reason = "ungradable by the adjudicators (adjudicated_gradable 0)"
             excluded.append(Exclusion(ungradable, "dataset", reason))
@@ -86,7 +93,8 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
         if path is None:
             problems.append(f"{where}: no image named {image_id!r} in {image_dir}")
             continue
-        records.append(Record(path, grade, "messidor2", patient, gradability="gradable"))
+        dme = common.parse_dme(row.get("adjudicated_dme", ""), where, problems)
+        records.append(Record(path, grade, "messidor2", patient, eye=eye, dme=dme, gradability="gradable"))
     return common.finish_source(records, problems, verify_images, root, excluded)
 
 
@@ -94,7 +102,8 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
     """The published layout with synthetic photographs.
 
     ``IMAGES/`` with both name forms, the grades sheet (a few ungradable rows, ``.jpg`` lower-cased
-    as in the real one) and the exam-pairs sheet (``left;right``).
+    as in the real one; ``adjudicated_dme`` 1 where exudates were drawn near the macula) and the
+    exam-pairs sheet (``left;right``).
     """
     root = out / SOURCE.folder
     (root / "IMAGES").mkdir(parents=True, exist_ok=True)
@@ -107,12 +116,15 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
         else:
             stored = listed = f"2005{1000 + exam % 300:04d}_{40000 + exam:05d}_0{i % 2}00_PP.png"
         ungradable = rng.random() < 0.02 or (i == 2 and num > 4)
-        image, mask = render_fundus(grade, size, rng)
+        dme = draws_dme(grade, seed, 1, i)
+        image, mask = render_fundus(grade, size, rng, dme=dme)
         if ungradable:  # ungradable photographs are badly exposed
             image = (image * 0.25).astype(np.uint8)
         write_rgb(root / "IMAGES" / stored, image)
         write_mask(root / common.MASK_DIR / f"{Path(stored).stem}.png", mask)
-        rows.append((listed, "" if ungradable else grade, "" if ungradable else 0, 0 if ungradable else 1))
+        rows.append(
+            (listed, "" if ungradable else grade, "" if ungradable else int(dme), 0 if ungradable else 1)
+        )
         names.append(stored)
     with (root / SHEET).open("w", newline="") as f:
         csv.writer(f).writerows(
