@@ -31,7 +31,7 @@ SHEETS = (("Label_EyeQ_train.csv", "train", "train"), ("Label_EyeQ_test.csv", "t
 LEVELS = ("good", "usable", "reject")
 #: EyeQ's published quality counts (training sheet), the synthetic layout's class frequencies.
 COUNTS = (8347, 1876, 2320)
-_EYE = re.compile(r"^(?P<patient>.+)_(left|right)$")
+_EYE = re.compile(r"^(?P<patient>.+)_(?P<eye>left|right)$")
 
 
 def read(root: str | Path, verify_images: bool = True) -> SourceData:
@@ -54,10 +54,17 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
             level = LEVELS[int(row["quality"])]
             eye = _EYE.match(Path(name).stem)
             patient = f"eyepacs:{eye['patient'] if eye else Path(name).stem}"
+            side = eye["eye"] if eye else ""
             image = files.get(name)
             if level == "reject":
                 record = Record(
-                    image or root / folder / name, common.UNKNOWN, "eyeq", patient, (), split, level
+                    image or root / folder / name,
+                    common.UNKNOWN,
+                    "eyeq",
+                    patient,
+                    official_split=split,
+                    eye=side,
+                    gradability=level,
                 )
                 excluded.append(Exclusion(record, "dataset", "rejected by the EyeQ graders (quality 2)"))
                 continue
@@ -65,7 +72,9 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
                 row["DR_grade"], image, f"no image {root / folder / name}", where, problems
             )
             if grade is not None:
-                records.append(Record(image, grade, "eyeq", patient, (), split, level))
+                records.append(
+                    Record(image, grade, "eyeq", patient, official_split=split, eye=side, gradability=level)
+                )
     return common.finish_source(records, problems, verify_images, excluded=excluded)
 
 
