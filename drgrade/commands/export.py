@@ -45,13 +45,14 @@ def add_arguments(parser) -> None:
 
 
 def run(cli) -> None:
-    """Export the checkpoint at the data's image size.
+    """Export the checkpoint at the image size it recorded.
 
     Args:
         cli: the running ``DRGradeCLI``.
     """
     opts = cli.config
-    written = export_onnx(load_task(opts.ckpt_path), opts.out, cli.datamodule.hparams.image_size)
+    task = load_task(opts.ckpt_path)
+    written = export_onnx(task, opts.out, task.hparams.image_size)  # the size it was trained at
     print(f"exported {opts.ckpt_path} to {written}")
     if opts.quantize == "int8":
         with tempfile.TemporaryDirectory() as spare:

@@ -8,9 +8,12 @@ the trainer's). What it adds:
 - the run directory: ``trainer.default_root_dir`` (default ``runs/<model>``) is the one option
   for where a run's files go; every logger's ``save_dir`` follows it;
 - ``--ckpt_path last / best / newest`` resolved across earlier runs, and the checkpoint read
-  (as data) and checked before any data is read; a checkpoint supplies weights and the fitted
-  decision rule, never options (Lightning's own step that would merge its hyperparameters into
-  the config never sees the path), and with a checkpoint no pretrained weights are loaded;
+  (as data) and checked before any data is read; the model is then rebuilt from the options the
+  checkpoint recorded, image size included (``checkpoint_policy``: one policy for every verb,
+  applied here rather than by Lightning's own merge of hyperparameters, which never sees the
+  path), a contradicting command-line option is refused, and no pretrained weights are loaded;
+- ``test`` / ``validate`` / ``predict`` of a trainable model without a checkpoint refused, unless
+  ``--allow_untrained`` asks for the untrained baseline;
 - checkpoints written atomically; W&B runs named by model and stage, grouped per protocol, with
   the whole configuration attached, and closed after each stage.
 
@@ -32,7 +35,8 @@ from lightning.pytorch.loggers import WandbLogger
 
 from drgrade import __version__
 from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
-from drgrade.commands.options import take_options
+from drgrade.commands.checkpoint_policy import ALLOW_UNTRAINED, adopt_checkpoint, refuse_untrained, typed_options
+from drgrade.commands.options import add_switch, take_options
 from drgrade.commands.preflight import preflight
 from drgrade.console import quiet_console
 from drgrade.data import DRDataModule
@@ -41,10 +45,11 @@ from drgrade.data.splits import split_settings
 from drgrade.errors import OptionError
 from drgrade.files import atomic_write_text, check_writable, file_sha256
 from drgrade.predictions import checkpoint_label
-from drgrade.runs import CHECKPOINT_CHOICES, architecture_options, resolve_checkpoint, run_dir
+from drgrade.provenance import UNTRAINED
+from drgrade.runs import CHECKPOINT_CHOICES, resolve_checkpoint, run_dir
 from drgrade.tasks import BaseTask, read_checkpoint
 from drgrade.tasks.ensemble import MEMBERS_KEY, check_members, recorded_members
-from drgrade.tasks.loading import WEIGHT_SOURCES, task_classes
+from drgrade.tasks.loading import task_classes
 
 #: Private Lightning names drgrade relies on, and why (an upgrade that changes one breaks only these).
 PRIVATE_NAMES = {
@@ -79,6 +84,7 @@ class DRGradeCLI(LightningCLI):
         **kwargs: Any,
     ):
         quiet_console()
+        self.typed = typed_options(sys.argv[1:] if args is None else args)
         self.wandb_group = wandb_group
         self.verb = verb
         self.checkpoint_entry: str | None = None
@@ -112,6 +118,13 @@ class DRGradeCLI(LightningCLI):
         )
         if self.verb is not None:
             self.verb.add_arguments(parser)
+        else:
+            add_switch(
+                parser,
+                ALLOW_UNTRAINED,
+                "validate/test/predict: run a trainable model without a checkpoint (the untrained "
+                "baseline, labelled as such in metrics.json, predictions and the report)",
+            )
 
     def section(self, config: Any = None) -> Any:
         """The running verb's part of a (parsed or instantiated) config."""
@@ -122,8 +135,8 @@ class DRGradeCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then keep ``--ckpt_path`` aside until the run directory is settled.
 
-        A checkpoint supplies weights, never options: with the path hidden, Lightning does not
-        merge the checkpoint's hyperparameters into the parsed config.
+        With the path hidden, Lightning does not merge the checkpoint's hyperparameters into the
+        parsed config: ``adopt_checkpoint`` does, checking the command line against them.
         """
         super().parse_arguments(parser, args)
         section = self.section()
@@ -148,13 +161,13 @@ class DRGradeCLI(LightningCLI):
             path = resolve_checkpoint(self.checkpoint_entry, root, split)
             checkpoint = read_checkpoint(path)
             config["ckpt_path"] = path
-            for name in WEIGHT_SOURCES:  # the checkpoint holds every weight
-                if name in init_args:
-                    init_args[name] = None
-            for name, value in architecture_options(checkpoint).items():  # FLAIR's stored text tower
-                init_args[name] = value
+            adopt_checkpoint(config, checkpoint, path, self.typed)
             if MEMBERS_KEY in checkpoint:  # an ensemble: its members default to those it recorded
                 init_args["checkpoints"] = init_args.get("checkpoints") or recorded_members(checkpoint, path)
+        elif self.config.get("subcommand") in ("validate", "test", "predict"):
+            refuse_untrained(
+                config["model"]["class_path"], self.config["subcommand"], root, config["allow_untrained"]
+            )
         members = (init_args.get("checkpoints") or []) if self.config.get("subcommand") else []
         for member in members:
             read_checkpoint(member)  # ensemble members: refused before any run folder exists
@@ -203,6 +216,8 @@ class DRGradeCLI(LightningCLI):
         checkpoint = self.config[subcommand].get("ckpt_path")
         if checkpoint:
             self.model.origin = checkpoint_label(checkpoint)
+        elif self.model.trainable and self.config[subcommand].get("allow_untrained"):
+            self.model.origin = UNTRAINED
         self.model.predictions_out = self.predictions_out
         loggers = [logger for logger in self.trainer.loggers if isinstance(logger, WandbLogger)]
         if loggers:
