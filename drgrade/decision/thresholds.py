@@ -30,7 +30,7 @@ from torchmetrics.functional.classification import binary_precision_recall_curve
 
 from drgrade.decision.apply import decide
 from drgrade.decision.fitting import midway
-from drgrade.evaluation.kappa import qwk as kappa
+from drgrade.evaluation.kappa import qwk
 
 CalibrationMethod = Literal["youden", "f1", "qwk", "auto"]
 #: The choices ``auto`` weighs, in order of preference on a tie: plain argmax first, so that
@@ -60,12 +60,6 @@ def best_one_vs_rest_threshold(scores: torch.Tensor, positive: torch.Tensor, met
     return midway(float(cuts[best]), cuts.double().numpy(), above=False)
 
 
-def qwk(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> float:
-    """QWK of decided grades, 0 where undefined (the search needs a number to compare)."""
-    value = kappa(targets.numpy(), preds.numpy(), num_classes)
-    return 0.0 if value is None else value
-
-
 def qwk_thresholds(probs: torch.Tensor, targets: torch.Tensor, rounds: int = 3) -> torch.Tensor:
     """Thresholds maximising the QWK of ``decide(probs, t)`` by coordinate search from argmax.
 
@@ -76,13 +70,13 @@ def qwk_thresholds(probs: torch.Tensor, targets: torch.Tensor, rounds: int = 3) 
     """
     k = probs.shape[1]
     thresholds = torch.full((k,), 1.0 / k, dtype=torch.float64)
-    best = qwk(decide(probs, thresholds), targets, k)
+    best = qwk(targets=targets, preds=decide(probs, thresholds), undefined=0.0)
     for _ in range(rounds):
         for grade in range(k):
             for candidate in thresholds[grade] * _STEPS:
                 trial = thresholds.clone()
                 trial[grade] = candidate
-                score = qwk(decide(probs, trial), targets, k)
+                score = qwk(targets=targets, preds=decide(probs, trial), undefined=0.0)
                 if score > best + 1e-12:  # strictly better: ties keep the simpler, earlier cut
                     best, thresholds = score, trial
     return thresholds.float()
@@ -181,7 +175,9 @@ def choose_objective(
         The chosen objective and every objective's cross-fitted QWK.
     """
     probs, targets = probs.double().cpu(), targets.long().cpu()
-    k = probs.shape[1]
-    scores = {"none": qwk(probs.argmax(dim=1), targets, k)}
-    scores |= {m: qwk(crossfit_decisions(probs, targets, m, groups), targets, k) for m in OBJECTIVES[1:]}
+    scores = {"none": qwk(targets=targets, preds=probs.argmax(dim=1), undefined=0.0)}
+    scores |= {
+        m: qwk(targets=targets, preds=crossfit_decisions(probs, targets, m, groups), undefined=0.0)
+        for m in OBJECTIVES[1:]
+    }
     return max(OBJECTIVES, key=lambda m: scores[m]), scores

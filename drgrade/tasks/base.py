@@ -348,7 +348,7 @@ class BaseTask(L.LightningModule):
         """
         if self.trainer.state.fn == TrainerFn.FITTING:
             preds = self.rule.selection_grades(probs, targets, groups)
-        return qwk(targets.numpy(), preds.numpy(), NUM_GRADES) or 0.0
+        return qwk(targets=targets, preds=preds, undefined=0.0)
 
     def uncalibrated_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """softmax(logits) without the fitted temperature (for the calibration error before it)."""
