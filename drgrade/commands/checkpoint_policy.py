@@ -24,7 +24,7 @@ from drgrade.errors import OptionError
 from drgrade.runs import architecture_options
 from drgrade.tasks.loading import WEIGHT_SOURCES, checkpoint_task_class, recorded_options
 
-#: Model options that decide what the weights mean: a typed value that differs from the checkpoint's is refused.
+#: Model options that decide what the weights mean: typed with another value than the checkpoint's, refused.
 ARCHITECTURE = (
     "backbone",
     "image_size",

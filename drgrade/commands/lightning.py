@@ -35,7 +35,12 @@ from lightning.pytorch.loggers import WandbLogger
 
 from drgrade import __version__
 from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
-from drgrade.commands.checkpoint_policy import ALLOW_UNTRAINED, adopt_checkpoint, refuse_untrained, typed_options
+from drgrade.commands.checkpoint_policy import (
+    ALLOW_UNTRAINED,
+    adopt_checkpoint,
+    refuse_untrained,
+    typed_options,
+)
 from drgrade.commands.options import add_switch, take_options
 from drgrade.commands.preflight import preflight
 from drgrade.console import quiet_console

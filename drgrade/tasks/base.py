@@ -29,7 +29,6 @@ from drgrade.evaluation.bootstrap import BootstrapSpec
 from drgrade.evaluation.kappa import qwk
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
-from drgrade.grades import NUM_GRADES
 from drgrade.models.backbones import Backbone, build_backbone
 from drgrade.provenance import code_version, weights_record
 from drgrade.runs import (

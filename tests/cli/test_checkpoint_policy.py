@@ -45,7 +45,14 @@ def assert_same_rows(ours: list[dict], theirs: list[dict]) -> None:
 
 def test_readme_lines_after_a_64px_quick_pass_need_no_option_repeated(synthetic, tmp_path):
     runs = tmp_path / "runs"
-    quick = ("--data.image_size", "64", "--trainer.max_epochs", "1", "--model.init_args.bootstrap_resamples", "0")
+    quick = (
+        "--data.image_size",
+        "64",
+        "--trainer.max_epochs",
+        "1",
+        "--model.init_args.bootstrap_resamples",
+        "0",
+    )
     main(cli_args("fit", "fcn_clip", synthetic, runs, *quick))
     images = tmp_path / "my_images"
     images.mkdir()
@@ -53,10 +60,16 @@ def test_readme_lines_after_a_64px_quick_pass_need_no_option_repeated(synthetic,
         shutil.copy(path, images / path.name)
 
     # the README's predict line: configs/fcn_clip.yaml says RN50 at 224 px; the checkpoint says RN-tiny at 64
-    main(readme_line("predict", runs, "--data.predict_dir", str(images), "--out", str(tmp_path / "graded.csv")))
+    main(
+        readme_line("predict", runs, "--data.predict_dir", str(images), "--out", str(tmp_path / "graded.csv"))
+    )
     predicted = rows_of((tmp_path / "graded.csv").read_text())
     assert len(predicted) == 4 and all(r["grade"] for r in predicted)
-    saved = next(p for p in runs.rglob("config.yaml") if "predict_dir" in p.read_text() and "my_images" in p.read_text())
+    saved = next(
+        p
+        for p in runs.rglob("config.yaml")
+        if "predict_dir" in p.read_text() and "my_images" in p.read_text()
+    )
     assert "image_size: 64" in saved.read_text() and "backbone: RN-tiny" in saved.read_text()
 
     # export traces at the checkpoint's 64 px, not the config's 224
@@ -84,14 +97,22 @@ def test_readme_lines_after_a_64px_quick_pass_need_no_option_repeated(synthetic,
             "--model.init_args.backbone RN50 contradicts {ckpt}, which was trained with backbone RN-tiny; "
             "drop --model.init_args.backbone",
         ),
-        (("--data.image_size", "128"), "--data.image_size 128 contradicts {ckpt}, which was trained with image_size 96"),
-        (("--model", "FCNCLIP"), "{ckpt} is a ZeroShotCLIP checkpoint, but the model given is FCNCLIP; drop --model"),
+        (
+            ("--data.image_size", "128"),
+            "--data.image_size 128 contradicts {ckpt}, which was trained with image_size 96",
+        ),
+        (
+            ("--model", "FCNCLIP"),
+            "{ckpt} is a ZeroShotCLIP checkpoint, but the model given is FCNCLIP; drop --model",
+        ),
     ],
 )
 def test_an_option_contradicting_the_checkpoint_is_refused_before_anything_runs(
     synthetic, zero_shot_checkpoint, tmp_path, capsys, extra, said
 ):
-    args = cli_args("test", "zero_shot", synthetic, tmp_path, "--ckpt_path", str(zero_shot_checkpoint), *extra)
+    args = cli_args(
+        "test", "zero_shot", synthetic, tmp_path, "--ckpt_path", str(zero_shot_checkpoint), *extra
+    )
     with pytest.raises(SystemExit) as stop:
         main(args)
     error = capsys.readouterr().err
@@ -107,19 +128,31 @@ def test_a_checkpoint_under_another_models_config_names_the_config_to_use(
         main(cli_args("predict", "fcn_clip", synthetic, tmp_path, "--ckpt_path", str(zero_shot_checkpoint)))
     error = capsys.readouterr().err
     assert stop.value.code == 2
-    assert "is a ZeroShotCLIP checkpoint, but the model given is FCNCLIP; use --config configs/zero_shot.yaml" in error
+    assert (
+        "is a ZeroShotCLIP checkpoint, but the model given is FCNCLIP; use --config configs/zero_shot.yaml"
+        in error
+    )
 
 
 def test_testing_a_trainable_model_without_a_checkpoint_is_refused_unless_asked(synthetic, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(cli_args("test", "fcn_clip", synthetic, tmp_path))
     error = capsys.readouterr().err
-    assert stop.value.code == 2 and "drgrade test of FCNCLIP needs a trained checkpoint: pass --ckpt_path best" in error
+    assert (
+        stop.value.code == 2
+        and "drgrade test of FCNCLIP needs a trained checkpoint: pass --ckpt_path best" in error
+    )
     assert not list(tmp_path.glob("version_*"))
 
     main(
         cli_args(
-            "test", "fcn_clip", synthetic, tmp_path, "--allow_untrained", "--model.init_args.bootstrap_resamples", "0"
+            "test",
+            "fcn_clip",
+            synthetic,
+            tmp_path,
+            "--allow_untrained",
+            "--model.init_args.bootstrap_resamples",
+            "0",
         )
     )
     run = next(tmp_path.glob("version_*"))
