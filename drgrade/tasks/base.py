@@ -135,8 +135,16 @@ class BaseTask(L.LightningModule):
         """Logits [B, K] of normalised images [B, 3, S, S]."""
         raise NotImplementedError
 
-    def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """Where the model looks: (maps [B, S, S] in [0, 1], logits [B, K] of the same pass, method)."""
+    def attention_maps(
+        self, images: torch.Tensor, grade: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Where the model looks: (maps [B, S, S] in [0, 1], logits [B, K] of the same pass, method).
+
+        Args:
+            images: normalised images.
+            grade: the grade per image whose evidence is mapped (default: the one ``self.rule``
+                decides, the grade shown beside the map); an ensemble passes its own decision.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no attention map")
 
     def load_submodules(self) -> None:
