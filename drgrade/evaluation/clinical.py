@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.integrate import trapezoid  # NumPy 1.26, which drgrade admits, has no np.trapezoid
 from scipy.stats import binomtest
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
@@ -174,6 +175,6 @@ def referral_curves(
         values = confusion_metrics(weighted_confusion(weights, targets, preds))
         keys = ("accuracy", "qwk", "referable_sensitivity", "referable_specificity")
         curves[name] = {key: [None if np.isnan(v) else float(v) for v in values[key]] for key in keys}
-        auc[name] = float(np.trapezoid(values["accuracy"], fractions) / (fractions[-1] - fractions[0]))
+        auc[name] = float(trapezoid(values["accuracy"], fractions) / (fractions[-1] - fractions[0]))
     curves["auc_accuracy"] = auc
     return curves
