@@ -62,8 +62,9 @@ explain-demo: $(STAMP)  ## attention overlays + comparison sheet for the demo ch
 	  "$$(ls -t runs/ranking/version_*/checkpoints/best-*.ckpt | head -n 1)"
 
 DATA ?= data
-reproduce-table3: $(STAMP)  ## the paper's protocol on real APTOS 2019 + Messidor-2 under DATA (default data/)
-	$(BIN)/drgrade reproduce --data $(DATA) --paper
+ARGS ?=
+reproduce-table3: $(STAMP)  ## the paper's protocol on real APTOS 2019 + Messidor-2 under DATA; ARGS="..." go to every stage
+	$(BIN)/drgrade reproduce --data $(DATA) --paper $(ARGS)
 
 bench: $(STAMP)  ## speed and memory benchmarks on this machine (CPU; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench.py

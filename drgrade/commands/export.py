@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from itertools import zip_longest
 from pathlib import Path
+from typing import Literal
 
 from drgrade.commands.options import add_switch
 from drgrade.data.images import list_images
@@ -25,9 +26,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument(
         "--quantize",
-        type=str | None,
+        type=Literal["int8"] | None,
         default=None,
-        choices=[None, "int8"],
         help="also write an INT8 model beside it (<out>.int8.onnx) for fast CPU screening",
     )
     parser.add_argument(

@@ -209,7 +209,12 @@ class DRGradeCLI(LightningCLI):
             **kwargs: ``trainer.fit`` options (``ckpt_path``).
         """
         if model.trainable:
-            self.trainer.fit(model, datamodule=datamodule, **kwargs)
+            try:
+                self.trainer.fit(model, datamodule=datamodule, **kwargs)
+            except SystemExit:  # Lightning's graceful shutdown after Ctrl+C exits there
+                if self.trainer.interrupted:
+                    raise KeyboardInterrupt from None  # drgrade.cli.main says how to resume
+                raise
             return
         path = run_dir(self.trainer) / "checkpoints" / "best-validated.ckpt"
         model.fit_untrained(self.trainer, datamodule, path)
