@@ -236,15 +236,30 @@ class DRGradeCLI(LightningCLI):
                 logger.experiment.config.update({"subcommand": subcommand, **config}, allow_val_change=True)
 
     def after_stage(self) -> None:
-        """Link the run folder and its W&B run both ways, then close the W&B run (its files complete)."""
+        """Link the run folder and its W&B run both ways, close the W&B run, say where things went."""
         loggers = [logger for logger in self.trainer.loggers if isinstance(logger, WandbLogger)]
-        folder = run_dir(self.trainer) if loggers else None  # a collective under DDP: every rank asks
-        if folder is not None and self.trainer.is_global_zero:
+        folder = run_dir(self.trainer)  # a collective under DDP: every rank asks
+        if loggers and self.trainer.is_global_zero:
             link_wandb_runs([logger.experiment for logger in loggers], folder)
         close_wandb()
+        if self.trainer.is_global_zero:
+            print(stage_ending(self.config["subcommand"], folder, self.trainer))
 
     before_fit = before_validate = before_test = before_predict = before_stage
     after_fit = after_validate = after_test = after_predict = after_stage
+
+
+def stage_ending(stage: str, folder: Path, trainer) -> str:
+    """The last lines of a stage: the run folder it wrote, and after ``fit`` the checkpoint to use next."""
+    text = f"drgrade {stage}: run folder {folder}"
+    if stage != "fit":
+        return text
+    callback = trainer.checkpoint_callback
+    best = (callback.best_model_path if callback else "") or folder / "checkpoints" / "best-validated.ckpt"
+    return (
+        f"{text}\ncheckpoint to use next: {best} (test, predict, export, explain and serve take it as "
+        "--ckpt_path; --ckpt_path best finds the best of this config's runs)"
+    )
 
 
 def model_normalisation(model: BaseTask) -> tuple:

@@ -43,7 +43,7 @@ def assert_same_rows(ours: list[dict], theirs: list[dict]) -> None:
                 assert a[column] == b[column], (column, a, b)
 
 
-def test_readme_lines_after_a_64px_quick_pass_need_no_option_repeated(synthetic, tmp_path):
+def test_readme_lines_after_a_64px_quick_pass_need_no_option_repeated(synthetic, tmp_path, capsys):
     runs = tmp_path / "runs"
     quick = (
         "--data.image_size",
@@ -54,6 +54,9 @@ def test_readme_lines_after_a_64px_quick_pass_need_no_option_repeated(synthetic,
         "0",
     )
     main(cli_args("fit", "fcn_clip", synthetic, runs, *quick))
+    best = str(next(runs.rglob("best-*.ckpt")))
+    said = capsys.readouterr().out  # every stage ends by saying where it wrote and what to use next
+    assert f"drgrade fit: run folder {runs / 'version_0'}\ncheckpoint to use next: {best}" in said
     images = tmp_path / "my_images"
     images.mkdir()
     for path in sorted((synthetic / "aptos2019" / "train_images").iterdir())[:4]:
@@ -64,6 +67,7 @@ def test_readme_lines_after_a_64px_quick_pass_need_no_option_repeated(synthetic,
         readme_line("predict", runs, "--data.predict_dir", str(images), "--out", str(tmp_path / "graded.csv"))
     )
     predicted = rows_of((tmp_path / "graded.csv").read_text())
+    assert f"drgrade predict: run folder {runs / 'version_1'}" in capsys.readouterr().out
     assert len(predicted) == 4 and all(r["grade"] for r in predicted)
     saved = next(
         p
@@ -83,7 +87,6 @@ def test_readme_lines_after_a_64px_quick_pass_need_no_option_repeated(synthetic,
     # serve's grader: the checkpoint alone
     from drgrade.commands.serve import grader_of
 
-    best = str(next(runs.rglob("best-*.ckpt")))
     grade, _ = grader_of(SimpleNamespace(ckpt_path=best, onnx=None))
     served = rows_of(csv_text([answer.row for answer in grade(sorted(images.iterdir()))]))
     assert_same_rows(served, predicted)
