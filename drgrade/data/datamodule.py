@@ -326,9 +326,17 @@ class DRDataModule(L.LightningDataModule):
 
     @property
     def intake(self) -> IntakeCache:
-        """Where each image's intake (gate measurements, hashes, crop) is kept (in memory: cache off)."""
+        """Where each image's intake (gate measurements, hashes, crop) is kept (in memory: cache off).
+
+        One cache per data module (rebuilt only if its folder or the image size is changed), so
+        what it learns holds for the whole run: a full disk turns it off once, not per access.
+        """
         hp = self.hparams
-        return IntakeCache((hp.cache_dir or default_cache_dir()) if hp.cache else None, hp.image_size)
+        root = Path(hp.cache_dir or default_cache_dir()).expanduser() if hp.cache else None
+        cache = self.__dict__.get("_intake")
+        if cache is None or (cache.size, cache.requested_root) != (hp.image_size, root):
+            cache = self._intake = IntakeCache(root, hp.image_size)
+        return cache
 
     # -- loaders --------------------------------------------------------------------------------
     @property
