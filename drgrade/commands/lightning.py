@@ -53,6 +53,7 @@ from drgrade.predictions import checkpoint_label
 from drgrade.provenance import UNTRAINED
 from drgrade.runs import CHECKPOINT_CHOICES, resolve_checkpoint, run_dir
 from drgrade.tasks import BaseTask, read_checkpoint
+from drgrade.tasks.base import LOGGED
 from drgrade.tasks.ensemble import MEMBERS_KEY, check_members, recorded_members
 from drgrade.tasks.loading import task_classes
 
@@ -180,6 +181,8 @@ class DRGradeCLI(LightningCLI):
             check_members(checkpoint, members, [file_sha256(m) for m in members], str(path))
         if "weights_only" in config:
             config["weights_only"] = True  # Lightning's own restore of --ckpt_path loads tensors only too
+        if "verbose" in config and "verbose" not in self.typed:
+            config["verbose"] = False  # its table prints float32 noise (0.0799999982): see stage_ending
         if self.config.get("subcommand"):
             preflight(config, self.config["subcommand"])
 
@@ -250,8 +253,16 @@ class DRGradeCLI(LightningCLI):
 
 
 def stage_ending(stage: str, folder: Path, trainer) -> str:
-    """The last lines of a stage: the run folder it wrote, and after ``fit`` the checkpoint to use next."""
+    """The last lines of a stage: the run folder it wrote, and what to read or use next.
+
+    A validate/test run shows its headline figures to three decimals (those of metrics.json);
+    ``fit`` names the checkpoint to use next.
+    """
     text = f"drgrade {stage}: run folder {folder}"
+    result = trainer.lightning_module.results.get("test" if stage == "test" else "val")
+    if stage in ("validate", "test") and result is not None:
+        shown = {name: result.evaluation.metrics[name] for name in LOGGED}
+        text += "\n" + "  ".join(f"{n} {'-' if v is None else f'{v:.3f}'}" for n, v in shown.items())
     if stage != "fit":
         return text
     callback = trainer.checkpoint_callback

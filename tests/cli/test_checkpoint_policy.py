@@ -8,6 +8,7 @@ checkpoint recorded; an option that contradicts the checkpoint is refused before
 import csv
 import io
 import json
+import re
 import shutil
 from types import SimpleNamespace
 
@@ -159,6 +160,9 @@ def test_testing_a_trainable_model_without_a_checkpoint_is_refused_unless_asked(
         )
     )
     run = next(tmp_path.glob("version_*"))
+    said = capsys.readouterr().out
+    assert f"drgrade test: run folder {run}\naccuracy " in said  # figures to 3 decimals, no float32 noise
+    assert re.search(r"accuracy \d\.\d{3}  qwk ", said) and not re.search(r"\d\.\d{7}", said)
     document = json.loads((run / "metrics.json").read_text())
     assert document["untrained_baseline"] is True and document["provenance"]["untrained_baseline"] is True
     rows = rows_of((run / "predictions.csv").read_text())
