@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader
 from drgrade.callbacks import AttentionWriter
 from drgrade.commands.options import add_switch
 from drgrade.data.dataset import FundusDataset, folder_records
-from drgrade.data.quality import QualityLimits
 from drgrade.data.sources import lesion_images
 from drgrade.errors import OptionError
 from drgrade.files import atomic_write_text, save_figure
@@ -106,14 +105,13 @@ def _dataset(datamodule, limit: int | None, segmentation: bool) -> FundusDataset
     else:
         datamodule.setup("test")
         records = datamodule.records_of("test")
-    quality = QualityLimits() if datamodule.hparams.quality_gate else None
     return FundusDataset(
         records[:limit],
         datamodule.hparams.image_size,
         datamodule.eval_transform(),
         keep_errors=True,
         with_masks=True,
-        quality=quality,
+        quality=datamodule.quality_limits,
     )
 
 

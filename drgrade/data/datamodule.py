@@ -14,7 +14,7 @@ from drgrade.data.augment import CLIP_NORMALISATION, MINORITY_GRADES, EvalTransf
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.duplicates import merge_duplicates
 from drgrade.data.intake import Facts, IntakeCache, default_cache_dir, judge, take_in_all
-from drgrade.data.quality import QualityLimits
+from drgrade.data.quality import DEFAULT_LIMITS, QualityLimits
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
 from drgrade.data.sources import SOURCES, Exclusion, Record, SourceData, ensure_synthetic, load_sources
 from drgrade.data.splits import (
@@ -106,6 +106,8 @@ class DRDataModule(L.LightningDataModule):
         cache_dir: where (default ``$DRGRADE_CACHE_DIR`` or ``~/.cache/drgrade/intake``).
         quality_gate: refuse ungradable images (incomplete, too small, no fundus, badly exposed,
             out of focus; see ``drgrade.data.quality``) in every split and in ``predict``.
+        quality: where the gate draws its lines (``--data.quality.min_side 256``, ...); None
+            means ``QualityLimits()``'s defaults.
         dedupe: keep exact and near-duplicate photographs in one split (hashed in the intake).
         ungradable: ``exclude`` lists ungradable labelled images and leaves them out;
             ``error`` stops setup with the list, like any other bad input.
@@ -141,6 +143,7 @@ class DRDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         predict_dir: str | None = None,
         quality_gate: bool = True,
+        quality: QualityLimits | None = None,
         dedupe: bool = True,
         ungradable: Literal["exclude", "error"] = "exclude",
         normalisation: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None,
@@ -185,7 +188,7 @@ class DRDataModule(L.LightningDataModule):
         hp = self.hparams
         if stage == "predict" and hp.predict_dir is not None:
             records, self.skipped = folder_records(hp.predict_dir)
-            quality = QualityLimits() if hp.quality_gate else None
+            quality = self.quality_limits
             self.datasets["predict"] = FundusDataset(
                 records,
                 hp.image_size,
@@ -260,7 +263,7 @@ class DRDataModule(L.LightningDataModule):
             facts: each one's intake.
         """
         hp = self.hparams
-        limits = QualityLimits() if hp.quality_gate else None
+        limits = self.quality_limits
         unreadable = [
             f"{r.path}: {f.error}"
             for r, f in zip(records, facts, strict=True)
@@ -323,6 +326,12 @@ class DRDataModule(L.LightningDataModule):
     def roots(self) -> dict[str, str | None]:
         """The native sources' root folders by source name (None: not used)."""
         return {name: self.hparams[source.option] for name, source in SOURCES.items()}
+
+    @property
+    def quality_limits(self) -> QualityLimits | None:
+        """The gate's limits: every split, ``predict`` and ``explain`` take them from here (None: off)."""
+        hp = self.hparams
+        return (hp.quality or DEFAULT_LIMITS) if hp.quality_gate else None
 
     @property
     def intake(self) -> IntakeCache:

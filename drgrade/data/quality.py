@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from drgrade.data.images import ImageReadError
+from drgrade.data.images import MAX_PIXELS, ImageReadError
 from drgrade.data.preprocess import brightest_channel
 
 #: Side, in pixels, of the square the features are measured on.
@@ -57,7 +57,7 @@ class QualityLimits:
     """
 
     min_side: int = 128
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
     min_fundus_fraction: float = 0.15
     min_brightness: float = 25.0
     max_brightness: float = 185.0
