@@ -179,12 +179,11 @@ def user_error(error: BaseException) -> BaseException | None:
 def explain_parse_error(error: ArgumentError, name: str, verb: Verb | None) -> str:
     """One or two lines for a parse error: the bad option and the closest valid names."""
     text = str(error)
-    unknown = (
-        re.findall(r"(--[\w.\-]+)", text.split("unrecognized arguments:")[-1])
-        if "unrecognized" in text
-        else []
-    )
-    nested = re.search(r"[Oo]ption '([\w.]+)' is not accepted", text)
+    # jsonargparse's wording differs between versions ("unrecognized" / "Unrecognized arguments",
+    # "Option 'x' is not accepted" / "Key 'x' is not expected"): every version is answered alike
+    listed = re.search(r"unrecognized arguments:(.*)", text, re.IGNORECASE | re.DOTALL)
+    unknown = re.findall(r"(--[\w.\-]+)", listed.group(1)) if listed else []
+    nested = re.search(r"(?:[Oo]ption|Key) '([\w.]+)' is not (?:accepted|expected)", text)
     if nested:
         unknown = [f"--model.init_args.{nested.group(1)}"]
     if not unknown:
