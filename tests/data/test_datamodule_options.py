@@ -21,7 +21,11 @@ def test_the_gate_limits_are_one_option_read_from_one_place(tmp_path):
 
     assert QualityLimits().max_pixels == MAX_PIXELS  # the 40 MP limit is written once
     assert DRDataModule().quality_limits == DEFAULT_LIMITS
-    assert DRDataModule(quality_gate=False).quality_limits is None
+    # the gate is never off (keep/flag/exclude say what is done with its verdict): every mode
+    # judges with the configured limits
+    for mode in ("keep", "flag", "exclude"):
+        data = DRDataModule(quality_gate=mode, quality=QualityLimits(min_side=300))
+        assert data.quality_limits.min_side == 300
     args = ["--config", str(ROOT / "configs" / "fcn_clip.yaml"), "--config", str(TINY)]
     args += ["--data.quality.min_side", "300", "--trainer.default_root_dir", str(tmp_path)]
     data = DRGradeCLI(args, run=False).datamodule
