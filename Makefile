@@ -11,7 +11,7 @@ QUIET := { grep -v "is ignored" || true; }
 
 LINTED := drgrade tests benchmarks docs
 
-.PHONY: help install test test-slow test-newest-lightning lint demo explain-demo reproduce-table3 bench docs clean clean-runs
+.PHONY: help install test test-slow test-newest-lightning test-lowest lint demo explain-demo reproduce-table3 bench docs clean clean-runs
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,6 +38,20 @@ test-newest-lightning: $(STAMP)  ## the CLI tests on the newest Lightning the re
 	PYTHONPATH=$(NEWEST) $(BIN)/python -c "import lightning; print('CLI tests on Lightning', lightning.__version__)"
 	PYTHONPATH=$(NEWEST) WANDB_MODE=disabled $(BIN)/python -m pytest -q -n auto tests/cli/test_cli.py tests/cli/test_cli_api.py
 
+# uv, not pip: pip has no lowest-versions resolution. Each direct dependency at its floor (the
+# others at their newest that fit), so a floor that lies fails in CI. The torch floor comes from PyPI.
+LOWEST := .lowest
+LOWEST_TESTS := tests/cli/test_cli_api.py tests/cli/test_checkpoint_policy.py tests/cli/test_cli.py \
+  tests/app/test_page_starts.py tests/test_dependencies.py
+test-lowest:  ## the CLI tests on the LOWEST versions the dependency ranges admit, in their own venv (CI)
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install -q uv 2>&1 | $(QUIET)
+	$(LOWEST)/bin/uv pip install -q --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[dev]'
+	$(LOWEST)/bin/python -c "import numpy, torch, lightning, gradio; print('CLI tests on the lowest versions:', \
+	  'numpy', numpy.__version__, 'torch', torch.__version__, 'lightning', lightning.__version__, 'gradio', gradio.__version__)"
+	WANDB_MODE=disabled $(LOWEST)/bin/python -m pytest -q -n auto $(LOWEST_TESTS)
+
 lint: $(STAMP)  ## ruff (the same folders as make test)
 	$(BIN)/ruff check $(LINTED)
 
@@ -51,8 +65,9 @@ explain-demo: $(STAMP)  ## attention overlays + comparison sheet for the demo ch
 	  "$$(ls -t runs/ranking/version_*/checkpoints/best-*.ckpt | head -n 1)"
 
 DATA ?= data
-reproduce-table3: $(STAMP)  ## the paper's protocol on real APTOS 2019 + Messidor-2 under DATA (default data/)
-	$(BIN)/drgrade reproduce --data $(DATA) --paper
+ARGS ?=
+reproduce-table3: $(STAMP)  ## the paper's protocol on real APTOS 2019 + Messidor-2 under DATA; ARGS="..." go to every stage
+	$(BIN)/drgrade reproduce --data $(DATA) --paper $(ARGS)
 
 bench: $(STAMP)  ## speed and memory benchmarks on this machine (CPU; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench.py
@@ -63,7 +78,7 @@ docs: $(STAMP)  ## redraw docs/synthetic_grid.png and docs/realism.png (syntheti
 	$(BIN)/python docs/realism.py
 
 clean:  ## remove generated synthetic data and tool caches; keeps runs/, reports/ and .venv
-	rm -rf data/synthetic .pytest_cache .ruff_cache $(NEWEST)
+	rm -rf data/synthetic .pytest_cache .ruff_cache $(NEWEST) $(LOWEST)
 
 clean-runs:  ## DELETE every trained checkpoint, run folder and report (runs/, reports/): asks first
 	@read -r -p "Delete runs/ and reports/ (all checkpoints and results)? [y/N] " answer; \

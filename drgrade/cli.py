@@ -67,7 +67,11 @@ def main(argv: list[str] | None = None) -> None:
             close = closest(name, list(VERBS))
             hint = f"; did you mean {' or '.join(close)}?" if close else f"; choose from {', '.join(VERBS)}"
             raise DrgradeError(f"{name!r} is not a drgrade verb{hint}")
+        check_config_paths(rest)
         run_verb(name, verb, rest)
+    except KeyboardInterrupt:
+        print(f"\ndrgrade {name}: interrupted. {resume_hint(name)}", file=sys.stderr)
+        raise SystemExit(130) from None
     except ArgumentError as error:
         print(f"drgrade {name}: {explain_parse_error(error, name, verb)}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -77,6 +81,41 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"drgrade {name}: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def resume_hint(verb: str) -> str:
+    """What to run after an interruption (a ``fit`` resumes from its newest ``last.ckpt``)."""
+    if verb == "fit":
+        return (
+            "To carry on where it stopped, run the same command with --ckpt_path last "
+            "(the newest last.ckpt of this config's runs)."
+        )
+    return "Nothing was kept from this run; run the same command again."
+
+
+def check_config_paths(args: list[str]) -> None:
+    """Refuse a ``--config`` file that does not exist, naming the closest file in its folder.
+
+    Checked before any verb is imported, so a typo is answered in a second, not after the
+    seconds torch and Lightning take to load.
+    """
+    from pathlib import Path
+
+    for i, arg in enumerate(args):
+        name, has_value, value = arg.partition("=")
+        if name != "--config":
+            continue
+        if not has_value:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        path = Path(value)
+        if not value or path.is_file() or value.lstrip().startswith(("{", "[")):  # inline YAML is fine
+            continue
+        folder = path.parent if path.parent.is_dir() else None
+        names = sorted(str(folder / p.name) for p in folder.glob("*.y*ml")) if folder else []
+        close = closest(str(path), names)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        where = "" if folder else f" (no folder {path.parent})"
+        raise DrgradeError(f"--config {value}: no such file{where}{hint}")
 
 
 def run_verb(name: str, verb: Verb, args: list[str]) -> None:
@@ -140,12 +179,11 @@ def user_error(error: BaseException) -> BaseException | None:
 def explain_parse_error(error: ArgumentError, name: str, verb: Verb | None) -> str:
     """One or two lines for a parse error: the bad option and the closest valid names."""
     text = str(error)
-    unknown = (
-        re.findall(r"(--[\w.\-]+)", text.split("unrecognized arguments:")[-1])
-        if "unrecognized" in text
-        else []
-    )
-    nested = re.search(r"[Oo]ption '([\w.]+)' is not accepted", text)
+    # jsonargparse's wording differs between versions ("unrecognized" / "Unrecognized arguments",
+    # "Option 'x' is not accepted" / "Key 'x' is not expected"): every version is answered alike
+    listed = re.search(r"unrecognized arguments:(.*)", text, re.IGNORECASE | re.DOTALL)
+    unknown = re.findall(r"(--[\w.\-]+)", listed.group(1)) if listed else []
+    nested = re.search(r"(?:[Oo]ption|Key) '([\w.]+)' is not (?:accepted|expected)", text)
     if nested:
         unknown = [f"--model.init_args.{nested.group(1)}"]
     if not unknown:

@@ -18,6 +18,13 @@ LOG_NOISE = (
     # open_clip says this when asked for random weights (``pretrained: null``, the demo and
     # tests); a failed request for real weights raises drgrade's WeightsFileError instead
     ("root", r"No pretrained weights loaded for model", "random weights were asked for"),
+    # drgrade reads every checkpoint with weights_only=True itself (tasks/loading.py) and hands
+    # Lightning weights_only=True; this note about Lightning's own default read as if it did not
+    (
+        "lightning.pytorch.trainer.connectors.checkpoint_connector",
+        r"`weights_only` was not set",
+        "drgrade loads checkpoints as tensors only; Lightning's default is never used",
+    ),
 )
 #: (message pattern, why it is ignored) for Python warnings.
 WARNING_NOISE = (
@@ -42,6 +49,10 @@ WARNING_NOISE = (
     (
         r"The dirpath has changed from",
         "a checkpoint of another run is evaluated on purpose: its weights and rule count, not its callbacks",
+    ),
+    (
+        r"The number of training batches \(\d+\) is smaller than the logging interval",
+        "every epoch's metrics are logged at its end whatever the interval (small demo and test splits)",
     ),
     (r"The copy keyword is deprecated", "Gradio's own use of a pandas API it will update"),
     (r"'future.no_silent_downcasting' is deprecated", "Gradio's own use of a pandas API it will update"),

@@ -138,6 +138,10 @@ def training_sources(datamodule) -> dict[str, bool] | None:
     return {name: entry["synthetic"] for name, entry in data_record(datamodule)["sources"].items()}
 
 
+#: The ``checkpoint`` of every result of a trainable model run without one (``--allow_untrained``).
+UNTRAINED = "UNTRAINED baseline (--allow_untrained, no checkpoint)"
+
+
 def evaluation_record(trainer, task) -> dict:
     """The ``provenance`` entry of a validate / test run's metrics.json.
 
@@ -153,6 +157,7 @@ def evaluation_record(trainer, task) -> dict:
         "weights": task.weights_record,
         "members": [m.weights_record for m in members] if members is not None else None,
         "checkpoint": task.origin or checkpoint,
+        "untrained_baseline": task.origin == UNTRAINED,
         "checkpoint_epoch": task.checkpoint_epoch,
         "training": training_record(checkpoint),
         "data": data_record(trainer.datamodule),

@@ -9,7 +9,8 @@ import torch
 from drgrade.cli import main
 from drgrade.data import DRDataModule
 from drgrade.decision.apply import decide
-from drgrade.decision.thresholds import calibrate_thresholds, crossfit_decisions, qwk
+from drgrade.decision.thresholds import calibrate_thresholds, crossfit_decisions
+from drgrade.evaluation.kappa import qwk
 from drgrade.models.losses import inverse_frequency_weights
 from drgrade.tasks import RankingCLIP, ZeroShotCLIP
 from tests.conftest import ROOT, cli_args, ensemble_args
@@ -82,8 +83,8 @@ def test_selection_score_never_uses_thresholds_fitted_to_the_images_it_scores():
     for held_out in (fold, ~fold):  # each half is decided by thresholds from the other half only
         thresholds = calibrate_thresholds(probs[~held_out], targets[~held_out], "qwk")
         assert torch.equal(preds[held_out], decide(probs[held_out], thresholds))
-    in_sample = qwk(decide(probs, calibrate_thresholds(probs, targets, "qwk")), targets, 5)
-    assert qwk(preds, targets, 5) < in_sample  # the optimistic figure the old monitor reported
+    in_sample = qwk(targets=targets, preds=decide(probs, calibrate_thresholds(probs, targets, "qwk")))
+    assert qwk(targets=targets, preds=preds) < in_sample  # the optimistic figure the old monitor reported
     configured = (ROOT / "configs" / "trainer.yaml").read_text()
     assert "monitor: val/selection_qwk" in configured and "monitor: val/qwk" not in configured
 
@@ -94,8 +95,8 @@ def test_qwk_calibration_beats_youden_on_the_ordinal_result_and_keeps_rare_grade
     probs = probs / probs.sum(1, keepdim=True)
     youden = decide(probs, calibrate_thresholds(probs, targets, "youden"))
     ordinal = decide(probs, calibrate_thresholds(probs, targets, "qwk"))
-    assert qwk(ordinal, targets, 5) >= qwk(youden, targets, 5)
-    assert qwk(ordinal, targets, 5) >= qwk(probs.argmax(1), targets, 5)
+    assert qwk(targets=targets, preds=ordinal) >= qwk(targets=targets, preds=youden)
+    assert qwk(targets=targets, preds=ordinal) >= qwk(targets=targets, preds=probs.argmax(1))
     assert int((ordinal == 4).sum()) <= int((youden == 4).sum())
 
 
@@ -136,10 +137,10 @@ def test_auto_calibration_chooses_the_objective_by_cross_fitted_qwk():
     assert set(scores) == {"none", "youden", "f1", "qwk"}
     assert scores[record["candidate"]] == max(scores[m] for m in ("youden", "f1", "qwk"))
     assert chosen == (record["candidate"] if record["kept"] else "none")
-    assert scores["none"] == pytest.approx(qwk(probs.argmax(1), targets, 5))  # argmax fits nothing
+    assert scores["none"] == pytest.approx(qwk(targets=targets, preds=probs.argmax(1)))  # argmax fits nothing
     for method in ("youden", "f1", "qwk"):
         decided = crossfit_decisions(probs, targets, method, groups)
-        assert scores[method] == pytest.approx(qwk(decided, targets, 5))
+        assert scores[method] == pytest.approx(qwk(targets=targets, preds=decided))
     uniform = calibrate_thresholds(probs, targets, "none")
     assert torch.equal(decide(probs, uniform.double()), probs.argmax(1))
     assert torch.equal(

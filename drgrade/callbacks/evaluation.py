@@ -147,6 +147,9 @@ class EvaluationWriter(Callback):
             "evaluated": images_identity(evaluated),
             "provenance": evaluation_record(trainer, pl_module),
         }
+        if identity["provenance"]["untrained_baseline"]:
+            identity["untrained_baseline"] = True
+            rank_zero_warn(f"{pl_module.display_name} was evaluated untrained: a baseline, not a result")
         overlap = pretraining_overlap(pl_module, [r.source for r in evaluated])
         if overlap:
             identity["pretraining_overlap"] = overlap

@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader
 from drgrade.callbacks import AttentionWriter
 from drgrade.commands.options import add_switch
 from drgrade.data.dataset import FundusDataset, folder_records
-from drgrade.data.quality import QualityLimits
 from drgrade.data.sources import lesion_images
 from drgrade.errors import OptionError
 from drgrade.files import atomic_write_text, save_figure
@@ -108,7 +107,7 @@ def _dataset(datamodule, limit: int | None, segmentation: bool) -> FundusDataset
         records = datamodule.records_of("test")
     # unlabelled images are always gated; labelled ones as data.quality_gate says
     labelled = not segmentation and not datamodule.hparams.predict_dir
-    quality = None if labelled and datamodule.hparams.quality_gate != "exclude" else QualityLimits()
+    quality = None if labelled and datamodule.hparams.quality_gate != "exclude" else datamodule.quality_limits
     return FundusDataset(
         records[:limit],
         datamodule.hparams.image_size,

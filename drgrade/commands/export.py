@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from itertools import zip_longest
 from pathlib import Path
+from typing import Literal
 
 from drgrade.commands.options import add_switch
 from drgrade.data.images import list_images
@@ -27,9 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument(
         "--quantize",
-        type=str | None,
+        type=Literal["int8"] | None,
         default=None,
-        choices=[None, "int8"],
         help="also write an INT8 model beside it (<out>.int8.onnx) for fast CPU screening",
     )
     parser.add_argument(
@@ -47,7 +47,7 @@ def add_arguments(parser) -> None:
 
 
 def run(cli) -> None:
-    """Export the checkpoint at the data's image size.
+    """Export the checkpoint at the image size it recorded.
 
     Args:
         cli: the running ``DRGradeCLI``.
@@ -55,7 +55,7 @@ def run(cli) -> None:
     opts = cli.config
     check_writable(opts.out, [opts.ckpt_path, opts.calibration_images])
     task = load_task(opts.ckpt_path)
-    size = cli.datamodule.hparams.image_size
+    size = task.hparams.image_size  # the size it was trained at, whatever --data.image_size says
     evaluation = find_evaluation(opts.ckpt_path, task.origin.partition(" sha256:")[2])
     facts = card_facts(task, size, evaluation)
     written = export_onnx(task, opts.out, size, card=facts)

@@ -49,7 +49,10 @@ def run(opts) -> None:
     """
     if opts.sheet < 0:
         raise OptionError(f"--sheet must be >= 0, got {opts.sheet}")
-    data = DRDataModule(**opts.data.as_dict())
+    options = opts.data.as_dict()
+    if options.get("quality"):  # --data.quality.<field>: the same limits as every other verb
+        options["quality"] = QualityLimits(**options["quality"])
+    data = DRDataModule(**options)
     labelled = gradability_labelled(data.read_sources())
     if not labelled:
         raise OptionError(
@@ -58,7 +61,7 @@ def run(opts) -> None:
         )
     facts = take_in_all([record.path for record, _ in labelled], data.intake, data.hparams.num_workers)
     model = QualityModel(data.hparams.quality_model) if data.hparams.quality_model else None
-    limits = QualityLimits()
+    limits = data.quality_limits
     judged = []
     for (record, human), fact in zip(labelled, facts, strict=True):
         verdict = judge(fact, limits)

@@ -8,9 +8,12 @@ the trainer's). What it adds:
 - the run directory: ``trainer.default_root_dir`` (default ``runs/<model>``) is the one option
   for where a run's files go; every logger's ``save_dir`` follows it;
 - ``--ckpt_path last / best / newest`` resolved across earlier runs, and the checkpoint read
-  (as data) and checked before any data is read; a checkpoint supplies weights and the fitted
-  decision rule, never options (Lightning's own step that would merge its hyperparameters into
-  the config never sees the path), and with a checkpoint no pretrained weights are loaded;
+  (as data) and checked before any data is read; the model is then rebuilt from the options the
+  checkpoint recorded, image size included (``checkpoint_policy``: one policy for every verb,
+  applied here rather than by Lightning's own merge of hyperparameters, which never sees the
+  path), a contradicting command-line option is refused, and no pretrained weights are loaded;
+- ``test`` / ``validate`` / ``predict`` of a trainable model without a checkpoint refused, unless
+  ``--allow_untrained`` asks for the untrained baseline;
 - checkpoints written atomically; W&B runs named by model and stage, grouped per protocol, with
   the whole configuration attached, and closed after each stage.
 
@@ -33,7 +36,13 @@ from lightning.pytorch.loggers import WandbLogger
 
 from drgrade import __version__
 from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
-from drgrade.commands.options import take_options
+from drgrade.commands.checkpoint_policy import (
+    ALLOW_UNTRAINED,
+    adopt_checkpoint,
+    refuse_untrained,
+    typed_options,
+)
+from drgrade.commands.options import add_switch, take_options
 from drgrade.commands.preflight import preflight
 from drgrade.console import quiet_console
 from drgrade.data import DRDataModule
@@ -42,10 +51,12 @@ from drgrade.data.splits import split_settings
 from drgrade.errors import OptionError
 from drgrade.files import atomic_write_text, check_writable, file_sha256
 from drgrade.predictions import checkpoint_label
-from drgrade.runs import CHECKPOINT_CHOICES, architecture_options, resolve_checkpoint, run_dir
+from drgrade.provenance import UNTRAINED
+from drgrade.runs import CHECKPOINT_CHOICES, resolve_checkpoint, run_dir
 from drgrade.tasks import BaseTask, read_checkpoint
+from drgrade.tasks.base import LOGGED
 from drgrade.tasks.ensemble import MEMBERS_KEY, check_members, recorded_members
-from drgrade.tasks.loading import WEIGHT_SOURCES, task_classes
+from drgrade.tasks.loading import task_classes
 from drgrade.tasks.quality import QualityModel
 
 #: Private Lightning names drgrade relies on, and why (an upgrade that changes one breaks only these).
@@ -81,6 +92,7 @@ class DRGradeCLI(LightningCLI):
         **kwargs: Any,
     ):
         quiet_console()
+        self.typed = typed_options(sys.argv[1:] if args is None else args)
         self.wandb_group = wandb_group
         self.verb = verb
         self.checkpoint_entry: str | None = None
@@ -114,6 +126,13 @@ class DRGradeCLI(LightningCLI):
         )
         if self.verb is not None:
             self.verb.add_arguments(parser)
+        else:
+            add_switch(
+                parser,
+                ALLOW_UNTRAINED,
+                "validate/test/predict: run a trainable model without a checkpoint (the untrained "
+                "baseline, labelled as such in metrics.json, predictions and the report)",
+            )
 
     def section(self, config: Any = None) -> Any:
         """The running verb's part of a (parsed or instantiated) config."""
@@ -124,8 +143,8 @@ class DRGradeCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then keep ``--ckpt_path`` aside until the run directory is settled.
 
-        A checkpoint supplies weights, never options: with the path hidden, Lightning does not
-        merge the checkpoint's hyperparameters into the parsed config.
+        With the path hidden, Lightning does not merge the checkpoint's hyperparameters into the
+        parsed config: ``adopt_checkpoint`` does, checking the command line against them.
         """
         super().parse_arguments(parser, args)
         section = self.section()
@@ -152,13 +171,13 @@ class DRGradeCLI(LightningCLI):
             path = resolve_checkpoint(self.checkpoint_entry, root, split)
             checkpoint = read_checkpoint(path)
             config["ckpt_path"] = path
-            for name in WEIGHT_SOURCES:  # the checkpoint holds every weight
-                if name in init_args:
-                    init_args[name] = None
-            for name, value in architecture_options(checkpoint).items():  # FLAIR's stored text tower
-                init_args[name] = value
+            adopt_checkpoint(config, checkpoint, path, self.typed)
             if MEMBERS_KEY in checkpoint:  # an ensemble: its members default to those it recorded
                 init_args["checkpoints"] = init_args.get("checkpoints") or recorded_members(checkpoint, path)
+        elif self.config.get("subcommand") in ("validate", "test", "predict"):
+            refuse_untrained(
+                config["model"]["class_path"], self.config["subcommand"], root, config["allow_untrained"]
+            )
         members = (init_args.get("checkpoints") or []) if self.config.get("subcommand") else []
         for member in members:
             read_checkpoint(member)  # ensemble members: refused before any run folder exists
@@ -170,6 +189,8 @@ class DRGradeCLI(LightningCLI):
             check_writable(self.predictions_out, [config.get("ckpt_path"), data.get("predict_dir"), *sources])
         if "weights_only" in config:
             config["weights_only"] = True  # Lightning's own restore of --ckpt_path loads tensors only too
+        if "verbose" in config and "verbose" not in self.typed:
+            config["verbose"] = False  # its table prints float32 noise (0.0799999982): see stage_ending
         if self.config.get("subcommand"):
             preflight(config, self.config["subcommand"])
 
@@ -199,7 +220,12 @@ class DRGradeCLI(LightningCLI):
             **kwargs: ``trainer.fit`` options (``ckpt_path``).
         """
         if model.trainable:
-            self.trainer.fit(model, datamodule=datamodule, **kwargs)
+            try:
+                self.trainer.fit(model, datamodule=datamodule, **kwargs)
+            except SystemExit:  # Lightning's graceful shutdown after Ctrl+C exits there
+                if self.trainer.interrupted:
+                    raise KeyboardInterrupt from None  # drgrade.cli.main says how to resume
+                raise
             return
         path = run_dir(self.trainer) / "checkpoints" / "best-validated.ckpt"
         model.fit_untrained(self.trainer, datamodule, path)
@@ -211,6 +237,8 @@ class DRGradeCLI(LightningCLI):
         checkpoint = self.config[subcommand].get("ckpt_path")
         if checkpoint:
             self.model.origin = checkpoint_label(checkpoint)
+        elif self.model.trainable and self.config[subcommand].get("allow_untrained"):
+            self.model.origin = UNTRAINED
         self.model.predictions_out = self.predictions_out
         if self.datamodule.hparams.quality_model:  # the learned gate beside the rule gate
             self.datamodule.quality_gate_model = QualityModel(self.datamodule.hparams.quality_model)
@@ -221,15 +249,38 @@ class DRGradeCLI(LightningCLI):
                 logger.experiment.config.update({"subcommand": subcommand, **config}, allow_val_change=True)
 
     def after_stage(self) -> None:
-        """Link the run folder and its W&B run both ways, then close the W&B run (its files complete)."""
+        """Link the run folder and its W&B run both ways, close the W&B run, say where things went."""
         loggers = [logger for logger in self.trainer.loggers if isinstance(logger, WandbLogger)]
-        folder = run_dir(self.trainer) if loggers else None  # a collective under DDP: every rank asks
-        if folder is not None and self.trainer.is_global_zero:
+        folder = run_dir(self.trainer)  # a collective under DDP: every rank asks
+        if loggers and self.trainer.is_global_zero:
             link_wandb_runs([logger.experiment for logger in loggers], folder)
         close_wandb()
+        if self.trainer.is_global_zero:
+            print(stage_ending(self.config["subcommand"], folder, self.trainer))
 
     before_fit = before_validate = before_test = before_predict = before_stage
     after_fit = after_validate = after_test = after_predict = after_stage
+
+
+def stage_ending(stage: str, folder: Path, trainer) -> str:
+    """The last lines of a stage: the run folder it wrote, and what to read or use next.
+
+    A validate/test run shows its headline figures to three decimals (those of metrics.json);
+    ``fit`` names the checkpoint to use next.
+    """
+    text = f"drgrade {stage}: run folder {folder}"
+    result = trainer.lightning_module.results.get("test" if stage == "test" else "val")
+    if stage in ("validate", "test") and result is not None:
+        shown = {name: result.evaluation.metrics[name] for name in LOGGED}
+        text += "\n" + "  ".join(f"{n} {'-' if v is None else f'{v:.3f}'}" for n, v in shown.items())
+    if stage != "fit":
+        return text
+    callback = trainer.checkpoint_callback
+    best = (callback.best_model_path if callback else "") or folder / "checkpoints" / "best-validated.ckpt"
+    return (
+        f"{text}\ncheckpoint to use next: {best} (test, predict, export, explain and serve take it as "
+        "--ckpt_path; --ckpt_path best finds the best of this config's runs)"
+    )
 
 
 def model_normalisation(model: BaseTask) -> tuple:

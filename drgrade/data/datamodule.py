@@ -16,7 +16,7 @@ from drgrade.data.augment import CLIP_NORMALISATION, MINORITY_GRADES, EvalTransf
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.duplicates import merge_duplicates
 from drgrade.data.intake import Facts, IntakeCache, default_cache_dir, judge, take_in_all
-from drgrade.data.quality import QualityLimits
+from drgrade.data.quality import DEFAULT_LIMITS, QualityLimits
 from drgrade.data.sampling import DEFAULT_TARGETS, ClassTargetSampler, InverseFrequencySampler
 from drgrade.data.sources import SOURCES, Exclusion, Record, SourceData, ensure_synthetic, load_sources
 from drgrade.data.sources.common import GRADABILITY, gradability_labelled
@@ -151,6 +151,8 @@ class DRDataModule(L.LightningDataModule):
             such photograph on the console; ``exclude`` leaves them out (listed). A labelled
             photograph is otherwise excluded only by the dataset's own gradability label, or when it
             cannot be decoded. Unlabelled input (``predict``'s folder) is always gated.
+        quality: where the gate draws its lines (``--data.quality.min_side 256``, ...), for every
+            split, ``predict`` and ``explain`` alike; None means ``QualityLimits()``'s defaults.
         dedupe: keep exact and near-duplicate photographs in one split (hashed in the intake).
         ungradable: ``error`` stops setup with the list when the gate refuses any labelled
             photograph, like any other bad input; ``exclude`` goes on as ``quality_gate`` says.
@@ -212,6 +214,7 @@ class DRDataModule(L.LightningDataModule):
         exam_manifest: str | None = None,
         exam_pattern: str | None = None,
         quality_gate: Literal["keep", "flag", "exclude"] = "keep",
+        quality: QualityLimits | None = None,
         dedupe: bool = True,
         ungradable: Literal["exclude", "error"] = "exclude",
         target: Literal["grade", "gradability"] = "grade",
@@ -260,7 +263,7 @@ class DRDataModule(L.LightningDataModule):
                 self.eval_transform(),
                 keep_errors=True,
                 intake=self.intake,
-                quality=QualityLimits(),  # unlabelled input is always gated
+                quality=self.quality_limits,  # unlabelled input is always gated
                 quality_model=self.learned_gate(),
             )
             return
@@ -357,7 +360,7 @@ class DRDataModule(L.LightningDataModule):
         ]
         if unreadable and hp.verify_images:
             raise DataValidationError(unreadable)
-        verdicts = [judge(fact, QualityLimits()) for fact in facts]
+        verdicts = [judge(fact, self.quality_limits) for fact in facts]
         # no pixels to train on (cut off, too large to decode): left out whatever the mode
         undecoded = [bool(fact.error) or fact.measured is None for fact in facts]
         refused = [
@@ -432,10 +435,23 @@ class DRDataModule(L.LightningDataModule):
         return {name: self.hparams[source.option] for name, source in SOURCES.items()}
 
     @property
+    def quality_limits(self) -> QualityLimits:
+        """The gate's limits (``data.quality``): every split, ``predict`` and ``explain`` use them."""
+        return self.hparams.quality or DEFAULT_LIMITS
+
+    @property
     def intake(self) -> IntakeCache:
-        """Where each image's intake (gate measurements, hashes, crop) is kept (in memory: cache off)."""
+        """Where each image's intake (gate measurements, hashes, crop) is kept (in memory: cache off).
+
+        One cache per data module (rebuilt only if its folder or the image size is changed), so
+        what it learns holds for the whole run: a full disk turns it off once, not per access.
+        """
         hp = self.hparams
-        return IntakeCache((hp.cache_dir or default_cache_dir()) if hp.cache else None, hp.image_size)
+        root = Path(hp.cache_dir or default_cache_dir()).expanduser() if hp.cache else None
+        cache = self.__dict__.get("_intake")
+        if cache is None or (cache.size, cache.requested_root) != (hp.image_size, root):
+            cache = self._intake = IntakeCache(root, hp.image_size)
+        return cache
 
     # -- loaders --------------------------------------------------------------------------------
     @property

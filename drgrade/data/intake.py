@@ -177,6 +177,8 @@ class IntakeCache:
 
     def __init__(self, root: str | Path | None, size: int):
         self.root = None if root is None else Path(root).expanduser()
+        #: The folder asked for (``root`` becomes None when a full disk turns storing off).
+        self.requested_root = self.root
         self.size = size
 
     def identity(self, source: Path) -> str:

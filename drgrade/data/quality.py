@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from drgrade.data.field import Field, find_field
-from drgrade.data.images import ImageReadError
+from drgrade.data.images import MAX_PIXELS, ImageReadError
 from drgrade.data.preprocess import brightest_channel
 
 #: Side, in pixels, of the square (the field's bounding square) the features are measured on.
@@ -100,7 +100,7 @@ class QualityLimits:
     """
 
     min_side: int = 128
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
     min_fundus_fraction: float = 0.02
     min_field_pixels: int = 96
     min_roundness: float = 0.5

@@ -6,8 +6,9 @@ photographs of any size compare:
 - ``mean_r/g/b`` and ``std_r/g/b``: per-channel level and spread (0-255);
 - ``falloff``: mean luminance of the rim ring (80-95% of the radius) over that of the centre
   disc (inside 30%), the vignetting every fundus camera shows;
-- ``vessel_density``: share of fundus pixels that a Frangi ridge filter on the green channel
-  marks as vessel (dark tubular structures, scales 1-4 px at 512 px);
+- ``vessel_density``: share of fundus pixels on dark thin ridges of the green channel, measured
+  exactly as the quality gate measures it (``quality.measure``: one definition, and no
+  dependency beyond OpenCV, so this module runs wherever drgrade is installed);
 - ``texture``: spread of the green channel after removing its smooth illumination (the
   choroidal and nerve-fibre texture of a real retina), in grey levels;
 - ``fundus_fraction``: share of the frame the fundus fills.
@@ -17,10 +18,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from skimage.filters import frangi
 
 from drgrade.data.preprocess import brightest_channel
-from drgrade.data.quality import SURROUND
+from drgrade.data.quality import SURROUND, measure
 
 SIZE = 512
 STATISTICS = (
@@ -54,10 +54,7 @@ def fundus_statistics(image: np.ndarray) -> dict[str, float]:
     middle = inner & (distance < 0.3)
     stats["falloff"] = float(luminance[rim].mean() / max(luminance[middle].mean(), 1e-6))
     green = small[..., 1].astype(float) / 255
-    ridges = frangi(green, sigmas=(1, 2, 3, 4), black_ridges=True)
-    ridges[~inner] = 0
-    cut = np.percentile(ridges[inner], 99) * 0.15 if inner.any() else 0
-    stats["vessel_density"] = float((ridges[inner] > cut).mean()) if cut > 0 else 0.0
+    stats["vessel_density"] = float(measure(image)["vessel_density"])
     smooth = cv2.GaussianBlur(green, (0, 0), 8)
     stats["texture"] = float(255 * (green - smooth)[inner].std())
     stats["fundus_fraction"] = float(fundus.mean())

@@ -31,14 +31,8 @@ from torchmetrics.functional.classification import binary_precision_recall_curve
 
 from drgrade.decision.apply import decide
 from drgrade.decision.fitting import midway
-from drgrade.evaluation.bootstrap import (
-    BootstrapSpec,
-    percentile_interval,
-    resample_weights,
-    weighted_confusion,
-)
-from drgrade.evaluation.kappa import quadratic_weighted_kappa
-from drgrade.evaluation.kappa import qwk as kappa
+from drgrade.evaluation.bootstrap import BootstrapSpec, percentile_interval, resample_weights
+from drgrade.evaluation.kappa import quadratic_weighted_kappa, qwk, weighted_confusion
 
 CalibrationMethod = Literal["youden", "f1", "qwk", "auto"]
 #: The choices ``auto`` weighs, in order of preference on a tie: plain argmax first, so that
@@ -68,12 +62,6 @@ def best_one_vs_rest_threshold(scores: torch.Tensor, positive: torch.Tensor, met
     return midway(float(cuts[best]), cuts.double().numpy(), above=False)
 
 
-def qwk(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> float:
-    """QWK of decided grades, 0 where undefined (the search needs a number to compare)."""
-    value = kappa(targets.numpy(), preds.numpy(), num_classes)
-    return 0.0 if value is None else value
-
-
 def qwk_thresholds(probs: torch.Tensor, targets: torch.Tensor, rounds: int = 3) -> torch.Tensor:
     """Thresholds maximising the QWK of ``decide(probs, t)`` by coordinate search from argmax.
 
@@ -84,13 +72,13 @@ def qwk_thresholds(probs: torch.Tensor, targets: torch.Tensor, rounds: int = 3) 
     """
     k = probs.shape[1]
     thresholds = torch.full((k,), 1.0 / k, dtype=torch.float64)
-    best = qwk(decide(probs, thresholds), targets, k)
+    best = qwk(targets=targets, preds=decide(probs, thresholds), undefined=0.0)
     for _ in range(rounds):
         for grade in range(k):
             for candidate in thresholds[grade] * _STEPS:
                 trial = thresholds.clone()
                 trial[grade] = candidate
-                score = qwk(decide(probs, trial), targets, k)
+                score = qwk(targets=targets, preds=decide(probs, trial), undefined=0.0)
                 if score > best + 1e-12:  # strictly better: ties keep the simpler, earlier cut
                     best, thresholds = score, trial
     return thresholds.float()
@@ -217,10 +205,10 @@ def choose_objective(probs: torch.Tensor, targets: torch.Tensor, groups: torch.T
         the candidate, its gain and the gain's interval, whether it was kept, and the rule.
     """
     probs, targets = probs.double().cpu(), targets.long().cpu()
-    k = probs.shape[1]
     argmax = probs.argmax(dim=1)
     decisions = {m: crossfit_decisions(probs, targets, m, groups) for m in OBJECTIVES[1:]}
-    scores = {"none": qwk(argmax, targets, k)} | {m: qwk(d, targets, k) for m, d in decisions.items()}
+    scores = {"none": qwk(targets=targets, preds=argmax, undefined=0.0)}
+    scores |= {m: qwk(targets=targets, preds=d, undefined=0.0) for m, d in decisions.items()}
     candidate = max(OBJECTIVES[1:], key=lambda m: scores[m])
     gain = scores[candidate] - scores["none"]
     interval = gain_interval(targets, decisions[candidate], argmax, groups.cpu()) if gain > 0 else None

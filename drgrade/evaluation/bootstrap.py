@@ -7,17 +7,19 @@ resamples at once:
 
 - the confusion matrix of a resample is the weighted count of each (true, predicted) cell, from
   which accuracy, per-class and macro precision / recall / F1, QWK, the error margins and the
-  referable sensitivity / specificity follow with the exact definitions of ``metrics.py``
-  (an undefined per-class value is NaN in that resample). Like the macro AUROC below, a macro
-  precision / recall / F1 of a resample averages a *fixed* set of grades, those the whole split
-  defines it for (decided, present, either), and is NaN when the resample leaves one undefined;
+  referable sensitivity / specificity follow (an undefined per-class value is NaN in that
+  resample). Like the macro AUROC below, a macro precision / recall / F1 of a resample averages
+  a *fixed* set of grades, those the whole split defines it for (decided, present, either), and
+  is NaN when the resample leaves one undefined;
 - AUROC is the weighted Mann-Whitney statistic (ties count one half), which equals the
   trapezoidal ROC area torchmetrics and scikit-learn compute; a class absent from a resample
-  gives NaN. The macro AUROC of a resample averages a *fixed* set of grades, those with a
-  defined AUROC on the whole split, and is NaN when the resample lacks one of them (averaging
-  whichever grades a resample happens to hold would mix different quantities).
+  gives NaN (torchmetrics draws the curves). The macro AUROC of a resample averages a *fixed*
+  set of grades, those with a defined AUROC on the whole split, and is NaN when the resample
+  lacks one of them (averaging whichever grades a resample happens to hold would mix
+  different quantities).
 
-With all weights 1 each function reproduces the point estimate exactly (tested), and 2,000
+With all weights 1 these functions *are* the point estimate (``metrics.compute_metrics`` calls
+them with one row of ones): one definition of every figure, resampled or not. 2,000
 resamples of a 1,000-image split take well under a second per metric family (``make bench``).
 Intervals are percentile intervals over the resamples where the metric is defined; how many
 resamples left a metric undefined is reported beside them (``undefined_resamples``).
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drgrade.evaluation.kappa import quadratic_weighted_kappa
+from drgrade.evaluation.kappa import quadratic_weighted_kappa, weighted_confusion
 from drgrade.grades import GRADES, NUM_GRADES, REFERABLE_FROM, REFERRAL_LEVELS, referral_score
 
 #: Resamples per chunk: bounds memory on large splits (chunk x images float64 arrays).
@@ -136,7 +138,7 @@ def _fixed_mean(values: np.ndarray, grades: np.ndarray) -> np.ndarray:
 def confusion_metrics(
     confusion: np.ndarray, grades: dict[str, np.ndarray] | None = None
 ) -> dict[str, np.ndarray]:
-    """Every confusion-derived metric of ``metrics.py`` for a stack of confusion matrices [b, K, K].
+    """Every confusion-derived metric for a stack of confusion matrices [b, K, K].
 
     Rows are true grades, columns decided grades.
 
@@ -180,13 +182,6 @@ def confusion_metrics(
         out[f"recall_{grade.short}"] = recall[:, grade.index]
         out[f"f1_{grade.short}"] = f1[:, grade.index]
     return out
-
-
-def weighted_confusion(weights: np.ndarray, targets: np.ndarray, preds: np.ndarray) -> np.ndarray:
-    """Confusion matrices [b, K, K] of resamples given as per-image weights [b, N]."""
-    cells = np.zeros((targets.size, NUM_GRADES * NUM_GRADES))
-    cells[np.arange(targets.size), targets * NUM_GRADES + preds] = 1.0
-    return (weights @ cells).reshape(-1, NUM_GRADES, NUM_GRADES)
 
 
 def weighted_auroc(weights: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> np.ndarray:

@@ -18,9 +18,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.integrate import trapezoid  # NumPy 1.26, which drgrade admits, has no np.trapezoid
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
-from drgrade.evaluation.bootstrap import confusion_metrics, weighted_confusion
+from drgrade.evaluation.bootstrap import confusion_metrics
+from drgrade.evaluation.kappa import weighted_confusion
 from drgrade.evaluation.proportions import wilson_interval
 from drgrade.grades import NUM_GRADES, REFERRAL_LEVELS, referral_score
 
@@ -216,7 +218,7 @@ def referral_curves(
         values = confusion_metrics(weighted_confusion(weights, targets, preds))
         keys = ("accuracy", "qwk", "referable_sensitivity", "referable_specificity")
         curves[name] = {key: [None if np.isnan(v) else float(v) for v in values[key]] for key in keys}
-        auc[name] = float(np.trapezoid(values["accuracy"], fractions) / (fractions[-1] - fractions[0]))
+        auc[name] = float(trapezoid(values["accuracy"], fractions) / (fractions[-1] - fractions[0]))
     curves["auc_accuracy"] = auc
     referred = 0 if cutoff is None else int((uncertainty > cutoff).sum())
     curves["deployed"] = {

@@ -1,19 +1,28 @@
-"""Confusion matrices and quadratic weighted kappa: the one implementation every QWK in drgrade uses.
+"""Weighted confusion matrices and quadratic weighted kappa: the one definition of each in drgrade.
 
 Split metrics, bootstrap resamples (stacks of weighted confusion matrices) and the threshold
-search (hundreds of candidate rules per validation pass) all call ``quadratic_weighted_kappa``;
-it equals scikit-learn's ``cohen_kappa_score(weights="quadratic")`` (tested).
+search (hundreds of candidate rules per validation pass) all count with ``weighted_confusion``
+and score with ``quadratic_weighted_kappa``; ``qwk`` is the one QWK of a set of decisions. It
+equals scikit-learn's ``cohen_kappa_score(weights="quadratic")`` (tested). Its arguments are
+keyword-only, so the true grades and the decisions can never be passed the wrong way round.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from drgrade.grades import NUM_GRADES
 
-def confusion_matrix(targets: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts [K, K]: rows true grade, columns decided grade."""
-    cells = np.asarray(targets, np.int64) * num_classes + np.asarray(preds, np.int64)
-    return np.bincount(cells, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+def weighted_confusion(weights: np.ndarray, targets: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """Confusion matrices [b, K, K] (rows true grade, columns decided grade) of per-image weights [b, N].
+
+    A bootstrap resample is a row of draw counts; the split itself is one row of ones.
+    """
+    targets, preds = np.asarray(targets, np.int64), np.asarray(preds, np.int64)
+    cells = np.zeros((targets.size, NUM_GRADES * NUM_GRADES))
+    cells[np.arange(targets.size), targets * NUM_GRADES + preds] = 1.0
+    return (np.asarray(weights, np.float64) @ cells).reshape(-1, NUM_GRADES, NUM_GRADES)
 
 
 def quadratic_weighted_kappa(confusion: np.ndarray) -> np.ndarray:
@@ -35,7 +44,15 @@ def quadratic_weighted_kappa(confusion: np.ndarray) -> np.ndarray:
         return np.where(chance > 0, 1.0 - observed / np.where(chance > 0, chance, 1.0), np.nan)
 
 
-def qwk(targets: np.ndarray, preds: np.ndarray, num_classes: int) -> float | None:
-    """QWK of one set of decisions; None where undefined."""
-    value = float(quadratic_weighted_kappa(confusion_matrix(targets, preds, num_classes)))
-    return None if np.isnan(value) else value
+def qwk(*, targets, preds, undefined: float | None = None) -> float | None:
+    """QWK of decided grades against true grades (NumPy arrays or CPU tensors).
+
+    Args:
+        targets: the true grades [N].
+        preds: the decided grades [N].
+        undefined: the value where kappa is undefined (None in results; a search that must
+            compare numbers passes 0.0, chance agreement).
+    """
+    ones = np.ones((1, len(targets)))
+    value = float(quadratic_weighted_kappa(weighted_confusion(ones, targets, preds))[0])
+    return undefined if np.isnan(value) else value

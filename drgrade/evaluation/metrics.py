@@ -1,7 +1,11 @@
-"""Split-level metrics from probabilities, with torchmetrics' functional API.
+"""Split-level metrics: the weighted-count definitions of ``bootstrap.py`` with every weight 1.
 
-Everything is computed once over the whole split (never averaged per batch). An undefined
-figure is reported as undefined (None in metrics.json, ``-`` in reports), never as a number:
+Every figure has one definition, the weighted-count function that also computes its bootstrap
+intervals (``bootstrap.resampled_metrics``); the point estimate is that function on one row of
+ones, so an interval and its point can never disagree on what they measure. torchmetrics draws
+the ROC curves. Everything is computed once over the whole split (never averaged per batch). An
+undefined figure is reported as undefined (None in metrics.json, ``-`` in reports), never as a
+number:
 - per-class precision of a grade never decided, recall of a grade absent from the split, and F1
   of a grade in neither, are None (a "0.000" there would read as a measured failure);
 - macro precision averages the grades with a defined precision (decided at least once) and
@@ -14,22 +18,19 @@ figure is reported as undefined (None in metrics.json, ``-`` in reports), never 
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
-from torchmetrics.functional.classification import (
-    binary_auroc,
-    multiclass_accuracy,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-    multiclass_roc,
-)
+from torchmetrics.functional.classification import multiclass_roc
 
-from drgrade.evaluation.kappa import qwk
-from drgrade.grades import GRADES, NUM_GRADES, REFERABLE_FROM, VISION_THREATENING_FROM
+from drgrade.evaluation.bootstrap import macro_grades, resampled_metrics
+from drgrade.evaluation.kappa import weighted_confusion
+from drgrade.grades import GRADES, NUM_GRADES
+
+GRADE_SHORTS = [grade.short for grade in GRADES]
 
 
 @dataclass
@@ -41,105 +42,39 @@ class Evaluation:
     roc: list[tuple[torch.Tensor, torch.Tensor] | None] = field(default_factory=list)
 
 
-def error_margins(preds: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """Fractions of predictions exactly right, off by one grade, off by two or more (Table 4)."""
-    gap = (preds - targets).abs()
-    n = max(len(gap), 1)
-    return {
-        "exact": float((gap == 0).sum()) / n,
-        "off_by_one": float((gap == 1).sum()) / n,
-        "off_by_two_plus": float((gap >= 2).sum()) / n,
-    }
-
-
-def _present(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    seen = torch.zeros(NUM_GRADES, dtype=torch.bool)
-    seen[targets.unique()] = True
-    seen[preds.unique()] = True
-    return seen
-
-
 def compute_metrics(probs: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor) -> Evaluation:
     """All Table 3 / Table 4 metrics plus QWK and the referable / vision-threatening DR figures.
 
     Referable sensitivity / specificity are of the decided grades (grade >= moderate); the
     referral AUROCs rank images by P(grade >= moderate) and P(grade >= severe).
 
-    ``preds`` are the decided grades (argmax, or the calibrated rule); ``probs`` feed AUROC/ROC.
+    Args:
+        probs: probabilities [N, K] (AUROC and the ROC curves).
+        targets: true grades [N].
+        preds: the decided grades (argmax, or the calibrated rule) [N].
     """
     probs, targets, preds = probs.float().cpu(), targets.long().cpu(), preds.long().cpu()
-    k = NUM_GRADES
-    precision = multiclass_precision(preds, targets, k, average=None, zero_division=0)
-    recall = multiclass_recall(preds, targets, k, average=None, zero_division=0)
-    f1 = multiclass_f1_score(preds, targets, k, average=None, zero_division=0)
-    present = _present(preds, targets)
-    decided = torch.bincount(preds, minlength=k) > 0
-    true = torch.bincount(targets, minlength=k) > 0
-
-    with warnings.catch_warnings():  # a class absent from (or alone in) the targets: AUROC None below
+    ones = np.ones((1, len(targets)))
+    values = resampled_metrics(ones, probs.double().numpy(), targets.numpy(), preds.numpy())
+    metrics: dict[str, float | list | None] = {name: _defined(v[0]) for name, v in values.items()}
+    covered = macro_grades(targets.numpy(), preds.numpy())
+    metrics["macro_precision_grades"] = int(covered["precision"].sum())
+    metrics["macro_recall_grades"] = int(covered["recall"].sum())
+    metrics["num_images"] = len(targets)
+    with warnings.catch_warnings():  # a class absent from (or alone in) the targets: no curve below
         warnings.filterwarnings("ignore", message="No (positive|negative) samples in targets")
-        fprs, tprs, _ = multiclass_roc(probs, targets, k)
-    aurocs: list[float | None] = []
-    roc: list[tuple[torch.Tensor, torch.Tensor] | None] = []
-    for grade in range(k):
-        positive = (targets == grade).long()
-        aurocs.append(_auroc(probs[:, grade], positive.bool()))
-        roc.append(None if aurocs[-1] is None else (fprs[grade], tprs[grade]))
-    defined = [a for a in aurocs if a is not None]
-
-    referable_true = targets >= REFERABLE_FROM
-    vision_threatening = targets >= VISION_THREATENING_FROM
-    referable_pred = preds >= REFERABLE_FROM
-    metrics: dict[str, float | list | None] = {
-        "accuracy": float(multiclass_accuracy(preds, targets, k, average="micro")),
-        "macro_precision": _defined_mean(precision, decided),
-        "macro_precision_grades": int(decided.sum()),
-        "macro_recall": _defined_mean(recall, true),
-        "macro_recall_grades": int(true.sum()),
-        "macro_f1": float(f1[present].mean()),
-        "auroc_macro": sum(defined) / len(defined) if defined else None,
-        "qwk": qwk(targets.numpy(), preds.numpy(), k),
-        "referable_sensitivity": _ratio(referable_pred & referable_true, referable_true),
-        "referable_specificity": _ratio(~referable_pred & ~referable_true, ~referable_true),
-        "referable_auroc": _auroc(probs.double()[:, REFERABLE_FROM:].sum(1), referable_true),
-        "vtdr_auroc": _auroc(probs.double()[:, VISION_THREATENING_FROM:].sum(1), vision_threatening),
-        "num_images": len(targets),
-        **error_margins(preds, targets),
-    }
-    metrics |= _per_grade(precision, recall, f1, aurocs, preds, targets)
-    confusion = multiclass_confusion_matrix(preds, targets, k)
-    return Evaluation(metrics, confusion, roc)
+        fprs, tprs, _ = multiclass_roc(probs, targets, NUM_GRADES)
+    curves = [
+        (fprs[k], tprs[k]) if metrics[f"auroc_{short}"] is not None else None
+        for k, short in enumerate(GRADE_SHORTS)
+    ]
+    confusion = torch.from_numpy(weighted_confusion(ones, targets.numpy(), preds.numpy())[0]).long()
+    return Evaluation(metrics, confusion, curves)
 
 
-def _per_grade(precision, recall, f1, aurocs: list, preds: torch.Tensor, targets: torch.Tensor) -> dict:
-    """Per-grade precision, recall, F1 and AUROC; None where undefined (see the module docstring)."""
-    decided = torch.bincount(preds, minlength=NUM_GRADES)
-    true = torch.bincount(targets, minlength=NUM_GRADES)
-    out: dict[str, float | None] = {}
-    for grade in GRADES:
-        i = grade.index
-        out[f"precision_{grade.short}"] = float(precision[i]) if decided[i] else None
-        out[f"recall_{grade.short}"] = float(recall[i]) if true[i] else None
-        out[f"f1_{grade.short}"] = float(f1[i]) if decided[i] or true[i] else None
-        out[f"auroc_{grade.short}"] = aurocs[i]
-    return out
-
-
-def _defined_mean(values: torch.Tensor, defined: torch.Tensor) -> float | None:
-    """The mean of the defined per-grade values (None when none is)."""
-    return float(values[defined].mean()) if defined.any() else None
-
-
-def _auroc(scores: torch.Tensor, positive: torch.Tensor) -> float | None:
-    """Binary AUROC, None unless both classes occur."""
-    if positive.all() or not positive.any():
-        return None
-    return float(binary_auroc(scores, positive.long()))
-
-
-def _ratio(hits: torch.Tensor, population: torch.Tensor) -> float | None:
-    total = int(population.sum())
-    return float(hits.sum()) / total if total else None
+def _defined(value: float) -> float | None:
+    """A figure as results hold it: None where undefined (NaN in the weighted-count functions)."""
+    return None if math.isnan(value) else float(value)
 
 
 @dataclass

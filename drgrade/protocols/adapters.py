@@ -40,8 +40,7 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 def validation_score(logits: np.ndarray, grades: np.ndarray) -> float:
     """QWK of the argmax decisions (an undefined QWK counts as -1, below any defined one)."""
-    value = qwk(grades, logits.argmax(1), NUM_GRADES)
-    return -1.0 if value is None else float(value)
+    return qwk(targets=grades, preds=logits.argmax(1), undefined=-1.0)
 
 
 def best_of(candidates: Iterable, score) -> tuple:

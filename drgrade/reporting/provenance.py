@@ -29,6 +29,8 @@ def weights_text(record: dict | None, members: list | None) -> str:
 
 def training_text(provenance: dict) -> str:
     """``20 epochs, best at epoch 15 (early stop)``; ``not trained``; or what is known."""
+    if provenance.get("untrained_baseline"):
+        return "UNTRAINED baseline (--allow_untrained): weights never trained, not a result"
     training = provenance.get("training") or {}
     if not training:
         epoch = provenance.get("checkpoint_epoch")

@@ -1,7 +1,10 @@
 """Where a task looks: map normalisation, Grad-CAM, and the Grad-CAM mixin of the CLIP-logit tasks.
 
 FCN-CLIP shows CBAM's spatial attention (``normalise_maps``); zero-shot and ranking show Grad-CAM
-of the predicted grade at the image tower's last stage (``GradCAMAttention``).
+at the image tower's last stage (``GradCAMAttention``) of the grade the decision rule decided
+(temperature and thresholds applied), the grade shown beside the map, not the argmax of the
+logits: for a thresholded model the two differ, and a map of the argmax would explain another
+grade than the one it is captioned with.
 
 Grad-CAM is our own short implementation rather than a library (captum, pytorch-grad-cam): every
 backbone already splits its image tower where Grad-CAM looks (``cam_activations``), frozen towers
@@ -35,7 +38,7 @@ def grad_cam(
     features: Callable[[torch.Tensor], torch.Tensor],
     scores: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
-    target: torch.Tensor | None = None,
+    target: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None = None,
     as_maps: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM of class ``target`` (default: the predicted class) at the ``features`` stage.
@@ -44,7 +47,8 @@ def grad_cam(
         features: images -> activations (any layout ``as_maps`` turns into [B, C, h, w]).
         scores: activations -> logits [B, K].
         images: the input batch.
-        target: the class whose score is explained per image (default: the predicted one).
+        target: the class whose score is explained per image, or a function of the logits
+            choosing it (the decision rule); default: the argmax.
         as_maps: activations (or their gradients) as spatial maps (a ViT's patch tokens as a grid).
 
     Returns:
@@ -53,7 +57,10 @@ def grad_cam(
     with torch.enable_grad():
         activations = features(images).detach().float().requires_grad_(True)
         logits = scores(activations)
-        chosen = logits.argmax(dim=1) if target is None else target
+        if target is None:
+            chosen = logits.argmax(dim=1)
+        else:
+            chosen = target(logits.detach()) if callable(target) else target
         picked = logits.gather(1, chosen[:, None]).sum()
         (gradients,) = torch.autograd.grad(picked, activations)
     maps = as_maps(activations.detach())
@@ -75,12 +82,19 @@ class GradCAMAttention:
         embedding = self.embedding(images)
         return self.embedding_logits(F.normalize(embedding, dim=-1)), embedding
 
-    def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """(Grad-CAM maps [B, S, S], logits [B, K], method) of the predicted grade."""
+    def attention_maps(
+        self, images: torch.Tensor, grade: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """(Grad-CAM maps [B, S, S], logits [B, K], method) of ``grade`` (default: the rule's decision)."""
         backbone = self.backbone
 
         def pooled_scores(activations: torch.Tensor) -> torch.Tensor:
             return self.embedding_logits(F.normalize(backbone.cam_embedding(activations), dim=-1))
 
-        maps, logits = grad_cam(backbone.cam_activations, pooled_scores, images, as_maps=backbone.cam_maps)
-        return maps, logits, f"Grad-CAM ({backbone.cam_layer})"
+        def decided(logits: torch.Tensor) -> torch.Tensor:
+            return self.rule(logits).grade if grade is None else grade
+
+        maps, logits = grad_cam(
+            backbone.cam_activations, pooled_scores, images, target=decided, as_maps=backbone.cam_maps
+        )
+        return maps, logits, f"Grad-CAM ({backbone.cam_layer}) of the decided grade"

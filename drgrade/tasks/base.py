@@ -193,8 +193,16 @@ class BaseTask(L.LightningModule):
         """(logits, pooled embedding); tasks that get both from one pass override this."""
         return self(images), self.embedding(images)
 
-    def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """Where the model looks: (maps [B, S, S] in [0, 1], logits [B, K] of the same pass, method)."""
+    def attention_maps(
+        self, images: torch.Tensor, grade: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Where the model looks: (maps [B, S, S] in [0, 1], logits [B, K] of the same pass, method).
+
+        Args:
+            images: normalised images.
+            grade: the grade per image whose evidence is mapped (default: the one ``self.rule``
+                decides, the grade shown beside the map); an ensemble passes its own decision.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no attention map")
 
     def load_submodules(self) -> None:
@@ -528,7 +536,7 @@ class BaseTask(L.LightningModule):
         """
         if self.trainer.state.fn == TrainerFn.FITTING:
             preds = self.rule.selection_grades(probs, targets, groups)
-        return qwk(targets.numpy(), preds.numpy(), NUM_GRADES) or 0.0
+        return qwk(targets=targets, preds=preds, undefined=0.0)
 
     def uncalibrated_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """softmax(logits) without the fitted temperature (for the calibration error before it)."""

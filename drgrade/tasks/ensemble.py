@@ -221,11 +221,21 @@ class EnsembleCLIP(BaseTask):
         outputs = [m.embed(images) for m in self.members]
         return self.mean_logits([z for z, _ in outputs]), torch.cat([e.float() for _, e in outputs], -1)
 
-    def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """The members' maps averaged with the ensemble weights, and the ensemble's logits."""
-        outputs = [m.attention_maps(images) for m in self.members]
+    def attention_maps(
+        self, images: torch.Tensor, grade: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """The members' maps of the ensemble's decided grade, averaged with the ensemble weights.
+
+        Each member maps the evidence for the grade the *ensemble* decided (not its own choice),
+        so the averaged map explains the grade shown beside it.
+        """
+        if grade is None:
+            with torch.no_grad():
+                grade = self.rule(self(images)).grade
+        outputs = [m.attention_maps(images, grade) for m in self.members]
         maps = torch.einsum("m,mbhw->bhw", self.weights, torch.stack([o[0] for o in outputs]))
-        return maps, self.mean_logits([o[1] for o in outputs]), "weighted mean of the members' maps"
+        method = "weighted mean of the members' maps of the decided grade"
+        return maps, self.mean_logits([o[1] for o in outputs]), method
 
     def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The members' shared normalisation (members normalised differently are refused at load).

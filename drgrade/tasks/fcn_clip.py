@@ -141,8 +141,14 @@ class FCNCLIP(TrainableTask):
         return self.head(features)[0], features.mean((2, 3))
 
     @torch.no_grad()
-    def attention_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """CBAM's spatial attention at input resolution, with the logits of the same pass."""
+    def attention_maps(
+        self, images: torch.Tensor, grade: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """CBAM's spatial attention at input resolution, with the logits of the same pass.
+
+        CBAM gates the features before the classifier, so its map is one for every grade: it is
+        the map behind whichever grade the rule decides (``grade`` changes nothing).
+        """
         logits, spatial = self.head(self.features(images).float())
         spatial = F.interpolate(spatial, size=images.shape[-2:], mode="bilinear", align_corners=False)
         return normalise_maps(spatial[:, 0]), logits, "CBAM spatial attention"

@@ -126,6 +126,12 @@ def checkpoint_task_class(checkpoint: dict, path: str | Path) -> type[BaseTask]:
     return classes[name]
 
 
+def recorded_options(checkpoint: dict) -> dict:
+    """The model options a checkpoint recorded (its constructor's arguments when it was saved)."""
+    # LightningCLI adds private entries (``_class_path``, ``_instantiator``) to the hyperparameters
+    return {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+
+
 def load_task(
     path: str | Path, map_location: str | torch.device = "cpu", digest: str | None = None
 ) -> BaseTask:
@@ -141,8 +147,7 @@ def load_task(
     """
     checkpoint = read_checkpoint(path, map_location)
     task_class = checkpoint_task_class(checkpoint, path)
-    # LightningCLI adds private entries (``_class_path``, ``_instantiator``) to the hyperparameters
-    options = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    options = recorded_options(checkpoint)
     options = task_class.options_from_checkpoint(without_weight_sources(options), checkpoint, Path(path))
     check_architecture(options, checkpoint["state_dict"], path)
     try:

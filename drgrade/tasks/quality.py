@@ -145,7 +145,7 @@ def gradability_scores(logits: torch.Tensor, targets: torch.Tensor) -> dict:
     return {
         "reject_sensitivity": rates["sensitivity"],
         "reject_specificity": rates["specificity"],
-        "reject_kappa": qwk(rejected.astype(int), flagged.astype(int), 2) or 0.0,
+        "reject_kappa": qwk(targets=rejected.astype(int), preds=flagged.astype(int), undefined=0.0),
         "level_accuracy": float((predicted[exact] == targets[exact]).mean()) if exact.any() else None,
     }
 

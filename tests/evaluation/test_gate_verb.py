@@ -76,6 +76,18 @@ def test_gate_reports_sensitivity_specificity_confusion_and_sheet(messidor, tmp_
     assert "sensitivity for reject: 0.500" in printed and "specificity for reject: 0.875" in printed
 
 
+def test_gate_judges_with_the_configured_limits(messidor, tmp_path):
+    """``--data.quality.<field>`` moves the gate verb's lines as it does every other verb's."""
+    out = tmp_path / "gate"
+    args = ["gate", "--data.messidor_root", str(messidor), "--data.num_workers", "0", "--out", str(out)]
+    main([*args, "--data.quality.min_side", "4000", "--sheet", "0"])  # no photograph is that large
+    result = json.loads((out / "gate.json").read_text())
+    assert result["confusion"] == {
+        "reject": {"passed": 0, "refused": 2},
+        "gradable": {"passed": 0, "refused": 8},
+    }
+
+
 def test_gate_needs_gradability_labels(synthetic, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["gate", "--data.aptos_root", str(synthetic / "aptos2019"), "--out", str(tmp_path)])

@@ -112,15 +112,21 @@ def test_calibration_recovers_known_thresholds():
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_fast_qwk_equals_scikit_learn(seed):
-    from drgrade.decision.thresholds import qwk
+def test_the_one_qwk_equals_scikit_learn_and_names_its_arguments(seed):
+    from drgrade.evaluation.kappa import qwk
 
     generator = torch.Generator().manual_seed(seed)
     targets = torch.randint(0, 5, (200,), generator=generator)
     preds = torch.where(
         torch.rand(200, generator=generator) < 0.6, targets, torch.randint(0, 5, (200,), generator=generator)
     )
-    assert qwk(preds, targets, 5) == pytest.approx(
+    assert qwk(targets=targets, preds=preds) == pytest.approx(
         cohen_kappa_score(targets, preds, weights="quadratic"), abs=1e-9
     )
-    assert qwk(torch.zeros(10).long(), torch.zeros(10).long(), 5) == 0.0  # undefined: no spread
+    same = torch.zeros(10).long()
+    assert qwk(targets=same, preds=same) is None  # undefined: no spread, and said so
+    assert qwk(targets=same, preds=same, undefined=0.0) == 0.0  # what a search compares
+    with pytest.raises(TypeError):
+        qwk(preds, targets)  # positional: the order could be mistaken, so it is refused
+
+

@@ -159,7 +159,7 @@ def test_vit_clip_through_every_model(synthetic, tmp_path):
         assert "pretraining_overlap" not in document  # random weights saw nothing
     task = load_task(next((tmp_path / "ranking").rglob("best-*.ckpt"))).eval()
     maps, _logits, method = task.attention_maps(torch.randn(2, 3, 96, 96))
-    assert maps.shape == (2, 96, 96) and method == "Grad-CAM (last block)"
+    assert maps.shape == (2, 96, 96) and method == "Grad-CAM (last block) of the decided grade"
     main(
         [
             *cli_args("export", "ranking", synthetic, tmp_path / "ranking", *vit),

@@ -78,12 +78,15 @@ def lesion_images(roots: dict[str, str | Path | None]) -> list[Record]:
 
 
 def downloaded(data: Path) -> dict[str, Path]:
-    """The sources whose download is under ``data`` (in its folder, with its marker file)."""
-    return {
-        name: data / source.folder
-        for name, source in SOURCES.items()
-        if (data / source.folder / source.marker).exists()
-    }
+    """The sources whose download is under ``data``: in its folder, or one it unpacks to, with its marker."""
+    found = {}
+    for name, source in SOURCES.items():
+        folder = next(
+            (data / f for f in (source.folder, *source.aliases) if (data / f / source.marker).exists()), None
+        )
+        if folder is not None:
+            found[name] = folder
+    return found
 
 
 def download_help(data: Path) -> str:

@@ -67,5 +67,6 @@ SOURCE = Source(
     read=read,
     write_synthetic=write_synthetic,
     download='APTOS 2019 Blindness Detection (Kaggle competition "aptos2019-blindness-detection"):\n'
-    "    train.csv and train_images/  ->  {data}/aptos2019/",
+    "    train.csv and train_images/  ->  {data}/aptos2019/ (or the folder as Kaggle names it)",
+    aliases=("aptos2019-blindness-detection",),
 )

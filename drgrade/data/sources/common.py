@@ -98,6 +98,8 @@ class Source:
         lesion_images: ``lesion_images(root) -> records`` of its pixel-annotated images, if any.
         patients: whether the published layout names patients (exam pairs, left/right eyes), so
             the bootstrap can draw patients; otherwise each image is its own unit.
+        aliases: other folder names it is found under: the name its download unpacks to
+            (Kaggle's ``aptos2019-blindness-detection/``).
     """
 
     name: str
@@ -109,6 +111,7 @@ class Source:
     download: str
     lesion_images: Callable[[Path], list[Record]] | None = None
     patients: bool = False
+    aliases: tuple[str, ...] = ()
 
 
 def gradability_labelled(found: SourceData) -> list[tuple[Record, str]]:

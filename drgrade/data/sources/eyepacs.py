@@ -87,4 +87,5 @@ SOURCE = Source(
     download='EyePACS (Kaggle competition "diabetic-retinopathy-detection"): trainLabels.csv, train/,\n'
     "    optionally retinopathy_solution.csv and test/  ->  {data}/eyepacs/",
     patients=True,
+    aliases=("diabetic-retinopathy-detection",),
 )

@@ -8,7 +8,8 @@ architectures for tests. See ``base.Backbone`` for what a backbone provides.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from drgrade.models.backbones.base import FEATURE_LAYERS, Backbone
@@ -17,28 +18,24 @@ from drgrade.models.backbones.base import FEATURE_LAYERS, Backbone
 FLAIR = "flair"
 
 
-def build_backbone(
-    name: str,
-    pretrained: str | None,
-    image_size: int | None,
-    text_encoder: str | Path | Mapping[str, str] | None = None,
-    freeze_image: bool = True,
-    freeze_text: bool = True,
-) -> Backbone:
-    """The backbone ``name`` with its weights (a tag, a file, or None for random).
+@dataclass(frozen=True)
+class Family:
+    """A family of backbones: how to build one, how its inputs are normalised, what stops its weights.
+
+    Adding a family is one entry in ``FAMILIES``; nothing else asks which family a name is.
 
     Args:
-        name: ``RN50``, ``ViT-B-16``, ``flair``, ...
-        pretrained: where the weights come from (see the family's module).
-        image_size: the input size (positional tables are resized to it).
-        text_encoder: FLAIR's text-model folder, or its stored files (FLAIR only).
-        freeze_image: no gradients (and fixed BatchNorm statistics) for the image tower.
-        freeze_text: the same for the text tower.
+        build: ``(name, pretrained, image_size, text_encoder, freeze_image, freeze_text) -> Backbone``.
+        normalisation: the (mean, std) per channel on a 0-1 scale its weights expect.
+        weights_problems: ``(name, pretrained, text_encoder) -> problems``, found without loading.
     """
-    if name == FLAIR:
-        from drgrade.models.backbones.flair import FlairBackbone
 
-        return FlairBackbone(pretrained, text_encoder, freeze_image, freeze_text)
+    build: Callable[..., Backbone]
+    normalisation: Callable[[], tuple[tuple[float, ...], tuple[float, ...]]]
+    weights_problems: Callable[[str, str | None, str | Mapping[str, str] | None], list[str]]
+
+
+def _build_open_clip(name, pretrained, image_size, text_encoder, freeze_image, freeze_text) -> Backbone:
     from drgrade.models.backbones.openclip import open_clip_backbone
 
     return open_clip_backbone(
@@ -46,29 +43,32 @@ def build_backbone(
     )
 
 
-def normalisation_of(name: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The input normalisation a backbone expects, from its name alone (nothing built)."""
+def _clip_normalisation() -> tuple[tuple[float, ...], tuple[float, ...]]:
     from drgrade.data.preprocess import CLIP_MEAN, CLIP_STD
+
+    return CLIP_MEAN, CLIP_STD
+
+
+def _open_clip_problems(name: str, pretrained: str | None, text_encoder=None) -> list[str]:
+    from drgrade.models.backbones.openclip import weights_problem
+
+    problem = weights_problem(name, pretrained)
+    return [problem] if problem else []
+
+
+def _build_flair(name, pretrained, image_size, text_encoder, freeze_image, freeze_text) -> Backbone:
+    from drgrade.models.backbones.flair import FlairBackbone
+
+    return FlairBackbone(pretrained, text_encoder, freeze_image, freeze_text)
+
+
+def _flair_normalisation() -> tuple[tuple[float, ...], tuple[float, ...]]:
     from drgrade.models.backbones.flair import NORMALISATION
 
-    return NORMALISATION if name == FLAIR else (CLIP_MEAN, CLIP_STD)
+    return NORMALISATION
 
 
-def weights_problems(
-    name: str, pretrained: str | None, text_encoder: str | Mapping[str, str] | None = None
-) -> list[str]:
-    """What would stop the backbone's weights from loading, found in seconds without loading them.
-
-    Args:
-        name: the backbone.
-        pretrained: its weights (tag, file or None).
-        text_encoder: FLAIR's text-model folder, or the files a checkpoint stored (nothing to check).
-    """
-    if name != FLAIR:
-        from drgrade.models.backbones.openclip import weights_problem
-
-        problem = weights_problem(name, pretrained)
-        return [problem] if problem else []
+def _flair_problems(name: str, pretrained: str | None, text_encoder=None) -> list[str]:
     problems = []
     if pretrained is not None and not Path(pretrained).expanduser().is_file():
         problems.append(
@@ -90,4 +90,64 @@ def weights_problems(
     return problems
 
 
-__all__ = ["FEATURE_LAYERS", "FLAIR", "Backbone", "build_backbone", "normalisation_of", "weights_problems"]
+#: open_clip's CLIPs: every name not in ``FAMILIES`` (an open_clip architecture).
+OPEN_CLIP = Family(_build_open_clip, _clip_normalisation, _open_clip_problems)
+#: The families by backbone name.
+FAMILIES: dict[str, Family] = {FLAIR: Family(_build_flair, _flair_normalisation, _flair_problems)}
+
+
+def family_of(name: str | None) -> Family:
+    """The family of backbone ``name`` (open_clip's unless registered otherwise)."""
+    return FAMILIES.get(name or "", OPEN_CLIP)
+
+
+def build_backbone(
+    name: str,
+    pretrained: str | None,
+    image_size: int | None,
+    text_encoder: str | Path | Mapping[str, str] | None = None,
+    freeze_image: bool = True,
+    freeze_text: bool = True,
+) -> Backbone:
+    """The backbone ``name`` with its weights (a tag, a file, or None for random).
+
+    Args:
+        name: ``RN50``, ``ViT-B-16``, ``flair``, ...
+        pretrained: where the weights come from (see the family's module).
+        image_size: the input size (positional tables are resized to it).
+        text_encoder: FLAIR's text-model folder, or its stored files (FLAIR only).
+        freeze_image: no gradients (and fixed BatchNorm statistics) for the image tower.
+        freeze_text: the same for the text tower.
+    """
+    return family_of(name).build(name, pretrained, image_size, text_encoder, freeze_image, freeze_text)
+
+
+def normalisation_of(name: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The input normalisation a backbone expects, from its name alone (nothing built)."""
+    return family_of(name).normalisation()
+
+
+def weights_problems(
+    name: str, pretrained: str | None, text_encoder: str | Mapping[str, str] | None = None
+) -> list[str]:
+    """What would stop the backbone's weights from loading, found in seconds without loading them.
+
+    Args:
+        name: the backbone.
+        pretrained: its weights (tag, file or None).
+        text_encoder: FLAIR's text-model folder, or the files a checkpoint stored (nothing to check).
+    """
+    return family_of(name).weights_problems(name, pretrained, text_encoder)
+
+
+__all__ = [
+    "FAMILIES",
+    "FEATURE_LAYERS",
+    "FLAIR",
+    "Backbone",
+    "Family",
+    "build_backbone",
+    "family_of",
+    "normalisation_of",
+    "weights_problems",
+]

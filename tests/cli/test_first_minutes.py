@@ -1,0 +1,94 @@
+"""The first minutes: typos answered before anything loads, downloads found as unpacked, Ctrl+C explained."""
+
+import logging
+import subprocess
+import sys
+
+import pytest
+from lightning.pytorch.callbacks import Callback
+
+from drgrade.cli import main
+from drgrade.commands.reproduce import _real_data_args
+from drgrade.console import quiet_console
+from drgrade.data.sources import downloaded
+from tests.conftest import ROOT, cli_args
+
+
+def test_a_misspelt_config_path_is_answered_with_the_closest_file_before_any_verb_loads(capsys):
+    code = (
+        "import sys\nfrom drgrade.cli import main\ntry:\n"
+        "    main(['fit', '--config', 'configs/fcn_clp.yaml'])\n"
+        "finally:\n    print('torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2
+    assert "--config configs/fcn_clp.yaml: no such file; did you mean configs/fcn_clip.yaml?" in run.stderr
+    assert run.stdout.strip() == "False"  # answered before torch was imported
+
+
+def test_a_kaggle_named_download_folder_is_found(tmp_path):
+    folder = tmp_path / "aptos2019-blindness-detection"
+    folder.mkdir()
+    (folder / "train.csv").write_text("id_code,diagnosis\n")
+    assert downloaded(tmp_path) == {"aptos2019": folder}
+    args = _real_data_args(tmp_path)
+    assert args[args.index("--data.aptos_root") + 1] == str(folder)
+
+
+def test_make_reproduce_table3_hands_args_on():
+    run = subprocess.run(
+        [
+            "make",
+            "-n",
+            "-o",
+            ".venv/.installed",
+            "reproduce-table3",
+            "DATA=/d",
+            "ARGS=--trainer.max_epochs 2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert "reproduce --data /d --paper --trainer.max_epochs 2" in run.stdout
+
+
+def test_export_help_names_its_choices_not_a_function():
+    from jsonargparse import ArgumentParser
+
+    from drgrade.commands import export
+
+    parser = ArgumentParser(prog="drgrade export")
+    export.add_arguments(parser)
+    text = parser.format_help()
+    assert "<lambda>" not in text and "<function" not in text and "int8" in text
+
+
+def test_lightnings_weights_only_note_is_not_shown(caplog):
+    quiet_console()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").info(
+            "`weights_only` was not set, defaulting to `False`."
+        )
+    assert "weights_only" not in caplog.text
+
+
+class Interrupt(Callback):
+    """Ctrl+C during the first training batch."""
+
+    def on_train_batch_start(self, *args):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_fit_says_how_to_resume_without_a_traceback(synthetic, tmp_path, capsys):
+    interrupt = "--trainer.callbacks+=tests.cli.test_first_minutes.Interrupt"
+    with pytest.raises(SystemExit) as stop:
+        main(cli_args("fit", "fcn_clip", synthetic, tmp_path, interrupt))
+    error = capsys.readouterr().err
+    assert stop.value.code == 130
+    assert (
+        "drgrade fit: interrupted. To carry on where it stopped, run the same command with --ckpt_path last"
+        in error
+    )
+    assert "Traceback" not in error
+    assert stop.value.__suppress_context__  # no chained traceback either
