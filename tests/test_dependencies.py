@@ -38,7 +38,7 @@ def imported_top_level_modules() -> set[str]:
 
 
 def test_every_package_drgrade_imports_is_declared_outside_the_dev_extra():
-    runtime = declared("deploy", "app", "flair")
+    runtime = declared(*(group for group in PROJECT["optional-dependencies"] if group != "dev"))
     providers = packages_distributions()
     undeclared = {
         module: providers.get(module)

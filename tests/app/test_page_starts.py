@@ -4,13 +4,14 @@ import socket
 import urllib.request
 
 from drgrade.serving.app import MAX_UPLOAD, build_app
+from drgrade.serving.model_card import ModelCard
 
 
 def test_the_page_starts_and_serves_its_title_on_the_installed_gradio():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    page = build_app(lambda paths: [], "Test model")
+    page = build_app(lambda paths: [], ModelCard("Test model"))
     page.launch(
         server_name="127.0.0.1",
         server_port=port,
