@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from drgrade.data.sources.common import read_csv_rows
 from drgrade.decision.actions import REFER, TO_GRADER, screener_reason
 from drgrade.errors import OptionError
 from drgrade.files import atomic_open, neutralise
@@ -78,27 +79,25 @@ def read_manifest(path: str | Path) -> dict[str, ExamIds]:
     problems: list[str] = []
     found: dict[str, ExamIds] = {}
     seen: set[str] = set()
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        missing = {"file", "patient_id", "eye"} - set(reader.fieldnames or [])
-        if missing:
-            raise OptionError(f"exam manifest {path}: missing column(s) {', '.join(sorted(missing))}")
-        for line, row in enumerate(reader, start=2):
-            where = f"exam manifest {path} row {line}"
-            name = Path((row["file"] or "").strip()).name
-            if not name or not (row["patient_id"] or "").strip():
-                problems.append(f"{where}: empty file or patient_id")
-                continue
-            if name in seen:
-                problems.append(f"{where}: {name!r} listed twice")
-                continue
-            seen.add(name)
-            try:
-                eye = eye_word(row["eye"] or "", where)
-            except OptionError as error:
-                problems.append(str(error))
-                continue
-            found[name] = ExamIds(row["patient_id"].strip(), eye, (row.get("field") or "").strip())
+    rows = read_csv_rows(path, ("file", "patient_id", "eye"), problems)  # encodings, huge cells named
+    if not rows:
+        raise OptionError(f"exam manifest: {'; '.join(problems)}")
+    for line, row in rows:
+        where = f"exam manifest {path} row {line}"
+        name = Path(row["file"]).name
+        if not name or not row["patient_id"]:
+            problems.append(f"{where}: empty file or patient_id")
+            continue
+        if name in seen:
+            problems.append(f"{where}: {name!r} listed twice")
+            continue
+        seen.add(name)
+        try:
+            eye = eye_word(row["eye"], where)
+        except OptionError as error:
+            problems.append(str(error))
+            continue
+        found[name] = ExamIds(row["patient_id"], eye, row.get("field") or "")
     if problems:
         raise OptionError("; ".join(problems))
     return found

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from drgrade.data.sources import Record
+from drgrade.data.sources.common import read_csv_rows
 from drgrade.data.splits import SPLITS, image_key
 from drgrade.errors import DataValidationError, OptionError
 from drgrade.files import atomic_open
@@ -55,20 +56,18 @@ def read_split_file(path: str | Path, records: Sequence[Record]) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise OptionError(f"data.split_file {path}: no such file")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in ("image", "split") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise OptionError(f"data.split_file {path}: no {' or '.join(missing)} column (needs {COLUMNS})")
-        listed: dict[str, str] = {}
-        problems = []
-        for row_number, row in enumerate(reader, start=2):
-            image, split = row["image"], row["split"]
-            if split not in (*SPLITS, UNUSED):
-                problems.append(f"{path} row {row_number}: split {split!r} is not one of {[*SPLITS, UNUSED]}")
-            elif image in listed:
-                problems.append(f"{path} row {row_number}: {image} is listed twice")
-            listed[image] = split
+    problems: list[str] = []
+    rows = read_csv_rows(path, ("image", "split"), problems)  # the one sheet reader: encodings, huge cells
+    if not rows:
+        raise OptionError(f"data.split_file: {'; '.join(problems)} (needs {COLUMNS})")
+    listed: dict[str, str] = {}
+    for row_number, row in rows:
+        image, split = row["image"], row["split"]
+        if split not in (*SPLITS, UNUSED):
+            problems.append(f"{path} row {row_number}: split {split!r} is not one of {[*SPLITS, UNUSED]}")
+        elif image in listed:
+            problems.append(f"{path} row {row_number}: {image} is listed twice")
+        listed[image] = split
     keys = [image_key(r) for r in records]
     absent = [
         f"{path}: no row for {key} ({r.path})"

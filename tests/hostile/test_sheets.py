@@ -55,3 +55,18 @@ def test_a_million_garbage_rows_give_a_short_message(aptos):
     sheet.write_text("id_code,diagnosis\n" + garbage)
     said = refused(aptos)
     assert len(said) < 20_000 and "... and 999970 more" in said and said.count("\n  - ") == 30
+
+
+def test_an_exam_manifest_and_a_split_file_in_cp1252_are_named(tmp_path):
+    from drgrade.data.split_file import read_split_file
+    from drgrade.errors import OptionError
+    from drgrade.exams import read_manifest
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_bytes("file,patient_id,eye\neye.png,Ren\u00e9e,left\n".encode("cp1252"))
+    with pytest.raises(OptionError, match=r"line 2: not UTF-8 text \(byte 0xe9\)"):
+        read_manifest(manifest)
+    split = tmp_path / "split.csv"
+    split.write_bytes("image,split\nna\u00efve.png,train\n".encode("cp1252"))
+    with pytest.raises(OptionError, match=r"line 2: not UTF-8 text \(byte 0xef\)"):
+        read_split_file(split, [])
