@@ -492,7 +492,8 @@ class BaseTask(L.LightningModule):
                 self.fit_typicality()
         fitting = self.should_fit_rule(stage)
         outputs = self.rule.fit(logits, targets, groups) if fitting else self.rule(logits)
-        if fitting and self.rule.choice:
+        if fitting and self.rule.choice and self.trainer.state.fn != TrainerFn.FITTING:
+            # during fit each epoch chooses again: the best checkpoint's choice reaches the report
             rank_zero_info(f"{type(self).__name__} threshold_objective auto: {choice_text(self.rule.choice)}")
         probs, preds = outputs.probabilities, outputs.grade
         thresholded = bool(self.rule.thresholded)
