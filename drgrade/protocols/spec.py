@@ -15,8 +15,9 @@ by their stem (``--protocol seeds_folds``); any other file is named by its path.
 - ``shots``: training images per grade, drawn by patient;
 - ``split_ratios``: train/val/test fractions; ``test_seed``: the seed of fixed splits;
 - ``metrics``: the figures reported; ``bootstrap_resamples``: each run's test intervals;
-- ``tta``: also test every image model's checkpoint with this test-time augmentation
-  (``flip``), reported as ``<model>+flip`` beside it (its effect, paired on the same runs).
+- ``tta``: also test every image model's checkpoint with these test-time augmentation sets
+  (``flip``, ``flip4``, ``rot4``, or a list of them: ``drgrade.tasks.tta``), each reported as
+  ``<model>+<set>`` beside it (its effect, paired on the same runs).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from drgrade.errors import OptionError
+from drgrade.tasks.tta import TTA_SETS
 
 SHIPPED = Path(__file__).parent / "files"
 DESIGNS = ("folds", "leave_one_source_out", "few_shot")
@@ -53,7 +55,7 @@ class Protocol:
     test_seed: int = 42
     metrics: list[str] = field(default_factory=lambda: ["qwk", "auroc_macro", "accuracy", "macro_f1"])
     bootstrap_resamples: int = 200
-    tta: str | None = None
+    tta: list[str] = field(default_factory=list)
     description: str = ""
 
 
@@ -100,6 +102,8 @@ def load_protocol(entry: str | Path) -> Protocol:
     for key in ("design", "models"):
         if key not in raw:
             raise OptionError(f"protocol {path}: {key!r} is required")
+    if isinstance(raw.get("tta"), str):
+        raw["tta"] = [raw["tta"]]
     protocol = Protocol(**raw)
     check(protocol, path)
     return protocol
@@ -121,7 +125,10 @@ def check(protocol: Protocol, path: Path) -> None:
         raise OptionError(f"protocol {path}: test must be rotated or fixed, got {protocol.test!r}")
     if protocol.design == "few_shot" and (not protocol.shots or min(protocol.shots) < 1):
         raise OptionError(f"protocol {path}: few_shot needs shots, e.g. [1, 2, 4, 8, 16]")
-    if protocol.tta not in (None, "flip"):
-        raise OptionError(f"protocol {path}: tta must be flip (or left out), got {protocol.tta!r}")
+    augmentations = [t for t in TTA_SETS if t != "none"]
+    if not isinstance(protocol.tta, list) or any(t not in augmentations for t in protocol.tta):
+        raise OptionError(
+            f"protocol {path}: tta must be one of {augmentations} or a list of them, got {protocol.tta!r}"
+        )
     if protocol.bootstrap_resamples < 0:
         raise OptionError(f"protocol {path}: bootstrap_resamples must be >= 0")
