@@ -8,7 +8,7 @@ by their stem (``--protocol seeds_folds``); any other file is named by its path.
   ``leave_one_source_out`` or ``few_shot``;
 - ``models``: image models by config name (``fcn_clip``, ``ranking``, ``zero_shot``: fit then
   test through the CLI, one run folder each) and adaptation models over the frozen backbone's
-  embeddings (``linear_probe``, ``tip_adapter``, ``tip_adapter_f``);
+  embeddings (``linear_probe``, ``tip_adapter``, ``tip_adapter_f``, ``clip_adapter``);
 - ``seeds``: the seeds (each draws the folds or split and seeds training);
 - ``folds``: k; ``test``: ``rotated`` (each fold tests once) or ``fixed`` (one test split);
 - ``sources``: the sources left out one at a time (default: every source read);
@@ -36,7 +36,7 @@ DESIGNS = ("folds", "leave_one_source_out", "few_shot")
 #: The image models a protocol may name (their configs in the configs folder).
 IMAGE_MODELS = ("zero_shot", "fcn_clip", "ranking")
 #: The adaptation models over embeddings (``drgrade.protocols.adapters.ADAPTERS``).
-ADAPTATION_MODELS = ("linear_probe", "tip_adapter", "tip_adapter_f")
+ADAPTATION_MODELS = ("linear_probe", "tip_adapter", "tip_adapter_f", "clip_adapter")
 
 
 @dataclass
