@@ -6,8 +6,9 @@ by their stem (``--protocol seeds_folds``); any other file is named by its path.
 - ``name``: the report folder's name (default: the file's stem);
 - ``design``: ``folds`` (seeds x k folds, or seeds alone without ``folds``),
   ``leave_one_source_out`` or ``few_shot``;
-- ``models``: image models by config name (``fcn_clip``, ``ranking``, ``zero_shot``: fit then
-  test through the CLI, one run folder each) and adaptation models over the frozen backbone's
+- ``models``: image models by config name (``fcn_clip``, ``fcn_clip_finetune`` (its image tower
+  trained too), ``ranking``, ``zero_shot``, ``cnn_baseline`` (a timm CNN): fit then test through
+  the CLI, one run folder each) and adaptation models over the frozen backbone's
   embeddings (``linear_probe``, ``tip_adapter``, ``tip_adapter_f``, ``clip_adapter``);
 - ``seeds``: the seeds (each draws the folds or split and seeds training);
 - ``folds``: k; ``test``: ``rotated`` (each fold tests once) or ``fixed`` (one test split);
@@ -34,7 +35,7 @@ from drgrade.tasks.tta import TTA_SETS
 SHIPPED = Path(__file__).parent / "files"
 DESIGNS = ("folds", "leave_one_source_out", "few_shot")
 #: The image models a protocol may name (their configs in the configs folder).
-IMAGE_MODELS = ("zero_shot", "fcn_clip", "ranking")
+IMAGE_MODELS = ("zero_shot", "fcn_clip", "fcn_clip_finetune", "ranking", "cnn_baseline")
 #: The adaptation models over embeddings (``drgrade.protocols.adapters.ADAPTERS``).
 ADAPTATION_MODELS = ("linear_probe", "tip_adapter", "tip_adapter_f", "clip_adapter")
 
