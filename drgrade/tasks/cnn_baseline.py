@@ -16,6 +16,7 @@ from torch import nn
 from drgrade.decision.rule import ThresholdObjective
 from drgrade.errors import CheckpointError, OptionError
 from drgrade.models.cnn import IMAGENET, build_cnn
+from drgrade.provenance import weights_record
 from drgrade.tasks.attention import grad_cam
 from drgrade.tasks.base import TrainableTask
 
@@ -71,12 +72,8 @@ class CNNBaseline(TrainableTask):
         classifier = {id(p) for p in self.network.get_classifier().parameters()}
         for parameter in self.network.parameters():
             parameter.requires_grad_(hp.finetune_image or id(parameter) in classifier)
-        self.weights_record = {
-            "backbone": hp.cnn,
-            "weights": "random" if hp.pretrained is None else str(hp.pretrained),
-            "sha256": None,
-            "pretraining": [] if hp.pretrained is None else ["ImageNet"],
-        }
+        pretraining = [] if hp.pretrained is None else ["ImageNet"]
+        self.weights_record = weights_record(hp.cnn, hp.pretrained) | {"pretraining": pretraining}
 
     def configure_losses(self) -> None:
         """Cross-entropy (with label smoothing)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drgrade.errors import OptionError, WeightsFileError
+from drgrade.errors import CheckpointError, OptionError, WeightsFileError
 from drgrade.models import cnn
-from drgrade.tasks import CNNBaseline
+from drgrade.tasks import CNNBaseline, load_task
 
 
 def coloured_squares(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,3 +77,19 @@ def test_imagenet_weights_offline_name_the_fix_and_a_weights_file_loads_the_body
     torch.save(timm.create_model("test_resnet").state_dict(), tmp_path / "other.pt")
     with pytest.raises(WeightsFileError, match=r"other.pt: not weights of this architecture"):
         CNNBaseline("test_efficientnet", pretrained=str(tmp_path / "other.pt"), image_size=32)
+
+
+def test_a_checkpoint_naming_another_network_than_its_weights_is_refused_before_building(tmp_path):
+    from drgrade.runs import TASK_KEY
+
+    task = CNNBaseline("test_efficientnet", pretrained=None, image_size=32)
+    options = dict(task.hparams)
+    checkpoint = {"state_dict": task.state_dict(), TASK_KEY: "CNNBaseline", "hyper_parameters": options}
+    torch.save(checkpoint, tmp_path / "good.ckpt")
+    assert isinstance(load_task(tmp_path / "good.ckpt"), CNNBaseline)
+    checkpoint["hyper_parameters"] = options | {"cnn": "test_resnet"}
+    torch.save(checkpoint, tmp_path / "bad.ckpt")
+    with pytest.raises(
+        CheckpointError, match=r"bad.ckpt was refused before building.*'test_resnet' does not match"
+    ):
+        load_task(tmp_path / "bad.ckpt")
