@@ -45,7 +45,10 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 @contextmanager
 def single_threaded():
-    """One BLAS and one torch thread: on problems this small, parallel threads only contend."""
+    """One BLAS and one torch thread: on problems this small, parallel threads only contend.
+
+    A context manager, or a method decorator (``@single_threaded()``).
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -252,6 +255,7 @@ class ClipAdapter:
         self.ratio, self.scale = 0.0, 1.0
         self.choices: dict = {}
 
+    @single_threaded()
     def fit(
         self,
         train: np.ndarray,
@@ -261,29 +265,10 @@ class ClipAdapter:
         text_classifiers: dict[str, list] | None = None,
         logit_scale: float = 100.0,
     ):
-        """Train an adapter per (template set, ratio) on the training split; keep the best on validation.
+        """Train an adapter per (template set, ratio); keep the best on validation.
 
-        Args:
-            train: training embeddings [N, D].
-            train_grades: their grades.
-            val: validation embeddings.
-            val_grades: their grades.
-            text_classifiers: {template set: [5][D] unit text embeddings} (embeddings' metadata).
-            logit_scale: the backbone's CLIP logit scale.
+        The arguments are ``TipAdapter.fit``'s.
         """
-        with single_threaded():
-            return self.fit_grid(train, train_grades, val, val_grades, text_classifiers, logit_scale)
-
-    def fit_grid(
-        self,
-        train: np.ndarray,
-        train_grades: np.ndarray,
-        val: np.ndarray,
-        val_grades: np.ndarray,
-        text_classifiers: dict[str, list] | None,
-        logit_scale: float,
-    ):
-        """``fit``'s search over template sets and ``RATIOS``."""
         features = torch.from_numpy(unit_rows(train)).float()
         grades = torch.as_tensor(train_grades).long()
         self.scale = float(logit_scale)

@@ -22,6 +22,18 @@ def tiny() -> ZeroShotCLIP:
     return task
 
 
+def batch_of(images: torch.Tensor) -> dict:
+    """A prediction batch of ``images``, as the data module gives one."""
+    n = len(images)
+    return {
+        "image": images,
+        "index": torch.arange(n),
+        "error": [""] * n,
+        "digest": [""] * n,
+        "exam": [""] * n,
+    }
+
+
 def test_flip_averages_the_logits_of_both_views_in_evaluation_prediction_and_export():
     images = torch.randn(3, 3, 64, 64)
     task = tiny()
@@ -32,14 +44,7 @@ def test_flip_averages_the_logits_of_both_views_in_evaluation_prediction_and_exp
         flipped = task
         flipped.hparams.tta = "flip"
         assert torch.allclose(flipped.decision_logits(images), expected, atol=1e-5)
-        batch = {
-            "image": images,
-            "index": torch.arange(3),
-            "error": [""] * 3,
-            "digest": [""] * 3,
-            "exam": [""] * 3,
-        }
-        predicted = flipped.predict_step(batch, 0)["outputs"]
+        predicted = flipped.predict_step(batch_of(images), 0)["outputs"]
         assert torch.allclose(predicted[0], flipped.rule(expected).probabilities, atol=1e-5)
         exported = ExportGraph(flipped)(images)
         assert torch.allclose(exported[0], flipped.rule(expected).probabilities, atol=1e-5)
@@ -84,14 +89,7 @@ def test_larger_tta_sets_average_every_view_in_prediction_and_export(tta, views,
         assert not torch.allclose(expected, (task(images) + task(images.flip(-1))) / 2, atol=1e-4)
         assert torch.allclose(task.decision_logits(images), expected, atol=1e-5)
         probabilities = task.rule(expected).probabilities
-    batch = {
-        "image": images,
-        "index": torch.arange(3),
-        "error": [""] * 3,
-        "digest": [""] * 3,
-        "exam": [""] * 3,
-    }
-    assert torch.allclose(task.predict_step(batch, 0)["outputs"][0], probabilities, atol=1e-5)
+    assert torch.allclose(task.predict_step(batch_of(images), 0)["outputs"][0], probabilities, atol=1e-5)
     if tta == "rot4":  # turns and mirrors trace into the graph (the runner's operator check passes)
         graph = OnnxGrader(export_onnx(task, tmp_path / "m.onnx", 64))
         assert np.abs(graph.run(images.numpy())[0] - probabilities.numpy()).max() < 1e-4
