@@ -14,7 +14,7 @@ from drgrade.protocols.spec import load_protocol
 from drgrade.tasks import CNNBaseline, load_task
 from drgrade.tasks.loading import read_checkpoint
 from tests.conftest import ROOT, TINY
-from tests.protocols.test_protocols import read_csv
+from tests.unit.protocols.test_protocols import read_csv
 
 
 def test_cnn_baseline_and_full_fine_tuning_run_from_one_protocol_file(synthetic, tmp_path):
