@@ -104,3 +104,27 @@ def test_a_protocol_names_its_tta_sets_and_refuses_others(tmp_path):
     path.write_text("design: folds\nmodels: [zero_shot]\ntta: [flip, spin]\n")
     with pytest.raises(OptionError, match=r"p.yaml: tta must be one of \['flip', 'flip4', 'rot4'\]"):
         load_protocol(path)
+
+
+def test_the_page_decides_on_the_tta_views(one_photograph):
+    from drgrade.data.augment import EvalTransform
+    from drgrade.data.dataset import UNKNOWN, FundusDataset
+    from drgrade.data.sources import Record
+    from drgrade.serving.screening import screen_files
+
+    path = one_photograph / "eye.png"
+    task = tiny()
+    task.hparams.tta = "flip4"
+    seen: list[torch.Tensor] = []
+    forward = task.forward
+    task.forward = lambda images: seen.append(images.detach().clone()) or forward(images)
+    row = screen_files(task, [path], 64)[0].row
+    # the page's own input (quality gate, crop, resize, normalisation) and its four mirrors
+    dataset = FundusDataset([Record(path, UNKNOWN, "", str(path))], 64, EvalTransform(task.normalisation()))
+    image = dataset[0]["image"][None]
+    views = [image, image.flip(-1), image.flip(-2), image.flip(-2, -1)]
+    for view in views:  # each view went through the model
+        assert any(x.shape == view.shape and torch.allclose(x, view, atol=1e-6) for x in seen)
+    with torch.no_grad():
+        expected = task.rule(torch.stack([forward(v) for v in views]).mean(0)).probabilities[0]
+    assert row.decision is not None and np.allclose(row.decision.probabilities, expected.numpy(), atol=1e-5)
