@@ -144,6 +144,7 @@ class TipAdapter:
         self.alpha, self.beta, self.scale = 1.0, 1.0, 1.0
         self.choices: dict = {}
 
+    @single_threaded()
     def fit(
         self,
         train: np.ndarray,
