@@ -34,7 +34,9 @@ def timed(command: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20, help="trainer.max_epochs of the image models")
-    parser.add_argument("--only", nargs="+", default=["few_shot", "leave_one_source_out", "seeds_folds"])
+    parser.add_argument(
+        "--only", nargs="+", default=["few_shot", "leave_one_source_out", "seeds_folds", "baselines"]
+    )
     opts = parser.parse_args()
     drgrade = [sys.executable, "-m", "drgrade"]
     five = ROOT / "data" / "synthetic5"

@@ -103,11 +103,12 @@ def text_classifiers(backbone) -> dict[str, list[list[float]]]:
 
 
 def task_backbone(task):
-    """The backbone of ``task``; an ensemble has none of its own."""
+    """The CLIP backbone of ``task``; an ensemble has none of its own, the CNN baseline none at all."""
     backbone = getattr(task, "backbone", None)
     if backbone is None:
         raise OptionError(
-            f"{type(task).__name__} has no backbone of its own to embed with; embed one of its members"
+            f"{type(task).__name__} has no CLIP backbone of its own to embed with "
+            "(an ensemble: embed one of its members)"
         )
     return backbone
 

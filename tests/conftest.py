@@ -33,6 +33,7 @@ TRAINABLE = ("fcn_clip", "ranking")
 #: subprocess kills). ``make test`` leaves them out to stay under three minutes; ``make test-slow``
 #: runs them, and CI runs both.
 SLOW = {
+    "test_cnn_baseline_and_full_fine_tuning_run_from_one_protocol_file",
     "test_flair_through_every_model_with_the_overlap_said",
     "test_vit_clip_through_every_model",
     "test_kill_9_then_resume_loses_at_most_the_epoch_in_progress",

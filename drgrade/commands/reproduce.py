@@ -201,13 +201,10 @@ def run_protocol_file(opts, data: Path | None, handed: list[str]) -> None:
     def stage_args(model: str) -> list[str]:
         config = opts.configs / f"{model}.yaml"
         trained = train_overlay if model != "zero_shot" else []
-        return [
-            "--config",
-            str(config),
-            *overlay,
-            *trained,
-            *stage_options(handed, config, out / "handed-configs"),
-        ]
+        # the data overlays filtered like handed-on options: a CNN takes no CLIP backbone
+        data = [f"{name}={value}" for name, value in zip(overlay[::2], overlay[1::2], strict=True)]
+        data += [f"{name}={value}" for name, value in zip(trained[::2], trained[1::2], strict=True)]
+        return ["--config", str(config), *stage_options([*data, *handed], config, out / "handed-configs")]
 
     fit_then_test = partial(_fit_then_test, DRGradeCLI)
     print(run_protocol(DRGradeCLI, protocol, out, stage_args, fit_then_test, synthetic=data is None))

@@ -8,7 +8,11 @@
   ``logits = s * f W^T + alpha * exp(-beta * (1 - f K^T)) V``; the template set, ``alpha`` and
   ``beta`` are chosen on validation;
 - ``TipAdapterF``: the same with the cache keys fine-tuned on the training split (cross-entropy,
-  AdamW), then ``alpha`` and ``beta`` chosen on validation again.
+  AdamW), then ``alpha`` and ``beta`` chosen on validation again;
+- ``ClipAdapter`` (Gao et al., IJCV 2024, arXiv 2110.04544): a two-layer bottleneck MLP ``A`` on the
+  unit image embedding, blended with it by the residual ratio ``r``, ``f* = r A(f) + (1 - r) f``,
+  classified by the frozen zero-shot text classifier, ``logits = s * unit(f*) W^T``; ``A`` is
+  trained on the training split, the template set and ``r`` chosen on validation.
 
 Every model returns logits [N, 5]; ``drgrade.protocols.evaluate`` decides and evaluates them with
 the same decision rule and metrics as the image models. Validation choices maximise QWK; ties
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from contextlib import contextmanager
 from typing import ClassVar
 
 import numpy as np
@@ -36,6 +41,21 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     """Each row divided by its L2 norm (zero rows stay zero)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(norms > 0, norms, 1.0)
+
+
+@contextmanager
+def single_threaded():
+    """One BLAS and one torch thread: on problems this small, parallel threads only contend.
+
+    A context manager, or a method decorator (``@single_threaded()``).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def validation_score(logits: np.ndarray, grades: np.ndarray) -> float:
@@ -75,7 +95,7 @@ class LinearProbe:
             val: validation embeddings.
             val_grades: their grades.
         """
-        with threadpool_limits(1):  # a small problem: parallel BLAS threads only contend
+        with single_threaded():
             return self.fit_grid(train, train_grades, val, val_grades)
 
     def fit_grid(self, train: np.ndarray, train_grades: np.ndarray, val: np.ndarray, val_grades: np.ndarray):
@@ -124,6 +144,7 @@ class TipAdapter:
         self.alpha, self.beta, self.scale = 1.0, 1.0, 1.0
         self.choices: dict = {}
 
+    @single_threaded()
     def fit(
         self,
         train: np.ndarray,
@@ -206,5 +227,104 @@ class TipAdapterF(TipAdapter):
         self.keys = keys.detach()
 
 
+def balanced_weights(grades: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy class weights N / (K * n_k) of the grades present (absent grades weigh 0)."""
+    counts = torch.bincount(grades, minlength=NUM_GRADES).float()
+    return torch.where(counts > 0, len(grades) / (NUM_GRADES * counts.clamp_min(1)), torch.zeros(()))
+
+
+class ClipAdapter:
+    """CLIP-Adapter: a residual bottleneck MLP on the frozen embedding (see the module docstring).
+
+    Without text classifiers (a backbone with no text tower) the classifier is the unit mean of
+    each grade's training embeddings, the nearest-prototype classifier the adapter then refines.
+    """
+
+    name: ClassVar[str] = "clip_adapter"
+    display_name: ClassVar[str] = "CLIP-Adapter"
+    #: Residual ratios tried (the share of the adapted feature), smallest first.
+    RATIOS: ClassVar[tuple[float, ...]] = (0.2, 0.4, 0.6, 0.8)
+    #: The bottleneck: hidden width = embedding width / REDUCTION (the paper's 4).
+    REDUCTION: ClassVar[int] = 4
+    EPOCHS: ClassVar[int] = 100
+    LR: ClassVar[float] = 5e-3
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.adapter: torch.nn.Module | None = None
+        self.text: torch.Tensor | None = None
+        self.ratio, self.scale = 0.0, 1.0
+        self.choices: dict = {}
+
+    @single_threaded()
+    def fit(
+        self,
+        train: np.ndarray,
+        train_grades: np.ndarray,
+        val: np.ndarray,
+        val_grades: np.ndarray,
+        text_classifiers: dict[str, list] | None = None,
+        logit_scale: float = 100.0,
+    ):
+        """Train an adapter per (template set, ratio); keep the best on validation.
+
+        The arguments are ``TipAdapter.fit``'s.
+        """
+        features = torch.from_numpy(unit_rows(train)).float()
+        grades = torch.as_tensor(train_grades).long()
+        self.scale = float(logit_scale)
+        sets = {name: torch.tensor(w, dtype=torch.float32) for name, w in (text_classifiers or {}).items()}
+        sets = sets or {"prototypes": self.prototypes(features, grades)}
+        trained = {}
+
+        def score(candidate) -> float:
+            self.text, self.ratio = sets[candidate[0]], candidate[1]
+            self.adapter = trained[candidate] = self.trained_adapter(features, grades)
+            return validation_score(self.logits(val), np.asarray(val_grades))
+
+        (template, ratio), value = best_of([(s, r) for s in sets for r in self.RATIOS], score)
+        self.text, self.ratio, self.adapter = sets[template], ratio, trained[template, ratio]
+        self.choices = {"template_set": template, "ratio": ratio, "val_qwk": value}
+        return self
+
+    @staticmethod
+    def prototypes(features: torch.Tensor, grades: torch.Tensor) -> torch.Tensor:
+        """The unit mean training embedding of each grade [5, D] (zero for a grade absent from training)."""
+        sums = torch.zeros(NUM_GRADES, features.shape[1]).index_add_(0, grades, features)
+        return torch.nn.functional.normalize(sums, dim=1)
+
+    def trained_adapter(self, features: torch.Tensor, grades: torch.Tensor) -> torch.nn.Module:
+        """A fresh bottleneck MLP trained full batch at ``self.ratio`` (balanced cross-entropy, AdamW)."""
+        width = features.shape[1]
+        hidden = max(1, width // self.REDUCTION)
+        with torch.random.fork_rng():  # seeded initialisation without moving the global generator
+            torch.manual_seed(self.seed)
+            self.adapter = torch.nn.Sequential(
+                torch.nn.Linear(width, hidden, bias=False),
+                torch.nn.ReLU(),
+                torch.nn.Linear(hidden, width, bias=False),
+                torch.nn.ReLU(),
+            )
+        optimiser = torch.optim.AdamW(self.adapter.parameters(), lr=self.LR, weight_decay=1e-4)
+        weights = balanced_weights(grades)
+        with torch.enable_grad():
+            for _ in range(self.EPOCHS):
+                optimiser.zero_grad()
+                loss = torch.nn.functional.cross_entropy(self.torch_logits(features), grades, weight=weights)
+                loss.backward()
+                optimiser.step()
+        return self.adapter.eval()
+
+    def torch_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """``s * unit(r A(f) + (1 - r) f) W^T`` for unit features [N, D]."""
+        adapted = self.ratio * self.adapter(features) + (1 - self.ratio) * features
+        return self.scale * torch.nn.functional.normalize(adapted, dim=1) @ self.text.T
+
+    @torch.no_grad()
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        """The adapted features' text-classifier logits [N, 5]."""
+        return self.torch_logits(torch.from_numpy(unit_rows(embeddings)).float()).numpy()
+
+
 #: The adaptation models by protocol name.
-ADAPTERS = {cls.name: cls for cls in (LinearProbe, TipAdapter, TipAdapterF)}
+ADAPTERS = {cls.name: cls for cls in (LinearProbe, TipAdapter, TipAdapterF, ClipAdapter)}

@@ -198,10 +198,10 @@ class ProtocolRunner:
         return self.row(model, run, document)
 
     def image_model_rows(self, model: str, run: Run, split_file: Path, folder: Path) -> list[dict]:
-        """``fit`` then ``test`` on the run's split file; with the protocol's ``tta``, a second test.
+        """``fit`` then ``test`` on the run's split file; then a test per protocol ``tta`` set.
 
-        The second test is of the same checkpoint with test-time augmentation, reported as
-        ``<model>+<tta>``, so the pair is compared on the same runs like any two models.
+        Each further test is of the same checkpoint with test-time augmentation, reported as
+        ``<model>+<set>``, so the pair is compared on the same runs like any two models.
         """
         args = [
             *self.stage_args(model),
@@ -217,12 +217,10 @@ class ProtocolRunner:
         test_dirs: list[str] = []
         best = self.fit_then_test(args, test_dirs)
         rows = [self.row(model, run, json.loads((Path(test_dirs[-1]) / "metrics.json").read_text()))]
-        if self.protocol.tta:
-            test = self.cli_class(
-                ["test", *args, "--ckpt_path", best, "--model.init_args.tta", self.protocol.tta]
-            )
+        for tta in self.protocol.tta:
+            test = self.cli_class(["test", *args, "--ckpt_path", best, "--model.init_args.tta", tta])
             document = json.loads((Path(test.trainer.log_dir) / "metrics.json").read_text())
-            rows.append(self.row(f"{model}+{self.protocol.tta}", run, document))
+            rows.append(self.row(f"{model}+{tta}", run, document))
         return rows
 
     def embedding_folder(self) -> Path:

@@ -6,17 +6,19 @@ by their stem (``--protocol seeds_folds``); any other file is named by its path.
 - ``name``: the report folder's name (default: the file's stem);
 - ``design``: ``folds`` (seeds x k folds, or seeds alone without ``folds``),
   ``leave_one_source_out`` or ``few_shot``;
-- ``models``: image models by config name (``fcn_clip``, ``ranking``, ``zero_shot``: fit then
-  test through the CLI, one run folder each) and adaptation models over the frozen backbone's
-  embeddings (``linear_probe``, ``tip_adapter``, ``tip_adapter_f``);
+- ``models``: image models by config name (``fcn_clip``, ``fcn_clip_finetune`` (its image tower
+  trained too), ``ranking``, ``zero_shot``, ``cnn_baseline`` (a timm CNN): fit then test through
+  the CLI, one run folder each) and adaptation models over the frozen backbone's
+  embeddings (``linear_probe``, ``tip_adapter``, ``tip_adapter_f``, ``clip_adapter``);
 - ``seeds``: the seeds (each draws the folds or split and seeds training);
 - ``folds``: k; ``test``: ``rotated`` (each fold tests once) or ``fixed`` (one test split);
 - ``sources``: the sources left out one at a time (default: every source read);
 - ``shots``: training images per grade, drawn by patient;
 - ``split_ratios``: train/val/test fractions; ``test_seed``: the seed of fixed splits;
 - ``metrics``: the figures reported; ``bootstrap_resamples``: each run's test intervals;
-- ``tta``: also test every image model's checkpoint with this test-time augmentation
-  (``flip``), reported as ``<model>+flip`` beside it (its effect, paired on the same runs).
+- ``tta``: also test every image model's checkpoint with these test-time augmentation sets
+  (``flip``, ``flip4``, ``rot4``, or a list of them: ``drgrade.tasks.tta``), each reported as
+  ``<model>+<set>`` beside it (its effect, paired on the same runs).
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from pathlib import Path
 import yaml
 
 from drgrade.errors import OptionError
+from drgrade.tasks.tta import TTA_SETS
 
 SHIPPED = Path(__file__).parent / "files"
 DESIGNS = ("folds", "leave_one_source_out", "few_shot")
 #: The image models a protocol may name (their configs in the configs folder).
-IMAGE_MODELS = ("zero_shot", "fcn_clip", "ranking")
+IMAGE_MODELS = ("zero_shot", "fcn_clip", "fcn_clip_finetune", "ranking", "cnn_baseline")
 #: The adaptation models over embeddings (``drgrade.protocols.adapters.ADAPTERS``).
-ADAPTATION_MODELS = ("linear_probe", "tip_adapter", "tip_adapter_f")
+ADAPTATION_MODELS = ("linear_probe", "tip_adapter", "tip_adapter_f", "clip_adapter")
 
 
 @dataclass
@@ -53,7 +56,7 @@ class Protocol:
     test_seed: int = 42
     metrics: list[str] = field(default_factory=lambda: ["qwk", "auroc_macro", "accuracy", "macro_f1"])
     bootstrap_resamples: int = 200
-    tta: str | None = None
+    tta: list[str] = field(default_factory=list)
     description: str = ""
 
 
@@ -100,6 +103,8 @@ def load_protocol(entry: str | Path) -> Protocol:
     for key in ("design", "models"):
         if key not in raw:
             raise OptionError(f"protocol {path}: {key!r} is required")
+    if isinstance(raw.get("tta"), str):
+        raw["tta"] = [raw["tta"]]
     protocol = Protocol(**raw)
     check(protocol, path)
     return protocol
@@ -121,7 +126,10 @@ def check(protocol: Protocol, path: Path) -> None:
         raise OptionError(f"protocol {path}: test must be rotated or fixed, got {protocol.test!r}")
     if protocol.design == "few_shot" and (not protocol.shots or min(protocol.shots) < 1):
         raise OptionError(f"protocol {path}: few_shot needs shots, e.g. [1, 2, 4, 8, 16]")
-    if protocol.tta not in (None, "flip"):
-        raise OptionError(f"protocol {path}: tta must be flip (or left out), got {protocol.tta!r}")
+    augmentations = [t for t in TTA_SETS if t != "none"]
+    if not isinstance(protocol.tta, list) or any(t not in augmentations for t in protocol.tta):
+        raise OptionError(
+            f"protocol {path}: tta must be one of {augmentations} or a list of them, got {protocol.tta!r}"
+        )
     if protocol.bootstrap_resamples < 0:
         raise OptionError(f"protocol {path}: bootstrap_resamples must be >= 0")

@@ -26,7 +26,8 @@ from torch import nn
 from drgrade.decision.outputs import DISTANCE, OUTPUT_NAMES
 from drgrade.files import atomic_open
 from drgrade.grades import GRADE_NAMES
-from drgrade.tasks.base import AugmentedLogits, BaseTask
+from drgrade.tasks.base import BaseTask
+from drgrade.tasks.tta import AugmentedLogits
 
 OPSET = 17
 

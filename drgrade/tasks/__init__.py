@@ -1,6 +1,7 @@
 """LightningModules: one per model, all sharing ``BaseTask``'s evaluation and decision rule."""
 
 from drgrade.tasks.base import BaseTask, TrainableTask
+from drgrade.tasks.cnn_baseline import CNNBaseline
 from drgrade.tasks.ensemble import EnsembleCLIP
 from drgrade.tasks.fcn_clip import FCNCLIP
 from drgrade.tasks.loading import load_task, read_checkpoint
@@ -11,6 +12,7 @@ from drgrade.tasks.zero_shot import ZeroShotCLIP
 __all__ = [
     "FCNCLIP",
     "BaseTask",
+    "CNNBaseline",
     "EnsembleCLIP",
     "QualityTask",
     "RankingCLIP",

@@ -55,6 +55,7 @@ from drgrade.runs import (
     TRAINING_KEY,
     architecture_options,
 )
+from drgrade.tasks.tta import augmented_logits
 
 #: Scalars logged every validation/test epoch (the rest go to metrics.json).
 LOGGED = ("accuracy", "qwk", "auroc_macro", "macro_f1", "macro_recall", "off_by_two_plus")
@@ -76,10 +77,10 @@ class BaseTask(L.LightningModule):
             a human grader; the entropy cut travels in the checkpoint to ``predict``.
         bootstrap_resamples: patient-level bootstrap resamples for the confidence intervals of
             a validate/test run (0: none).
-        tta: test-time augmentation of every evaluation, prediction and export: ``none``, or
-            ``flip`` (logits averaged over the image and its left-right mirror; a fundus
-            photograph's mirror is the fellow eye's geometry, an image the model has learnt
-            to grade). Set it when fitting too, so the decision rule is fitted on the same logits.
+        tta: test-time augmentation of every evaluation, prediction and export: ``none``,
+            ``flip`` (logits averaged over the image and its left-right mirror), ``flip4`` (and
+            the up-down mirrors) or ``rot4`` (the four right-angle turns); ``drgrade.tasks.tta``.
+            Set it when fitting too, so the decision rule is fitted on the same logits.
         typicality_images: training photographs (evenly spaced through the split) whose pooled
             embeddings the typicality check is fitted on at each fitting validation pass
             (``drgrade.decision.typicality``; 0 turns the check off).
@@ -107,7 +108,7 @@ class BaseTask(L.LightningModule):
         target_specificity: float = 0.95,
         refer_fraction: float = 0.1,
         bootstrap_resamples: int = 2000,
-        tta: Literal["none", "flip"] = "none",
+        tta: Literal["none", "flip", "flip4", "rot4"] = "none",
         typicality_images: int = 2000,
     ):
         if bootstrap_resamples < 0:
@@ -547,31 +548,6 @@ class BaseTask(L.LightningModule):
     def uncalibrated_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """softmax(logits) without the fitted temperature (for the calibration error before it)."""
         return torch.from_numpy(softmax(logits.double().numpy(), axis=1)).float()
-
-
-def augmented_logits(logits_of: nn.Module, images: torch.Tensor, tta: str) -> torch.Tensor:
-    """``logits_of(images)``, averaged with the mirrored images' logits for ``tta`` ``flip``.
-
-    Logits, not probabilities, are averaged: the decision rule (temperature, thresholds) then
-    applies to them exactly as to a single view's.
-    """
-    logits = logits_of(images)
-    if tta == "flip":
-        logits = (logits + logits_of(images.flip(-1))) / 2
-    return logits
-
-
-class AugmentedLogits(nn.Module):
-    """A logits module with ``tta`` applied: what ONNX export traces, so the graph holds the views."""
-
-    def __init__(self, logits: nn.Module, tta: str):
-        super().__init__()
-        self.logits = logits
-        self.tta = tta
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits averaged over the views."""
-        return augmented_logits(self.logits, images, self.tta)
 
 
 class TrainableTask(BaseTask):
