@@ -9,7 +9,7 @@ from drgrade.errors import MissingExtraError, OptionError
 
 
 def add_arguments(parser) -> None:
-    """``--ckpt_path`` or ``--onnx``, ``--host`` and ``--port``.
+    """``--ckpt_path`` or ``--onnx``, the learned gate (``--quality_model``, ``--quality_onnx``), host, port.
 
     Args:
         parser: the verb's parser.
@@ -17,6 +17,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ckpt_path", type=str | None, default=None, help="a checkpoint file to serve")
     parser.add_argument(
         "--onnx", type=str | None, default=None, help="an exported .onnx to serve instead (no attention maps)"
+    )
+    parser.add_argument(
+        "--quality_model",
+        type=str | None,
+        default=None,
+        help="a quality checkpoint (configs/quality.yaml) gating beside the rule gate (with --ckpt_path)",
+    )
+    parser.add_argument(
+        "--quality_onnx",
+        type=str | None,
+        default=None,
+        help="or that model exported by drgrade export (with --ckpt_path or --onnx)",
     )
     parser.add_argument(
         "--host", type=str, default="127.0.0.1", help="address to bind (default: this machine only)"
@@ -28,20 +40,39 @@ def grader_of(opts):
     """(files -> answers, model card) for the checkpoint or ONNX file the options name."""
     if (opts.ckpt_path is None) == (opts.onnx is None):
         raise OptionError("drgrade serve needs exactly one of --ckpt_path FILE.ckpt or --onnx FILE.onnx")
+    if opts.quality_model is not None and (opts.onnx is not None or opts.quality_onnx is not None):
+        raise OptionError(
+            "--quality_model gates a --ckpt_path model; with --onnx, pass the quality model exported "
+            "(drgrade export --ckpt_path QUALITY.ckpt --out quality.onnx) as --quality_onnx"
+        )
     from drgrade.serving.model_card import ModelCard, card_of_task
     from drgrade.serving.screening import screen_files, screen_files_onnx
 
     if opts.onnx is not None:
         from drgrade.serving.runner import OnnxGrader
 
-        grader = OnnxGrader(opts.onnx)
+        grader = OnnxGrader(opts.onnx, quality=opts.quality_onnx)
         print(onnx_card_summary(grader.card))
         name = f"{grader.model or 'model'}, ONNX {Path(opts.onnx).name}"
         return partial(screen_files_onnx, grader), ModelCard.from_facts(grader.card, grader.rule, name)
     from drgrade.tasks import load_task
 
     task = load_task(opts.ckpt_path).eval()
-    return partial(screen_files, task, image_size=task.hparams.image_size), card_of_task(task)
+    screen = partial(screen_files, task, image_size=task.hparams.image_size, quality_model=learned_gate(opts))
+    return screen, card_of_task(task)
+
+
+def learned_gate(opts):
+    """The quality model ``--quality_model`` or ``--quality_onnx`` names, loaded (None: neither)."""
+    if opts.quality_onnx is not None:
+        from drgrade.serving.runner import OnnxQualityModel
+
+        return OnnxQualityModel(opts.quality_onnx)
+    if opts.quality_model is not None:
+        from drgrade.tasks.quality import QualityModel
+
+        return QualityModel(opts.quality_model)
+    return None
 
 
 def onnx_card_summary(card: dict | None) -> str:
