@@ -29,8 +29,9 @@ def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     Area interpolation is a box average. OpenCV runs it by a whole factor on a fast path, by an
     uneven one on a general path several times slower (1250x1000 -> 320x256: 3 ms on one core;
     halving: 0.3 ms). So the picture is halved while it stays at least twice the target, and only
-    the last, small step is uneven: the same box average up to rounding (an odd last row or
-    column is dropped before a halving, under a pixel of the result).
+    the last, small step is uneven: nearly the same box average (on a photograph's detail, within
+    a few grey levels; an odd last row or column is dropped before a halving, under a pixel of
+    the result).
 
     Args:
         image: HxW or HxWxC.
