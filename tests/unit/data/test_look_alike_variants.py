@@ -1,7 +1,7 @@
 """The issue's look-alikes as files a phone or a website would send: JPEG and PNG, small to large.
 
 The rule gate judges them by four signs of a retina, each of which some real photograph also
-lacks (``tests/data/test_real_cameras.py``); a cat seen through a warm circular aperture and
+lacks (``tests/unit/data/test_real_cameras.py``); a cat seen through a warm circular aperture and
 saved as a small JPEG keeps all but the optic disc (JPEG's halved colour resolution hides its
 achromatic fur lines), so the rule gate alone grades it. The second line, the model's typicality
 check, must then refuse it: no variant may get a grade from the two together.
@@ -18,7 +18,7 @@ from drgrade.data.augment import EvalTransform
 from drgrade.data.images import write_rgb
 from drgrade.data.intake import judge, take_in
 from drgrade.tasks import load_task
-from tests.data.test_real_cameras import LOOK_ALIKES
+from tests.unit.data.test_real_cameras import LOOK_ALIKES
 
 SIZE = 96  # tests/conf/tiny.yaml's image size
 SCALES = (0.3, 0.5, 1.0)

@@ -15,10 +15,10 @@ from drgrade import __version__
 from drgrade.cli import main
 from drgrade.commands.lightning import DRGradeCLI
 from drgrade.console import quiet_console
-from tests.cli.test_val_predictions import check_reproduced
+from tests.integration.test_val_predictions import check_reproduced
 from tests.conftest import cli_args, predict_folder
-from tests.evaluation.test_exams import check_exams_and_patient_level
-from tests.tasks.test_dme import check_dme_outputs
+from tests.integration.test_exams import check_exams_and_patient_level
+from tests.unit.tasks.test_dme import check_dme_outputs
 
 
 def latest_run(root):
