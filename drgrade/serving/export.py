@@ -69,8 +69,9 @@ class ExportGraph(nn.Module):
         return (*outputs, self.typicality(self.embedding(images)))
 
 
-def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[str, str]:
-    """What the runner needs beside the graph: input size, normalisation, grade names, the rule."""
+def input_metadata(task: BaseTask, image_size: int) -> dict[str, str]:
+    """What every drgrade graph carries: where it came from, its input size and normalisation."""
+    mean, std = task.normalisation()
     return {
         "drgrade_model": type(task).__name__,
         "model_name": task.display_name,
@@ -78,6 +79,12 @@ def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[s
         "image_size": str(image_size),
         "mean": json.dumps(list(mean)),
         "std": json.dumps(list(std)),
+    }
+
+
+def metadata(task: BaseTask, image_size: int) -> dict[str, str]:
+    """What the runner needs beside the graph: input size, normalisation, grade names, the rule."""
+    return input_metadata(task, image_size) | {
         "grade_names": json.dumps(GRADE_NAMES),
         "decision_rule": json.dumps(task.rule.describe()),
         "typicality": json.dumps(task.typicality.describe()),
@@ -105,8 +112,7 @@ def export_onnx(task: BaseTask, out: str | Path, image_size: int, card: dict | N
     ``card`` (``drgrade.serving.card.card_facts``) goes into the metadata as ``model_card``.
     """
     graph = ExportGraph(task.eval()).eval()
-    mean, std = task.normalisation()
-    entries = metadata(task, image_size, mean, std) | ({"model_card": json.dumps(card)} if card else {})
+    entries = metadata(task, image_size) | ({"model_card": json.dumps(card)} if card else {})
     return write_graph(graph, graph.output_names(), entries, out, image_size)
 
 
@@ -128,16 +134,7 @@ def export_quality_onnx(task: BaseTask, out: str | Path, image_size: int) -> Pat
     The runner gates with it beside the rule gate (``python -m drgrade.deploy --quality_onnx``);
     the metadata holds the input size, normalisation, the levels and the checkpoint it came from.
     """
-    mean, std = task.normalisation()
-    entries = {
-        "drgrade_model": type(task).__name__,
-        "model_name": task.display_name,
-        "checkpoint": task.origin,
-        "image_size": str(image_size),
-        "mean": json.dumps(list(mean)),
-        "std": json.dumps(list(std)),
-        "quality_levels": json.dumps(list(LEVELS)),
-    }
+    entries = input_metadata(task, image_size) | {"quality_levels": json.dumps(list(LEVELS))}
     return write_graph(QualityGraph(task.eval()).eval(), [QUALITY_OUTPUT], entries, out, image_size)
 
 
