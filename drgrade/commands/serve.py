@@ -36,11 +36,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--port", type=int, default=7860, help="port to listen on")
 
 
-def grader_of(opts):
-    """(files -> answers, model card) for the checkpoint or ONNX file the options name."""
+def grader_of(opts, quality_model: str | None = None, quality_onnx: str | None = None):
+    """(files -> answers, model card) for the checkpoint or ONNX file the options name.
+
+    Args:
+        opts: ``ckpt_path`` and ``onnx`` (exactly one set).
+        quality_model: the learned gate as a quality checkpoint (``--ckpt_path`` only).
+        quality_onnx: or as that checkpoint's exported graph (either model).
+    """
     if (opts.ckpt_path is None) == (opts.onnx is None):
         raise OptionError("drgrade serve needs exactly one of --ckpt_path FILE.ckpt or --onnx FILE.onnx")
-    if opts.quality_model is not None and (opts.onnx is not None or opts.quality_onnx is not None):
+    if quality_model is not None and (opts.onnx is not None or quality_onnx is not None):
         raise OptionError(
             "--quality_model gates a --ckpt_path model; with --onnx, pass the quality model exported "
             "(drgrade export --ckpt_path QUALITY.ckpt --out quality.onnx) as --quality_onnx"
@@ -51,27 +57,29 @@ def grader_of(opts):
     if opts.onnx is not None:
         from drgrade.serving.runner import OnnxGrader
 
-        grader = OnnxGrader(opts.onnx, quality=opts.quality_onnx)
+        grader = OnnxGrader(opts.onnx, quality=quality_onnx)
         print(onnx_card_summary(grader.card))
         name = f"{grader.model or 'model'}, ONNX {Path(opts.onnx).name}"
         return partial(screen_files_onnx, grader), ModelCard.from_facts(grader.card, grader.rule, name)
     from drgrade.tasks import load_task
 
     task = load_task(opts.ckpt_path).eval()
-    screen = partial(screen_files, task, image_size=task.hparams.image_size, quality_model=learned_gate(opts))
-    return screen, card_of_task(task)
+    gate = learned_gate(quality_model, quality_onnx)
+    return partial(screen_files, task, image_size=task.hparams.image_size, quality_model=gate), card_of_task(
+        task
+    )
 
 
-def learned_gate(opts):
-    """The quality model ``--quality_model`` or ``--quality_onnx`` names, loaded (None: neither)."""
-    if opts.quality_onnx is not None:
+def learned_gate(quality_model: str | None, quality_onnx: str | None):
+    """The quality model a checkpoint or an exported graph holds, loaded (None: neither given)."""
+    if quality_onnx is not None:
         from drgrade.serving.runner import OnnxQualityModel
 
-        return OnnxQualityModel(opts.quality_onnx)
-    if opts.quality_model is not None:
+        return OnnxQualityModel(quality_onnx)
+    if quality_model is not None:
         from drgrade.tasks.quality import QualityModel
 
-        return QualityModel(opts.quality_model)
+        return QualityModel(quality_model)
     return None
 
 
@@ -99,7 +107,7 @@ def run(opts) -> None:
         raise MissingExtraError(
             f"drgrade serve needs the web-app extra ({error.name} is missing): pip install 'drgrade[app]'"
         ) from None
-    grade, card = grader_of(opts)
+    grade, card = grader_of(opts, opts.quality_model, opts.quality_onnx)
     print(f"serving {card.name} on http://{opts.host}:{opts.port} (Ctrl+C stops)")
     # quiet: Gradio's own banner (and its share=True hint) would say less than the line above
     build_app(grade, card).launch(

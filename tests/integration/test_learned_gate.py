@@ -187,22 +187,17 @@ def test_the_page_gates_with_the_quality_model_for_a_checkpoint_or_an_onnx_file(
     from drgrade.commands.serve import grader_of
 
     paths = sorted(photographs.iterdir())
-    served = [
-        SimpleNamespace(
-            ckpt_path=str(grader_checkpoint),
-            onnx=None,
-            quality_model=str(quality_checkpoint),
-            quality_onnx=None,
-        ),
-        SimpleNamespace(
-            ckpt_path=str(grader_checkpoint), onnx=None, quality_model=None, quality_onnx=str(exported[1])
-        ),
-        SimpleNamespace(
-            ckpt_path=None, onnx=str(exported[0]), quality_model=None, quality_onnx=str(exported[1])
-        ),
+    checkpoint, onnx = (
+        SimpleNamespace(ckpt_path=str(grader_checkpoint), onnx=None),
+        SimpleNamespace(ckpt_path=None, onnx=str(exported[0])),
+    )
+    served = [  # (the served model, quality_model, quality_onnx)
+        (checkpoint, str(quality_checkpoint), None),
+        (checkpoint, None, str(exported[1])),
+        (onnx, None, str(exported[1])),
     ]
-    for opts in served:
-        grade, _ = grader_of(opts)
+    for opts, quality_model, quality_onnx in served:
+        grade, _ = grader_of(opts, quality_model, quality_onnx)
         rows = {Path(answer.row.file).name: answer.row for answer in grade(paths)}
         assert {name: row.error for name, row in rows.items()} == {
             n: r["error"] for n, r in predicted.items()
@@ -225,8 +220,6 @@ def test_a_quality_model_and_a_grading_model_are_not_mistaken_for_each_other(exp
         OnnxGrader(grader, quality=grader)
     from drgrade.commands.serve import grader_of
 
-    mixed = SimpleNamespace(
-        ckpt_path=None, onnx=str(grader), quality_model=str(quality_checkpoint), quality_onnx=None
-    )
+    served = SimpleNamespace(ckpt_path=None, onnx=str(grader))
     with pytest.raises(OptionError, match="--quality_onnx"):
-        grader_of(mixed)
+        grader_of(served, quality_model=str(quality_checkpoint))
