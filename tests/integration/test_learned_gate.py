@@ -10,11 +10,13 @@ quality model's reject) and one nearly black (the rule gate's) is graded by ``pr
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -223,3 +225,20 @@ def test_a_quality_model_and_a_grading_model_are_not_mistaken_for_each_other(exp
     served = SimpleNamespace(ckpt_path=None, onnx=str(grader))
     with pytest.raises(OptionError, match="--quality_onnx"):
         grader_of(served, quality_model=str(quality_checkpoint))
+
+
+def test_a_quality_graph_with_other_levels_is_refused_and_int8_is_not_offered(
+    exported, quality_checkpoint, tmp_path, capsys
+):
+    model = onnx.load(str(exported[1]))
+    for entry in model.metadata_props:
+        if entry.key == "quality_levels":
+            entry.value = json.dumps(["gradable", "reject"])
+    onnx.save(model, str(tmp_path / "two_levels.onnx"))
+    with pytest.raises(ModelFileError, match="quality_levels"):
+        OnnxQualityModel(tmp_path / "two_levels.onnx")
+    quality = ["--config", str(ROOT / "configs" / "quality.yaml"), "--config", str(TINY)]
+    out = ["--ckpt_path", str(quality_checkpoint), "--out", str(tmp_path / "q.onnx"), "--quantize", "int8"]
+    with pytest.raises(SystemExit) as stopped:
+        main(["export", *quality, *out])
+    assert stopped.value.code == 2 and "exported in float only" in capsys.readouterr().err
