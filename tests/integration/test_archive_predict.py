@@ -19,8 +19,8 @@ import pytest
 
 from drgrade.cli import main
 from drgrade.shards import Result, ShardStore
-from tests.integration.test_ddp import run_drgrade
 from tests.conftest import ROOT, cli_args
+from tests.integration.test_ddp import run_drgrade
 
 BATCH = 16
 
