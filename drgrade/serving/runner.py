@@ -184,12 +184,17 @@ def _floats(
     return [float(v) for v in values]
 
 
-def read_metadata(meta: dict[str, str]) -> dict:
-    """The model's metadata, checked with bounds (``ValueError`` naming the entry otherwise)."""
-    missing = [k for k in ("image_size", "mean", "std", "grade_names", "decision_rule") if k not in meta]
+def refuse_long(meta: dict[str, str]) -> None:
+    """``ValueError`` naming the first metadata entry longer than ``MAX_METADATA``."""
     long = [k for k, v in meta.items() if len(v) > MAX_METADATA]
     if long:
         raise ValueError(f"metadata {long[0]} is over {MAX_METADATA:,} characters")
+
+
+def read_metadata(meta: dict[str, str]) -> dict:
+    """The model's metadata, checked with bounds (``ValueError`` naming the entry otherwise)."""
+    missing = [k for k in ("image_size", "mean", "std", "grade_names", "decision_rule") if k not in meta]
+    refuse_long(meta)
     if missing:
         raise ValueError(
             f"no drgrade metadata ({', '.join(missing)} missing): not written by `drgrade export`"
@@ -419,6 +424,7 @@ def quality_checks(proto: onnx.ModelProto) -> dict:
     if problems:
         raise ValueError("; ".join(problems))
     meta = {p.key: p.value for p in proto.metadata_props}
+    refuse_long(meta)
     if json.loads(meta.get("quality_levels", "null")) != list(LEVELS):
         raise ValueError(
             f"quality_levels {meta.get('quality_levels', 'missing')[:80]} are not {list(LEVELS)}"
