@@ -59,6 +59,7 @@ SLOW = {
     "test_ensemble_is_calibrated_on_validation_and_its_checkpoint_carries_the_thresholds",
     "test_an_ensemble_refuses_members_it_was_not_fitted_on",
     "test_cli_imports_and_helps_without_the_optional_extras",
+    "test_the_page_gates_with_the_quality_model_for_a_checkpoint_or_an_onnx_file",
 }
 
 

@@ -1,4 +1,4 @@
-"""Export a trained checkpoint as ONNX (normalised image -> probabilities, grade)."""
+"""Export a trained checkpoint as ONNX (images -> probabilities, grade; a quality model: its levels)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Literal
 from drgrade.commands.options import add_switch
 from drgrade.data.images import list_images
 from drgrade.data.sources import LAYOUTS
-from drgrade.errors import DrgradeError
+from drgrade.errors import DrgradeError, OptionError
 from drgrade.files import atomic_write_text, check_writable
 from drgrade.serving.card import card_facts, card_markdown, card_path, find_evaluation
-from drgrade.serving.export import export_onnx
+from drgrade.serving.export import export_onnx, export_quality_onnx
 from drgrade.serving.quantize import quantize_onnx
-from drgrade.tasks import load_task
+from drgrade.tasks import QualityTask, load_task
 
 
 def add_arguments(parser) -> None:
@@ -56,6 +56,9 @@ def run(cli) -> None:
     check_writable(opts.out, [opts.ckpt_path, opts.calibration_images])
     task = load_task(opts.ckpt_path)
     size = task.hparams.image_size  # the size it was trained at, whatever --data.image_size says
+    if isinstance(task, QualityTask):
+        export_quality(opts, task, size)
+        return
     evaluation = find_evaluation(opts.ckpt_path, task.origin.partition(" sha256:")[2])
     facts = card_facts(task, size, evaluation)
     written = export_onnx(task, opts.out, size, card=facts)
@@ -69,6 +72,15 @@ def run(cli) -> None:
             written = quantize_onnx(written, paths, source, keep_slower=opts.keep_slower_int8)
         print(f"INT8 model (calibrated on {source}): {written}")
     print(f"grade images with: python -m drgrade.deploy {written} DIR")
+
+
+def export_quality(opts, task: QualityTask, size: int) -> None:
+    """A quality model's own graph (no decision rule, no card): the learned gate for deploy and serve."""
+    if opts.quantize:
+        raise OptionError("--quantize int8 is for grading models; a quality model is exported in float only")
+    written = export_quality_onnx(task, opts.out, size)
+    print(f"exported the quality model {opts.ckpt_path} to {written}")
+    print(f"gate with it: python -m drgrade.deploy MODEL.onnx DIR --quality_onnx {written}")
 
 
 def calibration_images(cli, folder: Path | None, spare: Path, limit: int = 32) -> tuple[list[Path], str]:

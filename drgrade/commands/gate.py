@@ -3,10 +3,10 @@
     drgrade gate --data.messidor_root data/messidor2 --out reports/gate
 
 Reads the configured sources like ``fit`` does, keeps the photographs their dataset labels for
-gradability (EyeQ, Messidor-2, DDR), runs the gate on each (the one intake every path uses; with
-``--data.quality_model``, the learned gate too) and
-writes into ``--out``: ``gate.json`` (sensitivity and specificity for "reject" with Wilson
-intervals, the confusion, per verdict), ``gate_confusion.csv``, ``gate_images.csv`` (every
+gradability (EyeQ, Messidor-2, DDR, DeepDRiD's ``Overall quality``), runs the gate on each (the
+one intake every path uses; with ``--data.quality_model``, the learned gate too) and writes
+into ``--out``: ``gate.json`` (sensitivity and specificity for "reject" with Wilson intervals,
+the confusion, per verdict), ``gate_confusion.csv``, ``gate_images.csv`` (every
 photograph with both verdicts) and ``gate_misjudged.png`` (a sheet of the disagreements).
 """
 
@@ -27,7 +27,10 @@ from drgrade.reporting.misjudged import misjudged_sheet
 from drgrade.tasks.quality import QualityModel
 
 #: The sources whose downloads say which photographs are ungradable, for the error message.
-LABELLED_SOURCES = "EyeQ (data.eyeq_root), Messidor-2 (data.messidor_root), DDR (data.ddr_root)"
+LABELLED_SOURCES = (
+    "EyeQ (data.eyeq_root), Messidor-2 (data.messidor_root), DDR (data.ddr_root), "
+    "DeepDRiD (data.deepdrid_root)"
+)
 
 
 def add_arguments(parser) -> None:

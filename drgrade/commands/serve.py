@@ -9,7 +9,7 @@ from drgrade.errors import MissingExtraError, OptionError
 
 
 def add_arguments(parser) -> None:
-    """``--ckpt_path`` or ``--onnx``, ``--host`` and ``--port``.
+    """``--ckpt_path`` or ``--onnx``, the learned gate (``--quality_model``, ``--quality_onnx``), host, port.
 
     Args:
         parser: the verb's parser.
@@ -19,29 +19,68 @@ def add_arguments(parser) -> None:
         "--onnx", type=str | None, default=None, help="an exported .onnx to serve instead (no attention maps)"
     )
     parser.add_argument(
+        "--quality_model",
+        type=str | None,
+        default=None,
+        help="a quality checkpoint (configs/quality.yaml) gating beside the rule gate (with --ckpt_path)",
+    )
+    parser.add_argument(
+        "--quality_onnx",
+        type=str | None,
+        default=None,
+        help="or that model exported by drgrade export (with --ckpt_path or --onnx)",
+    )
+    parser.add_argument(
         "--host", type=str, default="127.0.0.1", help="address to bind (default: this machine only)"
     )
     parser.add_argument("--port", type=int, default=7860, help="port to listen on")
 
 
-def grader_of(opts):
-    """(files -> answers, model card) for the checkpoint or ONNX file the options name."""
+def grader_of(opts, quality_model: str | None = None, quality_onnx: str | None = None):
+    """(files -> answers, model card) for the checkpoint or ONNX file the options name.
+
+    Args:
+        opts: ``ckpt_path`` and ``onnx`` (exactly one set).
+        quality_model: the learned gate as a quality checkpoint (``--ckpt_path`` only).
+        quality_onnx: or as that checkpoint's exported graph (either model).
+    """
     if (opts.ckpt_path is None) == (opts.onnx is None):
         raise OptionError("drgrade serve needs exactly one of --ckpt_path FILE.ckpt or --onnx FILE.onnx")
+    if quality_model is not None and (opts.onnx is not None or quality_onnx is not None):
+        raise OptionError(
+            "--quality_model gates a --ckpt_path model; with --onnx, pass the quality model exported "
+            "(drgrade export --ckpt_path QUALITY.ckpt --out quality.onnx) as --quality_onnx"
+        )
     from drgrade.serving.model_card import ModelCard, card_of_task
     from drgrade.serving.screening import screen_files, screen_files_onnx
 
     if opts.onnx is not None:
         from drgrade.serving.runner import OnnxGrader
 
-        grader = OnnxGrader(opts.onnx)
+        grader = OnnxGrader(opts.onnx, quality=quality_onnx)
         print(onnx_card_summary(grader.card))
         name = f"{grader.model or 'model'}, ONNX {Path(opts.onnx).name}"
         return partial(screen_files_onnx, grader), ModelCard.from_facts(grader.card, grader.rule, name)
     from drgrade.tasks import load_task
 
     task = load_task(opts.ckpt_path).eval()
-    return partial(screen_files, task, image_size=task.hparams.image_size), card_of_task(task)
+    gate = learned_gate(quality_model, quality_onnx)
+    return partial(screen_files, task, image_size=task.hparams.image_size, quality_model=gate), card_of_task(
+        task
+    )
+
+
+def learned_gate(quality_model: str | None, quality_onnx: str | None):
+    """The quality model a checkpoint or an exported graph holds, loaded (None: neither given)."""
+    if quality_onnx is not None:
+        from drgrade.serving.runner import OnnxQualityModel
+
+        return OnnxQualityModel(quality_onnx)
+    if quality_model is not None:
+        from drgrade.tasks.quality import QualityModel
+
+        return QualityModel(quality_model)
+    return None
 
 
 def onnx_card_summary(card: dict | None) -> str:
@@ -68,7 +107,7 @@ def run(opts) -> None:
         raise MissingExtraError(
             f"drgrade serve needs the web-app extra ({error.name} is missing): pip install 'drgrade[app]'"
         ) from None
-    grade, card = grader_of(opts)
+    grade, card = grader_of(opts, opts.quality_model, opts.quality_onnx)
     print(f"serving {card.name} on http://{opts.host}:{opts.port} (Ctrl+C stops)")
     # quiet: Gradio's own banner (and its share=True hint) would say less than the line above
     build_app(grade, card).launch(

@@ -95,7 +95,10 @@ def gradability_data(found: SourceData) -> SourceData:
     labelled = gradability_labelled(found)
     if not labelled:
         raise DataValidationError(
-            ["data.target gradability: no configured source labels gradability (EyeQ, Messidor-2, DDR)"]
+            [
+                "data.target gradability: no configured source labels gradability "
+                "(EyeQ, Messidor-2, DDR, DeepDRiD)"
+            ]
         )
     records = [replace(record, grade=GRADABILITY.index(label)) for record, label in labelled]
     return SourceData(
@@ -162,7 +165,7 @@ class DRDataModule(L.LightningDataModule):
         exam_pattern: or a regular expression on file stems with groups ``patient`` and ``eye``
             (and optionally ``field``), e.g. ``(?P<patient>[0-9]+)_(?P<eye>left|right)``.
         target: ``grade`` (DR grading) or ``gradability``: the photographs their datasets label
-            for gradability (EyeQ, Messidor-2, DDR; the rejects included), labelled 0 good,
+            for gradability (EyeQ, Messidor-2, DDR, DeepDRiD; the rejects included), labelled 0 good,
             1 usable, 2 reject, 3 gradable (good or usable), for the ``quality`` model.
         quality_model: a ``quality`` model's checkpoint (``configs/quality.yaml``): unlabelled
             photographs it calls "reject" are not graded, beside the rule gate (``predict``,

@@ -56,7 +56,7 @@ from drgrade.data.quality import (
 )
 
 #: Bump when what an entry holds changes meaning, to retire every existing entry.
-INTAKE_VERSION = 6
+INTAKE_VERSION = 7
 ENV_CACHE_DIR = "DRGRADE_CACHE_DIR"
 
 

@@ -23,6 +23,27 @@ def brightest_channel(image: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
 
 
+def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``cv2.resize(image, size, interpolation=INTER_AREA)`` at a fraction of the cost of a large shrink.
+
+    Area interpolation is a box average. OpenCV runs it by a whole factor on a fast path, by an
+    uneven one on a general path several times slower (1250x1000 -> 320x256: 3 ms on one core;
+    halving: 0.3 ms). So the picture is halved while it stays at least twice the target, and only
+    the last, small step is uneven: nearly the same box average (on a photograph's detail, within
+    a few grey levels; an odd last row or column is dropped before a halving, under a pixel of
+    the result).
+
+    Args:
+        image: HxW or HxWxC.
+        size: (width, height) wanted (an enlargement is one plain ``INTER_AREA`` resize).
+    """
+    width, height = size
+    while image.shape[1] >= 2 * width and image.shape[0] >= 2 * height:
+        rows, cols = image.shape[0] // 2, image.shape[1] // 2
+        image = cv2.resize(image[: 2 * rows, : 2 * cols], (cols, rows), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def fundus_box(image: np.ndarray, threshold: int = 10) -> tuple[slice, slice] | None:
     """Rows and columns of the illuminated fundus (pixels brighter than ``threshold``).
 

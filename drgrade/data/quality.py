@@ -42,12 +42,10 @@ import numpy as np
 
 from drgrade.data.field import Field, find_field
 from drgrade.data.images import MAX_PIXELS, ImageReadError
-from drgrade.data.preprocess import brightest_channel
+from drgrade.data.preprocess import area_resize, brightest_channel
 
 #: Side, in pixels, of the square (the field's bounding square) the features are measured on.
 ANALYSIS_SIZE = 512
-#: Longer side, in pixels, a larger picture is shrunk to before it is measured.
-WORKING_SIZE = 1024
 #: A surround pixel's brightest channel stays at or below this (the fundus_box threshold).
 SURROUND = 10
 #: The measured features, in the order prediction files list them.
@@ -182,7 +180,7 @@ def field_square(image: np.ndarray, found: Field) -> tuple[np.ndarray, np.ndarra
     height, width = cut.shape[:2]
     scale = ANALYSIS_SIZE / max(height, width)
     inside = (max(1, round(width * scale)), max(1, round(height * scale)))
-    cut = cv2.resize(cut, inside, interpolation=cv2.INTER_AREA)  # shrink, then pad: no full-size copy
+    cut = area_resize(cut, inside)  # shrink, then pad: no full-size copy
     top, left = (ANALYSIS_SIZE - inside[1]) // 2, (ANALYSIS_SIZE - inside[0]) // 2
     square = cv2.copyMakeBorder(
         cut, top, ANALYSIS_SIZE - inside[1] - top, left, ANALYSIS_SIZE - inside[0] - left, cv2.BORDER_CONSTANT
@@ -215,25 +213,29 @@ def retina_signs(square: np.ndarray, inner: np.ndarray) -> dict[str, float]:
     """
     vessel_scale = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))
     surround = _smooth(square, 10)  # each channel's local level, in one pass
-    ridges = {}
-    for name, i in (("red", 0), ("green", 1)):
-        # dark thin detail relative to its surround (uint8 morphology: several times faster)
-        dark = cv2.morphologyEx(np.ascontiguousarray(square[..., i]), cv2.MORPH_BLACKHAT, vessel_scale)
-        ridges[name] = dark.astype(np.float32) / (surround[..., i] + 4)
+    # dark thin detail (uint8 morphology: several times faster), relative to its surround: in
+    # green everywhere, in red only where the vessel colour is judged
+    red, green = (
+        cv2.morphologyEx(np.ascontiguousarray(square[..., i]), cv2.MORPH_BLACKHAT, vessel_scale)
+        for i in (0, 1)
+    )
+    ridges = green.astype(np.float32) / (surround[..., 1] + 4)
     luminance = cv2.cvtColor(square, cv2.COLOR_RGB2GRAY)
     illumination = surround @ np.float32([0.299, 0.587, 0.114])  # luminance is linear in the channels
     # colour is judged where the field is well lit: in a shadow or at a dim rim the red channel
     # sits near its floor and its relative contrast is noise
     typical = float(np.median(illumination[::4, ::4][inner[::4, ::4]]))  # smooth: every 16th pixel tells
     lit = inner & (illumination > 0.6 * typical)
-    judged = ridges["green"][lit]
-    strongest = judged > np.percentile(judged, 97) if judged.size else judged
-    green_contrast = float(np.median(judged[strongest])) if strongest.any() else 0.0
-    red_contrast = float(np.median(ridges["red"][lit][strongest])) if strongest.any() else 0.0
-    green = square[..., 1].astype(np.float32)
-    fine = (green - cv2.GaussianBlur(green, (0, 0), 4))[inner & (ridges["green"] < 0.04)]
+    judged = ridges[lit]
+    strongest = lit.copy()
+    strongest[lit] = judged > np.percentile(judged, 97) if judged.size else judged
+    green_contrast = float(np.median(ridges[strongest])) if strongest.any() else 0.0
+    red_ridges = red[strongest].astype(np.float32) / (surround[..., 0][strongest] + 4)
+    red_contrast = float(np.median(red_ridges)) if strongest.any() else 0.0
+    level = square[..., 1].astype(np.float32)
+    fine = (level - cv2.GaussianBlur(level, (0, 0), 4))[inner & (ridges < 0.04)]
     return {
-        "vessel_density": float(np.mean(ridges["green"][inner] > 0.08)),
+        "vessel_density": float(np.mean(ridges[inner] > 0.08)),
         "optic_disc": float(illumination[inner].max()) / max(_median_u8(luminance[inner]), 1.0),
         "vessel_colour": red_contrast / green_contrast if green_contrast > 0 else 1.0,
         "texture": float(fine.std()) if fine.size else 0.0,
@@ -249,11 +251,7 @@ def measure(image: np.ndarray) -> dict[str, float]:
     height, width = image.shape[:2]
     rows = cv2.resize(image, (min(width, 256), min(height, 256)), interpolation=cv2.INTER_NEAREST)
     measured = {name: 0.0 for name in FEATURES} | {"grey_fill": grey_fill(rows)}
-    if max(height, width) > WORKING_SIZE:  # one shrink of the whole picture; all else works on this copy
-        scale = WORKING_SIZE / max(height, width)
-        working = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, working, interpolation=cv2.INTER_AREA)
-    found = find_field(image)
+    found = find_field(image)  # each step shrinks the picture itself (area_resize): no full-size copy
     if found is None:
         return measured
     measured |= {

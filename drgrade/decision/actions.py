@@ -25,10 +25,26 @@ ACTIONS = (REFER, TO_GRADER, NO_REFER)
 RETAKE = "Retake if the patient is still here."
 #: (words found in the technical reason, what a screener is told, what to do next), first match wins.
 _REASONS: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("out of distribution",), "photograph unlike those the model was trained on", RETAKE),
+    (
+        ("out of distribution", "unlike any training photograph"),
+        "photograph unlike those the model was trained on",
+        RETAKE,
+    ),
+    (("quality model rejects",), "photograph of too low quality to grade (quality model)", RETAKE),
+    (
+        ("two photographs in one image",),
+        "two photographs in one image",
+        "Send each photograph as its own file.",
+    ),
     (("under-exposed",), "photograph too dark", RETAKE),
     (("over-exposed",), "photograph too bright", RETAKE),
     (("out of focus",), "photograph out of focus", RETAKE),
+    (("unusual colour",), "photograph's colour unlike a fundus camera's", RETAKE),
+    (
+        ("no retina recognised",),
+        "no retina recognised in the photograph",
+        "Check the file; " + RETAKE.lower(),
+    ),
     (
         ("no fundus", "not a fundus photograph"),
         "not a fundus photograph",

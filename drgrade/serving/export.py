@@ -6,9 +6,11 @@ PyTorch, so a deployment cannot forget or re-implement any of it. Its outputs ar
 (``probabilities``, ``grade``, ``p_referable``, ``referable_by_grade``, ``referable_by_score``,
 ``uncertainty``, ``refer_to_grader``), then, for a model with a fitted typicality check,
 ``distance``: the Mahalanobis distance of the input's pooled embedding from the training
-photographs' (its cut is in the metadata, ``typicality``). Preprocessing (fundus crop, resize,
-normalisation) stays outside the graph: the runner does it with OpenCV and NumPy; the input
-size, normalisation constants and the rule's description travel in the model's metadata.
+photographs' (its cut is in the metadata, ``typicality``). A ``quality`` model is exported as a
+graph of its own (``export_quality_onnx``): images -> P(good), P(usable), P(reject).
+Preprocessing (fundus crop, resize, normalisation) stays outside the graph: the runner does it
+with OpenCV and NumPy; the input size, normalisation constants and the rule's description
+travel in the model's metadata.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import onnx
 import torch
 from torch import nn
 
+from drgrade.decision.gradability import LEVELS, QUALITY_OUTPUT
 from drgrade.decision.outputs import DISTANCE, OUTPUT_NAMES
 from drgrade.files import atomic_open
 from drgrade.grades import GRADE_NAMES
@@ -67,8 +70,9 @@ class ExportGraph(nn.Module):
         return (*outputs, self.typicality(self.embedding(images)))
 
 
-def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[str, str]:
-    """What the runner needs beside the graph: input size, normalisation, grade names, the rule."""
+def input_metadata(task: BaseTask, image_size: int) -> dict[str, str]:
+    """What every drgrade graph carries: where it came from, its input size and normalisation."""
+    mean, std = task.normalisation()
     return {
         "drgrade_model": type(task).__name__,
         "model_name": task.display_name,
@@ -76,6 +80,12 @@ def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[s
         "image_size": str(image_size),
         "mean": json.dumps(list(mean)),
         "std": json.dumps(list(std)),
+    }
+
+
+def metadata(task: BaseTask, image_size: int) -> dict[str, str]:
+    """What the runner needs beside the graph: input size, normalisation, grade names, the rule."""
+    return input_metadata(task, image_size) | {
         "grade_names": json.dumps(GRADE_NAMES),
         "decision_rule": json.dumps(task.rule.describe()),
         "typicality": json.dumps(task.typicality.describe()),
@@ -101,14 +111,45 @@ def export_onnx(task: BaseTask, out: str | Path, image_size: int, card: dict | N
     """Write ``task`` as ONNX to ``out`` (dynamic batch) with drgrade metadata; returns the path.
 
     ``card`` (``drgrade.serving.card.card_facts``) goes into the metadata as ``model_card``.
+    """
+    graph = ExportGraph(task.eval()).eval()
+    entries = metadata(task, image_size) | ({"model_card": json.dumps(card)} if card else {})
+    return write_graph(graph, graph.output_names(), entries, out, image_size)
+
+
+class QualityGraph(nn.Module):
+    """images -> P(good), P(usable), P(reject): a quality model's softmax (``drgrade.tasks.quality``)."""
+
+    def __init__(self, task: BaseTask):
+        super().__init__()
+        self.task = task
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The three levels' probabilities [B, 3] of normalised images."""
+        return self.task(images).float().softmax(-1)
+
+
+def export_quality_onnx(task: BaseTask, out: str | Path, image_size: int) -> Path:
+    """Write a ``quality`` task as its own ONNX graph, normalised images -> ``quality`` [B, 3].
+
+    The runner gates with it beside the rule gate (``python -m drgrade.deploy --quality_onnx``);
+    the metadata holds the input size, normalisation, the levels and the checkpoint it came from.
+    """
+    entries = input_metadata(task, image_size) | {"quality_levels": json.dumps(list(LEVELS))}
+    return write_graph(QualityGraph(task.eval()).eval(), [QUALITY_OUTPUT], entries, out, image_size)
+
+
+def write_graph(
+    graph: nn.Module, outputs: list[str], entries: dict, out: str | Path, image_size: int
+) -> Path:
+    """Trace ``graph`` (input ``image``, dynamic batch), add the metadata ``entries``, write it to ``out``.
 
     The file is written beside ``out`` and renamed over it once complete, so an interrupted
     export never leaves a broken model where a good one was.
     """
     out = Path(out)
-    graph = ExportGraph(task.eval()).eval()
     example = torch.randn(2, 3, image_size, image_size)
-    axes = {name: {0: "batch"} for name in ("image", *graph.output_names())}
+    axes = {name: {0: "batch"} for name in ("image", *outputs)}
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.is_dir() else None) as work:
         traced = Path(work) / "graph.onnx"
         # TracerWarnings flag Python-side shape arithmetic in open_clip's attention pool; the graph is
@@ -130,12 +171,10 @@ def export_onnx(task: BaseTask, out: str | Path, image_size: int, card: dict | N
                 dynamo=False,
                 opset_version=OPSET,
                 input_names=["image"],
-                output_names=graph.output_names(),
+                output_names=outputs,
                 dynamic_axes=axes,
             )
         model = onnx.load(str(traced))
-    mean, std = task.normalisation()
-    entries = metadata(task, image_size, mean, std) | ({"model_card": json.dumps(card)} if card else {})
     for key, value in entries.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value

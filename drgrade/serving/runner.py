@@ -4,7 +4,8 @@
 
 Preprocessing matches training exactly: the same fundus crop and resize code, then the
 normalisation stored in the model's metadata. The graph's outputs are the decision rule's (the
-rule is inside the graph); each is checked before it is written.
+rule is inside the graph); each is checked before it is written. ``--quality_onnx`` adds the
+learned gate (an exported quality model, ``OnnxQualityModel``), asked as ``predict`` asks it.
 
 An ONNX file is data too: before a session is created the file's size, its operators (only those
 ``drgrade export`` writes, however deeply nested; no control flow and no model-local functions,
@@ -22,9 +23,9 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,9 @@ from tqdm import tqdm
 from drgrade.console import printable_names
 from drgrade.data.images import list_images
 from drgrade.data.intake import judge, take_in
-from drgrade.data.preprocess import preprocess_fundus
+from drgrade.data.preprocess import preprocess_fundus, resize_square
 from drgrade.decision.checks import rule_problems
+from drgrade.decision.gradability import LEVELS, QUALITY_OUTPUT, learned_verdict, model_name
 from drgrade.decision.outputs import ATYPICAL, DISTANCE, OUTPUT_NAMES
 from drgrade.errors import DrgradeError, ModelFileError, OptionError
 from drgrade.exams import exam_ids, exam_summary, write_exams
@@ -95,7 +97,22 @@ def all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
 
 
 def graph_problems(model: onnx.ModelProto) -> list[str]:
-    """Operators outside ``ALLOWED_OPS`` (control flow included) and inputs/outputs not drgrade's.
+    """``node_problems`` and outputs that are not a grading model's (the decision rule's)."""
+    problems = node_problems(model)
+    outputs = [o.name for o in model.graph.output]
+    if outputs == [QUALITY_OUTPUT]:
+        problems.append("it is a quality model: pass it as --quality_onnx, beside a grading model")
+    elif outputs not in (list(OUTPUT_NAMES), [*OUTPUT_NAMES, DISTANCE]):
+        problems.append(f"outputs {outputs}, not {list(OUTPUT_NAMES)} (and optionally {DISTANCE!r})")
+    else:
+        dims = model.graph.output[0].type.tensor_type.shape.dim
+        if len(dims) != 2 or dims[1].dim_value != NUM_GRADES:
+            problems.append(f"probabilities are not [batch, {NUM_GRADES}]")
+    return problems
+
+
+def node_problems(model: onnx.ModelProto) -> list[str]:
+    """Operators outside ``ALLOWED_OPS`` (control flow included) and an input that is not ``image``.
 
     Every node counts, however it is reached: nested in a subgraph attribute, or through a
     model-local function (refused outright: ``drgrade export`` writes none).
@@ -112,13 +129,6 @@ def graph_problems(model: onnx.ModelProto) -> list[str]:
     inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     if inputs != ["image"]:
         problems.append(f"inputs {inputs}, not ['image']")
-    outputs = [o.name for o in model.graph.output]
-    if outputs not in (list(OUTPUT_NAMES), [*OUTPUT_NAMES, DISTANCE]):
-        problems.append(f"outputs {outputs}, not {list(OUTPUT_NAMES)} (and optionally {DISTANCE!r})")
-    else:
-        dims = model.graph.output[0].type.tensor_type.shape.dim
-        if len(dims) != 2 or dims[1].dim_value != NUM_GRADES:
-            problems.append(f"probabilities are not [batch, {NUM_GRADES}]")
     return problems
 
 
@@ -174,19 +184,21 @@ def _floats(
     return [float(v) for v in values]
 
 
-def read_metadata(meta: dict[str, str]) -> dict:
-    """The model's metadata, checked with bounds (``ValueError`` naming the entry otherwise)."""
-    missing = [k for k in ("image_size", "mean", "std", "grade_names", "decision_rule") if k not in meta]
+def refuse_long(meta: dict[str, str]) -> None:
+    """``ValueError`` naming the first metadata entry longer than ``MAX_METADATA``."""
     long = [k for k, v in meta.items() if len(v) > MAX_METADATA]
     if long:
         raise ValueError(f"metadata {long[0]} is over {MAX_METADATA:,} characters")
+
+
+def read_metadata(meta: dict[str, str]) -> dict:
+    """The model's metadata, checked with bounds (``ValueError`` naming the entry otherwise)."""
+    missing = [k for k in ("image_size", "mean", "std", "grade_names", "decision_rule") if k not in meta]
+    refuse_long(meta)
     if missing:
         raise ValueError(
             f"no drgrade metadata ({', '.join(missing)} missing): not written by `drgrade export`"
         )
-    size = int(meta["image_size"])
-    if not IMAGE_SIZES[0] <= size <= IMAGE_SIZES[1]:
-        raise ValueError(f"image_size {size} is outside {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]}")
     if json.loads(meta["grade_names"]) != list(GRADE_NAMES):
         raise ValueError(f"grade_names {meta['grade_names'][:120]} are not drgrade's {list(GRADE_NAMES)}")
     rule = json.loads(meta["decision_rule"])
@@ -195,16 +207,25 @@ def read_metadata(meta: dict[str, str]) -> dict:
     problems = rule_problems(float(rule["temperature"]), [float(t) for t in rule["thresholds"]], cuts, cutoff)
     if problems:
         raise ValueError(f"its decision rule is broken ({'; '.join(problems)})")
-    return {
-        "image_size": size,
+    return input_metadata(meta) | {
         "typicality_cut": typicality_cut(meta),
-        "mean": _floats(meta, "mean", 3, 0.0, 1.0),
-        "std": _floats(meta, "std", 3, 0.0, 1.0, strict_low=True),
         "rule": rule,
         # where the graph came from, for the prediction file's model and checkpoint columns
         "model": meta.get("model_name", meta.get("drgrade_model", ""))[:100],
         "checkpoint": meta.get("checkpoint", "")[:200],
         "card": json.loads(meta["model_card"]) if "model_card" in meta else None,
+    }
+
+
+def input_metadata(meta: dict[str, str]) -> dict:
+    """The input size and normalisation of any drgrade graph, checked with bounds (``ValueError``)."""
+    size = int(meta["image_size"])
+    if not IMAGE_SIZES[0] <= size <= IMAGE_SIZES[1]:
+        raise ValueError(f"image_size {size} is outside {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]}")
+    return {
+        "image_size": size,
+        "mean": _floats(meta, "mean", 3, 0.0, 1.0),
+        "std": _floats(meta, "std", 3, 0.0, 1.0, strict_low=True),
     }
 
 
@@ -226,8 +247,29 @@ def typicality_problems(model: onnx.ModelProto, cut: float | None) -> list[str]:
     return [f"its typicality cut and its {DISTANCE!r} output do not come together"]
 
 
-def checked_model(model: Path) -> tuple[onnx.ModelProto, dict]:
-    """The ONNX file ``model`` and its checked metadata, or ``ModelFileError`` saying why it is refused."""
+def grader_checks(proto: onnx.ModelProto) -> dict:
+    """A grading model's checked metadata; ``ValueError`` naming the first problem found."""
+    problems = graph_problems(proto)
+    if problems:
+        raise ValueError("; ".join(problems))
+    checked = read_metadata({p.key: p.value for p in proto.metadata_props})
+    problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
+    problems = problems or typicality_problems(proto, checked["typicality_cut"])
+    if problems:
+        raise ValueError("; ".join(problems))
+    return checked
+
+
+def checked_model(
+    model: Path, checks: Callable[[onnx.ModelProto], dict] = grader_checks
+) -> tuple[onnx.ModelProto, dict]:
+    """The ONNX file ``model`` and its checked metadata, or ``ModelFileError`` saying why it is refused.
+
+    Args:
+        model: the file.
+        checks: graph and metadata checks of the kind of model expected (a grading model's by
+            default); they raise ``ValueError`` (or ``KeyError``, ``TypeError``) for a problem.
+    """
     if not model.is_file() or model.stat().st_size == 0:
         raise ModelFileError(
             f"{model}: {'empty file' if model.is_file() else 'no such file'}; "
@@ -244,14 +286,7 @@ def checked_model(model: Path) -> tuple[onnx.ModelProto, dict]:
             f"{model} is not a valid ONNX model ({str(error).splitlines()[0][:200]})"
         ) from None
     try:
-        problems = graph_problems(proto)
-        if problems:
-            raise ValueError("; ".join(problems))
-        checked = read_metadata({p.key: p.value for p in proto.metadata_props})
-        problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
-        problems = problems or typicality_problems(proto, checked["typicality_cut"])
-        if problems:
-            raise ValueError("; ".join(problems))
+        checked = checks(proto)
     except RecursionError:
         raise ModelFileError(f"{model} was refused: its metadata is nested too deeply to read") from None
     except (ValueError, KeyError, TypeError) as error:
@@ -259,10 +294,41 @@ def checked_model(model: Path) -> tuple[onnx.ModelProto, dict]:
     return proto, checked
 
 
-class OnnxGrader:
-    """An exported drgrade model in an onnxruntime session, checked before it is trusted to grade."""
+def open_session(
+    proto: onnx.ModelProto, model: Path, threads: int | None = None, providers: list[str] | None = None
+) -> ort.InferenceSession:
+    """An onnxruntime session of a checked graph (``ModelFileError`` when onnxruntime refuses it)."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(
+            proto.SerializeToString(), options, providers=providers or ["CPUExecutionProvider"]
+        )
+    except Exception as error:  # onnxruntime raises its own types for every malformed graph
+        raise ModelFileError(
+            f"{model} is not a valid ONNX model ({str(error).splitlines()[0][:200]})"
+        ) from None
 
-    def __init__(self, model: str | Path, providers: list[str] | None = None, threads: int | None = None):
+
+class OnnxGrader:
+    """An exported drgrade model in an onnxruntime session, checked before it is trusted to grade.
+
+    Args:
+        model: the ``.onnx`` file ``drgrade export`` wrote.
+        providers: onnxruntime's execution providers (default: CPU).
+        threads: onnxruntime's threads (default: its own).
+        quality: an exported quality model (``drgrade export`` of a ``quality`` checkpoint): a
+            photograph the rule gate passes and it calls "reject" is not graded, as in ``predict``.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        quality: str | Path | None = None,
+    ):
         model = Path(model)
         proto, checked = checked_model(model)
         self.size = checked["image_size"]
@@ -275,17 +341,11 @@ class OnnxGrader:
         self.card: dict | None = checked["card"]
         self.thresholds = [float(t) for t in self.rule["thresholds"]]
         self.vtdr_cut = operating_cut(self.rule, "vtdr")  # the graph has no DME output
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(
-                proto.SerializeToString(), options, providers=providers or ["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own types for every malformed graph
-            raise ModelFileError(
-                f"{model} is not a valid ONNX model ({str(error).splitlines()[0][:200]})"
-            ) from None
+        self.session = open_session(proto, model, threads, providers)
+        #: the learned gate (an exported quality model's file), asked in the intake workers
+        self.quality = str(quality) if quality is not None else None
+        if self.quality is not None:
+            quality_gate(self.quality)  # checked now, before any grading
 
     def tensor(self, image: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 RGB -> 3xSxS float32, cropped, resized and normalised."""
@@ -311,7 +371,7 @@ class OnnxGrader:
             inputs: when given, filled with each file's network input (None where not graded).
         """
         paths = list(paths)
-        prepare = partial(prepared, size=self.size, mean=self.mean, std=self.std)
+        prepare = partial(prepared, size=self.size, mean=self.mean, std=self.std, quality=self.quality)
         rows = [PredictionRow(str(path), model=self.model, checkpoint=self.checkpoint) for path in paths]
         pending: list[tuple[int, np.ndarray]] = []  # (row, network input) waiting for a batch
         with _pool(workers) as pool, tqdm(total=len(paths), desc="grading", unit="image") as bar:
@@ -353,6 +413,66 @@ class OnnxGrader:
         return ""
 
 
+def quality_checks(proto: onnx.ModelProto) -> dict:
+    """An exported quality model's checked metadata (``export_quality_onnx``); ``ValueError`` otherwise."""
+    problems = node_problems(proto)
+    outputs = [o.name for o in proto.graph.output]
+    if outputs != [QUALITY_OUTPUT]:
+        problems.append(
+            f"outputs {outputs}, not a quality model's [{QUALITY_OUTPUT!r}] (drgrade export of one)"
+        )
+    if problems:
+        raise ValueError("; ".join(problems))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    refuse_long(meta)
+    if json.loads(meta.get("quality_levels", "null")) != list(LEVELS):
+        raise ValueError(
+            f"quality_levels {meta.get('quality_levels', 'missing')[:80]} are not {list(LEVELS)}"
+        )
+    checked = input_metadata(meta) | {"name": model_name(meta.get("checkpoint", ""))[:200]}
+    problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return checked
+
+
+class OnnxQualityModel:
+    """An exported quality model: the learned gate without torch, worded as ``predict`` words it.
+
+    Args:
+        model: the ``.onnx`` file ``drgrade export`` wrote for a ``quality`` checkpoint.
+        threads: onnxruntime's threads (default: its own).
+    """
+
+    def __init__(self, model: str | Path, threads: int | None = None):
+        model = Path(model)
+        proto, checked = checked_model(model, quality_checks)
+        self.size = checked["image_size"]
+        self.mean = np.asarray(checked["mean"], np.float32) * 255
+        self.std = np.asarray(checked["std"], np.float32) * 255
+        #: the checkpoint it was exported from, as the checkpoint's own verdicts name it
+        self.name = checked["name"] or model.name
+        self.session = open_session(proto, model, threads)
+
+    def probabilities(self, crop: np.ndarray) -> np.ndarray:
+        """P(good), P(usable), P(reject) of a fundus crop (HxWx3 uint8, resized to the model's input)."""
+        tensor = normalise(resize_square(crop, self.size), self.mean, self.std)
+        return self.session.run(None, {"image": tensor[None]})[0][0]
+
+    def verdict(self, crop: np.ndarray) -> str:
+        """Why the model refuses a fundus crop, or "" when reject is not its most likely level."""
+        return learned_verdict(self.probabilities(crop), self.name)
+
+
+@lru_cache(maxsize=4)
+def quality_gate(model: str) -> OnnxQualityModel:
+    """The exported quality model at ``model``, loaded once per process (each intake worker its own).
+
+    One thread each: the intake workers already run side by side.
+    """
+    return OnnxQualityModel(model, threads=1)
+
+
 def normalised(image: np.ndarray, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 RGB -> 3xSxS float32: fundus crop, resize, normalisation."""
     return normalise(preprocess_fundus(image, size), mean, std)
@@ -364,17 +484,21 @@ def normalise(crop: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray
 
 
 def prepared(
-    path: Path, size: int, mean: np.ndarray, std: np.ndarray
+    path: Path, size: int, mean: np.ndarray, std: np.ndarray, quality: str | None = None
 ) -> tuple[np.ndarray | None, str, list, tuple[str, str, str]]:
     """(network input or None, why it is not graded or "", gate features, exam): one worker's job.
 
     The exam is a DICOM photograph's patient, eye and study date (empty strings for other files).
 
     The same one-decode intake as training (``drgrade.data.intake.take_in``): a large JPEG is
-    decoded at reduced scale, the gate measures at its fixed working size.
+    decoded at reduced scale, the gate measures at its fixed working size. With ``quality`` (an
+    exported quality model's file), what the rule gate passes must pass the learned gate too,
+    asked on the same network-size crop as ``predict`` asks it.
     """
     crop, facts = take_in(path, size, hashes=False)
     reason = judge(facts)
+    if not reason and crop is not None and quality is not None:
+        reason = quality_gate(quality).verdict(crop)
     exam = (facts.patient_id, facts.eye, facts.study_date)
     if reason or crop is None:
         return None, reason or "not decodable", facts.features(), exam
@@ -432,6 +556,13 @@ def main(argv: list[str] | None = None) -> None:
         "--manifest", type=Path, default=None, help="exam manifest: file,patient_id,eye,field"
     )
     parser.add_argument("--pattern", default=None, help="or a file-stem pattern with groups patient and eye")
+    parser.add_argument(
+        "--quality_onnx",
+        type=Path,
+        default=None,
+        help="an exported quality model (drgrade export of a quality checkpoint): photographs it "
+        "rejects are not graded, as with predict --data.quality_model",
+    )
     opts = parser.parse_args(argv)
     printable_names()
     exams_out = opts.out.with_name("exams.csv")
@@ -456,8 +587,8 @@ def grade_folder(opts: argparse.Namespace) -> tuple[list[PredictionRow], float]:
     """Check everything, then grade the folder: (rows, images per second)."""
     if opts.batch_size < 1 or opts.workers < 0 or (opts.threads is not None and opts.threads < 1):
         raise OptionError("--batch_size and --threads must be at least 1, --workers at least 0")
-    check_writable(opts.out, [opts.model, opts.images])
-    grader = OnnxGrader(opts.model, threads=opts.threads)
+    check_writable(opts.out, [opts.model, opts.images, opts.quality_onnx])
+    grader = OnnxGrader(opts.model, threads=opts.threads, quality=opts.quality_onnx)
     paths, skipped = list_images(opts.images)
     if not paths and not skipped:
         raise OptionError(f"{opts.images} holds no files to grade")

@@ -36,7 +36,7 @@ class Screening:
 
 
 def screen_files(
-    task: BaseTask, paths: Sequence[Path], image_size: int, batch_size: int = 8
+    task: BaseTask, paths: Sequence[Path], image_size: int, batch_size: int = 8, quality_model=None
 ) -> list[Screening]:
     """Grade ``paths`` (quality gate and typicality check on) with ``task``; refused files get the reason.
 
@@ -45,10 +45,14 @@ def screen_files(
         paths: the image files.
         image_size: the model's input size.
         batch_size: images per forward pass.
+        quality_model: the learned gate (a ``QualityModel`` or an exported ``OnnxQualityModel``):
+            what the rule gate passes and it rejects is not graded, as in ``predict``.
     """
     records = [Record(Path(p), UNKNOWN, "", str(p)) for p in paths]
     transform = EvalTransform(task.normalisation())
-    dataset = FundusDataset(records, image_size, transform, keep_errors=True, quality=QualityLimits())
+    dataset = FundusDataset(
+        records, image_size, transform, keep_errors=True, quality=QualityLimits(), quality_model=quality_model
+    )
     thresholds, cuts = task.rule.thresholds.tolist(), task.clinical_cuts()
     answers: list[Screening] = []
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):

@@ -20,7 +20,6 @@ from __future__ import annotations
 from contextlib import nullcontext
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -28,15 +27,12 @@ from torch import nn
 
 from drgrade.callbacks import SplitWriter
 from drgrade.data.augment import EvalTransform
-from drgrade.data.sources.common import GRADABILITY
+from drgrade.data.preprocess import resize_square
+from drgrade.decision.gradability import LEVELS, REJECT, learned_verdict
 from drgrade.errors import OptionError
 from drgrade.evaluation.clinical import sensitivity_specificity
 from drgrade.evaluation.kappa import qwk
 from drgrade.tasks.base import TrainableTask
-
-#: The model's classes (EyeQ's levels); ``GRADABILITY``'s fourth label, ``gradable``, is 0 or 1.
-LEVELS = GRADABILITY[:3]
-REJECT = LEVELS.index("reject")
 
 
 class GradabilityLoss(nn.Module):
@@ -171,17 +167,10 @@ class QualityModel:
 
     def probabilities(self, crop: np.ndarray) -> np.ndarray:
         """P(good), P(usable), P(reject) of a fundus crop (HxWx3 uint8, resized to the model's input)."""
-        size = self.task.hparams.image_size
-        if crop.shape[0] != size:
-            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        crop = resize_square(crop, self.task.hparams.image_size)
         with torch.no_grad():
             return self.task(self.transform(crop, 0)[None]).softmax(-1)[0].numpy()
 
     def verdict(self, crop: np.ndarray) -> str:
         """Why the model refuses a fundus crop, or "" when reject is not its most likely level."""
-        probabilities = self.probabilities(crop)
-        if int(probabilities.argmax()) != REJECT:
-            return ""
-        return (
-            f"ungradable: the quality model rejects it (P(reject) {probabilities[REJECT]:.2f}, {self.name})"
-        )
+        return learned_verdict(self.probabilities(crop), self.name)

@@ -8,7 +8,9 @@ its eye (``l``: ``left_eye_DR_Level``), the other eye's column being empty; ``im
 written with Windows backslashes, so images are found by patient and
 image id instead. Four photographs per patient (two fields of each eye): the natural test of exam
 decisions. Photographs the graders marked of poor overall quality (``Overall quality`` 0) are
-excluded with their clarity, field and artefact scores as the reason.
+excluded with their clarity, field and artefact scores as the reason; that label is also each
+photograph's gradability (0 ``reject``, 1 ``gradable``), so ``drgrade gate`` measures the gate
+against it and the ``quality`` model can learn from it.
 """
 
 from __future__ import annotations
@@ -81,8 +83,9 @@ def read(root: str | Path, verify_images: bool = True) -> SourceData:
                 official_split=split,
                 eye=eye,
                 field=named["field"],
+                gradability="reject" if row["Overall quality"] in ("0", "0.0") else "gradable",
             )
-            if row["Overall quality"] in ("0", "0.0"):
+            if record.gradability == "reject":
                 scores = ", ".join(f"{name} {row.get(name, '')}" for name in QUALITY)
                 excluded.append(Exclusion(record, "dataset", f"poor quality by the graders ({scores})"))
                 continue

@@ -67,6 +67,36 @@ def test_screener_words_for_each_reason():
     assert screener_reason("not a decodable image")[0] == "file could not be read"
 
 
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        (
+            "ungradable: the quality model rejects it (P(reject) 0.91, quality.ckpt)",
+            "photograph of too low quality to grade (quality model)",
+        ),
+        (
+            "ungradable: unlike any training photograph (distance 12.3, cut 4.6)",
+            "photograph unlike those the model was trained on",
+        ),
+        (
+            "ungradable: two photographs in one image (fundus fraction 0.4, ...)",
+            "two photographs in one image",
+        ),
+        (
+            "ungradable: no retina recognised in the field (texture 14 out of a retina's range)",
+            "no retina recognised in the photograph",
+        ),
+        (
+            "ungradable: unusual colour (not the red-orange of a colour fundus photograph) (red ratio 0.9)",
+            "photograph's colour unlike a fundus camera's",
+        ),
+    ],
+)
+def test_the_gates_newer_verdicts_are_told_in_a_screeners_words(reason, words):
+    """Never "file could not be read" for a photograph that was read and judged."""
+    assert screener_reason(reason)[0] == words
+
+
 def test_cards_lead_with_the_action_show_the_cut_and_say_confident_only_when_it_is():
     pytest.importorskip("gradio")
     from drgrade.serving.app import action_text, cards, certainty, results_table
