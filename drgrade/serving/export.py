@@ -4,9 +4,11 @@ The graph is the task's logits followed by its ``DecisionRule`` (temperature, th
 referable operating cut, the uncertainty cut), traced from the very module that decides in
 PyTorch, so a deployment cannot forget or re-implement any of it. Its outputs are the rule's
 (``probabilities``, ``grade``, ``p_referable``, ``referable_by_grade``, ``referable_by_score``,
-``uncertainty``, ``refer_to_grader``), then, for a model with a fitted typicality check,
-``distance``: the Mahalanobis distance of the input's pooled embedding from the training
-photographs' (its cut is in the metadata, ``typicality``). Preprocessing (fundus crop, resize,
+``uncertainty``, ``refer_to_grader``), then, for a model with a DME output, ``p_dme`` (P(DME)
+of the input as given: DME has no test-time views; its validation cut is in the metadata,
+``dme_cut``), then, for a model with a fitted typicality check, ``distance``: the Mahalanobis
+distance of the input's pooled embedding from the training photographs' (its cut is in the
+metadata, ``typicality``). Preprocessing (fundus crop, resize,
 normalisation) stays outside the graph: the runner does it with OpenCV and NumPy; the input
 size, normalisation constants and the rule's description travel in the model's metadata.
 """
@@ -23,10 +25,10 @@ import onnx
 import torch
 from torch import nn
 
-from drgrade.decision.outputs import DISTANCE, OUTPUT_NAMES
+from drgrade.decision.outputs import DISTANCE, OUTPUT_NAMES, P_DME
 from drgrade.files import atomic_open
 from drgrade.grades import GRADE_NAMES
-from drgrade.tasks.base import AugmentedLogits, BaseTask
+from drgrade.tasks.base import BaseTask, augmented_logits
 
 OPSET = 17
 
@@ -43,27 +45,39 @@ class _Embedding(nn.Module):
 
 
 class ExportGraph(nn.Module):
-    """images -> the decision rule's outputs (and the typicality distance, when fitted)."""
+    """images -> the decision rule's outputs (then P(DME) and the typicality distance, when there)."""
 
     def __init__(self, task: BaseTask):
         super().__init__()
-        tta = task.hparams.tta
-        self.logits = task.export_module() if tta == "none" else AugmentedLogits(task.export_module(), tta)
+        self.model = task.export_module()  # images -> logits, or (logits, DME logits)
+        self.has_dme = task.has_dme
+        self.tta = task.hparams.tta
         self.rule = task.rule
         fitted = task.typicality.fitted
         self.typicality = task.typicality if fitted else None
         self.embedding = _Embedding(task) if fitted else None
 
     def output_names(self) -> list[str]:
-        """The graph's output names: the rule's, then ``distance`` when the check is fitted."""
-        return [*OUTPUT_NAMES, *([DISTANCE] if self.typicality is not None else [])]
+        """The graph's output names: the rule's, then ``p_dme`` and ``distance`` when there."""
+        return [
+            *OUTPUT_NAMES,
+            *([P_DME] if self.has_dme else []),
+            *([DISTANCE] if self.typicality is not None else []),
+        ]
+
+    def grade_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The grade logits of one view (a mirrored one for test-time augmentation)."""
+        return self.model(images)[0] if self.has_dme else self.model(images)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The rule's outputs (``RuleOutput`` order) for normalised images, then the distance."""
-        outputs = tuple(self.rule(self.logits(images)))
-        if self.typicality is None:
-            return outputs
-        return (*outputs, self.typicality(self.embedding(images)))
+        """The rule's outputs (``RuleOutput`` order) for normalised images, then P(DME), the distance."""
+        logits, dme = self.model(images) if self.has_dme else (self.model(images), None)
+        outputs = tuple(self.rule(augmented_logits(self.grade_logits, images, self.tta, logits)))
+        if dme is not None:
+            outputs = (*outputs, torch.sigmoid(dme.float()))
+        if self.typicality is not None:
+            outputs = (*outputs, self.typicality(self.embedding(images)))
+        return outputs
 
 
 def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[str, str]:
@@ -78,7 +92,7 @@ def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[s
         "grade_names": json.dumps(GRADE_NAMES),
         "decision_rule": json.dumps(task.rule.describe()),
         "typicality": json.dumps(task.typicality.describe()),
-    }
+    } | ({"dme_cut": json.dumps(task.dme_cut_value())} if task.has_dme else {})
 
 
 @contextlib.contextmanager

@@ -4,7 +4,8 @@
 
 Preprocessing matches training exactly: the same fundus crop and resize code, then the
 normalisation stored in the model's metadata. The graph's outputs are the decision rule's (the
-rule is inside the graph); each is checked before it is written.
+rule is inside the graph), and P(DME) for a model with a DME output (its cut in the metadata);
+each is checked before it is written.
 
 An ONNX file is data too: before a session is created the file's size, its operators (only those
 ``drgrade export`` writes, however deeply nested; no control flow and no model-local functions,
@@ -37,7 +38,7 @@ from drgrade.data.images import list_images
 from drgrade.data.intake import judge, take_in
 from drgrade.data.preprocess import preprocess_fundus
 from drgrade.decision.checks import rule_problems
-from drgrade.decision.outputs import ATYPICAL, DISTANCE, OUTPUT_NAMES
+from drgrade.decision.outputs import ATYPICAL, DISTANCE, OUTPUT_NAMES, P_DME
 from drgrade.errors import DrgradeError, ModelFileError, OptionError
 from drgrade.exams import exam_ids, exam_summary, write_exams
 from drgrade.files import check_writable
@@ -81,6 +82,8 @@ SIZING_OPS = frozenset({"ConstantOfShape", "Range"})
 MAX_ELEMENTS = 1 << 30
 #: Node domains ``drgrade export`` writes (the standard operator set).
 DOMAINS = frozenset({"", "ai.onnx"})
+#: The outputs a graph may have after the rule's, in this order: P(DME), the typicality distance.
+EXTRA_OUTPUTS = ([], [P_DME], [DISTANCE], [P_DME, DISTANCE])
 #: Longest metadata entry read (a decision rule is a few kilobytes).
 MAX_METADATA = 1 << 20
 
@@ -113,8 +116,11 @@ def graph_problems(model: onnx.ModelProto) -> list[str]:
     if inputs != ["image"]:
         problems.append(f"inputs {inputs}, not ['image']")
     outputs = [o.name for o in model.graph.output]
-    if outputs not in (list(OUTPUT_NAMES), [*OUTPUT_NAMES, DISTANCE]):
-        problems.append(f"outputs {outputs}, not {list(OUTPUT_NAMES)} (and optionally {DISTANCE!r})")
+    extras = outputs[len(OUTPUT_NAMES) :]
+    if outputs[: len(OUTPUT_NAMES)] != list(OUTPUT_NAMES) or extras not in EXTRA_OUTPUTS:
+        problems.append(
+            f"outputs {outputs}, not {list(OUTPUT_NAMES)} (and optionally {P_DME!r}, then {DISTANCE!r})"
+        )
     else:
         dims = model.graph.output[0].type.tensor_type.shape.dim
         if len(dims) != 2 or dims[1].dim_value != NUM_GRADES:
@@ -198,6 +204,7 @@ def read_metadata(meta: dict[str, str]) -> dict:
     return {
         "image_size": size,
         "typicality_cut": typicality_cut(meta),
+        "dme_cut": dme_cut(meta),
         "mean": _floats(meta, "mean", 3, 0.0, 1.0),
         "std": _floats(meta, "std", 3, 0.0, 1.0, strict_low=True),
         "rule": rule,
@@ -217,6 +224,23 @@ def typicality_cut(meta: dict[str, str]) -> float | None:
     if not isinstance(cut, int | float) or not 0 < cut < float("inf"):
         raise ValueError(f"typicality cut {cut!r} is not a positive finite number")
     return float(cut)
+
+
+def dme_cut(meta: dict[str, str]) -> float | None:
+    """The validation cut on P(DME) from the metadata (None: no DME output, or no cut was fitted)."""
+    cut = json.loads(meta.get("dme_cut", "null"))
+    if cut is None:
+        return None
+    if not isinstance(cut, int | float) or not 0 <= cut <= 1:
+        raise ValueError(f"dme_cut {cut!r} is not a probability")
+    return float(cut)
+
+
+def dme_problems(model: onnx.ModelProto, meta: dict[str, str]) -> list[str]:
+    """A ``p_dme`` output without a ``dme_cut`` metadata entry (null when unfitted), or the reverse."""
+    if ("dme_cut" in meta) == (P_DME in [o.name for o in model.graph.output]):
+        return []
+    return [f"its dme_cut metadata and its {P_DME!r} output do not come together"]
 
 
 def typicality_problems(model: onnx.ModelProto, cut: float | None) -> list[str]:
@@ -247,9 +271,11 @@ def checked_model(model: Path) -> tuple[onnx.ModelProto, dict]:
         problems = graph_problems(proto)
         if problems:
             raise ValueError("; ".join(problems))
-        checked = read_metadata({p.key: p.value for p in proto.metadata_props})
+        meta = {p.key: p.value for p in proto.metadata_props}
+        checked = read_metadata(meta)
         problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
         problems = problems or typicality_problems(proto, checked["typicality_cut"])
+        problems = problems or dme_problems(proto, meta)
         if problems:
             raise ValueError("; ".join(problems))
     except RecursionError:
@@ -274,7 +300,10 @@ class OnnxGrader:
         #: the model card's facts (``drgrade.serving.card``), None for a model exported without one
         self.card: dict | None = checked["card"]
         self.thresholds = [float(t) for t in self.rule["thresholds"]]
-        self.vtdr_cut = operating_cut(self.rule, "vtdr")  # the graph has no DME output
+        self.vtdr_cut = operating_cut(self.rule, "vtdr")
+        self.dme_cut = checked["dme_cut"]  # P(DME) at or over it is DME (None: no cut fitted)
+        #: the graph's output names (the rule's, then ``p_dme`` and ``distance`` where it has them)
+        self.outputs = [o.name for o in proto.graph.output]
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -334,7 +363,11 @@ class OnnxGrader:
     def _grade_batch(self, pending: list[tuple[int, np.ndarray]], rows: list[PredictionRow]) -> None:
         """Run one batch and fill in its rows with the checked decisions; empties ``pending``."""
         outputs = self.run(np.stack([tensor for _, tensor in pending]))
-        decisions = checked_decisions(outputs[: len(OUTPUT_NAMES)], self.thresholds, self.vtdr_cut)
+        named = dict(zip(self.outputs, outputs, strict=True))
+        p_dme = named[P_DME].tolist() if P_DME in named else None
+        decisions = checked_decisions(
+            outputs[: len(OUTPUT_NAMES)], self.thresholds, self.vtdr_cut, p_dme, self.dme_cut
+        )
         for row, (index, _), decision in zip(range(len(pending)), pending, decisions, strict=True):
             atypical = self.atypical(outputs, row)
             if atypical:
@@ -347,7 +380,7 @@ class OnnxGrader:
         """Why image ``row`` of a batch is unlike any training photograph ("" when it is not)."""
         if self.cut is None:
             return ""
-        distance = float(outputs[len(OUTPUT_NAMES)][row])
+        distance = float(outputs[self.outputs.index(DISTANCE)][row])
         if not distance <= self.cut:  # NaN included: not shown to be typical
             return ATYPICAL.format(distance=distance, cut=self.cut)
         return ""
