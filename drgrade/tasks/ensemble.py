@@ -215,7 +215,8 @@ class EnsembleCLIP(BaseTask):
         probs = torch.stack(
             [m.rule(z).probabilities for m, z in zip(self.members, member_logits, strict=True)]
         )
-        return torch.einsum("m,mbk->bk", self.weights, probs).clamp_min(1e-12).log()
+        # a weighted sum, not an einsum: ONNX export writes it with operators the runner admits
+        return (self.weights.view(-1, 1, 1) * probs).sum(0).clamp_min(1e-12).log()
 
     def mean_dme(self, member_dme: list[torch.Tensor | None]) -> torch.Tensor | None:
         """The DME logit of the weighted mean P(DME) of the members that have one (None: none has).
