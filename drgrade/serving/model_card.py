@@ -55,9 +55,12 @@ class ModelCard:
         """The line's card from an exported model card's facts (``card.card_facts``).
 
         ``unknown`` for what they lack: a model exported without a card, or before cards named
-        their training. ``dme_cut`` is the graph's own (its metadata's), as the runner applies it.
+        their training. ``dme_cut`` is the graph's own (its metadata's, which the runner applies);
+        without it, the card's.
         """
         facts = facts if isinstance(facts, dict) else {}
+        if dme_cut is None and isinstance(facts.get("dme_cut"), int | float):
+            dme_cut = float(facts["dme_cut"])
         try:
             values = {
                 "name": str(facts.get("name") or fallback_name)[:300],
