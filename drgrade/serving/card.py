@@ -101,8 +101,7 @@ def card_facts(task, image_size: int, evaluation: Path | None) -> dict:
         "training_data": task.training_data,
         "data_source": data.get("sources") or {},
         "decision_rule": task.rule.describe(),
-        # the validation cut on P(DME) of a model with a DME output (None: none, or not fitted)
-        "dme_cut": task.dme_cut_value() if task.has_dme else None,
+        "dme_cut": task.dme_cut_value() if task.has_dme else None,  # None: no DME output, or unfitted
         "evaluation": _evaluation(document, evaluation),
         "limitations": limitations(task, document),
         "network_data_format": {
@@ -116,13 +115,15 @@ def card_facts(task, image_size: int, evaluation: Path | None) -> dict:
                     "normalisation": {"mean": list(mean), "std": list(std)},
                 }
             },
-            "outputs": {
-                name: {"type": "tensor"}
-                for name in [*task.rule.describe()["outputs"], *([P_DME] if task.has_dme else [])]
-            },
+            "outputs": {name: {"type": "tensor"} for name in output_names(task)},
         },
     }
     return facts
+
+
+def output_names(task) -> list[str]:
+    """The exported graph's outputs the card lists: the rule's, then ``p_dme`` for a DME output."""
+    return [*task.rule.describe()["outputs"], *([P_DME] if task.has_dme else [])]
 
 
 def _evaluation(document: dict, path: Path | None) -> dict | None:
