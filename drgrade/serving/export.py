@@ -81,7 +81,7 @@ class ExportGraph(nn.Module):
 
 
 def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[str, str]:
-    """What the runner needs beside the graph: input size, normalisation, grade names, the rule."""
+    """What the runner needs beside the graph: input size, normalisation, grade names, rule, DME cut."""
     return {
         "drgrade_model": type(task).__name__,
         "model_name": task.display_name,
