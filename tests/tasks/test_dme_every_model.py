@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +13,7 @@ import torch.nn.functional as F
 
 from drgrade.grades import DME_STATES, TEMPLATE_SETS, dme_prompts
 from drgrade.models.losses import masked_dme_loss
-from drgrade.tasks import FCNCLIP, EnsembleCLIP, RankingCLIP, ZeroShotCLIP
+from drgrade.tasks import FCNCLIP, EnsembleCLIP, RankingCLIP, ZeroShotCLIP, load_task
 
 SIZE = 64
 
@@ -98,3 +101,28 @@ def test_a_negative_dme_weight_is_refused_for_ranking(weight):
 
     with pytest.raises(OptionError, match="dme_weight must be >= 0"):
         RankingCLIP("RN-tiny", None, SIZE, dme_weight=float(weight))
+
+
+def check_predict_dme(run_root: Path, synthetic: Path, checkpoint: Path) -> None:
+    """``drgrade predict`` of the test split with the zero-shot checkpoint: true DME, P(DME), the flag.
+
+    Called by tests/cli/test_cli.py's zero-shot predict (one run serves both). The true DME is
+    filled where the source grades it (Messidor-2's ``adjudicated_dme``), as the true grade is,
+    so the file can be scored; zero-shot's P(DME) and its validation cut reach every graded row.
+    """
+    fitted = json.loads((checkpoint.parent.parent / "metrics.json").read_text())
+    assert fitted["stage"] == "val" and fitted["dme"]["labelled_images"] > 0  # the cut fitted on validation
+    rows = list(csv.DictReader(next(run_root.rglob("predictions.csv")).open(newline="")))
+    sheet = csv.DictReader((synthetic / "messidor2" / "messidor_data.csv").open(newline=""))
+    adjudicated = {row["image_id"].lower(): row["adjudicated_dme"] for row in sheet}
+    messidor = [r for r in rows if r["source"] == "messidor2"]
+    assert messidor and {r["true_dme"] for r in messidor} == {"0", "1"}
+    assert all(r["true_dme"] == adjudicated[Path(r["file"]).name.lower()] for r in messidor)
+    assert all(r["true_dme"] == "" for r in rows if r["source"] == "aptos2019")  # APTOS grades no DME
+
+    cut = load_task(checkpoint).dme_cut_value()
+    assert cut == fitted["dme"]["operating_point"]["threshold"]
+    graded = [r for r in rows if not r["error"]]
+    assert graded and all(0 <= float(r["p_dme"]) <= 1 for r in graded)
+    away = [r for r in graded if abs(float(r["p_dme"]) - cut) > 1e-6]
+    assert all(r["dme"] == str(int(float(r["p_dme"]) >= cut)) for r in away)
