@@ -126,3 +126,14 @@ def check_predict_dme(run_root: Path, synthetic: Path, checkpoint: Path) -> None
     assert graded and all(0 <= float(r["p_dme"]) <= 1 for r in graded)
     away = [r for r in graded if abs(float(r["p_dme"]) - cut) > 1e-6]
     assert all(r["dme"] == str(int(float(r["p_dme"]) >= cut)) for r in away)
+
+
+def test_a_checkpoint_saved_before_dme_outputs_is_refused_saying_to_fit_again(zero_shot_checkpoint, tmp_path):
+    from drgrade.errors import CheckpointError
+
+    state = torch.load(zero_shot_checkpoint, map_location="cpu", weights_only=True)
+    for key in ("dme_classifiers", "dme_cut"):
+        del state["state_dict"][key]
+    torch.save(state, tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointError, match="saved before this model had a DME output: fit it again"):
+        load_task(tmp_path / "old.ckpt")
