@@ -10,7 +10,7 @@ import pytest
 from drgrade.errors import ModelFileError
 from drgrade.serving.runner import OnnxGrader
 from drgrade.serving.runner import main as deploy_main
-from tests.test_fail_safe import SANE, drgrade_metadata, fake_export
+from tests.integration.test_fail_safe import SANE, drgrade_metadata, fake_export
 
 
 def deployed(model, folder, out) -> dict:
