@@ -2,7 +2,8 @@
 
 Everything that needs a grade's name (tables, plots, predictions), its clinical description
 (zero-shot prompts, prompt-learner class tokens) or its referable flag reads it from here, so a
-wording change happens in one place.
+wording change happens in one place. Diabetic macular edema's two states (absent, present) are
+described here too (``DME_STATES``): zero-shot CLIP and the ranking model's DME prompts read them.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def grade_text(grade: Grade, template_set: str) -> str:
+def grade_text(grade: Grade | DmeState, template_set: str) -> str:
     """The text slot a template set fills for ``grade`` (lesions for ``lesions``, else clinical)."""
     return grade.lesions if template_set == "lesions" else grade.description
 
@@ -109,6 +110,30 @@ FLAIR_DEFINITIONS: dict[int, tuple[str, ...]] = {
     3: ("venous beading", "many severe haemorrhages", "intraretinal microvascular abnormality"),
     4: ("preretinal or vitreous haemorrhage", "neovascularization"),
 }
+
+
+@dataclass(frozen=True)
+class DmeState:
+    """Diabetic macular edema absent or present, described as a grade is for prompts."""
+
+    description: str
+    lesions: str
+    #: Descriptions for the ``flair`` prompt set: present, FLAIR's own grade-2 definitions near the
+    #: macula (``FLAIR_DEFINITIONS[2]``); absent, their negation in the same words.
+    flair: tuple[str, ...]
+
+
+#: (absent, present): P(DME) is a softmax over this pair's prompts (zero-shot), or over the
+#: ranking model's learnt prompts around the same descriptions. DME as Gulshan et al. 2016 grade
+#: it: hard exudates within one disc diameter of the macula.
+DME_STATES: tuple[DmeState, DmeState] = (
+    DmeState("no macular edema", "a macula free of exudates", ("no exudates near the macula",)),
+    DmeState(
+        "diabetic macular edema",
+        "hard exudates near the macula",
+        ("many exudates near the macula", "retinal thickening near the macula"),
+    ),
+)
 #: FLAIR's caption (its "[CLS]" slot as ``{}``).
 FLAIR_CAPTION = "A fundus photograph of {}"
 #: Every zero-shot prompt set: the template sets, and FLAIR's expert descriptions (``flair``).
@@ -124,12 +149,21 @@ def grade_prompts(grade: Grade, prompt_set: str) -> list[str]:
             ``flair`` (FLAIR's caption around each of its expert descriptions, plus the grade's
             name, as FLAIR's own zero-shot classifier builds them).
     """
+    return _prompts(grade, FLAIR_DEFINITIONS[grade.index], prompt_set)
+
+
+def dme_prompts(state: DmeState, prompt_set: str) -> list[str]:
+    """The zero-shot prompts of a DME state in ``prompt_set``, built as ``grade_prompts`` builds a grade's."""
+    return _prompts(state, state.flair, prompt_set)
+
+
+def _prompts(described: Grade | DmeState, flair: tuple[str, ...], prompt_set: str) -> list[str]:
     if prompt_set == "flair":
-        descriptions = list(FLAIR_DEFINITIONS[grade.index])
-        if grade.description not in descriptions:
-            descriptions.append(grade.description)
+        descriptions = list(flair)
+        if described.description not in descriptions:
+            descriptions.append(described.description)
         return [FLAIR_CAPTION.format(d) for d in descriptions]
-    return [template.format(grade_text(grade, prompt_set)) for template in TEMPLATE_SETS[prompt_set]]
+    return [template.format(grade_text(described, prompt_set)) for template in TEMPLATE_SETS[prompt_set]]
 
 
 def check_grade(value: object) -> int:

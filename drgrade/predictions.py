@@ -176,6 +176,8 @@ def checked_decisions(
     decided: list[Decision | str] = []
     for (probabilities, grade, *flags), p in zip(zip(*columns, strict=True), dme, strict=True):
         problem = output_problem(probabilities, int(grade), thresholds)
+        if p is not None and not 0 <= p <= 1:  # NaN included
+            problem = problem or f"P(DME) {p!r} is not a probability"
         if problem:
             decided.append(f"not graded: {problem}")
             continue

@@ -226,6 +226,7 @@ class PredictionWriter(BasePredictionWriter):
                 eye=record.eye or eye,
                 field=record.field,
                 study_date=date,
+                true_dme=record.dme,  # where the source grades DME, as the true grade: a file to score
             )
             rows.append(row)
         skipped = trainer.datamodule.skipped if trainer.datamodule is not None else []

@@ -60,7 +60,9 @@ def grader_of(opts, quality_model: str | None = None, quality_onnx: str | None =
         grader = OnnxGrader(opts.onnx, quality=quality_onnx)
         print(onnx_card_summary(grader.card))
         name = f"{grader.model or 'model'}, ONNX {Path(opts.onnx).name}"
-        return partial(screen_files_onnx, grader), ModelCard.from_facts(grader.card, grader.rule, name)
+        return partial(screen_files_onnx, grader), ModelCard.from_facts(
+            grader.card, grader.rule, name, grader.dme_cut
+        )
     from drgrade.tasks import load_task
 
     task = load_task(opts.ckpt_path).eval()

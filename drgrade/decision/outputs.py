@@ -35,6 +35,9 @@ class RuleOutput(NamedTuple):
 OUTPUT_NAMES = RuleOutput._fields
 
 
+#: The extra output of an exported graph whose model has a DME output: P(DME) per input [B]
+#: (float32, the sigmoid of the task's DME logit); its validation cut is in the metadata (``dme_cut``).
+P_DME = "p_dme"
 #: The extra output of an exported graph whose model has a fitted typicality check
 #: (``drgrade.decision.typicality``): each input's distance from the training photographs.
 DISTANCE = "distance"

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from drgrade.data.sources import SOURCES
+from drgrade.decision.outputs import P_DME
 from drgrade.provenance import code_version, now
 from drgrade.reporting.provenance import code_text, weights_text
 from drgrade.serving.model_card import training_words
@@ -100,6 +101,7 @@ def card_facts(task, image_size: int, evaluation: Path | None) -> dict:
         "training_data": task.training_data,
         "data_source": data.get("sources") or {},
         "decision_rule": task.rule.describe(),
+        "dme_cut": task.dme_cut_value() if task.has_dme else None,  # None: no DME output, or unfitted
         "evaluation": _evaluation(document, evaluation),
         "limitations": limitations(task, document),
         "network_data_format": {
@@ -113,10 +115,15 @@ def card_facts(task, image_size: int, evaluation: Path | None) -> dict:
                     "normalisation": {"mean": list(mean), "std": list(std)},
                 }
             },
-            "outputs": {name: {"type": "tensor"} for name in task.rule.describe()["outputs"]},
+            "outputs": {name: {"type": "tensor"} for name in output_names(task)},
         },
     }
     return facts
+
+
+def output_names(task) -> list[str]:
+    """The exported graph's outputs the card lists: the rule's, then ``p_dme`` for a DME output."""
+    return [*task.rule.describe()["outputs"], *([P_DME] if task.has_dme else [])]
 
 
 def _evaluation(document: dict, path: Path | None) -> dict | None:
@@ -137,6 +144,8 @@ def _evaluation(document: dict, path: Path | None) -> dict | None:
         "interval_level": bootstrap.get("level"),
         "bootstrap_unit": bootstrap.get("unit"),
         "units": bootstrap.get("units"),
+        # the DME output's own figures on the images graded for DME (``drgrade.evaluation.dme``)
+        "dme": document.get("dme"),
     }
 
 
@@ -214,6 +223,8 @@ def card_markdown(facts: dict) -> str:
     lines.append(
         f"- refer to a grader above entropy {cutoff:.4g}" if cutoff is not None else "- no uncertainty cut"
     )
+    if facts.get("dme_cut") is not None:
+        lines.append(f"- DME: P(DME) at or over {facts['dme_cut']:.4g} (fitted on validation)")
     lines += ["", "## Quantitative analysis"]
     lines += _figures(facts["evaluation"])
     lines += ["", "## Caveats and recommendations", *(f"- {text}" for text in facts["limitations"])]
@@ -235,6 +246,25 @@ def _figures(evaluation: dict | None) -> list[str]:
         interval = figure["interval"]
         shown = f"{interval[0]:.3f} to {interval[1]:.3f}" if interval else "undefined"
         lines.append(f"| {FIGURES[name]} | {figure['value']:.3f} | {shown} |")
+    return lines + _dme_figures(evaluation.get("dme"))
+
+
+def _dme_figures(section: dict | None) -> list[str]:
+    """The DME output's figures (Wilson 95% intervals), on the images whose source grades DME."""
+    if not section:
+        return []
+    auroc = "undefined" if section["auroc"] is None else f"{section['auroc']:.3f}"
+    lines = [
+        "",
+        f"DME, on the {section['labelled_images']} images graded for it ({section['positives']} with DME): "
+        f"AUROC {auroc}",
+    ]
+    point = section.get("operating_point")
+    for name in ("sensitivity", "specificity") if point else ():
+        value, interval = point[name], point[f"{name}_ci"]
+        shown = "undefined" if value is None else f"{value:.3f}"
+        within = f" (Wilson 95% {interval[0]:.3f} to {interval[1]:.3f})" if interval else ""
+        lines.append(f"- DME {name} at the validation cut {point['threshold']:.3f}: {shown}{within}")
     return lines
 
 

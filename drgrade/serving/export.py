@@ -4,13 +4,14 @@ The graph is the task's logits followed by its ``DecisionRule`` (temperature, th
 referable operating cut, the uncertainty cut), traced from the very module that decides in
 PyTorch, so a deployment cannot forget or re-implement any of it. Its outputs are the rule's
 (``probabilities``, ``grade``, ``p_referable``, ``referable_by_grade``, ``referable_by_score``,
-``uncertainty``, ``refer_to_grader``), then, for a model with a fitted typicality check,
-``distance``: the Mahalanobis distance of the input's pooled embedding from the training
-photographs' (its cut is in the metadata, ``typicality``). A ``quality`` model is exported as a
-graph of its own (``export_quality_onnx``): images -> P(good), P(usable), P(reject).
-Preprocessing (fundus crop, resize, normalisation) stays outside the graph: the runner does it
-with OpenCV and NumPy; the input size, normalisation constants and the rule's description
-travel in the model's metadata.
+``uncertainty``, ``refer_to_grader``), then, for a model with a DME output, ``p_dme`` (P(DME)
+of the input as given: DME has no test-time views; its validation cut is in the metadata,
+``dme_cut``), then, for a model with a fitted typicality check, ``distance``: the Mahalanobis
+distance of the input's pooled embedding from the training photographs' (its cut is in the
+metadata, ``typicality``). A ``quality`` model is exported as a graph of its own
+(``export_quality_onnx``): images -> P(good), P(usable), P(reject). Preprocessing (fundus crop,
+resize, normalisation) stays outside the graph: the runner does it with OpenCV and NumPy; the
+input size, normalisation constants and the rule's description travel in the model's metadata.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import torch
 from torch import nn
 
 from drgrade.decision.gradability import LEVELS, QUALITY_OUTPUT
-from drgrade.decision.outputs import DISTANCE, OUTPUT_NAMES
+from drgrade.decision.outputs import DISTANCE, OUTPUT_NAMES, P_DME
 from drgrade.files import atomic_open
 from drgrade.grades import GRADE_NAMES
 from drgrade.tasks.base import BaseTask
-from drgrade.tasks.tta import AugmentedLogits
+from drgrade.tasks.tta import augmented_logits
 
 OPSET = 17
 
@@ -47,27 +48,39 @@ class _Embedding(nn.Module):
 
 
 class ExportGraph(nn.Module):
-    """images -> the decision rule's outputs (and the typicality distance, when fitted)."""
+    """images -> the decision rule's outputs (then P(DME) and the typicality distance, when there)."""
 
     def __init__(self, task: BaseTask):
         super().__init__()
-        tta = task.hparams.tta
-        self.logits = task.export_module() if tta == "none" else AugmentedLogits(task.export_module(), tta)
+        self.model = task.export_module()  # images -> logits, or (logits, DME logits)
+        self.has_dme = task.has_dme
+        self.tta = task.hparams.tta
         self.rule = task.rule
         fitted = task.typicality.fitted
         self.typicality = task.typicality if fitted else None
         self.embedding = _Embedding(task) if fitted else None
 
     def output_names(self) -> list[str]:
-        """The graph's output names: the rule's, then ``distance`` when the check is fitted."""
-        return [*OUTPUT_NAMES, *([DISTANCE] if self.typicality is not None else [])]
+        """The graph's output names: the rule's, then ``p_dme`` and ``distance`` when there."""
+        return [
+            *OUTPUT_NAMES,
+            *([P_DME] if self.has_dme else []),
+            *([DISTANCE] if self.typicality is not None else []),
+        ]
+
+    def grade_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The grade logits of one view (a mirrored one for test-time augmentation)."""
+        return self.model(images)[0] if self.has_dme else self.model(images)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The rule's outputs (``RuleOutput`` order) for normalised images, then the distance."""
-        outputs = tuple(self.rule(self.logits(images)))
-        if self.typicality is None:
-            return outputs
-        return (*outputs, self.typicality(self.embedding(images)))
+        """The rule's outputs (``RuleOutput`` order) for normalised images, then P(DME), the distance."""
+        logits, dme = self.model(images) if self.has_dme else (self.model(images), None)
+        outputs = tuple(self.rule(augmented_logits(self.grade_logits, images, self.tta, logits)))
+        if dme is not None:
+            outputs = (*outputs, torch.sigmoid(dme.float()))
+        if self.typicality is not None:
+            outputs = (*outputs, self.typicality(self.embedding(images)))
+        return outputs
 
 
 def input_metadata(task: BaseTask, image_size: int) -> dict[str, str]:
@@ -84,12 +97,12 @@ def input_metadata(task: BaseTask, image_size: int) -> dict[str, str]:
 
 
 def metadata(task: BaseTask, image_size: int) -> dict[str, str]:
-    """What the runner needs beside the graph: input size, normalisation, grade names, the rule."""
+    """What the runner needs beside the graph: input size, normalisation, grade names, rule, DME cut."""
     return input_metadata(task, image_size) | {
         "grade_names": json.dumps(GRADE_NAMES),
         "decision_rule": json.dumps(task.rule.describe()),
         "typicality": json.dumps(task.typicality.describe()),
-    }
+    } | ({"dme_cut": json.dumps(task.dme_cut_value())} if task.has_dme else {})
 
 
 @contextlib.contextmanager

@@ -49,13 +49,18 @@ class ModelCard:
         )
 
     @classmethod
-    def from_facts(cls, facts: dict | None, rule: dict, fallback_name: str) -> ModelCard:
+    def from_facts(
+        cls, facts: dict | None, rule: dict, fallback_name: str, dme_cut: float | None = None
+    ) -> ModelCard:
         """The line's card from an exported model card's facts (``card.card_facts``).
 
         ``unknown`` for what they lack: a model exported without a card, or before cards named
-        their training.
+        their training. ``dme_cut`` is the graph's own (its metadata's, which the runner applies);
+        without it, the card's.
         """
         facts = facts if isinstance(facts, dict) else {}
+        if dme_cut is None and isinstance(facts.get("dme_cut"), int | float):
+            dme_cut = float(facts["dme_cut"])
         try:
             values = {
                 "name": str(facts.get("name") or fallback_name)[:300],
@@ -65,8 +70,8 @@ class ModelCard:
                 "checkpoint": short_digest(str(facts.get("checkpoint") or "")),
             }
         except (KeyError, TypeError, AttributeError):
-            return cls(str(facts.get("name") or fallback_name)[:300], rule=rule)
-        return cls(**values, rule=rule)
+            return cls(str(facts.get("name") or fallback_name)[:300], rule=rule, dme_cut=dme_cut)
+        return cls(**values, rule=rule, dme_cut=dme_cut)
 
     # -- the cuts the page shows ----------------------------------------------------------------
     def referable_cut(self) -> tuple[float | None, float | None]:

@@ -4,8 +4,9 @@
 
 Preprocessing matches training exactly: the same fundus crop and resize code, then the
 normalisation stored in the model's metadata. The graph's outputs are the decision rule's (the
-rule is inside the graph); each is checked before it is written. ``--quality_onnx`` adds the
-learned gate (an exported quality model, ``OnnxQualityModel``), asked as ``predict`` asks it.
+rule is inside the graph), and P(DME) for a model with a DME output (its cut in the metadata);
+each is checked before it is written. ``--quality_onnx`` adds the learned gate (an exported
+quality model, ``OnnxQualityModel``), asked as ``predict`` asks it.
 
 An ONNX file is data too: before a session is created the file's size, its operators (only those
 ``drgrade export`` writes, however deeply nested; no control flow and no model-local functions,
@@ -39,7 +40,7 @@ from drgrade.data.intake import judge, take_in
 from drgrade.data.preprocess import preprocess_fundus, resize_square
 from drgrade.decision.checks import rule_problems
 from drgrade.decision.gradability import LEVELS, QUALITY_OUTPUT, learned_verdict, model_name
-from drgrade.decision.outputs import ATYPICAL, DISTANCE, OUTPUT_NAMES
+from drgrade.decision.outputs import ATYPICAL, DISTANCE, OUTPUT_NAMES, P_DME
 from drgrade.errors import DrgradeError, ModelFileError, OptionError
 from drgrade.exams import exam_ids, exam_summary, write_exams
 from drgrade.files import check_writable
@@ -83,6 +84,8 @@ SIZING_OPS = frozenset({"ConstantOfShape", "Range"})
 MAX_ELEMENTS = 1 << 30
 #: Node domains ``drgrade export`` writes (the standard operator set).
 DOMAINS = frozenset({"", "ai.onnx"})
+#: The outputs a graph may have after the rule's, in this order: P(DME), the typicality distance.
+EXTRA_OUTPUTS = ([], [P_DME], [DISTANCE], [P_DME, DISTANCE])
 #: Longest metadata entry read (a decision rule is a few kilobytes).
 MAX_METADATA = 1 << 20
 
@@ -102,8 +105,13 @@ def graph_problems(model: onnx.ModelProto) -> list[str]:
     outputs = [o.name for o in model.graph.output]
     if outputs == [QUALITY_OUTPUT]:
         problems.append("it is a quality model: pass it as --quality_onnx, beside a grading model")
-    elif outputs not in (list(OUTPUT_NAMES), [*OUTPUT_NAMES, DISTANCE]):
-        problems.append(f"outputs {outputs}, not {list(OUTPUT_NAMES)} (and optionally {DISTANCE!r})")
+    elif (
+        tuple(outputs[: len(OUTPUT_NAMES)]) != OUTPUT_NAMES
+        or outputs[len(OUTPUT_NAMES) :] not in EXTRA_OUTPUTS
+    ):
+        problems.append(
+            f"outputs {outputs}, not {list(OUTPUT_NAMES)} (and optionally {P_DME!r}, then {DISTANCE!r})"
+        )
     else:
         dims = model.graph.output[0].type.tensor_type.shape.dim
         if len(dims) != 2 or dims[1].dim_value != NUM_GRADES:
@@ -209,6 +217,7 @@ def read_metadata(meta: dict[str, str]) -> dict:
         raise ValueError(f"its decision rule is broken ({'; '.join(problems)})")
     return input_metadata(meta) | {
         "typicality_cut": typicality_cut(meta),
+        "dme_cut": dme_cut(meta),
         "rule": rule,
         # where the graph came from, for the prediction file's model and checkpoint columns
         "model": meta.get("model_name", meta.get("drgrade_model", ""))[:100],
@@ -240,6 +249,23 @@ def typicality_cut(meta: dict[str, str]) -> float | None:
     return float(cut)
 
 
+def dme_cut(meta: dict[str, str]) -> float | None:
+    """The validation cut on P(DME) from the metadata (None: no DME output, or no cut was fitted)."""
+    cut = json.loads(meta.get("dme_cut", "null"))
+    if cut is None:
+        return None
+    if not isinstance(cut, int | float) or not 0 <= cut <= 1:
+        raise ValueError(f"dme_cut {cut!r} is not a probability")
+    return float(cut)
+
+
+def dme_problems(model: onnx.ModelProto, meta: dict[str, str]) -> list[str]:
+    """A ``p_dme`` output without a ``dme_cut`` metadata entry (null when unfitted), or the reverse."""
+    if ("dme_cut" in meta) == (P_DME in [o.name for o in model.graph.output]):
+        return []
+    return [f"its dme_cut metadata and its {P_DME!r} output do not come together"]
+
+
 def typicality_problems(model: onnx.ModelProto, cut: float | None) -> list[str]:
     """A ``distance`` output without a typicality cut in the metadata, or a cut without the output."""
     if (cut is not None) == (DISTANCE in [o.name for o in model.graph.output]):
@@ -255,6 +281,7 @@ def grader_checks(proto: onnx.ModelProto) -> dict:
     checked = read_metadata({p.key: p.value for p in proto.metadata_props})
     problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
     problems = problems or typicality_problems(proto, checked["typicality_cut"])
+    problems = problems or dme_problems(proto, {p.key: p.value for p in proto.metadata_props})
     if problems:
         raise ValueError("; ".join(problems))
     return checked
@@ -340,7 +367,10 @@ class OnnxGrader:
         #: the model card's facts (``drgrade.serving.card``), None for a model exported without one
         self.card: dict | None = checked["card"]
         self.thresholds = [float(t) for t in self.rule["thresholds"]]
-        self.vtdr_cut = operating_cut(self.rule, "vtdr")  # the graph has no DME output
+        self.vtdr_cut = operating_cut(self.rule, "vtdr")
+        self.dme_cut = checked["dme_cut"]  # P(DME) at or over it is DME (None: no cut fitted)
+        #: the graph's output names (the rule's, then ``p_dme`` and ``distance`` where it has them)
+        self.outputs = [o.name for o in proto.graph.output]
         self.session = open_session(proto, model, threads, providers)
         #: the learned gate (an exported quality model's file), asked in the intake workers
         self.quality = str(quality) if quality is not None else None
@@ -394,7 +424,11 @@ class OnnxGrader:
     def _grade_batch(self, pending: list[tuple[int, np.ndarray]], rows: list[PredictionRow]) -> None:
         """Run one batch and fill in its rows with the checked decisions; empties ``pending``."""
         outputs = self.run(np.stack([tensor for _, tensor in pending]))
-        decisions = checked_decisions(outputs[: len(OUTPUT_NAMES)], self.thresholds, self.vtdr_cut)
+        named = dict(zip(self.outputs, outputs, strict=True))
+        p_dme = named[P_DME].tolist() if P_DME in named else None
+        decisions = checked_decisions(
+            outputs[: len(OUTPUT_NAMES)], self.thresholds, self.vtdr_cut, p_dme, self.dme_cut
+        )
         for row, (index, _), decision in zip(range(len(pending)), pending, decisions, strict=True):
             atypical = self.atypical(outputs, row)
             if atypical:
@@ -407,7 +441,7 @@ class OnnxGrader:
         """Why image ``row`` of a batch is unlike any training photograph ("" when it is not)."""
         if self.cut is None:
             return ""
-        distance = float(outputs[len(OUTPUT_NAMES)][row])
+        distance = float(outputs[self.outputs.index(DISTANCE)][row])
         if not distance <= self.cut:  # NaN included: not shown to be typical
             return ATYPICAL.format(distance=distance, cut=self.cut)
         return ""

@@ -71,16 +71,28 @@ def grad_cam(
 
 
 class GradCAMAttention:
-    """Attention maps for tasks whose logits come from pooled image embeddings.
+    """Attention maps (and the DME output) of tasks whose logits come from pooled image embeddings.
 
-    The task provides ``embedding_logits``; the map is Grad-CAM of the backbone's
-    ``cam_activations`` (a ResNet's last stage, a ViT's last block), through ``cam_embedding``.
+    The task provides ``embedding_logits`` and ``embedding_dme_logits``; the map is Grad-CAM of the
+    backbone's ``cam_activations`` (a ResNet's last stage, a ViT's last block), through
+    ``cam_embedding``.
     """
 
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the pooled embedding they come from, in one pass of the image tower."""
         embedding = self.embedding(images)
         return self.embedding_logits(F.normalize(embedding, dim=-1)), embedding
+
+    def forward_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Grade logits [B, K] and DME logits [B] from one pass of the image tower."""
+        logits, dme, _ = self.embed_with_dme(images)
+        return logits, dme
+
+    def embed_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Grade logits, DME logits and the pooled embedding both come from, in one pass."""
+        embedding = self.embedding(images)
+        normalised = F.normalize(embedding, dim=-1)
+        return self.embedding_logits(normalised), self.embedding_dme_logits(normalised), embedding
 
     def attention_maps(
         self, images: torch.Tensor, grade: torch.Tensor | None = None
@@ -98,3 +110,8 @@ class GradCAMAttention:
             backbone.cam_activations, pooled_scores, images, target=decided, as_maps=backbone.cam_maps
         )
         return maps, logits, f"Grad-CAM ({backbone.cam_layer}) of the decided grade"
+
+
+def present_minus_absent(pair: torch.Tensor) -> torch.Tensor:
+    """One DME logit from [..., 2] logits of (no DME, DME) prompts: its sigmoid is their softmax."""
+    return pair[..., 1] - pair[..., 0]

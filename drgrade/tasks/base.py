@@ -41,7 +41,6 @@ from drgrade.evaluation.dme import dme_section, fit_dme_cut
 from drgrade.evaluation.kappa import qwk
 from drgrade.evaluation.metrics import SplitResult, compute_metrics
 from drgrade.evaluation.store import PredictionStore
-from drgrade.grades import NUM_GRADES
 from drgrade.models.backbones import Backbone, build_backbone
 from drgrade.models.losses import masked_dme_loss
 from drgrade.predictions import operating_cut
@@ -177,6 +176,15 @@ class BaseTask(L.LightningModule):
         """Grade logits [B, K] and, with a DME output, the DME logits [B] (else None), in one pass."""
         return self(images), None
 
+    def embed_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``forward_with_dme``'s outputs and the pooled embedding (tasks override it to share one pass)."""
+        logits, dme = self.forward_with_dme(images)
+        return logits, dme, self.embedding(images)
+
+    def register_dme_cut(self) -> None:
+        """The validation cut on P(DME) (``dme_cut``, NaN until fitted) of a task with a DME output."""
+        self.register_buffer("dme_cut", torch.tensor(float("nan")))
+
     def clinical_cuts(self) -> dict[str, float | None]:
         """The cuts a prediction row needs beside the thresholds (``checked_decisions``): vtDR and DME."""
         return {"vtdr_cut": operating_cut(self.rule.describe(), "vtdr"), "dme_cut": self.dme_cut_value()}
@@ -294,8 +302,11 @@ class BaseTask(L.LightningModule):
         return [(type(self).__name__ + " checkpoint", self.split_identity)] if self.split_identity else []
 
     def export_module(self) -> nn.Module:
-        """The module ONNX export traces: images -> logits (override to fold constants in)."""
-        return self
+        """The module ONNX export traces (override to fold constants in).
+
+        images -> logits, or (logits, DME logits) for a task with a DME output (``has_dme``).
+        """
+        return WithDme(self) if self.has_dme else self
 
     def decision_logits(self, images: torch.Tensor) -> torch.Tensor:
         """The logits decisions are made on: ``forward``'s, averaged over the ``tta`` views."""
@@ -320,10 +331,11 @@ class BaseTask(L.LightningModule):
                 return self.decision_logits(images), None, None
             logits, embedding = self.decide_and_embed(images)
             return logits, None, embedding
-        logits, dme = self.forward_with_dme(images)
-        if self.hparams.tta != "none":
-            logits = self.decision_logits(images)
-        return logits, dme, self.embedding(images) if embed else None
+        if embed:
+            logits, dme, embedding = self.embed_with_dme(images)
+        else:
+            (logits, dme), embedding = self.forward_with_dme(images), None
+        return augmented_logits(self, images, self.hparams.tta, logits), dme, embedding
 
     def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The (mean, std) per channel, on a 0-1 scale, that this model's inputs are normalised with."""
@@ -343,7 +355,7 @@ class BaseTask(L.LightningModule):
         if self.criterion is not None:
             loss = self.criterion(logits, batch["label"])
             self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=len(logits))
-        if dme is not None:  # the DME logit and label travel as two more columns (``dme_columns``)
+        if dme is not None:  # the DME logit and label travel as two more columns (``finish_split``)
             logits = torch.cat([logits, dme[:, None], batch["dme"][:, None].to(logits)], dim=1)
         self.store.update(logits, batch["label"], batch["index"], batch["group"])
 
@@ -456,11 +468,20 @@ class BaseTask(L.LightningModule):
         if self.trainer.sanity_checking or len(targets) == 0:
             return
         dme = None
-        if self.has_dme:  # the two DME columns evaluation_step appended
-            logits, dme = logits[:, :NUM_GRADES], logits[:, NUM_GRADES:]
+        if self.has_dme:  # the DME columns evaluation_step appended: logit(s), then the label
+            width = self.dme_columns(stage) + 1
+            logits, dme = logits[:, :-width], logits[:, -width:]
         self.evaluate(stage, logits, targets, index, groups)
         if dme is not None:
-            self.evaluate_dme(stage, dme[:, 0], dme[:, 1].long())
+            self.evaluate_dme(stage, self.split_dme(stage, dme[:, :-1]), dme[:, -1].long())
+
+    def dme_columns(self, stage: str) -> int:
+        """How many DME logit columns ``evaluation_step`` stores for ``stage`` (zero-shot: one per set)."""
+        return 1
+
+    def split_dme(self, stage: str, dme: torch.Tensor) -> torch.Tensor:
+        """The DME logits [N] a split is evaluated on, from the stored columns (after ``split_logits``)."""
+        return dme[:, 0]
 
     def evaluate_dme(self, stage: str, logits: torch.Tensor, truth: torch.Tensor) -> None:
         """P(DME) of the split, its cut fitted on validation when the rule is, and its figures.
@@ -548,6 +569,18 @@ class BaseTask(L.LightningModule):
     def uncalibrated_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """softmax(logits) without the fitted temperature (for the calibration error before it)."""
         return torch.from_numpy(softmax(logits.double().numpy(), axis=1)).float()
+
+
+class WithDme(nn.Module):
+    """images -> (grade logits, DME logits) of a task with a DME output: what ONNX export traces."""
+
+    def __init__(self, task: BaseTask):
+        super().__init__()
+        self.task = task
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task's ``forward_with_dme``."""
+        return self.task.forward_with_dme(images)
 
 
 class TrainableTask(BaseTask):

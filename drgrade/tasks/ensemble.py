@@ -91,6 +91,9 @@ class EnsembleCLIP(BaseTask):
     the member paths and the thresholds, not the members' weights), and ``test`` / ``predict``
     read them from there. Its members must share the data's split.
 
+    P(DME) is the weighted mean of the P(DME) of the members that have a DME output (their
+    weights renormalised over them); the ensemble fits its own DME cut on validation.
+
     Args:
         checkpoints: paths of the member checkpoints (any drgrade task).
         weights: one weight per member (default equal); normalised to sum to 1.
@@ -132,6 +135,12 @@ class EnsembleCLIP(BaseTask):
         hp = self.hparams
         weights = torch.tensor(hp.weights or [1.0] * len(hp.checkpoints), dtype=torch.float)
         self.register_buffer("weights", weights / weights.sum(), persistent=False)
+        self.register_dme_cut()  # used when a member has a DME output (``has_dme``)
+
+    @property
+    def has_dme(self) -> bool:  # type: ignore[override]
+        """Whether any member has a DME output (known once the members are loaded)."""
+        return any(member.has_dme for member in self.members)
 
     def setup(self, stage: str) -> None:
         """Load the members once."""
@@ -206,11 +215,41 @@ class EnsembleCLIP(BaseTask):
         probs = torch.stack(
             [m.rule(z).probabilities for m, z in zip(self.members, member_logits, strict=True)]
         )
-        return torch.einsum("m,mbk->bk", self.weights, probs).clamp_min(1e-12).log()
+        # a weighted sum, not an einsum: ONNX export writes it with operators the runner admits
+        return (self.weights.view(-1, 1, 1) * probs).sum(0).clamp_min(1e-12).log()
+
+    def mean_dme(self, member_dme: list[torch.Tensor | None]) -> torch.Tensor | None:
+        """The DME logit of the weighted mean P(DME) of the members that have one (None: none has).
+
+        Args:
+            member_dme: each member's DME logits [B], None for a member without a DME output.
+        """
+        known = [(w, d) for w, d in zip(self.weights, member_dme, strict=True) if d is not None]
+        if not known:
+            return None
+        total = sum(w for w, _ in known)
+        mean = sum(w * torch.sigmoid(d.float()) for w, d in known) / total
+        mean = mean.clamp(1e-7, 1 - 1e-7)
+        return mean.log() - (1 - mean).log()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits [B, K]: the log of the members' weighted mean probability."""
         return self.mean_logits([m(images) for m in self.members])
+
+    def forward_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ensemble's logits and DME logits, from one pass of each member."""
+        outputs = [m.forward_with_dme(images) for m in self.members]
+        return self.mean_logits([z for z, _ in outputs]), self.mean_dme([d for _, d in outputs])
+
+    def embed_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Logits, DME logits and the members' embeddings side by side, from one pass of each member."""
+        outputs = [m.embed_with_dme(images) for m in self.members]
+        embedding = torch.cat([e.float() for _, _, e in outputs], -1)
+        return (
+            self.mean_logits([z for z, _, _ in outputs]),
+            self.mean_dme([d for _, d, _ in outputs]),
+            embedding,
+        )
 
     def embedding(self, images: torch.Tensor) -> torch.Tensor:
         """The members' pooled embeddings side by side."""

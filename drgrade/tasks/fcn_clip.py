@@ -88,7 +88,7 @@ class FCNCLIP(TrainableTask):
             hp.dropout,
             dme=True,
         )
-        self.register_buffer("dme_cut", torch.tensor(float("nan")))  # fitted on validation
+        self.register_dme_cut()
 
     def configure_losses(self) -> None:
         """Class-weighted CE + focal loss."""
@@ -130,6 +130,12 @@ class FCNCLIP(TrainableTask):
         """Grade logits [B, K] and DME logits [B] from one pass (the two heads share the decoder)."""
         logits, dme, _ = self.head.forward_all(self.features(images).float())
         return logits, dme
+
+    def embed_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Grade logits, DME logits and pooled features from one pass of the image tower."""
+        features = self.features(images).float()
+        logits, dme, _ = self.head.forward_all(features)
+        return logits, dme, features.mean((2, 3))
 
     def embedding(self, images: torch.Tensor) -> torch.Tensor:
         """The decoder's input feature map, average-pooled: what the head sees, as one vector."""

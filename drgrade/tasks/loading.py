@@ -159,8 +159,16 @@ def load_task(
         task.load_state_dict(checkpoint["state_dict"], strict=task.strict_loading)
     except RuntimeError as error:
         raise CheckpointError(
-            f"{path}: its weights do not fit a {task_class.__name__} ({str(error)[:300]})"
+            f"{path}: its weights do not fit a {task_class.__name__} ({str(error)[:300]}){_dme_hint(error)}"
         ) from None
     task.on_load_checkpoint(checkpoint)
     task.origin = checkpoint_label(path, digest)
     return task
+
+
+def _dme_hint(error: RuntimeError) -> str:
+    """What to do about a checkpoint saved before its model had a DME output (its DME weights missing)."""
+    missing = str(error).partition("Missing key(s) in state_dict:")[2].partition("Unexpected key(s)")[0]
+    if "dme_" not in missing:
+        return ""
+    return "; it was saved before this model had a DME output: fit it again with this drgrade"

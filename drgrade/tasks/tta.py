@@ -47,16 +47,22 @@ VIEWS: dict[str, tuple[View, ...]] = {
 TTA_SETS = tuple(VIEWS)
 
 
-def augmented_logits(logits_of: nn.Module | Callable, images: torch.Tensor, tta: str) -> torch.Tensor:
+def augmented_logits(
+    logits_of: nn.Module | Callable,
+    images: torch.Tensor,
+    tta: str,
+    logits: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The mean of ``logits_of`` over the ``tta`` set's views of ``images`` (one pass per view).
 
     Args:
         logits_of: images [B, 3, S, S] -> logits [B, K].
         images: normalised square images.
         tta: a name in ``VIEWS``.
+        logits: ``logits_of(images)`` when already computed (with the DME logits of the same pass).
     """
     views = VIEWS[tta]
-    logits = logits_of(images)
+    logits = logits_of(images) if logits is None else logits
     for view in views[1:]:
         logits = logits + logits_of(view(images))
     return logits / len(views) if len(views) > 1 else logits

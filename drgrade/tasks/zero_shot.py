@@ -1,4 +1,4 @@
-"""Zero-shot CLIP: grade embeddings from prompt templates, cosine similarity, argmax."""
+"""Zero-shot CLIP: grade embeddings from prompt templates, cosine similarity, argmax; DME from two prompts."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from drgrade.decision.choices import TIE_BREAK, choose_template_set, tie_text
 from drgrade.errors import OptionError
 from drgrade.evaluation.metrics import compute_metrics
-from drgrade.grades import GRADES, PROMPT_SETS, TEMPLATE_SETS, grade_prompts
+from drgrade.grades import DME_STATES, GRADES, PROMPT_SETS, TEMPLATE_SETS, dme_prompts, grade_prompts
 from drgrade.models.backbones import FLAIR
-from drgrade.tasks.attention import GradCAMAttention
+from drgrade.tasks.attention import GradCAMAttention, present_minus_absent
 from drgrade.tasks.base import BaseTask
 
 
@@ -21,6 +21,10 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
     Each template set gives one classifier. ``drgrade fit`` scores them all on the validation
     split (by ``selection_metric``) and writes a checkpoint holding the choice, which ``test``,
     ``predict``, ``explain`` and ``export`` then use: one path for all three models.
+
+    P(DME) is the softmax over the two DME prompts (``drgrade.grades.DME_STATES``: no macular
+    edema, macular edema) under the template set chosen for the grades; its cut is fitted on
+    validation like FCN-CLIP's DME head's.
 
     Args:
         backbone: ``RN50``, ``ViT-B-16``, ``flair``, ... (``drgrade.models.backbones``).
@@ -34,6 +38,7 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
     """
 
     trainable = False
+    has_dme = True
     run_name = "zero_shot"
     display_name = "Zero-shot"
 
@@ -61,6 +66,12 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
             for name in self.set_names
         ]
         self.register_buffer("classifiers", torch.stack(classifiers))  # [sets, embed_dim, grades]
+        dme = [
+            self.backbone.zero_shot_classifier([dme_prompts(s, name) for s in DME_STATES])
+            for name in self.set_names
+        ]
+        self.register_buffer("dme_classifiers", torch.stack(dme))  # [sets, embed_dim, 2]: absent, present
+        self.register_dme_cut()
         self.register_buffer("selected", torch.tensor(-1))
         #: Every template set's validation score (from ``select``, or the loaded checkpoint).
         self.scores: dict[str, float | None] | None = None
@@ -90,6 +101,19 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         """Logits of the selected template set from L2-normalised image embeddings."""
         return self.backbone.logit_scale * image @ self.classifiers[self.selected_index()]
 
+    def embedding_dme_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """DME logits [B] of the selected template set from L2-normalised image embeddings."""
+        return present_minus_absent(
+            self.backbone.logit_scale * image @ self.dme_classifiers[self.selected_index()]
+        )
+
+    def all_dme_logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        """[batch, sets]: DME logits of pooled embeddings under every template set."""
+        features = F.normalize(embedding, dim=-1)
+        return present_minus_absent(
+            self.backbone.logit_scale * torch.einsum("bd,sdk->bsk", features, self.dme_classifiers)
+        )
+
     def selected_index(self) -> int:
         """The template set chosen on validation (by ``drgrade fit``, stored in its checkpoint)."""
         if int(self.selected) < 0:
@@ -109,7 +133,10 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         if self.fitting_typicality(stage):
             self.keep_embeddings(batch["index"], embedding)
         logits = self.all_logits(batch["image"], embedding)  # [sets, batch, grades]
-        self.store.update(logits.permute(1, 0, 2).flatten(1), batch["label"], batch["index"], batch["group"])
+        # then every set's DME logit and the DME label (``dme_columns``, ``split_dme``)
+        dme = [self.all_dme_logits(embedding), batch["dme"][:, None].to(logits)]
+        columns = torch.cat([logits.permute(1, 0, 2).flatten(1), *dme], dim=1)
+        self.store.update(columns, batch["label"], batch["index"], batch["group"])
 
     def split_logits(self, stage: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """On validation, choose the template set from every set's stored logits and keep its logits.
@@ -124,6 +151,14 @@ class ZeroShotCLIP(GradCAMAttention, BaseTask):
         metric = self.hparams.selection_metric
         self.log_dict({f"val/template_{n}_{metric}": float(s or 0.0) for n, s in self.scores.items()})
         return per_set[:, int(self.selected)]
+
+    def dme_columns(self, stage: str) -> int:
+        """On validation, one DME logit column per template set (the set is chosen afterwards)."""
+        return len(self.set_names) if stage == "val" else 1
+
+    def split_dme(self, stage: str, dme: torch.Tensor) -> torch.Tensor:
+        """On validation, the DME logits of the template set just chosen for the grades."""
+        return dme[:, int(self.selected)] if stage == "val" else dme[:, 0]
 
     def select(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Score every template set on the validation split and keep the best.

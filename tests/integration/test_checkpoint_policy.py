@@ -33,15 +33,11 @@ def rows_of(text: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-#: Columns an exported ONNX model does not give yet: it has no DME output (issue: DME in the graph).
-NOT_EXPORTED = ("p_dme", "dme")
-
-
-def assert_same_rows(ours: list[dict], theirs: list[dict], skip: tuple[str, ...] = ()) -> None:
-    """Every column equal but ``skip``: numbers to 1e-6, text exactly."""
+def assert_same_rows(ours: list[dict], theirs: list[dict]) -> None:
+    """Every column equal: numbers to 1e-6, text exactly."""
     assert len(ours) == len(theirs) > 0
     for a, b in zip(ours, theirs, strict=True):
-        for column in (c for c in COLUMNS if c not in skip):
+        for column in COLUMNS:
             try:
                 assert abs(float(a[column]) - float(b[column])) <= 1e-6, (column, a, b)
             except ValueError:
@@ -87,14 +83,18 @@ def test_readme_lines_after_a_64px_quick_pass_need_no_option_repeated(synthetic,
     assert {p.key: p.value for p in graph.metadata_props}["image_size"] == "64"
     assert [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim][2:] == [64, 64]
     deploy_main([str(tmp_path / "model.onnx"), str(images), "--out", str(tmp_path / "deployed.csv")])
-    assert_same_rows(rows_of((tmp_path / "deployed.csv").read_text()), predicted, skip=NOT_EXPORTED)
+    deployed = rows_of((tmp_path / "deployed.csv").read_text())
+    assert_same_rows(deployed, predicted)  # P(DME) and the DME flag included: the graph has them
+    assert all(r["p_dme"] != "" for r in deployed)
 
-    # serve's grader: the checkpoint alone
+    # serve's grader: the checkpoint alone, or its ONNX file, with the same DME cut on the page
     from drgrade.commands.serve import grader_of
 
-    grade, _ = grader_of(SimpleNamespace(ckpt_path=best, onnx=None))
+    grade, card = grader_of(SimpleNamespace(ckpt_path=best, onnx=None))
     served = rows_of(csv_text([answer.row for answer in grade(sorted(images.iterdir()))]))
     assert_same_rows(served, predicted)
+    _, onnx_card = grader_of(SimpleNamespace(ckpt_path=None, onnx=tmp_path / "model.onnx"))
+    assert onnx_card.dme_cut == pytest.approx(card.dme_cut) and card.dme_cut is not None
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from tests.conftest import cli_args, predict_folder
 from tests.integration.test_exams import check_exams_and_patient_level
 from tests.integration.test_val_predictions import check_reproduced
 from tests.unit.tasks.test_dme import check_dme_outputs
+from tests.unit.tasks.test_dme_every_model import check_predict_dme
 
 
 def latest_run(root):
@@ -146,6 +147,7 @@ def test_zero_shot_choice_is_made_once_by_fit_and_reused(synthetic, zero_shot_ch
         cli_args("predict", "zero_shot", synthetic, tmp_path / "p", "--ckpt_path", str(zero_shot_checkpoint))
     )
     assert "template set" not in capsys.readouterr().err
+    check_predict_dme(tmp_path / "p", synthetic, zero_shot_checkpoint)
 
 
 def test_bad_data_stops_before_training_with_the_file_named(synthetic, tmp_path, capsys):

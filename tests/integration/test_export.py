@@ -10,11 +10,27 @@ import pytest
 import torch
 
 from drgrade.cli import main
+from drgrade.decision.outputs import OUTPUT_NAMES
 from drgrade.predictions import PROB_COLUMNS
 from drgrade.serving.runner import OnnxGrader
 from drgrade.serving.runner import main as deploy_main
-from drgrade.tasks import FCNCLIP, RankingCLIP, load_task
+from drgrade.tasks import FCNCLIP, EnsembleCLIP, RankingCLIP, ZeroShotCLIP, load_task
 from tests.conftest import cli_args
+
+
+def zero_shot_chosen() -> ZeroShotCLIP:
+    """A tiny zero-shot model with its template set chosen (as ``drgrade fit`` would)."""
+    task = ZeroShotCLIP("RN-tiny", None, 96, template_sets=["plain", "clinical"])
+    task.selected.fill_(1)
+    return task
+
+
+def ensemble_of_two() -> EnsembleCLIP:
+    """A tiny ensemble of FCN-CLIP and ranking, its members given in memory."""
+    ensemble = EnsembleCLIP(["fcn.ckpt", "ranking.ckpt"], image_size=96)
+    fcn, ranking = FCNCLIP("RN-tiny", None, 96, decoder_widths=(32, 16, 8)), RankingCLIP("RN-tiny", None, 96)
+    ensemble.members.extend([fcn.eval(), ranking.eval()])
+    return ensemble
 
 
 @pytest.mark.parametrize(
@@ -22,12 +38,16 @@ from tests.conftest import cli_args
     [
         lambda: FCNCLIP("RN-tiny", None, 96, decoder_widths=(32, 16, 8)),
         lambda: RankingCLIP("RN-tiny", None, 96),
+        zero_shot_chosen,
+        ensemble_of_two,
     ],
 )
 def test_onnx_probabilities_match_pytorch(make, tmp_path):
     from drgrade.serving.export import export_onnx
 
+    torch.manual_seed(0)
     task = make().eval()
+    task.dme_cut.fill_(0.5)
     rule = task.rule
     rule.thresholds.copy_(torch.tensor([0.5, 0.1, 0.2, 0.1, 0.1]))
     rule.thresholded.fill_(True)
@@ -38,7 +58,12 @@ def test_onnx_probabilities_match_pytorch(make, tmp_path):
     images = torch.randn(7, 3, 96, 96)
     with torch.no_grad():
         expected = task.rule(task(images))
+        p_dme = torch.sigmoid(task.forward_with_dme(images)[1])
     got = grader.run(images.numpy())
+    # every model's graph gives P(DME) after the rule's outputs, its cut in the metadata
+    assert grader.outputs[len(OUTPUT_NAMES)] == "p_dme" and grader.dme_cut == 0.5
+    assert np.abs(got[len(OUTPUT_NAMES)] - p_dme.numpy()).max() < 1e-5
+    got = got[: len(OUTPUT_NAMES)]
     assert np.abs(got[0] - expected.probabilities.numpy()).max() < 1e-4
     for name, ours, theirs in zip(expected._fields[1:], expected[1:], got[1:], strict=True):
         if name == "uncertainty" or name == "p_referable":

@@ -185,6 +185,8 @@ def fake_export(path, outputs: dict, metadata: dict, size=64, extra_nodes=(), pr
         "referable_by_score": TensorProto.BOOL,
         "uncertainty": TensorProto.DOUBLE,
         "refer_to_grader": TensorProto.BOOL,
+        "p_dme": TensorProto.FLOAT,
+        "distance": TensorProto.FLOAT,
     }
     initialisers = [
         helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),

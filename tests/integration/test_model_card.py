@@ -63,6 +63,16 @@ def test_export_writes_the_card_from_the_checkpoints_own_evaluation(
     assert "| aptos2019 | yes |" in card and "quadratic weighted kappa" in card
     low, high = metrics["confidence_intervals"]["referable_sensitivity"]
     assert f"{low:.3f} to {high:.3f}" in card
+    # DME is a reported figure: the test's own section, the validation cut the graph's metadata holds
+    dme = metrics["dme"]
+    assert facts["evaluation"]["dme"] == dme and dme["labelled_images"] > 0
+    assert facts["dme_cut"] == json.loads(stored["dme_cut"]) == dme["operating_point"]["threshold"]
+    assert "p_dme" in facts["network_data_format"]["outputs"]
+    assert f"- DME: P(DME) at or over {facts['dme_cut']:.4g} (fitted on validation)" in card
+    assert f"DME, on the {dme['labelled_images']} images graded for it ({dme['positives']} with DME)" in card
+    sensitivity = dme["operating_point"]["sensitivity_ci"]
+    assert f"DME sensitivity at the validation cut {facts['dme_cut']:.3f}" in card
+    assert f"(Wilson 95% {sensitivity[0]:.3f} to {sensitivity[1]:.3f})" in card
     summary = onnx_card_summary(OnnxGrader(model).card)
     assert (
         "not a medical device" in summary

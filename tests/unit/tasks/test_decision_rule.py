@@ -53,14 +53,16 @@ def test_fit_recovers_a_known_temperature_and_meets_the_operating_targets():
 def test_zero_shot_validation_stores_logits_for_the_rule_to_fit_on():
     """Zero-shot once stored probabilities for validation: its temperature and cuts fitted the wrong scale."""
     task = ZeroShotCLIP("RN-tiny", None, 96)
-    images, labels = torch.randn(4, 3, 96, 96), torch.tensor([0, 1, 2, 4])
+    images, labels, dme = torch.randn(4, 3, 96, 96), torch.tensor([0, 1, 2, 4]), torch.tensor([-1, 0, 1, -1])
+    batch = {"image": images, "label": labels, "index": torch.arange(4), "group": torch.arange(4), "dme": dme}
     with torch.no_grad():
-        task.evaluation_step(
-            {"image": images, "label": labels, "index": torch.arange(4), "group": torch.arange(4)}, "val"
-        )
+        task.evaluation_step(batch, "val")
         expected = task.all_logits(images).permute(1, 0, 2).flatten(1)  # every template set's logits
+        # then every set's DME logit and the DME label (the set is chosen afterwards)
+        expected = torch.cat([expected, task.all_dme_logits(task.embedding(images)), dme[:, None]], dim=1)
     stored, targets, *_ = task.store.compute()
-    assert torch.allclose(stored, expected) and torch.equal(targets, labels)
+    assert stored.shape == (4, len(task.set_names) * 6 + 1)
+    assert torch.allclose(stored, expected, atol=1e-5) and torch.equal(targets, labels)
 
 
 def test_the_ensemble_decides_alike_with_and_without_attention_maps(tmp_path):
