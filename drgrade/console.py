@@ -88,3 +88,33 @@ def quiet_console() -> None:
             logger.addFilter(_Drop(pattern))
     for pattern, _ in WARNING_NOISE:
         warnings.filterwarnings("ignore", message=pattern)
+    follow_the_console()
+
+
+#: The loggers Lightning gives a console handler of its own (which one depends on its version).
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+
+
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write (not as it was when a handler was made)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def follow_the_console() -> None:
+    """Make Lightning's console handlers write to ``sys.stderr`` as it is at each message.
+
+    Lightning binds its handler to the stream of the moment it is imported. A process that runs
+    several verbs while its streams are swapped (a notebook, a test harness, a program that
+    embeds drgrade) would otherwise log into a stream closed since, and print a "Logging error"
+    traceback where a one-line message was promised.
+    """
+    for name in LIGHTNING_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            plain = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+            if plain and not isinstance(handler.stream, _CurrentStderr):
+                handler.setStream(_CurrentStderr())
