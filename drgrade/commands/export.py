@@ -11,9 +11,9 @@ from drgrade.commands.options import add_switch
 from drgrade.data.images import list_images
 from drgrade.data.sources import LAYOUTS
 from drgrade.errors import DrgradeError
-from drgrade.files import atomic_write_text, check_writable
-from drgrade.serving.card import card_facts, card_markdown, card_path, find_evaluation
-from drgrade.serving.export import export_onnx
+from drgrade.files import check_writable
+from drgrade.predictions import checkpoint_label
+from drgrade.serving.card import card_path, find_evaluation
 from drgrade.serving.quantize import quantize_onnx
 from drgrade.tasks import load_task
 
@@ -54,13 +54,10 @@ def run(cli) -> None:
     """
     opts = cli.config
     check_writable(opts.out, [opts.ckpt_path, opts.calibration_images])
-    task = load_task(opts.ckpt_path)
-    size = task.hparams.image_size  # the size it was trained at, whatever --data.image_size says
-    evaluation = find_evaluation(opts.ckpt_path, task.origin.partition(" sha256:")[2])
-    facts = card_facts(task, size, evaluation)
-    written = export_onnx(task, opts.out, size, card=facts)
-    card = atomic_write_text(card_path(written), card_markdown(facts))
-    print(f"exported {opts.ckpt_path} to {written}, its model card to {card}")
+    task, origin = load_task(opts.ckpt_path), checkpoint_label(opts.ckpt_path)
+    evaluation = find_evaluation(opts.ckpt_path, origin.partition(" sha256:")[2])
+    written = cli.engine.export(task, opts.out, origin, evaluation)
+    print(f"exported {opts.ckpt_path} to {written}, its model card to {card_path(written)}")
     if evaluation is None:
         print("  the card has no test figures: no evaluation of this checkpoint was found (drgrade test)")
     if opts.quantize == "int8":

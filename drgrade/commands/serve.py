@@ -38,10 +38,12 @@ def grader_of(opts):
         print(onnx_card_summary(grader.card))
         name = f"{grader.model or 'model'}, ONNX {Path(opts.onnx).name}"
         return partial(screen_files_onnx, grader), ModelCard.from_facts(grader.card, grader.rule, name)
+    from drgrade.predictions import checkpoint_label
     from drgrade.tasks import load_task
 
-    task = load_task(opts.ckpt_path).eval()
-    return partial(screen_files, task, image_size=task.hparams.image_size), card_of_task(task)
+    task, origin = load_task(opts.ckpt_path).eval(), checkpoint_label(opts.ckpt_path)
+    grade = partial(screen_files, task, image_size=task.hparams.image_size, origin=origin)
+    return grade, card_of_task(task, origin)
 
 
 def onnx_card_summary(card: dict | None) -> str:

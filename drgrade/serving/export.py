@@ -66,12 +66,12 @@ class ExportGraph(nn.Module):
         return (*outputs, self.typicality(self.embedding(images)))
 
 
-def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple) -> dict[str, str]:
+def metadata(task: BaseTask, image_size: int, mean: tuple, std: tuple, origin: str = "") -> dict[str, str]:
     """What the runner needs beside the graph: input size, normalisation, grade names, the rule."""
     return {
         "drgrade_model": type(task).__name__,
         "model_name": task.display_name,
-        "checkpoint": task.origin,
+        "checkpoint": origin,
         "image_size": str(image_size),
         "mean": json.dumps(list(mean)),
         "std": json.dumps(list(std)),
@@ -96,10 +96,13 @@ def attention_as_matmuls():
         torch.backends.mha.set_fastpath_enabled(before)
 
 
-def export_onnx(task: BaseTask, out: str | Path, image_size: int, card: dict | None = None) -> Path:
+def export_onnx(
+    task: BaseTask, out: str | Path, image_size: int, card: dict | None = None, origin: str = ""
+) -> Path:
     """Write ``task`` as ONNX to ``out`` (dynamic batch) with drgrade metadata; returns the path.
 
-    ``card`` (``drgrade.serving.card.card_facts``) goes into the metadata as ``model_card``.
+    ``card`` (``drgrade.serving.card.card_facts``) goes into the metadata as ``model_card``;
+    ``origin`` names the checkpoint exported (``checkpoint_label``).
 
     The file is written beside ``out`` and renamed over it once complete, so an interrupted
     export never leaves a broken model where a good one was.
@@ -134,7 +137,8 @@ def export_onnx(task: BaseTask, out: str | Path, image_size: int, card: dict | N
             )
         model = onnx.load(str(traced))
     mean, std = task.normalisation()
-    entries = metadata(task, image_size, mean, std) | ({"model_card": json.dumps(card)} if card else {})
+    entries = metadata(task, image_size, mean, std, origin)
+    entries |= {"model_card": json.dumps(card)} if card else {}
     for key, value in entries.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value

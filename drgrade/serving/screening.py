@@ -36,7 +36,7 @@ class Screening:
 
 
 def screen_files(
-    task: BaseTask, paths: Sequence[Path], image_size: int, batch_size: int = 8
+    task: BaseTask, paths: Sequence[Path], image_size: int, batch_size: int = 8, origin: str = ""
 ) -> list[Screening]:
     """Grade ``paths`` (quality gate and typicality check on) with ``task``; refused files get the reason.
 
@@ -45,6 +45,7 @@ def screen_files(
         paths: the image files.
         image_size: the model's input size.
         batch_size: images per forward pass.
+        origin: the task's checkpoint as result files name it (``checkpoint_label``).
     """
     records = [Record(Path(p), UNKNOWN, "", str(p)) for p in paths]
     transform = EvalTransform(task.normalisation())
@@ -67,7 +68,7 @@ def screen_files(
             path, quality = str(records[index].path), batch["quality"][i].tolist()
             error = batch["error"][i] or atypical[i]
             row = PredictionRow(
-                path, error=error, quality=quality, model=task.display_name, checkpoint=task.origin
+                path, error=error, quality=quality, model=task.display_name, checkpoint=origin
             )
             if error or isinstance(decided[i], str):
                 answers.append(Screening(decided_row(row, decided[i]) if not error else row))
