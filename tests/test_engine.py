@@ -53,9 +53,8 @@ def test_a_task_holds_no_run_state_and_wires_no_writers():
 def test_fit_of_a_zero_shot_model_validates_and_saves_then_test_names_that_checkpoint(synthetic, tmp_path):
     engine = quiet_engine(tmp_path, EvaluationWriter(figures=False), ValidationPredictionsWriter())
     assert any(isinstance(c, SplitGuard) for c in engine.trainer.callbacks)  # always on
-    task = ZeroShotCLIP(
-        "RN-tiny", None, SIZE, template_sets=["clinical", "plain"], typicality_images=32, bootstrap_resamples=0
-    )
+    options = {"template_sets": ["clinical", "plain"], "typicality_images": 32, "bootstrap_resamples": 0}
+    task = ZeroShotCLIP("RN-tiny", None, SIZE, **options)
     best = engine.fit(task, small_data(synthetic))
     assert best == tmp_path / "checkpoints" / "best-validated.ckpt" and best.is_file()
     assert (best.parent / "val_predictions.csv").is_file()
