@@ -92,6 +92,8 @@ class DRGradeCLI(LightningCLI):
         self.wandb_group = wandb_group
         self.verb = verb
         self.checkpoint_entry: str | None = None
+        #: The checkpoint a ``fit`` left to use next (None: not a fit, or none kept).
+        self.fitted: Path | None = None
         self.predictions_out = predictions_out
         parser_kwargs = {**PARSER, **{name: dict(PARSER) for name in SUBCOMMANDS}}
         if run:
@@ -199,8 +201,8 @@ class DRGradeCLI(LightningCLI):
 
     # LightningCLI calls a subcommand's method of the CLI, when it has one, in place of the trainer's
     def fit(self, model: BaseTask, datamodule: DRDataModule, **kwargs: Any) -> None:
-        """``drgrade fit``: ``Engine.fit`` (Lightning's ``fit`` options as parsed)."""
-        self.engine.fit(model, datamodule, **without_loaders(kwargs))
+        """``drgrade fit``: ``Engine.fit`` (Lightning's ``fit`` options as parsed); keeps its checkpoint."""
+        self.fitted = self.engine.fit(model, datamodule, **without_loaders(kwargs))
 
     def validate(self, model: BaseTask, datamodule: DRDataModule, **kwargs: Any) -> None:
         """``drgrade validate``: ``Engine.validate``."""
