@@ -24,6 +24,7 @@ from drgrade.commands.lightning import DRGradeCLI
 from drgrade.commands.options import PAPER_HELP, add_switch, take_options
 from drgrade.data.sources import SOURCES, download_help, downloaded
 from drgrade.errors import OptionError
+from drgrade.protocols.spec import Protocol, load_protocol
 from drgrade.reporting.report import write_report
 
 
@@ -180,14 +181,12 @@ def add_arguments(parser) -> None:
 
 
 def run(opts, handed: list[str]) -> None:
-    """Run the protocol with a fresh CLI of the same class per stage, then print the report.
+    """Run the protocol file (the paper's unless ``--protocol`` names another), then print the report.
 
     Args:
         opts: the parsed options.
         handed: config options for every stage (``--trainer.max_epochs=2``), from ``handed_on``.
     """
-    from drgrade.protocols import load_protocol
-
     if opts.demo == (opts.data is not None):
         raise OptionError("reproduce needs exactly one of --data DIR or --demo")
     data = None if opts.demo else opts.data
@@ -204,7 +203,7 @@ def run(opts, handed: list[str]) -> None:
         print(f"report written to {out}/")
 
 
-def run_protocol_file(opts, protocol, data: Path | None, handed: list[str]) -> None:
+def run_protocol_file(opts, protocol: Protocol, data: Path | None, handed: list[str]) -> None:
     """A seeds x folds, leave-one-source-out or few-shot protocol on the demo or real data; its report."""
     from drgrade.protocols import run_protocol
 
@@ -295,7 +294,7 @@ def _ensemble_stage(
 
 def reproduce(
     cli_class,
-    protocol,
+    protocol: Protocol,
     data: Path | None,
     configs: Path,
     out: Path,
