@@ -335,6 +335,11 @@ def reproduce(
         for model, checkpoint in best.items():
             print(f"{model}: {checkpoint}")
         return None
+    return write_report(run_dirs, out, with_paper=with_paper, title=report_title(data, external))
+
+
+def report_title(data: Path | None, external: str | None) -> str:
+    """The report's title: the demo's warning or the data folder, and an external test's source."""
     title = (
         "# drgrade demo: SYNTHETIC data, tiny random-weight CLIP (pipeline check, not a result)"
         if data is None
@@ -344,4 +349,4 @@ def reproduce(
         title += (
             f"\n\nExternal validation: trained and validated without {external}, tested on {external} only."
         )
-    return write_report(run_dirs, out, with_paper=with_paper, title=title)
+    return title
