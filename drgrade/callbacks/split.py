@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
 from drgrade.callbacks.writer import RunWriter
-from drgrade.errors import OptionError
+from drgrade.errors import SplitMismatchError
 from drgrade.files import atomic_open
 
 
@@ -48,10 +48,6 @@ class SplitWriter(RunWriter):
                     [record.path, record.source, record.patient_id, grade, "excluded", excluded.reason, gate]
                 )
         print(f"split written to {out / 'split.csv'}")
-
-
-class SplitMismatchError(OptionError):
-    """A checkpoint evaluated on a split other than the one it was trained and calibrated on."""
 
 
 class SplitGuard(Callback):

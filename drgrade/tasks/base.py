@@ -395,6 +395,11 @@ class BaseTask(L.LightningModule):
         loader = datamodule.typicality_loader(self.hparams.typicality_images)
         training = torch.cat([self.embedding(batch["image"].to(self.device)).float() for batch in loader])
         self.typicality.fit(training, validation)
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            # refitted every epoch so the best checkpoint carries its own: a curve, not a console line
+            if self.typicality.fitted:
+                self.log("val/typicality_cut", float(self.typicality.cut), sync_dist=False)
+            return
         cut = f"{float(self.typicality.cut):.3g}" if self.typicality.fitted else "not fitted (too few images)"
         self.print(
             f"typicality check: fitted on {len(training)} training photographs; cut {cut} "
