@@ -55,7 +55,7 @@ class Engine:
     """
 
     def __init__(self, trainer: L.Trainer | None = None, **trainer_options: Any) -> None:
-        self.trainer = trainer or L.Trainer(**trainer_options, **self.trainer_defaults(trainer_options))
+        self.trainer = trainer or L.Trainer(**trainer_options | self.trainer_defaults(trainer_options))
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):
                 # PRIVATE_NAMES: Lightning always passes ``anonymous`` (None) to wandb.init, which then
