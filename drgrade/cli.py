@@ -19,7 +19,7 @@ import re
 import sys
 from argparse import ArgumentError
 
-from drgrade import __version__
+from drgrade import CONFIGS, __version__
 from drgrade.commands import VERBS, Verb
 from drgrade.console import printable_names, quiet_console
 from drgrade.errors import DrgradeError, MissingExtraError
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             close = closest(name, list(VERBS))
             hint = f"; did you mean {' or '.join(close)}?" if close else f"; choose from {', '.join(VERBS)}"
             raise DrgradeError(f"{name!r} is not a drgrade verb{hint}")
-        check_config_paths(rest)
-        run_verb(name, verb, rest)
+        run_verb(name, verb, resolve_config_paths(rest))
     except KeyboardInterrupt:
         print(f"\ndrgrade {name}: interrupted. {resume_hint(name)}", file=sys.stderr)
         raise SystemExit(130) from None
@@ -93,29 +92,59 @@ def resume_hint(verb: str) -> str:
     return "Nothing was kept from this run; run the same command again."
 
 
-def check_config_paths(args: list[str]) -> None:
-    """Refuse a ``--config`` file that does not exist, naming the closest file in its folder.
+def resolve_config_paths(args: list[str]) -> list[str]:
+    """``args`` with each ``--config configs/NAME`` missing here read from the package's own configs.
 
-    Checked before any verb is imported, so a typo is answered in a second, not after the
-    seconds torch and Lightning take to load.
+    The shipped configs live inside the package (``drgrade.CONFIGS``), so ``--config
+    configs/fcn_clip.yaml`` works from any folder, a checkout or not (a file of that name in the
+    working folder comes first). Any other ``--config`` file that does not exist is refused,
+    naming the closest file in its folder, before any verb is imported: a typo is answered in a
+    second, not after the seconds torch and Lightning take to load.
     """
-    from pathlib import Path
-
+    resolved = list(args)
     for i, arg in enumerate(args):
         name, has_value, value = arg.partition("=")
         if name != "--config":
             continue
         if not has_value:
             value = args[i + 1] if i + 1 < len(args) else ""
-        path = Path(value)
-        if not value or path.is_file() or value.lstrip().startswith(("{", "[")):  # inline YAML is fine
+        shipped = packaged_config(value)
+        if shipped is not None:
+            resolved[i if has_value else i + 1] = f"--config={shipped}" if has_value else str(shipped)
             continue
-        folder = path.parent if path.parent.is_dir() else None
-        names = sorted(str(folder / p.name) for p in folder.glob("*.y*ml")) if folder else []
-        close = closest(str(path), names)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        where = "" if folder else f" (no folder {path.parent})"
-        raise DrgradeError(f"--config {value}: no such file{where}{hint}")
+        check_config_path(value)
+    return resolved
+
+
+def packaged_config(value: str):
+    """The shipped file ``configs/NAME`` stands for, when no such file exists here (else None)."""
+    from pathlib import Path
+
+    path = Path(value)
+    if path.is_file() or not path.parts or path.parts[0] != "configs":
+        return None
+    shipped = CONFIGS.joinpath(*path.parts[1:])
+    return shipped if shipped.is_file() else None
+
+
+def check_config_path(value: str) -> None:
+    """Refuse a ``--config`` file that does not exist, naming the closest file in its folder.
+
+    A ``configs/...`` name also gets the closest shipped config.
+    """
+    from pathlib import Path
+
+    path = Path(value)
+    if not value or path.is_file() or value.lstrip().startswith(("{", "[")):  # inline YAML is fine
+        return
+    folder = path.parent if path.parent.is_dir() else None
+    names = sorted(str(folder / p.name) for p in folder.glob("*.y*ml")) if folder else []
+    if path.parts and path.parts[0] == "configs":
+        names += [f"configs/{p.name}" for p in sorted(CONFIGS.glob("*.yaml"))]
+    close = closest(str(path), sorted(set(names)))
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    where = "" if folder or close else f" (no folder {path.parent})"
+    raise DrgradeError(f"--config {value}: no such file{where}{hint}")
 
 
 def run_verb(name: str, verb: Verb, args: list[str]) -> None:

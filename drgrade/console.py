@@ -115,6 +115,8 @@ def follow_the_console() -> None:
     """
     for name in LIGHTNING_LOGGERS:
         for handler in logging.getLogger(name).handlers:
-            plain = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+            plain = isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            )
             if plain and not isinstance(handler.stream, _CurrentStderr):
                 handler.setStream(_CurrentStderr())

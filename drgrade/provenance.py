@@ -142,12 +142,13 @@ def training_sources(datamodule) -> dict[str, bool] | None:
 UNTRAINED = "UNTRAINED baseline (--allow_untrained, no checkpoint)"
 
 
-def evaluation_record(trainer, task) -> dict:
+def evaluation_record(trainer, task, origin: str = "") -> dict:
     """The ``provenance`` entry of a validate / test run's metrics.json.
 
     Args:
         trainer: the running trainer (its checkpoint, accelerator and data).
         task: the evaluated task.
+        origin: the checkpoint as result files name it, or ``UNTRAINED`` (``Engine.announce``).
     """
     checkpoint = str(trainer.ckpt_path) if trainer.ckpt_path else None
     members = getattr(task, "members", None)
@@ -156,8 +157,8 @@ def evaluation_record(trainer, task) -> dict:
         "model": task.display_name,
         "weights": task.weights_record,
         "members": [m.weights_record for m in members] if members is not None else None,
-        "checkpoint": task.origin or checkpoint,
-        "untrained_baseline": task.origin == UNTRAINED,
+        "checkpoint": origin or checkpoint,
+        "untrained_baseline": origin == UNTRAINED,
         "checkpoint_epoch": task.checkpoint_epoch,
         "training": training_record(checkpoint),
         "data": data_record(trainer.datamodule),

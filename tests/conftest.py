@@ -40,6 +40,7 @@ SLOW = {
     "test_last_checkpoint_follows_every_epoch_not_the_best",
     "test_a_killed_predict_resumes_and_grades_each_photograph_once",
     "test_protocol_in_miniature",
+    "test_a_users_zero_shot_only_protocol_runs_from_another_folder",
     "test_upload_two_photographs_and_a_broken_file",
     "test_fcn_clip_fit_test_predict_learns",
     "test_ranking_fit_calibrates_and_test_reports_both",

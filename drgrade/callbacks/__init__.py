@@ -1,6 +1,8 @@
 """Every Lightning callback of drgrade.
 
-Tasks add the evaluation, prediction, split and training-summary writers themselves (``configure_callbacks``);
+The result writers (``EvaluationWriter``, ``PredictionWriter``, ``SplitWriter``, ``TrainingSummary``,
+``ValidationPredictionsWriter``) are listed in ``configs/trainer.yaml``'s callbacks, each with its
+options, so a config can leave one out or add one; the engine adds ``SplitGuard`` to every trainer.
 ``ChannelsLast`` and ``CheckpointArtifact`` are opt-in
 (``--trainer.callbacks+=drgrade.callbacks.ChannelsLast``) and ``AttentionWriter`` is what
 ``drgrade explain`` adds to a predict run.
@@ -14,6 +16,7 @@ from drgrade.callbacks.predictions import PredictionWriter
 from drgrade.callbacks.split import SplitGuard, SplitWriter
 from drgrade.callbacks.training import TrainingSummary
 from drgrade.callbacks.validation_predictions import ValidationPredictionsWriter
+from drgrade.callbacks.writer import RunWriter
 
 __all__ = [
     "AttentionWriter",
@@ -21,6 +24,7 @@ __all__ = [
     "CheckpointArtifact",
     "EvaluationWriter",
     "PredictionWriter",
+    "RunWriter",
     "SplitGuard",
     "SplitWriter",
     "TrainingSummary",

@@ -28,11 +28,12 @@ class AttentionWriter(Callback):
         name: the model's display name.
         overlays: also save one overlay PNG per image (named ``<index>_<stem>.png``, so two
             files called ``same.png`` in different folders never overwrite each other).
+        origin: the model's checkpoint as result files name it (``checkpoint_label``).
     """
 
-    def __init__(self, out: str | Path, name: str, overlays: bool = True):
+    def __init__(self, out: str | Path, name: str, overlays: bool = True, origin: str = ""):
         super().__init__()
-        self.out, self.name, self.overlays = Path(out), name, overlays
+        self.out, self.name, self.overlays, self.origin = Path(out), name, overlays, origin
         self.rows: list[PredictionRow] = []
         self.maps: dict[int, np.ndarray] = {}
 
@@ -52,7 +53,7 @@ class AttentionWriter(Callback):
                 source=record.source,
                 patient_id=record.patient_id if record.source else "",
                 model=self.name,
-                checkpoint=pl_module.origin,
+                checkpoint=self.origin,
             )
             if batch["error"][i] or isinstance(decided[i], str):
                 row.error = batch["error"][i] or decided[i]

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import lightning as L
 import matplotlib.pyplot as plt
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from scipy.special import softmax
 
+from drgrade.callbacks.writer import RunWriter
 from drgrade.data.sources import NAMES_PATIENTS
 from drgrade.data.splits import images_identity
 from drgrade.evaluation.clinical import REFERRAL_FRACTIONS
@@ -40,7 +40,6 @@ from drgrade.predictions import (
 )
 from drgrade.provenance import evaluation_record, pretraining_overlap
 from drgrade.reporting.plots import confusion_figure, referral_figure, reliability_figure, roc_figure
-from drgrade.runs import run_dir
 
 
 def metrics_document(
@@ -106,8 +105,17 @@ def prediction_rows(
     return rows
 
 
-class EvaluationWriter(Callback):
-    """Writes metrics.json, predictions.csv and the split's figures."""
+class EvaluationWriter(RunWriter):
+    """Writes metrics.json, predictions.csv, exams.csv and the split's figures.
+
+    Args:
+        folder: where the files go (default: the run folder).
+        figures: also draw the split's figures (confusion matrix, ROC, reliability, referral).
+    """
+
+    def __init__(self, folder: str | Path | None = None, figures: bool = True) -> None:
+        super().__init__(folder)
+        self.figures = figures
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Files after ``drgrade validate``; during ``fit``, each epoch's W&B charts only."""
@@ -125,7 +133,7 @@ class EvaluationWriter(Callback):
         self._write(trainer, pl_module, "test")
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
-        out = run_dir(trainer)  # a collective under DDP: every rank must ask
+        out = self.out(trainer)  # a collective under DDP: every rank must ask
         result: SplitResult | None = pl_module.results.get(split)
         if result is None or not trainer.is_global_zero:
             return
@@ -145,7 +153,7 @@ class EvaluationWriter(Callback):
         identity = {
             "split": trainer.datamodule.split_identity,
             "evaluated": images_identity(evaluated),
-            "provenance": evaluation_record(trainer, pl_module),
+            "provenance": evaluation_record(trainer, pl_module, self.origin),
         }
         if identity["provenance"]["untrained_baseline"]:
             identity["untrained_baseline"] = True
@@ -155,7 +163,7 @@ class EvaluationWriter(Callback):
             identity["pretraining_overlap"] = overlap
             rank_zero_warn(f"pretraining overlap: {overlap['note']}")
         rows = prediction_rows(result, split_records, rule["thresholds"], pl_module.clinical_cuts())
-        write_predictions(out / "predictions.csv", rows, pl_module.display_name, pl_module.origin)
+        write_predictions(out / "predictions.csv", rows, pl_module.display_name, self.origin)
         patients = exam_sections(out / "exams.csv", [row.as_dict() for row in rows], rule)
         document = metrics_document(
             result,
@@ -167,7 +175,8 @@ class EvaluationWriter(Callback):
         document["patient_level"] = patients["patient_level"]
         document["referral"]["patients"] = patients["curve"]
         atomic_write_text(out / "metrics.json", json.dumps(_finite(document), indent=2))
-        figures = split_figures(result, document, f"{pl_module.display_name}, {split}")
+        name = f"{pl_module.display_name}, {split}"
+        figures = split_figures(result, document, name) if self.figures else {}
         for name, figure in figures.items():
             save_figure(figure, out / f"{name}.png", dpi=120)
             plt.close(figure)

@@ -22,6 +22,7 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import Subset
 
+from drgrade.callbacks.writer import RunWriter
 from drgrade.data.dataset import EXAM_SEPARATOR
 from drgrade.data.intake import INTAKE_VERSION, file_identity
 from drgrade.errors import DrgradeError
@@ -33,7 +34,6 @@ from drgrade.predictions import (
     ungradable_summary,
     write_predictions,
 )
-from drgrade.runs import run_dir
 from drgrade.shards import Result, ShardStore
 
 #: Seconds between two progress lines.
@@ -62,12 +62,12 @@ def weights_digest(module: L.LightningModule) -> str:
     return f"weights sha256:{digest.hexdigest()}"
 
 
-def shard_identity(trainer: L.Trainer, task) -> dict:
+def shard_identity(trainer: L.Trainer, task, origin: str = "") -> dict:
     """What makes a shard's results valid: the checkpoint (or the weights), the options, the data settings."""
     data = trainer.datamodule.hparams if trainer.datamodule is not None else {}
     return {
         "model": type(task).__name__,
-        "checkpoint": task.origin or weights_digest(task),
+        "checkpoint": origin or weights_digest(task),
         "options": dict(task.hparams),
         "image_size": data.get("image_size"),
         "quality_gate": data.get("quality_gate"),
@@ -104,16 +104,22 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-class PredictionWriter(BasePredictionWriter):
+class PredictionWriter(BasePredictionWriter, RunWriter):
     """One row per input image: grade, probabilities, referable flag, or the error.
 
     Rows are in dataset order, each image once; shards live in
-    ``<trainer.default_root_dir>/shards/<model key>/``.
+    ``<trainer.default_root_dir>/shards/<model key>/``. A model that grades no DR (the
+    quality model) is left alone.
+
+    Args:
+        folder: where predictions.csv and exams.csv go (default: the run folder).
+        copy_to: also write the predictions to this file (``predict --out``; the engine sets it).
     """
 
-    def __init__(self) -> None:
-        """Write each batch as it ends."""
-        super().__init__(write_interval="batch")
+    def __init__(self, folder: str | Path | None = None, copy_to: str | Path | None = None) -> None:
+        BasePredictionWriter.__init__(self, write_interval="batch")
+        RunWriter.__init__(self, folder)
+        self.copy_to = None if copy_to is None else Path(copy_to)
         self.store: ShardStore | None = None
         self.records: list = []
         self.identities: list[str] = []
@@ -121,10 +127,10 @@ class PredictionWriter(BasePredictionWriter):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Open the model's shards and leave out of the prediction dataset what they hold already."""
-        if stage != "predict":
+        if stage != "predict" or not pl_module.grades_dr:
             return
         trainer.predict_loop.return_predictions = False  # the rows are in the shards, not in memory
-        self.store = ShardStore(trainer.default_root_dir, shard_identity(trainer, pl_module))
+        self.store = ShardStore(trainer.default_root_dir, shard_identity(trainer, pl_module, self.origin))
         datamodule = trainer.datamodule
         if datamodule is None:  # dataloaders given directly (explain): nothing to resume
             return
@@ -151,6 +157,8 @@ class PredictionWriter(BasePredictionWriter):
         self, trainer: L.Trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
     ) -> None:
         """Append the batch's results to this process's shard."""
+        if self.store is None:
+            return
         if not self.records:  # dataloaders given directly: their dataset's records
             self.records = trainer.predict_dataloaders.dataset.records
             self.identities = [identity_of(r.path) for r in self.records]
@@ -182,22 +190,24 @@ class PredictionWriter(BasePredictionWriter):
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         """When every process has written its shard, merge the shards into predictions.csv (rank 0)."""
+        if self.store is None:
+            return
         trainer.strategy.barrier("prediction shards written")
         self.finish(trainer, pl_module)
 
     def finish(self, trainer: L.Trainer, pl_module) -> None:
         """Merge the shards into predictions.csv on rank 0 (every rank calls it: a collective)."""
-        path = run_dir(trainer) / "predictions.csv"  # a collective under DDP: every rank must ask
+        path = self.out(trainer) / "predictions.csv"  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
         if self.progress is not None:
             self.progress.update(0, final=True)
         rows = self.merged(trainer)
-        write_predictions(path, rows, pl_module.display_name, pl_module.origin)
+        write_predictions(path, rows, pl_module.display_name, self.origin)
         exams = write_exams(path.with_name("exams.csv"), [row.as_dict() for row in rows])
-        if pl_module.predictions_out:
-            write_predictions(pl_module.predictions_out, rows)
-            print(f"and to {pl_module.predictions_out}")
+        if self.copy_to:
+            write_predictions(self.copy_to, rows)
+            print(f"and to {self.copy_to}")
         print(f"predictions for {len(rows)} image(s) written to {path}: {ungradable_summary(rows)}")
         print(f"{exam_summary(exams)} in {path.with_name('exams.csv')}")
         if rows and all(row.error for row in rows):

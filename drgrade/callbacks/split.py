@@ -12,12 +12,12 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
+from drgrade.callbacks.writer import RunWriter
 from drgrade.errors import SplitMismatchError
 from drgrade.files import atomic_open
-from drgrade.runs import run_dir
 
 
-class SplitWriter(Callback):
+class SplitWriter(RunWriter):
     """After the datamodule's setup, write path, source, patient_id, grade and split per image.
 
     Images left out appear with split ``excluded`` and the reason in ``note``; ``gate`` holds the
@@ -30,7 +30,7 @@ class SplitWriter(Callback):
         datamodule = trainer.datamodule
         if datamodule is None or not datamodule.splits:  # explain's own loader; a folder to predict
             return
-        out = run_dir(trainer)  # a collective under DDP: every rank must ask
+        out = self.out(trainer)  # a collective under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
         with atomic_open(out / "split.csv", "w", newline="") as f:

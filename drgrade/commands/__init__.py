@@ -65,8 +65,8 @@ VERBS: dict[str, Verb] = {
     ),
     "reproduce": Verb(
         "drgrade.commands.reproduce",
-        "Run the paper's protocol (zero-shot, FCN-CLIP, ranking, ensemble: fit then test) and write "
-        "the report.",
+        "Run a protocol file, by default the paper's (zero-shot, FCN-CLIP, ranking, ensemble: fit then "
+        "test), and write the report.",
         "plain",
     ),
     "report": Verb(

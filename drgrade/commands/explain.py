@@ -1,8 +1,8 @@
 """Attention overlays per image, a model comparison sheet and lesion-mass scores.
 
-Each model runs ``predict`` with an ``AttentionWriter``; the comparison sheet (the paper's
-Figure 1) and the lesion-mass summary are then built from the saved maps and ``explain.csv``
-files, the way ``report`` builds tables from ``metrics.json``.
+Each model runs through ``Engine.explain`` (a predict pass with an ``AttentionWriter``); the
+comparison sheet (the paper's Figure 1) and the lesion-mass summary are then built from the
+saved maps and ``explain.csv`` files, the way ``report`` builds tables from ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -10,19 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightning as L
 import matplotlib.pyplot as plt
 import numpy as np
-from torch.utils.data import DataLoader
 
-from drgrade.callbacks import AttentionWriter
 from drgrade.commands.options import add_switch
 from drgrade.data.dataset import FundusDataset, folder_records
 from drgrade.data.sources import lesion_images
 from drgrade.errors import OptionError
 from drgrade.files import atomic_write_text, save_figure
 from drgrade.grades import GRADE_NAMES
-from drgrade.predictions import PROB_COLUMNS, read_rows
+from drgrade.predictions import PROB_COLUMNS, checkpoint_label, read_rows
 from drgrade.reporting.overlays import comparison_figure, lesion_mass_figure
 from drgrade.runs import resolve_checkpoint
 from drgrade.tasks import BaseTask, ZeroShotCLIP, load_task
@@ -66,20 +63,8 @@ def run(cli) -> None:
     opts, datamodule = cli.config, cli.datamodule
     dataset = _dataset(datamodule, opts.limit, opts.lesion_images)
     models = _models(cli, opts.compare or [opts.ckpt_path or CONFIGURED])
-    loader = DataLoader(dataset, batch_size=16, num_workers=0)
-    for name, task in models.items():
-        writer = AttentionWriter(opts.out / name, name)
-        trainer = L.Trainer(
-            accelerator=cli.trainer.accelerator,
-            devices=1,
-            logger=False,
-            inference_mode=False,
-            callbacks=[writer],
-            enable_model_summary=False,
-            enable_checkpointing=False,
-            default_root_dir=opts.out / name,
-        )
-        trainer.predict(task, dataloaders=loader, return_predictions=False)
+    for name, (task, origin) in models.items():
+        cli.engine.explain(task, dataset, opts.out / name, name, origin)
     write_comparison(opts.out, list(models), dataset, opts.sheet_rows)
     summary = write_lesion_summary(opts.out, list(models))
     for name, values in summary.items():
@@ -118,17 +103,18 @@ def _dataset(datamodule, limit: int | None, segmentation: bool) -> FundusDataset
     )
 
 
-def _models(cli, entries: list[str]) -> dict[str, BaseTask]:
-    """The configured model and/or checkpoints, by display name, checked against the data."""
+def _models(cli, entries: list[str]) -> dict[str, tuple[BaseTask, str]]:
+    """The configured model and/or checkpoints by display name, with their origins, checked against data."""
     size = cli.datamodule.hparams.image_size
-    models: dict[str, BaseTask] = {}
+    models: dict[str, tuple[BaseTask, str]] = {}
     for entry in entries:
         if entry == CONFIGURED:
-            task = cli.model
+            task, origin = cli.model, ""
             if task.trainable:
                 raise OptionError(f"{type(task).__name__} needs --ckpt_path (a trained checkpoint)")
         else:
-            task = load_task(resolve_checkpoint(entry, cli.trainer.default_root_dir))
+            path = resolve_checkpoint(entry, cli.trainer.default_root_dir)
+            task, origin = load_task(path), checkpoint_label(path)
         if task.hparams.get("image_size") != size:
             raise OptionError(
                 f"the model expects {task.hparams.get('image_size')} px images but data.image_size is "
@@ -142,7 +128,7 @@ def _models(cli, entries: list[str]) -> dict[str, BaseTask]:
         if isinstance(task, ZeroShotCLIP):
             task.selected_index()  # the template set chosen by `drgrade fit`, or a clear error
         name = task.display_name
-        models[name if name not in models else f"{name}-{len(models)}"] = task
+        models[name if name not in models else f"{name}-{len(models)}"] = task, origin
     return models
 
 

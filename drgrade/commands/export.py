@@ -11,9 +11,10 @@ from drgrade.commands.options import add_switch
 from drgrade.data.images import list_images
 from drgrade.data.sources import LAYOUTS
 from drgrade.errors import DrgradeError, OptionError
-from drgrade.files import atomic_write_text, check_writable
-from drgrade.serving.card import card_facts, card_markdown, card_path, find_evaluation
-from drgrade.serving.export import export_onnx, export_quality_onnx
+from drgrade.files import check_writable
+from drgrade.predictions import checkpoint_label
+from drgrade.serving.card import card_path, find_evaluation
+from drgrade.serving.export import export_quality_onnx
 from drgrade.serving.quantize import quantize_onnx
 from drgrade.tasks import QualityTask, load_task
 
@@ -54,16 +55,13 @@ def run(cli) -> None:
     """
     opts = cli.config
     check_writable(opts.out, [opts.ckpt_path, opts.calibration_images])
-    task = load_task(opts.ckpt_path)
-    size = task.hparams.image_size  # the size it was trained at, whatever --data.image_size says
+    task, origin = load_task(opts.ckpt_path), checkpoint_label(opts.ckpt_path)
     if isinstance(task, QualityTask):
-        export_quality(opts, task, size)
+        export_quality(opts, task, origin)
         return
-    evaluation = find_evaluation(opts.ckpt_path, task.origin.partition(" sha256:")[2])
-    facts = card_facts(task, size, evaluation)
-    written = export_onnx(task, opts.out, size, card=facts)
-    card = atomic_write_text(card_path(written), card_markdown(facts))
-    print(f"exported {opts.ckpt_path} to {written}, its model card to {card}")
+    evaluation = find_evaluation(opts.ckpt_path, origin.partition(" sha256:")[2])
+    written = cli.engine.export(task, opts.out, origin, evaluation)
+    print(f"exported {opts.ckpt_path} to {written}, its model card to {card_path(written)}")
     if evaluation is None:
         print("  the card has no test figures: no evaluation of this checkpoint was found (drgrade test)")
     if opts.quantize == "int8":
@@ -74,11 +72,11 @@ def run(cli) -> None:
     print(f"grade images with: python -m drgrade.deploy {written} DIR")
 
 
-def export_quality(opts, task: QualityTask, size: int) -> None:
+def export_quality(opts, task: QualityTask, origin: str) -> None:
     """A quality model's own graph (no decision rule, no card): the learned gate for deploy and serve."""
     if opts.quantize:
         raise OptionError("--quantize int8 is for grading models; a quality model is exported in float only")
-    written = export_quality_onnx(task, opts.out, size)
+    written = export_quality_onnx(task, opts.out, task.hparams.image_size, origin)
     print(f"exported the quality model {opts.ckpt_path} to {written}")
     print(f"gate with it: python -m drgrade.deploy MODEL.onnx DIR --quality_onnx {written}")
 

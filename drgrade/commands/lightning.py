@@ -1,9 +1,11 @@
 """``DRGradeCLI``: Lightning's verbs, and the config files of drgrade's model-bound verbs.
 
-A ``LightningCLI`` on its public extension points only (``parse_arguments``,
+A thin ``LightningCLI``: it parses the config files and options, builds the task, the data
+and the trainer, and hands each stage to ``drgrade.engine.Engine`` through the subcommand
+methods (``fit``, ``validate``, ``test``, ``predict``), which LightningCLI calls in place of the
+trainer's. Only public extension points are used (``parse_arguments``,
 ``add_arguments_to_parser``, ``before_instantiate_classes``, ``instantiate_trainer``,
-``before_<verb>`` / ``after_<verb>``, and a ``fit`` method, which LightningCLI calls in place of
-the trainer's). What it adds:
+``before_<verb>`` / ``after_<verb>``). What it adds at parse time:
 
 - the run directory: ``trainer.default_root_dir`` (default ``runs/<model>``) is the one option
   for where a run's files go; every logger's ``save_dir`` follows it;
@@ -12,13 +14,13 @@ the trainer's). What it adds:
   checkpoint recorded, image size included (``checkpoint_policy``: one policy for every verb,
   applied here rather than by Lightning's own merge of hyperparameters, which never sees the
   path), a contradicting command-line option is refused, and no pretrained weights are loaded;
-- ``test`` / ``validate`` / ``predict`` of a trainable model without a checkpoint refused, unless
-  ``--allow_untrained`` asks for the untrained baseline;
-- checkpoints written atomically; W&B runs named by model and stage, grouped per protocol, with
-  the whole configuration attached, and closed after each stage.
+- ``test`` / ``validate`` / ``predict`` of a trainable model without a checkpoint refused before
+  any data is read, unless ``--allow_untrained`` asks for the untrained baseline;
+- W&B runs named by model and stage, grouped per protocol, with the whole configuration
+  attached, and closed after each stage.
 
-The one private Lightning name drgrade uses is listed in ``PRIVATE_NAMES`` with why; a test
-checks that no other (LightningCLI's ``_add_subcommands``, ``_run_subcommand``, ...) comes back.
+A test checks that no private Lightning name but those of ``drgrade.engine.PRIVATE_NAMES``
+(LightningCLI's ``_add_subcommands``, ``_run_subcommand``, ...) is used.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
 from drgrade import __version__
-from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
 from drgrade.commands.checkpoint_policy import (
     ALLOW_UNTRAINED,
     adopt_checkpoint,
@@ -48,10 +49,9 @@ from drgrade.console import quiet_console
 from drgrade.data import DRDataModule
 from drgrade.data.sources import SOURCES
 from drgrade.data.splits import split_settings
+from drgrade.engine import Engine
 from drgrade.errors import OptionError
 from drgrade.files import atomic_write_text, check_writable, file_sha256
-from drgrade.predictions import checkpoint_label
-from drgrade.provenance import UNTRAINED
 from drgrade.runs import CHECKPOINT_CHOICES, resolve_checkpoint, run_dir
 from drgrade.tasks import BaseTask, read_checkpoint
 from drgrade.tasks.base import LOGGED
@@ -59,10 +59,6 @@ from drgrade.tasks.ensemble import MEMBERS_KEY, check_members, recorded_members
 from drgrade.tasks.loading import task_classes
 from drgrade.tasks.quality import QualityModel
 
-#: Private Lightning names drgrade relies on, and why (an upgrade that changes one breaks only these).
-PRIVATE_NAMES = {
-    "WandbLogger._wandb_init": "drop the deprecated 'anonymous' argument Lightning gives every wandb.init",
-}
 #: Lightning's verbs.
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 #: Parser settings: no prefix abbreviations (``--trainer.max_epoch`` is an error, not max_epochs),
@@ -96,6 +92,8 @@ class DRGradeCLI(LightningCLI):
         self.wandb_group = wandb_group
         self.verb = verb
         self.checkpoint_entry: str | None = None
+        #: The checkpoint a ``fit`` left to use next (None: not a fit, or none kept).
+        self.fitted: Path | None = None
         self.predictions_out = predictions_out
         parser_kwargs = {**PARSER, **{name: dict(PARSER) for name in SUBCOMMANDS}}
         if run:
@@ -196,50 +194,38 @@ class DRGradeCLI(LightningCLI):
 
     # -- instantiation and running --------------------------------------------------------------
     def instantiate_trainer(self, **kwargs: Any):
-        """The configured trainer, saving checkpoints atomically unless plugins are configured."""
-        if not self.section(self.config_init)["trainer"].get("plugins"):
-            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        trainer = super().instantiate_trainer(**kwargs)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                # PRIVATE_NAMES: Lightning always passes ``anonymous`` (None) to wandb.init, which then
-                # warns on every run that the setting is deprecated; leaving it out changes nothing else
-                logger._wandb_init.pop("anonymous", None)
-        return trainer
+        """The configured trainer with the engine's defaults; the engine that runs every stage with it."""
+        kwargs |= Engine.trainer_defaults(self.section(self.config_init)["trainer"])
+        self.engine = Engine(super().instantiate_trainer(**kwargs))
+        return self.engine.trainer
 
-    def fit(self, model: BaseTask, datamodule: DRDataModule | None = None, **kwargs: Any) -> None:
-        """``drgrade fit``: train, or make and save the validation choices of an untrained model.
+    # LightningCLI calls a subcommand's method of the CLI, when it has one, in place of the trainer's
+    def fit(self, model: BaseTask, datamodule: DRDataModule, **kwargs: Any) -> None:
+        """``drgrade fit``: ``Engine.fit`` (Lightning's ``fit`` options as parsed); keeps its checkpoint."""
+        self.fitted = self.engine.fit(model, datamodule, **without_loaders(kwargs))
 
-        A model with nothing to train (zero-shot, ensemble) makes its validation-split choices
-        (template set, decision rule) and saves them in a checkpoint, so every model follows one
-        path: ``fit`` writes a checkpoint, ``test``, ``predict``, ``explain`` and ``export`` read it.
+    def validate(self, model: BaseTask, datamodule: DRDataModule, **kwargs: Any) -> None:
+        """``drgrade validate``: ``Engine.validate``."""
+        self.engine.validate(model, datamodule, allow_untrained=self.untrained(), **without_loaders(kwargs))
 
-        Args:
-            model: the task.
-            datamodule: the data.
-            **kwargs: ``trainer.fit`` options (``ckpt_path``).
-        """
-        if model.trainable:
-            try:
-                self.trainer.fit(model, datamodule=datamodule, **kwargs)
-            except SystemExit:  # Lightning's graceful shutdown after Ctrl+C exits there
-                if self.trainer.interrupted:
-                    raise KeyboardInterrupt from None  # drgrade.cli.main says how to resume
-                raise
-            return
-        path = run_dir(self.trainer) / "checkpoints" / "best-validated.ckpt"
-        model.fit_untrained(self.trainer, datamodule, path)
-        print(f"{type(model).__name__}: validation choices saved to {path}")
+    def test(self, model: BaseTask, datamodule: DRDataModule, **kwargs: Any) -> None:
+        """``drgrade test``: ``Engine.test``."""
+        self.engine.test(model, datamodule, allow_untrained=self.untrained(), **without_loaders(kwargs))
+
+    def predict(self, model: BaseTask, datamodule: DRDataModule, **kwargs: Any) -> None:
+        """``drgrade predict``: ``Engine.predict`` (``--out``: a copy of the predictions)."""
+        options = without_loaders(kwargs)
+        self.engine.predict(
+            model, datamodule, allow_untrained=self.untrained(), out=self.predictions_out, **options
+        )
+
+    def untrained(self) -> bool:
+        """``--allow_untrained`` was given."""
+        return bool(self.section().get("allow_untrained"))
 
     def before_stage(self) -> None:
-        """Tell the model where it came from and where predictions go; attach the config to W&B."""
+        """Put the learned quality gate beside the rule gate; attach the config to W&B."""
         subcommand = self.config["subcommand"]
-        checkpoint = self.config[subcommand].get("ckpt_path")
-        if checkpoint:
-            self.model.origin = checkpoint_label(checkpoint)
-        elif self.model.trainable and self.config[subcommand].get("allow_untrained"):
-            self.model.origin = UNTRAINED
-        self.model.predictions_out = self.predictions_out
         if self.datamodule.hparams.quality_model:  # the learned gate beside the rule gate
             self.datamodule.quality_gate_model = QualityModel(self.datamodule.hparams.quality_model)
         loggers = [logger for logger in self.trainer.loggers if isinstance(logger, WandbLogger)]
@@ -281,6 +267,11 @@ def stage_ending(stage: str, folder: Path, trainer) -> str:
         f"{text}\ncheckpoint to use next: {best} (test, predict, export, explain and serve take it as "
         "--ckpt_path; --ckpt_path best finds the best of this config's runs)"
     )
+
+
+def without_loaders(kwargs: dict) -> dict:
+    """Lightning's stage options less the data loaders (drgrade's data comes from the data module)."""
+    return {k: v for k, v in kwargs.items() if not k.endswith("dataloaders")}
 
 
 def model_normalisation(model: BaseTask) -> tuple:

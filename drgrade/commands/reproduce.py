@@ -1,7 +1,11 @@
-"""Run the paper's protocol: every model fit (or validated) then tested, the ensemble, the report.
+"""Run a protocol file: the paper's (``paper.yaml``) unless ``--protocol NAME|FILE`` names another.
 
-``make demo`` runs it on synthetic data (``--demo``), ``make reproduce-table3`` on the real
-downloads (``--data``).
+``paper.yaml`` fits then tests every model, then their ensemble, and writes the report.
+
+``make demo`` runs the paper's on synthetic data (``--demo``), ``make reproduce-table3`` on the
+real downloads (``--data``). Each stage is an ordinary ``fit`` or ``test`` run folder, run by
+``DRGradeCLI`` through the engine with the model's config, the data overlay and the options
+handed on from the command line.
 """
 
 from __future__ import annotations
@@ -15,28 +19,31 @@ from pathlib import Path
 
 import yaml
 
+from drgrade import CONFIGS
 from drgrade.commands.lightning import DRGradeCLI
 from drgrade.commands.options import PAPER_HELP, add_switch, take_options
 from drgrade.data.sources import SOURCES, download_help, downloaded
 from drgrade.errors import OptionError
+from drgrade.protocols.spec import Protocol, load_protocol
 from drgrade.reporting.report import write_report
 
 
-def _fit_then_test(cli_class, model_args: list[str], run_dirs: list[str]) -> str:
-    """``fit`` then ``test`` on its best checkpoint; appends the test run folder, returns the checkpoint.
+def run_stages(cli_class, stages: list[str], model_args: list[str], run_dirs: list[str]) -> str:
+    """``fit``, then (``test`` in ``stages``) ``test`` of the checkpoint it wrote; returns the checkpoint.
 
     Args:
-        cli_class: the CLI class each stage runs through.
+        cli_class: the CLI class each stage runs through (its ``fit`` and ``test`` call the engine).
+        stages: the protocol's stages.
         model_args: the model's config arguments.
-        run_dirs: the test run folders so far.
+        run_dirs: the test run folders so far (the test's is appended).
     """
-    fit = cli_class(["fit", *model_args])
-    best = fit.trainer.checkpoint_callback.best_model_path or str(
-        Path(fit.trainer.log_dir) / "checkpoints" / "best-validated.ckpt"
-    )
-    test = cli_class(["test", *model_args, "--ckpt_path", best])
-    run_dirs.append(test.trainer.log_dir)
-    return best
+    best = cli_class(["fit", *model_args]).fitted
+    if best is None:
+        raise OptionError("fit kept no checkpoint: the trainer's callbacks need a ModelCheckpoint")
+    if "test" in stages:
+        test = cli_class(["test", *model_args, "--ckpt_path", str(best)])
+        run_dirs.append(test.trainer.log_dir)
+    return str(best)
 
 
 def _real_data_args(data: Path) -> list[str]:
@@ -150,7 +157,9 @@ def add_arguments(parser) -> None:
         "--data", type=Path | None, default=None, help="folder holding aptos2019/ and/or messidor2/"
     )
     add_switch(parser, "--demo", "synthetic data with configs/demo.yaml")
-    parser.add_argument("--configs", type=Path, default=Path("configs"), help="the model configs")
+    parser.add_argument(
+        "--configs", type=Path, default=CONFIGS, help="the model configs (default: the shipped ones)"
+    )
     parser.add_argument(
         "--out", type=Path | None, default=None, help="report folder (default reports/<demo|paper>)"
     )
@@ -166,13 +175,13 @@ def add_arguments(parser) -> None:
         "--protocol",
         type=str | None,
         default=None,
-        help="run a protocol file instead (seeds x folds, leave one source out, few-shot): a path, or "
-        "a shipped one: seeds_folds, leave_one_source_out, few_shot; report in reports/<its name>",
+        help="the protocol file (default: paper, the paper's models, stages and ensemble): a path, or a "
+        "shipped one: paper, seeds_folds, leave_one_source_out, few_shot; report in reports/<its name>",
     )
 
 
 def run(opts, handed: list[str]) -> None:
-    """Run the protocol with a fresh CLI of the same class per stage, then print the report.
+    """Run the protocol file (the paper's unless ``--protocol`` names another), then print the report.
 
     Args:
         opts: the parsed options.
@@ -181,20 +190,25 @@ def run(opts, handed: list[str]) -> None:
     if opts.demo == (opts.data is not None):
         raise OptionError("reproduce needs exactly one of --data DIR or --demo")
     data = None if opts.demo else opts.data
-    if opts.protocol:
-        run_protocol_file(opts, data, handed)
+    protocol = load_protocol(opts.protocol or "paper")
+    if protocol.design != "paper":
+        run_protocol_file(opts, protocol, data, handed)
         return
-    name = ("demo" if opts.demo else "paper") + (f"-external-{opts.external}" if opts.external else "")
+    name = protocol.name if opts.protocol else ("demo" if opts.demo else "paper")
+    name += f"-external-{opts.external}" if opts.external else ""
     out = opts.out or Path("reports") / name
-    print(reproduce(DRGradeCLI, data, opts.configs, out, opts.paper, opts.external, handed))
-    print(f"report written to {out}/")
+    report = reproduce(DRGradeCLI, protocol, data, opts.configs, out, opts.paper, opts.external, handed)
+    if report is not None:
+        print(report)
+        print(f"report written to {out}/")
 
 
-def run_protocol_file(opts, data: Path | None, handed: list[str]) -> None:
-    """``reproduce --protocol FILE``: the protocol's runs on the demo or the real data, and its report."""
-    from drgrade.protocols import load_protocol, run_protocol
+def run_protocol_file(opts, protocol: Protocol, data: Path | None, handed: list[str]) -> None:
+    """A seeds x folds, leave-one-source-out or few-shot protocol on the demo or real data; its report."""
+    from drgrade.protocols import run_protocol
 
-    protocol = load_protocol(opts.protocol)
+    if opts.external:
+        raise OptionError(f"--external is for design: paper; protocol {protocol.name} plans its own splits")
     out = opts.out or Path("reports") / protocol.name
     overlay, train_overlay = data_overlays(data, opts.configs)
 
@@ -206,7 +220,7 @@ def run_protocol_file(opts, data: Path | None, handed: list[str]) -> None:
         data += [f"{name}={value}" for name, value in zip(trained[::2], trained[1::2], strict=True)]
         return ["--config", str(config), *stage_options([*data, *handed], config, out / "handed-configs")]
 
-    fit_then_test = partial(_fit_then_test, DRGradeCLI)
+    fit_then_test = partial(run_stages, DRGradeCLI, ["fit", "test"])
     print(run_protocol(DRGradeCLI, protocol, out, stage_args, fit_then_test, synthetic=data is None))
     print(f"report written to {out}/")
 
@@ -236,32 +250,31 @@ def external_args(source: str | None, model: str) -> list[str]:
 
 
 def _ensemble_stage(
-    cli_class,
+    stages,
     configs: Path,
     out: Path,
     members: list[str],
-    run_dirs: list[str],
     external: str | None,
     handed: list[str],
+    run_dirs: list[str],
 ) -> None:
     """Fit (calibrate) and test the ensemble of ``members`` on the data the members used.
 
     Args:
-        cli_class: the CLI class each stage runs through.
+        stages: runs the protocol's stages of CLI arguments (``run_stages``).
         configs: the folder of model configs.
         out: the report folder (holds the ensemble's data config).
         members: the member checkpoints.
-        run_dirs: the test run folders so far.
         external: the held-out test source, or None.
         handed: config options handed on to every stage.
+        run_dirs: the test run folders so far.
     """
-    # the ensemble reads the same data as its members: reuse the last run's saved data section
-    saved = yaml.safe_load((Path(run_dirs[-1]) / "config.yaml").read_text())
+    # the ensemble reads the same data as its members: the last member's fit saved its data section
+    saved = yaml.safe_load((Path(members[-1]).parents[1] / "config.yaml").read_text())
     data_config = out / "ensemble_data.yaml"
     out.mkdir(parents=True, exist_ok=True)
     data_config.write_text(yaml.safe_dump({"data": saved["data"]}))
-    _fit_then_test(
-        cli_class,
+    stages(
         [
             "--config",
             str(configs / "ensemble.yaml"),
@@ -278,17 +291,21 @@ def _ensemble_stage(
 
 def reproduce(
     cli_class,
+    protocol: Protocol,
     data: Path | None,
     configs: Path,
     out: Path,
     with_paper: bool,
     external: str | None = None,
     handed: list[str] = (),
-) -> str:
-    """Run the protocol; ``data`` None means the synthetic demo (configs/demo.yaml overlay).
+) -> str | None:
+    """Run a ``paper`` protocol; ``data`` None means the synthetic demo (configs/demo.yaml overlay).
+
+    Returns the report's Markdown (None when the protocol's stages end with ``fit``).
 
     Args:
         cli_class: the CLI class each stage runs through.
+        protocol: the protocol (``design: paper``): its models, stages and ensemble.
         data: the real-data folder, or None for the demo.
         configs: the folder of model configs.
         out: the report folder.
@@ -299,15 +316,27 @@ def reproduce(
     # every stage's W&B run in one group per invocation, so a dashboard shows the protocol together
     cli_class = partial(cli_class, wandb_group=f"reproduce-{datetime.now():%Y%m%d-%H%M%S}")
     overlay, train_overlay = data_overlays(data, configs)
+    stages = partial(run_stages, cli_class, protocol.stages)
     run_dirs: list[str] = []
-    best: list[str] = []
-    for model in ("zero_shot", "fcn_clip", "ranking"):
+    best: dict[str, str] = {}
+    for model in protocol.models:
         config = configs / f"{model}.yaml"
         model_args = ["--config", str(config), *overlay, *external_args(external, model)]
         model_args += train_overlay if model != "zero_shot" else []
         model_args += stage_options(list(handed), config, out / "handed-configs")
-        best.append(_fit_then_test(cli_class, model_args, run_dirs))
-    _ensemble_stage(cli_class, configs, out, best[1:], run_dirs, external, list(handed))
+        best[model] = stages(model_args, run_dirs)
+    if protocol.ensemble:
+        members = [best[model] for model in protocol.ensemble]
+        _ensemble_stage(stages, configs, out, members, external, list(handed), run_dirs)
+    if "test" not in protocol.stages:
+        for model, checkpoint in best.items():
+            print(f"{model}: {checkpoint}")
+        return None
+    return write_report(run_dirs, out, with_paper=with_paper, title=report_title(data, external))
+
+
+def report_title(data: Path | None, external: str | None) -> str:
+    """The report's title: the demo's warning or the data folder, and an external test's source."""
     title = (
         "# drgrade demo: SYNTHETIC data, tiny random-weight CLIP (pipeline check, not a result)"
         if data is None
@@ -317,4 +346,4 @@ def reproduce(
         title += (
             f"\n\nExternal validation: trained and validated without {external}, tested on {external} only."
         )
-    return write_report(run_dirs, out, with_paper=with_paper, title=title)
+    return title

@@ -63,13 +63,13 @@ def grader_of(opts, quality_model: str | None = None, quality_onnx: str | None =
         return partial(screen_files_onnx, grader), ModelCard.from_facts(
             grader.card, grader.rule, name, grader.dme_cut
         )
+    from drgrade.predictions import checkpoint_label
     from drgrade.tasks import load_task
 
-    task = load_task(opts.ckpt_path).eval()
+    task, origin = load_task(opts.ckpt_path).eval(), checkpoint_label(opts.ckpt_path)
     gate = learned_gate(quality_model, quality_onnx)
-    return partial(screen_files, task, image_size=task.hparams.image_size, quality_model=gate), card_of_task(
-        task
-    )
+    grade = partial(screen_files, task, image_size=task.hparams.image_size, quality_model=gate, origin=origin)
+    return grade, card_of_task(task, origin)
 
 
 def learned_gate(quality_model: str | None, quality_onnx: str | None):

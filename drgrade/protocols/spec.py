@@ -4,8 +4,9 @@ A protocol is a YAML file, not code. The shipped ones (``drgrade/protocols/files
 by their stem (``--protocol seeds_folds``); any other file is named by its path. Keys:
 
 - ``name``: the report folder's name (default: the file's stem);
-- ``design``: ``folds`` (seeds x k folds, or seeds alone without ``folds``),
-  ``leave_one_source_out`` or ``few_shot``;
+- ``design``: ``paper`` (each model fit then tested on the usual split, the ensemble of some of
+  them, Tables 3 and 4: ``paper.yaml``, what ``reproduce`` runs by default), ``folds`` (seeds x
+  k folds, or seeds alone without ``folds``), ``leave_one_source_out`` or ``few_shot``;
 - ``models``: image models by config name (``fcn_clip``, ``fcn_clip_finetune`` (its image tower
   trained too), ``ranking``, ``zero_shot``, ``cnn_baseline`` (a timm CNN): fit then test through
   the CLI, one run folder each) and adaptation models over the frozen backbone's
@@ -18,7 +19,10 @@ by their stem (``--protocol seeds_folds``); any other file is named by its path.
 - ``metrics``: the figures reported; ``bootstrap_resamples``: each run's test intervals;
 - ``tta``: also test every image model's checkpoint with these test-time augmentation sets
   (``flip``, ``flip4``, ``rot4``, or a list of them: ``drgrade.tasks.tta``), each reported as
-  ``<model>+<set>`` beside it (its effect, paired on the same runs).
+  ``<model>+<set>`` beside it (its effect, paired on the same runs);
+- ``stages`` (``paper`` only): ``[fit, test]``, or ``[fit]`` for the checkpoints alone;
+- ``ensemble`` (``paper`` only): the models whose best checkpoints are averaged into an
+  ensemble, itself fit (calibrated on validation) and tested (empty: none).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from drgrade.errors import OptionError
 from drgrade.tasks.tta import TTA_SETS
 
 SHIPPED = Path(__file__).parent / "files"
-DESIGNS = ("folds", "leave_one_source_out", "few_shot")
+DESIGNS = ("paper", "folds", "leave_one_source_out", "few_shot")
+#: The stages a ``paper`` protocol may run, in order (a test needs the fit's checkpoint).
+STAGES = (["fit", "test"], ["fit"])
 #: The image models a protocol may name (their configs in the configs folder).
 IMAGE_MODELS = ("zero_shot", "fcn_clip", "fcn_clip_finetune", "ranking", "cnn_baseline")
 #: The adaptation models over embeddings (``drgrade.protocols.adapters.ADAPTERS``).
@@ -58,6 +64,8 @@ class Protocol:
     bootstrap_resamples: int = 200
     tta: list[str] = field(default_factory=list)
     description: str = ""
+    stages: list[str] = field(default_factory=lambda: ["fit", "test"])
+    ensemble: list[str] = field(default_factory=list)
 
 
 def shipped_protocols() -> list[str]:
@@ -133,3 +141,23 @@ def check(protocol: Protocol, path: Path) -> None:
         )
     if protocol.bootstrap_resamples < 0:
         raise OptionError(f"protocol {path}: bootstrap_resamples must be >= 0")
+    check_paper(protocol, path)
+
+
+def check_paper(protocol: Protocol, path: Path) -> None:
+    """A ``paper`` protocol runs image models, its stages in order, an ensemble of its own models."""
+    if protocol.design != "paper":
+        if protocol.stages != ["fit", "test"] or protocol.ensemble:
+            raise OptionError(f"protocol {path}: stages and ensemble belong to design: paper")
+        return
+    others = [m for m in protocol.models if m not in IMAGE_MODELS]
+    if others:
+        raise OptionError(f"protocol {path}: design paper runs image models only, not {others}")
+    if protocol.stages not in STAGES:
+        raise OptionError(f"protocol {path}: stages must be [fit, test] or [fit], got {protocol.stages}")
+    strangers = [m for m in protocol.ensemble if m not in protocol.models]
+    if strangers or len(protocol.ensemble) == 1:
+        raise OptionError(
+            f"protocol {path}: ensemble must name at least two of its models {protocol.models}"
+            + (f" (not {strangers})" if strangers else "")
+        )

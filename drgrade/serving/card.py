@@ -71,13 +71,14 @@ def find_evaluation(checkpoint: str | Path, digest: str) -> Path | None:
     return max(found)[2] if found else None
 
 
-def card_facts(task, image_size: int, evaluation: Path | None) -> dict:
+def card_facts(task, image_size: int, evaluation: Path | None, origin: str = "") -> dict:
     """The card's facts as JSON values (the ONNX metadata's ``model_card``).
 
     Args:
-        task: the exported task (``origin``, ``weights_record``, ``rule``, ``normalisation``).
+        task: the exported task (``weights_record``, ``rule``, ``normalisation``).
         image_size: the network input side.
         evaluation: this checkpoint's metrics.json, or None when it was never evaluated.
+        origin: the checkpoint exported, as result files name it (``checkpoint_label``).
     """
     document = json.loads(evaluation.read_text()) if evaluation else {}
     provenance = document.get("provenance") or {}
@@ -93,7 +94,7 @@ def card_facts(task, image_size: int, evaluation: Path | None) -> dict:
         "intended_use": INTENDED_USE,
         "out_of_scope": OUT_OF_SCOPE,
         "medical_device": NOT_A_MEDICAL_DEVICE,
-        "checkpoint": task.origin,
+        "checkpoint": origin,
         "weights": task.weights_record,
         "members": [m.weights_record for m in members] if members is not None else None,
         # the checkpoint's own record of its training (the page's model line, ``ModelCard``)

@@ -83,26 +83,30 @@ class ExportGraph(nn.Module):
         return outputs
 
 
-def input_metadata(task: BaseTask, image_size: int) -> dict[str, str]:
+def input_metadata(task: BaseTask, image_size: int, origin: str = "") -> dict[str, str]:
     """What every drgrade graph carries: where it came from, its input size and normalisation."""
     mean, std = task.normalisation()
     return {
         "drgrade_model": type(task).__name__,
         "model_name": task.display_name,
-        "checkpoint": task.origin,
+        "checkpoint": origin,
         "image_size": str(image_size),
         "mean": json.dumps(list(mean)),
         "std": json.dumps(list(std)),
     }
 
 
-def metadata(task: BaseTask, image_size: int) -> dict[str, str]:
+def metadata(task: BaseTask, image_size: int, origin: str = "") -> dict[str, str]:
     """What the runner needs beside the graph: input size, normalisation, grade names, rule, DME cut."""
-    return input_metadata(task, image_size) | {
-        "grade_names": json.dumps(GRADE_NAMES),
-        "decision_rule": json.dumps(task.rule.describe()),
-        "typicality": json.dumps(task.typicality.describe()),
-    } | ({"dme_cut": json.dumps(task.dme_cut_value())} if task.has_dme else {})
+    return (
+        input_metadata(task, image_size, origin)
+        | {
+            "grade_names": json.dumps(GRADE_NAMES),
+            "decision_rule": json.dumps(task.rule.describe()),
+            "typicality": json.dumps(task.typicality.describe()),
+        }
+        | ({"dme_cut": json.dumps(task.dme_cut_value())} if task.has_dme else {})
+    )
 
 
 @contextlib.contextmanager
@@ -120,13 +124,16 @@ def attention_as_matmuls():
         torch.backends.mha.set_fastpath_enabled(before)
 
 
-def export_onnx(task: BaseTask, out: str | Path, image_size: int, card: dict | None = None) -> Path:
+def export_onnx(
+    task: BaseTask, out: str | Path, image_size: int, card: dict | None = None, origin: str = ""
+) -> Path:
     """Write ``task`` as ONNX to ``out`` (dynamic batch) with drgrade metadata; returns the path.
 
-    ``card`` (``drgrade.serving.card.card_facts``) goes into the metadata as ``model_card``.
+    ``card`` (``drgrade.serving.card.card_facts``) goes into the metadata as ``model_card``;
+    ``origin`` names the checkpoint exported (``checkpoint_label``).
     """
     graph = ExportGraph(task.eval()).eval()
-    entries = metadata(task, image_size) | ({"model_card": json.dumps(card)} if card else {})
+    entries = metadata(task, image_size, origin) | ({"model_card": json.dumps(card)} if card else {})
     return write_graph(graph, graph.output_names(), entries, out, image_size)
 
 
@@ -142,13 +149,13 @@ class QualityGraph(nn.Module):
         return self.task(images).float().softmax(-1)
 
 
-def export_quality_onnx(task: BaseTask, out: str | Path, image_size: int) -> Path:
+def export_quality_onnx(task: BaseTask, out: str | Path, image_size: int, origin: str = "") -> Path:
     """Write a ``quality`` task as its own ONNX graph, normalised images -> ``quality`` [B, 3].
 
     The runner gates with it beside the rule gate (``python -m drgrade.deploy --quality_onnx``);
     the metadata holds the input size, normalisation, the levels and the checkpoint it came from.
     """
-    entries = input_metadata(task, image_size) | {"quality_levels": json.dumps(list(LEVELS))}
+    entries = input_metadata(task, image_size, origin) | {"quality_levels": json.dumps(list(LEVELS))}
     return write_graph(QualityGraph(task.eval()).eval(), [QUALITY_OUTPUT], entries, out, image_size)
 
 

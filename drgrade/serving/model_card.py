@@ -130,8 +130,13 @@ def training_words(task) -> str:
     return "unknown"
 
 
-def card_of_task(task) -> ModelCard:
-    """The card of a loaded task (its checkpoint's records, as ``card.card_facts`` reads them)."""
+def card_of_task(task, origin: str = "") -> ModelCard:
+    """The card of a loaded task (its checkpoint's records, as ``card.card_facts`` reads them).
+
+    Args:
+        task: the loaded task.
+        origin: its checkpoint as result files name it (``checkpoint_label``).
+    """
     members = getattr(task, "members", None)
     member_weights = [m.weights_record for m in members] if members is not None else None
     return ModelCard(
@@ -139,7 +144,7 @@ def card_of_task(task) -> ModelCard:
         backbone_of(task.weights_record, member_weights),
         training_words(task),
         data_words(task.training_data),
-        short_digest(task.origin),
+        short_digest(origin),
         task.rule.describe(),
         task.dme_cut_value(),
     )

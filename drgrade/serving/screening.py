@@ -36,7 +36,12 @@ class Screening:
 
 
 def screen_files(
-    task: BaseTask, paths: Sequence[Path], image_size: int, batch_size: int = 8, quality_model=None
+    task: BaseTask,
+    paths: Sequence[Path],
+    image_size: int,
+    batch_size: int = 8,
+    quality_model=None,
+    origin: str = "",
 ) -> list[Screening]:
     """Grade ``paths`` (quality gate and typicality check on) with ``task``; refused files get the reason.
 
@@ -47,6 +52,7 @@ def screen_files(
         batch_size: images per forward pass.
         quality_model: the learned gate (a ``QualityModel`` or an exported ``OnnxQualityModel``):
             what the rule gate passes and it rejects is not graded, as in ``predict``.
+        origin: the task's checkpoint as result files name it (``checkpoint_label``).
     """
     records = [Record(Path(p), UNKNOWN, "", str(p)) for p in paths]
     transform = EvalTransform(task.normalisation())
@@ -71,7 +77,7 @@ def screen_files(
             path, quality = str(records[index].path), batch["quality"][i].tolist()
             error = batch["error"][i] or atypical[i]
             row = PredictionRow(
-                path, error=error, quality=quality, model=task.display_name, checkpoint=task.origin
+                path, error=error, quality=quality, model=task.display_name, checkpoint=origin
             )
             if error or isinstance(decided[i], str):
                 answers.append(Screening(decided_row(row, decided[i]) if not error else row))

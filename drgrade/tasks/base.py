@@ -12,25 +12,18 @@ fitted on the validation split's logits, applied everywhere else.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from scipy.special import softmax
 from torch import nn
 
-from drgrade.callbacks import (
-    EvaluationWriter,
-    PredictionWriter,
-    SplitGuard,
-    SplitWriter,
-    TrainingSummary,
-    ValidationPredictionsWriter,
-)
 from drgrade.callbacks.resume import confine_resumed_state
 from drgrade.decision.choices import choice_text
 from drgrade.decision.rule import DecisionRule, ThresholdObjective
@@ -90,6 +83,8 @@ class BaseTask(L.LightningModule):
     """
 
     trainable: ClassVar[bool] = False
+    #: Whether the model grades DR (the prediction files' schema); the quality model does not.
+    grades_dr: ClassVar[bool] = True
     #: Whether the model has a DME output (``forward_with_dme``; its cut is the ``dme_cut`` buffer).
     has_dme: ClassVar[bool] = False
     #: Folder name of this model's runs (``runs/<run_name>``) and its column in reports.
@@ -127,17 +122,13 @@ class BaseTask(L.LightningModule):
         self.criterion: nn.Module | None = None
         #: The split the loaded checkpoint was fitted on (None before fitting or loading).
         self.split_identity: dict | None = None
-        #: The checkpoint this model was loaded from, as prediction files name it (empty: not loaded).
-        self.origin = ""
         #: The pretrained weights the backbone started from (``provenance.weights_record``).
         self.weights_record: dict | None = None
         #: The epoch the loaded checkpoint was saved at (None: not loaded, or not trained).
         self.checkpoint_epoch: int | None = None
         #: The sources the checkpoint was fitted on, each with whether it was synthetic (model card).
         self.training_data: dict[str, bool] | None = None
-        #: ``predict --out``: where predictions.csv is also written (None: the run folder only).
-        self.predictions_out: Path | None = None
-        self._fitting_untrained = False
+        self._refitting = False
         self.configure_models()
         self.configure_losses()
 
@@ -228,17 +219,6 @@ class BaseTask(L.LightningModule):
             stage: ``val`` or ``test``.
         """
         return {}
-
-    def configure_callbacks(self) -> list[Callback]:
-        """Return the result writers (evaluation, predictions, split audit) and the split guard."""
-        return [
-            EvaluationWriter(),
-            PredictionWriter(),
-            SplitWriter(),
-            SplitGuard(),
-            TrainingSummary(),
-            ValidationPredictionsWriter(),
-        ]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Name the task class (so ``load_task`` can rebuild any checkpoint) and record the split."""
@@ -398,7 +378,7 @@ class BaseTask(L.LightningModule):
         if stage != "val" or self.trainer.sanity_checking:
             return False
         fn = self.trainer.state.fn
-        refit = self.hparams.fit_rule_on_validate or self._fitting_untrained
+        refit = self.hparams.fit_rule_on_validate or self._refitting
         return fn == TrainerFn.FITTING or (fn == TrainerFn.VALIDATING and refit)
 
     def fitting_typicality(self, stage: str) -> bool:
@@ -439,27 +419,17 @@ class BaseTask(L.LightningModule):
             f"({QUANTILE:.1%} of {len(validation)} validation photographs within it)"
         )
 
-    def fit_untrained(self, trainer: L.Trainer, datamodule: L.LightningDataModule, checkpoint: Path) -> None:
-        """``drgrade fit`` of a model with nothing to train: make its validation choices and save them.
-
-        The validation pass fits the decision rule (and a zero-shot model's template set), written
-        beside the checkpoint as ``val_predictions.csv``; the checkpoint then serves ``test``,
-        ``predict``, ``explain`` and ``export`` like any other.
-
-        Args:
-            trainer: the configured trainer.
-            datamodule: the data.
-            checkpoint: where to save the fitted model.
-        """
-        self._fitting_untrained = True
+    @contextmanager
+    def refitting(self) -> Iterator[None]:
+        """Within it, a ``validate`` pass fits the decision rule (``Engine.fit`` of an untrained model)."""
+        self._refitting = True
         try:
-            trainer.validate(self, datamodule=datamodule)
+            yield
         finally:
-            self._fitting_untrained = False
-        trainer.save_checkpoint(checkpoint)
-        for callback in trainer.callbacks:
-            if isinstance(callback, ValidationPredictionsWriter):
-                callback.write_beside(Path(checkpoint))
+            self._refitting = False
+
+    def saving_to(self, checkpoint: Path) -> None:
+        """Called before the engine saves this model, fitted without training, at ``checkpoint``."""
 
     def finish_split(self, stage: str) -> None:
         """Gather the split's stored logits (all ranks) and evaluate them."""

@@ -152,10 +152,9 @@ class EnsembleCLIP(BaseTask):
         if not len(self.members):
             self.load_members()
 
-    def fit_untrained(self, trainer, datamodule, checkpoint: Path) -> None:
-        """Fit the ensemble's rule; its checkpoint records each member relative to its own folder."""
+    def saving_to(self, checkpoint: Path) -> None:
+        """The checkpoint records each member relative to its own folder."""
         self.checkpoint_home = checkpoint.parent
-        super().fit_untrained(trainer, datamodule, checkpoint)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep each member's path and SHA-256 and the ensemble's rule, not a copy of every member."""
@@ -191,11 +190,10 @@ class EnsembleCLIP(BaseTask):
     def load_members(self) -> None:
         """Load every member checkpoint (as data) and check its input size."""
         hp = self.hparams
-        # each file hashed once: the digest is both the ensemble's check and the member's origin
-        # (a missing file has none: load_task then says it is missing)
+        # each file hashed once, for the ensemble's check (a missing file has none: load_task says so)
         self.member_digests = [file_sha256(p) if Path(p).is_file() else "" for p in hp.checkpoints]
-        for path, digest in zip(hp.checkpoints, self.member_digests, strict=True):
-            self.members.append(load_task(path, digest=digest or None))
+        for path in hp.checkpoints:
+            self.members.append(load_task(path))
         for path, member in zip(hp.checkpoints, self.members, strict=True):
             size = member.hparams.get("image_size")
             if size != hp.image_size:

@@ -18,7 +18,6 @@ import torch
 from drgrade.decision.checks import rule_problems
 from drgrade.errors import CheckpointError
 from drgrade.files import archive_problem
-from drgrade.predictions import checkpoint_label
 from drgrade.runs import TASK_KEY
 from drgrade.tasks.architecture import check_architecture
 from drgrade.tasks.base import BaseTask
@@ -132,9 +131,7 @@ def recorded_options(checkpoint: dict) -> dict:
     return {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
 
 
-def load_task(
-    path: str | Path, map_location: str | torch.device = "cpu", digest: str | None = None
-) -> BaseTask:
+def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> BaseTask:
     """Rebuild whichever drgrade task wrote the checkpoint at ``path``, loading it as data.
 
     The architecture comes from the options the checkpoint recorded, except those naming weight
@@ -143,7 +140,6 @@ def load_task(
     Args:
         path: the ``.ckpt`` file.
         map_location: where tensors load.
-        digest: the file's SHA-256 when the caller has it (for ``origin``; not computed again).
     """
     checkpoint = read_checkpoint(path, map_location)
     task_class = checkpoint_task_class(checkpoint, path)
@@ -162,7 +158,6 @@ def load_task(
             f"{path}: its weights do not fit a {task_class.__name__} ({str(error)[:300]}){_dme_hint(error)}"
         ) from None
     task.on_load_checkpoint(checkpoint)
-    task.origin = checkpoint_label(path, digest)
     return task
 
 

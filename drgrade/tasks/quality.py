@@ -22,10 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from drgrade.callbacks import SplitWriter
 from drgrade.data.augment import EvalTransform
 from drgrade.data.preprocess import resize_square
 from drgrade.decision.gradability import LEVELS, REJECT, learned_verdict
@@ -92,10 +90,6 @@ class QualityTask(TrainableTask):
     def configure_losses(self) -> None:
         """``GradabilityLoss``."""
         self.criterion = GradabilityLoss()
-
-    def configure_callbacks(self) -> list[Callback]:
-        """Only the split audit: the DR writers (metrics, predictions) are the grading models'."""
-        return [SplitWriter()]
 
     def setup(self, stage: str) -> None:
         """Refuse data that does not carry gradability labels."""

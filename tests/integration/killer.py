@@ -9,13 +9,17 @@ import lightning as L
 
 
 class KillAfterBatches(L.Callback):
-    """SIGKILL this process when ``batches`` prediction batches have ended (a crash, mid-run)."""
+    """SIGKILL this process as prediction batch ``batches`` starts (a crash mid-run, that batch unwritten).
+
+    At the batch's start, not the previous one's end: the writers are trainer callbacks listed
+    before any added on the command line, so they have written every batch that ended.
+    """
 
     def __init__(self, batches: int):
         self.batches = batches
-        self.ended = 0
+        self.started = 0
 
-    def on_predict_batch_end(self, *args, **kwargs) -> None:
-        self.ended += 1
-        if self.ended == self.batches:
+    def on_predict_batch_start(self, *args, **kwargs) -> None:
+        self.started += 1
+        if self.started == self.batches:
             os.kill(os.getpid(), signal.SIGKILL)

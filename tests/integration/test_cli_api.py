@@ -10,7 +10,7 @@ import time
 import pytest
 
 from drgrade.commands import VERBS
-from drgrade.commands.lightning import PRIVATE_NAMES
+from drgrade.engine import PRIVATE_NAMES
 from tests.conftest import ROOT
 
 #: Makes these modules unimportable in a fresh interpreter, as if their extras were not installed

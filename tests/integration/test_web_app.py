@@ -44,6 +44,7 @@ def test_upload_two_photographs_and_a_broken_file(synthetic, zero_shot_checkpoin
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from drgrade.predictions import checkpoint_label
     from drgrade.serving.app import build_app
     from drgrade.serving.model_card import card_of_task
     from drgrade.serving.screening import screen_files
@@ -57,9 +58,9 @@ def test_upload_two_photographs_and_a_broken_file(synthetic, zero_shot_checkpoin
 
     server_files = tmp_path / "gradio"  # where the server keeps uploads (and what it displays)
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(server_files))
-    task = load_task(zero_shot_checkpoint).eval()
-    card = card_of_task(task)
-    page = build_app(partial(screen_files, task, image_size=96), card)
+    task, origin = load_task(zero_shot_checkpoint).eval(), checkpoint_label(zero_shot_checkpoint)
+    card = card_of_task(task, origin)
+    page = build_app(partial(screen_files, task, image_size=96, origin=origin), card)
     port = free_port()
     page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     driver = browser()

@@ -139,10 +139,11 @@ def test_cards_lead_with_the_action_show_the_cut_and_say_confident_only_when_it_
 
 
 def test_model_card_line_names_model_weights_training_data_and_checkpoint(zero_shot_checkpoint):
+    from drgrade.predictions import checkpoint_label
     from drgrade.tasks import load_task
 
-    task = load_task(zero_shot_checkpoint)
-    card = card_of_task(task)
+    task, origin = load_task(zero_shot_checkpoint), checkpoint_label(zero_shot_checkpoint)
+    card = card_of_task(task, origin)
     line = card.line()
     assert line.startswith("Model: Zero-shot | backbone: ")
     assert "random weights (not pretrained)" in line  # the tiny test model's backbone
@@ -153,7 +154,7 @@ def test_model_card_line_names_model_weights_training_data_and_checkpoint(zero_s
     assert goal == 0.9 and (cut is None or 0 <= cut <= 1)
     assert math.isfinite(card.uncertainty_cut())
     # an exported model's page reads the same line from the export's model card (its one source)
-    facts = json.loads(json.dumps(card_facts(task, 64, None)))
+    facts = json.loads(json.dumps(card_facts(task, 64, None, origin)))
     again = ModelCard.from_facts(facts, card.rule, "fallback")
     assert again == card and data_words(None) == "not recorded"
     unexported = ModelCard.from_facts(None, card.rule, "fallback").line()
