@@ -36,6 +36,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from drgrade import __version__
 from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
+from drgrade.commands import VERBS
 from drgrade.commands.checkpoint_policy import (
     ALLOW_UNTRAINED,
     adopt_checkpoint,
@@ -70,6 +71,23 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 PARSER = {"allow_abbrev": False, "exit_on_error": False}
 
 
+class VerbParser(LightningArgumentParser):
+    """Lightning's parser, its subcommands named as drgrade runs them (``drgrade fit``).
+
+    jsonargparse names a subcommand's parser ``drgrade [options] fit``; drgrade takes no option
+    before the verb, so its usage line would show a command that does not run.
+    """
+
+    @property
+    def prog(self) -> str:
+        """The program name the usage line and messages show."""
+        return self._prog
+
+    @prog.setter
+    def prog(self, value: str) -> None:
+        self._prog = value.replace(" [options]", "")
+
+
 class DRGradeCLI(LightningCLI):
     """LightningCLI with drgrade's run directories, checkpoint handling and W&B runs.
 
@@ -97,9 +115,13 @@ class DRGradeCLI(LightningCLI):
         self.verb = verb
         self.checkpoint_entry: str | None = None
         self.predictions_out = predictions_out
-        parser_kwargs = {**PARSER, **{name: dict(PARSER) for name in SUBCOMMANDS}}
+        described = {name: PARSER | {"description": VERBS[name].summary} for name in SUBCOMMANDS}
+        parser_kwargs = {**PARSER, **described}
         if run:
             parser_kwargs |= {"prog": "drgrade", "version": __version__}
+        elif verb is not None:  # a model-bound verb's help names it, not python's __main__.py or Lightning
+            name = verb.__name__.rsplit(".", 1)[-1]
+            parser_kwargs |= {"prog": f"drgrade {name}", "description": VERBS[name].summary}
         super().__init__(
             BaseTask,
             DRDataModule,
@@ -107,6 +129,7 @@ class DRGradeCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
             load_from_checkpoint_support=False,  # checkpoints are rebuilt by load_task, not from classes
+            parser_class=VerbParser,
             args=args,
             run=run,
             parser_kwargs=parser_kwargs,
