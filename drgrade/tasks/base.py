@@ -48,6 +48,7 @@ from drgrade.predictions import operating_cut
 from drgrade.provenance import code_version, training_sources, weights_record
 from drgrade.runs import (
     CHOICE_KEY,
+    QUICK_GELU_KEY,
     SCORE_KEY,
     SPLIT_KEY,
     TASK_KEY,
@@ -241,6 +242,8 @@ class BaseTask(L.LightningModule):
         checkpoint[SCORE_KEY] = self.validation_score() if attached else None
         if hasattr(getattr(self, "backbone", None), "text_files"):  # FLAIR: its text tower's definition
             checkpoint[TEXT_ENCODER_KEY] = self.backbone.text_files
+        if hasattr(getattr(self, "backbone", None), "quick_gelu"):  # open_clip: the activation it ran
+            checkpoint[QUICK_GELU_KEY] = self.backbone.quick_gelu
         checkpoint[TRAINING_KEY] = {
             "weights": self.weights_record,
             "code": code_version(),
@@ -278,6 +281,9 @@ class BaseTask(L.LightningModule):
         self.weights_record = (checkpoint.get(TRAINING_KEY) or {}).get("weights")
         self.training_data = (checkpoint.get(TRAINING_KEY) or {}).get("data")
         self.checkpoint_epoch = checkpoint.get("epoch") if self.trainable else None
+        backbone = getattr(self, "backbone", None)
+        if isinstance(checkpoint.get(QUICK_GELU_KEY), bool) and hasattr(backbone, "quick_gelu"):
+            backbone.quick_gelu = checkpoint[QUICK_GELU_KEY]  # rebuilt without the weights file it came from
 
     @classmethod
     def options_from_checkpoint(cls, options: dict, checkpoint: dict, path: Path) -> dict:
