@@ -173,6 +173,15 @@ class BaseTask(L.LightningModule):
         """Logits [B, K] of normalised images [B, 3, S, S]."""
         raise NotImplementedError
 
+    @property
+    def example_input_array(self) -> torch.Tensor:
+        """One blank image at the input size: Lightning's model summary measures FLOPs on it.
+
+        Without one its table ends in "Total FLOPs: 0", which reads as a measurement.
+        """
+        size = self.hparams.get("image_size") or 224
+        return torch.zeros(1, 3, size, size)
+
     def forward_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Grade logits [B, K] and, with a DME output, the DME logits [B] (else None), in one pass."""
         return self(images), None
