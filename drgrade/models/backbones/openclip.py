@@ -173,6 +173,14 @@ def weights_problem(model_name: str, pretrained: str | None) -> str | None:
     return None
 
 
+def current_device() -> torch.device:
+    """The device new tensors are made on now, a ``with torch.device("meta")`` block included.
+
+    (``torch.get_default_device()`` sees such a block only in newer torch; 2.5 and 2.6 say cpu.)
+    """
+    return torch.empty(()).device
+
+
 def create_clip(model_name: str, pretrained: str | None, image_size: int | None) -> nn.Module:
     """Build an open_clip CLIP; ``pretrained`` is a tag (``openai``), a file, or None (random).
 
@@ -182,7 +190,7 @@ def create_clip(model_name: str, pretrained: str | None, image_size: int | None)
     register_tiny_configs()
     if pretrained is None:
         return open_clip.create_model(
-            model_name, pretrained=None, force_image_size=image_size, device=torch.get_default_device()
+            model_name, pretrained=None, force_image_size=image_size, device=current_device()
         )
     path = Path(pretrained).expanduser()
     if path.is_file():
