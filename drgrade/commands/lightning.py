@@ -36,6 +36,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from drgrade import __version__
 from drgrade.callbacks.checkpoint_io import AtomicCheckpointIO
+from drgrade.callbacks.resume import join_curves
 from drgrade.commands import VERBS
 from drgrade.commands.checkpoint_policy import (
     ALLOW_UNTRAINED,
@@ -281,8 +282,16 @@ class DRGradeCLI(LightningCLI):
         if self.trainer.is_global_zero:
             print(stage_ending(self.config["subcommand"], folder, self.trainer))
 
+    def after_fit(self) -> None:
+        """A resumed fit's training curves continue those of the run it resumed; then as every stage."""
+        folder = run_dir(self.trainer)  # a collective under DDP: every rank asks
+        resumed_from = self.config["fit"].get("ckpt_path")
+        if resumed_from and self.trainer.is_global_zero:
+            join_curves(Path(resumed_from), folder)
+        self.after_stage()
+
     before_fit = before_validate = before_test = before_predict = before_stage
-    after_fit = after_validate = after_test = after_predict = after_stage
+    after_validate = after_test = after_predict = after_stage
 
 
 def stage_ending(stage: str, folder: Path, trainer) -> str:
