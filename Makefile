@@ -36,13 +36,13 @@ test-newest-lightning: $(STAMP)  ## the CLI tests on the newest Lightning the re
 	rm -rf $(NEWEST)
 	$(BIN)/python -m pip install -q --no-deps --target $(NEWEST) --upgrade lightning 2>&1 | $(QUIET)
 	PYTHONPATH=$(NEWEST) $(BIN)/python -c "import lightning; print('CLI tests on Lightning', lightning.__version__)"
-	PYTHONPATH=$(NEWEST) WANDB_MODE=disabled $(BIN)/python -m pytest -q -n auto tests/cli/test_cli.py tests/cli/test_cli_api.py
+	PYTHONPATH=$(NEWEST) WANDB_MODE=disabled $(BIN)/python -m pytest -q -n auto tests/integration/test_cli.py tests/integration/test_cli_api.py
 
 # uv, not pip: pip has no lowest-versions resolution. Each direct dependency at its floor (the
 # others at their newest that fit), so a floor that lies fails in CI. The torch floor comes from PyPI.
 LOWEST := .lowest
-LOWEST_TESTS := tests/cli/test_cli_api.py tests/cli/test_checkpoint_policy.py tests/cli/test_cli.py \
-  tests/app/test_page_starts.py tests/test_dependencies.py
+LOWEST_TESTS := tests/integration/test_cli_api.py tests/integration/test_checkpoint_policy.py tests/integration/test_cli.py \
+  tests/integration/test_page_starts.py tests/unit/test_dependencies.py
 test-lowest:  ## the CLI tests on the LOWEST versions the dependency ranges admit, in their own venv (CI)
 	rm -rf $(LOWEST)
 	$(PYTHON) -m venv $(LOWEST)

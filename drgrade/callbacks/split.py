@@ -12,7 +12,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
-from drgrade.errors import OptionError
+from drgrade.errors import SplitMismatchError
 from drgrade.files import atomic_open
 from drgrade.runs import run_dir
 
@@ -48,10 +48,6 @@ class SplitWriter(Callback):
                     [record.path, record.source, record.patient_id, grade, "excluded", excluded.reason, gate]
                 )
         print(f"split written to {out / 'split.csv'}")
-
-
-class SplitMismatchError(OptionError):
-    """A checkpoint evaluated on a split other than the one it was trained and calibrated on."""
 
 
 class SplitGuard(Callback):

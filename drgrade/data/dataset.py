@@ -14,13 +14,11 @@ from drgrade.data.images import IMAGE_SUFFIXES, ImageReadError, list_images, rea
 from drgrade.data.intake import Facts, IntakeCache, judge
 from drgrade.data.preprocess import crop_fundus, fundus_box, resize_square
 from drgrade.data.quality import QualityLimits, UngradableImage
-from drgrade.data.sources import Record
+from drgrade.data.sources import UNKNOWN, Record
 from drgrade.errors import OptionError
 from drgrade.exams import exam_ids
 
 Transform = Callable[[np.ndarray, int], torch.Tensor]
-#: Label of an image whose grade is unknown (prediction on an unlabelled folder).
-UNKNOWN = -1
 #: Joins a sample's exam parts (patient, eye, study date) into one collatable string.
 EXAM_SEPARATOR = "\x1f"
 

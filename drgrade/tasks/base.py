@@ -430,6 +430,11 @@ class BaseTask(L.LightningModule):
         loader = datamodule.typicality_loader(self.hparams.typicality_images)
         training = torch.cat([self.embedding(batch["image"].to(self.device)).float() for batch in loader])
         self.typicality.fit(training, validation)
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            # refitted every epoch so the best checkpoint carries its own: a curve, not a console line
+            if self.typicality.fitted:
+                self.log("val/typicality_cut", float(self.typicality.cut), sync_dist=False)
+            return
         cut = f"{float(self.typicality.cut):.3g}" if self.typicality.fitted else "not fitted (too few images)"
         self.print(
             f"typicality check: fitted on {len(training)} training photographs; cut {cut} "
@@ -502,7 +507,8 @@ class BaseTask(L.LightningModule):
                 self.fit_typicality()
         fitting = self.should_fit_rule(stage)
         outputs = self.rule.fit(logits, targets, groups) if fitting else self.rule(logits)
-        if fitting and self.rule.choice:
+        if fitting and self.rule.choice and self.trainer.state.fn != TrainerFn.FITTING:
+            # during fit each epoch chooses again: the best checkpoint's choice reaches the report
             rank_zero_info(f"{type(self).__name__} threshold_objective auto: {choice_text(self.rule.choice)}")
         probs, preds = outputs.probabilities, outputs.grade
         thresholded = bool(self.rule.thresholded)

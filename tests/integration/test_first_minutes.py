@@ -81,7 +81,7 @@ class Interrupt(Callback):
 
 
 def test_ctrl_c_in_fit_says_how_to_resume_without_a_traceback(synthetic, tmp_path, capsys):
-    interrupt = "--trainer.callbacks+=tests.cli.test_first_minutes.Interrupt"
+    interrupt = "--trainer.callbacks+=tests.integration.test_first_minutes.Interrupt"
     with pytest.raises(SystemExit) as stop:
         main(cli_args("fit", "fcn_clip", synthetic, tmp_path, interrupt))
     error = capsys.readouterr().err

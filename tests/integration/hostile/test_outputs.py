@@ -11,7 +11,7 @@ from drgrade.cli import main
 from drgrade.errors import OutputError
 from drgrade.files import atomic_write_text, check_writable
 from tests.conftest import cli_args
-from tests.test_fail_safe import SANE, deploy, drgrade_metadata, fake_export
+from tests.integration.test_fail_safe import SANE, deploy, drgrade_metadata, fake_export
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
 

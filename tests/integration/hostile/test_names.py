@@ -11,7 +11,7 @@ from drgrade.data.images import list_images
 from drgrade.data.sources.aptos import read as read_aptos
 from drgrade.errors import DataValidationError
 from drgrade.predictions import read_rows
-from tests.test_fail_safe import SANE, deploy, drgrade_metadata, fake_export
+from tests.integration.test_fail_safe import SANE, deploy, drgrade_metadata, fake_export
 
 
 def test_a_link_to_a_device_is_not_called_dangling(tmp_path):

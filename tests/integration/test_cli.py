@@ -15,10 +15,10 @@ from drgrade import __version__
 from drgrade.cli import main
 from drgrade.commands.lightning import DRGradeCLI
 from drgrade.console import quiet_console
-from tests.cli.test_val_predictions import check_reproduced
 from tests.conftest import cli_args, predict_folder
-from tests.evaluation.test_exams import check_exams_and_patient_level
-from tests.tasks.test_dme import check_dme_outputs
+from tests.integration.test_exams import check_exams_and_patient_level
+from tests.integration.test_val_predictions import check_reproduced
+from tests.unit.tasks.test_dme import check_dme_outputs
 
 
 def latest_run(root):
@@ -159,9 +159,13 @@ def test_bad_data_stops_before_training_with_the_file_named(synthetic, tmp_path,
     assert "train.csv: missing column(s) diagnosis" in capsys.readouterr().err
 
 
-def test_fcn_clip_fit_test_predict_learns(synthetic, tmp_path):
+def test_fcn_clip_fit_test_predict_learns(synthetic, tmp_path, capsys):
     main(cli_args("fit", "fcn_clip", synthetic, tmp_path, "--trainer.max_epochs", "8"))
     fit_run = latest_run(tmp_path)
+    # the typicality check is refitted each epoch: a logged curve, not eight console lines
+    assert "typicality check" not in capsys.readouterr().out
+    logged = list(csv.DictReader((fit_run / "metrics.csv").read_text().splitlines()))
+    assert sum(bool(row.get("val/typicality_cut")) for row in logged) == 8
     best = next((fit_run / "checkpoints").glob("best-*.ckpt"))
     assert (fit_run / "checkpoints" / "last.ckpt").is_file()
     state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]

@@ -10,7 +10,7 @@ import textwrap
 import cv2
 import numpy as np
 
-from tests.test_fail_safe import SANE, drgrade_metadata, fake_export
+from tests.integration.test_fail_safe import SANE, drgrade_metadata, fake_export
 
 
 def run_measured(code: str) -> tuple[dict, float]:

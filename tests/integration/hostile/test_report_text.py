@@ -9,7 +9,7 @@ import torch
 
 from drgrade.cli import main
 from drgrade.reporting.markup import md, number
-from tests.evaluation.test_report_and_protocol import fake_run
+from tests.integration.test_report_and_protocol import fake_run
 
 HOSTILE = '<img src=x onerror="alert(1)">|x\n# Injected heading [click](http://evil.example) =cmd'
 

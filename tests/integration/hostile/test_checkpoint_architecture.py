@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from drgrade.runs import TASK_KEY, TEXT_ENCODER_KEY
-from tests.hostile.test_memory import run_measured
+from tests.integration.hostile.test_memory import run_measured
 
 #: The BERT configuration of a FLAIR text tower 200 layers deep and 16384 wide (7.2 GB to build).
 HUGE_BERT = {

@@ -1,4 +1,4 @@
-"""A crash for tests: ``--trainer.callbacks+=tests.cli.killer.KillAfterBatches`` (imports no fixtures)."""
+"""A crash for tests: ``--trainer.callbacks+=tests.integration.killer.KillAfterBatches`` (no fixtures)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def test_a_16_bit_png_holding_12_bit_values_is_read_at_its_real_depth(tmp_path):
     assert np.abs(read_rgb(tmp_path / "sixteen.png").astype(int) - RETINA).max() == 0
 
 
-REAL = Path(__file__).parent / "real_photos"
+REAL = Path(__file__).parents[2] / "data" / "real_photos"
 #: Real photographs a grader would grade; the package's "sample_dark" is a dark photograph a gate may
 #: refuse as too dark (brightness 25 on the 25 limit), but never as "not a fundus photograph".
 CLEAR = sorted(p.name for p in REAL.glob("*.jpg") if "dark" not in p.name)

@@ -1,7 +1,7 @@
 """Grading an archive: per-process shards merged into one file, and a killed run resumed.
 
 The killed run is a real ``kill -9``: a subprocess ``drgrade predict`` with a callback that sends
-SIGKILL to its own process after a few batches (``tests.cli.killer.KillAfterBatches``, passed as
+SIGKILL to its own process after a few batches (``tests.integration.killer.KillAfterBatches``, passed as
 any user callback is, ``--trainer.callbacks+=...``). Two-process DDP runs as its own process too (Lightning's
 launcher re-runs the command line for rank 1).
 """
@@ -19,8 +19,8 @@ import pytest
 
 from drgrade.cli import main
 from drgrade.shards import Result, ShardStore
-from tests.cli.test_ddp import run_drgrade
 from tests.conftest import ROOT, cli_args
+from tests.integration.test_ddp import run_drgrade
 
 BATCH = 16
 
@@ -69,7 +69,7 @@ def test_a_killed_predict_resumes_and_grades_each_photograph_once(
     synthetic, zero_shot_checkpoint, uninterrupted, tmp_path, capsys
 ):
     args = predict_args(synthetic, tmp_path, zero_shot_checkpoint)
-    killer = "--trainer.callbacks+=tests.cli.killer.KillAfterBatches"
+    killer = "--trainer.callbacks+=tests.integration.killer.KillAfterBatches"
     killed = run_drgrade(*args, killer, "--trainer.callbacks.batches", "5", cwd=ROOT)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not list(tmp_path.rglob("predictions.csv"))

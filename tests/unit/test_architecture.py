@@ -102,3 +102,21 @@ def test_no_reference_to_notes_outside_the_repository():
         and any(note in p.read_text() for note in NOTES_OUTSIDE)
     ]
     assert not offenders
+
+
+def test_every_error_class_and_shared_constant_is_defined_once():
+    """An error or constant declared twice drifts apart (a second SplitMismatchError was not caught
+    by ``except errors.SplitMismatchError``; two ``UNKNOWN`` could differ)."""
+    places: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Error"):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name) and t.id in ("UNKNOWN",)]
+            else:
+                continue
+            for name in names:
+                places.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    twice = {name: where for name, where in places.items() if len(where) > 1}
+    assert not twice, twice

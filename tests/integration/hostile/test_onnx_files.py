@@ -8,7 +8,7 @@ from onnx import TensorProto, helper
 
 from drgrade.errors import ModelFileError
 from drgrade.serving.runner import OnnxGrader
-from tests.test_fail_safe import SANE, drgrade_metadata, fake_export
+from tests.integration.test_fail_safe import SANE, drgrade_metadata, fake_export
 
 
 def with_function_hiding_a_loop(path):

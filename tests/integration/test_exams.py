@@ -126,7 +126,7 @@ def recomputed(rows: list[dict]) -> dict:
 def check_exams_and_patient_level(out: Path) -> None:
     """A ``drgrade test`` run's exams.csv and metrics.json patient-level figures equal a recomputation.
 
-    Called by tests/cli/test_cli.py's zero-shot ``test`` run (one evaluation serves both).
+    Called by tests/integration/test_cli.py's zero-shot ``test`` run (one evaluation serves both).
     """
     rows = list(csv.DictReader((out / "predictions.csv").open(newline="")))
     assert rows and all(r["action"] in ("refer", "no refer", "to grader") for r in rows)
@@ -183,7 +183,7 @@ def test_report_shows_patient_figures_beside_the_labelled_published_trials(tmp_p
     import torch
 
     from drgrade.evaluation.patients import patient_level
-    from tests.evaluation.test_report_and_protocol import fake_run
+    from tests.integration.test_report_and_protocol import fake_run
 
     targets = torch.tensor([0, 0, 1, 2, 3, 4])
     run = fake_run(tmp_path / "a", "FCNCLIP", targets.clone(), targets)

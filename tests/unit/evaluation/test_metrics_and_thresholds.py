@@ -128,5 +128,3 @@ def test_the_one_qwk_equals_scikit_learn_and_names_its_arguments(seed):
     assert qwk(targets=same, preds=same, undefined=0.0) == 0.0  # what a search compares
     with pytest.raises(TypeError):
         qwk(preds, targets)  # positional: the order could be mistaken, so it is refused
-
-

@@ -99,7 +99,7 @@ def test_referable_dr_and_vtdr_include_dme():
 def check_dme_outputs(run: Path) -> None:
     """A trained FCN-CLIP's test run: the DME columns, the clinical flags and metrics.json's ``dme``.
 
-    Called by tests/cli/test_cli.py's FCN-CLIP fit / test (one training serves both).
+    Called by tests/integration/test_cli.py's FCN-CLIP fit / test (one training serves both).
     """
     document = json.loads((run / "metrics.json").read_text())
     rows = list(csv.DictReader((run / "predictions.csv").open(newline="")))

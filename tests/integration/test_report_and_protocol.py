@@ -93,9 +93,11 @@ def test_report_refuses_an_external_test_beside_an_internal_one_and_labels_it(tm
     assert header[1:] == ["FCN-CLIP [test, argmax]", "Ranking [external test: messidor2, argmax]"]
 
 
-def test_report_names_the_missing_file(tmp_path):
-    with pytest.raises(SystemExit):
+def test_report_names_the_missing_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
         main(["report", str(tmp_path / "no_run")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and str(tmp_path / "no_run") in err
 
 
 def test_reproduce_without_data_says_where_to_download(tmp_path, capsys):

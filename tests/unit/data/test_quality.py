@@ -164,7 +164,7 @@ def test_predict_reports_ungradable_images_and_grades_the_real_photo(
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
     (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
     # the rule gate's verdicts alone: a model fitted on synthetic photographs only finds a real one
-    # unlike any it was trained on (tests/tasks/test_typicality.py), so its typicality check is off here
+    # unlike any it was trained on (tests/unit/tasks/test_typicality.py), so its typicality check is off here
     rule_gate_only = with_typicality_cut(zero_shot_checkpoint, tmp_path / "rule_gate_only.ckpt", float("inf"))
     rows = predict_folder("zero_shot", synthetic, tmp_path / "runs", rule_gate_only, folder)
     assert rows["retina.jpg"]["grade"] != "" and rows["retina.jpg"]["error"] == ""
