@@ -21,6 +21,7 @@ from argparse import ArgumentError
 
 from drgrade import CONFIGS, __version__
 from drgrade.commands import VERBS, Verb
+from drgrade.commands.help_cache import print_help, wants_help
 from drgrade.console import printable_names, quiet_console
 from drgrade.errors import DrgradeError, MissingExtraError
 
@@ -67,7 +68,10 @@ def main(argv: list[str] | None = None) -> None:
             close = closest(name, list(VERBS))
             hint = f"; did you mean {' or '.join(close)}?" if close else f"; choose from {', '.join(VERBS)}"
             raise DrgradeError(f"{name!r} is not a drgrade verb{hint}")
-        run_verb(name, verb, resolve_config_paths(rest))
+        rest = resolve_config_paths(rest)
+        if wants_help(rest):  # remembered per installation: torch and Lightning are not imported for it
+            print_help(name, lambda: run_verb(name, verb, rest))
+        run_verb(name, verb, rest)
     except KeyboardInterrupt:
         print(f"\ndrgrade {name}: interrupted. {resume_hint(name)}", file=sys.stderr)
         raise SystemExit(130) from None

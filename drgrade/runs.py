@@ -31,6 +31,8 @@ SCORE_KEY = "drgrade_score"
 TRAINING_KEY = "drgrade_training"
 #: The checkpoint entry holding a FLAIR text tower's configuration and tokenizer files (text only).
 TEXT_ENCODER_KEY = "drgrade_text_encoder"
+#: The checkpoint entry recording whether an open_clip backbone runs QuickGELU (no tensor says so).
+QUICK_GELU_KEY = "drgrade_quick_gelu"
 
 
 def architecture_options(checkpoint: dict) -> dict:

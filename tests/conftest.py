@@ -14,6 +14,7 @@ os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("WANDB_SILENT", "true")
 # the preprocessing cache of every test run (subprocesses included) lives in a fresh temp dir
 os.environ["DRGRADE_CACHE_DIR"] = tempfile.mkdtemp(prefix="drgrade-cache-")
+os.environ["DRGRADE_HELP_DIR"] = tempfile.mkdtemp(prefix="drgrade-help-")  # drgrade VERB --help's texts
 
 import torch
 

@@ -14,12 +14,19 @@ elsewhere can only have been crafted, and is dropped with a warning.
 
 from __future__ import annotations
 
+import csv
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from drgrade.files import atomic_open
+from drgrade.runs import peek_checkpoint
+
+#: The training curves' file a CSV logger writes in every run folder.
+CURVES = "metrics.csv"
 
 #: The entries of ``ModelCheckpoint``'s state that name files it may delete later.
 PATH_ENTRIES = ("best_model_path", "kth_best_model_path", "last_model_path")
@@ -81,3 +88,30 @@ def confine_resumed_state(
                 stacklevel=2,
             )
     return dropped
+
+
+def join_curves(checkpoint: Path, folder: Path) -> None:
+    """Make a resumed fit's ``metrics.csv`` one curve: the resumed run's epochs, then this run's.
+
+    A fit resumed from ``<run>/checkpoints/last.ckpt`` writes a new run folder whose CSV logger
+    saw only the epochs after it, so its training curves started mid-way. The earlier run's rows up
+    to the checkpoint's epoch (the ones it continued from; a later, interrupted epoch is left out)
+    are put before this run's, under the union of both headers.
+
+    Args:
+        checkpoint: the checkpoint the fit resumed from.
+        folder: the resumed fit's run folder.
+    """
+    earlier, resumed = checkpoint.parent.parent / CURVES, folder / CURVES
+    if not (earlier.is_file() and resumed.is_file()) or earlier.resolve() == resumed.resolve():
+        return
+    epoch = peek_checkpoint(checkpoint).get("epoch")
+    with earlier.open(newline="") as old, resumed.open(newline="") as new:
+        before, after = csv.DictReader(old), csv.DictReader(new)
+        carried = [row for row in before if row.get("epoch") and int(float(row["epoch"])) <= epoch]
+        rows = carried + list(after)
+        header = list(dict.fromkeys([*(before.fieldnames or []), *(after.fieldnames or [])]))
+    with atomic_open(resumed, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)

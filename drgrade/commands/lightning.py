@@ -37,6 +37,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
 from drgrade import __version__
+from drgrade.callbacks.resume import join_curves
+from drgrade.commands import VERBS
 from drgrade.commands.checkpoint_policy import (
     ALLOW_UNTRAINED,
     adopt_checkpoint,
@@ -64,6 +66,23 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 #: Parser settings: no prefix abbreviations (``--trainer.max_epoch`` is an error, not max_epochs),
 #: and errors raised to ``drgrade.cli.main``, which answers with the closest valid names.
 PARSER = {"allow_abbrev": False, "exit_on_error": False}
+
+
+class VerbParser(LightningArgumentParser):
+    """Lightning's parser, its subcommands named as drgrade runs them (``drgrade fit``).
+
+    jsonargparse names a subcommand's parser ``drgrade [options] fit``; drgrade takes no option
+    before the verb, so its usage line would show a command that does not run.
+    """
+
+    @property
+    def prog(self) -> str:
+        """The program name the usage line and messages show."""
+        return self._prog
+
+    @prog.setter
+    def prog(self, value: str) -> None:
+        self._prog = value.replace(" [options]", "")
 
 
 class DRGradeCLI(LightningCLI):
@@ -95,9 +114,13 @@ class DRGradeCLI(LightningCLI):
         #: The checkpoint a ``fit`` left to use next (None: not a fit, or none kept).
         self.fitted: Path | None = None
         self.predictions_out = predictions_out
-        parser_kwargs = {**PARSER, **{name: dict(PARSER) for name in SUBCOMMANDS}}
+        described = {name: PARSER | {"description": VERBS[name].summary} for name in SUBCOMMANDS}
+        parser_kwargs = {**PARSER, **described}
         if run:
             parser_kwargs |= {"prog": "drgrade", "version": __version__}
+        elif verb is not None:  # a model-bound verb's help names it, not python's __main__.py or Lightning
+            name = verb.__name__.rsplit(".", 1)[-1]
+            parser_kwargs |= {"prog": f"drgrade {name}", "description": VERBS[name].summary}
         super().__init__(
             BaseTask,
             DRDataModule,
@@ -105,6 +128,7 @@ class DRGradeCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
             load_from_checkpoint_support=False,  # checkpoints are rebuilt by load_task, not from classes
+            parser_class=VerbParser,
             args=args,
             run=run,
             parser_kwargs=parser_kwargs,
@@ -244,8 +268,16 @@ class DRGradeCLI(LightningCLI):
         if self.trainer.is_global_zero:
             print(stage_ending(self.config["subcommand"], folder, self.trainer))
 
+    def after_fit(self) -> None:
+        """A resumed fit's training curves continue those of the run it resumed; then as every stage."""
+        folder = run_dir(self.trainer)  # a collective under DDP: every rank asks
+        resumed_from = self.config["fit"].get("ckpt_path")
+        if resumed_from and self.trainer.is_global_zero:
+            join_curves(Path(resumed_from), folder)
+        self.after_stage()
+
     before_fit = before_validate = before_test = before_predict = before_stage
-    after_fit = after_validate = after_test = after_predict = after_stage
+    after_validate = after_test = after_predict = after_stage
 
 
 def stage_ending(stage: str, folder: Path, trainer) -> str:

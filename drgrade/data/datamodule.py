@@ -32,6 +32,10 @@ from drgrade.data.splits import (
 from drgrade.errors import DataValidationError, OptionError
 from drgrade.grades import NUM_GRADES
 
+#: The split tables this process has printed: a protocol's later stages on the same split say so in
+#: one line (split.csv in every run folder holds the split itself).
+SHOWN_TABLES: set[str] = set()
+
 
 def check_options(
     split_ratios: tuple[float, float, float],
@@ -307,10 +311,15 @@ class DRDataModule(L.LightningDataModule):
         self.split_identity = split_identity(
             records, self.splits, hp.split_ratios, hp.split_seed, held_out, official, hp.split_file
         )
-        rank_zero_info(
-            f"DR data: {len(records)} images\n{count_table(records, self.splits)}\n"
+        tables = (
+            f"{count_table(records, self.splits)}\n"
             f"{source_table(records, self.splits, self.excluded, self.gate_flagged())}"
         )
+        if tables in SHOWN_TABLES:  # reproduce's stages after the first share one split
+            rank_zero_info(f"DR data: {len(records)} images, split as shown above (split.csv in the run)")
+        else:
+            SHOWN_TABLES.add(tables)
+            rank_zero_info(f"DR data: {len(records)} images\n{tables}")
 
     def read_split_file(self, records: list[Record]) -> tuple[list[Record], list[str]]:
         """The splits ``data.split_file`` gives; the images it marks unused are left out and listed.

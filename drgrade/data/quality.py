@@ -352,7 +352,7 @@ def verdict(measured: dict[str, float], limits: QualityLimits = DEFAULT_LIMITS) 
     return next((f"{reason} ({shown})" for failed, reason in checks if failed), "")
 
 
-def assess(image: np.ndarray, limits: QualityLimits = QualityLimits()) -> Quality:
+def assess(image: np.ndarray, limits: QualityLimits = DEFAULT_LIMITS) -> Quality:
     """The gate's verdict on decoded pixels (a file's intake adds the file-level checks)."""
     height, width = image.shape[:2]
     problem = size_problem(width, height, limits)

@@ -386,7 +386,12 @@ class OnnxGrader:
         return self.session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
 
     def grade_files(
-        self, paths: Iterable[Path], batch_size: int = 16, workers: int = 0, inputs: list | None = None
+        self,
+        paths: Iterable[Path],
+        batch_size: int = 16,
+        workers: int = 0,
+        inputs: list | None = None,
+        settled: int = 0,
     ) -> list[PredictionRow]:
         """One row per file, in the given order; an unreadable or ungradable file gets its reason.
 
@@ -399,12 +404,16 @@ class OnnxGrader:
             batch_size: images per onnxruntime call.
             workers: preprocessing processes (0: in this process).
             inputs: when given, filled with each file's network input (None where not graded).
+            settled: entries of the same folder already answered (skipped when listed): the
+                progress bar counts them too, so it ends at the count the summary gives.
         """
         paths = list(paths)
         prepare = partial(prepared, size=self.size, mean=self.mean, std=self.std, quality=self.quality)
         rows = [PredictionRow(str(path), model=self.model, checkpoint=self.checkpoint) for path in paths]
         pending: list[tuple[int, np.ndarray]] = []  # (row, network input) waiting for a batch
-        with _pool(workers) as pool, tqdm(total=len(paths), desc="grading", unit="image") as bar:
+        with _pool(workers) as pool, tqdm(
+            total=settled + len(paths), initial=settled, desc="grading", unit="file"
+        ) as bar:
             for index, (tensor, error, quality, exam) in enumerate(
                 _ordered(pool, prepare, paths, depth=4 * batch_size)
             ):
@@ -607,7 +616,7 @@ def main(argv: list[str] | None = None) -> None:
     except DrgradeError as error:
         print(f"python -m drgrade.deploy: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(f"{len(rows)} image(s) into {opts.out} at {rate:.1f} images/s; {ungradable_summary(rows)}")
+    print(f"{len(rows)} file(s) into {opts.out} at {rate:.1f} images/s; {ungradable_summary(rows)}")
     print(f"{exam_summary(exams)} in {exams_out}")
     if rows and all(row.error for row in rows):
         print(
@@ -628,7 +637,7 @@ def grade_folder(opts: argparse.Namespace) -> tuple[list[PredictionRow], float]:
         raise OptionError(f"{opts.images} holds no files to grade")
     ids = exam_ids(paths, opts.manifest, opts.pattern)
     start = time.perf_counter()
-    rows = grader.grade_files(paths, opts.batch_size, opts.workers)
+    rows = grader.grade_files(paths, opts.batch_size, opts.workers, settled=len(skipped))
     rate = len(paths) / max(time.perf_counter() - start, 1e-9)
     for row, found in zip(rows, ids, strict=True):
         if found is not None:  # the manifest's word first, a DICOM header's where it says nothing

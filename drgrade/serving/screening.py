@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from drgrade.data.augment import EvalTransform
 from drgrade.data.dataset import UNKNOWN, FundusDataset
-from drgrade.data.quality import QualityLimits
+from drgrade.data.quality import DEFAULT_LIMITS
 from drgrade.data.sources import Record
 from drgrade.predictions import PredictionRow, checked_decisions, decided_row
 from drgrade.reporting.overlays import display_images
@@ -57,7 +57,7 @@ def screen_files(
     records = [Record(Path(p), UNKNOWN, "", str(p)) for p in paths]
     transform = EvalTransform(task.normalisation())
     dataset = FundusDataset(
-        records, image_size, transform, keep_errors=True, quality=QualityLimits(), quality_model=quality_model
+        records, image_size, transform, keep_errors=True, quality=DEFAULT_LIMITS, quality_model=quality_model
     )
     thresholds, cuts = task.rule.thresholds.tolist(), task.clinical_cuts()
     answers: list[Screening] = []

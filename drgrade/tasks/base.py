@@ -40,6 +40,7 @@ from drgrade.predictions import operating_cut
 from drgrade.provenance import code_version, training_sources, weights_record
 from drgrade.runs import (
     CHOICE_KEY,
+    QUICK_GELU_KEY,
     SCORE_KEY,
     SPLIT_KEY,
     TASK_KEY,
@@ -163,6 +164,15 @@ class BaseTask(L.LightningModule):
         """Logits [B, K] of normalised images [B, 3, S, S]."""
         raise NotImplementedError
 
+    @property
+    def example_input_array(self) -> torch.Tensor:
+        """One blank image at the input size: Lightning's model summary measures FLOPs on it.
+
+        Without one its table ends in "Total FLOPs: 0", which reads as a measurement.
+        """
+        size = self.hparams.get("image_size") or 224
+        return torch.zeros(1, 3, size, size)
+
     def forward_with_dme(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Grade logits [B, K] and, with a DME output, the DME logits [B] (else None), in one pass."""
         return self(images), None
@@ -230,6 +240,8 @@ class BaseTask(L.LightningModule):
         checkpoint[SCORE_KEY] = self.validation_score() if attached else None
         if hasattr(getattr(self, "backbone", None), "text_files"):  # FLAIR: its text tower's definition
             checkpoint[TEXT_ENCODER_KEY] = self.backbone.text_files
+        if hasattr(getattr(self, "backbone", None), "quick_gelu"):  # open_clip: the activation it ran
+            checkpoint[QUICK_GELU_KEY] = self.backbone.quick_gelu
         checkpoint[TRAINING_KEY] = {
             "weights": self.weights_record,
             "code": code_version(),
@@ -267,6 +279,9 @@ class BaseTask(L.LightningModule):
         self.weights_record = (checkpoint.get(TRAINING_KEY) or {}).get("weights")
         self.training_data = (checkpoint.get(TRAINING_KEY) or {}).get("data")
         self.checkpoint_epoch = checkpoint.get("epoch") if self.trainable else None
+        backbone = getattr(self, "backbone", None)
+        if isinstance(checkpoint.get(QUICK_GELU_KEY), bool) and hasattr(backbone, "quick_gelu"):
+            backbone.quick_gelu = checkpoint[QUICK_GELU_KEY]  # rebuilt without the weights file it came from
 
     @classmethod
     def options_from_checkpoint(cls, options: dict, checkpoint: dict, path: Path) -> dict:

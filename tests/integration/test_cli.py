@@ -229,8 +229,11 @@ def test_fit_resumes_from_last_and_validate_calibrates_any_model(synthetic, tmp_
     main(cli_args("fit", "fcn_clip", synthetic, tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
     assert f"using {first / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().out
     resumed = latest_run(tmp_path)
-    epochs = {row["epoch"] for row in csv.DictReader((resumed / "metrics.csv").read_text().splitlines())}
-    assert epochs == {"1"}  # carried on at epoch 1 rather than starting again at 0
+    rows = list(csv.DictReader((resumed / "metrics.csv").read_text().splitlines()))
+    assert rows[-1]["epoch"] == "1"  # carried on at epoch 1 rather than starting again at 0
+    assert {row["epoch"] for row in rows} == {"0", "1"}  # one curve: the resumed run's epoch 0 first
+    steps = [int(row["step"]) for row in rows]
+    assert steps == sorted(steps)
 
     main(
         cli_args(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import time
@@ -28,7 +29,12 @@ def python(code: str, blocked: set[str] = frozenset()) -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={"WANDB_MODE": "disabled", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)},
+        env={
+            "WANDB_MODE": "disabled",
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(ROOT),
+            "DRGRADE_HELP_DIR": os.environ["DRGRADE_HELP_DIR"],
+        },
     )
 
 
@@ -42,7 +48,7 @@ def test_cli_imports_and_helps_without_the_optional_extras():
         "{'torch', 'lightning', 'onnx', 'onnxruntime', 'gradio'}))"
     )
     assert loaded.stdout.strip() == "[]"  # the help imports nothing heavy
-    needs = python("from drgrade.cli import main\nmain(['export', '--help'])", extras)
+    needs = python("from drgrade.cli import main\nmain(['export', '--ckpt_path', 'x.ckpt'])", extras)
     assert needs.returncode == 2 and "pip install 'drgrade[deploy]'" in needs.stderr
     needs = python("from drgrade.cli import main\nmain(['serve', '--ckpt_path', 'x.ckpt'])", extras)
     assert needs.returncode == 2 and "pip install 'drgrade[app]'" in needs.stderr

@@ -10,6 +10,8 @@ the last block.
 
 from __future__ import annotations
 
+import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,19 +19,23 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transformer import QuickGELU
 from torch import nn
 
 from drgrade.data.preprocess import CLIP_MEAN, CLIP_STD
 from drgrade.errors import OptionError, WeightsFileError
 from drgrade.models.backbones.base import FEATURE_LAYERS, Backbone
 from drgrade.models.downloads import offline, open_clip_cached, unavailable
-from drgrade.models.weights import read_state_dict
+from drgrade.models.weights import is_torchscript, read_state_dict
 
 MODEL_CONFIGS = Path(__file__).parent.parent / "model_configs"
 #: A ModifiedResNet's stages.
 RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 #: Entries of OpenAI's TorchScript archives that are not weights (open_clip drops them too).
 _ARCHIVE_EXTRAS = ("input_resolution", "context_length", "vocab_size")
+#: QuickGELU in a TorchScript archive's code: its class, or its constant where scripted inline
+#: (``x * sigmoid(1.702 * x)``; a traced archive keeps the constant apart, the class by name).
+QUICK_GELU_CODE = (b"class QuickGELU(", b"1.702")
 _WEIGHTS_HELP = (
     "Without network access, download the weights elsewhere (e.g. open_clip's RN50 'openai' "
     "checkpoint), copy the file here and pass --model.init_args.pretrained /path/to/RN50.pt; "
@@ -71,15 +77,66 @@ def resize_positions(visual: nn.Module, image_size: int) -> None:
     owner.positional_embedding = nn.Parameter(new, requires_grad=old.requires_grad)
 
 
-def load_weights_file(model: nn.Module, path: Path, model_name: str) -> None:
-    """Load a local CLIP weights file into ``model``, reading tensors only (see ``models.weights``).
+def trained_with_quick_gelu(path: Path, state: dict[str, torch.Tensor]) -> bool | None:
+    """Whether a weights file's CLIP was trained with QuickGELU, from what the file says (None: nothing).
+
+    A state dict holds no activation, and the wrong one silently degrades every embedding, so the
+    signals are those around the tensors: OpenAI's TorchScript archive carries its code, which
+    defines QuickGELU (``x * sigmoid(1.702 * x)``) where the model uses it; a state dict saved
+    from OpenAI's model keeps its ``input_resolution`` / ``context_length`` / ``vocab_size``
+    entries (every OpenAI CLIP was trained with QuickGELU); an open_clip download from the
+    Hugging Face hub has ``open_clip_config.json`` beside it, whose ``model_cfg.quick_gelu``
+    says. A bare open_clip state dict says nothing: the architecture's own setting holds (``RN50-quickgelu``,
+    ``ViT-B-32-quickgelu``, ... name the QuickGELU variants).
+
+    Args:
+        path: the weights file.
+        state: its tensors (``read_state_dict``).
+    """
+    if is_torchscript(path):
+        with zipfile.ZipFile(path) as archive:
+            code = [archive.read(n) for n in archive.namelist() if "/code/" in n and n.endswith(".py")]
+        if any(mark in text for text in code for mark in QUICK_GELU_CODE):
+            return True
+    if any(key in state for key in _ARCHIVE_EXTRAS):
+        return True
+    config = path.with_name("open_clip_config.json")
+    try:
+        quick = json.loads(config.read_text())["model_cfg"].get("quick_gelu", False)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return quick if isinstance(quick, bool) else None
+
+
+def tag_quick_gelu(model_name: str, tag: str) -> bool:
+    """Whether open_clip's download ``tag`` was trained with QuickGELU.
+
+    Its pretrained config says; where open_clip's does not (2.26), the ``openai`` tags were.
+    """
+    return bool(open_clip.get_pretrained_cfg(model_name, tag).get("quick_gelu", tag == "openai"))
+
+
+def set_quick_gelu(model: nn.Module, quick: bool) -> None:
+    """Make every GELU of ``model`` a QuickGELU (``quick``) or every QuickGELU a GELU.
+
+    Activations hold no weights, so this is exact before or after the weights load.
+    """
+    old, new = (nn.GELU, QuickGELU) if quick else (QuickGELU, nn.GELU)
+    for module in model.modules():
+        for name, child in module.named_children():
+            if type(child) is old:
+                setattr(module, name, new())
+
+
+def load_weights_file(model: nn.Module, state: dict[str, torch.Tensor], path: Path, model_name: str) -> None:
+    """Load a local CLIP weights file's tensors into ``model`` (read with ``read_state_dict``).
 
     Args:
         model: the freshly built open_clip model.
-        path: the weights file.
+        state: the file's tensors.
+        path: the weights file, for messages.
         model_name: the architecture, for messages.
     """
-    state = read_state_dict(path)
     persistent = model.state_dict()
     for key in [*_ARCHIVE_EXTRAS, *(n for n, _ in model.named_buffers() if n not in persistent)]:
         state.pop(key, None)  # a TorchScript archive also stores non-persistent buffers (attn_mask)
@@ -116,6 +173,14 @@ def weights_problem(model_name: str, pretrained: str | None) -> str | None:
     return None
 
 
+def current_device() -> torch.device:
+    """The device new tensors are made on now, a ``with torch.device("meta")`` block included.
+
+    (``torch.get_default_device()`` sees such a block only in newer torch; 2.5 and 2.6 say cpu.)
+    """
+    return torch.empty(()).device
+
+
 def create_clip(model_name: str, pretrained: str | None, image_size: int | None) -> nn.Module:
     """Build an open_clip CLIP; ``pretrained`` is a tag (``openai``), a file, or None (random).
 
@@ -125,23 +190,29 @@ def create_clip(model_name: str, pretrained: str | None, image_size: int | None)
     register_tiny_configs()
     if pretrained is None:
         return open_clip.create_model(
-            model_name, pretrained=None, force_image_size=image_size, device=torch.get_default_device()
+            model_name, pretrained=None, force_image_size=image_size, device=current_device()
         )
     path = Path(pretrained).expanduser()
     if path.is_file():
-        # OpenAI's CLIP weights were trained with QuickGELU; other activations silently degrade them.
-        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=True)
+        model = open_clip.create_model(model_name, pretrained=None)
         try:
-            load_weights_file(model, path, model_name)
+            state = read_state_dict(path)
+            load_weights_file(model, state, path, model_name)
         except WeightsFileError as error:
             raise WeightsFileError(f"{error}\n{_WEIGHTS_HELP}") from None
+        quick = trained_with_quick_gelu(path, state)
+        if quick is not None:  # the activation the file was trained with, whatever the name's default
+            set_quick_gelu(model, quick)
     else:
         problem = weights_problem(model_name, pretrained)
         if problem:
             raise WeightsFileError(problem)
         try:
             model = open_clip.create_model(
-                model_name, pretrained=pretrained, force_quick_gelu=pretrained == "openai", weights_only=True
+                model_name,
+                pretrained=pretrained,
+                force_quick_gelu=tag_quick_gelu(model_name, pretrained),
+                weights_only=True,
             )
         except Exception as error:  # download and cache failures come in many types
             raise WeightsFileError(
@@ -182,6 +253,15 @@ class OpenClipBackbone(Backbone):
         # CLIP's learned temperature stays as trained: the ranking model uses its own (0.2)
         self.clip.logit_scale.requires_grad_(False)
         self.finish_freezing()
+
+    @property
+    def quick_gelu(self) -> bool:
+        """Whether the towers use QuickGELU (checkpoints record it: their state dict cannot say)."""
+        return any(isinstance(module, QuickGELU) for module in self.clip.modules())
+
+    @quick_gelu.setter
+    def quick_gelu(self, quick: bool) -> None:
+        set_quick_gelu(self.clip, quick)
 
     @property
     def visual(self) -> nn.Module:

@@ -1,0 +1,118 @@
+"""``drgrade VERB --help`` in a fraction of a second: the live parser's own text, remembered.
+
+A verb's help is what its real parser prints, and building that parser imports torch and
+Lightning (seconds; tens of seconds on a loaded machine). The text depends only on drgrade's
+source, the versions of the libraries that build the parser and the terminal width, so the
+first ``drgrade VERB --help`` stores what the live parser printed in the user's cache folder
+(``$DRGRADE_HELP_DIR``, else ``$XDG_CACHE_HOME/drgrade/help``, default ``~/.cache/drgrade/help``)
+under a key made of all of those, and later calls print it without importing torch. Any change
+in the key (an upgrade, an edited source file, another width) misses, and the live parser
+answers and is stored again.
+
+Only a bare ``drgrade VERB --help`` is served from the cache: with other options (``--config``)
+the help can show other defaults, so the live parser answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from drgrade import __version__
+from drgrade.errors import OutputError
+from drgrade.files import atomic_write_text
+
+HELP_FLAGS = ("-h", "--help")
+#: Where the texts are kept, when not in the user's cache folder (the tests keep theirs apart).
+ENV_HELP_DIR = "DRGRADE_HELP_DIR"
+#: The distributions whose versions shape a verb's parser: its options, their types and help texts.
+SHAPERS = ("lightning", "jsonargparse", "torch", "docstring-parser", "typeshed-client")
+#: drgrade's own source (every option, docstring and verb summary the help shows comes from it).
+PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def wants_help(args: list[str]) -> bool:
+    """Whether ``args`` ask for the help alone (``--help`` or ``-h``, nothing else)."""
+    return len(args) == 1 and args[0] in HELP_FLAGS
+
+
+def help_dir() -> Path:
+    """The folder of remembered help texts: ``$DRGRADE_HELP_DIR``, else ``$XDG_CACHE_HOME/drgrade/help``."""
+    if os.environ.get(ENV_HELP_DIR):
+        return Path(os.environ[ENV_HELP_DIR]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "drgrade" / "help"
+
+
+def installed(name: str) -> str:
+    """The installed version of distribution ``name`` (``-`` when it is not installed)."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "-"
+
+
+def help_key(verb: str) -> str:
+    """What a verb's help text depends on, as a digest.
+
+    The verb, drgrade's version and every byte of its source, the Python and the ``SHAPERS``
+    versions, and the terminal width the text was wrapped to.
+    """
+    digest = hashlib.sha256()
+    width = shutil.get_terminal_size().columns
+    digest.update(f"{verb}|{__version__}|{sys.version}|{width}".encode())
+    for name in SHAPERS:
+        digest.update(f"|{name}={installed(name)}".encode())
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(str(path.relative_to(PACKAGE)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def help_file(verb: str) -> Path:
+    """Where the help text of ``verb`` for this installation is remembered."""
+    return help_dir() / f"{verb}-{help_key(verb)}.txt"
+
+
+def live_help(run_live: Callable[[], None]) -> str:
+    """What the live parser prints for ``--help`` (``run_live`` runs the verb with ``--help``)."""
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            run_live()
+    except SystemExit as done:
+        if done.code not in (0, None):
+            sys.stdout.write(printed.getvalue())
+            raise
+    return printed.getvalue()
+
+
+def remember(verb: str, path: Path, text: str) -> None:
+    """Keep ``text`` at ``path``, in place of the verb's texts for earlier keys (one file per verb)."""
+    with contextlib.suppress(OSError, OutputError):  # an unwritable cache: the next call is live too
+        for old in path.parent.glob(f"{verb}-*.txt"):
+            old.unlink()
+        atomic_write_text(path, text)
+
+
+def print_help(verb: str, run_live: Callable[[], None]) -> None:
+    """Print ``verb``'s help: remembered when this installation printed it before, else live (and kept).
+
+    Args:
+        verb: the verb.
+        run_live: runs the verb with ``--help`` (its real parser prints the help and exits).
+    """
+    path = help_file(verb)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = live_help(run_live)
+        remember(verb, path, text)
+    sys.stdout.write(text)
+    raise SystemExit(0)
