@@ -10,19 +10,21 @@ from drgrade.tasks import BaseTask
 from tests.conftest import ROOT, TINY
 
 PACKAGE = ROOT / "drgrade"
-MODEL_CONFIGS = ["zero_shot", "fcn_clip", "ranking", "ensemble", "quality"]
+MODEL_CONFIGS = ["zero_shot", "fcn_clip", "fcn_clip_finetune", "ranking", "ensemble", "quality", "cnn_baseline"]
 
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
 @pytest.mark.parametrize("overlay", [[], ["demo.yaml"], ["demo.yaml", "demo_train.yaml"]])
 def test_every_config_instantiates(name, overlay, tmp_path):
-    if name == "ensemble" and overlay:
-        pytest.skip("the demo overlays set CLIP backbone options; the ensemble has none")
+    if name in ("ensemble", "cnn_baseline") and overlay:
+        pytest.skip("the demo overlays set CLIP backbone options; this model has none")
     if name in ("zero_shot",) and "demo_train.yaml" in overlay:
         pytest.skip("zero-shot trains nothing, so it takes no training options")
     args = ["--config", str(ROOT / "configs" / f"{name}.yaml")]
     args += [a for o in overlay for a in ("--config", str(ROOT / "configs" / o))]
-    if not overlay:  # RN50 openai weights cannot be downloaded here: same config, tiny backbone
+    if not overlay and name == "cnn_baseline":  # ImageNet weights cannot be downloaded here
+        args += ["--model.init_args.pretrained", "null"]
+    elif not overlay:  # RN50 openai weights cannot be downloaded here: same config, tiny backbone
         args += ["--config", str(TINY)] if name != "ensemble" else []
     args += ["--data.synthesize_if_missing", "false", "--trainer.default_root_dir", str(tmp_path)]
     if name == "ensemble":
