@@ -10,7 +10,15 @@ from drgrade.tasks import BaseTask
 from tests.conftest import ROOT, TINY
 
 PACKAGE = ROOT / "drgrade"
-MODEL_CONFIGS = ["zero_shot", "fcn_clip", "fcn_clip_finetune", "ranking", "ensemble", "quality", "cnn_baseline"]
+MODEL_CONFIGS = [
+    "zero_shot",
+    "fcn_clip",
+    "fcn_clip_finetune",
+    "ranking",
+    "ensemble",
+    "quality",
+    "cnn_baseline",
+]
 
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
