@@ -79,8 +79,12 @@ def operating_candidates(scores: np.ndarray, positive: np.ndarray) -> list[tuple
     Two cuts between the same two neighbouring scores flag the same images, so each way is one gap
     between sorted distinct scores, and its cut is the middle of that gap (a score a hair away on
     another split does not flip). Below the lowest score: half of it (every image flagged); above
-    the highest: halfway to 1 (none flagged).
+    the highest: halfway to 1 (none flagged). Scores and cuts are taken as float32 represents
+    them, the precision at which the rule stores cuts and compares (``inside_gap``).
     """
+    # the rule stores its cuts and compares scores in float32 (the ONNX graph's precision): count
+    # on the scores as it will see them, and keep every cut strictly inside its float32 gap
+    scores = np.asarray(scores, dtype=np.float32).astype(np.float64)
     values = np.unique(scores)
     if values.size == 0:
         return []
@@ -91,10 +95,27 @@ def operating_candidates(scores: np.ndarray, positive: np.ndarray) -> list[tuple
     hits = np.cumsum(pos_at[::-1])[::-1]  # positives with score >= values[j]
     false_alarms = np.cumsum(neg_at[::-1])[::-1]
     negatives = int((~positive).sum())
-    cuts = np.concatenate(([values[0] / 2], (values[:-1] + values[1:]) / 2, [(values[-1] + 1) / 2]))
+    lower = np.concatenate(([0.0], values))
+    upper = np.concatenate((values, [1.0]))
+    cuts = inside_gap(lower, upper)
+    cuts[0] = values[0] / 2  # below every score: flags them all, a score of 0 included
     hits = np.concatenate((hits, [0]))
     kept = negatives - np.concatenate((false_alarms, [0]))
     return [(float(c), int(h), int(k)) for c, h, k in zip(cuts, hits, kept, strict=True)]
+
+
+def inside_gap(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """The float32 cut in the middle of each gap ``(lower, upper]``, never on ``lower``.
+
+    Two neighbouring scores can be a few float32 steps apart (a model whose probabilities are
+    nearly flat): their float64 middle then rounds, when stored as float32, onto the lower score,
+    and ``score >= cut`` would flag the image the gap was meant to leave out. Such a cut moves
+    to the next float32 above ``lower`` (at most ``upper``), which splits the images as counted.
+    """
+    middle = ((lower + upper) / 2).astype(np.float32)
+    low = lower.astype(np.float32)
+    above = np.nextafter(low, np.float32(np.inf))
+    return np.where(middle > low, middle, above).astype(np.float64)
 
 
 def best_cut(scores: np.ndarray, positive: np.ndarray, target: float, kind: str) -> float | None:

@@ -114,7 +114,7 @@ class DecisionRule(nn.Module):
             self.choice = {"objective": method, **record}
         self.thresholds.copy_(calibrate_thresholds(probabilities, targets, method, groups))
         self.thresholded.fill_(method != "none")
-        numpy_probs = probabilities.double().numpy()
+        numpy_probs = probabilities.numpy()  # float32, as the rule sums and compares them when it decides
         cuts = fit_operating_points(
             numpy_probs, targets.numpy(), **{f"target_{k}": v for k, v in self.targets.items()}
         )

@@ -66,3 +66,25 @@ def test_every_candidate_cut_flags_what_it_says():
     assert [c for c, *_ in candidates] == pytest.approx([0.05, 0.25, 0.55, 0.8, 0.95])
     for cut, hits, kept in candidates:
         assert rates(scores, positive, cut) == (hits, kept)
+
+
+def test_a_cut_between_scores_a_float32_step_apart_splits_them_as_counted():
+    """A nearly flat model's scores sit a few float32 steps apart: the float64 middle of such a gap,
+    stored as the rule stores it (float32), fell onto the lower score and flagged the image the gap
+    left out (the demo's zero-shot cut: on a validation score, dominated by flagging every image)."""
+    import torch
+
+    low = np.float32(0.60013634)
+    steps = [low]
+    for _ in range(5):
+        steps.append(np.nextafter(steps[-1], np.float32(1)))
+    scores = np.array(steps, dtype=np.float32)
+    positive = np.array([False, True, False, True, True, True])
+    for cut, hits, kept in fitting.operating_candidates(scores, positive):
+        stored = torch.tensor([cut], dtype=torch.float32)
+        flagged = torch.from_numpy(scores) >= stored
+        assert int((flagged & torch.from_numpy(positive)).sum()) == hits
+        assert int((~flagged & ~torch.from_numpy(positive)).sum()) == kept
+    cut = cut_for_sensitivity(scores, positive, 0.9)
+    stored = float(torch.tensor(cut, dtype=torch.float32))
+    assert scores[1] >= stored > scores[0]  # every positive, and the lowest negative left out
