@@ -20,7 +20,8 @@ def recompute_rule(path, objective: str) -> dict[str, np.ndarray]:
     _, groups = np.unique(np.asarray(saved.patients), return_inverse=True)
     p = np.clip(probs, 1e-12, 1.0)
     return {
-        "cuts": np.float32(fit_operating_points(probs, saved.targets, 0.9, 0.95)),
+        # the rule sums the probabilities in float32, as it does when it decides
+        "cuts": np.float32(fit_operating_points(probs.astype(np.float32), saved.targets, 0.9, 0.95)),
         "thresholds": calibrate_thresholds(
             torch.from_numpy(probs), torch.from_numpy(saved.targets), objective, torch.from_numpy(groups)
         ).numpy(),
