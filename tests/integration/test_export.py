@@ -1,8 +1,11 @@
+import contextlib
 import csv
+import io
 import json
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -75,72 +78,101 @@ def test_onnx_probabilities_match_pytorch(make, tmp_path):
     assert [p["cut"] for p in described["operating_points"]] == pytest.approx([0.3, 0.6, None, 0.5])
 
 
-def test_export_and_deploy_cli(synthetic, tmp_path, capsys, monkeypatch):
-    main(cli_args("fit", "ranking", synthetic, tmp_path / "runs", "--trainer.max_epochs", "1"))
+@pytest.fixture(scope="module")
+def exported(synthetic, tmp_path_factory) -> SimpleNamespace:
+    """A 1-epoch ranking checkpoint exported as float and INT8, a folder of three photographs and a
+    broken file, and deploy's rows for the float graph: what the export tests below read.
+
+    The INT8 export is first refused as slower than float (the measured speeds are fixed, so the
+    refusal does not depend on the machine), then kept on purpose: ``refused`` holds the message.
+    """
+    root = tmp_path_factory.mktemp("export")
+    main(cli_args("fit", "ranking", synthetic, root / "runs", "--trainer.max_epochs", "1"))
     export = [
-        *cli_args("export", "ranking", synthetic, tmp_path / "runs"),
-        "--ckpt_path",
-        "best",
-        "--out",
-        str(tmp_path / "ranking.onnx"),
-        "--quantize",
-        "int8",  # no calibration images: the configured training split calibrates
+        *cli_args("export", "ranking", synthetic, root / "runs"),
+        *("--ckpt_path", "best", "--out", str(root / "ranking.onnx")),
+        *("--quantize", "int8"),  # no calibration images: the configured training split calibrates
     ]
-    # an INT8 model slower than float is refused (the tiny test network is: about 2x here), unless
-    # kept on purpose; the measured speeds are fixed so the test does not depend on the machine
-    monkeypatch.setattr("drgrade.serving.quantize.compared_speed", lambda *_: (100.0, 50.0))
-    with pytest.raises(SystemExit) as stop:
-        main(export)
-    assert stop.value.code == 2 and "so it was not kept" in capsys.readouterr().err
-    assert (tmp_path / "ranking.onnx").is_file() and not (tmp_path / "ranking.int8.onnx").exists()
-    with pytest.warns(UserWarning, match="kept as asked"):
-        main([*export, "--keep_slower_int8"])
-    folder = tmp_path / "images"
+    refused = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(refused):
+        patch.setattr("drgrade.serving.quantize.compared_speed", lambda *_: (100.0, 50.0))
+        with pytest.raises(SystemExit) as stop:
+            main(export)
+        kept_before = (root / "ranking.onnx").is_file(), (root / "ranking.int8.onnx").exists()
+        with pytest.warns(UserWarning, match="kept as asked"):
+            main([*export, "--keep_slower_int8"])
+    folder = root / "images"
     folder.mkdir()
-    sources = sorted((synthetic / "aptos2019" / "train_images").iterdir())[:3]
-    for path in sources:
+    for path in sorted((synthetic / "aptos2019" / "train_images").iterdir())[:3]:
         shutil.copy(path, folder / path.name)
     (folder / "zz_corrupt.png").write_bytes(b"broken")
-    deploy_main([str(tmp_path / "ranking.onnx"), str(folder), "--out", str(tmp_path / "p.csv")])
-    rows = list(csv.DictReader((tmp_path / "p.csv").read_text().splitlines()))
+    deploy_main([str(root / "ranking.onnx"), str(folder), "--out", str(root / "p.csv")])
+    return SimpleNamespace(
+        root=root,
+        folder=folder,
+        refusal=(stop.value.code, refused.getvalue(), kept_before),
+        rows=list(csv.DictReader((root / "p.csv").read_text().splitlines())),
+        float_graph=root / "ranking.onnx",
+        int8_graph=root / "ranking.int8.onnx",
+    )
+
+
+def test_an_int8_model_slower_than_float_is_refused_unless_kept_on_purpose(exported):
+    code, said, (float_written, int8_written) = exported.refusal
+    assert code == 2 and "so it was not kept" in said
+    assert float_written and not int8_written  # the float model stays; no slower INT8 beside it
+    assert exported.int8_graph.is_file()  # --keep_slower_int8 keeps it
+
+
+def test_deploy_gives_every_file_an_action_and_writes_exams_beside_its_output(exported):
+    rows = exported.rows
     assert len(rows) == 4 and "not a decodable image" in rows[-1]["error"]
     assert all(r["action"] in ("refer", "no refer", "to grader") for r in rows)  # never empty
     assert (rows[-1]["action"], rows[-1]["refer_to_grader"]) == ("to grader", "1")
-    exams = list(csv.DictReader((tmp_path / "exams.csv").read_text().splitlines()))  # beside --out
+    exams = list(csv.DictReader((exported.root / "exams.csv").read_text().splitlines()))
     assert len(exams) == 4 and exams[-1]["decision"] == "insufficient"  # each file its own patient
-    task = load_task(next((tmp_path / "runs").rglob("best-*.ckpt"))).eval()
-    grader = OnnxGrader(tmp_path / "ranking.onnx")
+
+
+def float_expected(exported) -> np.ndarray:
+    """The checkpoint's own probabilities for the three photographs, on the runner's preprocessing."""
     from drgrade.data.images import read_rgb
 
-    batch = np.stack([grader.tensor(read_rgb(p)) for p in sorted(folder.glob("*"))[:3]])
+    task = load_task(next((exported.root / "runs").rglob("best-*.ckpt"))).eval()
+    grader = OnnxGrader(exported.float_graph)
+    batch = np.stack([grader.tensor(read_rgb(p)) for p in sorted(exported.folder.glob("*"))[:3]])
     with torch.no_grad():
-        expected = task.rule(task(torch.from_numpy(batch))).probabilities.numpy()
-    got = np.array([[float(r[column]) for column in PROB_COLUMNS] for r in rows[:3]])
-    assert np.abs(got - expected).max() < 1e-4
+        return task.rule(task(torch.from_numpy(batch))).probabilities.numpy()
 
-    # INT8: same interface and metadata, a quarter of the size, close probabilities, not slower
-    int8 = tmp_path / "ranking.int8.onnx"
-    assert (
-        int8.name == "ranking.int8.onnx"
-        and int8.stat().st_size < 0.5 * (tmp_path / "ranking.onnx").stat().st_size
-    )
-    quantised = OnnxGrader(int8)
+
+def test_deploy_of_the_float_graph_equals_its_checkpoint(exported):
+    got = np.array([[float(r[column]) for column in PROB_COLUMNS] for r in exported.rows[:3]])
+    assert np.abs(got - float_expected(exported)).max() < 1e-4
+
+
+def test_int8_keeps_the_interface_and_metadata_but_not_the_typicality_check(exported):
+    """A quarter of the size; the typicality check stays with the float model (INT8 noise would
+    move photographs past its cut); convolutions in INT8, the head in float."""
+    assert exported.int8_graph.stat().st_size < 0.5 * exported.float_graph.stat().st_size
+    grader, quantised = OnnxGrader(exported.float_graph), OnnxGrader(exported.int8_graph)
     float_meta = grader.session.get_modelmeta().custom_metadata_map
     int8_meta = quantised.session.get_modelmeta().custom_metadata_map
     quantization = int8_meta.pop("quantization")
     assert quantization == "int8-static, calibrated on 32 images: the configured training split"
-    # the typicality check stays with the float model (INT8 noise would move photographs past its cut)
     assert json.loads(float_meta.pop("typicality"))["fitted"] and grader.cut is not None
     assert not json.loads(int8_meta.pop("typicality"))["fitted"] and quantised.cut is None
     assert int8_meta == float_meta
+    ops = {node.op_type for node in onnx.load(str(exported.int8_graph)).graph.node}
+    assert "QuantizeLinear" in ops and "Softmax" in ops
 
-    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
-    assert "QuantizeLinear" in ops and "Softmax" in ops  # convolutions in INT8, the head in float
-    deploy_main([str(int8), str(folder), "--out", str(tmp_path / "q.csv"), "--workers", "2"])
-    quantised_rows = list(csv.DictReader((tmp_path / "q.csv").read_text().splitlines()))
-    assert [r["error"] != "" for r in quantised_rows] == [r["error"] != "" for r in rows]
-    got_int8 = np.array([[float(r[column]) for column in PROB_COLUMNS] for r in quantised_rows[:3]])
-    assert np.abs(got_int8 - expected).max() < 0.05
+
+def test_deploy_of_the_int8_graph_is_close_to_float(exported):
+    out = exported.root / "int8" / "q.csv"  # its own folder: its exams.csv leaves the float one alone
+    out.parent.mkdir()
+    deploy_main([str(exported.int8_graph), str(exported.folder), "--out", str(out), "--workers", "2"])
+    quantised_rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert [r["error"] != "" for r in quantised_rows] == [r["error"] != "" for r in exported.rows]
+    got = np.array([[float(r[column]) for column in PROB_COLUMNS] for r in quantised_rows[:3]])
+    assert np.abs(got - float_expected(exported)).max() < 0.05
 
 
 def test_deploy_needs_no_torch():
