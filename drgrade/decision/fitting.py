@@ -8,7 +8,8 @@
   score, among the cuts reaching a target sensitivity on validation, the one with the best
   specificity and then the best sensitivity (and the mirror image for a specificity target), so
   no operating point is dominated by another cut; placed in the middle of the gap between the
-  neighbouring validation scores, never on a score (robust to tiny shifts).
+  neighbouring validation scores, as float32 represents them (robust to tiny shifts); only where
+  two scores are one float32 step apart is the cut the upper score itself (``inside_gap``).
 - **Uncertainty cut** (Leibig et al. 2017): the entropy above which the ``refer_fraction`` least
   certain validation images lie.
 
