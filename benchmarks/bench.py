@@ -37,8 +37,7 @@ def median(fn: Callable[[], float], repeats: int) -> float:
 
 def datamodule(root: Path, size: int, cache_dir: Path | None, workers: int, batch: int) -> DRDataModule:
     dm = DRDataModule(
-        str(root / "aptos2019"),
-        str(root / "messidor2"),
+        roots={"aptos2019": str(root / "aptos2019"), "messidor2": str(root / "messidor2")},
         image_size=size,
         batch_size=batch,
         num_workers=workers,

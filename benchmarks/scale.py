@@ -95,9 +95,7 @@ def setup(root: Path, cache: Path, workers: int):
     from drgrade.data import DRDataModule
 
     datamodule = DRDataModule(
-        aptos_root=None,
-        messidor_root=None,
-        eyepacs_root=str(root),
+        roots={"eyepacs": str(root)},
         image_size=224,
         num_workers=workers,
         cache_dir=str(cache),

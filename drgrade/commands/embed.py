@@ -1,7 +1,7 @@
 """``drgrade embed``: a checkpoint's pooled image embeddings of a folder or of a dataset's splits.
 
     drgrade embed --ckpt_path model.ckpt --data.predict_dir photos/ --out e.parquet
-    drgrade embed --ckpt_path X --data.aptos_root data/aptos2019 --out aptos.parquet  # every split
+    drgrade embed --ckpt_path X --data.roots.aptos2019 data/aptos2019 --out aptos.parquet  # every split
 
 The images are prepared exactly as the model sees them (its input size and normalisation).
 An existing file of the same backbone, images and splits is kept (see ``drgrade.embeddings``).

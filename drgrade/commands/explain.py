@@ -82,8 +82,8 @@ def _dataset(datamodule, limit: int | None, segmentation: bool) -> FundusDataset
         records = lesion_images(datamodule.roots)
         if not records:
             raise OptionError(
-                "--lesion_images found no lesion-segmentation images: set data.idrid_root (its "
-                "'A. Segmentation/' part) or data.ddr_root (its 'lesion_segmentation/' part)"
+                "--lesion_images found no lesion-segmentation images: set data.roots.idrid (its "
+                "'A. Segmentation/' part) or data.roots.ddr (its 'lesion_segmentation/' part)"
             )
     elif datamodule.hparams.predict_dir:
         records, _ = folder_records(datamodule.hparams.predict_dir)

@@ -1,6 +1,6 @@
 """``drgrade gate``: the quality gate measured against a dataset's own gradability labels.
 
-    drgrade gate --data.messidor_root data/messidor2 --out reports/gate
+    drgrade gate --data.roots.messidor2 data/messidor2 --out reports/gate
 
 Reads the configured sources like ``fit`` does, keeps the photographs their dataset labels for
 gradability (EyeQ, Messidor-2, DDR, DeepDRiD's ``Overall quality``), runs the gate on each (the
@@ -28,13 +28,13 @@ from drgrade.tasks.quality import QualityModel
 
 #: The sources whose downloads say which photographs are ungradable, for the error message.
 LABELLED_SOURCES = (
-    "EyeQ (data.eyeq_root), Messidor-2 (data.messidor_root), DDR (data.ddr_root), "
-    "DeepDRiD (data.deepdrid_root)"
+    "EyeQ (data.roots.eyeq), Messidor-2 (data.roots.messidor2), DDR (data.roots.ddr), "
+    "DeepDRiD (data.roots.deepdrid)"
 )
 
 
 def add_arguments(parser) -> None:
-    """The data options (``--data.<source>_root`` ...), ``--out`` and ``--sheet``.
+    """The data options (``--data.roots.<source>`` ...), ``--out`` and ``--sheet``.
 
     Args:
         parser: the verb's parser.

@@ -207,7 +207,7 @@ class DRGradeCLI(LightningCLI):
             check_members(checkpoint, members, [file_sha256(m) for m in members], str(path))
         if self.predictions_out is not None:  # predict --out: never one of the files it reads
             data = config["data"]
-            sources = [data.get(source.option) for source in SOURCES.values()]
+            sources = [source.configured_root(data) for source in SOURCES.values()]
             check_writable(self.predictions_out, [config.get("ckpt_path"), data.get("predict_dir"), *sources])
         if "weights_only" in config:
             config["weights_only"] = True  # Lightning's own restore of --ckpt_path loads tensors only too
@@ -351,7 +351,7 @@ def name_wandb_runs(config: Any, stage: str, group: str | None) -> None:
     versions = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
     version = max(versions, default=-1) + 1  # the folder the CSV logger is about to make
     data, init_args = config["data"], config["model"].get("init_args") or {}
-    sources = [name for name, source in SOURCES.items() if data.get(source.option)]
+    sources = [name for name, source in SOURCES.items() if source.configured_root(data)]
     tags = [model, stage, *sources, *([str(init_args["backbone"])] if init_args.get("backbone") else [])]
     loggers = config["trainer"].get("logger")
     for logger in loggers if isinstance(loggers, list) else []:

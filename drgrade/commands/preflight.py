@@ -27,7 +27,7 @@ def data_problems(data: dict, verb: str) -> list[str]:
         return []  # the synthetic default is written on first use
     problems = []
     for source in SOURCES.values():
-        root = data.get(source.option)
+        root = source.configured_root(data)
         if root is None:
             continue
         if not (Path(root) / source.marker).exists():

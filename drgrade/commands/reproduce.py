@@ -47,7 +47,7 @@ def run_stages(cli_class, stages: list[str], model_args: list[str], run_dirs: li
 
 
 def _real_data_args(data: Path) -> list[str]:
-    """``--data.<source>_root`` for every source downloaded under ``data`` (null for the others)."""
+    """``--data.roots.<source>`` for every source downloaded under ``data`` (null for the others)."""
     found = downloaded(data)
     if not found:
         raise OptionError(download_help(data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +36,20 @@ from drgrade.grades import NUM_GRADES
 #: The split tables this process has printed: a protocol's later stages on the same split say so in
 #: one line (split.csv in every run folder holds the split itself).
 SHOWN_TABLES: set[str] = set()
+
+
+def check_roots(roots: dict[str, str | None] | None) -> None:
+    """Refuse a ``roots`` entry that names no source, with the closest source names."""
+    if roots is not None and not isinstance(roots, dict):
+        raise OptionError(
+            f"data.roots is each source's folder by source name ({{aptos2019: DIR, ...}}), not {roots!r}"
+        )
+    for name in roots or {}:
+        if name not in SOURCES:
+            close = difflib.get_close_matches(name, list(SOURCES), n=2)
+            listed = f"; the sources are {', '.join(SOURCES)}"
+            hint = f"; did you mean {' or '.join(close)}?" if close else listed
+            raise OptionError(f"--data.roots.{name}: no data source is called {name!r}{hint}")
 
 
 def check_options(
@@ -114,14 +129,14 @@ class DRDataModule(L.LightningDataModule):
     """APTOS 2019 + Messidor-2 (+ any CSV source) for DR grading.
 
     Args:
-        aptos_root: APTOS 2019 folder (``train.csv``, ``train_images/``), or None.
-        messidor_root: Messidor-2 folder (images, ``messidor_data.csv``, ``messidor-2.csv``), or None.
-        eyepacs_root: EyePACS (Kaggle 2015) folder (``trainLabels.csv``, ``train/``), or None.
-        idrid_root: IDRiD folder (``B. Disease Grading/``, ``A. Segmentation/``), or None.
-        ddr_root: DDR folder (``DR_grading/``, ``lesion_segmentation/``), or None.
-        deepdrid_root: DeepDRiD folder (``regular_fundus_images/``), or None.
-        eyeq_root: an EyePACS folder with EyeQ's quality sheets (``Label_EyeQ_train.csv``,
-            ``Label_EyeQ_test.csv``, ``train/``, ``test/``), or None.
+        roots: each native source's folder by source name (null or absent: not used), e.g.
+            ``{aptos2019: data/aptos2019, messidor2: data/messidor2}`` or, on the command line,
+            ``--data.roots.aptos2019 DIR``. The names are ``drgrade.data.sources.SOURCES``' (one
+            module per dataset: adding one needs nothing here): aptos2019 (``train.csv``,
+            ``train_images/``), messidor2 (images, ``messidor_data.csv``), eyepacs
+            (``trainLabels.csv``, ``train/``), idrid (``B. Disease Grading/``), ddr
+            (``DR_grading/``), deepdrid (``regular_fundus_images/``), eyeq (an EyePACS folder
+            with EyeQ's ``Label_EyeQ_train.csv`` / ``Label_EyeQ_test.csv``).
         csv_sources: extra CSVs with ``path,grade[,patient_id]`` columns.
         synthesize_if_missing: write the synthetic default into the roots when they do not exist
             (the demo and tests use this; a real-data config leaves it off so a typo in a path
@@ -191,13 +206,7 @@ class DRDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        aptos_root: str | None = None,
-        messidor_root: str | None = None,
-        eyepacs_root: str | None = None,
-        idrid_root: str | None = None,
-        ddr_root: str | None = None,
-        deepdrid_root: str | None = None,
-        eyeq_root: str | None = None,
+        roots: dict[str, str | None] | None = None,
         csv_sources: list[str] | None = None,
         synthesize_if_missing: bool = False,
         synthetic_size: int = 384,
@@ -230,6 +239,7 @@ class DRDataModule(L.LightningDataModule):
     ):
         super().__init__()
         check_options(split_ratios, target_counts, cache_dir, batch_size, num_workers)
+        check_roots(roots)
         self.save_hyperparameters()
         self.records: list[Record] = []
         self.splits: list[str] = []
@@ -248,7 +258,7 @@ class DRDataModule(L.LightningDataModule):
         """
         hp = self.hparams
         if hp.synthesize_if_missing:
-            roots = [r for r in (hp.aptos_root, hp.messidor_root) if r is not None]
+            roots = [r for r in (self.roots["aptos2019"], self.roots["messidor2"]) if r is not None]
             ensure_synthetic(roots, hp.synthetic_counts, hp.synthetic_size, hp.split_seed)
         if self.intake.root is not None and not (hp.predict_dir and self.trainer_stage() == "predict"):
             take_in_all([r.path for r in self.read_sources().records], self.intake, hp.num_workers)
@@ -444,7 +454,8 @@ class DRDataModule(L.LightningDataModule):
     @property
     def roots(self) -> dict[str, str | None]:
         """The native sources' root folders by source name (None: not used)."""
-        return {name: self.hparams[source.option] for name, source in SOURCES.items()}
+        given = self.hparams.roots or {}
+        return {name: given.get(name) for name in SOURCES}
 
     @property
     def quality_limits(self) -> QualityLimits:

@@ -4,7 +4,7 @@ The rule gate's thresholds stand for what a grader would send back; where a user
 gradability labels (EyeQ's three levels, Messidor-2's ``adjudicated_gradable``, DDR's grade 5),
 a model can learn it instead:
 
-    drgrade fit --config configs/quality.yaml --data.eyeq_root data/eyeq
+    drgrade fit --config configs/quality.yaml --data.roots.eyeq data/eyeq
 
 It is the CLIP image tower with a linear head over the three levels, trained on the labels the
 datamodule gives with ``data.target: gradability``. A two-level label (gradable / reject) says

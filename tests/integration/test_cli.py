@@ -154,7 +154,7 @@ def test_bad_data_stops_before_training_with_the_file_named(synthetic, tmp_path,
     broken = shutil.copytree(synthetic / "aptos2019", tmp_path / "aptos2019")
     (broken / "train.csv").write_text("id_code,grade\nabc,1\n")
     args = cli_args("fit", "fcn_clip", synthetic, tmp_path / "runs")
-    args[args.index("--data.aptos_root") + 1] = str(broken)
+    args[args.index("--data.roots.aptos2019") + 1] = str(broken)
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 2
@@ -394,7 +394,7 @@ def test_bf16_autocast_and_channels_last_fit_on_cpu(synthetic, tmp_path):
 @pytest.mark.parametrize(
     "bad,answer",
     [
-        ("--data.aptos_rot=x", "unknown option --data.aptos_rot; did you mean --data.aptos_root?"),
+        ("--data.root.aptos2019=x", "unknown option --data.root.aptos2019; did you mean --data.roots?"),
         (
             "--model.init_args.gama=3",
             "unknown option --model.init_args.gama; did you mean --model.init_args.gamma",

@@ -61,7 +61,7 @@ def test_embed_of_a_dataset_keeps_grades_patients_and_splits(zero_shot_checkpoin
             "embed",
             "--ckpt_path",
             str(zero_shot_checkpoint),
-            "--data.messidor_root",
+            "--data.roots.messidor2",
             str(synthetic / "messidor2"),
             "--data.num_workers",
             "0",

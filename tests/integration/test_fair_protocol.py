@@ -22,8 +22,7 @@ from tests.conftest import ROOT, cli_args, ensemble_args
 )
 def test_imbalance_is_corrected_once(sampler, ratio, synthetic):
     datamodule = DRDataModule(
-        str(synthetic / "aptos2019"),
-        str(synthetic / "messidor2"),
+        roots={"aptos2019": str(synthetic / "aptos2019"), "messidor2": str(synthetic / "messidor2")},
         sampler=sampler,
         target_counts=(445, 200, 200, 180, 180),
         image_size=64,

@@ -22,9 +22,9 @@ def test_offline_with_missing_data_and_weights_fails_in_seconds_listing_everythi
     start = time.perf_counter()
     done = drgrade_fit(
         env,
-        "--data.aptos_root",
+        "--data.roots.aptos2019",
         str(tmp_path / "data" / "aptos2019"),
-        "--data.messidor_root",
+        "--data.roots.messidor2",
         str(tmp_path / "data" / "messidor2"),
         "--trainer.default_root_dir",
         str(tmp_path / "runs"),
@@ -32,7 +32,7 @@ def test_offline_with_missing_data_and_weights_fails_in_seconds_listing_everythi
     elapsed = time.perf_counter() - start
     assert done.returncode == 2, done.stderr[-2000:]
     assert "3 problem(s)" in done.stderr
-    assert "--data.aptos_root" in done.stderr and "--data.messidor_root" in done.stderr
+    assert "--data.roots.aptos2019" in done.stderr and "--data.roots.messidor2" in done.stderr
     assert (
         "HF_HUB_OFFLINE is set" in done.stderr
         and "--model.init_args.pretrained /path/to/RN50.pt" in done.stderr
@@ -48,9 +48,9 @@ def test_a_run_that_fails_on_bad_data_leaves_no_run_folder_and_no_wandb_run(tmp_
         os.environ | {"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
         "--config",
         str(ROOT / "configs" / "demo.yaml"),
-        "--data.aptos_root",
+        "--data.roots.aptos2019",
         "null",
-        "--data.messidor_root",
+        "--data.roots.messidor2",
         "null",
         "--data.synthesize_if_missing",
         "false",

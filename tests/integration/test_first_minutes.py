@@ -32,7 +32,7 @@ def test_a_kaggle_named_download_folder_is_found(tmp_path):
     (folder / "train.csv").write_text("id_code,diagnosis\n")
     assert downloaded(tmp_path) == {"aptos2019": folder}
     args = _real_data_args(tmp_path)
-    assert args[args.index("--data.aptos_root") + 1] == str(folder)
+    assert args[args.index("--data.roots.aptos2019") + 1] == str(folder)
 
 
 def test_make_reproduce_table3_hands_args_on():

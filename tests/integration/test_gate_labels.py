@@ -98,9 +98,9 @@ def test_gate_is_measured_against_eyeq_and_deepdrid_labels(eyeq, deepdrid, tmp_p
     main(
         [
             "gate",
-            "--data.eyeq_root",
+            "--data.roots.eyeq",
             str(eyeq),
-            "--data.deepdrid_root",
+            "--data.roots.deepdrid",
             str(deepdrid),
             "--data.num_workers",
             "0",

@@ -46,7 +46,7 @@ def messidor(tmp_path_factory) -> Path:
 
 def test_gate_reports_sensitivity_specificity_confusion_and_sheet(messidor, tmp_path, capsys):
     out = tmp_path / "gate"
-    main(["gate", "--data.messidor_root", str(messidor), "--data.num_workers", "0", "--out", str(out)])
+    main(["gate", "--data.roots.messidor2", str(messidor), "--data.num_workers", "0", "--out", str(out)])
     result = json.loads((out / "gate.json").read_text())
     assert (result["images"], result["human_reject"], result["human_gradable"]) == (10, 2, 8)
     assert result["sensitivity"] == 0.5 and result["sensitivity_ci"] == pytest.approx(wilson_interval(1, 2))
@@ -79,7 +79,7 @@ def test_gate_reports_sensitivity_specificity_confusion_and_sheet(messidor, tmp_
 def test_gate_judges_with_the_configured_limits(messidor, tmp_path):
     """``--data.quality.<field>`` moves the gate verb's lines as it does every other verb's."""
     out = tmp_path / "gate"
-    args = ["gate", "--data.messidor_root", str(messidor), "--data.num_workers", "0", "--out", str(out)]
+    args = ["gate", "--data.roots.messidor2", str(messidor), "--data.num_workers", "0", "--out", str(out)]
     main([*args, "--data.quality.min_side", "4000", "--sheet", "0"])  # no photograph is that large
     result = json.loads((out / "gate.json").read_text())
     assert result["confusion"] == {
@@ -90,14 +90,18 @@ def test_gate_judges_with_the_configured_limits(messidor, tmp_path):
 
 def test_gate_needs_gradability_labels(synthetic, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["gate", "--data.aptos_root", str(synthetic / "aptos2019"), "--out", str(tmp_path)])
+        main(["gate", "--data.roots.aptos2019", str(synthetic / "aptos2019"), "--out", str(tmp_path)])
     assert exit_.value.code == 2 and "gradability label" in capsys.readouterr().err
 
 
-def test_a_misspelt_data_option_is_answered(capsys):
+def test_a_misspelt_data_option_or_source_name_is_answered(capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["gate", "--data.messidr_root", "x"])
-    assert exit_.value.code == 2 and "did you mean --data.messidor_root" in capsys.readouterr().err
+        main(["gate", "--data.rots.messidor2", "x"])
+    assert exit_.value.code == 2 and "did you mean --data.roots" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["gate", "--data.roots.messidr2", "x"])
+    said = capsys.readouterr().err
+    assert exit_.value.code == 2 and "no data source is called 'messidr2'; did you mean messidor2?" in said
 
 
 def test_verdict_kind_drops_the_evidence():

@@ -85,11 +85,11 @@ def test_bad_input_lists_every_problem_and_changes_nothing(public, tmp_path, cap
                 "zero_shot",
                 tmp_path,
                 tmp_path / "runs",
-                "--data.eyepacs_root",
+                "--data.roots.eyepacs",
                 str(tmp_path / "eyepacs"),
-                "--data.aptos_root",
+                "--data.roots.aptos2019",
                 "null",
-                "--data.messidor_root",
+                "--data.roots.messidor2",
                 "null",
             )
         )
@@ -104,7 +104,7 @@ def test_lesion_images_carry_their_masks(public):
 
 
 def test_fit_and_test_on_all_five_sources_then_explain_real_layout_masks(synthetic, public, tmp_path):
-    sources = [f"--data.{name}_root={public / name}" for name in LAYOUTS]
+    sources = [f"--data.roots.{name}={public / name}" for name in LAYOUTS]
     main(cli_args("fit", "fcn_clip", synthetic, tmp_path, "--trainer.max_epochs", "1", *sources))
     checkpoint = next(tmp_path.rglob("best-*.ckpt"))
     main(cli_args("test", "fcn_clip", synthetic, tmp_path, "--ckpt_path", str(checkpoint), *sources))

@@ -125,9 +125,9 @@ def test_reproduce_finds_every_downloaded_source(tmp_path):
     (tmp_path / "eyepacs" / "trainLabels.csv").write_text("image,level\n")
     (tmp_path / "ddr" / "DR_grading").mkdir(parents=True)
     args = dict(zip(*[iter(_real_data_args(tmp_path))] * 2, strict=True))
-    assert args["--data.eyepacs_root"] == str(tmp_path / "eyepacs")
-    assert args["--data.ddr_root"] == str(tmp_path / "ddr")
-    assert args["--data.aptos_root"] == args["--data.idrid_root"] == "null"
+    assert args["--data.roots.eyepacs"] == str(tmp_path / "eyepacs")
+    assert args["--data.roots.ddr"] == str(tmp_path / "ddr")
+    assert args["--data.roots.aptos2019"] == args["--data.roots.idrid"] == "null"
 
 
 def test_protocol_in_miniature(tmp_path, monkeypatch, capsys):

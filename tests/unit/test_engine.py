@@ -22,8 +22,7 @@ SIZE = 64
 
 def small_data(synthetic: Path) -> DRDataModule:
     return DRDataModule(
-        aptos_root=str(synthetic / "aptos2019"),
-        messidor_root=str(synthetic / "messidor2"),
+        roots={"aptos2019": str(synthetic / "aptos2019"), "messidor2": str(synthetic / "messidor2")},
         image_size=SIZE,
         batch_size=64,
         num_workers=0,

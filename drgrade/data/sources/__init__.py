@@ -187,5 +187,5 @@ def ensure_synthetic(
         return  # complete synthetic data, or data of the user's own there: nothing to write
     parents = {r.parent for r in roots}
     if len(parents) != 1:
-        raise OptionError("synthesize_if_missing needs aptos_root and messidor_root in one folder")
+        raise OptionError("synthesize_if_missing needs roots.aptos2019 and roots.messidor2 in one folder")
     write_synthetic(parents.pop(), counts[0], counts[1], image_size, seed)

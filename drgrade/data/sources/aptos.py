@@ -61,7 +61,6 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
 
 SOURCE = Source(
     name="aptos2019",
-    option="aptos_root",
     folder="aptos2019",
     marker=SHEET,
     read=read,

@@ -89,7 +89,6 @@ class Source:
 
     Args:
         name: the source name in records, reports and ``data.test_sources`` (``aptos2019``).
-        option: the datamodule option holding its root (``aptos_root``).
         folder: its folder under a data directory (``reproduce --data``, ``synth --layout``).
         marker: a file or folder whose presence under ``folder`` means the download is there.
         read: ``read(root, verify_images) -> SourceData``.
@@ -103,7 +102,6 @@ class Source:
     """
 
     name: str
-    option: str
     folder: str
     marker: str
     read: Callable[[Path, bool], SourceData]
@@ -112,6 +110,15 @@ class Source:
     lesion_images: Callable[[Path], list[Record]] | None = None
     patients: bool = False
     aliases: tuple[str, ...] = ()
+
+    @property
+    def option(self) -> str:
+        """The data option holding its root: ``roots.<name>`` (``--data.roots.aptos2019 DIR``)."""
+        return f"roots.{self.name}"
+
+    def configured_root(self, data: dict) -> str | None:
+        """Its root in a parsed ``data`` section (None: not used)."""
+        return (data.get("roots") or {}).get(self.name)
 
 
 def gradability_labelled(found: SourceData) -> list[tuple[Record, str]]:

@@ -120,7 +120,6 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
 
 SOURCE = Source(
     name="ddr",
-    option="ddr_root",
     folder="ddr",
     marker="DR_grading",
     read=read,

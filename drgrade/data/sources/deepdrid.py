@@ -143,7 +143,6 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
 
 SOURCE = Source(
     name="deepdrid",
-    option="deepdrid_root",
     folder="deepdrid",
     marker=str(REGULAR),
     read=read,

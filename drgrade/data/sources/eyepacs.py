@@ -79,7 +79,6 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
 
 SOURCE = Source(
     name="eyepacs",
-    option="eyepacs_root",
     folder="eyepacs",
     marker="trainLabels.csv",
     read=read,

@@ -115,7 +115,6 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
 
 SOURCE = Source(
     name="eyeq",
-    option="eyeq_root",
     folder="eyeq",
     marker=SHEETS[0][0],
     read=read,

@@ -126,7 +126,6 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
 
 SOURCE = Source(
     name="idrid",
-    option="idrid_root",
     folder="idrid",
     marker=str(GRADING),
     read=read,

@@ -137,7 +137,6 @@ def write_synthetic(out: Path, num: int, size: int, seed: int) -> Path:
 
 SOURCE = Source(
     name="messidor2",
-    option="messidor_root",
     folder="messidor2",
     marker=SHEET,
     read=read,

@@ -95,8 +95,7 @@ def test_loader_workers_augment_differently_and_reproducibly(synthetic):
     def first_batches(workers: int):
         torch.manual_seed(0)
         dm = DRDataModule(
-            str(synthetic / "aptos2019"),
-            None,
+            roots={"aptos2019": str(synthetic / "aptos2019")},
             image_size=48,
             batch_size=4,
             num_workers=workers,

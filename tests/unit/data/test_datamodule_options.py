@@ -4,7 +4,7 @@ from drgrade.data import DRDataModule
 
 
 def test_the_data_module_keeps_one_intake_cache(tmp_path):
-    data = DRDataModule(aptos_root=None, messidor_root=None, cache_dir=str(tmp_path), image_size=64)
+    data = DRDataModule(roots={}, cache_dir=str(tmp_path), image_size=64)
     cache = data.intake
     assert data.intake is cache and cache.root == tmp_path
     cache.root = None  # what a full disk does: storing is off
@@ -30,3 +30,22 @@ def test_the_gate_limits_are_one_option_read_from_one_place(tmp_path):
     args += ["--data.quality.min_side", "300", "--trainer.default_root_dir", str(tmp_path)]
     data = DRGradeCLI(args, run=False).datamodule
     assert data.quality_limits == QualityLimits(min_side=300)
+
+
+def test_roots_name_sources_by_their_registry_name_and_a_new_source_needs_no_new_option(monkeypatch):
+    import dataclasses
+
+    import pytest
+
+    from drgrade.data import datamodule
+    from drgrade.data.sources import SOURCES
+    from drgrade.errors import OptionError
+
+    data = DRDataModule(roots={"messidor2": "/m", "eyepacs": None})
+    assert data.roots == {name: "/m" if name == "messidor2" else None for name in SOURCES}
+    with pytest.raises(OptionError, match=r"no data source is called 'aptos'; did you mean aptos2019"):
+        DRDataModule(roots={"aptos": "/a"})
+    # a dataset module registered in SOURCES is a roots key at once: the data module names none
+    added = {**SOURCES, "odir": dataclasses.replace(SOURCES["ddr"], name="odir", folder="odir")}
+    monkeypatch.setattr(datamodule, "SOURCES", added)
+    assert DRDataModule(roots={"odir": "/o"}).roots["odir"] == "/o"

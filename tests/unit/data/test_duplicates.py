@@ -72,8 +72,7 @@ def test_a_held_out_photograph_copied_into_a_training_source_is_left_out(synthet
     with (tmp_path / "aptos2019" / "train.csv").open("a", newline="") as f:
         csv.writer(f).writerow(["c0ffee000001", original.grade])
     datamodule = DRDataModule(
-        str(tmp_path / "aptos2019"),
-        str(synthetic / "messidor2"),
+        roots={"aptos2019": str(tmp_path / "aptos2019"), "messidor2": str(synthetic / "messidor2")},
         test_sources=["messidor2"],
         image_size=64,
         cache=False,

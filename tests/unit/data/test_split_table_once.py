@@ -9,7 +9,7 @@ from drgrade.data.sources import write_synthetic
 def test_a_second_data_module_on_the_same_split_names_it_in_one_line(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(datamodule, "SHOWN_TABLES", set())
     write_synthetic(tmp_path, num_aptos=30, num_messidor=15, image_size=64, seed=0)
-    roots = {"aptos_root": str(tmp_path / "aptos2019"), "messidor_root": str(tmp_path / "messidor2")}
+    roots = {"roots": {"aptos2019": str(tmp_path / "aptos2019"), "messidor2": str(tmp_path / "messidor2")}}
     printed = []
     for _ in range(2):
         with caplog.at_level(logging.INFO):

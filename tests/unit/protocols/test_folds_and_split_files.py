@@ -16,7 +16,10 @@ from drgrade.errors import DataValidationError
 
 def data(synthetic, **options) -> DRDataModule:
     return DRDataModule(
-        str(synthetic / "aptos2019"), str(synthetic / "messidor2"), image_size=64, num_workers=0, **options
+        roots={"aptos2019": str(synthetic / "aptos2019"), "messidor2": str(synthetic / "messidor2")},
+        image_size=64,
+        num_workers=0,
+        **options,
     )
 
 

@@ -44,7 +44,9 @@ def test_eyeq_reader_keeps_graded_photographs_and_lists_the_rejects(eyeq):
 
 
 def test_gradability_target_labels_every_level(eyeq):
-    data = DRDataModule(eyeq_root=str(eyeq), target="gradability", image_size=64, num_workers=0, cache=False)
+    data = DRDataModule(
+        roots={"eyeq": str(eyeq)}, target="gradability", image_size=64, num_workers=0, cache=False
+    )
     data.load_records()
     assert len(data.records) == 90  # the rejects are the quality model's positives, not left out
     assert {r.grade for r in data.records} == {0, 1, 2}
@@ -85,7 +87,7 @@ def test_quality_model_learns_rejects_and_gates(eyeq, tmp_path):
             str(TINY),
             "--config",
             str(TINY_TRAIN),
-            "--data.eyeq_root",
+            "--data.roots.eyeq",
             str(eyeq),
             "--trainer.max_epochs",
             "5",
@@ -108,6 +110,6 @@ def test_quality_model_learns_rejects_and_gates(eyeq, tmp_path):
     assert roc_auc_score([0] * len(good) + [1] * len(bad), np.r_[p_reject(good), p_reject(bad)]) >= 0.75
     assert any(model.verdict(preprocess_fundus(image, 96)) for image in bad)
     out = tmp_path / "gate"
-    main(["gate", "--data.eyeq_root", str(eyeq), "--data.quality_model", str(checkpoint), "--out", str(out)])
+    main(["gate", "--data.roots.eyeq", str(eyeq), "--data.quality_model", str(checkpoint), "--out", str(out)])
     result = json.loads((out / "gate.json").read_text())
     assert result["images"] == 90 and result["sensitivity"] is not None
