@@ -73,6 +73,11 @@ def best_of(candidates: Iterable, score) -> tuple:
     return best, best_score
 
 
+def text_sets(text_classifiers: dict[str, list] | None) -> dict[str, torch.Tensor]:
+    """The embeddings' zero-shot text classifiers as tensors {template set: [5, D]} (empty: none)."""
+    return {name: torch.tensor(w, dtype=torch.float32) for name, w in (text_classifiers or {}).items()}
+
+
 class LinearProbe:
     """Logistic regression on frozen embeddings, ``C`` chosen on validation (see the module docstring)."""
 
@@ -168,7 +173,7 @@ class TipAdapter:
         self.values = torch.nn.functional.one_hot(torch.as_tensor(train_grades).long(), NUM_GRADES).float()
         self.scale = float(logit_scale)
         self.tune_keys(train_grades)
-        sets = {name: torch.tensor(w, dtype=torch.float32) for name, w in (text_classifiers or {}).items()}
+        sets = text_sets(text_classifiers)
         sets = sets or {"none": torch.zeros(NUM_GRADES, train.shape[1])}
         val_grades = np.asarray(val_grades)
 
@@ -273,7 +278,7 @@ class ClipAdapter:
         features = torch.from_numpy(unit_rows(train)).float()
         grades = torch.as_tensor(train_grades).long()
         self.scale = float(logit_scale)
-        sets = {name: torch.tensor(w, dtype=torch.float32) for name, w in (text_classifiers or {}).items()}
+        sets = text_sets(text_classifiers)
         sets = sets or {"prototypes": self.prototypes(features, grades)}
         trained = {}
 

@@ -278,10 +278,11 @@ def grader_checks(proto: onnx.ModelProto) -> dict:
     problems = graph_problems(proto)
     if problems:
         raise ValueError("; ".join(problems))
-    checked = read_metadata({p.key: p.value for p in proto.metadata_props})
+    meta = {p.key: p.value for p in proto.metadata_props}
+    checked = read_metadata(meta)
     problems = input_problems(proto, checked["image_size"]) or size_problems(proto)
     problems = problems or typicality_problems(proto, checked["typicality_cut"])
-    problems = problems or dme_problems(proto, {p.key: p.value for p in proto.metadata_props})
+    problems = problems or dme_problems(proto, meta)
     if problems:
         raise ValueError("; ".join(problems))
     return checked
