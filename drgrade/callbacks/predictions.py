@@ -205,10 +205,10 @@ class PredictionWriter(BasePredictionWriter, RunWriter):
         rows = self.merged(trainer)
         write_predictions(path, rows, pl_module.display_name, self.origin)
         exams = write_exams(path.with_name("exams.csv"), [row.as_dict() for row in rows])
+        print(f"predictions for {len(rows)} image(s) written to {path}: {ungradable_summary(rows)}")
         if self.copy_to:
             write_predictions(self.copy_to, rows)
-            print(f"and to {self.copy_to}")
-        print(f"predictions for {len(rows)} image(s) written to {path}: {ungradable_summary(rows)}")
+            print(f"and copied to {self.copy_to}")
         print(f"{exam_summary(exams)} in {path.with_name('exams.csv')}")
         if rows and all(row.error for row in rows):
             raise DrgradeError(f"no image could be graded; every reason is in {path}")
