@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | $(QUIET)
 	$(BIN)/python -c "import drgrade, torch, lightning, open_clip, albumentations"
+	$(BIN)/python -c "from drgrade.cli import keep_help; keep_help()"  # every drgrade VERB --help at once
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install drgrade (editable) with dev extras

@@ -12,18 +12,17 @@ traceback.
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import inspect
 import re
 import sys
 from argparse import ArgumentError
 
 from drgrade import CONFIGS, __version__
 from drgrade.commands import VERBS, Verb
-from drgrade.commands.help_cache import print_help, wants_help
+from drgrade.commands.help_cache import print_help, wants_help, warm
 from drgrade.console import printable_names, quiet_console
 from drgrade.errors import DrgradeError, MissingExtraError
+from drgrade.suggest import did_you_mean
 
 #: The packages each optional extra brings (a verb failing to import one of them names its extra).
 EXTRAS = {"deploy": ("onnx", "onnxruntime"), "app": ("gradio",), "flair": ("transformers", "tokenizers")}
@@ -65,8 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     verb = VERBS.get(name)
     try:
         if verb is None:
-            close = closest(name, list(VERBS))
-            hint = f"; did you mean {' or '.join(close)}?" if close else f"; choose from {', '.join(VERBS)}"
+            hint = did_you_mean(name, VERBS, otherwise=f"; choose from {', '.join(VERBS)}")
             raise DrgradeError(f"{name!r} is not a drgrade verb{hint}")
         rest = resolve_config_paths(rest)
         if wants_help(rest):  # remembered per installation: torch and Lightning are not imported for it
@@ -84,6 +82,15 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"drgrade {name}: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def keep_help() -> None:
+    """Keep every verb's ``--help`` text for this installation, so the first call answers at once.
+
+    ``make install`` runs it (``python -c "from drgrade.cli import keep_help; keep_help()"``);
+    after a ``pip install``, run that line once.
+    """
+    warm(VERBS, lambda name: run_verb(name, VERBS[name], ["--help"]))
 
 
 def resume_hint(verb: str) -> str:
@@ -145,9 +152,8 @@ def check_config_path(value: str) -> None:
     names = sorted(str(folder / p.name) for p in folder.glob("*.y*ml")) if folder else []
     if path.parts and path.parts[0] == "configs":
         names += [f"configs/{p.name}" for p in sorted(CONFIGS.glob("*.yaml"))]
-    close = closest(str(path), sorted(set(names)))
-    hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    where = "" if folder or close else f" (no folder {path.parent})"
+    hint = did_you_mean(str(path), sorted(set(names)))
+    where = "" if folder or hint else f" (no folder {path.parent})"
     raise DrgradeError(f"--config {value}: no such file{where}{hint}")
 
 
@@ -225,17 +231,9 @@ def explain_parse_error(error: ArgumentError, name: str, verb: Verb | None) -> s
     known = known_options(name, verb)
     lines = []
     for option in unknown:
-        close = closest(option.split("=")[0], known)
-        hint = f"; did you mean {' or '.join(close)}?" if close else f"; see drgrade {name} --help"
+        hint = did_you_mean(option.split("=")[0], known, otherwise=f"; see drgrade {name} --help")
         lines.append(f"error: unknown option {option}{hint}")
     return "\n".join(lines[:2])
-
-
-def closest(word: str, names: list[str]) -> list[str]:
-    """The names nearest ``word`` (up to three, only those about as near as the nearest one)."""
-    scored = sorted(((difflib.SequenceMatcher(None, word, n).ratio(), n) for n in names), reverse=True)
-    best = scored[0][0] if scored else 0.0
-    return [n for ratio, n in scored[:3] if ratio >= max(0.6, best - 0.05)]
 
 
 def known_options(name: str, verb: Verb | None) -> list[str]:
@@ -245,17 +243,11 @@ def known_options(name: str, verb: Verb | None) -> list[str]:
     module = importlib.import_module(verb.module)
     if verb.kind == "plain":
         defaults = plain_parser(name, verb, module).get_defaults()
-        return [f"--{key}" for key in defaults.keys()]  # noqa: SIM118 (a Namespace: keys() flattens --data.*)
-    from lightning import Trainer
-
-    from drgrade.data import DRDataModule
-    from drgrade.tasks.loading import accepted_options, task_classes
-
-    options = ["--config", "--print_config", "--seed_everything", "--ckpt_path", "--model.class_path"]
-    options += [f"--data.{p}" for p in inspect.signature(DRDataModule).parameters]
-    options += [f"--trainer.{p}" for p in inspect.signature(Trainer).parameters]
-    for task in task_classes().values():
-        options += [f"--model.init_args.{p}" for p in accepted_options(task)]
+        own = [f"--{key}" for key in defaults.keys()]  # noqa: SIM118 (a Namespace: keys() flattens --data.*)
+        if hasattr(module, "handed_on"):  # reproduce: its stages' options too
+            own += importlib.import_module("drgrade.commands.lightning").option_names()
+        return own
+    options = importlib.import_module("drgrade.commands.lightning").option_names()
     if verb.kind == "model":
         from jsonargparse import ArgumentParser
 

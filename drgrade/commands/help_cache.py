@@ -11,6 +11,11 @@ answers and is stored again.
 
 Only a bare ``drgrade VERB --help`` is served from the cache: with other options (``--config``)
 the help can show other defaults, so the live parser answers.
+
+The text is wrapped to the terminal's width up to ``MAX_WIDTH`` columns, so every terminal at
+least that wide shares one text; ``make install`` (and so ``make demo`` / ``make test``) stores
+every verb's text at that width ahead of time (``drgrade.cli.keep_help``), so
+even the first ``drgrade VERB --help`` of an installation answers at once.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import io
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from drgrade import __version__
-from drgrade.errors import OutputError
+from drgrade.errors import MissingExtraError, OutputError
 from drgrade.files import atomic_write_text
 
 HELP_FLAGS = ("-h", "--help")
@@ -34,6 +40,8 @@ HELP_FLAGS = ("-h", "--help")
 ENV_HELP_DIR = "DRGRADE_HELP_DIR"
 #: The distributions whose versions shape a verb's parser: its options, their types and help texts.
 SHAPERS = ("lightning", "jsonargparse", "torch", "docstring-parser", "typeshed-client")
+#: The widest text kept: wider terminals get this one (argparse wraps to ``$COLUMNS``).
+MAX_WIDTH = 100
 #: drgrade's own source (every option, docstring and verb summary the help shows comes from it).
 PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -65,8 +73,7 @@ def help_key(verb: str) -> str:
     versions, and the terminal width the text was wrapped to.
     """
     digest = hashlib.sha256()
-    width = shutil.get_terminal_size().columns
-    digest.update(f"{verb}|{__version__}|{sys.version}|{width}".encode())
+    digest.update(f"{verb}|{__version__}|{sys.version}|{help_width()}".encode())
     for name in SHAPERS:
         digest.update(f"|{name}={installed(name)}".encode())
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -75,14 +82,24 @@ def help_key(verb: str) -> str:
     return digest.hexdigest()[:32]
 
 
+def help_width() -> int:
+    """The width help text is wrapped to here: ``$COLUMNS`` or the terminal's, at most ``MAX_WIDTH``.
+
+    Printed to a pipe or a file (no terminal), the widest.
+    """
+    return min(shutil.get_terminal_size(fallback=(MAX_WIDTH, 24)).columns, MAX_WIDTH)
+
+
 def help_file(verb: str) -> Path:
     """Where the help text of ``verb`` for this installation is remembered."""
-    return help_dir() / f"{verb}-{help_key(verb)}.txt"
+    return help_dir() / f"{verb}-{help_width()}-{help_key(verb)}.txt"
 
 
 def live_help(run_live: Callable[[], None]) -> str:
     """What the live parser prints for ``--help`` (``run_live`` runs the verb with ``--help``)."""
     printed = io.StringIO()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(help_width())  # argparse wraps to it
     try:
         with contextlib.redirect_stdout(printed):
             run_live()
@@ -90,13 +107,18 @@ def live_help(run_live: Callable[[], None]) -> str:
         if done.code not in (0, None):
             sys.stdout.write(printed.getvalue())
             raise
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
     return printed.getvalue()
 
 
 def remember(verb: str, path: Path, text: str) -> None:
-    """Keep ``text`` at ``path``, in place of the verb's texts for earlier keys (one file per verb)."""
+    """Keep ``text`` at ``path``, in place of the verb's texts for earlier keys (one per verb and width)."""
     with contextlib.suppress(OSError, OutputError):  # an unwritable cache: the next call is live too
-        for old in path.parent.glob(f"{verb}-*.txt"):
+        for old in path.parent.glob(f"{verb}-{help_width()}-*.txt"):
             old.unlink()
         atomic_write_text(path, text)
 
@@ -116,3 +138,26 @@ def print_help(verb: str, run_live: Callable[[], None]) -> None:
         remember(verb, path, text)
     sys.stdout.write(text)
     raise SystemExit(0)
+
+
+def warm(verbs: Mapping[str, object], run_live: Callable[[str], None]) -> None:
+    """Store every verb's help for this installation at ``MAX_WIDTH`` (those wider terminals share).
+
+    Run once after installing (``make install`` does, through ``drgrade.cli.keep_help``).
+
+    Args:
+        verbs: the verbs, by name.
+        run_live: runs a verb with ``--help``; a ``MissingExtraError`` (an optional extra not
+            installed) skips the verb, whose first help is then live.
+    """
+    os.environ["COLUMNS"] = str(MAX_WIDTH)
+    kept = []
+    for name in verbs:
+        path = help_file(name)
+        if not path.is_file():
+            try:
+                remember(name, path, live_help(partial(run_live, name)))
+            except MissingExtraError:
+                continue
+        kept.append(name)
+    print(f"drgrade: the help of {len(kept)} of {len(verbs)} verbs is kept in {help_dir()}")

@@ -440,9 +440,29 @@ def close_wandb() -> None:
         wandb.finish()
 
 
+def option_names() -> list[str]:
+    """Every option ``DRGradeCLI``'s verbs take, for any model: the one list typos are matched against.
+
+    ``--model.init_args.*`` is the union over the task classes (``drgrade fit`` suggests from it
+    whatever the model; ``reproduce`` checks the options it hands on against it).
+    """
+    import inspect
+
+    from lightning import Trainer
+
+    from drgrade.tasks.loading import accepted_options
+
+    names = ["--config", "--print_config", "--seed_everything", "--ckpt_path", "--model.class_path"]
+    names += [f"--data.{p}" for p in inspect.signature(DRDataModule).parameters]
+    names += [f"--trainer.{p}" for p in inspect.signature(Trainer).parameters]
+    for task in task_classes().values():
+        names += [f"--model.init_args.{p}" for p in accepted_options(task)]
+    return sorted(set(names))
+
+
 def run_model_bound(module: ModuleType, args: list[str]) -> None:
     """A model-bound verb: parse its config files and options, instantiate, then ``module.run(cli)``."""
     module.run(DRGradeCLI(args, run=False, verb=module))
 
 
-__all__ = ["CHECKPOINT_CHOICES", "DRGradeCLI", "run_lightning", "run_model_bound"]
+__all__ = ["CHECKPOINT_CHOICES", "DRGradeCLI", "option_names", "run_lightning", "run_model_bound"]

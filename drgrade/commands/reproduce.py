@@ -4,28 +4,25 @@
 
 ``make demo`` runs the paper's on synthetic data (``--demo``), ``make reproduce-table3`` on the
 real downloads (``--data``). Each stage is an ordinary ``fit`` or ``test`` run folder, run by
-``DRGradeCLI`` through the engine with the model's config, the data overlay and the options
-handed on from the command line.
+``DRGradeCLI`` through the engine with the model's config, then the stage options
+(``stage_options``): the data's, the protocol's overlays, and those typed on the command line.
 """
 
 from __future__ import annotations
 
-import difflib
-import inspect
-import json
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-import yaml
-
 from drgrade import CONFIGS
-from drgrade.commands.lightning import DRGradeCLI
-from drgrade.commands.options import PAPER_HELP, add_switch, take_options
+from drgrade.commands.lightning import DRGradeCLI, option_names
+from drgrade.commands.options import PAPER_HELP, add_switch
+from drgrade.commands.stage_options import StageOptions, read_config, split_command_line
 from drgrade.data.sources import SOURCES, download_help, downloaded
 from drgrade.errors import OptionError
 from drgrade.protocols.spec import Protocol, load_protocol
 from drgrade.reporting.report import write_report
+from drgrade.tasks.loading import accepted_options, task_classes
 
 
 def run_stages(cli_class, stages: list[str], model_args: list[str], run_dirs: list[str]) -> str:
@@ -46,105 +43,33 @@ def run_stages(cli_class, stages: list[str], model_args: list[str], run_dirs: li
     return str(best)
 
 
-def _real_data_args(data: Path) -> list[str]:
+def real_data_options(data: Path) -> StageOptions:
     """``--data.roots.<source>`` for every source downloaded under ``data`` (null for the others)."""
     found = downloaded(data)
     if not found:
         raise OptionError(download_help(data))
-    args = []
-    for name, source in SOURCES.items():
-        args += [f"--data.{source.option}", str(found[name]) if name in found else "null"]
-    return args
+    return StageOptions.of(
+        (f"--data.{s.option}", str(found[n]) if n in found else "null") for n, s in SOURCES.items()
+    )
 
 
-#: Options ``reproduce`` hands on to every stage it runs (each model takes the ones it has).
-HANDED_PREFIXES = ("--model.", "--data.", "--trainer.")
-HANDED_NAMES = ("--config", "--seed_everything")
-
-
-def handed_on(args: list[str]) -> tuple[list[str], list[str]]:
-    """Split ``args`` into reproduce's own options and the config options for its stages.
+def handed_on(args: list[str]) -> tuple[list[str], StageOptions]:
+    """Split ``args`` into reproduce's own options and the stage options, checked before anything runs.
 
     Args:
         args: the command line after ``reproduce``.
-
-    Returns:
-        (own arguments, handed-on arguments as option/value pairs ``--name=value``).
     """
-    own, taken = take_options(args, lambda name: name.startswith(HANDED_PREFIXES) or name in HANDED_NAMES)
-    handed = [f"{name}={value}" for name, value in taken]
-    check_handed(handed)
+    own, handed = split_command_line(args)
+    handed.check(option_names())
     return own, handed
 
 
-def check_handed(handed: list[str]) -> None:
-    """Refuse handed-on options no stage knows (with the closest names), before anything runs."""
-    from lightning import Trainer
-
-    from drgrade.data import DRDataModule
-    from drgrade.tasks.loading import accepted_options, task_classes
-
-    known = {
-        "--data.": set(inspect.signature(DRDataModule).parameters),
-        "--trainer.": set(inspect.signature(Trainer).parameters),
-        "--model.": set().union(*(accepted_options(t) for t in task_classes().values())),
-    }
-    for item in handed:
-        name = item.split("=", 1)[0]
-        if name.startswith("--model.class_path"):
-            raise OptionError("reproduce runs its four models; to train another, use drgrade fit")
-        prefix = next((p for p in known if name.startswith(p)), None)
-        if prefix is None:
-            continue
-        key = option_key(name)
-        if key not in known[prefix]:
-            close = difflib.get_close_matches(key, sorted(known[prefix]), n=3, cutoff=0.6)
-            stem = name[: len(name) - len(key)]  # as typed: --model.init_args. or --model.
-            hint = f"; did you mean {' or '.join(stem + c for c in close)}?" if close else ""
-            raise OptionError(f"unknown option {name}{hint}")
-
-
-def option_key(name: str) -> str:
-    """``--model.init_args.lr`` and ``--model.lr`` -> ``lr``; ``--data.image_size`` -> ``image_size``."""
-    return name.split(".", 1)[1].removeprefix("init_args.")
-
-
-def stage_options(handed: list[str], config: Path, out: Path) -> list[str]:
-    """The handed-on options a model's stages take: model options it has, configs filtered to it.
-
-    Args:
-        handed: ``--name=value`` pairs from ``handed_on``.
-        config: the model's config file (names its task class).
-        out: where filtered copies of handed-on config files are written.
-    """
-    from drgrade.tasks.loading import accepted_options, task_classes
-
-    class_path = yaml.safe_load(config.read_text())["model"]["class_path"]
+def model_arguments(configs: Path, model: str, options: StageOptions) -> list[str]:
+    """A model's stage arguments: its config, then ``options`` (those it takes)."""
+    config = configs / f"{model}.yaml"
+    class_path = read_config(str(config))["model"]["class_path"]
     accepted = accepted_options(task_classes()[class_path.rsplit(".", 1)[-1]])
-    options = []
-    for item in handed:
-        name, value = item.split("=", 1)
-        if name == "--config":
-            value = str(filtered_config(Path(value), accepted, out / f"{config.stem}-{Path(value).name}"))
-        elif name.startswith("--model.") and option_key(name) not in accepted:
-            continue  # e.g. the CLIP weights for the ensemble, which has no backbone of its own
-        options += [name, value]
-    return options
-
-
-def filtered_config(path: Path, accepted: set[str], out: Path) -> Path:
-    """A copy of config ``path`` without the model options a model does not take."""
-    if not path.is_file():
-        raise OptionError(f"--config {path}: no such file")
-    config = yaml.safe_load(path.read_text()) or {}
-    model = config.get("model")
-    if isinstance(model, dict):
-        options = model.get("init_args", model)
-        for key in [k for k in options if k not in accepted and k not in ("class_path", "init_args")]:
-            del options[key]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(config))
-    return out
+    return ["--config", str(config), *options.arguments(accepted)]
 
 
 def add_arguments(parser) -> None:
@@ -180,59 +105,58 @@ def add_arguments(parser) -> None:
     )
 
 
-def run(opts, handed: list[str]) -> None:
+def run(opts, handed: StageOptions) -> None:
     """Run the protocol file (the paper's unless ``--protocol`` names another), then print the report.
 
     Args:
         opts: the parsed options.
-        handed: config options for every stage (``--trainer.max_epochs=2``), from ``handed_on``.
+        handed: the stage options typed on the command line, from ``handed_on``.
     """
     if opts.demo == (opts.data is not None):
         raise OptionError("reproduce needs exactly one of --data DIR or --demo")
     data = None if opts.demo else opts.data
     protocol = load_protocol(opts.protocol or "paper")
+    overlays = StageOptions.configs(protocol.overlays)
+    overlays.check(option_names())
+    # every stage's options: the data's, the protocol's overlays, then the command line's
+    options = data_options(data, opts.configs) + overlays + handed
     if protocol.design != "paper":
-        run_protocol_file(opts, protocol, data, handed)
+        run_protocol_file(opts, protocol, data, options)
         return
     name = protocol.name if opts.protocol else ("demo" if opts.demo else "paper")
     name += f"-external-{opts.external}" if opts.external else ""
     out = opts.out or Path("reports") / name
-    report = reproduce(DRGradeCLI, protocol, data, opts.configs, out, opts.paper, opts.external, handed)
+    report = reproduce(DRGradeCLI, protocol, data, opts.configs, out, opts.paper, opts.external, options)
     if report is not None:
         print(report)
         print(f"report written to {out}/")
 
 
-def run_protocol_file(opts, protocol: Protocol, data: Path | None, handed: list[str]) -> None:
+def run_protocol_file(opts, protocol: Protocol, data: Path | None, options: StageOptions) -> None:
     """A seeds x folds, leave-one-source-out or few-shot protocol on the demo or real data; its report."""
     from drgrade.protocols import run_protocol
 
     if opts.external:
         raise OptionError(f"--external is for design: paper; protocol {protocol.name} plans its own splits")
     out = opts.out or Path("reports") / protocol.name
-    overlay, train_overlay = data_overlays(data, opts.configs)
-
-    def stage_args(model: str) -> list[str]:
-        config = opts.configs / f"{model}.yaml"
-        trained = train_overlay if model != "zero_shot" else []
-        # the data overlays filtered like handed-on options: a CNN takes no CLIP backbone
-        data = [f"{name}={value}" for name, value in zip(overlay[::2], overlay[1::2], strict=True)]
-        data += [f"{name}={value}" for name, value in zip(trained[::2], trained[1::2], strict=True)]
-        return ["--config", str(config), *stage_options([*data, *handed], config, out / "handed-configs")]
-
+    stage_args = partial(model_arguments, opts.configs, options=options)
     fit_then_test = partial(run_stages, DRGradeCLI, ["fit", "test"])
     print(run_protocol(DRGradeCLI, protocol, out, stage_args, fit_then_test, synthetic=data is None))
     print(f"report written to {out}/")
 
 
-def data_overlays(data: Path | None, configs: Path) -> tuple[list[str], list[str]]:
-    """The data arguments of every stage and the training overlay: the demo's configs, or the downloads."""
+def data_options(data: Path | None, configs: Path) -> StageOptions:
+    """The data's stage options: the demo's overlays, or the sources downloaded under ``data``.
+
+    The demo's second overlay holds training settings: the models that do not train take none
+    of them.
+    """
     if data is None:
-        return ["--config", str(configs / "demo.yaml")], ["--config", str(configs / "demo_train.yaml")]
-    return _real_data_args(data), []
+        return StageOptions.configs([configs / "demo.yaml", configs / "demo_train.yaml"])
+    return real_data_options(data)
 
 
-def external_args(source: str | None, model: str) -> list[str]:
+def external_options(source: str | None, model: str) -> StageOptions:
     """The options of an external-validation stage: the held-out source and a separate run folder.
 
     Args:
@@ -240,53 +164,26 @@ def external_args(source: str | None, model: str) -> list[str]:
         model: the model's run name.
     """
     if source is None:
-        return []
-    return [
-        "--data.test_sources",
-        json.dumps([source]),
-        "--trainer.default_root_dir",
-        f"runs/external-{source}/{model}",
-    ]
+        return StageOptions()
+    return StageOptions.of(
+        [("--data.test_sources", [source]), ("--trainer.default_root_dir", f"runs/external-{source}/{model}")]
+    )
 
 
-def _ensemble_stage(
-    stages,
-    configs: Path,
-    out: Path,
-    members: list[str],
-    external: str | None,
-    handed: list[str],
-    run_dirs: list[str],
-) -> None:
-    """Fit (calibrate) and test the ensemble of ``members`` on the data the members used.
+def ensemble_options(members: list[str], handed: StageOptions, external: str | None) -> StageOptions:
+    """The ensemble's stage options: ``handed``, then the members' own data, then the members.
+
+    The ensemble reads the same data as its members whatever ``handed`` says: the last member's
+    fit saved its data section, given here as an inline config.
 
     Args:
-        stages: runs the protocol's stages of CLI arguments (``run_stages``).
-        configs: the folder of model configs.
-        out: the report folder (holds the ensemble's data config).
         members: the member checkpoints.
+        handed: the stage options every stage gets.
         external: the held-out test source, or None.
-        handed: config options handed on to every stage.
-        run_dirs: the test run folders so far.
     """
-    # the ensemble reads the same data as its members: the last member's fit saved its data section
-    saved = yaml.safe_load((Path(members[-1]).parents[1] / "config.yaml").read_text())
-    data_config = out / "ensemble_data.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    data_config.write_text(yaml.safe_dump({"data": saved["data"]}))
-    stages(
-        [
-            "--config",
-            str(configs / "ensemble.yaml"),
-            *stage_options(handed, configs / "ensemble.yaml", out / "handed-configs"),
-            "--config",
-            str(data_config),  # after the handed-on configs: the members' data, whatever they said
-            "--model.init_args.checkpoints",
-            json.dumps(members),
-            *external_args(external, "ensemble"),
-        ],
-        run_dirs,
-    )
+    saved = read_config(str(Path(members[-1]).parents[1] / "config.yaml"))
+    own = [("--config", {"data": saved["data"]}), ("--model.init_args.checkpoints", members)]
+    return handed + StageOptions.of(own) + external_options(external, "ensemble")
 
 
 def reproduce(
@@ -297,9 +194,9 @@ def reproduce(
     out: Path,
     with_paper: bool,
     external: str | None = None,
-    handed: list[str] = (),
+    options: StageOptions | None = None,
 ) -> str | None:
-    """Run a ``paper`` protocol; ``data`` None means the synthetic demo (configs/demo.yaml overlay).
+    """Run a ``paper`` protocol; ``data`` None means the synthetic demo.
 
     Returns the report's Markdown (None when the protocol's stages end with ``fit``).
 
@@ -311,23 +208,22 @@ def reproduce(
         out: the report folder.
         with_paper: add the paper's numbers to the tables.
         external: test on this source only, train and validate on the others.
-        handed: config options for every stage, after drgrade's own (each model takes those it has).
+        options: every stage's options after its config (``data_options``, overlays, the command
+            line's); each model takes those it has.
     """
     # every stage's W&B run in one group per invocation, so a dashboard shows the protocol together
     cli_class = partial(cli_class, wandb_group=f"reproduce-{datetime.now():%Y%m%d-%H%M%S}")
-    overlay, train_overlay = data_overlays(data, configs)
     stages = partial(run_stages, cli_class, protocol.stages)
+    options = options or StageOptions()
     run_dirs: list[str] = []
     best: dict[str, str] = {}
     for model in protocol.models:
-        config = configs / f"{model}.yaml"
-        model_args = ["--config", str(config), *overlay, *external_args(external, model)]
-        model_args += train_overlay if model != "zero_shot" else []
-        model_args += stage_options(list(handed), config, out / "handed-configs")
-        best[model] = stages(model_args, run_dirs)
+        best[model] = stages(
+            model_arguments(configs, model, options + external_options(external, model)), run_dirs
+        )
     if protocol.ensemble:
         members = [best[model] for model in protocol.ensemble]
-        _ensemble_stage(stages, configs, out, members, external, list(handed), run_dirs)
+        stages(model_arguments(configs, "ensemble", ensemble_options(members, options, external)), run_dirs)
     if "test" not in protocol.stages:
         for model, checkpoint in best.items():
             print(f"{model}: {checkpoint}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from drgrade.data.splits import (
 )
 from drgrade.errors import DataValidationError, OptionError
 from drgrade.grades import NUM_GRADES
+from drgrade.suggest import did_you_mean
 
 #: The split tables this process has printed: a protocol's later stages on the same split say so in
 #: one line (split.csv in every run folder holds the split itself).
@@ -46,9 +46,7 @@ def check_roots(roots: dict[str, str | None] | None) -> None:
         )
     for name in roots or {}:
         if name not in SOURCES:
-            close = difflib.get_close_matches(name, list(SOURCES), n=2)
-            listed = f"; the sources are {', '.join(SOURCES)}"
-            hint = f"; did you mean {' or '.join(close)}?" if close else listed
+            hint = did_you_mean(name, SOURCES, otherwise=f"; the sources are {', '.join(SOURCES)}", n=2)
             raise OptionError(f"--data.roots.{name}: no data source is called {name!r}{hint}")
 
 

@@ -9,7 +9,6 @@ hub can be reached; offline, the error says at once which options fix it.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 from torch import nn
@@ -18,6 +17,7 @@ from drgrade.errors import OptionError, WeightsFileError
 from drgrade.grades import NUM_GRADES
 from drgrade.models.downloads import offline, unavailable
 from drgrade.models.weights import read_state_dict
+from drgrade.suggest import did_you_mean
 
 #: ``pretrained`` value meaning timm's default ImageNet weights of the architecture.
 IMAGENET = "imagenet"
@@ -39,8 +39,7 @@ def architecture_name(name: str) -> str:
     timm = timm_module()
     known = timm.list_models()
     if name not in known:
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f"; did you mean {' or '.join(close)}?" if close else " (timm.list_models() lists them)"
+        hint = did_you_mean(name, known, otherwise=" (timm.list_models() lists them)")
         raise OptionError(f"model.init_args.cnn {name!r} is not a timm architecture{hint}")
     return name
 

@@ -22,18 +22,20 @@ by their stem (``--protocol seeds_folds``); any other file is named by its path.
   ``<model>+<set>`` beside it (its effect, paired on the same runs);
 - ``stages`` (``paper`` only): ``[fit, test]``, or ``[fit]`` for the checkpoints alone;
 - ``ensemble`` (``paper`` only): the models whose best checkpoints are averaged into an
-  ensemble, itself fit (calibrated on validation) and tested (empty: none).
+  ensemble, itself fit (calibrated on validation) and tested (empty: none);
+- ``overlays``: config files every stage gets after the data's (relative to the protocol file;
+  each model takes the model options it has), before the options on the command line.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from drgrade.errors import OptionError
+from drgrade.suggest import did_you_mean
 from drgrade.tasks.tta import TTA_SETS
 
 SHIPPED = Path(__file__).parent / "files"
@@ -66,6 +68,7 @@ class Protocol:
     description: str = ""
     stages: list[str] = field(default_factory=lambda: ["fit", "test"])
     ensemble: list[str] = field(default_factory=list)
+    overlays: list[str] = field(default_factory=list)
 
 
 def shipped_protocols() -> list[str]:
@@ -103,19 +106,27 @@ def load_protocol(entry: str | Path) -> Protocol:
     known = [f.name for f in fields(Protocol)]
     for key in raw:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            raise OptionError(
-                f"protocol {path}: unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
-            )
+            hint = did_you_mean(str(key), known, show=repr, n=1)
+            raise OptionError(f"protocol {path}: unknown key {key!r}{hint}")
     raw.setdefault("name", path.stem)
     for key in ("design", "models"):
         if key not in raw:
             raise OptionError(f"protocol {path}: {key!r} is required")
-    if isinstance(raw.get("tta"), str):
-        raw["tta"] = [raw["tta"]]
+    for key in ("tta", "overlays"):
+        if isinstance(raw.get(key), str):
+            raw[key] = [raw[key]]
+    raw["overlays"] = [str(overlay_path(path, entry)) for entry in raw.get("overlays") or []]
     protocol = Protocol(**raw)
     check(protocol, path)
     return protocol
+
+
+def overlay_path(protocol: Path, entry: str) -> Path:
+    """The config file an ``overlays`` entry names, relative to the protocol file's folder."""
+    path = protocol.parent / Path(entry).expanduser()
+    if not path.is_file():
+        raise OptionError(f"protocol {protocol}: overlay {entry} not found (looked for {path})")
+    return path
 
 
 def check(protocol: Protocol, path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 
 from drgrade.cli import main
-from drgrade.commands.reproduce import _real_data_args
+from drgrade.commands.reproduce import real_data_options
 from drgrade.console import quiet_console
 from drgrade.data.sources import downloaded
 from tests.conftest import ROOT, cli_args
@@ -31,8 +31,7 @@ def test_a_kaggle_named_download_folder_is_found(tmp_path):
     folder.mkdir()
     (folder / "train.csv").write_text("id_code,diagnosis\n")
     assert downloaded(tmp_path) == {"aptos2019": folder}
-    args = _real_data_args(tmp_path)
-    assert args[args.index("--data.roots.aptos2019") + 1] == str(folder)
+    assert dict(real_data_options(tmp_path).items)["--data.roots.aptos2019"] == str(folder)
 
 
 def test_make_reproduce_table3_hands_args_on():

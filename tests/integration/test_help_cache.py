@@ -46,12 +46,43 @@ def test_a_verbs_help_names_the_command_as_run_and_says_what_the_verb_does(help_
             assert wrong not in text
 
 
-def test_a_changed_key_asks_the_live_parser_and_one_text_is_kept_per_verb(help_cache, capsys, monkeypatch):
+def test_a_narrower_terminal_asks_the_live_parser_and_wider_ones_share_the_widest_text(
+    help_cache, capsys, monkeypatch
+):
+    widest = printed_help(["synth", "--help"], capsys)  # COLUMNS 100: the widest kept
+    monkeypatch.setenv("COLUMNS", "60")
     narrow = printed_help(["synth", "--help"], capsys)
+    assert max(map(len, narrow.splitlines())) <= 60 < max(map(len, widest.splitlines())) <= 100
     monkeypatch.setenv("COLUMNS", "160")
-    wide = printed_help(["synth", "--help"], capsys)
-    assert max(map(len, wide.splitlines())) > 100 >= max(map(len, narrow.splitlines()))
-    assert [p.read_text() for p in help_cache.glob("synth-*.txt")] == [wide]
+    assert printed_help(["synth", "--help"], capsys) == widest
+    assert sorted(p.read_text() for p in help_cache.glob("synth-*.txt")) == sorted([widest, narrow])
+
+
+def test_an_edited_source_file_asks_the_live_parser_and_replaces_the_text(help_cache, capsys, monkeypatch):
+    from drgrade.commands import help_cache as module
+
+    printed_help(["synth", "--help"], capsys)
+    before = list(help_cache.glob("synth-*.txt"))
+    monkeypatch.setattr(module, "help_key", lambda verb: "another-key")
+    printed_help(["synth", "--help"], capsys)
+    assert [p.name for p in help_cache.glob("synth-*.txt")] == ["synth-100-another-key.txt"] != before
+
+
+def test_installing_keeps_every_verbs_help_so_the_first_one_answers_at_once(help_cache, monkeypatch, capsys):
+    from drgrade.cli import keep_help
+    from drgrade.commands.help_cache import help_file
+
+    monkeypatch.setenv("COLUMNS", "40")  # what the installer's terminal is does not matter
+    keep_help()
+    assert "the help of 13 of 13 verbs is kept" in capsys.readouterr().out
+    monkeypatch.setenv("COLUMNS", "100")
+    assert all(help_file(verb).is_file() for verb in VERBS)
+    code = "from drgrade.cli import main\nmain(['predict', '--help'])"
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, cwd=ROOT
+    )
+    assert run.returncode == 0 and run.stdout == help_file("predict").read_text()
+    assert " torch\n" not in run.stderr and " lightning\n" not in run.stderr
 
 
 def test_help_with_other_options_is_always_live(help_cache, capsys):

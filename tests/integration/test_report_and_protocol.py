@@ -119,12 +119,12 @@ def test_reproduce_refuses_a_misspelt_handed_on_option_before_running(tmp_path, 
 
 
 def test_reproduce_finds_every_downloaded_source(tmp_path):
-    from drgrade.commands.reproduce import _real_data_args
+    from drgrade.commands.reproduce import real_data_options
 
     (tmp_path / "eyepacs").mkdir()
     (tmp_path / "eyepacs" / "trainLabels.csv").write_text("image,level\n")
     (tmp_path / "ddr" / "DR_grading").mkdir(parents=True)
-    args = dict(zip(*[iter(_real_data_args(tmp_path))] * 2, strict=True))
+    args = dict(real_data_options(tmp_path).items)
     assert args["--data.roots.eyepacs"] == str(tmp_path / "eyepacs")
     assert args["--data.roots.ddr"] == str(tmp_path / "ddr")
     assert args["--data.roots.aptos2019"] == args["--data.roots.idrid"] == "null"

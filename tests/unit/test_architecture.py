@@ -130,3 +130,11 @@ def test_every_error_class_and_shared_constant_is_defined_once():
                 places.setdefault(name, []).append(str(path.relative_to(ROOT)))
     twice = {name: where for name, where in places.items() if len(where) > 1}
     assert not twice, twice
+
+
+def test_one_way_to_find_the_closest_names():
+    """A typo gets the same kind of answer everywhere: only ``drgrade.suggest`` measures similarity."""
+    users = sorted(
+        str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if "difflib" in p.read_text(encoding="utf-8")
+    )
+    assert users == ["drgrade/suggest.py"]

@@ -1,0 +1,156 @@
+"""What ``reproduce`` hands on to every stage it runs, each model taking the options it has.
+
+``reproduce`` runs each model's ``fit`` and ``test`` through ``DRGradeCLI``: the model's config,
+then ``StageOptions``, the config files and options every stage gets, in order (later wins): the
+data's (the demo's overlays, or the downloads found under ``--data``), a protocol file's
+``overlays``, and what the user typed for the stages on reproduce's command line (``--config``,
+``--seed_everything``, ``--model.*``, ``--data.*``, ``--trainer.*``).
+
+They are checked once, before any stage runs, against ``option_names()`` (the list every
+``drgrade`` verb suggests from) and a config file's model options likewise, naming the file. A
+model option only some models have goes to those (``--model.init_args.decoder_widths`` to
+FCN-CLIP, not to zero-shot); a config file whose model section a model takes only in part is
+handed to it without those options, in memory (an inline config: no copy is written).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from drgrade.commands.options import take_options
+from drgrade.errors import OptionError
+from drgrade.suggest import did_you_mean
+
+#: The stage parser's sections: an option under one of them is for the stages.
+SECTIONS = ("--model.", "--data.", "--trainer.")
+#: The stage parser's top-level options reproduce hands on.
+TOP_LEVEL = ("--config", "--seed_everything")
+
+
+def is_stage_option(name: str) -> bool:
+    """Whether option ``name`` is one the stages take rather than ``reproduce`` itself."""
+    return name.startswith(SECTIONS) or name in TOP_LEVEL
+
+
+def model_key(name: str) -> str:
+    """``--model.init_args.lr`` and ``--model.lr`` -> ``lr``."""
+    return name.removeprefix("--model.").removeprefix("init_args.")
+
+
+def read_config(path: str) -> dict:
+    """A config file's contents (an empty file is an empty config), or an inline config's (``{...}``)."""
+    try:
+        text = path if path.lstrip().startswith("{") else Path(path).read_text(encoding="utf-8")
+        config = yaml.safe_load(text) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise OptionError(f"--config {path}: cannot be read as YAML ({error})") from None
+    if not isinstance(config, dict):
+        raise OptionError(f"--config {path}: expected sections (model, data, trainer), not {config!r}")
+    return config
+
+
+def model_options(config: dict) -> dict:
+    """The model options a config sets (its ``model.init_args``, or ``model`` without one)."""
+    model = config.get("model")
+    if not isinstance(model, dict):
+        return {}
+    options = model.get("init_args", model)
+    return {k: v for k, v in options.items() if k not in ("class_path", "init_args")}
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """Config files and options for every stage: ``(name, value)`` pairs in order, later winning.
+
+    ``("--config", path)`` is a config file; any other pair is one option.
+    """
+
+    items: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[str, object]]) -> StageOptions:
+        """From ``(option, value)`` pairs; values that are not text are written as JSON."""
+        return cls(tuple((name, v if isinstance(v, str) else json.dumps(v)) for name, v in pairs))
+
+    @classmethod
+    def configs(cls, paths: Iterable[str | Path]) -> StageOptions:
+        """Config files, in order."""
+        return cls(tuple(("--config", str(path)) for path in paths))
+
+    def __add__(self, other: StageOptions) -> StageOptions:
+        """These, then ``other`` (whose values win)."""
+        return StageOptions(self.items + other.items)
+
+    def check(self, known: list[str]) -> None:
+        """Refuse an option or a config file's model option no stage takes, before anything runs.
+
+        Args:
+            known: every option a stage takes (``drgrade.commands.lightning.option_names``).
+        """
+        for name, value in self.items:
+            if name == "--model.class_path" or name == "--model":
+                raise OptionError(
+                    f"{name}: reproduce runs the models its protocol names; to train another, use drgrade "
+                    "fit, or name its config in a protocol file (--protocol FILE)"
+                )
+            if name == "--config":
+                self.check_config(value, known)
+            elif not known_option(name, known):
+                raise OptionError(f"unknown option {name}{did_you_mean(name, known)}")
+
+    @staticmethod
+    def check_config(path: str, known: list[str]) -> None:
+        """Refuse a config file that sets a model option no model takes (naming the file)."""
+        models = [k.removeprefix("--model.init_args.") for k in known if k.startswith("--model.init_args.")]
+        for key in model_options(read_config(path)):
+            if key not in models:
+                hint = did_you_mean(key, models, show=repr)
+                raise OptionError(f"--config {path}: no model takes the model option {key!r}{hint}")
+
+    def arguments(self, accepted: set[str]) -> list[str]:
+        """The command-line arguments for a model that takes the model options ``accepted``.
+
+        A model option it does not take is left out; a config file setting some is given as an
+        inline config without them.
+        """
+        args: list[str] = []
+        for name, value in self.items:
+            if name == "--config":
+                args += ["--config", config_for(value, accepted)]
+            elif not name.startswith("--model.") or model_key(name) in accepted:
+                args += [name, value]
+        return args
+
+
+def known_option(name: str, known: list[str]) -> bool:
+    """Whether ``name`` is a stage option: listed, or a key under a listed one (``--data.roots.ddr``)."""
+    if name.startswith("--model.") and not name.startswith("--model.init_args."):
+        name = f"--model.init_args.{model_key(name)}"  # --model.lr is --model.init_args.lr
+    parts = name.split(".")
+    return any(".".join(parts[:n]) in known for n in range(len(parts), 1, -1))
+
+
+def config_for(path: str, accepted: set[str]) -> str:
+    """``path``, or its contents as inline JSON without the model options a model does not take."""
+    config = read_config(path)
+    options = model_options(config)
+    if all(key in accepted for key in options):
+        return path
+    kept = {k: v for k, v in options.items() if k in accepted}
+    model = dict(config["model"])
+    if "init_args" in model:
+        model["init_args"] = kept
+    else:
+        model = {k: v for k, v in model.items() if k == "class_path"} | kept
+    return json.dumps({**config, "model": model}, default=str)
+
+
+def split_command_line(args: list[str]) -> tuple[list[str], StageOptions]:
+    """``reproduce``'s own arguments, and the stage options typed among them (by section name)."""
+    own, taken = take_options(args, is_stage_option)
+    return own, StageOptions(tuple(taken))

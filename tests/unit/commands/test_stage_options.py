@@ -1,0 +1,135 @@
+"""reproduce's stage options: checked once, each model taking those it has, no file written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
+
+import pytest
+import yaml
+
+from drgrade.commands.lightning import option_names
+from drgrade.commands.reproduce import handed_on, model_arguments, reproduce
+from drgrade.commands.stage_options import StageOptions, split_command_line
+from drgrade.errors import OptionError
+from drgrade.protocols.spec import load_protocol
+from tests.conftest import ROOT
+
+CONFIGS = ROOT / "configs"
+
+
+def arguments_for(model: str, options: StageOptions) -> list[str]:
+    return model_arguments(CONFIGS, model, options)
+
+
+def test_reproduces_own_options_stay_and_the_stage_options_are_taken_in_order():
+    own, handed = split_command_line(
+        ["--demo", "--trainer.max_epochs", "2", "--config=a.yaml", "--out", "o", "--data.image_size=96"]
+    )
+    assert own == ["--demo", "--out", "o"]
+    assert handed.items == (
+        ("--trainer.max_epochs", "2"),
+        ("--config", "a.yaml"),
+        ("--data.image_size", "96"),
+    )
+
+
+def test_a_model_option_goes_only_to_the_models_that_take_it():
+    options = StageOptions.of([("--model.init_args.decoder_widths", "[8]"), ("--trainer.max_epochs", 1)])
+    assert "--model.init_args.decoder_widths" in arguments_for("fcn_clip", options)
+    zero_shot = arguments_for("zero_shot", options)
+    assert "--model.init_args.decoder_widths" not in zero_shot and "--trainer.max_epochs" in zero_shot
+
+
+def test_a_config_taken_in_part_is_handed_inline_without_the_rest_and_nothing_is_written(tmp_path):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text(yaml.safe_dump({"model": {"init_args": {"lr": 0.01, "bootstrap_resamples": 5}}}))
+    options = StageOptions.configs([overlay])
+    fcn = arguments_for("fcn_clip", options)
+    assert fcn[-2:] == ["--config", str(overlay)]  # takes all of it: the file itself
+    inline = json.loads(arguments_for("zero_shot", options)[-1])  # zero-shot has no learning rate
+    assert inline == {"model": {"init_args": {"bootstrap_resamples": 5}}}
+    assert sorted(tmp_path.iterdir()) == [overlay]
+
+
+def test_options_no_stage_takes_are_refused_with_the_closest_names(tmp_path):
+    with pytest.raises(
+        OptionError, match=r"unknown option --trainer.max_epoch; did you mean --trainer.max_epochs\?"
+    ):
+        handed_on(["--demo", "--trainer.max_epoch", "2"])
+    with pytest.raises(OptionError, match=r"did you mean --model.init_args.decoder_widths"):
+        handed_on(["--model.decoder_width", "[8]"])  # the short form is checked as the long one
+    overlay = tmp_path / "typo.yaml"
+    overlay.write_text("model:\n  init_args:\n    gama: 2\n")
+    with pytest.raises(
+        OptionError,
+        match=rf"--config {overlay}: no model takes the model option 'gama'; did you mean 'gamma'",
+    ):
+        handed_on(["--config", str(overlay)])
+    with pytest.raises(
+        OptionError, match=r"--model.class_path: reproduce runs the models its protocol names"
+    ):
+        handed_on(["--model.class_path", "drgrade.tasks.FCNCLIP"])
+
+
+def test_a_key_under_a_dict_option_is_a_stage_option():
+    _, handed = handed_on(["--data.roots.ddr", "/d", "--model.lr", "0.1"])
+    assert handed.items == (("--data.roots.ddr", "/d"), ("--model.lr", "0.1"))
+    assert "--data.roots" in option_names()
+
+
+class RecordingCLI:
+    """Stands in for DRGradeCLI: records each stage's arguments, 'fits' a checkpoint."""
+
+    calls: ClassVar[list[list[str]]] = []
+
+    def __init__(self, args, wandb_group=None):
+        RecordingCLI.calls.append(args)
+        self.fitted = Path(f"{args[2]}.ckpt")
+        self.trainer = SimpleNamespace(log_dir="unused")
+
+
+def test_every_stage_gets_its_config_then_the_data_then_the_protocol_overlays_then_the_command_line(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("trainer:\n  max_epochs: 3\n")
+    protocol_file = tmp_path / "mine.yaml"
+    protocol_file.write_text(
+        "design: paper\nmodels: [zero_shot, fcn_clip]\nstages: [fit]\noverlays: overlay.yaml\n"
+    )
+    protocol = load_protocol(protocol_file)
+    assert protocol.overlays == [str(overlay)]  # relative to the protocol file
+    handed = StageOptions.of([("--trainer.max_epochs", 1)])
+    data = StageOptions.configs([CONFIGS / "demo.yaml"])
+    RecordingCLI.calls = []
+    assert (
+        reproduce(
+            RecordingCLI,
+            protocol,
+            None,
+            CONFIGS,
+            tmp_path / "out",
+            False,
+            None,
+            data + StageOptions.configs(protocol.overlays) + handed,
+        )
+        is None
+    )
+    (fit_zero_shot, fit_fcn) = RecordingCLI.calls
+    assert fit_fcn == [
+        "fit",
+        "--config", str(CONFIGS / "fcn_clip.yaml"),
+        "--config", str(CONFIGS / "demo.yaml"),
+        "--config", str(overlay),
+        "--trainer.max_epochs", "1",
+    ]  # fmt: skip
+    assert fit_zero_shot[1:3] == ["--config", str(CONFIGS / "zero_shot.yaml")]
+    assert not (tmp_path / "out").exists()  # no filtered copies, no data config written
+
+
+def test_a_protocol_overlay_that_is_missing_is_refused_naming_the_file(tmp_path):
+    protocol_file = tmp_path / "mine.yaml"
+    protocol_file.write_text("design: paper\nmodels: [zero_shot]\noverlays: [nowhere.yaml]\n")
+    with pytest.raises(OptionError, match=rf"protocol {protocol_file}: overlay nowhere.yaml not found"):
+        load_protocol(protocol_file)
