@@ -16,13 +16,14 @@ import importlib
 import re
 import sys
 from argparse import ArgumentError
+from pathlib import Path
 
 from drgrade import CONFIGS, __version__
 from drgrade.commands import VERBS, Verb
-from drgrade.commands.help_cache import print_help, wants_help, warm
+from drgrade.commands.help_cache import print_help, remembered_options, wants_help, warm
 from drgrade.console import printable_names, quiet_console
 from drgrade.errors import DrgradeError, MissingExtraError
-from drgrade.suggest import did_you_mean
+from drgrade.suggest import did_you_mean, option_is_known
 
 #: The packages each optional extra brings (a verb failing to import one of them names its extra).
 EXTRAS = {"deploy": ("onnx", "onnxruntime"), "app": ("gradio",), "flair": ("transformers", "tokenizers")}
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
             raise DrgradeError(f"{name!r} is not a drgrade verb{hint}")
         rest = resolve_config_paths(rest)
         if wants_help(rest):  # remembered per installation: torch and Lightning are not imported for it
-            print_help(name, lambda: run_verb(name, verb, rest))
+            print_help(name, lambda: run_verb(name, verb, rest), lambda: known_options(name, verb))
+        refuse_misspelt_options(name, rest)
         run_verb(name, verb, rest)
     except KeyboardInterrupt:
         print(f"\ndrgrade {name}: interrupted. {resume_hint(name)}", file=sys.stderr)
@@ -90,7 +92,66 @@ def keep_help() -> None:
     ``make install`` runs it (``python -c "from drgrade.cli import keep_help; keep_help()"``);
     after a ``pip install``, run that line once.
     """
-    warm(VERBS, lambda name: run_verb(name, VERBS[name], ["--help"]))
+    warm(
+        VERBS,
+        lambda name: run_verb(name, VERBS[name], ["--help"]),
+        lambda name: known_options(name, VERBS[name]),
+    )
+
+
+def refuse_misspelt_options(name: str, args: list[str]) -> None:
+    """Refuse an option the verb does not take, from the names this installation remembered.
+
+    Answered before torch loads (a second, not the seconds the live parser takes). With no names
+    remembered yet nothing is refused here (the live parser answers); nor are model options when
+    a model class outside drgrade is named, whose options are its own.
+    """
+    known = remembered_options(name)
+    if known is None:
+        return
+    own_model = names_own_model(args)
+    unknown = [
+        option
+        for option in (arg.partition("=")[0] for arg in args)
+        if option.startswith("--")
+        and option != "--"
+        and not (own_model and option.startswith("--model"))
+        and not option_is_known(option, known)
+    ]
+    if unknown:
+        print(f"drgrade {name}: {unknown_option_lines(name, unknown, known)}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def names_own_model(args: list[str]) -> bool:
+    """Whether ``args`` name a model class outside drgrade (``--model``, ``--model.class_path``, a config)."""
+    for i, arg in enumerate(args):
+        option, has_value, value = arg.partition("=")
+        if not has_value:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        if option in ("--model", "--model.class_path") and outside_drgrade(value):
+            return True
+        if option == "--config" and outside_drgrade(configured_model(value)):
+            return True
+    return False
+
+
+def configured_model(config: str) -> str:
+    """The model class a config file names ("" for none or an unreadable file; ? for a model file)."""
+    import yaml
+
+    try:
+        model = (yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}).get("model")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        return ""
+    if isinstance(model, dict):
+        return str(model.get("class_path") or "")
+    return "?" if model else ""  # a file of its own: any class
+
+
+def outside_drgrade(class_path: str) -> bool:
+    """Whether ``class_path`` names a class outside drgrade (a bare name is one of drgrade's tasks)."""
+    return class_path == "?" or ("." in class_path and not class_path.startswith("drgrade."))
 
 
 def resume_hint(verb: str) -> str:
@@ -129,8 +190,6 @@ def resolve_config_paths(args: list[str]) -> list[str]:
 
 def packaged_config(value: str):
     """The shipped file ``configs/NAME`` stands for, when no such file exists here (else None)."""
-    from pathlib import Path
-
     path = Path(value)
     if path.is_file() or not path.parts or path.parts[0] != "configs":
         return None
@@ -143,8 +202,6 @@ def check_config_path(value: str) -> None:
 
     A ``configs/...`` name also gets the closest shipped config.
     """
-    from pathlib import Path
-
     path = Path(value)
     if not value or path.is_file() or value.lstrip().startswith(("{", "[")):  # inline YAML is fine
         return
@@ -228,7 +285,11 @@ def explain_parse_error(error: ArgumentError, name: str, verb: Verb | None) -> s
     if not unknown:
         detail = " ".join(line.strip() for line in text.splitlines()[:3])
         return f"error: {detail}\nsee: drgrade {name} --help"
-    known = known_options(name, verb)
+    return unknown_option_lines(name, unknown, known_options(name, verb))
+
+
+def unknown_option_lines(name: str, unknown: list[str], known: list[str]) -> str:
+    """One line per unknown option (two at most), each with the closest names."""
     lines = []
     for option in unknown:
         hint = did_you_mean(option.split("=")[0], known, otherwise=f"; see drgrade {name} --help")
@@ -247,11 +308,14 @@ def known_options(name: str, verb: Verb | None) -> list[str]:
         if hasattr(module, "handed_on"):  # reproduce: its stages' options too
             own += importlib.import_module("drgrade.commands.lightning").option_names()
         return own
-    options = importlib.import_module("drgrade.commands.lightning").option_names()
+    lightning = importlib.import_module("drgrade.commands.lightning")
+    options = lightning.option_names()
+    if verb.kind == "lightning":
+        options += lightning.subcommand_options(name)
     if verb.kind == "model":
         from jsonargparse import ArgumentParser
 
         own = ArgumentParser()
         module.add_arguments(own)
-        options += [f"--{key}" for key in own.get_defaults()]
+        options += [f"--{key}" for key in own.get_defaults().keys()]  # noqa: SIM118 (a Namespace)
     return sorted(set(options))

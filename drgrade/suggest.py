@@ -38,3 +38,19 @@ def did_you_mean(
     """
     close = closest(word, names, n)
     return f"; did you mean {' or '.join(map(show, close))}?" if close else otherwise
+
+
+def option_is_known(name: str, known: Iterable[str]) -> bool:
+    """Whether option ``name`` is one of ``known``, read as drgrade's parsers read it.
+
+    ``--model.lr`` is ``--model.init_args.lr``; a key under a listed option is that option's
+    (``--data.roots.ddr``, ``--trainer.logger.init_args.project``; never under a bare section
+    such as ``--model``); ``--trainer.callbacks+`` appends to ``--trainer.callbacks`` and
+    ``--model.help`` asks for a class's options.
+    """
+    known = set(known)
+    name = name.removesuffix("+").removesuffix(".help")
+    if name.startswith("--model.") and not name.startswith(("--model.init_args.", "--model.class_path")):
+        name = "--model.init_args." + name.removeprefix("--model.")
+    parts = name.split(".")
+    return name in known or any(".".join(parts[:n]) in known for n in range(len(parts) - 1, 1, -1))

@@ -1,4 +1,4 @@
-"""``drgrade VERB --help`` in a fraction of a second: the live parser's own text, remembered.
+"""``drgrade VERB --help`` and a misspelt option answered at once: the live parser's, remembered.
 
 A verb's help is what its real parser prints, and building that parser imports torch and
 Lightning (seconds; tens of seconds on a loaded machine). The text depends only on drgrade's
@@ -16,6 +16,10 @@ The text is wrapped to the terminal's width up to ``MAX_WIDTH`` columns, so ever
 least that wide shares one text; ``make install`` (and so ``make demo`` / ``make test``) stores
 every verb's text at that width ahead of time (``drgrade.cli.keep_help``), so
 even the first ``drgrade VERB --help`` of an installation answers at once.
+
+With the text, the verb's option names are kept (every option the help lists, and every model
+option of every task): ``drgrade.cli`` refuses a misspelt option from them, with the closest
+names, before torch is imported. Without them (nothing kept yet) the live parser refuses it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping
@@ -67,13 +73,13 @@ def installed(name: str) -> str:
 
 
 def help_key(verb: str) -> str:
-    """What a verb's help text depends on, as a digest.
+    """What a verb's parser depends on, as a digest.
 
     The verb, drgrade's version and every byte of its source, the Python and the ``SHAPERS``
-    versions, and the terminal width the text was wrapped to.
+    versions (a text's file name adds the width it was wrapped to).
     """
     digest = hashlib.sha256()
-    digest.update(f"{verb}|{__version__}|{sys.version}|{help_width()}".encode())
+    digest.update(f"{verb}|{__version__}|{sys.version}".encode())
     for name in SHAPERS:
         digest.update(f"|{name}={installed(name)}".encode())
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -91,8 +97,27 @@ def help_width() -> int:
 
 
 def help_file(verb: str) -> Path:
-    """Where the help text of ``verb`` for this installation is remembered."""
+    """Where the help text of ``verb`` for this installation and width is remembered."""
     return help_dir() / f"{verb}-{help_width()}-{help_key(verb)}.txt"
+
+
+def options_file(verb: str) -> Path:
+    """Where the option names of ``verb`` for this installation are remembered."""
+    return help_dir() / f"{verb}-options-{help_key(verb)}.json"
+
+
+def remembered_options(verb: str) -> list[str] | None:
+    """The option names ``verb`` takes in this installation, or None when none are kept yet."""
+    try:
+        names = json.loads(options_file(verb).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return names if isinstance(names, list) else None
+
+
+def options_in(text: str) -> set[str]:
+    """The option names a help text lists (``--trainer.max_epochs``, ``--no_allow_untrained``)."""
+    return set(re.findall(r"(?<![\w-])(--[A-Za-z][\w.\-]*\w)", text))
 
 
 def live_help(run_live: Callable[[], None]) -> str:
@@ -115,33 +140,42 @@ def live_help(run_live: Callable[[], None]) -> str:
     return printed.getvalue()
 
 
-def remember(verb: str, path: Path, text: str) -> None:
-    """Keep ``text`` at ``path``, in place of the verb's texts for earlier keys (one per verb and width)."""
+def remember(path: Path, text: str, stale: str) -> None:
+    """Keep ``text`` at ``path``, in place of the files matching ``stale`` (earlier keys)."""
     with contextlib.suppress(OSError, OutputError):  # an unwritable cache: the next call is live too
-        for old in path.parent.glob(f"{verb}-{help_width()}-*.txt"):
+        for old in path.parent.glob(stale):
             old.unlink()
         atomic_write_text(path, text)
 
 
-def print_help(verb: str, run_live: Callable[[], None]) -> None:
+def remember_all(verb: str, text: str, known: Callable[[], list[str]]) -> None:
+    """Keep a verb's live help ``text`` and its option names (those ``text`` lists and ``known()``)."""
+    remember(help_file(verb), text, f"{verb}-{help_width()}-*.txt")
+    names = sorted(options_in(text) | set(known()))
+    remember(options_file(verb), json.dumps(names), f"{verb}-options-*.json")
+
+
+def print_help(verb: str, run_live: Callable[[], None], known: Callable[[], list[str]]) -> None:
     """Print ``verb``'s help: remembered when this installation printed it before, else live (and kept).
 
     Args:
         verb: the verb.
         run_live: runs the verb with ``--help`` (its real parser prints the help and exits).
+        known: the option names the verb takes beyond those its help lists (every task's).
     """
-    path = help_file(verb)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = help_file(verb).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         text = live_help(run_live)
-        remember(verb, path, text)
+        remember_all(verb, text, known)
     sys.stdout.write(text)
     raise SystemExit(0)
 
 
-def warm(verbs: Mapping[str, object], run_live: Callable[[str], None]) -> None:
-    """Store every verb's help for this installation at ``MAX_WIDTH`` (those wider terminals share).
+def warm(
+    verbs: Mapping[str, object], run_live: Callable[[str], None], known: Callable[[str], list[str]]
+) -> None:
+    """Store every verb's help and option names for this installation, the text at ``MAX_WIDTH``.
 
     Run once after installing (``make install`` does, through ``drgrade.cli.keep_help``).
 
@@ -149,14 +183,14 @@ def warm(verbs: Mapping[str, object], run_live: Callable[[str], None]) -> None:
         verbs: the verbs, by name.
         run_live: runs a verb with ``--help``; a ``MissingExtraError`` (an optional extra not
             installed) skips the verb, whose first help is then live.
+        known: a verb's option names beyond those its help lists.
     """
     os.environ["COLUMNS"] = str(MAX_WIDTH)
     kept = []
     for name in verbs:
-        path = help_file(name)
-        if not path.is_file():
+        if not (help_file(name).is_file() and options_file(name).is_file()):
             try:
-                remember(name, path, live_help(partial(run_live, name)))
+                remember_all(name, live_help(partial(run_live, name)), partial(known, name))
             except MissingExtraError:
                 continue
         kept.append(name)

@@ -45,7 +45,7 @@ from drgrade.commands.checkpoint_policy import (
     refuse_untrained,
     typed_options,
 )
-from drgrade.commands.options import add_switch, take_options
+from drgrade.commands.options import add_switch
 from drgrade.commands.preflight import preflight
 from drgrade.console import quiet_console
 from drgrade.data import DRDataModule
@@ -93,7 +93,6 @@ class DRGradeCLI(LightningCLI):
         run: run the subcommand (False: only parse and instantiate, for model-bound verbs and tests).
         wandb_group: the W&B group of this run's W&B runs (``reproduce`` groups its stages).
         verb: a model-bound verb's module, whose options join the parser (``run`` False).
-        predictions_out: ``predict --out``: a copy of the predictions where the user asked.
         **kwargs: further LightningCLI options.
     """
 
@@ -103,7 +102,6 @@ class DRGradeCLI(LightningCLI):
         run: bool = True,
         wandb_group: str | None = None,
         verb: ModuleType | None = None,
-        predictions_out: Path | None = None,
         **kwargs: Any,
     ):
         quiet_console()
@@ -113,7 +111,8 @@ class DRGradeCLI(LightningCLI):
         self.checkpoint_entry: str | None = None
         #: The checkpoint a ``fit`` left to use next (None: not a fit, or none kept).
         self.fitted: Path | None = None
-        self.predictions_out = predictions_out
+        #: ``predict --out``: a copy of the predictions where the user asked (checked writable).
+        self.predictions_out: Path | None = None
         described = {name: PARSER | {"description": VERBS[name].summary} for name in SUBCOMMANDS}
         parser_kwargs = {**PARSER, **described}
         if run:
@@ -154,6 +153,13 @@ class DRGradeCLI(LightningCLI):
                 ALLOW_UNTRAINED,
                 "validate/test/predict: run a trainable model without a checkpoint (the untrained "
                 "baseline, labelled as such in metrics.json, predictions and the report)",
+            )
+            parser.add_argument(
+                "--out",
+                type=Path | None,
+                default=None,
+                help="predict: also write predictions.csv to this file (the run folder keeps its own); "
+                "never a file the run reads",
             )
 
     def section(self, config: Any = None) -> Any:
@@ -205,10 +211,8 @@ class DRGradeCLI(LightningCLI):
             read_checkpoint(member)  # ensemble members: refused before any run folder exists
         if self.checkpoint_entry and MEMBERS_KEY in checkpoint:
             check_members(checkpoint, members, [file_sha256(m) for m in members], str(path))
-        if self.predictions_out is not None:  # predict --out: never one of the files it reads
-            data = config["data"]
-            sources = [source.configured_root(data) for source in SOURCES.values()]
-            check_writable(self.predictions_out, [config.get("ckpt_path"), data.get("predict_dir"), *sources])
+        if self.verb is None:  # a model-bound verb's --out is its own
+            self.predictions_out = predictions_copy(config, self.config.get("subcommand"))
         if "weights_only" in config:
             config["weights_only"] = True  # Lightning's own restore of --ckpt_path loads tensors only too
         if "verbose" in config and "verbose" not in self.typed:
@@ -278,6 +282,24 @@ class DRGradeCLI(LightningCLI):
 
     before_fit = before_validate = before_test = before_predict = before_stage
     after_validate = after_test = after_predict = after_stage
+
+
+def predictions_copy(config: Any, subcommand: str | None) -> Path | None:
+    """``predict --out``, checked: writable, and never one of the files the run reads.
+
+    Another verb given ``--out`` is refused (its results go to its run folder).
+    """
+    out = config.get("out")
+    if out is None:
+        return None
+    if subcommand != "predict":
+        raise OptionError(
+            f"--out is predict's (a copy of its predictions.csv); drgrade {subcommand} writes its results "
+            "to its run folder: drop --out, or set --trainer.default_root_dir"
+        )
+    data = config["data"]
+    sources = [source.configured_root(data) for source in SOURCES.values()]
+    return check_writable(out, [config.get("ckpt_path"), data.get("predict_dir"), *sources])
 
 
 def stage_ending(stage: str, folder: Path, trainer) -> str:
@@ -364,28 +386,14 @@ def name_wandb_runs(config: Any, stage: str, group: str | None) -> None:
 
 
 def run_lightning(verb: str, args: list[str]) -> None:
-    """``drgrade fit|validate|test|predict ARGS``; a W&B run a failed stage left open is closed too.
-
-    ``predict --out FILE`` also writes the predictions to FILE (checked writable before anything runs).
-    """
-    out = None
-    if verb == "predict":
-        args, out = take_out(args)
+    """``drgrade fit|validate|test|predict ARGS``; a W&B run a failed stage left open is closed too."""
     try:
-        DRGradeCLI([verb, *args], predictions_out=out)
+        DRGradeCLI([verb, *args])
     except BaseException:
         discard_empty_wandb_run()
         raise
     finally:
         close_wandb()
-
-
-def take_out(args: list[str]) -> tuple[list[str], Path | None]:
-    """``predict``'s ``--out FILE`` taken from ``args`` (checked writable), and the other arguments."""
-    rest, taken = take_options(args, lambda name: name == "--out")
-    if len(taken) > 1:
-        raise OptionError("--out is given more than once; predictions are written to one file")
-    return rest, check_writable(taken[0][1]) if taken else None
 
 
 def link_wandb_runs(runs: list, folder: Path) -> None:
@@ -454,10 +462,26 @@ def option_names() -> list[str]:
 
     names = ["--config", "--print_config", "--seed_everything", "--ckpt_path", "--model.class_path"]
     names += [f"--data.{p}" for p in inspect.signature(DRDataModule).parameters]
+    names += [f"--data.{source.option}" for source in SOURCES.values()]  # --data.roots.aptos2019
     names += [f"--trainer.{p}" for p in inspect.signature(Trainer).parameters]
     for task in task_classes().values():
         names += [f"--model.init_args.{p}" for p in accepted_options(task)]
     return sorted(set(names))
+
+
+def subcommand_options(verb: str) -> list[str]:
+    """What a Lightning verb takes beyond ``option_names()``.
+
+    Its trainer method's own options (``--verbose``, ``--return_predictions``, ...),
+    ``--allow_untrained`` and ``--out``.
+    """
+    import inspect
+
+    from lightning import Trainer
+
+    skipped = {"self", *LightningCLI.subcommands()[verb]}
+    names = [f"--{p}" for p in inspect.signature(getattr(Trainer, verb)).parameters if p not in skipped]
+    return [*names, ALLOW_UNTRAINED, ALLOW_UNTRAINED.replace("--", "--no_"), "--out"]
 
 
 def run_model_bound(module: ModuleType, args: list[str]) -> None:
@@ -465,4 +489,11 @@ def run_model_bound(module: ModuleType, args: list[str]) -> None:
     module.run(DRGradeCLI(args, run=False, verb=module))
 
 
-__all__ = ["CHECKPOINT_CHOICES", "DRGradeCLI", "option_names", "run_lightning", "run_model_bound"]
+__all__ = [
+    "CHECKPOINT_CHOICES",
+    "DRGradeCLI",
+    "option_names",
+    "run_lightning",
+    "run_model_bound",
+    "subcommand_options",
+]

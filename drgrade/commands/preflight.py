@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drgrade.data.datamodule import check_roots
 from drgrade.data.sources import SOURCES
 from drgrade.errors import OptionError
 
@@ -59,6 +60,7 @@ def preflight(config: dict, verb: str) -> None:
         config: the verb's parsed configuration (``data`` and ``model`` sections).
         verb: the running verb.
     """
+    check_roots(config["data"].get("roots"))  # a misspelt source name first: the rest follows from it
     problems = data_problems(config["data"], verb) + weights_problems(config["model"])
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from drgrade.commands.options import take_options
 from drgrade.errors import OptionError
-from drgrade.suggest import did_you_mean
+from drgrade.suggest import did_you_mean, option_is_known
 
 #: The stage parser's sections: an option under one of them is for the stages.
 SECTIONS = ("--model.", "--data.", "--trainer.")
@@ -100,7 +99,7 @@ class StageOptions:
                 )
             if name == "--config":
                 self.check_config(value, known)
-            elif not known_option(name, known):
+            elif not option_is_known(name, known):
                 raise OptionError(f"unknown option {name}{did_you_mean(name, known)}")
 
     @staticmethod
@@ -127,14 +126,6 @@ class StageOptions:
         return args
 
 
-def known_option(name: str, known: list[str]) -> bool:
-    """Whether ``name`` is a stage option: listed, or a key under a listed one (``--data.roots.ddr``)."""
-    if name.startswith("--model.") and not name.startswith("--model.init_args."):
-        name = f"--model.init_args.{model_key(name)}"  # --model.lr is --model.init_args.lr
-    parts = name.split(".")
-    return any(".".join(parts[:n]) in known for n in range(len(parts), 1, -1))
-
-
 def config_for(path: str, accepted: set[str]) -> str:
     """``path``, or its contents as inline JSON without the model options a model does not take."""
     config = read_config(path)
@@ -151,6 +142,23 @@ def config_for(path: str, accepted: set[str]) -> str:
 
 
 def split_command_line(args: list[str]) -> tuple[list[str], StageOptions]:
-    """``reproduce``'s own arguments, and the stage options typed among them (by section name)."""
-    own, taken = take_options(args, is_stage_option)
+    """``reproduce``'s own arguments, and the stage options typed among them, in order.
+
+    An option is the stages' by its name (``is_stage_option``): reproduce's own ``--data DIR``
+    and the stages' ``--data.image_size`` share a first word, so no single parser reads both.
+    Each stage option takes one value (``--name value`` or ``--name=value``).
+    """
+    own: list[str] = []
+    taken: list[tuple[str, str]] = []
+    rest = iter(args)
+    for arg in rest:
+        name, has_value, value = arg.partition("=")
+        if not is_stage_option(name):
+            own.append(arg)
+            continue
+        if not has_value:
+            value = next(rest, None)
+            if value is None:
+                raise OptionError(f"{name} needs a value")
+        taken.append((name, value))
     return own, StageOptions(tuple(taken))

@@ -394,7 +394,10 @@ def test_bf16_autocast_and_channels_last_fit_on_cpu(synthetic, tmp_path):
 @pytest.mark.parametrize(
     "bad,answer",
     [
-        ("--data.root.aptos2019=x", "unknown option --data.root.aptos2019; did you mean --data.roots?"),
+        (
+            "--data.root.aptos2019=x",
+            "unknown option --data.root.aptos2019; did you mean --data.roots.aptos2019?",
+        ),
         (
             "--model.init_args.gama=3",
             "unknown option --model.init_args.gama; did you mean --model.init_args.gamma",
@@ -411,3 +414,15 @@ def test_a_misspelt_option_is_answered_with_the_closest_names_in_two_lines(
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and answer in err and len(err.strip().splitlines()) <= 2, err
     assert not tmp_path.exists() or not list(tmp_path.iterdir())  # nothing ran, no run folder
+
+
+def test_predict_out_is_a_parsed_option_and_the_other_verbs_refuse_it(synthetic, tmp_path, capsys):
+    """``--out`` is in the parser (so in ``predict --help``), not picked out of the command line."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "--help"])
+    assert exit_.value.code == 0 and "--out OUT" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main([*cli_args("test", "zero_shot", synthetic, tmp_path / "runs"), "--out", str(tmp_path / "x.csv")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--out is predict's" in err and "drgrade test writes its results" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "x.csv").exists()

@@ -88,3 +88,41 @@ def test_installing_keeps_every_verbs_help_so_the_first_one_answers_at_once(help
 def test_help_with_other_options_is_always_live(help_cache, capsys):
     printed_help(["synth", "--out", "x", "--help"], capsys)
     assert not help_cache.exists()
+
+
+def test_a_misspelt_option_is_answered_from_the_remembered_names_before_torch_loads(help_cache, capsys):
+    printed_help(["fit", "--help"], capsys)  # the live parser: its text and option names kept
+    code = (
+        "import sys\nfrom drgrade.cli import main\ntry:\n"
+        "    main(['fit', '--config', 'configs/fcn_clip.yaml', '--trainer.max_epoch', '2'])\n"
+        "finally:\n    print('torch' in sys.modules, file=sys.stderr)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "drgrade fit: error: unknown option --trainer.max_epoch; did you mean --trainer.max_epochs?",
+        "False",
+    ]
+
+
+def test_the_remembered_names_refuse_no_option_the_parser_takes(help_cache, capsys):
+    from drgrade.cli import refuse_misspelt_options
+
+    printed_help(["predict", "--help"], capsys)
+    valid = [
+        "--config=configs/fcn_clip.yaml",
+        "--ckpt_path", "best",
+        "--out", "graded.csv",  # predict's own
+        "--no_allow_untrained",
+        "--data.roots.ddr", "null",  # a key under a dict option
+        "--model.lr", "0.1",  # short for --model.init_args.lr
+        "--model.init_args.decoder_widths", "[8]",  # FCN-CLIP's, not in the help text
+        "--trainer.callbacks+=lightning.pytorch.callbacks.RichModelSummary",
+        "--trainer.logger.init_args.project", "x",
+        "--model.help", "FCNCLIP",
+    ]  # fmt: skip
+    refuse_misspelt_options("predict", valid)
+    refuse_misspelt_options("predict", ["--model", "mine.tasks.MyTask", "--model.init_args.my_option", "1"])
+    with pytest.raises(SystemExit):
+        refuse_misspelt_options("predict", ["--model.init_args.my_option", "1"])
+    assert "drgrade predict: error: unknown option --model.init_args.my_option" in capsys.readouterr().err
