@@ -19,7 +19,7 @@ from argparse import ArgumentError
 from pathlib import Path
 
 from drgrade import CONFIGS, __version__
-from drgrade.commands import VERBS, Verb
+from drgrade.commands import CLOSED_OPTIONS, VERBS, Verb
 from drgrade.commands.help_cache import print_help, remembered_options, wants_help, warm
 from drgrade.console import printable_names, quiet_console
 from drgrade.errors import DrgradeError, MissingExtraError
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\ndrgrade {name}: interrupted. {resume_hint(name)}", file=sys.stderr)
         raise SystemExit(130) from None
     except ArgumentError as error:
-        print(f"drgrade {name}: {explain_parse_error(error, name, verb)}", file=sys.stderr)
+        print(f"drgrade {name}: {explain_parse_error(error, name, verb, rest)}", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as error:
         cause = user_error(error)
@@ -116,7 +116,7 @@ def refuse_misspelt_options(name: str, args: list[str]) -> None:
         if option.startswith("--")
         and option != "--"
         and not (own_model and option.startswith("--model"))
-        and not option_is_known(option, known)
+        and not option_is_known(option, known, closed=CLOSED_OPTIONS)
     ]
     if unknown:
         print(f"drgrade {name}: {unknown_option_lines(name, unknown, known)}", file=sys.stderr)
@@ -272,8 +272,8 @@ def user_error(error: BaseException) -> BaseException | None:
     return None
 
 
-def explain_parse_error(error: ArgumentError, name: str, verb: Verb | None) -> str:
-    """One or two lines for a parse error: the bad option and the closest valid names."""
+def explain_parse_error(error: ArgumentError, name: str, verb: Verb | None, args: list[str]) -> str:
+    """One or two lines for a parse error: the bad option, the config file setting it, the closest names."""
     text = str(error)
     # jsonargparse's wording differs between versions ("unrecognized" / "Unrecognized arguments",
     # "Option 'x' is not accepted" / "Key 'x' is not expected"): every version is answered alike
@@ -282,19 +282,52 @@ def explain_parse_error(error: ArgumentError, name: str, verb: Verb | None) -> s
     nested = re.search(r"(?:[Oo]ption|Key) '([\w.]+)' is not (?:accepted|expected)", text)
     if nested:
         unknown = [f"--model.init_args.{nested.group(1)}"]
+    section = re.search(r"does not accept option '([\w.]+)'", text)  # a config file's key
+    if section:
+        unknown = [f"--{section.group(1)}"]
     if not unknown:
         detail = " ".join(line.strip() for line in text.splitlines()[:3])
         return f"error: {detail}\nsee: drgrade {name} --help"
-    return unknown_option_lines(name, unknown, known_options(name, verb))
+    return unknown_option_lines(name, unknown, known_options(name, verb), args)
 
 
-def unknown_option_lines(name: str, unknown: list[str], known: list[str]) -> str:
-    """One line per unknown option (two at most), each with the closest names."""
+def unknown_option_lines(name: str, unknown: list[str], known: list[str], args: list[str] = ()) -> str:
+    """One line per unknown option (two at most): the config file that sets it, the closest names."""
     lines = []
     for option in unknown:
         hint = did_you_mean(option.split("=")[0], known, otherwise=f"; see drgrade {name} --help")
-        lines.append(f"error: unknown option {option}{hint}")
+        where = setting_file(option, args)
+        lines.append(f"error: unknown option {option}{f' (set in {where})' if where else ''}{hint}")
     return "\n".join(lines[:2])
+
+
+def setting_file(option: str, args: list[str]) -> str | None:
+    """The ``--config`` file among ``args`` that sets ``option`` (``model.init_args.x`` or ``model.x``)."""
+    import yaml
+
+    keys = option.removeprefix("--").split(".")
+    spellings = [keys, [k for k in keys if k != "init_args"]]
+    for i, arg in enumerate(args):
+        flag, has_value, value = arg.partition("=")
+        if flag != "--config":
+            continue
+        value = value if has_value else (args[i + 1] if i + 1 < len(args) else "")
+        try:
+            config = yaml.safe_load(Path(value).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if any(sets(config, spelling) for spelling in spellings):
+            return value
+    return None
+
+
+def sets(config, keys: list[str]) -> bool:
+    """Whether nested mapping ``config`` has the key path ``keys``."""
+    for key in keys:
+        if not isinstance(config, dict) or key not in config:
+            return False
+        config = config[key]
+    return True
 
 
 def known_options(name: str, verb: Verb | None) -> list[str]:

@@ -40,17 +40,21 @@ def did_you_mean(
     return f"; did you mean {' or '.join(map(show, close))}?" if close else otherwise
 
 
-def option_is_known(name: str, known: Iterable[str]) -> bool:
+def option_is_known(name: str, known: Iterable[str], closed: Iterable[str] = ()) -> bool:
     """Whether option ``name`` is one of ``known``, read as drgrade's parsers read it.
 
     ``--model.lr`` is ``--model.init_args.lr``; a key under a listed option is that option's
-    (``--data.roots.ddr``, ``--trainer.logger.init_args.project``; never under a bare section
-    such as ``--model``); ``--trainer.callbacks+`` appends to ``--trainer.callbacks`` and
-    ``--model.help`` asks for a class's options.
+    (``--trainer.logger.init_args.project``; never under a bare section such as ``--model``),
+    except under a ``closed`` option, whose keys are all listed (``--data.roots.aptos2019``);
+    ``--trainer.callbacks+`` appends to ``--trainer.callbacks`` and ``--model.help`` asks for a
+    class's options.
     """
     known = set(known)
     name = name.removesuffix("+").removesuffix(".help")
     if name.startswith("--model.") and not name.startswith(("--model.init_args.", "--model.class_path")):
         name = "--model.init_args." + name.removeprefix("--model.")
+    if name in known:
+        return True
     parts = name.split(".")
-    return name in known or any(".".join(parts[:n]) in known for n in range(len(parts) - 1, 1, -1))
+    prefixes = [".".join(parts[:n]) for n in range(len(parts) - 1, 1, -1)]
+    return any(p in known and p not in closed for p in prefixes)

@@ -35,6 +35,9 @@ class Verb:
     extra: str | None = None
 
 
+#: Dict options whose keys are all listed among a verb's options (the data sources by registry
+#: name: ``--data.roots.aptos2019``), so a misspelt key is refused like a misspelt option.
+CLOSED_OPTIONS = ("--data.roots",)
 LIGHTNING = "drgrade.commands.lightning"
 VERBS: dict[str, Verb] = {
     "fit": Verb(

@@ -49,10 +49,10 @@ from drgrade.commands.options import add_switch
 from drgrade.commands.preflight import preflight
 from drgrade.console import quiet_console
 from drgrade.data import DRDataModule
+from drgrade.data.datamodule import check_roots
 from drgrade.data.sources import SOURCES
 from drgrade.data.splits import split_settings
 from drgrade.engine import Engine
-from drgrade.errors import OptionError
 from drgrade.files import atomic_write_text, check_writable, file_sha256
 from drgrade.runs import CHECKPOINT_CHOICES, resolve_checkpoint, run_dir
 from drgrade.tasks import BaseTask, read_checkpoint
@@ -73,7 +73,17 @@ class VerbParser(LightningArgumentParser):
 
     jsonargparse names a subcommand's parser ``drgrade [options] fit``; drgrade takes no option
     before the verb, so its usage line would show a command that does not run.
+
+    Args:
+        verb: the Lightning verb this parser reads (None: the main parser or a model-bound verb's),
+            so that a verb's own options join its parser only (``predict --out``).
+        *args: the parser's arguments.
+        **kwargs: the parser's options.
     """
+
+    def __init__(self, *args: Any, verb: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verb = verb
 
     @property
     def prog(self) -> str:
@@ -113,7 +123,9 @@ class DRGradeCLI(LightningCLI):
         self.fitted: Path | None = None
         #: ``predict --out``: a copy of the predictions where the user asked (checked writable).
         self.predictions_out: Path | None = None
-        described = {name: PARSER | {"description": VERBS[name].summary} for name in SUBCOMMANDS}
+        described = {
+            name: PARSER | {"description": VERBS[name].summary, "verb": name} for name in SUBCOMMANDS
+        }
         parser_kwargs = {**PARSER, **described}
         if run:
             parser_kwargs |= {"prog": "drgrade", "version": __version__}
@@ -138,7 +150,8 @@ class DRGradeCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link the data's image size into the model and the model's normalisation into the data.
 
-        A model-bound verb adds its own options.
+        A model-bound verb adds its own options; the Lightning verbs ``--allow_untrained``, and
+        ``predict`` its ``--out``.
         """
         parser.link_arguments("data.image_size", "model.init_args.image_size")
         # the data normalises images with the model's backbone constants (FLAIR's differ from CLIP's)
@@ -154,12 +167,13 @@ class DRGradeCLI(LightningCLI):
                 "validate/test/predict: run a trainable model without a checkpoint (the untrained "
                 "baseline, labelled as such in metrics.json, predictions and the report)",
             )
+        if parser.verb == "predict":
             parser.add_argument(
                 "--out",
                 type=Path | None,
                 default=None,
-                help="predict: also write predictions.csv to this file (the run folder keeps its own); "
-                "never a file the run reads",
+                help="also write predictions.csv to this file (the run folder keeps its own); never a "
+                "file the run reads",
             )
 
     def section(self, config: Any = None) -> Any:
@@ -183,6 +197,7 @@ class DRGradeCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Settle the run directory and W&B names; resolve and check checkpoints before any data is read."""
         config = self.section()
+        check_roots(config["data"].get("roots"))  # a misspelt source name before anything it hides
         root = settle_run_dir(config)
         drop_disabled_wandb(config)
         name_wandb_runs(config, self.config.get("subcommand") or "run", self.wandb_group)
@@ -211,8 +226,8 @@ class DRGradeCLI(LightningCLI):
             read_checkpoint(member)  # ensemble members: refused before any run folder exists
         if self.checkpoint_entry and MEMBERS_KEY in checkpoint:
             check_members(checkpoint, members, [file_sha256(m) for m in members], str(path))
-        if self.verb is None:  # a model-bound verb's --out is its own
-            self.predictions_out = predictions_copy(config, self.config.get("subcommand"))
+        if self.config.get("subcommand") == "predict":
+            self.predictions_out = predictions_copy(config)
         if "weights_only" in config:
             config["weights_only"] = True  # Lightning's own restore of --ckpt_path loads tensors only too
         if "verbose" in config and "verbose" not in self.typed:
@@ -284,19 +299,11 @@ class DRGradeCLI(LightningCLI):
     after_validate = after_test = after_predict = after_stage
 
 
-def predictions_copy(config: Any, subcommand: str | None) -> Path | None:
-    """``predict --out``, checked: writable, and never one of the files the run reads.
-
-    Another verb given ``--out`` is refused (its results go to its run folder).
-    """
+def predictions_copy(config: Any) -> Path | None:
+    """``predict --out``, checked: writable, and never one of the files the run reads."""
     out = config.get("out")
     if out is None:
         return None
-    if subcommand != "predict":
-        raise OptionError(
-            f"--out is predict's (a copy of its predictions.csv); drgrade {subcommand} writes its results "
-            "to its run folder: drop --out, or set --trainer.default_root_dir"
-        )
     data = config["data"]
     sources = [source.configured_root(data) for source in SOURCES.values()]
     return check_writable(out, [config.get("ckpt_path"), data.get("predict_dir"), *sources])
@@ -473,7 +480,7 @@ def subcommand_options(verb: str) -> list[str]:
     """What a Lightning verb takes beyond ``option_names()``.
 
     Its trainer method's own options (``--verbose``, ``--return_predictions``, ...),
-    ``--allow_untrained`` and ``--out``.
+    ``--allow_untrained``, and ``predict``'s ``--out``.
     """
     import inspect
 
@@ -481,7 +488,8 @@ def subcommand_options(verb: str) -> list[str]:
 
     skipped = {"self", *LightningCLI.subcommands()[verb]}
     names = [f"--{p}" for p in inspect.signature(getattr(Trainer, verb)).parameters if p not in skipped]
-    return [*names, ALLOW_UNTRAINED, ALLOW_UNTRAINED.replace("--", "--no_"), "--out"]
+    own = ["--out"] if verb == "predict" else []
+    return [*names, ALLOW_UNTRAINED, ALLOW_UNTRAINED.replace("--", "--no_"), *own]
 
 
 def run_model_bound(module: ModuleType, args: list[str]) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drgrade.data.datamodule import check_roots
-from drgrade.data.sources import SOURCES
+from drgrade.data.sources import SOURCES, synthetic_problem
 from drgrade.errors import OptionError
 
 
@@ -24,8 +23,10 @@ def data_problems(data: dict, verb: str) -> list[str]:
     if verb == "predict" and data.get("predict_dir"):
         folder = Path(data["predict_dir"])
         return [] if folder.is_dir() else [f"--data.predict_dir {folder}: no such folder"]
-    if data.get("synthesize_if_missing"):
-        return []  # the synthetic default is written on first use
+    if data.get("synthesize_if_missing"):  # the synthetic default is written on first use
+        roots = [SOURCES[name].configured_root(data) for name in ("aptos2019", "messidor2")]
+        problem = synthetic_problem([r for r in roots if r is not None])
+        return [problem] if problem else []
     problems = []
     for source in SOURCES.values():
         root = source.configured_root(data)
@@ -60,7 +61,6 @@ def preflight(config: dict, verb: str) -> None:
         config: the verb's parsed configuration (``data`` and ``model`` sections).
         verb: the running verb.
     """
-    check_roots(config["data"].get("roots"))  # a misspelt source name first: the rest follows from it
     problems = data_problems(config["data"], verb) + weights_problems(config["model"])
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)

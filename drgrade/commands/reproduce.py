@@ -20,7 +20,7 @@ from drgrade.commands.options import PAPER_HELP, add_switch
 from drgrade.commands.stage_options import StageOptions, read_config, split_command_line
 from drgrade.data.sources import SOURCES, download_help, downloaded
 from drgrade.errors import OptionError
-from drgrade.protocols.spec import Protocol, load_protocol
+from drgrade.protocols.spec import ADAPTATION_MODELS, Protocol, config_of, load_protocol, shipped_protocols
 from drgrade.reporting.report import write_report
 from drgrade.tasks.loading import accepted_options, task_classes
 
@@ -64,26 +64,49 @@ def handed_on(args: list[str]) -> tuple[list[str], StageOptions]:
     return own, handed
 
 
-def model_arguments(configs: Path, model: str, options: StageOptions) -> list[str]:
-    """A model's stage arguments: its config, then ``options`` (those it takes)."""
-    config = configs / f"{model}.yaml"
+def accepted_by(config: Path) -> set[str]:
+    """The model options the model of ``config`` takes."""
     class_path = read_config(str(config))["model"]["class_path"]
-    accepted = accepted_options(task_classes()[class_path.rsplit(".", 1)[-1]])
-    return ["--config", str(config), *options.arguments(accepted)]
+    return accepted_options(task_classes()[class_path.rsplit(".", 1)[-1]])
+
+
+def model_arguments(config: Path, options: StageOptions) -> list[str]:
+    """A model's stage arguments: its config file, then ``options`` (those it takes)."""
+    return ["--config", str(config), *options.arguments(accepted_by(config))]
+
+
+def models_run(protocol: Protocol, configs: Path) -> dict[str, Path]:
+    """The config of every image model a protocol runs.
+
+    Its own, the ensemble's, and for the designs other than ``paper`` the zero-shot model's, whose
+    backbone embeds the images for the adaptation models.
+    """
+    names = [m for m in protocol.models if m not in ADAPTATION_MODELS]
+    names += ["ensemble"] if protocol.ensemble else []
+    names += ["zero_shot"] if protocol.design != "paper" else []
+    return {name: config_of(protocol, name, configs) for name in dict.fromkeys(names)}
 
 
 def add_arguments(parser) -> None:
-    """``--data`` or ``--demo``, the configs folder, ``--out`` and ``--paper``.
+    """``--data`` or ``--demo``, the configs folder, ``--out``, ``--paper``; the stage options in the epilog.
 
     Args:
         parser: the verb's parser.
     """
+    parser.epilog = (
+        "Every --config, --seed_everything, --model.*, --data.* and --trainer.* option (drgrade fit --help "
+        "lists them) is handed to every stage after the model's config and the data's; each model takes "
+        "the model options it has."
+    )
     parser.add_argument(
         "--data", type=Path | None, default=None, help="folder holding aptos2019/ and/or messidor2/"
     )
     add_switch(parser, "--demo", "synthetic data with configs/demo.yaml")
     parser.add_argument(
-        "--configs", type=Path, default=CONFIGS, help="the model configs (default: the shipped ones)"
+        "--configs",
+        type=Path | None,
+        default=CONFIGS,
+        help="the folder of model configs (default: the shipped ones)",
     )
     parser.add_argument(
         "--out", type=Path | None, default=None, help="report folder (default reports/<demo|paper>)"
@@ -101,7 +124,7 @@ def add_arguments(parser) -> None:
         type=str | None,
         default=None,
         help="the protocol file (default: paper, the paper's models, stages and ensemble): a path, or a "
-        "shipped one: paper, seeds_folds, leave_one_source_out, few_shot; report in reports/<its name>",
+        f"shipped one: {', '.join(shipped_protocols())}; report in reports/<its name>",
     )
 
 
@@ -115,21 +138,32 @@ def run(opts, handed: StageOptions) -> None:
     if opts.demo == (opts.data is not None):
         raise OptionError("reproduce needs exactly one of --data DIR or --demo")
     data = None if opts.demo else opts.data
-    protocol = load_protocol(opts.protocol or "paper")
+    opts.configs = opts.configs or CONFIGS
+    if not opts.configs.is_dir():
+        raise OptionError(
+            f"--configs {opts.configs}: not a folder of model configs (a config file for every stage is "
+            "given with --config)"
+        )
+    protocol = load_protocol(opts.protocol or "paper", opts.configs)
     overlays = StageOptions.configs(protocol.overlays)
-    overlays.check(option_names())
+    overlays.check(option_names())  # the command line's were checked by handed_on
+    users = overlays + handed
+    users.check_taken(
+        {name: accepted_by(config) for name, config in models_run(protocol, opts.configs).items()}
+    )
     # every stage's options: the data's, the protocol's overlays, then the command line's
-    options = data_options(data, opts.configs) + overlays + handed
+    options = data_options(data, opts.configs) + users
     if protocol.design != "paper":
         run_protocol_file(opts, protocol, data, options)
         return
     name = protocol.name if opts.protocol else ("demo" if opts.demo else "paper")
     name += f"-external-{opts.external}" if opts.external else ""
     out = opts.out or Path("reports") / name
+    replacing = (out / "report.md").exists()
     report = reproduce(DRGradeCLI, protocol, data, opts.configs, out, opts.paper, opts.external, options)
     if report is not None:
         print(report)
-        print(f"report written to {out}/")
+        print(written(out, replacing))
 
 
 def run_protocol_file(opts, protocol: Protocol, data: Path | None, options: StageOptions) -> None:
@@ -139,10 +173,20 @@ def run_protocol_file(opts, protocol: Protocol, data: Path | None, options: Stag
     if opts.external:
         raise OptionError(f"--external is for design: paper; protocol {protocol.name} plans its own splits")
     out = opts.out or Path("reports") / protocol.name
-    stage_args = partial(model_arguments, opts.configs, options=options)
+    replacing = (out / "report.md").exists()
+
+    def stage_args(model: str) -> list[str]:
+        return model_arguments(config_of(protocol, model, opts.configs), options)
+
     fit_then_test = partial(run_stages, DRGradeCLI, ["fit", "test"])
     print(run_protocol(DRGradeCLI, protocol, out, stage_args, fit_then_test, synthetic=data is None))
-    print(f"report written to {out}/")
+    print(written(out, replacing))
+
+
+def written(out: Path, replacing: bool) -> str:
+    """Where the report went, and whether it replaced an earlier one (the runs themselves are kept)."""
+    replaced = " (in place of the report there before; the earlier runs are kept)" if replacing else ""
+    return f"report written to {out}/{replaced}"
 
 
 def data_options(data: Path | None, configs: Path) -> StageOptions:
@@ -218,12 +262,12 @@ def reproduce(
     run_dirs: list[str] = []
     best: dict[str, str] = {}
     for model in protocol.models:
-        best[model] = stages(
-            model_arguments(configs, model, options + external_options(external, model)), run_dirs
-        )
+        own = options + external_options(external, model)
+        best[model] = stages(model_arguments(config_of(protocol, model, configs), own), run_dirs)
     if protocol.ensemble:
         members = [best[model] for model in protocol.ensemble]
-        stages(model_arguments(configs, "ensemble", ensemble_options(members, options, external)), run_dirs)
+        ensemble = ensemble_options(members, options, external)
+        stages(model_arguments(configs / "ensemble.yaml", ensemble), run_dirs)
     if "test" not in protocol.stages:
         for model, checkpoint in best.items():
             print(f"{model}: {checkpoint}")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from drgrade.commands import CLOSED_OPTIONS
 from drgrade.errors import OptionError
 from drgrade.suggest import did_you_mean, option_is_known
 
@@ -62,6 +63,22 @@ def model_options(config: dict) -> dict:
     return {k: v for k, v in options.items() if k not in ("class_path", "init_args")}
 
 
+def config_options(config: dict) -> list[str]:
+    """The options a config file sets, as command-line names (``--data.batch_size``).
+
+    A section given as a file of its own (``trainer: trainer.yaml``) is left to the stage parser.
+    """
+    names = []
+    for key, value in config.items():
+        if key == "model":
+            names += [f"--model.init_args.{name}" for name in model_options(config)]
+        elif key in ("data", "trainer"):
+            names += [f"--{key}.{name}" for name in value] if isinstance(value, dict) else []
+        else:
+            names.append(f"--{key}")
+    return names
+
+
 @dataclass(frozen=True)
 class StageOptions:
     """Config files and options for every stage: ``(name, value)`` pairs in order, later winning.
@@ -99,17 +116,39 @@ class StageOptions:
                 )
             if name == "--config":
                 self.check_config(value, known)
-            elif not option_is_known(name, known):
+            elif not option_is_known(name, known, closed=CLOSED_OPTIONS):
                 raise OptionError(f"unknown option {name}{did_you_mean(name, known)}")
 
     @staticmethod
     def check_config(path: str, known: list[str]) -> None:
-        """Refuse a config file that sets a model option no model takes (naming the file)."""
-        models = [k.removeprefix("--model.init_args.") for k in known if k.startswith("--model.init_args.")]
-        for key in model_options(read_config(path)):
-            if key not in models:
-                hint = did_you_mean(key, models, show=repr)
-                raise OptionError(f"--config {path}: no model takes the model option {key!r}{hint}")
+        """Refuse a config file that sets an option no stage takes (naming the file)."""
+        for option in config_options(read_config(path)):
+            if not option_is_known(option, known, closed=CLOSED_OPTIONS):
+                hint = did_you_mean(option, known)
+                raise OptionError(f"unknown option {option} (set in {path}){hint}")
+
+    def check_taken(self, accepted: dict[str, set[str]]) -> None:
+        """Refuse a model option none of the models runs takes: it would be dropped from every stage.
+
+        Args:
+            accepted: the model options each model the protocol runs takes, by model name.
+        """
+        every = set().union(*accepted.values())
+        for name, value in self.items:
+            if name == "--config":
+                given = [
+                    (f"--model.init_args.{key}", f" (set in {value})")
+                    for key in model_options(read_config(value))
+                ]
+            else:
+                given = [(name, "")] if name.startswith("--model.") else []
+            for option, where in given:
+                if model_key(option) not in every:
+                    models = ", ".join(accepted)
+                    raise OptionError(
+                        f"{option}{where}: none of the models this protocol runs ({models}) takes it; drop "
+                        "it, or run a model that does"
+                    )
 
     def arguments(self, accepted: set[str]) -> list[str]:
         """The command-line arguments for a model that takes the model options ``accepted``.

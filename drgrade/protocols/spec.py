@@ -7,10 +7,13 @@ by their stem (``--protocol seeds_folds``); any other file is named by its path.
 - ``design``: ``paper`` (each model fit then tested on the usual split, the ensemble of some of
   them, Tables 3 and 4: ``paper.yaml``, what ``reproduce`` runs by default), ``folds`` (seeds x
   k folds, or seeds alone without ``folds``), ``leave_one_source_out`` or ``few_shot``;
-- ``models``: image models by config name (``fcn_clip``, ``fcn_clip_finetune`` (its image tower
-  trained too), ``ranking``, ``zero_shot``, ``cnn_baseline`` (a timm CNN): fit then test through
-  the CLI, one run folder each) and adaptation models over the frozen backbone's
-  embeddings (``linear_probe``, ``tip_adapter``, ``tip_adapter_f``, ``clip_adapter``);
+- ``models``: image models by config name (any model config in the configs folder: shipped,
+  ``fcn_clip``, ``fcn_clip_finetune`` (its image tower trained too), ``ranking``, ``zero_shot``,
+  ``cnn_baseline`` (a timm CNN), or one of ``model_configs``: fit then test through the CLI, one
+  run folder each) and adaptation models over the frozen backbone's embeddings
+  (``linear_probe``, ``tip_adapter``, ``tip_adapter_f``, ``clip_adapter``);
+- ``model_configs``: your own image models, ``{name: config file}`` (relative to the protocol
+  file), named in ``models`` like the shipped ones;
 - ``seeds``: the seeds (each draws the folds or split and seeds training);
 - ``folds``: k; ``test``: ``rotated`` (each fold tests once) or ``fixed`` (one test split);
 - ``sources``: the sources left out one at a time (default: every source read);
@@ -29,11 +32,13 @@ by their stem (``--protocol seeds_folds``); any other file is named by its path.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
+from drgrade import CONFIGS
 from drgrade.errors import OptionError
 from drgrade.suggest import did_you_mean
 from drgrade.tasks.tta import TTA_SETS
@@ -42,8 +47,6 @@ SHIPPED = Path(__file__).parent / "files"
 DESIGNS = ("paper", "folds", "leave_one_source_out", "few_shot")
 #: The stages a ``paper`` protocol may run, in order (a test needs the fit's checkpoint).
 STAGES = (["fit", "test"], ["fit"])
-#: The image models a protocol may name (their configs in the configs folder).
-IMAGE_MODELS = ("zero_shot", "fcn_clip", "fcn_clip_finetune", "ranking", "cnn_baseline")
 #: The adaptation models over embeddings (``drgrade.protocols.adapters.ADAPTERS``).
 ADAPTATION_MODELS = ("linear_probe", "tip_adapter", "tip_adapter_f", "clip_adapter")
 
@@ -69,6 +72,7 @@ class Protocol:
     stages: list[str] = field(default_factory=lambda: ["fit", "test"])
     ensemble: list[str] = field(default_factory=list)
     overlays: list[str] = field(default_factory=list)
+    model_configs: dict[str, str] = field(default_factory=dict)
 
 
 def shipped_protocols() -> list[str]:
@@ -90,11 +94,12 @@ def protocol_path(entry: str | Path) -> Path:
     )
 
 
-def load_protocol(entry: str | Path) -> Protocol:
+def load_protocol(entry: str | Path, configs: Path = CONFIGS) -> Protocol:
     """Read and check a protocol file; every problem names the file and the key.
 
     Args:
         entry: a protocol file, or the name of a shipped one.
+        configs: the folder of model configs its image models are looked up in.
     """
     path = protocol_path(entry)
     try:
@@ -115,30 +120,59 @@ def load_protocol(entry: str | Path) -> Protocol:
     for key in ("tta", "overlays"):
         if isinstance(raw.get(key), str):
             raw[key] = [raw[key]]
-    raw["overlays"] = [str(overlay_path(path, entry)) for entry in raw.get("overlays") or []]
+    raw["overlays"] = [str(beside(path, entry, "overlay")) for entry in raw.get("overlays") or []]
+    if not isinstance(raw.get("model_configs") or {}, dict):
+        raise OptionError(f"protocol {path}: model_configs maps each model name to its config file")
+    own = raw.get("model_configs") or {}
+    raw["model_configs"] = {str(name): str(beside(path, file, "model config")) for name, file in own.items()}
     protocol = Protocol(**raw)
-    check(protocol, path)
+    check(protocol, path, configs)
     return protocol
 
 
-def overlay_path(protocol: Path, entry: str) -> Path:
-    """The config file an ``overlays`` entry names, relative to the protocol file's folder."""
+def beside(protocol: Path, entry: str, what: str) -> Path:
+    """The file an entry of the protocol names (``what``: an overlay, a model config), relative to it."""
     path = protocol.parent / Path(entry).expanduser()
     if not path.is_file():
-        raise OptionError(f"protocol {protocol}: overlay {entry} not found (looked for {path})")
+        raise OptionError(f"protocol {protocol}: {what} {entry} not found (looked for {path})")
     return path
 
 
-def check(protocol: Protocol, path: Path) -> None:
+def model_configs_in(folder: Path) -> dict[str, Path]:
+    """The model configs in ``folder`` by name: the YAML files naming a ``model.class_path``."""
+    found = {}
+    for path in sorted(folder.glob("*.yaml")):
+        with contextlib.suppress(OSError, UnicodeDecodeError, yaml.YAMLError):
+            model = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model")
+            if isinstance(model, dict) and model.get("class_path"):
+                found[path.stem] = path
+    return found
+
+
+def config_of(protocol: Protocol, model: str, configs: Path) -> Path:
+    """The config file of image model ``model``: its ``model_configs`` entry, else the configs folder's."""
+    if model in protocol.model_configs:
+        return Path(protocol.model_configs[model])
+    found = model_configs_in(configs)
+    if model not in found:
+        raise OptionError(f"no model config {model}.yaml in {configs}{did_you_mean(model, found)}")
+    return found[model]
+
+
+def check(protocol: Protocol, path: Path, configs: Path) -> None:
     """Refuse values that cannot run, naming the file and key."""
     if protocol.design not in DESIGNS:
         raise OptionError(f"protocol {path}: design {protocol.design!r} is not one of {list(DESIGNS)}")
     if not protocol.models or not protocol.seeds:
         raise OptionError(f"protocol {path}: models and seeds must each list at least one entry")
-    models = IMAGE_MODELS + ADAPTATION_MODELS
+    models = [*ADAPTATION_MODELS, *model_configs_in(configs), *protocol.model_configs]
     unknown = [m for m in protocol.models if m not in models]
     if unknown:
-        raise OptionError(f"protocol {path}: unknown model(s) {unknown}; choose from {list(models)}")
+        raise OptionError(
+            f"protocol {path}: unknown model(s) {unknown}{did_you_mean(str(unknown[0]), models, n=2)} "
+            f"(an adaptation model, a model config in {configs}, or a name the protocol's model_configs "
+            "maps to a config file)"
+        )
     if protocol.design == "folds" and protocol.folds is not None and protocol.folds < 2:
         raise OptionError(f"protocol {path}: folds must be at least 2 (leave it out for seeds alone)")
     if protocol.test not in ("rotated", "fixed"):
@@ -161,7 +195,7 @@ def check_paper(protocol: Protocol, path: Path) -> None:
         if protocol.stages != ["fit", "test"] or protocol.ensemble:
             raise OptionError(f"protocol {path}: stages and ensemble belong to design: paper")
         return
-    others = [m for m in protocol.models if m not in IMAGE_MODELS]
+    others = [m for m in protocol.models if m in ADAPTATION_MODELS]
     if others:
         raise OptionError(f"protocol {path}: design paper runs image models only, not {others}")
     if protocol.stages not in STAGES:

@@ -417,12 +417,24 @@ def test_a_misspelt_option_is_answered_with_the_closest_names_in_two_lines(
 
 
 def test_predict_out_is_a_parsed_option_and_the_other_verbs_refuse_it(synthetic, tmp_path, capsys):
-    """``--out`` is in the parser (so in ``predict --help``), not picked out of the command line."""
+    """``--out`` is in predict's parser (so in its help), not picked out of the command line."""
     with pytest.raises(SystemExit) as exit_:
         main(["predict", "--help"])
     assert exit_.value.code == 0 and "--out OUT" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_:
+        main(["test", "--help"])
+    assert "--out" not in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
         main([*cli_args("test", "zero_shot", synthetic, tmp_path / "runs"), "--out", str(tmp_path / "x.csv")])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "--out is predict's" in err and "drgrade test writes its results" in err
+    assert exit_.value.code == 2 and "unknown option --out" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "x.csv").exists()
+
+
+def test_a_misspelt_key_in_a_config_file_names_the_file_and_the_closest_option(synthetic, tmp_path, capsys):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text("data:\n  batchsize: 3\n")
+    with pytest.raises(SystemExit) as exit_:
+        main([*cli_args("fit", "fcn_clip", synthetic, tmp_path / "runs"), "--config", str(overlay)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert f"unknown option --data.batchsize (set in {overlay}); did you mean --data.batch_size?" in err

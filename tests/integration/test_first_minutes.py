@@ -91,3 +91,13 @@ def test_ctrl_c_in_fit_says_how_to_resume_without_a_traceback(synthetic, tmp_pat
     )
     assert "Traceback" not in error
     assert stop.value.__suppress_context__  # no chained traceback either
+
+
+def test_demo_roots_in_two_folders_are_refused_before_any_run_folder_exists(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", "configs/fcn_clip.yaml", "--config", "configs/demo.yaml",
+              "--data.roots.aptos2019", str(tmp_path / "elsewhere" / "aptos")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "cannot start" in err and "are in different folders" in err
+    assert not (tmp_path / "runs").exists()

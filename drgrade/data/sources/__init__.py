@@ -95,8 +95,9 @@ def download_help(data: Path) -> str:
     return (
         f"No real data found under {data}. To reproduce Table 3 (APTOS 2019 and Messidor-2), download:\n"
         f"  {listed}\n"
-        f"Then run `make reproduce-table3 DATA={data}`. Any one dataset alone also works.\n"
-        "To see the protocol run now on synthetic data: `make demo`."
+        f"Then run the same command again (`drgrade reproduce --data {data}`; in a checkout, `make "
+        f"reproduce-table3 DATA={data}`). Any one dataset alone also works.\n"
+        "To see the protocol run now on synthetic data: the same command with --demo in place of --data."
     )
 
 
@@ -185,7 +186,26 @@ def ensure_synthetic(
     roots = [Path(r) for r in roots]
     if all(synthetic_state(r) in ("complete", "foreign") for r in roots):
         return  # complete synthetic data, or data of the user's own there: nothing to write
-    parents = {r.parent for r in roots}
-    if len(parents) != 1:
-        raise OptionError("synthesize_if_missing needs roots.aptos2019 and roots.messidor2 in one folder")
-    write_synthetic(parents.pop(), counts[0], counts[1], image_size, seed)
+    problem = synthetic_problem(roots)
+    if problem:
+        raise OptionError(problem)
+    write_synthetic(roots[0].parent, counts[0], counts[1], image_size, seed)
+
+
+def synthetic_problem(roots: Sequence[str | Path]) -> str | None:
+    """Why the synthetic default cannot be written for ``roots`` (None: it can, or need not be).
+
+    It is written as one folder holding both datasets, so their roots must share a parent.
+    """
+    roots = [Path(r) for r in roots]
+    if (
+        all(synthetic_state(r) in ("complete", "foreign") for r in roots)
+        or len({r.parent for r in roots}) <= 1
+    ):
+        return None
+    shown = ", ".join(str(r) for r in roots)
+    return (
+        f"synthesize_if_missing writes the synthetic default as one folder holding both datasets, but "
+        f"roots.aptos2019 and roots.messidor2 ({shown}) are in different folders: give both under one "
+        "folder, or pass --data.synthesize_if_missing false for data of your own"
+    )

@@ -21,7 +21,7 @@ CONFIGS = ROOT / "configs"
 
 
 def arguments_for(model: str, options: StageOptions) -> list[str]:
-    return model_arguments(CONFIGS, model, options)
+    return model_arguments(CONFIGS / f"{model}.yaml", options)
 
 
 def test_reproduces_own_options_stay_and_the_stage_options_are_taken_in_order():
@@ -62,12 +62,14 @@ def test_options_no_stage_takes_are_refused_with_the_closest_names(tmp_path):
     with pytest.raises(OptionError, match=r"did you mean --model.init_args.decoder_widths"):
         handed_on(["--model.decoder_width", "[8]"])  # the short form is checked as the long one
     overlay = tmp_path / "typo.yaml"
-    overlay.write_text("model:\n  init_args:\n    gama: 2\n")
-    with pytest.raises(
-        OptionError,
-        match=rf"--config {overlay}: no model takes the model option 'gama'; did you mean 'gamma'",
-    ):
-        handed_on(["--config", str(overlay)])
+    for section, typo, meant in [("model", "gama", "gamma"), ("data", "batchsize", "batch_size")]:
+        overlay.write_text(f"{section}:\n  {typo}: 2\n")
+        option = f"--{section}.init_args" if section == "model" else f"--{section}"
+        with pytest.raises(OptionError) as refused:
+            handed_on(["--config", str(overlay)])
+        assert str(refused.value) == (
+            f"unknown option {option}.{typo} (set in {overlay}); did you mean {option}.{meant}?"
+        )
     with pytest.raises(
         OptionError, match=r"--model.class_path: reproduce runs the models its protocol names"
     ):
@@ -133,3 +135,46 @@ def test_a_protocol_overlay_that_is_missing_is_refused_naming_the_file(tmp_path)
     protocol_file.write_text("design: paper\nmodels: [zero_shot]\noverlays: [nowhere.yaml]\n")
     with pytest.raises(OptionError, match=rf"protocol {protocol_file}: overlay nowhere.yaml not found"):
         load_protocol(protocol_file)
+
+
+def test_a_protocol_names_its_own_model_configs_and_a_misspelt_model_gets_the_closest_names(tmp_path):
+    mine = tmp_path / "configs" / "small_fcn.yaml"
+    mine.parent.mkdir()
+    mine.write_text("model:\n  class_path: drgrade.tasks.FCNCLIP\n  init_args:\n    decoder_widths: [8]\n")
+    protocol_file = tmp_path / "mine.yaml"
+    protocol_file.write_text(
+        "design: paper\nmodels: [small_fcn, fcn_clip]\nstages: [fit]\n"
+        "model_configs: {small_fcn: configs/small_fcn.yaml}\n"
+    )
+    protocol = load_protocol(protocol_file)
+    RecordingCLI.calls = []
+    reproduce(RecordingCLI, protocol, None, CONFIGS, tmp_path / "out", False)
+    assert [call[:3] for call in RecordingCLI.calls] == [
+        ["fit", "--config", str(mine)],
+        ["fit", "--config", str(CONFIGS / "fcn_clip.yaml")],
+    ]
+    protocol_file.write_text("design: paper\nmodels: [fcn_clp]\n")
+    with pytest.raises(OptionError, match=r"unknown model\(s\) \['fcn_clp'\]; did you mean fcn_clip"):
+        load_protocol(protocol_file)
+
+
+def test_a_model_option_none_of_the_protocols_models_takes_is_refused_not_dropped(tmp_path):
+    from drgrade.commands.reproduce import accepted_by, models_run
+
+    protocol_file = tmp_path / "mine.yaml"
+    protocol_file.write_text("design: paper\nmodels: [zero_shot, fcn_clip]\nensemble: []\n")
+    accepted = {m: accepted_by(c) for m, c in models_run(load_protocol(protocol_file), CONFIGS).items()}
+    assert list(accepted) == ["zero_shot", "fcn_clip"]
+    StageOptions.of([("--model.init_args.decoder_widths", "[8]")]).check_taken(accepted)  # FCN-CLIP's
+    with pytest.raises(OptionError) as refused:
+        StageOptions.of([("--model.n_ctx", 3)]).check_taken(accepted)  # the ranking model's only
+    assert str(refused.value) == (
+        "--model.n_ctx: none of the models this protocol runs (zero_shot, fcn_clip) takes it; drop it, "
+        "or run a model that does"
+    )
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("model:\n  init_args:\n    alpha: 0.5\n")
+    with pytest.raises(OptionError, match=rf"--model.init_args.alpha \(set in {overlay}\): none of"):
+        StageOptions.configs([overlay]).check_taken(accepted)
+    protocol_file.write_text("design: folds\nmodels: [linear_probe]\n")  # embeds with zero-shot's backbone
+    assert list(models_run(load_protocol(protocol_file), CONFIGS)) == ["zero_shot"]
