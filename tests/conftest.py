@@ -196,3 +196,19 @@ def code_running_file(path, marker, **entries):
     """A torch.save file holding ``entries`` and a payload that would create ``marker`` if unpickled."""
     torch.save({"state_dict": {}, **entries, "payload": RunsCode(marker)}, path)
     return path
+
+
+def drgrade_in_a_fresh_process(args: list[str]):
+    """Run ``drgrade ARGS`` in a new Python from the checkout; returns (the completed process, whether
+    torch or Lightning was imported). For what must be answered before the heavy imports."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys\nfrom drgrade.cli import main\ntry:\n    main({args!r})\nfinally:\n"
+        "    print('torch' in sys.modules or 'lightning' in sys.modules, file=sys.stderr)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    *stderr, heavy = run.stderr.splitlines()
+    run.stderr = "\n".join(stderr)
+    return run, heavy == "True"

@@ -2,7 +2,6 @@
 
 import logging
 import subprocess
-import sys
 
 import pytest
 from lightning.pytorch.callbacks import Callback
@@ -11,19 +10,13 @@ from drgrade.cli import main
 from drgrade.commands.reproduce import real_data_options
 from drgrade.console import quiet_console
 from drgrade.data.sources import downloaded
-from tests.conftest import ROOT, cli_args
+from tests.conftest import ROOT, cli_args, drgrade_in_a_fresh_process
 
 
 def test_a_misspelt_config_path_is_answered_with_the_closest_file_before_any_verb_loads(capsys):
-    code = (
-        "import sys\nfrom drgrade.cli import main\ntry:\n"
-        "    main(['fit', '--config', 'configs/fcn_clp.yaml'])\n"
-        "finally:\n    print('torch' in sys.modules)"
-    )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 2
+    run, heavy = drgrade_in_a_fresh_process(["fit", "--config", "configs/fcn_clp.yaml"])
+    assert run.returncode == 2 and not heavy  # answered before torch was imported
     assert "--config configs/fcn_clp.yaml: no such file; did you mean configs/fcn_clip.yaml?" in run.stderr
-    assert run.stdout.strip() == "False"  # answered before torch was imported
 
 
 def test_a_kaggle_named_download_folder_is_found(tmp_path):

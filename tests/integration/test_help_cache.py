@@ -7,7 +7,7 @@ import pytest
 
 from drgrade.cli import main
 from drgrade.commands import VERBS
-from tests.conftest import ROOT
+from tests.conftest import ROOT, drgrade_in_a_fresh_process
 
 
 @pytest.fixture
@@ -27,13 +27,8 @@ def printed_help(args, capsys) -> str:
 
 def test_a_second_help_prints_the_live_parsers_text_without_importing_torch(help_cache, capsys):
     live = printed_help(["fit", "--help"], capsys)
-    code = (
-        "import sys\nfrom drgrade.cli import main\ntry:\n    main(['fit', '--help'])\n"
-        "finally:\n    print('torch' in sys.modules, 'lightning' in sys.modules, file=sys.stderr)"
-    )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 0
-    assert run.stderr.strip() == "False False"
+    run, heavy = drgrade_in_a_fresh_process(["fit", "--help"])
+    assert run.returncode == 0 and not heavy
     assert run.stdout == live and "--trainer.max_epochs" in live
 
 
@@ -92,17 +87,14 @@ def test_help_with_other_options_is_always_live(help_cache, capsys):
 
 def test_a_misspelt_option_is_answered_from_the_remembered_names_before_torch_loads(help_cache, capsys):
     printed_help(["fit", "--help"], capsys)  # the live parser: its text and option names kept
-    code = (
-        "import sys\nfrom drgrade.cli import main\ntry:\n"
-        "    main(['fit', '--config', 'configs/fcn_clip.yaml', '--trainer.max_epoch', '2'])\n"
-        "finally:\n    print('torch' in sys.modules, file=sys.stderr)"
+    run, heavy = drgrade_in_a_fresh_process(
+        ["fit", "--config", "configs/fcn_clip.yaml", "--trainer.max_epoch", "2"]
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 2
-    assert run.stderr.splitlines() == [
-        "drgrade fit: error: unknown option --trainer.max_epoch; did you mean --trainer.max_epochs?",
-        "False",
-    ]
+    assert run.returncode == 2 and not heavy
+    assert (
+        run.stderr
+        == "drgrade fit: error: unknown option --trainer.max_epoch; did you mean --trainer.max_epochs?"
+    )
 
 
 def test_the_remembered_names_refuse_no_option_the_parser_takes(help_cache, capsys):
