@@ -1,19 +1,21 @@
 """Pooled image embeddings of a frozen backbone, as a Parquet table anyone can build on.
 
 One row per image: ``file``, ``source``, ``patient``, ``grade`` (empty where unknown),
-``split`` and ``embedding`` (the backbone's pooled image embedding, before L2 normalisation,
-as a list of float32). The file's metadata (key ``drgrade``) holds what the embeddings are of
-(``identity``: the backbone's weights digest, image size, normalisation, the images and their
-splits), the backbone's zero-shot text classifiers (one per template set, for Tip-Adapter) and
-its logit scale. A file whose identity matches is reused, so a backbone's embeddings are
-computed once and every adaptation model (linear probe, Tip-Adapter) reads the same ones.
+``split`` and ``embedding`` (the encoder's pooled image embedding, before L2 normalisation,
+as a list of float32). The encoder is a CLIP model's image tower, or for the CNN baseline the
+pooled features its classifier reads (``task_encoder``). The file's metadata (key ``drgrade``)
+holds what the embeddings are of (``identity``: the encoder's weights digest, image size,
+normalisation, the images and their splits), a CLIP backbone's zero-shot text classifiers (one
+per template set, for Tip-Adapter; none for a CNN) and its logit scale. A file whose identity
+matches is reused, so a backbone's embeddings are computed once and every adaptation model
+(linear probe, Tip-Adapter) reads the same ones.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +48,49 @@ class Embeddings:
         return np.stack(column.to_numpy()).astype(np.float32)
 
 
+@dataclass
+class Encoder:
+    """What embeds images: its weights, how it encodes, its input normalisation, its text tower.
+
+    Args:
+        module: the network whose weights say which encoder this is.
+        encode: images [B, 3, H, W] -> pooled embeddings [B, D].
+        normalisation: the (mean, std) its inputs are normalised with.
+        backbone: a CLIP backbone (its text tower gives the zero-shot classifiers), or None.
+    """
+
+    module: torch.nn.Module
+    encode: Callable[[torch.Tensor], torch.Tensor]
+    normalisation: tuple
+    backbone: object | None = None
+
+
+def clip_encoder(backbone) -> Encoder:
+    """A CLIP backbone's image tower: its pooled embedding before L2 normalisation."""
+    return Encoder(
+        backbone,
+        lambda images: backbone.encode_image(images, normalize=False),
+        backbone.normalisation,
+        backbone,
+    )
+
+
+def task_encoder(task) -> Encoder:
+    """What embeds for ``task``: its CLIP backbone, or a CNN's pooled features (no text tower)."""
+    backbone = getattr(task, "backbone", None)
+    if backbone is not None:
+        return clip_encoder(backbone)
+    network = getattr(task, "network", None)
+    if network is not None:  # the CNN baseline: what its classifier reads
+        return Encoder(network, task.embedding, task.normalisation())
+    raise OptionError(
+        f"{type(task).__name__} has no image encoder of its own to embed with (an ensemble: embed one of "
+        "its members)"
+    )
+
+
 def backbone_digest(backbone: torch.nn.Module) -> str:
-    """SHA-256 over the backbone's weights (names, shapes and values): which backbone this is."""
+    """SHA-256 over the encoder's weights (names, shapes and values): which encoder this is."""
     digest = hashlib.sha256()
     for name, tensor in sorted(backbone.state_dict().items()):
         digest.update(name.encode())
@@ -56,61 +99,59 @@ def backbone_digest(backbone: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def embedding_identity(backbone, records: Sequence[Record], splits: Sequence[str], image_size: int) -> dict:
-    """What a table of embeddings is of: backbone weights, input size and normalisation, images.
+def embedding_identity(
+    encoder: Encoder, records: Sequence[Record], splits: Sequence[str], image_size: int
+) -> dict:
+    """What a table of embeddings is of: encoder weights, input size and normalisation, images.
 
     Args:
-        backbone: the backbone (``drgrade.models.backbones.Backbone``).
+        encoder: the encoder (``task_encoder``, ``clip_encoder``).
         records: the images embedded.
         splits: each image's split.
         image_size: the input size.
     """
     items = "\n".join(sorted(f"{image_key(r)}:{s}" for r, s in zip(records, splits, strict=True)))
     return {
-        "backbone": backbone_digest(backbone),
+        "backbone": backbone_digest(encoder.module),
         "image_size": int(image_size),
-        "normalisation": [list(map(float, part)) for part in backbone.normalisation],
+        "normalisation": [list(map(float, part)) for part in encoder.normalisation],
         "images": hashlib.sha256(items.encode()).hexdigest(),
         "count": len(records),
     }
 
 
 @torch.no_grad()
-def embed_dataset(backbone, dataset: FundusDataset, batch_size: int = 32) -> tuple[np.ndarray, list[str]]:
+def embed_dataset(
+    encoder: Encoder, dataset: FundusDataset, batch_size: int = 32
+) -> tuple[np.ndarray, list[str]]:
     """Pooled embeddings [N, D] of every image of ``dataset`` and each image's read error ("" if none).
 
     Args:
-        backbone: a frozen backbone.
+        encoder: a frozen encoder.
         dataset: the images (evaluation transform).
         batch_size: images per forward pass.
     """
-    backbone.eval()
+    encoder.module.eval()
     vectors, errors = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=0):
-        vectors.append(backbone.encode_image(batch["image"], normalize=False).float().cpu().numpy())
+        vectors.append(encoder.encode(batch["image"]).float().cpu().numpy())
         errors += list(batch["error"])
     return np.concatenate(vectors), errors
 
 
 @torch.no_grad()
 def text_classifiers(backbone) -> dict[str, list[list[float]]]:
-    """Every template set's zero-shot classifier as [K][D] lists (unit rows), for Tip-Adapter."""
+    """Every template set's zero-shot classifier as [K][D] lists (unit rows), for Tip-Adapter.
+
+    None for an encoder without a text tower (a CNN): the adapters then use their own prototypes.
+    """
+    if backbone is None:
+        return {}
     out = {}
     for name in TEMPLATE_SETS:
         weights = backbone.zero_shot_classifier([grade_prompts(g, name) for g in GRADES])  # [D, K]
         out[name] = weights.float().T.cpu().tolist()
     return out
-
-
-def task_backbone(task):
-    """The CLIP backbone of ``task``; an ensemble has none of its own, the CNN baseline none at all."""
-    backbone = getattr(task, "backbone", None)
-    if backbone is None:
-        raise OptionError(
-            f"{type(task).__name__} has no CLIP backbone of its own to embed with "
-            "(an ensemble: embed one of its members)"
-        )
-    return backbone
 
 
 def embedding_file(folder: Path, identity: dict) -> Path:
@@ -137,7 +178,7 @@ def cached_embeddings(
         dataset: ``records`` as a dataset with the model's evaluation transform.
         identity: ``embedding_identity`` when the caller has it.
     """
-    identity = identity or embedding_identity(task_backbone(task), records, splits, dataset.image_size)
+    identity = identity or embedding_identity(task_encoder(task), records, splits, dataset.image_size)
     if stored_identity(path) == identity:
         print(f"embeddings of this backbone and these images are cached: {path}")
         return read_embeddings(path)
@@ -159,15 +200,15 @@ def embed(
     Images that cannot be read are left out (and printed).
 
     Args:
-        task: a drgrade task with a ``backbone`` (any CLIP model; not an ensemble).
+        task: a drgrade task with an image encoder (any CLIP model or the CNN; not an ensemble).
         records: the images.
         splits: each image's split (``predict`` for a folder).
         dataset: ``records`` as a dataset with the model's evaluation transform.
         batch_size: images per forward pass.
         identity: ``embedding_identity`` when the caller has it.
     """
-    backbone = task_backbone(task)
-    vectors, errors = embed_dataset(backbone, dataset, batch_size)
+    encoder = task_encoder(task)
+    vectors, errors = embed_dataset(encoder, dataset, batch_size)
     for record, error in zip(records, errors, strict=True):
         if error:
             print(f"not embedded: {record.path}: {error}")
@@ -186,9 +227,9 @@ def embed(
         }
     )
     metadata = {
-        "identity": identity or embedding_identity(backbone, records, splits, dataset.image_size),
-        "text_classifiers": text_classifiers(backbone),
-        "logit_scale": float(backbone.logit_scale),
+        "identity": identity or embedding_identity(encoder, records, splits, dataset.image_size),
+        "text_classifiers": text_classifiers(encoder.backbone),
+        "logit_scale": None if encoder.backbone is None else float(encoder.backbone.logit_scale),
     }
     return Embeddings(frame, metadata)
 

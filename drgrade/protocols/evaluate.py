@@ -54,7 +54,7 @@ def fit_adapter(adapter, embeddings: Embeddings, grades: np.ndarray, train: np.n
         embeddings.vectors(val),
         grades[val],
         text_classifiers=embeddings.metadata.get("text_classifiers"),
-        logit_scale=embeddings.metadata.get("logit_scale", 100.0),
+        logit_scale=embeddings.metadata.get("logit_scale") or 100.0,  # none for a CNN: CLIP's usual
     )
 
 

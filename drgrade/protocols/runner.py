@@ -26,7 +26,7 @@ from drgrade.data.intake import default_cache_dir
 from drgrade.data.sources import Record
 from drgrade.data.split_file import UNUSED, write_split_file
 from drgrade.data.splits import held_out_leaks, image_key, split_records
-from drgrade.embeddings import Embeddings, cached_embeddings, embedding_file, embedding_identity
+from drgrade.embeddings import Embeddings, cached_embeddings, clip_encoder, embedding_file, embedding_identity
 from drgrade.errors import OptionError
 from drgrade.evaluation.bootstrap import BootstrapSpec
 from drgrade.protocols.adapters import ADAPTERS
@@ -184,7 +184,9 @@ class ProtocolRunner:
         dataset = FundusDataset(
             records, datamodule.hparams.image_size, datamodule.eval_transform(), intake=datamodule.intake
         )
-        identity = embedding_identity(task.backbone, records, datamodule.splits, dataset.image_size)
+        identity = embedding_identity(
+            clip_encoder(task.backbone), records, datamodule.splits, dataset.image_size
+        )
         path = embedding_file(self.embedding_folder(), identity)
         return cached_embeddings(path, task, records, datamodule.splits, dataset, identity)
 

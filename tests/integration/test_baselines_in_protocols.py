@@ -10,6 +10,9 @@ import torch
 import yaml
 
 from drgrade.cli import main
+from drgrade.data.augment import EvalTransform
+from drgrade.data.dataset import FundusDataset, folder_records
+from drgrade.embeddings import read_embeddings
 from drgrade.protocols.spec import load_protocol
 from drgrade.tasks import CNNBaseline, load_task
 from drgrade.tasks.loading import read_checkpoint
@@ -69,6 +72,18 @@ def test_cnn_baseline_and_full_fine_tuning_run_from_one_protocol_file(synthetic,
         expected = task.rule(task.decision_logits(images)).probabilities.numpy()
     grader = OnnxGrader(export_onnx(task, tmp_path / "cnn.onnx", 96))
     assert np.abs(grader.run(images.numpy())[0] - expected).max() < 1e-4
+    # its embeddings: the pooled features its classifier reads, with no text tower recorded
+    embedded = tmp_path / "cnn.parquet"
+    photos = synthetic / "messidor2" / "IMAGES"
+    main(["embed", "--ckpt_path", str(checkpoint), "--data.predict_dir", str(photos), "--out", str(embedded)])
+    table = read_embeddings(embedded)
+    assert table.metadata["text_classifiers"] == {} and table.metadata["logit_scale"] is None
+    record = next(r for r in folder_records(photos)[0] if str(r.path) == table.frame["file"][0])
+    first = FundusDataset([record], task.hparams.image_size, EvalTransform(task.normalisation()))
+    task.hparams.tta = "none"
+    with torch.no_grad():
+        expected = task.embedding(first[0]["image"][None])[0].numpy()
+    np.testing.assert_allclose(table.vectors([0])[0], expected, rtol=1e-4, atol=1e-5)
     # full fine-tuning: the CLIP image tower is optimised, in a group of its own at the smaller rate
     fine_tuned = next((out / "runs" / "fcn_clip_finetune" / "seed0").rglob("best-*.ckpt"))
     groups = read_checkpoint(fine_tuned)["optimizer_states"][0]["param_groups"]
