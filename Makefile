@@ -43,7 +43,8 @@ test-newest-lightning: $(STAMP)  ## the CLI tests on the newest Lightning the re
 # others at their newest that fit), so a floor that lies fails in CI. The torch floor comes from PyPI.
 LOWEST := .lowest
 LOWEST_TESTS := tests/integration/test_cli_api.py tests/integration/test_checkpoint_policy.py tests/integration/test_cli.py \
-  tests/integration/test_page_starts.py tests/unit/test_dependencies.py
+  tests/integration/test_page_starts.py tests/unit/test_dependencies.py \
+  tests/integration/test_help_cache.py  # builds every verb's parser
 test-lowest:  ## the CLI tests on the LOWEST versions the dependency ranges admit, in their own venv (CI)
 	rm -rf $(LOWEST)
 	$(PYTHON) -m venv $(LOWEST)

@@ -282,7 +282,7 @@ def explain_parse_error(error: ArgumentError, name: str, verb: Verb | None, args
     nested = re.search(r"(?:[Oo]ption|Key) '([\w.]+)' is not (?:accepted|expected)", text)
     if nested:
         unknown = [f"--model.init_args.{nested.group(1)}"]
-    section = re.search(r"does not accept option '([\w.]+)'", text)  # a config file's key
+    section = re.search(r"does not accept (?:option|nested key) '([\w.]+)'", text)  # a config file's key
     if section:
         unknown = [f"--{section.group(1)}"]
     if not unknown:

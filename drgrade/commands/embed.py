@@ -26,12 +26,8 @@ def add_arguments(parser) -> None:
     """
     parser.add_argument("--ckpt_path", type=str, required=True, help="the checkpoint whose backbone embeds")
     parser.add_argument("--out", type=Path, required=True, help="the Parquet file to write")
-    parser.add_class_arguments(
-        DRDataModule,
-        "data",
-        skip={"image_size", "normalisation", "augment"},
-        help="the images: --data.predict_dir DIR, or the sources (every split is embedded)",
-    )
+    parser.epilog = "The images: --data.predict_dir DIR, or the sources (every split is embedded)."
+    parser.add_class_arguments(DRDataModule, "data", skip={"image_size", "normalisation", "augment"})
 
 
 def run(opts) -> None:
