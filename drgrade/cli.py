@@ -338,6 +338,11 @@ def known_options(name: str, verb: Verb | None) -> list[str]:
     if verb.kind == "plain":
         defaults = plain_parser(name, verb, module).get_defaults()
         own = [f"--{key}" for key in defaults.keys()]  # noqa: SIM118 (a Namespace: keys() flattens --data.*)
+        if "--data.roots" in own:  # its keys are the data sources
+            own += [
+                f"--data.{source.option}"
+                for source in importlib.import_module("drgrade.data.sources").SOURCES.values()
+            ]
         if hasattr(module, "handed_on"):  # reproduce: its stages' options too
             own += importlib.import_module("drgrade.commands.lightning").option_names()
         return own

@@ -45,7 +45,7 @@ def option_is_known(name: str, known: Iterable[str], closed: Iterable[str] = ())
 
     ``--model.lr`` is ``--model.init_args.lr``; a key under a listed option is that option's
     (``--trainer.logger.init_args.project``; never under a bare section such as ``--model``),
-    except under a ``closed`` option, whose keys are all listed (``--data.roots.aptos2019``);
+    except under a ``closed`` option whose keys ``known`` lists (``--data.roots.aptos2019``);
     ``--trainer.callbacks+`` appends to ``--trainer.callbacks`` and ``--model.help`` asks for a
     class's options.
     """
@@ -57,4 +57,5 @@ def option_is_known(name: str, known: Iterable[str], closed: Iterable[str] = ())
         return True
     parts = name.split(".")
     prefixes = [".".join(parts[:n]) for n in range(len(parts) - 1, 1, -1)]
-    return any(p in known and p not in closed for p in prefixes)
+    listed = {p for p in closed if any(k.startswith(p + ".") for k in known)}  # closed, keys known
+    return any(p in known and p not in listed for p in prefixes)

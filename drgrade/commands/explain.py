@@ -54,6 +54,19 @@ def add_arguments(parser) -> None:
     )
 
 
+def configuring_checkpoint(config) -> str | None:
+    """The checkpoint the model and data are configured from.
+
+    ``--ckpt_path``, else the first one ``--compare`` names (unless it compares the configured
+    model too): its image size and weights are the checkpoint's, as for every verb, and no
+    pretrained weights are sought.
+    """
+    compared = config.get("compare") or []
+    if config.get("ckpt_path") or not compared or CONFIGURED in compared:
+        return config.get("ckpt_path")
+    return compared[0]
+
+
 def run(cli) -> None:
     """Explain every requested model on the test split (or ``data.predict_dir``).
 

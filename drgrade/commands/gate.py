@@ -72,13 +72,16 @@ def run(opts) -> None:
             verdict = model.verdict(data.intake.get(record.path)[0])
         judged.append(Judged(record, human, verdict))
     result = agreement(judged)
-    write_results(judged, result, opts.out, opts.sheet)
+    written = write_results(judged, result, opts.out, opts.sheet)
     print(summary_text(result))
-    print(f"written to {opts.out}/ (gate.json, gate_confusion.csv, gate_images.csv, gate_misjudged.png)")
+    print(f"written to {opts.out}/ ({', '.join(written)})")
 
 
-def write_results(judged: list[Judged], result: dict, out: Path, sheet: int) -> None:
-    """``gate.json``, ``gate_confusion.csv``, ``gate_images.csv`` and the misjudged sheet in ``out``."""
+def write_results(judged: list[Judged], result: dict, out: Path, sheet: int) -> list[str]:
+    """``gate.json``, ``gate_confusion.csv``, ``gate_images.csv`` and the misjudged sheet in ``out``.
+
+    Returns the names of the files written (no sheet when nothing was misjudged or it is off).
+    """
     atomic_write_text(out / "gate.json", json.dumps(result, indent=2) + "\n")
     with atomic_open(out / "gate_confusion.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -98,3 +101,5 @@ def write_results(judged: list[Judged], result: dict, out: Path, sheet: int) -> 
     (out / "gate_misjudged.png").unlink(missing_ok=True)  # a sheet from an earlier run is not this one's
     if sheet:
         misjudged_sheet(judged, out / "gate_misjudged.png", sheet)
+    written = ["gate.json", "gate_confusion.csv", "gate_images.csv"]
+    return written + (["gate_misjudged.png"] if (out / "gate_misjudged.png").exists() else [])

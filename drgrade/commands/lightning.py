@@ -119,6 +119,8 @@ class DRGradeCLI(LightningCLI):
         self.wandb_group = wandb_group
         self.verb = verb
         self.checkpoint_entry: str | None = None
+        #: The data options the checkpoint was fitted with (named when the configured data is missing).
+        self.checkpoint_data: dict | None = None
         #: The checkpoint a ``fit`` left to use next (None: not a fit, or none kept).
         self.fitted: Path | None = None
         #: ``predict --out``: a copy of the predictions where the user asked (checked writable).
@@ -190,7 +192,9 @@ class DRGradeCLI(LightningCLI):
         """
         super().parse_arguments(parser, args)
         section = self.section()
-        self.checkpoint_entry = section.get("ckpt_path")
+        # a model-bound verb may name the checkpoint that configures the model otherwise (explain --compare)
+        configuring = getattr(self.verb, "configuring_checkpoint", None)
+        self.checkpoint_entry = configuring(section) if configuring else section.get("ckpt_path")
         if self.checkpoint_entry and self.config.get("subcommand"):
             section["ckpt_path"] = None
 
@@ -213,6 +217,7 @@ class DRGradeCLI(LightningCLI):
             )
             path = resolve_checkpoint(self.checkpoint_entry, root, split)
             checkpoint = read_checkpoint(path)
+            self.checkpoint_data = checkpoint.get("datamodule_hyper_parameters")
             config["ckpt_path"] = path
             adopt_checkpoint(config, checkpoint, path, self.typed)
             if MEMBERS_KEY in checkpoint:  # an ensemble: its members default to those it recorded
@@ -233,7 +238,7 @@ class DRGradeCLI(LightningCLI):
         if "verbose" in config and "verbose" not in self.typed:
             config["verbose"] = False  # its table prints float32 noise (0.0799999982): see stage_ending
         if self.config.get("subcommand"):
-            preflight(config, self.config["subcommand"])
+            preflight(config, self.config["subcommand"], self.checkpoint_data)
 
     # -- instantiation and running --------------------------------------------------------------
     def instantiate_trainer(self, **kwargs: Any):

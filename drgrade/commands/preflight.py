@@ -54,16 +54,31 @@ def weights_problems(model: dict) -> list[str]:
     return weights_problems(options["backbone"], options["pretrained"], options.get("text_encoder"))
 
 
-def preflight(config: dict, verb: str) -> None:
+def preflight(config: dict, verb: str, fitted_on: dict | None = None) -> None:
     """Refuse to start, listing every problem, when data or weights are known to be missing.
 
     Args:
         config: the verb's parsed configuration (``data`` and ``model`` sections).
         verb: the running verb.
+        fitted_on: the data options of the checkpoint given, if any (its own data is then named).
     """
-    problems = data_problems(config["data"], verb) + weights_problems(config["model"])
+    missing_data = data_problems(config["data"], verb)
+    problems = missing_data + weights_problems(config["model"])
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)
+        own = own_data_hint(fitted_on) if missing_data else ""
         raise OptionError(
-            f"cannot start, {len(problems)} problem(s) found before reading anything:\n{listed}"
+            f"cannot start, {len(problems)} problem(s) found before reading anything:\n{listed}{own}"
         )
+
+
+def own_data_hint(fitted_on: dict | None) -> str:
+    """Where the checkpoint's own data was, when it is still there ("" otherwise)."""
+    fitted_on = fitted_on or {}
+    roots = {name: root for name, root in (fitted_on.get("roots") or {}).items() if root}
+    synthetic = bool(fitted_on.get("synthesize_if_missing"))  # written again on first use
+    if not roots or not (synthetic or all(Path(root).exists() for root in roots.values())):
+        return ""
+    given = " ".join(f"--data.roots.{name} {root}" for name, root in roots.items())
+    demo = " (the demo's synthetic data: add --config configs/demo.yaml)" if synthetic else ""
+    return f"\nto use the data this checkpoint was fitted on: {given}{demo}"

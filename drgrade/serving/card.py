@@ -21,7 +21,7 @@ from drgrade.data.sources import SOURCES
 from drgrade.decision.outputs import P_DME
 from drgrade.provenance import code_version, now
 from drgrade.reporting.provenance import code_text, weights_text
-from drgrade.serving.model_card import training_words
+from drgrade.serving.model_card import data_words, training_words
 
 NOT_A_MEDICAL_DEVICE = (
     "Research software, not a medical device: its grades have not been validated for clinical use, "
@@ -155,10 +155,12 @@ def limitations(task, document: dict) -> list[str]:
     provenance = document.get("provenance") or {}
     sources = (provenance.get("data") or {}).get("sources") or {}
     found = []
-    synthetic = sorted(name for name, source in sources.items() if source.get("synthetic"))
+    # the evaluation's sources, else (never tested) those the checkpoint records it was fitted on
+    fitted = {name for name, synthetic in (task.training_data or {}).items() if synthetic}
+    synthetic = sorted({name for name, source in sources.items() if source.get("synthetic")} | fitted)
     if synthetic:
         found.append(
-            f"trained and tested on SYNTHETIC photographs ({', '.join(synthetic)}): "
+            f"trained{' and tested' if sources else ''} on SYNTHETIC photographs ({', '.join(synthetic)}): "
             "its figures say nothing about real eyes"
         )
     records = [m.weights_record for m in getattr(task, "members", None) or []] or [task.weights_record]
@@ -210,6 +212,11 @@ def card_markdown(facts: dict) -> str:
             f"{s.get('test')} |"
             for name, s in sources.items()
         ]
+    elif facts["training_data"]:  # never tested: the sources the checkpoint records, without counts
+        lines.append(
+            f"- {data_words(facts['training_data'])}: the sources it was fitted on (images per split are "
+            "recorded by `drgrade test` of this checkpoint)"
+        )
     else:
         lines.append("- not recorded (no evaluation of this checkpoint was found)")
     lines += [

@@ -10,7 +10,7 @@ from drgrade.cli import main
 from drgrade.evaluation.metrics import lesion_mass_fraction
 from drgrade.tasks import FCNCLIP, RankingCLIP, ZeroShotCLIP
 from drgrade.tasks.attention import grad_cam, normalise_maps
-from tests.conftest import cli_args
+from tests.conftest import ROOT, cli_args
 
 
 @pytest.mark.parametrize(
@@ -117,3 +117,24 @@ def test_explain_needs_the_zero_shot_choice_from_fit(synthetic, tmp_path, capsys
     with pytest.raises(SystemExit) as exit_:
         main([*cli_args("explain", "zero_shot", synthetic, tmp_path / "runs"), "--out", str(tmp_path / "x")])
     assert exit_.value.code == 2 and "drgrade fit" in capsys.readouterr().err
+
+
+def test_explain_compare_takes_the_model_and_size_from_the_checkpoints_not_the_config(
+    synthetic, zero_shot_checkpoint, tmp_path, monkeypatch
+):
+    """The shipped config names RN50 'openai' weights (not here) at 224 px; the checkpoint knows better."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    main(
+        [
+            "explain",
+            "--config", str(ROOT / "configs" / "zero_shot.yaml"),
+            "--data.roots.aptos2019", str(synthetic / "aptos2019"),
+            "--data.roots.messidor2", str(synthetic / "messidor2"),
+            "--trainer.default_root_dir", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "x"),
+            "--compare", str(zero_shot_checkpoint),
+            "--limit", "3",
+        ]
+    )  # fmt: skip
+    saved = np.load(tmp_path / "x" / "Zero-shot" / "attention.npz")
+    assert saved["maps"].shape == (3, 96, 96)

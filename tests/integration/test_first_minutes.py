@@ -10,7 +10,7 @@ from drgrade.cli import main
 from drgrade.commands.reproduce import real_data_options
 from drgrade.console import quiet_console
 from drgrade.data.sources import downloaded
-from tests.conftest import ROOT, cli_args, drgrade_in_a_fresh_process
+from tests.conftest import ROOT, TINY, cli_args, drgrade_in_a_fresh_process
 
 
 def test_a_misspelt_config_path_is_answered_with_the_closest_file_before_any_verb_loads(capsys):
@@ -94,3 +94,27 @@ def test_demo_roots_in_two_folders_are_refused_before_any_run_folder_exists(tmp_
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "cannot start" in err and "are in different folders" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_missing_data_names_the_data_the_checkpoint_was_fitted_on(
+    synthetic, zero_shot_checkpoint, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)  # the config's default data/aptos2019 is not here
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "test",
+                "--config",
+                "configs/zero_shot.yaml",
+                "--config",
+                str(TINY),
+                "--ckpt_path",
+                str(zero_shot_checkpoint),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "no train.csv there" in err
+    assert (
+        f"to use the data this checkpoint was fitted on: --data.roots.aptos2019 {synthetic / 'aptos2019'}"
+        in err
+    )

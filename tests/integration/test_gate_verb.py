@@ -101,7 +101,8 @@ def test_a_misspelt_data_option_or_source_name_is_answered(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["gate", "--data.roots.messidr2", "x"])
     said = capsys.readouterr().err
-    assert exit_.value.code == 2 and "no data source is called 'messidr2'; did you mean messidor2?" in said
+    # answered by the data module, or before torch loads by the option names kept at install
+    assert exit_.value.code == 2 and "messidr2" in said and "did you mean" in said and "messidor2?" in said
 
 
 def test_verdict_kind_drops_the_evidence():

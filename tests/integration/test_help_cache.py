@@ -118,3 +118,18 @@ def test_the_remembered_names_refuse_no_option_the_parser_takes(help_cache, caps
     with pytest.raises(SystemExit):
         refuse_misspelt_options("predict", ["--model.init_args.my_option", "1"])
     assert "drgrade predict: error: unknown option --model.init_args.my_option" in capsys.readouterr().err
+
+
+def test_a_misspelt_source_name_is_answered_from_the_remembered_names_on_every_verb_with_data_roots(
+    help_cache, capsys
+):
+    from drgrade.cli import refuse_misspelt_options
+
+    for verb in ("predict", "gate"):
+        printed_help([verb, "--help"], capsys)
+        with pytest.raises(SystemExit):
+            refuse_misspelt_options(verb, ["--data.roots.messidr2", "x"])
+        said = capsys.readouterr().err
+        answer = "unknown option --data.roots.messidr2; did you mean --data.roots.messidor2?"
+        assert f"drgrade {verb}: error: {answer}" in said
+        refuse_misspelt_options(verb, ["--data.roots.messidor2", "x"])

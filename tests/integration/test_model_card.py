@@ -35,6 +35,9 @@ def test_export_writes_the_card_from_the_checkpoints_own_evaluation(
 
     _, untested = export("before.onnx")
     assert "not a medical device" in untested and "never evaluated" in untested
+    # never tested, the card still says what the checkpoint records it was fitted on
+    assert "- aptos2019 (SYNTHETIC), messidor2 (SYNTHETIC): the sources it was fitted on" in untested
+    assert "trained on SYNTHETIC photographs (aptos2019, messidor2)" in untested
 
     main(cli_args("test", "zero_shot", synthetic, runs, "--ckpt_path", str(checkpoint)))
     metrics = json.loads(next(runs.glob("version_*/metrics.json")).read_text())
