@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import warnings
+from pathlib import Path
 
 #: (logger name, message pattern, why it is dropped).
 LOG_NOISE = (
@@ -88,7 +89,25 @@ def quiet_console() -> None:
             logger.addFilter(_Drop(pattern))
     for pattern, _ in WARNING_NOISE:
         warnings.filterwarnings("ignore", message=pattern)
+    warnings.formatwarning = one_line_warning
     follow_the_console()
+
+
+#: Python's own warning format, for warnings raised outside drgrade.
+PYTHON_FORMAT = warnings.formatwarning
+#: drgrade's source folder: a warning raised from a file under it is one of drgrade's own.
+PACKAGE = Path(__file__).resolve().parent
+
+
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning of drgrade's own as one line saying what to know; others as Python shows them.
+
+    Python prints a warning with the file, line and source line that raised it: for a user,
+    noise around the one sentence drgrade wrote for them.
+    """
+    if Path(filename).resolve().is_relative_to(PACKAGE):
+        return f"warning: {message}\n"
+    return PYTHON_FORMAT(message, category, filename, lineno, line)
 
 
 #: The loggers Lightning gives a console handler of its own (which one depends on its version).

@@ -252,6 +252,17 @@ def decide_exams(rows: Sequence[dict[str, str]]) -> list[Exam]:
     return exams
 
 
+def exams_path(predictions: str | Path) -> Path:
+    """Where the exams of a prediction file go, beside it.
+
+    ``exams.csv`` beside ``predictions.csv``, else ``<stem>.exams.csv``: two prediction files in one
+    folder never share (and overwrite) one exams file.
+    """
+    predictions = Path(predictions)
+    name = "exams.csv" if predictions.name == "predictions.csv" else f"{predictions.stem}.exams.csv"
+    return predictions.with_name(name)
+
+
 def write_exams(path: str | Path, rows: Sequence[dict[str, str]]) -> list[Exam]:
     """Decide the exams of a prediction file's rows and write them to ``path`` (atomically)."""
     exams = decide_exams(rows)

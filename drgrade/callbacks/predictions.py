@@ -26,7 +26,7 @@ from drgrade.callbacks.writer import RunWriter
 from drgrade.data.dataset import EXAM_SEPARATOR
 from drgrade.data.intake import INTAKE_VERSION, file_identity
 from drgrade.errors import DrgradeError
-from drgrade.exams import exam_summary, write_exams
+from drgrade.exams import exam_summary, exams_path, write_exams
 from drgrade.predictions import (
     Decision,
     PredictionRow,
@@ -204,12 +204,12 @@ class PredictionWriter(BasePredictionWriter, RunWriter):
             self.progress.update(0, final=True)
         rows = self.merged(trainer)
         write_predictions(path, rows, pl_module.display_name, self.origin)
-        exams = write_exams(path.with_name("exams.csv"), [row.as_dict() for row in rows])
+        exams = write_exams(exams_path(path), [row.as_dict() for row in rows])
         print(f"predictions for {len(rows)} image(s) written to {path}: {ungradable_summary(rows)}")
         if self.copy_to:
             write_predictions(self.copy_to, rows)
             print(f"and copied to {self.copy_to}")
-        print(f"{exam_summary(exams)} in {path.with_name('exams.csv')}")
+        print(f"{exam_summary(exams)} in {exams_path(path)}")
         if rows and all(row.error for row in rows):
             raise DrgradeError(f"no image could be graded; every reason is in {path}")
 

@@ -100,7 +100,11 @@ def calibration_images(cli, folder: Path | None, spare: Path, limit: int = 32) -
         cli.datamodule.setup("fit")
         records = cli.datamodule.records_of("train")
     except DrgradeError as error:
-        print(f"no training split to calibrate on ({str(error).splitlines()[0]}): using synthetic images")
+        first = str(error).splitlines()[0].rstrip(":")
+        print(
+            f"no training split to calibrate on ({first}): calibrating on synthetic photographs; pass "
+            "--calibration_images DIR (a few dozen of your own) for ranges that fit your camera"
+        )
         root = LAYOUTS["aptos"].write_synthetic(spare, limit, cli.datamodule.hparams.image_size * 2, 0)
         paths, _ = list_images(root / "train_images")
         return paths[:limit], "synthetic fundus photographs"

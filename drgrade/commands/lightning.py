@@ -325,6 +325,7 @@ def stage_ending(stage: str, folder: Path, trainer) -> str:
     if stage in ("validate", "test") and result is not None:
         shown = {name: result.evaluation.metrics[name] for name in LOGGED}
         text += "\n" + "  ".join(f"{n} {'-' if v is None else f'{v:.3f}'}" for n, v in shown.items())
+        text += f"\ntables and figures beside other runs: drgrade report {folder} ... --out reports/NAME"
     if stage != "fit":
         return text
     callback = trainer.checkpoint_callback

@@ -203,23 +203,7 @@ def card_markdown(facts: dict) -> str:
         f"- Out of scope: {facts['out_of_scope']}",
         "",
         "## Training data",
-    ]
-    sources = facts["data_source"]
-    if sources:
-        lines += ["| Source | Synthetic | Train | Validation | Test |", "|---|---|---|---|---|"]
-        lines += [
-            f"| {name} | {'yes' if s.get('synthetic') else 'no'} | {s.get('train')} | {s.get('val')} | "
-            f"{s.get('test')} |"
-            for name, s in sources.items()
-        ]
-    elif facts["training_data"]:  # never tested: the sources the checkpoint records, without counts
-        lines.append(
-            f"- {data_words(facts['training_data'])}: the sources it was fitted on (images per split are "
-            "recorded by `drgrade test` of this checkpoint)"
-        )
-    else:
-        lines.append("- not recorded (no evaluation of this checkpoint was found)")
-    lines += [
+        *_training_data(facts),
         "",
         "## Decision rule",
         f"- temperature {rule['temperature']:.4g}; thresholds {[round(t, 4) for t in rule['thresholds']]}",
@@ -237,6 +221,31 @@ def card_markdown(facts: dict) -> str:
     lines += _figures(facts["evaluation"])
     lines += ["", "## Caveats and recommendations", *(f"- {text}" for text in facts["limitations"])]
     return "\n".join(lines) + "\n"
+
+
+def _training_data(facts: dict) -> list[str]:
+    """The card's training data lines.
+
+    The evaluation's sources with their images per split; never tested, the sources the
+    checkpoint records it was fitted on.
+    """
+    sources = facts["data_source"]
+    if sources:
+        return [
+            "| Source | Synthetic | Train | Validation | Test |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {name} | {'yes' if s.get('synthetic') else 'no'} | {s.get('train')} | {s.get('val')} | "
+                f"{s.get('test')} |"
+                for name, s in sources.items()
+            ),
+        ]
+    if facts["training_data"]:
+        return [
+            f"- {data_words(facts['training_data'])}: the sources it was fitted on (images per split are "
+            "recorded by `drgrade test` of this checkpoint)"
+        ]
+    return ["- not recorded (no evaluation of this checkpoint was found)"]
 
 
 def _figures(evaluation: dict | None) -> list[str]:

@@ -18,6 +18,8 @@ that is slower is deleted and reported as an error rather than shipped as the fa
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import tempfile
 import time
@@ -105,17 +107,18 @@ def quantize_onnx(
         dropped = drop_distance_branch(graded)  # see NO_INT8_TYPICALITY
         onnx.save(graded, str(graded_model))
         quant_pre_process(str(graded_model), str(prepared_model), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared_model),
-            str(out),
-            _Images(grader, paths),
-            quant_format=QuantFormat.QDQ,
-            calibrate_method=CalibrationMethod.Percentile,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=OPS,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its histogram settings
+            quantize_static(
+                str(prepared_model),
+                str(out),
+                _Images(grader, paths),
+                quant_format=QuantFormat.QDQ,
+                calibrate_method=CalibrationMethod.Percentile,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=OPS,
+            )
     quantised = onnx.load(str(out))
     carry_metadata(
         float_model, quantised, f"int8-static, calibrated on {len(paths)} images: {source}", dropped
@@ -178,6 +181,10 @@ def drop_distance_branch(model: onnx.ModelProto) -> bool:
     model.graph.output.extend(kept)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}  # the branch's constants go with it
+    initializers = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(initializers)
     return True
 
 

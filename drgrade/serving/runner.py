@@ -42,7 +42,7 @@ from drgrade.decision.checks import rule_problems
 from drgrade.decision.gradability import LEVELS, QUALITY_OUTPUT, learned_verdict, model_name
 from drgrade.decision.outputs import ATYPICAL, DISTANCE, OUTPUT_NAMES, P_DME
 from drgrade.errors import DrgradeError, ModelFileError, OptionError
-from drgrade.exams import exam_ids, exam_summary, write_exams
+from drgrade.exams import exam_ids, exam_summary, exams_path, write_exams
 from drgrade.files import check_writable
 from drgrade.grades import GRADE_NAMES, NUM_GRADES
 from drgrade.predictions import (
@@ -609,7 +609,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     opts = parser.parse_args(argv)
     printable_names()
-    exams_out = opts.out.with_name("exams.csv")
+    exams_out = exams_path(opts.out)
     try:
         rows, rate = grade_folder(opts)
         write_predictions(opts.out, rows)

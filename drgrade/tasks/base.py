@@ -431,7 +431,7 @@ class BaseTask(L.LightningModule):
         cut = f"{float(self.typicality.cut):.3g}" if self.typicality.fitted else "not fitted (too few images)"
         self.print(
             f"typicality check: fitted on {len(training)} training photographs; cut {cut} "
-            f"({QUANTILE:.1%} of {len(validation)} validation photographs within it)"
+            f"(the {QUANTILE:.1%} quantile of the distances of {len(validation)} validation photographs)"
         )
 
     @contextmanager

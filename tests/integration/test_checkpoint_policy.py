@@ -166,6 +166,7 @@ def test_testing_a_trainable_model_without_a_checkpoint_is_refused_unless_asked(
     run = next(tmp_path.glob("version_*"))
     said = capsys.readouterr().out
     assert f"drgrade test: run folder {run}\naccuracy " in said  # figures to 3 decimals, no float32 noise
+    assert f"tables and figures beside other runs: drgrade report {run} ... --out reports/NAME" in said
     assert re.search(r"accuracy \d\.\d{3}  qwk ", said) and not re.search(r"\d\.\d{7}", said)
     document = json.loads((run / "metrics.json").read_text())
     assert document["untrained_baseline"] is True and document["provenance"]["untrained_baseline"] is True

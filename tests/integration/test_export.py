@@ -129,7 +129,7 @@ def test_deploy_gives_every_file_an_action_and_writes_exams_beside_its_output(ex
     assert len(rows) == 4 and "not a decodable image" in rows[-1]["error"]
     assert all(r["action"] in ("refer", "no refer", "to grader") for r in rows)  # never empty
     assert (rows[-1]["action"], rows[-1]["refer_to_grader"]) == ("to grader", "1")
-    exams = list(csv.DictReader((exported.root / "exams.csv").read_text().splitlines()))
+    exams = list(csv.DictReader((exported.root / "p.exams.csv").read_text().splitlines()))  # beside p.csv
     assert len(exams) == 4 and exams[-1]["decision"] == "insufficient"  # each file its own patient
 
 
@@ -161,14 +161,24 @@ def test_int8_keeps_the_interface_and_metadata_but_not_the_typicality_check(expo
     assert json.loads(float_meta.pop("typicality"))["fitted"] and grader.cut is not None
     assert not json.loads(int8_meta.pop("typicality"))["fitted"] and quantised.cut is None
     assert int8_meta == float_meta
-    ops = {node.op_type for node in onnx.load(str(exported.int8_graph)).graph.node}
+    graph = onnx.load(str(exported.int8_graph)).graph
+    ops = {node.op_type for node in graph.node}
     assert "QuantizeLinear" in ops and "Softmax" in ops
+    from drgrade.serving.quantize import drop_distance_branch
+
+    graded = onnx.load(str(exported.float_graph))
+    assert drop_distance_branch(graded)  # what is calibrated: the check's constants went with it
+    used = {name for node in graded.graph.node for name in node.input}
+    assert [i.name for i in graded.graph.initializer if i.name not in used] == []
 
 
 def test_deploy_of_the_int8_graph_is_close_to_float(exported):
-    out = exported.root / "int8" / "q.csv"  # its own folder: its exams.csv leaves the float one alone
-    out.parent.mkdir()
+    float_exams = (exported.root / "p.exams.csv").read_bytes()
+    out = exported.root / "q.csv"  # the float run's folder: each prediction file has its own exams
     deploy_main([str(exported.int8_graph), str(exported.folder), "--out", str(out), "--workers", "2"])
+    assert (exported.root / "q.exams.csv").is_file() and (
+        exported.root / "p.exams.csv"
+    ).read_bytes() == float_exams
     quantised_rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [r["error"] != "" for r in quantised_rows] == [r["error"] != "" for r in exported.rows]
     got = np.array([[float(r[column]) for column in PROB_COLUMNS] for r in quantised_rows[:3]])

@@ -2,6 +2,7 @@
 
 import logging
 import subprocess
+import warnings
 
 import pytest
 from lightning.pytorch.callbacks import Callback
@@ -63,6 +64,18 @@ def test_lightnings_weights_only_note_is_not_shown(caplog):
             "`weights_only` was not set, defaulting to `False`."
         )
     assert "weights_only" not in caplog.text
+
+
+def test_drgrades_own_warnings_print_as_one_line_and_others_as_python_shows_them():
+    from drgrade import console
+
+    quiet_console()
+    own = warnings.formatwarning(
+        "the INT8 model has no typicality check", UserWarning, console.__file__, 70, "x = 1"
+    )
+    assert own == "warning: the INT8 model has no typicality check\n"
+    other = warnings.formatwarning("deprecated", DeprecationWarning, logging.__file__, 5, "y = 2")
+    assert other.startswith(f"{logging.__file__}:5: DeprecationWarning: deprecated") and "y = 2" in other
 
 
 class Interrupt(Callback):
