@@ -198,13 +198,18 @@ def packaged_config(value: str):
 
 
 def check_config_path(value: str) -> None:
-    """Refuse a ``--config`` file that does not exist, naming the closest file in its folder.
+    """Refuse a ``--config`` that is no readable YAML file; a missing one gets the closest names.
 
     A ``configs/...`` name also gets the closest shipped config.
     """
     path = Path(value)
-    if not value or path.is_file() or value.lstrip().startswith(("{", "[")):  # inline YAML is fine
+    if value.lstrip().startswith(("{", "[")):  # inline YAML: the parser reads it
         return
+    if path.is_file():
+        check_config_text(value)
+        return
+    if path.exists() or not value:
+        raise DrgradeError(f"--config {value or '(empty)'}: not a file; --config takes a YAML config file")
     folder = path.parent if path.parent.is_dir() else None
     names = sorted(str(folder / p.name) for p in folder.glob("*.y*ml")) if folder else []
     if path.parts and path.parts[0] == "configs":
@@ -212,6 +217,21 @@ def check_config_path(value: str) -> None:
     hint = did_you_mean(str(path), sorted(set(names)))
     where = "" if folder or hint else f" (no folder {path.parent})"
     raise DrgradeError(f"--config {value}: no such file{where}{hint}")
+
+
+def check_config_text(value: str) -> None:
+    """Refuse a ``--config`` file that is not YAML text holding sections (model, data, trainer, ...)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(value).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DrgradeError(f"--config {value}: not a YAML text file ({first})") from None
+    if config is not None and not isinstance(config, dict):
+        raise DrgradeError(
+            f"--config {value}: a config holds sections (model, data, trainer), not {type(config).__name__}"
+        )
 
 
 def run_verb(name: str, verb: Verb, args: list[str]) -> None:

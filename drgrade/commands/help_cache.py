@@ -46,6 +46,9 @@ HELP_FLAGS = ("-h", "--help")
 ENV_HELP_DIR = "DRGRADE_HELP_DIR"
 #: The distributions whose versions shape a verb's parser: its options, their types and help texts.
 SHAPERS = ("lightning", "jsonargparse", "torch", "docstring-parser", "typeshed-client")
+#: A key's length in hex digits, and the pattern of one (what ``remember`` may replace).
+KEY_DIGITS = 32
+KEY = f"[0-9a-f]{{{KEY_DIGITS}}}"
 #: The widest text kept: wider terminals get this one (argparse wraps to ``$COLUMNS``).
 MAX_WIDTH = 100
 #: drgrade's own source (every option, docstring and verb summary the help shows comes from it).
@@ -85,7 +88,7 @@ def help_key(verb: str) -> str:
     for path in sorted(PACKAGE.rglob("*.py")):
         digest.update(str(path.relative_to(PACKAGE)).encode())
         digest.update(path.read_bytes())
-    return digest.hexdigest()[:32]
+    return digest.hexdigest()[:KEY_DIGITS]
 
 
 def help_width() -> int:
@@ -112,7 +115,9 @@ def remembered_options(verb: str) -> list[str] | None:
         names = json.loads(options_file(verb).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return names if isinstance(names, list) else None
+    # a damaged file is not trusted (every help lists --help): the live parser answers instead
+    good = isinstance(names, list) and all(isinstance(n, str) and n.startswith("--") for n in names)
+    return names if good and "--help" in names else None
 
 
 def options_in(text: str) -> set[str]:
@@ -141,18 +146,23 @@ def live_help(run_live: Callable[[], None]) -> str:
 
 
 def remember(path: Path, text: str, stale: str) -> None:
-    """Keep ``text`` at ``path``, in place of the files matching ``stale`` (earlier keys)."""
+    """Keep ``text`` at ``path``, in place of the files ``stale`` matches whole (earlier keys).
+
+    Only names drgrade writes are removed (``stale`` is a regular expression ending in the
+    32-digit key), so a cache folder shared with other files loses none of them.
+    """
     with contextlib.suppress(OSError, OutputError):  # an unwritable cache: the next call is live too
-        for old in path.parent.glob(stale):
-            old.unlink()
+        for old in path.parent.iterdir() if path.parent.is_dir() else ():
+            if re.fullmatch(stale, old.name) and old.is_file():
+                old.unlink()
         atomic_write_text(path, text)
 
 
 def remember_all(verb: str, text: str, known: Callable[[], list[str]]) -> None:
     """Keep a verb's live help ``text`` and its option names (those ``text`` lists and ``known()``)."""
-    remember(help_file(verb), text, f"{verb}-{help_width()}-*.txt")
+    remember(help_file(verb), text, rf"{verb}-{help_width()}-{KEY}\.txt")
     names = sorted(options_in(text) | set(known()))
-    remember(options_file(verb), json.dumps(names), f"{verb}-options-*.json")
+    remember(options_file(verb), json.dumps(names), rf"{verb}-options-{KEY}\.json")
 
 
 def print_help(verb: str, run_live: Callable[[], None], known: Callable[[], list[str]]) -> None:

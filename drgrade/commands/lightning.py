@@ -311,7 +311,8 @@ def predictions_copy(config: Any) -> Path | None:
         return None
     data = config["data"]
     sources = [source.configured_root(data) for source in SOURCES.values()]
-    return check_writable(out, [config.get("ckpt_path"), data.get("predict_dir"), *sources])
+    inputs = [config.get("ckpt_path"), data.get("predict_dir"), data.get("exam_manifest"), *sources]
+    return check_writable(out, inputs)
 
 
 def stage_ending(stage: str, folder: Path, trainer) -> str:

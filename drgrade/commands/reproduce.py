@@ -22,6 +22,7 @@ from drgrade.data.sources import SOURCES, download_help, downloaded
 from drgrade.errors import OptionError
 from drgrade.protocols.spec import ADAPTATION_MODELS, Protocol, config_of, load_protocol, shipped_protocols
 from drgrade.reporting.report import write_report
+from drgrade.suggest import did_you_mean
 from drgrade.tasks.loading import accepted_options, task_classes
 
 
@@ -65,9 +66,18 @@ def handed_on(args: list[str]) -> tuple[list[str], StageOptions]:
 
 
 def accepted_by(config: Path) -> set[str]:
-    """The model options the model of ``config`` takes."""
-    class_path = read_config(str(config))["model"]["class_path"]
-    return accepted_options(task_classes()[class_path.rsplit(".", 1)[-1]])
+    """The model options the model of ``config`` takes (one of drgrade's tasks, or refused)."""
+    model = read_config(str(config)).get("model")
+    class_path = str(model.get("class_path") or "") if isinstance(model, dict) else ""
+    tasks = task_classes()
+    ours = "." not in class_path or class_path.startswith("drgrade.")
+    task = tasks.get(class_path.rsplit(".", 1)[-1]) if ours else None
+    if task is None:
+        raise OptionError(
+            f"{config}: its model.class_path {class_path or '(none)'} is not one of drgrade's models "
+            f"({', '.join(tasks)}); a model config names one"
+        )
+    return accepted_options(task)
 
 
 def model_arguments(config: Path, options: StageOptions) -> list[str]:
@@ -137,6 +147,9 @@ def run(opts, handed: StageOptions) -> None:
     """
     if opts.demo == (opts.data is not None):
         raise OptionError("reproduce needs exactly one of --data DIR or --demo")
+    if opts.external is not None and opts.external not in SOURCES:
+        hint = did_you_mean(opts.external, SOURCES, otherwise=f"; the sources are {', '.join(SOURCES)}")
+        raise OptionError(f"--external {opts.external}: no data source is called that{hint}")
     data = None if opts.demo else opts.data
     opts.configs = opts.configs or CONFIGS
     if not opts.configs.is_dir():

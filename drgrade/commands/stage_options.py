@@ -121,8 +121,15 @@ class StageOptions:
 
     @staticmethod
     def check_config(path: str, known: list[str]) -> None:
-        """Refuse a config file that sets an option no stage takes (naming the file)."""
-        for option in config_options(read_config(path)):
+        """Refuse a config file that sets an option no stage takes, or a section that is no mapping."""
+        config = read_config(path)
+        for section in ("model", "data", "trainer"):
+            if section in config and not isinstance(config[section], dict | str):
+                raise OptionError(
+                    f"{path}: {section} must be a mapping of options (or a config file's name), not "
+                    f"{config[section]!r}"
+                )
+        for option in config_options(config):
             if not option_is_known(option, known, closed=CLOSED_OPTIONS):
                 hint = did_you_mean(option, known)
                 raise OptionError(f"unknown option {option} (set in {path}){hint}")

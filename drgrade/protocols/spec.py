@@ -102,10 +102,21 @@ def load_protocol(entry: str | Path, configs: Path = CONFIGS) -> Protocol:
         configs: the folder of model configs its image models are looked up in.
     """
     path = protocol_path(entry)
+    raw = typed_keys(read_mapping(path), path)
+    raw["overlays"] = [str(beside(path, entry, "overlay")) for entry in raw.get("overlays") or []]
+    own = raw.get("model_configs") or {}
+    raw["model_configs"] = {str(name): str(beside(path, file, "model config")) for name, file in own.items()}
+    protocol = Protocol(**raw)
+    check(protocol, path, configs)
+    return protocol
+
+
+def read_mapping(path: Path) -> dict:
+    """The protocol file's keys, each known; ``design`` and ``models`` given; ``name`` defaulted."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise OptionError(f"protocol {path} is not valid YAML ({error})") from None
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise OptionError(f"protocol {path} is not a YAML text file ({error})") from None
     if not isinstance(raw, dict):
         raise OptionError(f"protocol {path}: expected a mapping of keys (design, models, seeds, ...)")
     known = [f.name for f in fields(Protocol)]
@@ -117,17 +128,67 @@ def load_protocol(entry: str | Path, configs: Path = CONFIGS) -> Protocol:
     for key in ("design", "models"):
         if key not in raw:
             raise OptionError(f"protocol {path}: {key!r} is required")
-    for key in ("tta", "overlays"):
-        if isinstance(raw.get(key), str):
-            raw[key] = [raw[key]]
-    raw["overlays"] = [str(beside(path, entry, "overlay")) for entry in raw.get("overlays") or []]
-    if not isinstance(raw.get("model_configs") or {}, dict):
-        raise OptionError(f"protocol {path}: model_configs maps each model name to its config file")
-    own = raw.get("model_configs") or {}
-    raw["model_configs"] = {str(name): str(beside(path, file, "model config")) for name, file in own.items()}
-    protocol = Protocol(**raw)
-    check(protocol, path, configs)
-    return protocol
+    return raw
+
+
+#: What each key of a protocol file holds: a type, [a list of it], {a mapping}, or a tuple of choices.
+KINDS: dict[str, object] = {
+    "name": str, "design": str, "models": [str], "seeds": [int], "folds": (int, None), "test": str,
+    "sources": ([str], None), "shots": [int], "split_ratios": [float], "test_seed": int,
+    "metrics": [str], "bootstrap_resamples": int, "tta": [str], "description": str, "stages": [str],
+    "ensemble": [str], "overlays": [str], "model_configs": {str: str},
+}  # fmt: skip
+#: How an error names each kind.
+WORDS = {str: "text", int: "a whole number", float: "a number", None: "null"}
+
+
+def conforms(value: object, kind: object) -> bool:
+    """Whether ``value`` is of ``kind`` (``KINDS``' notation; a bool is not a number)."""
+    if isinstance(kind, tuple):
+        return any(conforms(value, k) for k in kind)
+    if isinstance(kind, list):
+        return isinstance(value, list) and all(conforms(v, kind[0]) for v in value)
+    if isinstance(kind, dict):
+        ((key, item),) = kind.items()
+        return isinstance(value, dict) and all(
+            conforms(k, key) and conforms(v, item) for k, v in value.items()
+        )
+    if kind is None:
+        return value is None
+    numbers = (int, float) if kind is float else (kind,)
+    return isinstance(value, numbers) and not isinstance(value, bool)
+
+
+def kind_words(kind: object) -> str:
+    """``a list of text``, ``a whole number or null``, ...: a kind as an error says it."""
+    if isinstance(kind, tuple):
+        return " or ".join(kind_words(k) for k in kind)
+    if isinstance(kind, list):
+        return f"a list of {kind_words(kind[0])}"
+    if isinstance(kind, dict):
+        ((key, item),) = kind.items()
+        return f"a mapping of {kind_words(key)} to {kind_words(item)}"
+    return WORDS[kind]
+
+
+def typed_keys(raw: dict, path: Path) -> dict:
+    """``raw`` with every value of its key's kind (one item may stand for a list of one), else refused.
+
+    ``name`` names the report folder, so it is one plain folder name.
+    """
+    for key, value in raw.items():
+        kind = KINDS[key]
+        listed = kind[0] if isinstance(kind, tuple) else kind
+        if isinstance(listed, list) and conforms(value, listed[0]):
+            raw[key] = value = [value]  # models: zero_shot is models: [zero_shot]
+        if not conforms(value, kind):
+            raise OptionError(f"protocol {path}: {key} must be {kind_words(kind)}, not {value!r}")
+    name = raw["name"]
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise OptionError(
+            f"protocol {path}: name {name!r} must be a plain folder name (the report goes to reports/<name>/)"
+        )
+    return raw
 
 
 def beside(protocol: Path, entry: str, what: str) -> Path:
@@ -143,7 +204,8 @@ def model_configs_in(folder: Path) -> dict[str, Path]:
     found = {}
     for path in sorted(folder.glob("*.yaml")):
         with contextlib.suppress(OSError, UnicodeDecodeError, yaml.YAMLError):
-            model = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model")
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+            model = config.get("model") if isinstance(config, dict) else None
             if isinstance(model, dict) and model.get("class_path"):
                 found[path.stem] = path
     return found

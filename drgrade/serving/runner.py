@@ -631,7 +631,9 @@ def grade_folder(opts: argparse.Namespace) -> tuple[list[PredictionRow], float]:
     """Check everything, then grade the folder: (rows, images per second)."""
     if opts.batch_size < 1 or opts.workers < 0 or (opts.threads is not None and opts.threads < 1):
         raise OptionError("--batch_size and --threads must be at least 1, --workers at least 0")
-    check_writable(opts.out, [opts.model, opts.images, opts.quality_onnx])
+    inputs = [opts.model, opts.images, opts.quality_onnx, opts.manifest]
+    for out in (opts.out, exams_path(opts.out)):  # both files it writes, before any grading
+        check_writable(out, inputs)
     grader = OnnxGrader(opts.model, threads=opts.threads, quality=opts.quality_onnx)
     paths, skipped = list_images(opts.images)
     if not paths and not skipped:

@@ -133,3 +133,33 @@ def test_a_misspelt_source_name_is_answered_from_the_remembered_names_on_every_v
         answer = "unknown option --data.roots.messidr2; did you mean --data.roots.messidor2?"
         assert f"drgrade {verb}: error: {answer}" in said
         refuse_misspelt_options(verb, ["--data.roots.messidor2", "x"])
+
+
+def test_the_cache_folder_keeps_files_it_did_not_write_and_a_damaged_names_file_is_not_trusted(
+    help_cache, capsys
+):
+    from drgrade.cli import refuse_misspelt_options
+    from drgrade.commands.help_cache import options_file
+
+    help_cache.mkdir(parents=True)
+    theirs = [help_cache / "synth-100-results.txt", help_cache / "synth-options-2025.json"]
+    for path in theirs:
+        path.write_text("the user's")
+    printed_help(["synth", "--help"], capsys)
+    assert all(path.read_text() == "the user's" for path in theirs)
+    for damaged in ("[1, 2]", "[]", '["--x"]', "{}", "[tru"):
+        options_file("synth").write_text(damaged)
+        refuse_misspelt_options("synth", ["--out", "x", "--num_aptos", "5"])  # no crash, nothing refused
+
+
+@pytest.mark.parametrize(
+    ("content", "refusal"),
+    [(b"\xff\xfe latin-1 \xe9", "not a YAML text file"), (b"- a\n- b\n", "a config holds sections")],
+)
+def test_a_config_that_is_not_yaml_sections_is_refused_before_any_verb_loads(tmp_path, content, refusal):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(content)
+    run, heavy = drgrade_in_a_fresh_process(["fit", "--config", str(config)])
+    assert run.returncode == 2 and not heavy and f"--config {config}: {refusal}" in run.stderr
+    run, _ = drgrade_in_a_fresh_process(["fit", "--config", str(tmp_path)])
+    assert run.returncode == 2 and "not a file; --config takes a YAML config file" in run.stderr

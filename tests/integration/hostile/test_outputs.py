@@ -115,3 +115,40 @@ def test_predict_out_naming_a_photograph_it_grades_is_refused(
         main(args)
     assert exit_.value.code == 2 and "one of this command's inputs" in capsys.readouterr().err
     assert photograph.read_bytes() == original
+
+
+def test_deploy_never_writes_its_exams_over_the_manifest_a_photograph_or_the_model(
+    one_photograph, tmp_path, capsys
+):
+    model = fake_export(tmp_path / "r.exams.csv", SANE, drgrade_metadata())  # named as r.csv's exams would be
+    manifest = tmp_path / "exams.csv"
+    manifest.write_text("file,patient_id,eye,field\neye.png,p1,left,1\n")
+    (one_photograph / "scan.exams.csv").write_text("a file among the photographs\n")
+    kept = {p: p.read_bytes() for p in (model, manifest, one_photograph / "scan.exams.csv")}
+    for out, extra in [
+        (tmp_path / "predictions.csv", ["--manifest", str(manifest)]),  # its exams.csv is the manifest
+        (manifest, ["--manifest", str(manifest)]),  # the predictions themselves
+        (one_photograph / "scan.csv", []),  # scan.exams.csv is in the folder graded
+        (tmp_path / "r.csv", []),  # r.exams.csv is the model
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            deploy(model, one_photograph, out, *extra)
+        assert exit_.value.code == 2 and "one of this command's inputs" in capsys.readouterr().err, out
+        assert not (tmp_path / "predictions.csv").exists()  # refused before anything was graded
+    assert all(path.read_bytes() == content for path, content in kept.items())
+
+
+def test_predict_out_naming_its_exam_manifest_is_refused(
+    zero_shot_checkpoint, synthetic, one_photograph, tmp_path, capsys
+):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("file,patient_id,eye,field\neye.png,p1,left,1\n")
+    args = cli_args(
+        "predict", "zero_shot", synthetic, tmp_path / "runs",
+        "--ckpt_path", str(zero_shot_checkpoint), "--data.predict_dir", str(one_photograph),
+        "--data.exam_manifest", str(manifest), "--out", str(manifest),
+    )  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2 and "one of this command's inputs" in capsys.readouterr().err
+    assert manifest.read_text() == "file,patient_id,eye,field\neye.png,p1,left,1\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
@@ -178,3 +179,63 @@ def test_a_model_option_none_of_the_protocols_models_takes_is_refused_not_droppe
         StageOptions.configs([overlay]).check_taken(accepted)
     protocol_file.write_text("design: folds\nmodels: [linear_probe]\n")  # embeds with zero-shot's backbone
     assert list(models_run(load_protocol(protocol_file), CONFIGS)) == ["zero_shot"]
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("design: paper\nmodels: [zero_shot]\noverlays: 5\n", "overlays must be a list of text, not 5"),
+        ("design: folds\nmodels: [linear_probe]\nseeds: x\n", "seeds must be a list of a whole number"),
+        (
+            "design: folds\nmodels: [linear_probe]\nfolds: x\n",
+            "folds must be a whole number or null, not 'x'",
+        ),
+        ("design: paper\nmodels: [zero_shot]\nmodel_configs: {a: null}\n", "model_configs must be a mapping"),
+        ("design: paper\nmodels: [zero_shot]\nname: ../../victim\n", "must be a plain folder name"),
+        ("design: paper\nmodels: [zero_shot]\nname: 5\n", "name must be text, not 5"),
+    ],
+)
+def test_a_protocol_value_of_the_wrong_kind_is_refused_naming_the_key(tmp_path, text, refusal):
+    protocol_file = tmp_path / "p.yaml"
+    protocol_file.write_text(text)
+    with pytest.raises(OptionError, match=re.escape(refusal)):
+        load_protocol(protocol_file)
+
+
+def test_a_protocol_that_is_not_text_is_refused_and_one_name_stands_for_a_list(tmp_path):
+    protocol_file = tmp_path / "p.yaml"
+    protocol_file.write_bytes(b"\xff\xfe\x00garbage\x80")
+    with pytest.raises(OptionError, match="is not a YAML text file"):
+        load_protocol(protocol_file)
+    protocol_file.write_text("design: paper\nmodels: zero_shot\n")
+    assert load_protocol(protocol_file).models == ["zero_shot"]
+
+
+def test_a_model_config_that_names_no_drgrade_model_is_refused(tmp_path):
+    from drgrade.commands.reproduce import accepted_by
+
+    for text in ("data: {}\n", "model:\n  class_path: os.system\n"):
+        config = tmp_path / "m.yaml"
+        config.write_text(text)
+        with pytest.raises(OptionError, match=r"is not one of drgrade's models \(ZeroShotCLIP"):
+            accepted_by(config)
+
+
+def test_an_overlay_section_that_is_no_mapping_is_refused_naming_the_file(tmp_path):
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("trainer: 5\n")
+    with pytest.raises(OptionError, match=rf"{overlay}: trainer must be a mapping of options"):
+        handed_on(["--config", str(overlay)])
+
+
+def test_an_external_source_that_does_not_exist_is_refused_before_anything(tmp_path, monkeypatch, capsys):
+    from drgrade.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["reproduce", "--demo", "--external", "../../x"])
+    assert (
+        exit_.value.code == 2
+        and "--external ../../x: no data source is called that" in capsys.readouterr().err
+    )
+    assert list(tmp_path.iterdir()) == []
