@@ -48,9 +48,12 @@ def read_config(path: str) -> dict:
         text = path if path.lstrip().startswith("{") else Path(path).read_text(encoding="utf-8")
         config = yaml.safe_load(text) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise OptionError(f"--config {path}: cannot be read as YAML ({error})") from None
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise OptionError(f"config {path}: cannot be read as YAML ({first})") from None
     if not isinstance(config, dict):
-        raise OptionError(f"--config {path}: expected sections (model, data, trainer), not {config!r}")
+        raise OptionError(
+            f"config {path}: expected sections (model, data, trainer), not {type(config).__name__}"
+        )
     return config
 
 
