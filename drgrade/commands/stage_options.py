@@ -126,7 +126,14 @@ class StageOptions:
     def check_config(path: str, known: list[str]) -> None:
         """Refuse a config file that sets an option no stage takes, or a section that is no mapping."""
         config = read_config(path)
-        for section in ("model", "data", "trainer"):
+        model = config.get("model")
+        if model is not None and not (isinstance(model, dict) and "class_path" not in model):
+            named = model.get("class_path") if isinstance(model, dict) else model
+            raise OptionError(
+                f"{path}: its model section names a model ({named!r}); reproduce runs the models its "
+                "protocol names, so an overlay gives model options only (model: init_args: ...)"
+            )
+        for section in ("data", "trainer"):
             if section in config and not isinstance(config[section], dict | str):
                 raise OptionError(
                     f"{path}: {section} must be a mapping of options (or a config file's name), not "

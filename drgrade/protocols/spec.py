@@ -116,7 +116,8 @@ def read_mapping(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise OptionError(f"protocol {path} is not a YAML text file ({error})") from None
+        first = " ".join(str(error).split())[:160]  # YAML's message spans lines: one line here
+        raise OptionError(f"protocol {path} is not a YAML text file ({first})") from None
     if not isinstance(raw, dict):
         raise OptionError(f"protocol {path}: expected a mapping of keys (design, models, seeds, ...)")
     known = [f.name for f in fields(Protocol)]

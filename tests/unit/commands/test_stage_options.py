@@ -239,3 +239,11 @@ def test_an_external_source_that_does_not_exist_is_refused_before_anything(tmp_p
         and "--external ../../x: no data source is called that" in capsys.readouterr().err
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_overlay_that_names_a_model_is_refused_naming_the_file(tmp_path):
+    overlay = tmp_path / "o.yaml"
+    for text in ("model: hello\n", "model:\n  class_path: drgrade.tasks.FCNCLIP\n"):
+        overlay.write_text(text)
+        with pytest.raises(OptionError, match=rf"{overlay}: its model section names a model"):
+            handed_on(["--config", str(overlay)])
