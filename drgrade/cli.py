@@ -16,6 +16,7 @@ import importlib
 import re
 import sys
 from argparse import ArgumentError
+from collections.abc import Iterator
 from pathlib import Path
 
 from drgrade import CONFIGS, __version__
@@ -123,12 +124,27 @@ def refuse_misspelt_options(name: str, args: list[str]) -> None:
         raise SystemExit(2)
 
 
-def names_own_model(args: list[str]) -> bool:
-    """Whether ``args`` name a model class outside drgrade (``--model``, ``--model.class_path``, a config)."""
+def given(args: list[str]) -> Iterator[tuple[str, str]]:
+    """Each ``--option`` on a command line with its value (``--name value`` or ``--name=value``)."""
     for i, arg in enumerate(args):
         option, has_value, value = arg.partition("=")
-        if not has_value:
-            value = args[i + 1] if i + 1 < len(args) else ""
+        if option.startswith("--"):
+            yield option, value if has_value else (args[i + 1] if i + 1 < len(args) else "")
+
+
+def yaml_file(path: str) -> object:
+    """A YAML file's contents; None when it cannot be read as YAML text (the parser says why later)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
+def names_own_model(args: list[str]) -> bool:
+    """Whether ``args`` name a model class outside drgrade (``--model``, ``--model.class_path``, a config)."""
+    for option, value in given(args):
         if option in ("--model", "--model.class_path") and outside_drgrade(value):
             return True
         if option == "--config" and outside_drgrade(configured_model(value)):
@@ -138,12 +154,8 @@ def names_own_model(args: list[str]) -> bool:
 
 def configured_model(config: str) -> str:
     """The model class a config file names ("" for none or an unreadable file; ? for a model file)."""
-    import yaml
-
-    try:
-        model = (yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}).get("model")
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
-        return ""
+    contents = yaml_file(config)
+    model = contents.get("model") if isinstance(contents, dict) else None
     if isinstance(model, dict):
         return str(model.get("class_path") or "")
     return "?" if model else ""  # a file of its own: any class
@@ -323,20 +335,10 @@ def unknown_option_lines(name: str, unknown: list[str], known: list[str], args: 
 
 def setting_file(option: str, args: list[str]) -> str | None:
     """The ``--config`` file among ``args`` that sets ``option`` (``model.init_args.x`` or ``model.x``)."""
-    import yaml
-
     keys = option.removeprefix("--").split(".")
     spellings = [keys, [k for k in keys if k != "init_args"]]
-    for i, arg in enumerate(args):
-        flag, has_value, value = arg.partition("=")
-        if flag != "--config":
-            continue
-        value = value if has_value else (args[i + 1] if i + 1 < len(args) else "")
-        try:
-            config = yaml.safe_load(Path(value).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        if any(sets(config, spelling) for spelling in spellings):
+    for flag, value in given(args):
+        if flag == "--config" and any(sets(yaml_file(value), spelling) for spelling in spellings):
             return value
     return None
 

@@ -25,6 +25,7 @@ names, before torch is imported. Without them (nothing kept yet) the live parser
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -75,20 +76,28 @@ def installed(name: str) -> str:
         return "-"
 
 
-def help_key(verb: str) -> str:
-    """What a verb's parser depends on, as a digest.
+@functools.cache
+def installation() -> str:
+    """What every verb's parser depends on, as a digest, computed once per process.
 
-    The verb, drgrade's version and every byte of its source, the Python and the ``SHAPERS``
-    versions (a text's file name adds the width it was wrapped to).
+    drgrade's version and every byte of its source, the Python and the ``SHAPERS`` versions.
     """
     digest = hashlib.sha256()
-    digest.update(f"{verb}|{__version__}|{sys.version}".encode())
+    digest.update(f"{__version__}|{sys.version}".encode())
     for name in SHAPERS:
         digest.update(f"|{name}={installed(name)}".encode())
     for path in sorted(PACKAGE.rglob("*.py")):
         digest.update(str(path.relative_to(PACKAGE)).encode())
         digest.update(path.read_bytes())
-    return digest.hexdigest()[:KEY_DIGITS]
+    return digest.hexdigest()
+
+
+def help_key(verb: str) -> str:
+    """What a verb's parser depends on: the verb and ``installation()``.
+
+    A text's file name adds the width it was wrapped to.
+    """
+    return hashlib.sha256(f"{verb}|{installation()}".encode()).hexdigest()[:KEY_DIGITS]
 
 
 def help_width() -> int:
